@@ -1,0 +1,569 @@
+//! Where a request's token comes from ([`TokenSource`]) and the RFC 6750 parsing of each.
+//!
+//! The default is `Authorization: Bearer <token>` only (RFC 6750 §2.1):
+//!
+//! - the scheme is case-insensitive, followed by one or more spaces and a `b64token`
+//!   (`A-Z a-z 0-9 - . _ ~ + /` then any `=`);
+//! - exactly one `Authorization` header: two are a 400 `invalid_request`;
+//! - an `Authorization` header with another scheme (`Basic …`) counts as no credentials: 401
+//!   with a bare challenge, as RFC 6750 §3.1 asks for an unsupported method;
+//! - tokens longer than [`MAX_TOKEN_LEN`] bytes, non-ASCII or otherwise malformed credentials are
+//!   a 400 and never reach the verifier.
+//!
+//! Opt-in sources: a custom header (`X-API-Key: <token>`), a cookie, and the `access_token`
+//! query parameter (RFC 6750 §2.3, discouraged: URLs end up in logs and browser history).
+//! A request that carries a token in more than one place is a 400 (RFC 6750 §2: clients
+//! "MUST NOT use more than one method").
+//!
+//! ```
+//! use protected_endpoint::extract::TokenSource;
+//!
+//! let sources = [
+//!     TokenSource::authorization_bearer(),
+//!     TokenSource::header("x-api-key"),
+//!     TokenSource::cookie("session_token"),
+//! ];
+//! # let _ = sources;
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderMap, Request};
+
+use crate::rejection::Rejection;
+use crate::token::TokenSecret;
+
+/// The longest token the layer accepts, in bytes. Longer credentials are refused with
+/// 400 `invalid_request` before any verifier sees them.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// One place a request may carry its token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSource(SourceKind);
+
+#[derive(Clone, PartialEq, Eq)]
+enum SourceKind {
+    AuthorizationBearer,
+    Header(HeaderName),
+    Cookie(String),
+    Query(String),
+}
+
+impl TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1), the default.
+    pub fn authorization_bearer() -> Self {
+        Self(SourceKind::AuthorizationBearer)
+    }
+
+    /// A custom header whose whole value is the token, such as `X-API-Key`.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not a valid header name, or is `Authorization` (use
+    /// [`TokenSource::authorization_bearer`]).
+    pub fn header(name: impl AsRef<str>) -> Self {
+        let name = HeaderName::try_from(name.as_ref())
+            .unwrap_or_else(|_| panic!("{:?} is not a valid header name", name.as_ref()));
+        assert!(
+            name != AUTHORIZATION,
+            "use TokenSource::authorization_bearer() for the Authorization header"
+        );
+        Self(SourceKind::Header(name))
+    }
+
+    /// A cookie whose value is the token.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is empty or not a cookie-name token.
+    pub fn cookie(name: impl Into<String>) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && name.bytes().all(is_tchar),
+            "{name:?} is not a valid cookie name"
+        );
+        Self(SourceKind::Cookie(name))
+    }
+
+    /// The `access_token` query parameter (RFC 6750 §2.3). Discouraged: URLs are logged by
+    /// proxies and servers and kept in browser history. Prefer the `Authorization` header.
+    pub fn access_token_query() -> Self {
+        Self(SourceKind::Query("access_token".to_owned()))
+    }
+
+    /// Looks for this source's credential in the request head.
+    fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<TokenSecret>, Rejection> {
+        match &self.0 {
+            SourceKind::AuthorizationBearer => {
+                match single_header(headers, &AUTHORIZATION, "Authorization")? {
+                    Some(value) => parse_bearer(value),
+                    None => Ok(None),
+                }
+            }
+            SourceKind::Header(name) => match single_header(headers, name, name.as_str())? {
+                Some(value) => check_token(value.as_bytes()).map(Some),
+                None => Ok(None),
+            },
+            SourceKind::Cookie(name) => find_cookie(headers, name),
+            SourceKind::Query(name) => find_query(uri, name),
+        }
+    }
+
+    /// Removes this source's credential from the request, so handlers never see it.
+    fn strip<B>(&self, request: &mut Request<B>) {
+        match &self.0 {
+            SourceKind::AuthorizationBearer => {
+                request.headers_mut().remove(AUTHORIZATION);
+            }
+            SourceKind::Header(name) => {
+                request.headers_mut().remove(name);
+            }
+            SourceKind::Cookie(name) => strip_cookie(request.headers_mut(), name),
+            SourceKind::Query(name) => strip_query(request.uri_mut(), name),
+        }
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            SourceKind::AuthorizationBearer => f.write_str("AuthorizationBearer"),
+            SourceKind::Header(name) => write!(f, "Header({name})"),
+            SourceKind::Cookie(name) => write!(f, "Cookie({name})"),
+            SourceKind::Query(name) => write!(f, "Query({name})"),
+        }
+    }
+}
+
+/// Finds the one token a request carries among `sources`.
+///
+/// `Ok(None)` means no source has a credential. A credential in two sources, or a malformed
+/// one, is a [`Rejection`] with kind `InvalidRequest`.
+///
+/// ```
+/// use protected_endpoint::extract::{extract_token, TokenSource};
+///
+/// let request = http::Request::builder()
+///     .header("authorization", "bearer abc.DEF-123")
+///     .body(())
+///     .unwrap();
+/// let (token, _) = extract_token(&[TokenSource::authorization_bearer()], &request)
+///     .unwrap()
+///     .unwrap();
+/// assert_eq!(token.expose(), "abc.DEF-123");
+/// ```
+pub fn extract_token<'s, B>(
+    sources: &'s [TokenSource],
+    request: &Request<B>,
+) -> Result<Option<(TokenSecret, &'s TokenSource)>, Rejection> {
+    let mut found: Option<(TokenSecret, &TokenSource)> = None;
+    for source in sources {
+        if let Some(token) = source.find(request.headers(), request.uri())? {
+            if found.is_some() {
+                return Err(Rejection::invalid_request(
+                    "the request carries credentials in more than one place",
+                ));
+            }
+            found = Some((token, source));
+        }
+    }
+    Ok(found)
+}
+
+/// Removes the credential `source` found from `request`.
+pub(crate) fn strip_credential<B>(source: &TokenSource, request: &mut Request<B>) {
+    source.strip(request);
+}
+
+fn single_header<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    display: &str,
+) -> Result<Option<&'h HeaderValue>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Rejection::invalid_request(format!(
+            "the request carries more than one {display} header"
+        )));
+    }
+    Ok(first)
+}
+
+/// Parses `Authorization: Bearer 1*SP b64token`. Another scheme is not ours: `Ok(None)`.
+fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, Rejection> {
+    let bytes = value.as_bytes();
+    // The scheme is the leading run of token characters (RFC 7235 `auth-scheme`).
+    let scheme_len = bytes
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(bytes.len());
+    if !bytes[..scheme_len].eq_ignore_ascii_case(b"bearer") {
+        return Ok(None);
+    }
+    let rest = &bytes[scheme_len..];
+    let token = trim_leading_spaces(rest);
+    if token.len() == rest.len() || token.is_empty() {
+        return Err(Rejection::invalid_request(
+            "the Bearer credentials are empty: expected `Bearer <token>`",
+        ));
+    }
+    check_token(token).map(Some)
+}
+
+fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// Checks the RFC 6750 `b64token` syntax and the length cap.
+fn check_token(token: &[u8]) -> Result<TokenSecret, Rejection> {
+    if token.is_empty() {
+        return Err(Rejection::invalid_request("the access token is empty"));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Rejection::invalid_request(
+            "the access token is longer than 4096 bytes",
+        ));
+    }
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    if body.is_empty() || !body.iter().all(|&b| is_b64token_char(b)) {
+        return Err(Rejection::invalid_request(
+            "the access token has characters outside the RFC 6750 b64token syntax",
+        ));
+    }
+    // All bytes are ASCII, checked above.
+    let text = std::str::from_utf8(token)
+        .map_err(|_| Rejection::invalid_request("the access token has characters outside ASCII"))?;
+    Ok(TokenSecret::new(text))
+}
+
+fn is_b64token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+}
+
+/// RFC 7230 `tchar`, the characters of a cookie name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// The `name=value` pairs of every `Cookie` header (RFC 6265 §5.4 joins them with `; `).
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| {
+            let pair = trim_ascii(pair);
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((trim_ascii(&pair[..eq]), trim_ascii(&pair[eq + 1..])))
+        })
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+fn find_cookie(headers: &HeaderMap, name: &str) -> Result<Option<TokenSecret>, Rejection> {
+    let mut found = None;
+    for (key, value) in cookie_pairs(headers) {
+        if key != name.as_bytes() {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Rejection::invalid_request(format!(
+                "the request carries the cookie {name} more than once"
+            )));
+        }
+        // RFC 6265 allows a cookie value in double quotes.
+        let value = value
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(value);
+        found = Some(check_token(value)?);
+    }
+    Ok(found)
+}
+
+fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = cookie_pairs(headers)
+        .filter(|(key, _)| *key != name.as_bytes())
+        .map(|(key, value)| {
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(key),
+                String::from_utf8_lossy(value)
+            )
+        })
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = HeaderValue::try_from(kept.join("; ")) {
+            headers.insert(COOKIE, value);
+        }
+    }
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+    query.split('&').filter(|s| !s.is_empty()).map(|segment| {
+        let key = segment.split('=').next().unwrap_or_default();
+        (decode_component(key), segment)
+    })
+}
+
+fn decode_component(component: &str) -> Cow<'_, str> {
+    if !component.contains(['%', '+']) {
+        return Cow::Borrowed(component);
+    }
+    let plus_as_space = component.replace('+', " ");
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&plus_as_space)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, Rejection> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for (key, segment) in query_pairs(query) {
+        if key != name {
+            continue;
+        }
+        if found.is_some() {
+            return Err(Rejection::invalid_request(format!(
+                "the request carries the {name} query parameter more than once"
+            )));
+        }
+        let raw = segment.split_once('=').map_or("", |(_, v)| v);
+        if raw.len() > MAX_TOKEN_LEN * 3 {
+            return Err(Rejection::invalid_request(
+                "the access token is longer than 4096 bytes",
+            ));
+        }
+        // In a query, `+` means space; a literal `+` of the token arrives as `%2B`.
+        let decoded = decode_component(raw);
+        found = Some(check_token(decoded.as_bytes())?);
+    }
+    Ok(found)
+}
+
+fn strip_query(uri: &mut Uri, name: &str) {
+    let Some(query) = uri.query() else {
+        return;
+    };
+    let kept: Vec<&str> = query_pairs(query)
+        .filter(|(key, _)| key != name)
+        .map(|(_, segment)| segment)
+        .collect();
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    // The new value is made of the old one's characters, so it parses.
+    parts.path_and_query = PathAndQuery::try_from(path_and_query).ok();
+    if let Ok(new_uri) = Uri::from_parts(parts) {
+        *uri = new_uri;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rejection::RejectionKind;
+
+    fn bearer_only() -> Vec<TokenSource> {
+        vec![TokenSource::authorization_bearer()]
+    }
+
+    fn extract(
+        sources: &[TokenSource],
+        request: &Request<()>,
+    ) -> Result<Option<String>, RejectionKind> {
+        extract_token(sources, request)
+            .map(|found| found.map(|(t, _)| t.expose().to_owned()))
+            .map_err(|r| r.kind())
+    }
+
+    fn with_auth(values: &[&[u8]]) -> Request<()> {
+        let mut request = Request::new(());
+        for v in values {
+            request
+                .headers_mut()
+                .append(AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+        }
+        request
+    }
+
+    #[test]
+    fn bearer_forms_that_pass() {
+        for (header, token) in [
+            ("Bearer abc", "abc"),
+            ("bearer abc", "abc"),
+            ("BEARER abc", "abc"),
+            ("bEaReR    abc", "abc"),
+            ("Bearer a-b.c_d~e+f/g==", "a-b.c_d~e+f/g=="),
+        ] {
+            assert_eq!(
+                extract(&bearer_only(), &with_auth(&[header.as_bytes()])),
+                Ok(Some(token.to_owned())),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_no_credentials() {
+        for header in ["Basic dXNlcjpwYXNz", "Bearerabc", "Token abc", "Bear abc"] {
+            assert_eq!(
+                extract(&bearer_only(), &with_auth(&[header.as_bytes()])),
+                Ok(None),
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_bearer_is_invalid_request() {
+        let long = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN + 1));
+        for header in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer    ",
+            b"Bearer\tabc",
+            b"Bearer a b",
+            b"Bearer a\"b",
+            b"Bearer ===",
+            b"Bearer a=b",
+            b"Bearer \xc3\xbc",
+            b"Bearer abc,",
+            long.as_bytes(),
+        ] {
+            assert_eq!(
+                extract(&bearer_only(), &with_auth(&[header])),
+                Err(RejectionKind::InvalidRequest),
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        let at_cap = format!("Bearer {}", "a".repeat(MAX_TOKEN_LEN));
+        assert!(extract(&bearer_only(), &with_auth(&[at_cap.as_bytes()])).is_ok());
+    }
+
+    #[test]
+    fn two_authorization_headers_are_invalid_request() {
+        assert_eq!(
+            extract(&bearer_only(), &with_auth(&[b"Bearer a", b"Bearer a"])),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn custom_header_and_conflicts() {
+        let sources = vec![
+            TokenSource::authorization_bearer(),
+            TokenSource::header("x-api-key"),
+        ];
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_static("key123"));
+        assert_eq!(extract(&sources, &request), Ok(Some("key123".into())));
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+        assert_eq!(
+            extract(&sources, &request),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn cookie_source_finds_strips_and_keeps_the_rest() {
+        let sources = vec![TokenSource::cookie("pe_token")];
+        let mut request = Request::builder()
+            .header(COOKIE, "theme=dark; pe_token=\"abc123\"; lang=en")
+            .body(())
+            .unwrap();
+        assert_eq!(extract(&sources, &request), Ok(Some("abc123".into())));
+        strip_credential(&sources[0], &mut request);
+        assert_eq!(request.headers()[COOKIE], "theme=dark; lang=en");
+
+        let twice = Request::builder()
+            .header(COOKIE, "pe_token=a")
+            .header(COOKIE, "pe_token=b")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            extract(&sources, &twice),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn query_source_decodes_and_strips() {
+        let sources = vec![TokenSource::access_token_query()];
+        let mut request = Request::builder()
+            .uri("/summarize?x=1&access_token=ab%2Bc%2F%3D&y=a%20b")
+            .body(())
+            .unwrap();
+        assert_eq!(extract(&sources, &request), Ok(Some("ab+c/=".into())));
+        strip_credential(&sources[0], &mut request);
+        assert_eq!(request.uri(), "/summarize?x=1&y=a%20b");
+
+        let mut only = Request::builder()
+            .uri("http://h/p?access_token=abc")
+            .body(())
+            .unwrap();
+        strip_credential(&sources[0], &mut only);
+        assert_eq!(only.uri(), "http://h/p");
+
+        let space = Request::builder()
+            .uri("/p?access_token=a+b")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            extract(&sources, &space),
+            Err(RejectionKind::InvalidRequest)
+        );
+    }
+
+    #[test]
+    fn stripping_removes_the_header() {
+        let source = TokenSource::authorization_bearer();
+        let mut request = with_auth(&[b"Bearer abc"]);
+        strip_credential(&source, &mut request);
+        assert!(request.headers().get(AUTHORIZATION).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "authorization_bearer")]
+    fn authorization_is_not_a_custom_header() {
+        let _ = TokenSource::header("Authorization");
+    }
+}

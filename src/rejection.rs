@@ -1,0 +1,454 @@
+//! The one place that turns a refusal into a response: RFC 6750 for HTTP callers, a
+//! trailers-only gRPC status for gRPC callers.
+//!
+//! | refusal | HTTP | `WWW-Authenticate` | gRPC status |
+//! |---|---|---|---|
+//! | no credentials | 401 | `Bearer realm="…"` (no error code, RFC 6750 §3.1) | 16 `UNAUTHENTICATED` |
+//! | malformed credentials, several credentials | 400 | `error="invalid_request"` | 16 `UNAUTHENTICATED` |
+//! | unknown, revoked or expired token | 401 | `error="invalid_token"` | 16 `UNAUTHENTICATED` |
+//! | missing scope or deployment access | 403 | `error="insufficient_scope"`, `scope="…"` | 7 `PERMISSION_DENIED` |
+//! | verifier unavailable | 503 | none | 14 `UNAVAILABLE` |
+//!
+//! Malformed credentials map to `UNAUTHENTICATED` for gRPC callers, not `INVALID_ARGUMENT`:
+//! the call's arguments are fine, its credentials are not, and clients retry authentication
+//! failures differently from bad arguments.
+//!
+//! HTTP refusals carry a JSON body `{"error": "…", "error_description": "…"}`. A request is
+//! treated as gRPC when its `content-type` starts with `application/grpc`.
+//!
+//! ```
+//! use http::StatusCode;
+//! use protected_endpoint::Rejection;
+//!
+//! let response = Rejection::invalid_token().http_response("summarize");
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     response.headers()["www-authenticate"],
+//!     r#"Bearer realm="summarize", error="invalid_token", error_description="the access token is unknown or revoked""#
+//! );
+//!
+//! let grpc = Rejection::invalid_token().grpc_response("summarize");
+//! assert_eq!(grpc.status(), StatusCode::OK);
+//! assert_eq!(grpc.headers()["grpc-status"], "16");
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{request, Response, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// What kind of refusal a [`Rejection`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// The request carried no credentials (401, no error code).
+    MissingCredentials,
+    /// The credentials were malformed, oversized, or sent more than once (400 `invalid_request`).
+    InvalidRequest,
+    /// The token is unknown, revoked or expired (401 `invalid_token`).
+    InvalidToken,
+    /// The token lacks a required scope or access to this deployment (403 `insufficient_scope`).
+    InsufficientScope,
+    /// The verifier could not answer (503); the request did not pass.
+    Unavailable,
+}
+
+/// A gRPC status code, as sent in `grpc-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GrpcCode {
+    /// 16: the caller is not authenticated.
+    Unauthenticated,
+    /// 7: the caller is authenticated but may not do this.
+    PermissionDenied,
+    /// 14: the service cannot answer now; retry later.
+    Unavailable,
+}
+
+impl GrpcCode {
+    /// The numeric code.
+    pub const fn as_i32(self) -> i32 {
+        match self {
+            GrpcCode::Unauthenticated => 16,
+            GrpcCode::PermissionDenied => 7,
+            GrpcCode::Unavailable => 14,
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            GrpcCode::Unauthenticated => "16",
+            GrpcCode::PermissionDenied => "7",
+            GrpcCode::Unavailable => "14",
+        })
+    }
+}
+
+/// Why the layer refused a request. Turned into a response by
+/// [`Rejection::response_for`] (or your own [`RejectionResponder`]).
+///
+/// Descriptions never contain the token.
+#[derive(Clone)]
+pub struct Rejection {
+    kind: RejectionKind,
+    description: Cow<'static, str>,
+    scope: Option<String>,
+}
+
+impl Rejection {
+    fn new(kind: RejectionKind, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            description: description.into(),
+            scope: None,
+        }
+    }
+
+    /// No credentials were sent.
+    pub fn missing_credentials() -> Self {
+        Self::new(
+            RejectionKind::MissingCredentials,
+            "the request carries no access token",
+        )
+    }
+
+    /// The credentials were malformed; `description` says how (and must not quote them).
+    pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(RejectionKind::InvalidRequest, description)
+    }
+
+    /// The token is unknown or revoked.
+    pub fn invalid_token() -> Self {
+        Self::new(
+            RejectionKind::InvalidToken,
+            "the access token is unknown or revoked",
+        )
+    }
+
+    /// The token has expired.
+    pub fn expired_token() -> Self {
+        Self::new(RejectionKind::InvalidToken, "the access token has expired")
+    }
+
+    /// The token lacks a scope or deployment access. `scope` is the space-separated list of
+    /// scopes the resource requires, sent as the `scope` attribute when present.
+    pub fn insufficient_scope(
+        description: impl Into<Cow<'static, str>>,
+        scope: Option<String>,
+    ) -> Self {
+        Self {
+            scope,
+            ..Self::new(RejectionKind::InsufficientScope, description)
+        }
+    }
+
+    /// The verifier could not answer.
+    pub fn unavailable() -> Self {
+        Self::new(
+            RejectionKind::Unavailable,
+            "token verification is temporarily unavailable",
+        )
+    }
+
+    /// What kind of refusal this is.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// A human-readable reason, safe to show the caller.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The `scope` attribute of an `insufficient_scope` refusal.
+    pub fn scope_attribute(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The HTTP status for this refusal.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            RejectionKind::MissingCredentials | RejectionKind::InvalidToken => {
+                StatusCode::UNAUTHORIZED
+            }
+            RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
+            RejectionKind::InsufficientScope => StatusCode::FORBIDDEN,
+            RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The RFC 6750 error code (`None` when no credentials were sent).
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self.kind {
+            RejectionKind::MissingCredentials => None,
+            RejectionKind::InvalidRequest => Some("invalid_request"),
+            RejectionKind::InvalidToken => Some("invalid_token"),
+            RejectionKind::InsufficientScope => Some("insufficient_scope"),
+            RejectionKind::Unavailable => Some("temporarily_unavailable"),
+        }
+    }
+
+    /// The gRPC status for this refusal.
+    pub fn grpc_code(&self) -> GrpcCode {
+        match self.kind {
+            RejectionKind::InsufficientScope => GrpcCode::PermissionDenied,
+            RejectionKind::Unavailable => GrpcCode::Unavailable,
+            _ => GrpcCode::Unauthenticated,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3), or `None` for a 503.
+    pub fn www_authenticate(&self, realm: &str) -> Option<HeaderValue> {
+        if self.kind == RejectionKind::Unavailable {
+            return None;
+        }
+        let mut challenge = String::with_capacity(96);
+        challenge.push_str("Bearer realm=\"");
+        push_quoted_string_content(&mut challenge, realm);
+        challenge.push('"');
+        if let Some(code) = self.error_code() {
+            challenge.push_str(", error=\"");
+            challenge.push_str(code);
+            challenge.push_str("\", error_description=\"");
+            push_quoted_string_content(&mut challenge, &self.description);
+            challenge.push('"');
+        }
+        if let Some(scope) = &self.scope {
+            challenge.push_str(", scope=\"");
+            push_quoted_string_content(&mut challenge, scope);
+            challenge.push('"');
+        }
+        // Every byte pushed is printable ASCII (see `push_quoted_string_content`).
+        HeaderValue::try_from(challenge).ok()
+    }
+
+    /// The RFC 6750 response for an HTTP caller: status, `WWW-Authenticate`, JSON body.
+    pub fn http_response(&self, realm: &str) -> Response<Bytes> {
+        let body = serde_json::json!({
+            "error": self.error_code().unwrap_or("unauthorized"),
+            "error_description": self.description(),
+        })
+        .to_string();
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(challenge) = self.www_authenticate(realm) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+
+    /// The trailers-only response for a gRPC caller: HTTP 200, `grpc-status`,
+    /// percent-encoded `grpc-message`, and the RFC 6750 challenge for tools that read it.
+    pub fn grpc_response(&self, realm: &str) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", self.grpc_code().header_value());
+        let message = utf8_percent_encode(&self.description, GRPC_MESSAGE_ESCAPES).to_string();
+        if let Ok(message) = HeaderValue::try_from(message) {
+            headers.insert("grpc-message", message);
+        }
+        if let Some(challenge) = self.www_authenticate(realm) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+
+    /// The default response for the request whose head is `request`: gRPC when its
+    /// `content-type` is `application/grpc…`, RFC 6750 HTTP otherwise.
+    pub fn response_for(&self, request: &request::Parts, realm: &str) -> Response<Bytes> {
+        if is_grpc(&request.headers) {
+            self.grpc_response(realm)
+        } else {
+            self.http_response(realm)
+        }
+    }
+}
+
+/// Whether a request is a gRPC call (`content-type: application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web…`).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
+const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+
+/// Appends `value` as the inside of an RFC 6750 quoted-string, whose characters are limited to
+/// `%x20-21 / %x23-5B / %x5D-7E`: anything else (quotes, backslashes, non-ASCII) becomes `?`.
+fn push_quoted_string_content(out: &mut String, value: &str) {
+    out.extend(value.chars().map(|c| match c {
+        ' ' | '!' | '#'..='[' | ']'..='~' => c,
+        _ => '?',
+    }));
+}
+
+impl fmt::Debug for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejection")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.description, self.status())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Builds the response for a refused request. The default follows the table in the
+/// [module docs](self); set your own with
+/// [`ProtectedEndpointLayer::responder`](crate::ProtectedEndpointLayer::responder).
+///
+/// Any `Fn(&Rejection, &request::Parts) -> Response<Bytes>` closure is a responder.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{request, Response};
+/// use protected_endpoint::{Rejection, RejectionResponder};
+///
+/// // A plain-text 401 for browsers, the default for everybody else.
+/// let responder = |rejection: &Rejection, request: &request::Parts| {
+///     if request.headers.get("accept").is_some_and(|a| a.as_bytes().starts_with(b"text/html")) {
+///         let mut response = Response::new(Bytes::from("please sign in"));
+///         *response.status_mut() = rejection.status();
+///         response
+///     } else {
+///         rejection.response_for(request, "my-service")
+///     }
+/// };
+/// # fn is_responder<R: RejectionResponder>(_: &R) {}
+/// # is_responder(&responder);
+/// ```
+pub trait RejectionResponder: Send + Sync + 'static {
+    /// The response for `rejection` of the request whose head is `request`.
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes>;
+}
+
+impl<F> RejectionResponder for F
+where
+    F: Fn(&Rejection, &request::Parts) -> Response<Bytes> + Send + Sync + 'static,
+{
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+        self(rejection, request)
+    }
+}
+
+/// The responder a layer uses unless told otherwise: [`Rejection::response_for`] with the
+/// layer's realm.
+#[derive(Debug, Clone)]
+pub struct DefaultResponder {
+    realm: String,
+}
+
+impl DefaultResponder {
+    /// A default responder naming `realm` in its challenges.
+    pub fn new(realm: impl Into<String>) -> Self {
+        Self {
+            realm: realm.into(),
+        }
+    }
+}
+
+impl RejectionResponder for DefaultResponder {
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+        rejection.response_for(request, &self.realm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(content_type: Option<&str>) -> request::Parts {
+        let mut builder = http::Request::builder();
+        if let Some(ct) = content_type {
+            builder = builder.header(CONTENT_TYPE, ct);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn missing_credentials_have_no_error_code() {
+        let response = Rejection::missing_credentials().http_response("api");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="api""#
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let r = Rejection::insufficient_scope("needs api", Some("api write_cluster".into()));
+        let response = r.http_response("x");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[WWW_AUTHENTICATE],
+            r#"Bearer realm="x", error="insufficient_scope", error_description="needs api", scope="api write_cluster""#
+        );
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"], "insufficient_scope");
+        assert_eq!(body["error_description"], "needs api");
+        assert_eq!(r.grpc_code().as_i32(), 7);
+    }
+
+    #[test]
+    fn unavailable_is_503_without_challenge() {
+        let response = Rejection::unavailable().http_response("x");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        let grpc = Rejection::unavailable().grpc_response("x");
+        assert_eq!(grpc.headers()["grpc-status"], "14");
+    }
+
+    #[test]
+    fn grpc_is_chosen_by_content_type() {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc-web",
+        ] {
+            let response = Rejection::missing_credentials().response_for(&parts(Some(ct)), "x");
+            assert_eq!(response.status(), StatusCode::OK, "{ct}");
+            assert_eq!(response.headers()["grpc-status"], "16");
+            assert!(response.body().is_empty());
+        }
+        for ct in [None, Some("application/json"), Some("text/grpc")] {
+            let response = Rejection::missing_credentials().response_for(&parts(ct), "x");
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{ct:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        let r = Rejection::invalid_request("100% wrong\nreally: ünïcode");
+        let response = r.grpc_response("x");
+        assert_eq!(
+            response.headers()["grpc-message"],
+            "100%25 wrong%0Areally: %C3%BCn%C3%AFcode"
+        );
+    }
+
+    #[test]
+    fn hostile_realm_and_description_stay_in_the_quoted_string() {
+        let r = Rejection::invalid_request("bad \"quote\" \\ and\r\nnewline");
+        let challenge = r.www_authenticate("re\"alm").unwrap();
+        assert_eq!(
+            challenge,
+            r#"Bearer realm="re?alm", error="invalid_request", error_description="bad ?quote? ? and??newline""#
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! Token secrets: the redacted [`TokenSecret`] type, the self-identifying token format and
+//! SHA-256 hashing.
+//!
+//! A token minted by this crate looks like `pe_` + 30 base62 characters of randomness
+//! (≈178 bits) + a 6-character base62 CRC32 checksum, the way GitHub's tokens are built.
+//! The prefix lets secret scanners recognise a leaked token; the checksum lets a verifier refuse
+//! a mistyped or made-up token without touching its store.
+//!
+//! Only the SHA-256 [`TokenHash`] of a secret is ever stored; the secret itself is shown once,
+//! when it is created.
+//!
+//! ```
+//! use protected_endpoint::token::{TokenHash, TokenSecret};
+//!
+//! let secret = TokenSecret::generate();
+//! assert!(secret.expose().starts_with("pe_"));
+//! assert!(secret.has_valid_format());
+//!
+//! // `Debug` never shows the secret.
+//! assert_eq!(format!("{secret:?}"), "TokenSecret(<redacted>)");
+//!
+//! // The hash is what a store keeps.
+//! let hash = TokenHash::of(&secret);
+//! assert_eq!(hash, TokenHash::of_str(secret.expose()));
+//! assert!(hash.to_string().starts_with("sha256:"));
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The prefix of every token this crate mints.
+pub const TOKEN_PREFIX: &str = "pe_";
+
+/// How many base62 characters of randomness a minted token carries (≈178 bits).
+const RANDOM_LEN: usize = 30;
+
+/// How many base62 characters the CRC32 checksum takes (62^6 > 2^32).
+const CHECKSUM_LEN: usize = 6;
+
+/// The total length of a token minted by this crate.
+pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + RANDOM_LEN + CHECKSUM_LEN;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A bearer token as it travels: a secret that is never printed.
+///
+/// `Debug` is redacted and there is no `Display`: the only way to read the secret is
+/// [`TokenSecret::expose`], so leaking it takes a deliberate call.
+///
+/// ```
+/// use protected_endpoint::token::TokenSecret;
+///
+/// let secret = TokenSecret::new("opaque-token-from-elsewhere");
+/// assert_eq!(secret.expose(), "opaque-token-from-elsewhere");
+/// assert!(!format!("{secret:?}").contains("opaque"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenSecret(String);
+
+impl TokenSecret {
+    /// Wraps a token string (one read from a request, a file or an environment variable).
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// Mints a fresh token in this crate's format: prefix, 30 random base62 characters from
+    /// the operating system's CSPRNG-seeded generator, and a checksum.
+    ///
+    /// ```
+    /// use protected_endpoint::token::{TokenSecret, TOKEN_LEN};
+    ///
+    /// let a = TokenSecret::generate();
+    /// let b = TokenSecret::generate();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.expose().len(), TOKEN_LEN);
+    /// ```
+    pub fn generate() -> Self {
+        let mut token = String::with_capacity(TOKEN_LEN);
+        token.push_str(TOKEN_PREFIX);
+        Alphanumeric.append_string(&mut rand::rng(), &mut token, RANDOM_LEN);
+        let checksum = crc32fast::hash(token.as_bytes());
+        push_base62_checksum(&mut token, checksum);
+        Self(token)
+    }
+
+    /// The secret itself. Call it only to hand the token to its owner or to a client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this token has this crate's format: the prefix, the length, base62 characters
+    /// and a checksum that matches. A `false` here means the token cannot be one we minted,
+    /// so a store can refuse it without a lookup.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// let token = TokenSecret::generate();
+    /// assert!(token.has_valid_format());
+    ///
+    /// // Change one character: the checksum no longer matches.
+    /// let mut chars: Vec<char> = token.expose().chars().collect();
+    /// chars[10] = if chars[10] == 'a' { 'b' } else { 'a' };
+    /// let typo = TokenSecret::new(chars.into_iter().collect::<String>());
+    /// assert!(!typo.has_valid_format());
+    /// ```
+    pub fn has_valid_format(&self) -> bool {
+        has_valid_format(&self.0)
+    }
+}
+
+impl fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSecret(<redacted>)")
+    }
+}
+
+impl From<String> for TokenSecret {
+    fn from(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl From<&str> for TokenSecret {
+    fn from(secret: &str) -> Self {
+        Self(secret.to_owned())
+    }
+}
+
+fn push_base62_checksum(out: &mut String, checksum: u32) {
+    let mut digits = [0u8; CHECKSUM_LEN];
+    let mut value = checksum as u64;
+    for digit in digits.iter_mut().rev() {
+        *digit = BASE62[(value % 62) as usize];
+        value /= 62;
+    }
+    // Every byte comes from BASE62, so this is ASCII.
+    out.extend(digits.iter().map(|&b| b as char));
+}
+
+fn has_valid_format(token: &str) -> bool {
+    let bytes = token.as_bytes();
+    if bytes.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
+        return false;
+    }
+    let (body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
+    if !body[TOKEN_PREFIX.len()..]
+        .iter()
+        .all(u8::is_ascii_alphanumeric)
+    {
+        return false;
+    }
+    let mut expected = String::with_capacity(CHECKSUM_LEN);
+    push_base62_checksum(&mut expected, crc32fast::hash(body));
+    // The checksum is public information derived from the rest of the token, so an early-exit
+    // compare leaks nothing; constant time costs nothing here either, so use it.
+    bool::from(expected.as_bytes().ct_eq(checksum))
+}
+
+/// The SHA-256 hash of a token secret: what stores keep and caches key on.
+///
+/// Displays (and parses) as `sha256:<64 lowercase hex>`, the form used in token files.
+/// Equality is constant time.
+///
+/// ```
+/// use protected_endpoint::token::TokenHash;
+///
+/// let hash = TokenHash::of_str("secret");
+/// let text = hash.to_string();
+/// assert_eq!(text, "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b");
+/// assert_eq!(text.parse::<TokenHash>().unwrap(), hash);
+/// assert!("sha256:XYZ".parse::<TokenHash>().is_err());
+/// ```
+#[derive(Clone, Copy, Eq)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a token secret.
+    pub fn of(secret: &TokenSecret) -> Self {
+        Self::of_str(secret.expose())
+    }
+
+    /// Hashes a token given as a string.
+    pub fn of_str(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Wraps raw SHA-256 digest bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Display for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("sha256:")?;
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenHash({self})")
+    }
+}
+
+/// Why a string is not a valid [`TokenHash`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseTokenHashError(&'static str);
+
+impl fmt::Display for ParseTokenHashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for ParseTokenHashError {}
+
+impl FromStr for TokenHash {
+    type Err = ParseTokenHashError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex_part = s.strip_prefix("sha256:").ok_or(ParseTokenHashError(
+            "a token hash must start with `sha256:`",
+        ))?;
+        if hex_part.len() != 64
+            || !hex_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ParseTokenHashError(
+                "a token hash must be `sha256:` followed by 64 lowercase hex digits",
+            ));
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut bytes)
+            .map_err(|_| ParseTokenHashError("a token hash must be lowercase hex"))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl serde::Serialize for TokenHash {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenHash {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_have_the_format_and_differ() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let token = TokenSecret::generate();
+            assert!(token.has_valid_format(), "{}", token.expose());
+            assert_eq!(token.expose().len(), TOKEN_LEN);
+            assert!(seen.insert(token.expose().to_owned()));
+        }
+    }
+
+    #[test]
+    fn every_single_character_change_is_caught() {
+        let token = TokenSecret::generate();
+        let original = token.expose().as_bytes().to_vec();
+        for position in TOKEN_PREFIX.len()..original.len() {
+            for &replacement in BASE62 {
+                if replacement == original[position] {
+                    continue;
+                }
+                let mut changed = original.clone();
+                changed[position] = replacement;
+                let changed = String::from_utf8(changed).unwrap();
+                assert!(!has_valid_format(&changed), "{changed} passed");
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_shapes_are_rejected() {
+        for bad in [
+            "",
+            "pe_",
+            "gh_0123456789012345678901234567890123456",
+            "pe_!23456789012345678901234567890123456",
+            "pe_ü",
+        ] {
+            assert!(!has_valid_format(bad), "{bad}");
+        }
+        let token = TokenSecret::generate();
+        let longer = format!("{}0", token.expose());
+        assert!(!has_valid_format(&longer));
+    }
+
+    #[test]
+    fn hash_round_trips_and_rejects_bad_text() {
+        let hash = TokenHash::of_str("x");
+        assert_eq!(hash.to_string().parse::<TokenHash>().unwrap(), hash);
+        for bad in [
+            "",
+            "sha256:",
+            "md5:00",
+            &format!("sha256:{}", "A".repeat(64)),
+            &format!("sha256:{}", "0".repeat(63)),
+            &format!("sha256:{}", "0".repeat(65)),
+            &format!("sha256:{}", "g".repeat(64)),
+        ] {
+            assert!(bad.parse::<TokenHash>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let token = TokenSecret::generate();
+        let debug = format!("{token:?} {token:#?}");
+        assert!(!debug.contains(token.expose()));
+        assert!(!debug.contains(&token.expose()[3..10]));
+    }
+}

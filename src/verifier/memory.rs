@@ -1,0 +1,488 @@
+//! [`InMemoryTokenStore`]: a token store with create / list / get / delete, and the verifier
+//! over it.
+//!
+//! It mirrors the platform's `api_token` API: `create` returns the record and the secret (the
+//! only time the secret is seen), `list(search)`, `get(uid)`, `delete(uid)`. Only SHA-256
+//! hashes of secrets are kept. Every clone of a store shares the same tokens, so one clone can
+//! sit in the layer while another serves a management API.
+//!
+//! A deleted or expired token is refused on the very next request: there is no cache.
+//!
+//! ```
+//! use chrono::{Duration, Utc};
+//! use protected_endpoint::policy::{DeploymentAccess, Scope};
+//! use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+//!
+//! let store = InMemoryTokenStore::new();
+//! let created = store
+//!     .create(
+//!         NewToken::new("ci pipeline")
+//!             .description("deploys from CI")
+//!             .scopes([Scope::API])
+//!             .deployments(DeploymentAccess::only(["summarize"]).unwrap())
+//!             .expires_at(Utc::now() + Duration::days(30)),
+//!     )
+//!     .unwrap();
+//! println!("token: {}", created.secret.expose()); // shown once
+//!
+//! assert_eq!(store.list(Some("pipeline")).len(), 1);
+//! assert_eq!(store.get(&created.token.uid).unwrap().name, "ci pipeline");
+//! assert!(store.delete(&created.token.uid).is_some());
+//! assert!(store.get(&created.token.uid).is_none());
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::policy::{DeploymentAccess, Scope};
+use crate::record::ApiToken;
+use crate::token::{TokenHash, TokenSecret};
+use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
+
+/// The longest token name accepted, in characters.
+pub const MAX_NAME_LEN: usize = 128;
+/// The longest token description accepted, in characters.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// What to create: the arguments of the platform's `api_token.create`.
+///
+/// Defaults: empty description, no scopes, access to all deployments, no expiry.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    name: String,
+    description: String,
+    scopes: Vec<Scope>,
+    deployments: DeploymentAccess,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewToken {
+    /// A token named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            scopes: Vec::new(),
+            deployments: DeploymentAccess::All,
+            expires_at: None,
+        }
+    }
+
+    /// A free-text description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The scopes to grant.
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+
+    /// Which deployments the token may reach.
+    pub fn deployments(mut self, deployments: DeploymentAccess) -> Self {
+        self.deployments = deployments;
+        self
+    }
+
+    /// When the token stops working. Must be in the future.
+    pub fn expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// Checks the arguments, returning the record a store keeps for them.
+    fn into_record(self, uid: String, now: DateTime<Utc>) -> Result<ApiToken, NewTokenError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(NewTokenError::EmptyName);
+        }
+        if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+            return Err(NewTokenError::InvalidName);
+        }
+        if self.description.chars().count() > MAX_DESCRIPTION_LEN
+            || self
+                .description
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(NewTokenError::InvalidDescription);
+        }
+        if let Some(expires_at) = self.expires_at {
+            if expires_at <= now {
+                return Err(NewTokenError::ExpiryInThePast);
+            }
+        }
+        let mut scopes = self.scopes;
+        scopes.sort();
+        scopes.dedup();
+        Ok(ApiToken {
+            uid,
+            name: name.to_owned(),
+            description: self.description,
+            scopes,
+            deployments: self.deployments,
+            created_at: now,
+            expired_at: self.expires_at,
+            last_used_at: None,
+        })
+    }
+}
+
+/// Why a token could not be created or imported. Nothing was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NewTokenError {
+    /// The name is empty (or only white space).
+    EmptyName,
+    /// The name is longer than [`MAX_NAME_LEN`] characters or has control characters.
+    InvalidName,
+    /// The description is longer than [`MAX_DESCRIPTION_LEN`] or has control characters.
+    InvalidDescription,
+    /// The expiry is not in the future.
+    ExpiryInThePast,
+    /// A token with this uid is already stored (import only).
+    DuplicateUid(String),
+    /// A token with this secret hash is already stored (import only).
+    DuplicateHash(String),
+}
+
+impl fmt::Display for NewTokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewTokenError::EmptyName => f.write_str("a token needs a name"),
+            NewTokenError::InvalidName => write!(
+                f,
+                "a token name is at most {MAX_NAME_LEN} characters, without control characters"
+            ),
+            NewTokenError::InvalidDescription => write!(
+                f,
+                "a token description is at most {MAX_DESCRIPTION_LEN} characters, without control characters other than newline and tab"
+            ),
+            NewTokenError::ExpiryInThePast => f.write_str("the expiry must be in the future"),
+            NewTokenError::DuplicateUid(uid) => write!(f, "a token with uid {uid} already exists"),
+            NewTokenError::DuplicateHash(uid) => write!(
+                f,
+                "token {uid} has the same secret hash as a token already stored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NewTokenError {}
+
+/// A freshly created token: its record and its secret. The secret is not kept anywhere:
+/// hand it to its owner now. `Debug` redacts it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CreatedToken {
+    /// The stored record.
+    pub token: ApiToken,
+    /// The secret, shown this once.
+    pub secret: TokenSecret,
+}
+
+/// An in-memory token store, and a [`TokenVerifier`] over it.
+///
+/// Cheap to clone; clones share the tokens. Verification takes a read lock for one hash-map
+/// lookup and never holds it across an `.await`.
+#[derive(Clone, Default)]
+pub struct InMemoryTokenStore {
+    tokens: Arc<RwLock<Tokens>>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    by_hash: HashMap<TokenHash, Arc<Entry>>,
+    by_uid: HashMap<String, TokenHash>,
+}
+
+struct Entry {
+    record: ApiToken,
+    info: TokenInfo,
+    /// Unix seconds of the last use, 0 for never: an atomic, so verification only reads the
+    /// lock and updates this in place.
+    last_used: AtomicI64,
+}
+
+impl Entry {
+    fn new(record: ApiToken) -> Self {
+        let last_used = record.last_used_at.map_or(0, |t| t.timestamp());
+        Self {
+            info: record.to_token_info(),
+            record,
+            last_used: AtomicI64::new(last_used),
+        }
+    }
+
+    fn touch(&self, now: i64) {
+        // Write only when the second changed, so hot tokens do not bounce a cache line
+        // between cores on every request.
+        if self.last_used.load(Ordering::Relaxed) != now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> ApiToken {
+        let mut record = self.record.clone();
+        let last_used = self.last_used.load(Ordering::Relaxed);
+        record.last_used_at = (last_used != 0)
+            .then(|| DateTime::from_timestamp(last_used, 0))
+            .flatten();
+        record
+    }
+}
+
+impl InMemoryTokenStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tokens> {
+        // No code panics while holding the lock with the maps half-changed, so a poisoned
+        // lock still guards consistent data.
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tokens> {
+        self.tokens.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a token, returning its record and its secret (the only time the secret is
+    /// available). Bad arguments are an error and store nothing.
+    pub fn create(&self, new: NewToken) -> Result<CreatedToken, NewTokenError> {
+        let secret = TokenSecret::generate();
+        let hash = TokenHash::of(&secret);
+        let mut tokens = self.write();
+        let uid = loop {
+            let uid = new_uid();
+            if !tokens.by_uid.contains_key(&uid) {
+                break uid;
+            }
+        };
+        let record = new.into_record(uid, Utc::now())?;
+        tokens.by_uid.insert(record.uid.clone(), hash);
+        tokens
+            .by_hash
+            .insert(hash, Arc::new(Entry::new(record.clone())));
+        Ok(CreatedToken {
+            token: record,
+            secret,
+        })
+    }
+
+    /// Stores an existing record with the hash of its secret (to restore tokens saved
+    /// elsewhere). Fails, storing nothing, on a duplicate uid or hash.
+    pub fn import(&self, record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
+        let mut tokens = self.write();
+        if tokens.by_uid.contains_key(&record.uid) {
+            return Err(NewTokenError::DuplicateUid(record.uid));
+        }
+        if tokens.by_hash.contains_key(&hash) {
+            return Err(NewTokenError::DuplicateHash(record.uid));
+        }
+        tokens.by_uid.insert(record.uid.clone(), hash);
+        tokens.by_hash.insert(hash, Arc::new(Entry::new(record)));
+        Ok(())
+    }
+
+    /// The tokens whose name contains `search` (case-insensitive), or all of them, oldest
+    /// first.
+    pub fn list(&self, search: Option<&str>) -> Vec<ApiToken> {
+        let needle = search.map(str::to_lowercase);
+        let mut found: Vec<ApiToken> = self
+            .read()
+            .by_hash
+            .values()
+            .filter(|entry| {
+                needle
+                    .as_deref()
+                    .is_none_or(|needle| entry.record.name.to_lowercase().contains(needle))
+            })
+            .map(|entry| entry.snapshot())
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.uid).cmp(&(b.created_at, &b.uid)));
+        found
+    }
+
+    /// The token with this uid.
+    pub fn get(&self, uid: &str) -> Option<ApiToken> {
+        let tokens = self.read();
+        let hash = tokens.by_uid.get(uid)?;
+        tokens.by_hash.get(hash).map(|entry| entry.snapshot())
+    }
+
+    /// Deletes the token with this uid, returning its record. It is refused from the next
+    /// request on.
+    pub fn delete(&self, uid: &str) -> Option<ApiToken> {
+        let mut tokens = self.write();
+        let hash = tokens.by_uid.remove(uid)?;
+        tokens.by_hash.remove(&hash).map(|entry| entry.snapshot())
+    }
+
+    /// How many tokens are stored.
+    pub fn len(&self) -> usize {
+        self.read().by_uid.len()
+    }
+
+    /// Whether no token is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Verifies a token without going through a future: what the async verifier does.
+    pub fn verify_now(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        // A token that is not in our format cannot be ours: refuse without a lookup.
+        if !token.has_valid_format() {
+            return Err(VerifyError::Invalid);
+        }
+        let hash = TokenHash::of(token);
+        let entry = self
+            .read()
+            .by_hash
+            .get(&hash)
+            .cloned()
+            .ok_or(VerifyError::Invalid)?;
+        let now = Utc::now();
+        if entry.record.is_expired_at(now) {
+            return Err(VerifyError::Expired);
+        }
+        entry.touch(now.timestamp());
+        Ok(entry.info.clone())
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for InMemoryTokenStore {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        self.verify_now(token)
+    }
+}
+
+impl fmt::Debug for InMemoryTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryTokenStore")
+            .field("tokens", &self.len())
+            .finish()
+    }
+}
+
+/// A new token uid: 16 lowercase alphanumeric characters.
+fn new_uid() -> String {
+    Alphanumeric
+        .sample_string(&mut rand::rng(), 16)
+        .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn create_verify_delete() {
+        let store = InMemoryTokenStore::new();
+        let created = store
+            .create(NewToken::new("ci").scopes([Scope::API, Scope::API]))
+            .unwrap();
+        assert_eq!(created.token.scopes, vec![Scope::API]);
+        let info = store.verify_now(&created.secret).unwrap();
+        assert_eq!(info.uid(), created.token.uid);
+        assert!(store
+            .get(&created.token.uid)
+            .unwrap()
+            .last_used_at
+            .is_some());
+        store.delete(&created.token.uid).unwrap();
+        assert!(matches!(
+            store.verify_now(&created.secret),
+            Err(VerifyError::Invalid)
+        ));
+        assert!(store.delete(&created.token.uid).is_none());
+    }
+
+    #[test]
+    fn bad_arguments_store_nothing() {
+        let store = InMemoryTokenStore::new();
+        let cases = [
+            (NewToken::new("  "), NewTokenError::EmptyName),
+            (NewToken::new("a\u{0}b"), NewTokenError::InvalidName),
+            (
+                NewToken::new("x".repeat(MAX_NAME_LEN + 1)),
+                NewTokenError::InvalidName,
+            ),
+            (
+                NewToken::new("ok").description("bell\u{7}"),
+                NewTokenError::InvalidDescription,
+            ),
+            (
+                NewToken::new("ok").expires_at(Utc::now() - Duration::seconds(1)),
+                NewTokenError::ExpiryInThePast,
+            ),
+        ];
+        for (new, expected) in cases {
+            assert_eq!(store.create(new).unwrap_err(), expected);
+        }
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let store = InMemoryTokenStore::new();
+        let created = store.create(NewToken::new("short")).unwrap();
+        let mut record = store.delete(&created.token.uid).unwrap();
+        record.expired_at = Some(Utc::now() - Duration::seconds(1));
+        store
+            .import(record.clone(), TokenHash::of(&created.secret))
+            .unwrap();
+        assert!(matches!(
+            store.verify_now(&created.secret),
+            Err(VerifyError::Expired)
+        ));
+        // Importing twice is refused, and changes nothing.
+        assert_eq!(
+            store.import(record.clone(), TokenHash::of_str("other")),
+            Err(NewTokenError::DuplicateUid(record.uid.clone()))
+        );
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn list_searches_names_case_insensitively() {
+        let store = InMemoryTokenStore::new();
+        store.create(NewToken::new("CI deploy")).unwrap();
+        store.create(NewToken::new("laptop")).unwrap();
+        assert_eq!(store.list(None).len(), 2);
+        let found = store.list(Some("ci"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "CI deploy");
+        assert!(store.list(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn malformed_and_unknown_tokens_are_invalid() {
+        let store = InMemoryTokenStore::new();
+        for token in ["", "abc", &TokenSecret::generate().expose().to_owned()] {
+            assert!(matches!(
+                store.verify_now(&TokenSecret::new(token)),
+                Err(VerifyError::Invalid)
+            ));
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let store = InMemoryTokenStore::new();
+        let created = store.create(NewToken::new("n")).unwrap();
+        let debug = format!("{created:?} {store:?}");
+        assert!(!debug.contains(created.secret.expose()));
+    }
+}

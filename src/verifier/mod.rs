@@ -1,0 +1,459 @@
+//! Token verification: the [`TokenVerifier`] trait, what it answers ([`TokenInfo`] or
+//! [`VerifyError`]), and ways to build and combine verifiers.
+//!
+//! A verifier answers one question: *whose token is this?* It does not decide whether the
+//! token may pass; the layer's [`AccessPolicy`](crate::policy::AccessPolicy) does, so every
+//! verifier gets the same scope, deployment and expiry rules.
+//!
+//! # Writing a verifier
+//!
+//! Implement the trait (with [`async_trait`]) or wrap an async closure with [`verifier_fn`]:
+//!
+//! ```
+//! use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
+//! use protected_endpoint::policy::Scope;
+//! use protected_endpoint::token::TokenSecret;
+//!
+//! struct OneToken(String);
+//!
+//! #[async_trait::async_trait]
+//! impl TokenVerifier for OneToken {
+//!     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+//!         use subtle::ConstantTimeEq;
+//!         if bool::from(token.expose().as_bytes().ct_eq(self.0.as_bytes())) {
+//!             Ok(TokenInfo::new("the-one", "the one token").with_scopes([Scope::API]))
+//!         } else {
+//!             Err(VerifyError::Invalid)
+//!         }
+//!     }
+//! }
+//!
+//! // The same, as a closure:
+//! let closure = verifier_fn(|token: TokenSecret| async move {
+//!     if token.expose() == "letmein" {
+//!         Ok(TokenInfo::new("demo", "demo"))
+//!     } else {
+//!         Err(VerifyError::Invalid)
+//!     }
+//! });
+//! # let _ = closure;
+//! ```
+//!
+//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore).
+
+pub mod memory;
+
+use std::any::Any;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::policy::{DeploymentAccess, Scope};
+use crate::token::TokenSecret;
+
+/// A boxed error, the source of [`VerifyError::Unavailable`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Answers *whose token is this?* for the layer.
+///
+/// The trait is object safe (`Arc<dyn TokenVerifier>` works) and implemented for `Arc<T>`,
+/// `Box<T>` and `&T` of any verifier. Verifiers must not hold a lock across an `.await` and
+/// should answer quickly: the layer calls one on every request.
+///
+/// Return [`VerifyError::Unavailable`] when the answer cannot be known (a backend is down):
+/// the layer then refuses with 503, it never lets the request through.
+#[async_trait]
+pub trait TokenVerifier: Send + Sync {
+    /// Verifies `token`, returning who it belongs to.
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError>;
+}
+
+#[async_trait]
+impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        (**self).verify(token).await
+    }
+}
+
+#[async_trait]
+impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        (**self).verify(token).await
+    }
+}
+
+#[async_trait]
+impl<T: TokenVerifier + ?Sized> TokenVerifier for &T {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        (**self).verify(token).await
+    }
+}
+
+/// Why a verifier did not return a [`TokenInfo`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is unknown, revoked or malformed (401 `invalid_token`).
+    Invalid,
+    /// The token is known but expired (401 `invalid_token`).
+    Expired,
+    /// The verifier could not answer (its backend failed): 503, and the request does not pass.
+    Unavailable(BoxError),
+}
+
+impl VerifyError {
+    /// An [`VerifyError::Unavailable`] with `source` as the reason.
+    ///
+    /// ```
+    /// use protected_endpoint::VerifyError;
+    ///
+    /// let err = VerifyError::unavailable(std::io::Error::other("connection refused"));
+    /// assert_eq!(err.to_string(), "token verification is unavailable: connection refused");
+    /// ```
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        VerifyError::Unavailable(source.into())
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VerifyError::Invalid => f.write_str("the token is invalid"),
+            VerifyError::Expired => f.write_str("the token has expired"),
+            VerifyError::Unavailable(source) => {
+                write!(f, "token verification is unavailable: {source}")
+            }
+        }
+    }
+}
+
+impl StdError for VerifyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            VerifyError::Unavailable(source) => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Who a verified token belongs to and what it may do. The layer puts it in the request's
+/// extensions, so an axum handler takes `Extension<TokenInfo>`.
+///
+/// Cloning is cheap (one reference count): the layer clones it on every request.
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use protected_endpoint::policy::{DeploymentAccess, Scope};
+/// use protected_endpoint::TokenInfo;
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Tenant(u32);
+///
+/// let info = TokenInfo::new("tok_123", "ci pipeline")
+///     .with_scopes([Scope::API])
+///     .with_deployments(DeploymentAccess::only(["summarize"]).unwrap())
+///     .with_expires_at(Utc::now() + Duration::days(30))
+///     .with_extension(Tenant(7));
+///
+/// assert_eq!(info.name(), "ci pipeline");
+/// assert!(info.has_scope(&Scope::API));
+/// assert_eq!(info.extension::<Tenant>(), Some(&Tenant(7)));
+/// ```
+#[derive(Clone)]
+pub struct TokenInfo(Arc<TokenInfoInner>);
+
+#[derive(Clone)]
+struct TokenInfoInner {
+    uid: String,
+    name: String,
+    scopes: Vec<Scope>,
+    deployments: DeploymentAccess,
+    expires_at: Option<DateTime<Utc>>,
+    extensions: http::Extensions,
+}
+
+impl TokenInfo {
+    /// A token with this uid and name, no scopes, access to all deployments and no expiry.
+    pub fn new(uid: impl Into<String>, name: impl Into<String>) -> Self {
+        Self(Arc::new(TokenInfoInner {
+            uid: uid.into(),
+            name: name.into(),
+            scopes: Vec::new(),
+            deployments: DeploymentAccess::All,
+            expires_at: None,
+            extensions: http::Extensions::new(),
+        }))
+    }
+
+    fn inner_mut(&mut self) -> &mut TokenInfoInner {
+        Arc::make_mut(&mut self.0)
+    }
+
+    /// Sets the token's scopes.
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        let mut scopes: Vec<Scope> = scopes.into_iter().collect();
+        scopes.sort();
+        scopes.dedup();
+        self.inner_mut().scopes = scopes;
+        self
+    }
+
+    /// Sets which deployments the token may reach.
+    pub fn with_deployments(mut self, deployments: DeploymentAccess) -> Self {
+        self.inner_mut().deployments = deployments;
+        self
+    }
+
+    /// Sets when the token expires. The layer refuses it from that instant on.
+    pub fn with_expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
+        self.inner_mut().expires_at = Some(expires_at);
+        self
+    }
+
+    /// Attaches a value of the verifier's own (a tenant id, a rate-limit class, ...), read
+    /// back with [`TokenInfo::extension`].
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.inner_mut().extensions.insert(value);
+        self
+    }
+
+    /// The token's unique id (not its secret).
+    pub fn uid(&self) -> &str {
+        &self.0.uid
+    }
+
+    /// The token's human-readable name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The token's scopes, sorted.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.0.scopes
+    }
+
+    /// Whether the token has `scope`.
+    pub fn has_scope(&self, scope: &Scope) -> bool {
+        self.0.scopes.binary_search(scope).is_ok()
+    }
+
+    /// Which deployments the token may reach.
+    pub fn deployments(&self) -> &DeploymentAccess {
+        &self.0.deployments
+    }
+
+    /// When the token expires, if ever.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+
+    /// A value the verifier attached with [`TokenInfo::with_extension`].
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.0.extensions.get::<T>()
+    }
+}
+
+impl fmt::Debug for TokenInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenInfo")
+            .field("uid", &self.0.uid)
+            .field("name", &self.0.name)
+            .field("scopes", &self.0.scopes)
+            .field("deployments", &self.0.deployments)
+            .field("expires_at", &self.0.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for TokenInfo {
+    /// Two infos are equal when everything but the extensions (which cannot be compared) is.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.uid == other.0.uid
+                && self.0.name == other.0.name
+                && self.0.scopes == other.0.scopes
+                && self.0.deployments == other.0.deployments
+                && self.0.expires_at == other.0.expires_at)
+    }
+}
+
+/// A verifier made from an async closure; see [`verifier_fn`].
+#[derive(Clone)]
+pub struct VerifierFn<F> {
+    f: F,
+}
+
+/// Builds a [`TokenVerifier`] from an async closure taking the token by value.
+///
+/// ```
+/// use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
+/// use protected_endpoint::token::TokenSecret;
+///
+/// # tokio_test();
+/// # fn tokio_test() {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// let verifier = verifier_fn(|token: TokenSecret| async move {
+///     match token.expose() {
+///         "alpha" => Ok(TokenInfo::new("1", "alpha")),
+///         _ => Err(VerifyError::Invalid),
+///     }
+/// });
+/// assert_eq!(verifier.verify(&"alpha".into()).await.unwrap().name(), "alpha");
+/// assert!(verifier.verify(&"beta".into()).await.is_err());
+/// # });
+/// # }
+/// ```
+pub fn verifier_fn<F, Fut>(f: F) -> VerifierFn<F>
+where
+    F: Fn(TokenSecret) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<TokenInfo, VerifyError>> + Send,
+{
+    VerifierFn { f }
+}
+
+#[async_trait]
+impl<F, Fut> TokenVerifier for VerifierFn<F>
+where
+    F: Fn(TokenSecret) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<TokenInfo, VerifyError>> + Send,
+{
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        (self.f)(token.clone()).await
+    }
+}
+
+impl<F> fmt::Debug for VerifierFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierFn").finish_non_exhaustive()
+    }
+}
+
+/// Combinators on verifiers.
+pub trait TokenVerifierExt: TokenVerifier + Sized {
+    /// Asks `self` first and `fallback` when `self` does not know the token: a token from
+    /// either passes. Useful to accept a static file of service tokens beside a store.
+    ///
+    /// `fallback` is asked when `self` answers [`VerifyError::Invalid`] or
+    /// [`VerifyError::Unavailable`]; an [`VerifyError::Expired`] answer is final. When `self`
+    /// was unavailable and `fallback` does not know the token either, the answer stays
+    /// unavailable: an outage must not look like a bad token, and must not let it pass.
+    ///
+    /// ```
+    /// use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, TokenVerifierExt, VerifyError};
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let first = verifier_fn(|t: TokenSecret| async move {
+    ///     if t.expose() == "a" { Ok(TokenInfo::new("1", "a")) } else { Err(VerifyError::Invalid) }
+    /// });
+    /// let second = verifier_fn(|t: TokenSecret| async move {
+    ///     if t.expose() == "b" { Ok(TokenInfo::new("2", "b")) } else { Err(VerifyError::Invalid) }
+    /// });
+    /// let both = first.or(second);
+    /// assert!(both.verify(&"a".into()).await.is_ok());
+    /// assert!(both.verify(&"b".into()).await.is_ok());
+    /// assert!(both.verify(&"c".into()).await.is_err());
+    /// # });
+    /// ```
+    fn or<B: TokenVerifier>(self, fallback: B) -> Or<Self, B> {
+        Or {
+            first: self,
+            fallback,
+        }
+    }
+}
+
+impl<T: TokenVerifier> TokenVerifierExt for T {}
+
+/// The verifier returned by [`TokenVerifierExt::or`].
+#[derive(Debug, Clone)]
+pub struct Or<A, B> {
+    first: A,
+    fallback: B,
+}
+
+#[async_trait]
+impl<A: TokenVerifier, B: TokenVerifier> TokenVerifier for Or<A, B> {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        match self.first.verify(token).await {
+            Ok(info) => Ok(info),
+            Err(VerifyError::Expired) => Err(VerifyError::Expired),
+            Err(VerifyError::Invalid) => self.fallback.verify(token).await,
+            Err(first_error) => match self.fallback.verify(token).await {
+                Ok(info) => Ok(info),
+                Err(VerifyError::Expired) => Err(VerifyError::Expired),
+                Err(_) => Err(first_error),
+            },
+        }
+    }
+}
+
+// `TokenInfo` travels in request extensions, which need `Clone + Send + Sync + 'static`.
+const _: fn() = || {
+    fn assert_extension<T: Clone + Send + Sync + Any>() {}
+    assert_extension::<TokenInfo>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(name: &'static str) -> impl TokenVerifier {
+        verifier_fn(move |t: TokenSecret| async move {
+            if t.expose() == name {
+                Ok(TokenInfo::new(name, name))
+            } else {
+                Err(VerifyError::Invalid)
+            }
+        })
+    }
+
+    fn down() -> impl TokenVerifier {
+        verifier_fn(|_t: TokenSecret| async move {
+            Err(VerifyError::unavailable(std::io::Error::other("down")))
+        })
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        futures_util::FutureExt::now_or_never(f).expect("test verifiers are ready at once")
+    }
+
+    #[test]
+    fn or_keeps_outages_visible() {
+        let v = down().or(fixed("b"));
+        assert!(block_on(v.verify(&"b".into())).is_ok());
+        assert!(matches!(
+            block_on(v.verify(&"x".into())),
+            Err(VerifyError::Unavailable(_))
+        ));
+        let v = fixed("a").or(down());
+        assert!(block_on(v.verify(&"a".into())).is_ok());
+        assert!(matches!(
+            block_on(v.verify(&"x".into())),
+            Err(VerifyError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn trait_objects_and_pointers_verify() {
+        let shared: Arc<dyn TokenVerifier> = Arc::new(fixed("a"));
+        assert!(block_on(shared.verify(&"a".into())).is_ok());
+        let boxed: Box<dyn TokenVerifier> = Box::new(fixed("a"));
+        assert!(block_on(boxed.verify(&"b".into())).is_err());
+        assert!(block_on((&boxed).verify(&"a".into())).is_ok());
+    }
+
+    #[test]
+    fn token_info_scopes_are_sorted_and_deduplicated() {
+        let info =
+            TokenInfo::new("u", "n").with_scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
+        assert_eq!(info.scopes(), &[Scope::API, Scope::WRITE_CLUSTER]);
+        assert!(info.has_scope(&Scope::WRITE_CLUSTER));
+        assert!(!info.has_scope(&Scope::READ_CLUSTER));
+    }
+}
