@@ -72,3 +72,8 @@ pub use crate::service::{ProtectedEndpoint, ResponseBody, ResponseFuture};
 pub use crate::verifier::{
     verifier_fn, BoxError, TokenInfo, TokenVerifier, TokenVerifierExt, VerifyError,
 };
+
+/// The README's Rust snippets, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -63,7 +63,9 @@ impl<S, V: TokenVerifier> ProtectedEndpoint<S, V> {
     pub fn new(inner: S, verifier: V) -> Self {
         Self::from_parts(inner, Arc::new(verifier), Arc::new(Config::default()))
     }
+}
 
+impl<V: TokenVerifier> ProtectedEndpoint<(), V> {
     /// A [`ProtectedEndpointLayer`] asking `verifier`: the shortcut for
     /// `ProtectedEndpointLayer::new(verifier)`.
     pub fn layer(verifier: V) -> ProtectedEndpointLayer<V> {

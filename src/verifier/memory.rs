@@ -470,7 +470,8 @@ mod tests {
     #[test]
     fn malformed_and_unknown_tokens_are_invalid() {
         let store = InMemoryTokenStore::new();
-        for token in ["", "abc", &TokenSecret::generate().expose().to_owned()] {
+        let unknown = TokenSecret::generate();
+        for token in ["", "abc", unknown.expose()] {
             assert!(matches!(
                 store.verify_now(&TokenSecret::new(token)),
                 Err(VerifyError::Invalid)

@@ -7,7 +7,7 @@
 //!
 //! # Writing a verifier
 //!
-//! Implement the trait (with [`async_trait`]) or wrap an async closure with [`verifier_fn`]:
+//! Implement the trait (with [`async_trait`](mod@async_trait)) or wrap an async closure with [`verifier_fn`]:
 //!
 //! ```
 //! use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
@@ -445,7 +445,8 @@ mod tests {
         assert!(block_on(shared.verify(&"a".into())).is_ok());
         let boxed: Box<dyn TokenVerifier> = Box::new(fixed("a"));
         assert!(block_on(boxed.verify(&"b".into())).is_err());
-        assert!(block_on((&boxed).verify(&"a".into())).is_ok());
+        let by_ref: &dyn TokenVerifier = &boxed;
+        assert!(block_on(TokenVerifier::verify(&by_ref, &"a".into())).is_ok());
     }
 
     #[test]

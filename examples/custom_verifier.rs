@@ -1,0 +1,110 @@
+//! A verifier written by a user: the `TokenVerifier` trait is all it takes.
+//!
+//! This one accepts the keys listed in the `API_KEYS` environment variable as
+//! `name=key` pairs separated by commas, keeping only their SHA-256 hashes:
+//!
+//! ```text
+//! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier
+//! curl http://127.0.0.1:3002/whoami -H 'Authorization: Bearer key-for-alice'
+//! ```
+//!
+//! Without `API_KEYS`, it makes up one key and prints it.
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use axum::routing::get;
+use axum::{Extension, Router};
+use clap::Parser;
+use protected_endpoint::policy::Scope;
+use protected_endpoint::token::{TokenHash, TokenSecret};
+use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError};
+
+#[derive(Parser)]
+#[command(about = "A service protected by keys from the API_KEYS environment variable")]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:3002")]
+    addr: SocketAddr,
+}
+
+/// Keys from the environment, kept as hashes only.
+struct EnvKeys {
+    keys: Vec<(TokenHash, TokenInfo)>,
+}
+
+impl EnvKeys {
+    /// Parses `name=key,name=key`. Bad entries are an error, so a typo cannot silently
+    /// leave a service open or locked.
+    fn parse(list: &str) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for (index, entry) in list
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
+            let (name, key) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("API_KEYS entry {index} is not `name=key`"))?;
+            if name.is_empty() || key.len() < 8 {
+                return Err(format!(
+                    "API_KEYS entry {index} ({name}) needs a name and a key of at least 8 characters"
+                ));
+            }
+            let info = TokenInfo::new(format!("env-{index}"), name).with_scopes([Scope::API]);
+            keys.push((TokenHash::of_str(key), info));
+        }
+        if keys.is_empty() {
+            return Err("API_KEYS holds no keys".into());
+        }
+        Ok(Self { keys })
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for EnvKeys {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        let hash = TokenHash::of(token);
+        // `TokenHash` compares in constant time; a short list needs no map.
+        self.keys
+            .iter()
+            .find(|(known, _)| *known == hash)
+            .map(|(_, info)| info.clone())
+            .ok_or(VerifyError::Invalid)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let verifier = match std::env::var("API_KEYS") {
+        Ok(list) => EnvKeys::parse(&list)?,
+        Err(_) => {
+            let key = TokenSecret::generate();
+            println!("API_KEYS is not set; made up a key for `demo`");
+            println!("token: {}", key.expose());
+            EnvKeys::parse(&format!("demo={}", key.expose()))?
+        }
+    };
+
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|Extension(token): Extension<TokenInfo>| async move {
+                format!("hello, {}\n", token.name())
+            }),
+        )
+        .layer(ProtectedEndpointLayer::new(verifier).require_scope(Scope::API));
+
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}");
+    println!("try:\n  curl http://{addr}/whoami -H 'Authorization: Bearer <your key>'");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

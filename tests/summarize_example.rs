@@ -1,0 +1,163 @@
+//! The summarize example, end to end: the real binary, started as a user starts it, called
+//! over HTTP with the token it prints.
+
+#[path = "../examples/shared/summarizer.rs"]
+mod summarizer;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The running example; killed when dropped.
+struct Example {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/<profile>/examples/<name>`, built first if this test run did not build it.
+fn example_binary(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let deps = std::env::current_exe().unwrap();
+    let profile_dir = deps.parent().unwrap().parent().unwrap();
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the {name} example failed");
+    }
+    binary
+}
+
+fn start_summarize() -> Example {
+    let mut child = Command::new(example_binary("summarize"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut token) = (None, None);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("listening on ") {
+            base = Some(url.to_owned());
+        }
+        if let Some(secret) = line.strip_prefix("token: ") {
+            token = Some(secret.to_owned());
+        }
+        if base.is_some() && token.is_some() {
+            break;
+        }
+    }
+    // Keep draining stdout, so the example never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Example {
+        child,
+        base: base.expect("the example printed its address"),
+        token: token.expect("the example printed `token: <secret>`"),
+    }
+}
+
+const TEXT: &str = "Rust is a systems language. Rust gives memory safety without a garbage \
+    collector. The weather was nice yesterday. Many teams adopt Rust for safety and speed. \
+    Lunch was pasta.";
+
+#[tokio::test]
+async fn summarize_example_serves_its_three_endpoints() {
+    let example = start_summarize();
+    let http = reqwest::Client::new();
+    assert!(example.token.starts_with("pe_"));
+
+    // /readyz is open.
+    let ready = http
+        .get(format!("{}/readyz", example.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    // /schema.json in the platform's format, with the token.
+    let schema: Value = http
+        .get(format!("{}/schema.json", example.base))
+        .bearer_auth(&example.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(schema["name"], "Summarization");
+    assert_eq!(schema["type"], "service");
+    let route = &schema["routes"][0];
+    assert_eq!(route["name"], "summarize");
+    assert_eq!(route["route"], "/summarize");
+    assert_eq!(route["input"]["properties"]["text"]["type"], "string");
+    assert_eq!(route["input"]["required"], json!(["text"]));
+    assert_eq!(route["output"]["type"], "string");
+    assert_eq!(route["is_task"], false);
+
+    // /summarize with the printed token: a real extractive summary as text/plain.
+    let response = http
+        .post(format!("{}/summarize", example.base))
+        .bearer_auth(&example.token)
+        .json(&json!({ "text": TEXT }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(
+        response.text().await.unwrap(),
+        summarizer::summarize(TEXT, 3)
+    );
+
+    // A wrong token: 401 with the RFC 6750 challenge.
+    let refused = http
+        .post(format!("{}/summarize", example.base))
+        .bearer_auth("pe_wrongtoken")
+        .json(&json!({ "text": TEXT }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        r#"Bearer realm="summarize", error="invalid_token", error_description="the access token is unknown or revoked""#
+    );
+
+    // No token at all on a protected route, and on the schema.
+    for (method, path) in [("POST", "/summarize"), ("GET", "/schema.json")] {
+        let response = http
+            .request(method.parse().unwrap(), format!("{}{path}", example.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="summarize""#
+        );
+    }
+}
