@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 struct Example {
     child: Child,
     base: String,
-    token: String,
+    token: Option<String>,
 }
 
 impl Drop for Example {
@@ -47,9 +47,21 @@ fn example_binary(name: &str) -> PathBuf {
 }
 
 fn start_summarize() -> Example {
-    let mut child = Command::new(example_binary("summarize"))
+    let example = start_example("summarize", &[]);
+    assert!(
+        example.token.is_some(),
+        "the example printed `token: <secret>`"
+    );
+    example
+}
+
+/// Starts an example on an ephemeral port and reads the address it prints (and, for the
+/// summarize example, the token it prints after it).
+fn start_example(name: &str, env: &[(&str, &str)]) -> Example {
+    let mut child = Command::new(example_binary(name))
         .args(["--addr", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -64,7 +76,8 @@ fn start_summarize() -> Example {
         if let Some(secret) = line.strip_prefix("token: ") {
             token = Some(secret.to_owned());
         }
-        if base.is_some() && token.is_some() {
+        // The summarize example prints its token right after its address.
+        if base.is_some() && (token.is_some() || name != "summarize") {
             break;
         }
     }
@@ -73,7 +86,7 @@ fn start_summarize() -> Example {
     Example {
         child,
         base: base.expect("the example printed its address"),
-        token: token.expect("the example printed `token: <secret>`"),
+        token,
     }
 }
 
@@ -84,8 +97,9 @@ const TEXT: &str = "Rust is a systems language. Rust gives memory safety without
 #[tokio::test]
 async fn summarize_example_serves_its_three_endpoints() {
     let example = start_summarize();
+    let token = example.token.clone().unwrap();
     let http = reqwest::Client::new();
-    assert!(example.token.starts_with("pe_"));
+    assert!(token.starts_with("pe_"));
 
     // /readyz is open.
     let ready = http
@@ -98,7 +112,7 @@ async fn summarize_example_serves_its_three_endpoints() {
     // /schema.json in the platform's format, with the token.
     let schema: Value = http
         .get(format!("{}/schema.json", example.base))
-        .bearer_auth(&example.token)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -118,7 +132,7 @@ async fn summarize_example_serves_its_three_endpoints() {
     // /summarize with the printed token: a real extractive summary as text/plain.
     let response = http
         .post(format!("{}/summarize", example.base))
-        .bearer_auth(&example.token)
+        .bearer_auth(&token)
         .json(&json!({ "text": TEXT }))
         .send()
         .await
@@ -160,4 +174,43 @@ async fn summarize_example_serves_its_three_endpoints() {
             r#"Bearer realm="summarize""#
         );
     }
+}
+
+#[tokio::test]
+async fn custom_verifier_example_accepts_its_keys_only() {
+    let example = start_example(
+        "custom_verifier",
+        &[("API_KEYS", "alice=key-for-alice, ci=key-for-ci")],
+    );
+    let http = reqwest::Client::new();
+    let whoami = |key: &'static str| {
+        let request = http
+            .get(format!("{}/whoami", example.base))
+            .bearer_auth(key);
+        async move { request.send().await.unwrap() }
+    };
+    let alice = whoami("key-for-alice").await;
+    assert_eq!(alice.status(), StatusCode::OK);
+    assert_eq!(alice.text().await.unwrap(), "hello, alice\n");
+    assert_eq!(whoami("key-for-ci").await.status(), StatusCode::OK);
+    assert_eq!(
+        whoami("key-for-bob").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[test]
+fn custom_verifier_example_refuses_a_bad_key_list() {
+    let output = Command::new(example_binary("custom_verifier"))
+        .args(["--addr", "127.0.0.1:0"])
+        .env("API_KEYS", "alice=short")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 8 characters"), "{stderr}");
+    assert!(
+        !stderr.contains("short"),
+        "the key must not be echoed: {stderr}"
+    );
 }
