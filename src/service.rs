@@ -399,3 +399,95 @@ impl<B> fmt::Debug for ResponseBody<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenSecret;
+    use crate::verifier::memory::{InMemoryTokenStore, NewToken};
+    use crate::verifier::verifier_fn;
+    use http::StatusCode;
+    use std::convert::Infallible;
+    use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+    async fn echo_name(request: Request<String>) -> Result<Response<String>, Infallible> {
+        let name = request
+            .extensions()
+            .get::<TokenInfo>()
+            .map_or("anonymous".to_owned(), |t| t.name().to_owned());
+        Ok(Response::new(name))
+    }
+
+    async fn body_of<B: Body<Data = Bytes>>(body: B) -> Bytes
+    where
+        B::Error: fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        body.collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn passes_token_info_and_refuses_with_a_json_body() {
+        let store = InMemoryTokenStore::new();
+        let secret = store.create(NewToken::new("unit")).unwrap().secret;
+        let service = ServiceBuilder::new()
+            .layer(ProtectedEndpointLayer::new(store))
+            .service(service_fn(echo_name));
+
+        let ok = service
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .header("authorization", format!("Bearer {}", secret.expose()))
+                    .body(String::new())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(body_of(ok.into_body()).await, "unit");
+
+        let refused = service.oneshot(Request::new(String::new())).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        let body = refused.into_body();
+        assert!(!body.is_end_stream());
+        let len = body.size_hint().exact().unwrap();
+        let bytes = body_of(body).await;
+        assert_eq!(bytes.len() as u64, len);
+        assert!(bytes.starts_with(br#"{"error":"unauthorized""#));
+    }
+
+    #[tokio::test]
+    async fn empty_refusal_bodies_end_at_once() {
+        let service = ServiceBuilder::new()
+            .layer(ProtectedEndpointLayer::new(InMemoryTokenStore::new()))
+            .service(service_fn(echo_name));
+        let grpc = Request::builder()
+            .header("content-type", "application/grpc")
+            .body(String::new())
+            .unwrap();
+        let response = service.oneshot(grpc).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["grpc-status"], "16");
+        assert!(response.body().is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_slow_verifier_is_awaited_not_bypassed() {
+        let slow = verifier_fn(|token: TokenSecret| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if token.expose() == "late" {
+                Ok(TokenInfo::new("1", "late"))
+            } else {
+                Err(VerifyError::Invalid)
+            }
+        });
+        let service = ProtectedEndpoint::new(service_fn(echo_name), slow);
+        let request = Request::builder()
+            .header("authorization", "Bearer late")
+            .body(String::new())
+            .unwrap();
+        let response = service.oneshot(request).await.unwrap();
+        assert_eq!(body_of(response.into_body()).await, "late");
+    }
+}
