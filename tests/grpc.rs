@@ -548,3 +548,127 @@ async fn plain_http_callers_of_the_same_server_still_get_rfc_6750_answers() {
     assert!(summarize(addr, Some(&secret)).await.is_ok());
     assert_eq!(seen.calls().len(), 1);
 }
+
+/// axum and tonic on one port behind one layer: tonic's `Routes` become an axum router, merged
+/// with the HTTP routes, and the layer goes over the whole; `axum::serve` speaks HTTP/1.1 and
+/// HTTP/2 (h2c) on the same listener.
+#[tokio::test]
+async fn axum_and_tonic_share_one_port_behind_one_layer() {
+    use axum::routing::get;
+    use axum::Extension;
+
+    let (store, secret) = store_with(good_token());
+    let seen = Seen::default();
+    let grpc = tonic::service::Routes::new(SummarizerServer::new(FirstSentence(seen.clone())))
+        .into_axum_router();
+    let app = axum::Router::new()
+        .route(
+            "/whoami",
+            get(|Extension(token): Extension<TokenInfo>| async move { token.name().to_owned() }),
+        )
+        .merge(grpc)
+        .layer(layer(store));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // HTTP, through the layer.
+    let http = reqwest::Client::new();
+    let whoami = format!("http://{addr}/whoami");
+    let response = http.get(&whoami).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "ci pipeline");
+    let response = http.get(&whoami).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="summarize""#
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error_description"],
+        "the request carries no access token"
+    );
+
+    // gRPC, through the same layer on the same port.
+    assert_eq!(
+        summarize(addr, Some(&secret)).await.unwrap(),
+        "Tokens protect the endpoint."
+    );
+    let status = summarize(addr, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = summarize(addr, Some(TokenSecret::generate().expose()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "the access token is unknown or revoked");
+
+    let calls = seen.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].token.as_ref().map(TokenInfo::name),
+        Some("ci pipeline")
+    );
+}
+
+/// The arrangement of `examples/grpc_summarize.rs`: the layer covers the summarizer only, and
+/// the standard health service, routed after the layer, answers probes without a token.
+#[tokio::test]
+async fn the_health_service_can_stay_outside_the_layer() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let (store, secret) = store_with(good_token());
+    let seen = Seen::default();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_serving::<SummarizerServer<FirstSentence>>()
+        .await;
+    let router = tonic::service::Routes::new(SummarizerServer::new(FirstSentence(seen.clone())))
+        .into_axum_router()
+        .layer(layer(store))
+        .route_service(
+            &format!(
+                "/{}/{{*rest}}",
+                tonic_health::pb::health_server::SERVICE_NAME
+            ),
+            health,
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::builder()
+            .add_routes(router.into())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+
+    let mut health = HealthClient::new(channel(addr).await);
+    for service in ["", "summarize.v1.Summarizer"] {
+        let answer = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("health check of {service:?} refused: {status}"))
+            .into_inner();
+        assert_eq!(answer.status(), ServingStatus::Serving, "{service:?}");
+    }
+
+    let status = summarize(addr, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(summarize(addr, Some(&secret)).await.is_ok());
+    // An unknown service is behind the layer too: no token, no answer about what exists.
+    let mut client = StreamingClient::new(channel(addr).await);
+    let status = client
+        .split(with_token(SplitRequest::default(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = client
+        .split(with_token(SplitRequest::default(), Some(&secret)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(seen.calls().len(), 1);
+}
