@@ -9,9 +9,9 @@ const STOPWORDS: &[&str] = &[
     "a", "about", "after", "all", "also", "an", "and", "any", "are", "as", "at", "be", "been",
     "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "he",
     "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "more", "most", "my",
-    "no", "not", "of", "on", "one", "or", "our", "out", "she", "so", "some", "than", "that",
-    "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "up", "us",
-    "was", "we", "were", "what", "when", "which", "who", "will", "with", "would", "you", "your",
+    "no", "not", "of", "on", "one", "or", "our", "out", "she", "so", "some", "than", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "those", "to", "up", "us", "was",
+    "we", "were", "what", "when", "which", "who", "will", "with", "would", "you", "your",
 ];
 
 /// Summarizes `text` into at most `max_sentences` sentences (and at most a third of them,
@@ -64,7 +64,9 @@ fn split_sentences(text: &str) -> Vec<&str> {
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         let ends_sentence = matches!(b, b'.' | b'!' | b'?')
-            && bytes.get(i + 1).is_none_or(|next| next.is_ascii_whitespace());
+            && bytes
+                .get(i + 1)
+                .is_none_or(|next| next.is_ascii_whitespace());
         let paragraph_break = b == b'\n' && bytes.get(i + 1) == Some(&b'\n');
         if ends_sentence || paragraph_break {
             let end = if ends_sentence { i + 1 } else { i };
