@@ -589,6 +589,11 @@ async fn axum_and_tonic_share_one_port_behind_one_layer() {
         body["error_description"],
         "the request carries no access token"
     );
+    // Unknown paths reach tonic's fallback (UNIMPLEMENTED), and only with a token.
+    let nope = format!("http://{addr}/nope");
+    assert_eq!(http.get(&nope).send().await.unwrap().status(), 401);
+    let response = http.get(&nope).bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "12");
 
     // gRPC, through the same layer on the same port.
     assert_eq!(
