@@ -302,6 +302,43 @@ async fn an_expired_token_is_unauthenticated() {
 }
 
 #[tokio::test]
+async fn a_token_past_its_expiry_is_unauthenticated_whatever_the_verifier_says() {
+    // A verifier (say, a stale cache) that still vouches for a token past its expiry: the
+    // layer checks `expires_at` itself.
+    let stale = verifier_fn(|_token: TokenSecret| async {
+        Ok(TokenInfo::new("u1", "stale")
+            .with_scopes([Scope::API])
+            .with_expires_at(Utc::now() - chrono::Duration::seconds(1)))
+    });
+    let (addr, seen) = serve(layer(stale)).await;
+
+    let status = summarize(addr, Some(TokenSecret::generate().expose()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), "the access token has expired");
+    assert!(seen.calls().is_empty());
+}
+
+#[tokio::test]
+async fn grpc_message_survives_percent_encoding() {
+    use protected_endpoint::Rejection;
+
+    // A responder with a description full of what `grpc-message` must escape: tonic decodes
+    // it back to the same text.
+    let description = "100% refusé: \"quota\"\nspent";
+    let store = InMemoryTokenStore::new();
+    let layer = layer(store).responder(move |_: &Rejection, request: &http::request::Parts| {
+        Rejection::invalid_request(description).response_for(request, "summarize")
+    });
+    let (addr, _seen) = serve(layer).await;
+
+    let status = summarize(addr, None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.message(), description);
+}
+
+#[tokio::test]
 async fn malformed_credentials_are_unauthenticated() {
     let (store, secret) = store_with(good_token());
     let (addr, seen) = serve(layer(store)).await;
