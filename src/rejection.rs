@@ -261,11 +261,19 @@ impl Rejection {
 
     /// The default response for the request whose head is `request`: gRPC when its
     /// `content-type` is `application/grpc…`, RFC 6750 HTTP otherwise.
+    ///
+    /// A gRPC refusal answers with the caller's own content type (`application/grpc+proto`,
+    /// `application/grpc-web`, …), so clients that check it accept the status.
     pub fn response_for(&self, request: &request::Parts, realm: &str) -> Response<Bytes> {
-        if is_grpc(&request.headers) {
-            self.grpc_response(realm)
-        } else {
-            self.http_response(realm)
+        match request.headers.get(CONTENT_TYPE) {
+            Some(content_type) if is_grpc(&request.headers) => {
+                let mut response = self.grpc_response(realm);
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, content_type.clone());
+                response
+            }
+            _ => self.http_response(realm),
         }
     }
 }
@@ -423,6 +431,7 @@ mod tests {
         ] {
             let response = Rejection::missing_credentials().response_for(&parts(Some(ct)), "x");
             assert_eq!(response.status(), StatusCode::OK, "{ct}");
+            assert_eq!(response.headers()[CONTENT_TYPE], ct);
             assert_eq!(response.headers()["grpc-status"], "16");
             assert!(response.body().is_empty());
         }
