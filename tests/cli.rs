@@ -62,7 +62,10 @@ fn create_json(file: &Path, extra: &[&str]) -> (Value, TokenSecret) {
     );
     let created: Value = serde_json::from_slice(&output.stdout).unwrap();
     let secret = TokenSecret::new(created["secret"].as_str().unwrap());
-    assert!(!warning.contains(secret.expose()), "the secret went to stderr");
+    assert!(
+        !warning.contains(secret.expose()),
+        "the secret went to stderr"
+    );
     (created["token"].clone(), secret)
 }
 
@@ -143,7 +146,16 @@ async fn create_then_the_secret_passes_then_delete_then_refused() {
 
     // `get` and `list` show it, in text and JSON.
     let got: Value = serde_json::from_slice(
-        &ok(&["token", "get", "--file", file.to_str().unwrap(), &uid, "--output", "json"]).stdout,
+        &ok(&[
+            "token",
+            "get",
+            "--file",
+            file.to_str().unwrap(),
+            &uid,
+            "--output",
+            "json",
+        ])
+        .stdout,
     )
     .unwrap();
     assert_eq!(got, token);
@@ -168,7 +180,11 @@ async fn create_then_the_secret_passes_then_delete_then_refused() {
     // Deleting again fails, and says why.
     let again = run(&["token", "delete", "--file", file.to_str().unwrap(), &uid]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("no token with uid"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no token with uid"),
+        "{}",
+        stderr(&again)
+    );
 }
 
 #[test]
@@ -200,13 +216,24 @@ fn concurrent_writers_lose_nothing() {
         .collect();
 
     let listed: Vec<Value> = serde_json::from_slice(
-        &ok(&["token", "list", "-f", file.to_str().unwrap(), "--output", "json"]).stdout,
+        &ok(&[
+            "token",
+            "list",
+            "-f",
+            file.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .stdout,
     )
     .unwrap();
     let names: HashSet<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), WRITERS, "{names:?}");
 
-    let verifier = StaticFileVerifier::builder(&file).no_watch().open().unwrap();
+    let verifier = StaticFileVerifier::builder(&file)
+        .no_watch()
+        .open()
+        .unwrap();
     assert_eq!(verifier.len(), WRITERS);
     let text = fs::read_to_string(&file).unwrap();
     for secret in &secrets {
@@ -231,7 +258,11 @@ fn bad_input_fails_clearly_and_changes_nothing() {
     let before = fs::read(&file).unwrap();
 
     let broken = dir.path().join("broken.json");
-    fs::write(&broken, r#"{"tokens": [{"uid": "x", "secret": "hunter2"}]}"#).unwrap();
+    fs::write(
+        &broken,
+        r#"{"tokens": [{"uid": "x", "secret": "hunter2"}]}"#,
+    )
+    .unwrap();
     let b = broken.to_str().unwrap();
     let yaml = dir.path().join("tokens.yaml");
     let absent = dir.path().join("absent.json");
@@ -240,26 +271,169 @@ fn bad_input_fails_clearly_and_changes_nothing() {
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec!["token", "create", "--file", f], 2, "--name"),
         (vec!["token", "create", "--name", "x"], 2, "--file"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--scope", "two words"], 2, "invalid scope"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires", "30"], 2, "missing unit"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires", "3y"], 2, "unknown unit"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires", "0d"], 2, "must be positive"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires", "99999999999999d"], 2, "too long"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires-at", "tomorrow"], 2, "RFC 3339"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires-at", "2001-01-01T00:00:00Z"], 1, "must be in the future"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--expires", "1d", "--expires-at", "2099-01-01T00:00:00Z"], 2, "cannot be used with"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--deployment", "a", "--all-deployments"], 2, "cannot be used with"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--deployment", "no/slash"], 1, "invalid deployment name"),
-        (vec!["token", "create", "-f", f, "--name", "  "], 1, "needs a name"),
-        (vec!["token", "create", "-f", f, "--name", "x", "--output", "yaml"], 2, "invalid value 'yaml'"),
-        (vec!["token", "create", "-f", yaml.to_str().unwrap(), "--name", "x"], 1, "must end in .json or .toml"),
-        (vec!["token", "create", "-f", b, "--name", "x"], 1, "field `secret` looks like a plaintext secret"),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--scope",
+                "two words",
+            ],
+            2,
+            "invalid scope",
+        ),
+        (
+            vec!["token", "create", "-f", f, "--name", "x", "--expires", "30"],
+            2,
+            "missing unit",
+        ),
+        (
+            vec!["token", "create", "-f", f, "--name", "x", "--expires", "3y"],
+            2,
+            "unknown unit",
+        ),
+        (
+            vec!["token", "create", "-f", f, "--name", "x", "--expires", "0d"],
+            2,
+            "must be positive",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--expires",
+                "99999999999999d",
+            ],
+            2,
+            "too long",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--expires-at",
+                "tomorrow",
+            ],
+            2,
+            "RFC 3339",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--expires-at",
+                "2001-01-01T00:00:00Z",
+            ],
+            1,
+            "must be in the future",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--expires",
+                "1d",
+                "--expires-at",
+                "2099-01-01T00:00:00Z",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--deployment",
+                "a",
+                "--all-deployments",
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                f,
+                "--name",
+                "x",
+                "--deployment",
+                "no/slash",
+            ],
+            1,
+            "invalid deployment name",
+        ),
+        (
+            vec!["token", "create", "-f", f, "--name", "  "],
+            1,
+            "needs a name",
+        ),
+        (
+            vec![
+                "token", "create", "-f", f, "--name", "x", "--output", "yaml",
+            ],
+            2,
+            "invalid value 'yaml'",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "-f",
+                yaml.to_str().unwrap(),
+                "--name",
+                "x",
+            ],
+            1,
+            "must end in .json or .toml",
+        ),
+        (
+            vec!["token", "create", "-f", b, "--name", "x"],
+            1,
+            "field `secret` looks like a plaintext secret",
+        ),
         (vec!["token", "list", "-f", b], 1, "tokens[0] (uid \"x\")"),
         (vec!["token", "list", "-f", absent], 1, "absent.json"),
-        (vec!["token", "get", "-f", f, "nope"], 1, "no token with uid \"nope\""),
+        (
+            vec!["token", "get", "-f", f, "nope"],
+            1,
+            "no token with uid \"nope\"",
+        ),
         (vec!["token", "get", "-f", f], 2, "<UID>"),
-        (vec!["token", "delete", "-f", f, "nope"], 1, "no token with uid \"nope\""),
-        (vec!["token", "delete", "-f", absent, "x"], 1, "no such file"),
+        (
+            vec!["token", "delete", "-f", f, "nope"],
+            1,
+            "no token with uid \"nope\"",
+        ),
+        (
+            vec!["token", "delete", "-f", absent, "x"],
+            1,
+            "no such file",
+        ),
         (vec!["token", "frobnicate"], 2, "unrecognized subcommand"),
     ];
     for (args, code, expected) in cases {
@@ -270,7 +444,11 @@ fn bad_input_fails_clearly_and_changes_nothing() {
         assert!(!message.contains("hunter2"), "{args:?} echoed a secret");
         assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
     }
-    assert_eq!(fs::read(&file).unwrap(), before, "a failed command changed the file");
+    assert_eq!(
+        fs::read(&file).unwrap(),
+        before,
+        "a failed command changed the file"
+    );
     assert!(!yaml.exists());
 }
 
@@ -322,14 +500,31 @@ fn hash_reads_the_secret_on_stdin() {
 fn toml_files_work_and_hashes_match_the_library() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.toml");
-    let (token, secret) = create_json(&file, &["--name", "laptop", "--scope", "api", "--all-deployments"]);
+    let (token, secret) = create_json(
+        &file,
+        &["--name", "laptop", "--scope", "api", "--all-deployments"],
+    );
     assert_eq!(token["deployments"], "*");
     let store = TokenFileStore::open(&file).unwrap();
     let entry = store.read().unwrap().tokens.remove(0);
     assert_eq!(entry.hash, TokenHash::of(&secret));
     assert_eq!(entry.token.uid, token["uid"].as_str().unwrap());
-    let listed = stdout(&ok(&["token", "list", "-f", file.to_str().unwrap(), "--search", "LAP"]));
+    let listed = stdout(&ok(&[
+        "token",
+        "list",
+        "-f",
+        file.to_str().unwrap(),
+        "--search",
+        "LAP",
+    ]));
     assert!(listed.contains("laptop"), "{listed}");
-    let none = stdout(&ok(&["token", "list", "-f", file.to_str().unwrap(), "--search", "nothing"]));
+    let none = stdout(&ok(&[
+        "token",
+        "list",
+        "-f",
+        file.to_str().unwrap(),
+        "--search",
+        "nothing",
+    ]));
     assert_eq!(none.trim(), "No tokens.");
 }

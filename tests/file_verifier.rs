@@ -164,7 +164,14 @@ fn every_bad_entry_is_refused_with_its_position_and_uid() {
         ),
         (
             "uppercase hash",
-            json_entry("bad", "s", &[("hash", &format!("{:?}", hash("s").to_uppercase().replace("SHA256", "sha256")))]),
+            json_entry(
+                "bad",
+                "s",
+                &[(
+                    "hash",
+                    &format!("{:?}", hash("s").to_uppercase().replace("SHA256", "sha256")),
+                )],
+            ),
             "64 lowercase hex",
         ),
         (
@@ -263,7 +270,10 @@ fn every_bad_entry_is_refused_with_its_position_and_uid() {
         }
         assert!(message.contains(expected), "{what}: {message}");
         assert!(message.contains("tokens.json"), "{what}: {message}");
-        assert!(!message.contains("hunter2"), "{what} echoed a secret: {message}");
+        assert!(
+            !message.contains("hunter2"),
+            "{what} echoed a secret: {message}"
+        );
         assert!(!message.contains(minted.expose()), "{what} echoed a secret");
         match err {
             TokenFileError::Content {
@@ -322,7 +332,9 @@ impl Server {
         let app = Router::new()
             .route(
                 "/whoami",
-                get(|Extension(token): Extension<TokenInfo>| async move { token.name().to_owned() }),
+                get(
+                    |Extension(token): Extension<TokenInfo>| async move { token.name().to_owned() },
+                ),
             )
             .layer(ProtectedEndpointLayer::new(verifier).require_scope(Scope::API));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -405,7 +417,9 @@ async fn a_broken_file_keeps_the_last_good_set_serving() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.toml");
     let store = TokenFileStore::open(&path).unwrap();
-    let kept = store.create(NewToken::new("kept").scopes([Scope::API])).unwrap();
+    let kept = store
+        .create(NewToken::new("kept").scopes([Scope::API]))
+        .unwrap();
     let verifier = watching(&path);
     let server = Server::start(verifier.clone()).await;
     assert_eq!(server.call(&kept.secret).await.0, 200);
@@ -459,7 +473,9 @@ async fn a_broken_file_keeps_the_last_good_set_serving() {
     assert_eq!(server.call(&kept.secret).await.0, 200);
 
     // A good file again: served, and the error is cleared.
-    let fresh = store.create(NewToken::new("fresh").scopes([Scope::API])).unwrap();
+    let fresh = store
+        .create(NewToken::new("fresh").scopes([Scope::API]))
+        .unwrap();
     server.wait_for(&fresh.secret, 200).await;
     // The file was recreated from empty, so `kept` is gone now.
     server.wait_for(&kept.secret, 401).await;

@@ -28,7 +28,7 @@ use serde_json::json;
 /// Manage API tokens in a token file (JSON or TOML, by extension) that holds only their
 /// SHA-256 hashes.
 #[derive(Debug, Parser)]
-#[command(name = "protected-endpoint", version, about, propagate_version = true)]
+#[command(name = "protected-endpoint", version, propagate_version = true)]
 struct Cli {
     /// How to print results: `text` for people, `json` for scripts.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -102,7 +102,11 @@ struct CreateArgs {
     #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
     scopes: Vec<Scope>,
     /// A deployment the token may reach (repeat for more). Default: all deployments.
-    #[arg(long = "deployment", value_name = "NAME", conflicts_with = "all_deployments")]
+    #[arg(
+        long = "deployment",
+        value_name = "NAME",
+        conflicts_with = "all_deployments"
+    )]
     deployments: Vec<String>,
     /// Let the token reach every deployment (the default).
     #[arg(long)]

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! or, in TOML, one `[[tokens]]` table per token with the same keys. The entry is the
-//! [`ApiToken`](crate::record::ApiToken) record the in-memory store and the management API
+//! [`ApiToken`] record the in-memory store and the management API
 //! use, plus `hash`. A file is checked whole before it is used ([`TokenFile::parse`] lists the
 //! checks); a bad file is refused with a message naming the entry.
 //!
@@ -310,7 +310,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Reads and checks the file, returning the metadata of the version read.
-fn read_file(path: &Path, format: TokenFileFormat) -> Result<(Fingerprint, TokenFile), TokenFileError> {
+fn read_file(
+    path: &Path,
+    format: TokenFileFormat,
+) -> Result<(Fingerprint, TokenFile), TokenFileError> {
     let mut file = fs::File::open(path).map_err(|e| TokenFileError::io(path, e))?;
     // Metadata of the open handle: the very inode being read, even if it is renamed over now.
     let metadata = file.metadata().map_err(|e| TokenFileError::io(path, e))?;

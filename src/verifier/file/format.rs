@@ -210,8 +210,9 @@ impl TokenFile {
                     text
                 })
                 .map_err(|e| FileContentError::syntax(format, e.to_string())),
-            TokenFileFormat::Toml => toml::to_string(self)
-                .map_err(|e| FileContentError::syntax(format, e.to_string())),
+            TokenFileFormat::Toml => {
+                toml::to_string(self).map_err(|e| FileContentError::syntax(format, e.to_string()))
+            }
         }
     }
 
@@ -234,9 +235,11 @@ fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
         }
     }
     if contains_minted_token(value) {
-        return Err("a value looks like a plaintext token (`pe_…`): a token file holds only \
+        return Err(
+            "a value looks like a plaintext token (`pe_…`): a token file holds only \
                     the `hash` of a secret (`protected-endpoint token hash` prints it)"
-            .to_owned());
+                .to_owned(),
+        );
     }
     Ok(())
 }
@@ -446,8 +449,10 @@ mod tests {
         let secret = TokenSecret::generate();
         let text = format!(
             r#"{{"tokens": [{}]}}"#,
-            entry("")
-                .replace(r#""name": "ci""#, &format!(r#""name": "ci {}""#, secret.expose()))
+            entry("").replace(
+                r#""name": "ci""#,
+                &format!(r#""name": "ci {}""#, secret.expose())
+            )
         );
         let err = TokenFile::parse(&text, TokenFileFormat::Json).unwrap_err();
         let message = err.to_string();
@@ -464,7 +469,10 @@ mod tests {
         .unwrap();
         let toml = file.to_text(TokenFileFormat::Toml).unwrap();
         assert!(!toml.contains("expired_at"), "{toml}");
-        assert_eq!(TokenFile::parse(&toml, TokenFileFormat::Toml).unwrap(), file);
+        assert_eq!(
+            TokenFile::parse(&toml, TokenFileFormat::Toml).unwrap(),
+            file
+        );
     }
 
     #[test]

@@ -196,12 +196,12 @@ impl TokenFileStore {
     /// Deletes the token with this uid, returning its record (`None`, and no write, when
     /// there is none). A verifier watching the file refuses it after its next reload.
     pub fn delete(&self, uid: &str) -> Result<Option<ApiToken>, StoreError> {
-        self.update(|file| {
-            match file.tokens.iter().position(|e| e.token.uid == uid) {
+        self.update(
+            |file| match file.tokens.iter().position(|e| e.token.uid == uid) {
                 Some(position) => Ok((Some(file.tokens.remove(position).token), true)),
                 None => Ok((None, false)),
-            }
-        })
+            },
+        )
     }
 
     /// The locked read-modify-write every change goes through. `change` returns its result
@@ -321,7 +321,9 @@ mod tests {
             Err(StoreError::NewToken(NewTokenError::EmptyName))
         ));
         assert!(!path.exists());
-        let created = store.create(NewToken::new("a").scopes([Scope::API])).unwrap();
+        let created = store
+            .create(NewToken::new("a").scopes([Scope::API]))
+            .unwrap();
         assert!(matches!(
             store.import(created.token.clone(), TokenHash::of_str("other")),
             Err(StoreError::NewToken(NewTokenError::DuplicateUid(_)))
