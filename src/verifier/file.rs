@@ -541,6 +541,16 @@ mod tests {
             .count()
     }
 
+    /// Waits (boundedly) until `expected` reload threads are running.
+    #[cfg(target_os = "linux")]
+    fn wait_for_reload_threads(expected: usize, why: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reload_threads() != expected {
+            assert!(std::time::Instant::now() < deadline, "{why}");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     // The only test in this crate's unit tests that starts a reload thread, so the count of
     // such threads is its own.
     #[cfg(target_os = "linux")]
@@ -554,7 +564,8 @@ mod tests {
             .open()
             .unwrap();
         let clone = verifier.clone();
-        assert_eq!(reload_threads(), 1);
+        // A new thread names itself as it starts, so its name can show up a moment late.
+        wait_for_reload_threads(1, "the reload thread did not start");
         drop(verifier);
         // Let the thread poll (and so briefly hold the last reference) a few times.
         thread::sleep(Duration::from_millis(50));
@@ -562,11 +573,7 @@ mod tests {
         drop(clone);
         // `Drop` joined the thread, unless the thread itself dropped the last reference;
         // then it is returning now.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while reload_threads() != 0 {
-            assert!(std::time::Instant::now() < deadline, "reload thread leaked");
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_reload_threads(0, "the reload thread outlived the verifier");
     }
 
     #[test]
