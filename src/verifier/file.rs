@@ -242,7 +242,8 @@ impl StaticFileVerifierBuilder {
     /// (see [`TokenFile::parse`]): a service should not start without its tokens.
     pub fn open(self) -> Result<StaticFileVerifier, TokenFileError> {
         let format = TokenFileFormat::from_path(&self.path)?;
-        let (fingerprint, file) = read_file(&self.path, format)?;
+        let (fingerprint, file) = read_file(&self.path, format);
+        let file = file?;
         let tokens = TokenSet::from_file(file);
         tracing::debug!(
             path = %self.path.display(),
@@ -254,7 +255,7 @@ impl StaticFileVerifierBuilder {
             format,
             tokens: ArcSwap::from_pointee(tokens),
             state: Mutex::new(State {
-                seen: Some(fingerprint),
+                seen: fingerprint,
                 loaded_at: Utc::now(),
                 error: None,
             }),
@@ -309,23 +310,34 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Reads and checks the file, returning the metadata of the version read.
+/// Reads and checks the file. Returns the metadata of the version read (when the file could
+/// be opened) beside the outcome, so a version that failed is remembered as exactly that one:
+/// a stat taken after a failed read could already describe the fixed file, which would then
+/// never be read.
 fn read_file(
     path: &Path,
     format: TokenFileFormat,
-) -> Result<(Fingerprint, TokenFile), TokenFileError> {
-    let mut file = fs::File::open(path).map_err(|e| TokenFileError::io(path, e))?;
+) -> (Option<Fingerprint>, Result<TokenFile, TokenFileError>) {
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) => return (None, Err(TokenFileError::io(path, e))),
+    };
     // Metadata of the open handle: the very inode being read, even if it is renamed over now.
-    let metadata = file.metadata().map_err(|e| TokenFileError::io(path, e))?;
-    let fingerprint = Fingerprint::of(&metadata);
+    // Taken before reading, so the content read is never older than the fingerprint.
+    let metadata = match file.metadata() {
+        Ok(metadata) => metadata,
+        Err(e) => return (None, Err(TokenFileError::io(path, e))),
+    };
+    let fingerprint = Some(Fingerprint::of(&metadata));
     let mut text = String::with_capacity(metadata.len().try_into().unwrap_or(0));
-    file.read_to_string(&mut text)
-        .map_err(|e| TokenFileError::io(path, e))?;
+    if let Err(e) = file.read_to_string(&mut text) {
+        return (fingerprint, Err(TokenFileError::io(path, e)));
+    }
     let parsed = TokenFile::parse(&text, format).map_err(|source| TokenFileError::Content {
         path: path.to_owned(),
         source,
-    })?;
-    Ok((fingerprint, parsed))
+    });
+    (fingerprint, parsed)
 }
 
 impl Shared {
@@ -347,12 +359,15 @@ impl Shared {
     }
 
     fn reload_locked(&self, state: &mut State) -> Result<usize, TokenFileError> {
-        match read_file(&self.path, self.format) {
-            Ok((fingerprint, file)) => {
+        let (fingerprint, outcome) = read_file(&self.path, self.format);
+        // Remember the version read, good or bad: an unchanged bad file is not re-read every
+        // poll, and a fixed one has new metadata and is read again.
+        state.seen = fingerprint;
+        match outcome {
+            Ok(file) => {
                 let set = TokenSet::from_file(file);
                 let count = set.by_hash.len();
                 self.tokens.store(Arc::new(set));
-                state.seen = Some(fingerprint);
                 state.loaded_at = Utc::now();
                 if state.error.take().is_some() {
                     tracing::info!(path = %self.path.display(), tokens = count, "token file reloaded; the error is resolved");
@@ -362,9 +377,6 @@ impl Shared {
                 Ok(count)
             }
             Err(error) => {
-                // Remember the version that failed, so it is not re-read every poll; a
-                // fixed file has new metadata and is read again.
-                state.seen = fs::metadata(&self.path).ok().map(|m| Fingerprint::of(&m));
                 self.record_error(state, &error);
                 Err(error)
             }
