@@ -41,6 +41,9 @@
 //!
 //! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore).
 
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub mod file;
 pub mod memory;
 
 use std::any::Any;

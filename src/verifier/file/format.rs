@@ -1,0 +1,487 @@
+//! The token file: its serde model ([`TokenFile`], [`TokenEntry`]), its two syntaxes (JSON and
+//! TOML, chosen by extension) and the checks a file must pass before any of it is used.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::record::ApiToken;
+use crate::token::{TokenHash, TokenSecret};
+
+/// Field names that suggest someone put a secret itself into the file. They are refused with a
+/// message that says so (rather than a bare "unknown field"), and their values are never echoed.
+const PLAINTEXT_FIELDS: &[&str] = &[
+    "token",
+    "secret",
+    "plaintext",
+    "password",
+    "api_key",
+    "apikey",
+    "key",
+    "value",
+    "bearer",
+];
+
+/// The longest uid accepted in a token file, in bytes.
+const MAX_UID_LEN: usize = 128;
+
+/// The syntax of a token file, chosen by its extension (`.json` or `.toml`, any case).
+///
+/// ```
+/// use protected_endpoint::verifier::file::TokenFileFormat;
+///
+/// assert_eq!(TokenFileFormat::from_path("tokens.json").unwrap(), TokenFileFormat::Json);
+/// assert_eq!(TokenFileFormat::from_path("/etc/pe/Tokens.TOML").unwrap(), TokenFileFormat::Toml);
+/// assert!(TokenFileFormat::from_path("tokens.yaml").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenFileFormat {
+    /// `{"tokens": [{...}, ...]}`
+    Json,
+    /// `[[tokens]]` tables.
+    Toml,
+}
+
+impl TokenFileFormat {
+    /// The format a file at `path` has, by its extension.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, TokenFileError> {
+        let path = path.as_ref();
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("json") => Ok(TokenFileFormat::Json),
+            Some("toml") => Ok(TokenFileFormat::Toml),
+            _ => Err(TokenFileError::UnknownFormat {
+                path: path.to_owned(),
+            }),
+        }
+    }
+
+    /// The format's name, as in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFileFormat::Json => "JSON",
+            TokenFileFormat::Toml => "TOML",
+        }
+    }
+}
+
+/// One token in a token file: the same [`ApiToken`] record the in-memory store and the
+/// management API use, plus the SHA-256 hash of its secret. There is no field for the secret.
+///
+/// ```
+/// use protected_endpoint::verifier::file::TokenEntry;
+///
+/// let entry: TokenEntry = serde_json::from_str(r#"{
+///     "uid": "k3j5h6g7f8d9s0a1", "name": "ci", "scopes": ["api"], "deployments": "*",
+///     "created_at": "2026-01-01T00:00:00Z", "expired_at": null,
+///     "hash": "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+/// }"#).unwrap();
+/// assert_eq!(entry.token.name, "ci");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenEntry {
+    /// The token's record.
+    #[serde(flatten)]
+    pub token: ApiToken,
+    /// The SHA-256 hash of the token's secret, `sha256:<64 lowercase hex>`.
+    pub hash: TokenHash,
+}
+
+impl TokenEntry {
+    /// An entry for `token` whose secret hashes to `hash`.
+    pub fn new(token: ApiToken, hash: TokenHash) -> Self {
+        Self { token, hash }
+    }
+}
+
+/// A whole token file: `{"tokens": [...]}` in JSON, `[[tokens]]` tables in TOML.
+///
+/// [`TokenFile::parse`] checks everything a verifier relies on (see its docs); a file that
+/// fails is refused whole, never used in part.
+///
+/// ```
+/// use protected_endpoint::verifier::file::{TokenFile, TokenFileFormat};
+///
+/// let toml = r#"
+/// [[tokens]]
+/// uid = "k3j5h6g7f8d9s0a1"
+/// name = "ci"
+/// scopes = ["api"]
+/// deployments = ["summarize"]
+/// created_at = 2026-01-01T00:00:00Z
+/// hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+/// "#;
+/// let file = TokenFile::parse(toml, TokenFileFormat::Toml).unwrap();
+/// assert_eq!(file.tokens.len(), 1);
+///
+/// // Written back as JSON, it reads the same.
+/// let json = file.to_text(TokenFileFormat::Json).unwrap();
+/// assert_eq!(TokenFile::parse(&json, TokenFileFormat::Json).unwrap(), file);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TokenFile {
+    /// The tokens, in file order.
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// The outer shape, with each entry kept as a generic value so that an entry's error can name
+/// its position and uid.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    // No `default`: an empty or truncated file must be an error, not "no tokens".
+    tokens: Vec<serde_json::Value>,
+}
+
+impl TokenFile {
+    /// An empty token file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses and checks a token file's text.
+    ///
+    /// Refused, with a message naming the entry (`tokens[i]` and its uid): a field that is not
+    /// part of the format (in particular anything that looks like a plaintext secret: `token`,
+    /// `secret`, ..., or any value in this crate's `pe_…` token format), a malformed `hash`,
+    /// an invalid scope or deployment name, a date that is not RFC 3339 or an `expired_at`
+    /// not after `created_at`, an empty uid or name, and a uid or hash used twice.
+    pub fn parse(text: &str, format: TokenFileFormat) -> Result<Self, FileContentError> {
+        let raw: RawFile = match format {
+            TokenFileFormat::Json => serde_json::from_str(text)
+                .map_err(|e| FileContentError::syntax(format, e.to_string()))?,
+            TokenFileFormat::Toml => {
+                let table: toml::Table = toml::from_str(text)
+                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
+                serde_json::from_value(toml_to_json(toml::Value::Table(table)))
+                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?
+            }
+        };
+
+        let mut tokens = Vec::with_capacity(raw.tokens.len());
+        let mut uids: HashMap<String, usize> = HashMap::with_capacity(raw.tokens.len());
+        let mut hashes: HashMap<TokenHash, usize> = HashMap::with_capacity(raw.tokens.len());
+        for (index, value) in raw.tokens.into_iter().enumerate() {
+            let uid = value
+                .get("uid")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            let entry_error = |message: String| FileContentError::Entry {
+                index,
+                uid: uid.clone(),
+                message,
+            };
+            check_no_plaintext(&value).map_err(entry_error)?;
+            let entry = TokenEntry::deserialize(value).map_err(|e| entry_error(e.to_string()))?;
+            check_entry(&entry).map_err(entry_error)?;
+            if let Some(first) = uids.insert(entry.token.uid.clone(), index) {
+                return Err(entry_error(format!(
+                    "duplicate uid, already used by tokens[{first}]"
+                )));
+            }
+            if let Some(first) = hashes.insert(entry.hash, index) {
+                return Err(entry_error(format!(
+                    "duplicate hash, tokens[{first}] has the same secret"
+                )));
+            }
+            tokens.push(entry);
+        }
+        Ok(Self { tokens })
+    }
+
+    /// The file's text in `format`, ready to be written. Entries are written in order; an
+    /// unexpiring token has `"expired_at": null` in JSON and no `expired_at` key in TOML.
+    pub fn to_text(&self, format: TokenFileFormat) -> Result<String, FileContentError> {
+        match format {
+            TokenFileFormat::Json => serde_json::to_string_pretty(self)
+                .map(|mut text| {
+                    text.push('\n');
+                    text
+                })
+                .map_err(|e| FileContentError::syntax(format, e.to_string())),
+            TokenFileFormat::Toml => {
+                toml::to_string(self).map_err(|e| FileContentError::syntax(format, e.to_string()))
+            }
+        }
+    }
+
+    /// The entry with this uid.
+    pub fn get(&self, uid: &str) -> Option<&TokenEntry> {
+        self.tokens.iter().find(|entry| entry.token.uid == uid)
+    }
+}
+
+fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
+    let Some(object) = value.as_object() else {
+        return Err("an entry must be a table/object of token fields".to_owned());
+    };
+    for key in object.keys() {
+        if PLAINTEXT_FIELDS.contains(&key.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "field `{key}` looks like a plaintext secret: a token file holds only the \
+                 `hash` of a secret (`protected-endpoint token hash` prints it)"
+            ));
+        }
+    }
+    if contains_minted_token(value) {
+        return Err(
+            "a value looks like a plaintext token (`pe_…`): a token file holds only \
+                    the `hash` of a secret (`protected-endpoint token hash` prints it)"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether any string in `value` is a token in this crate's format (prefix and checksum), so a
+/// secret pasted into `name` or `description` is caught too.
+fn contains_minted_token(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .any(|word| TokenSecret::new(word).has_valid_format()),
+        serde_json::Value::Array(values) => values.iter().any(contains_minted_token),
+        serde_json::Value::Object(map) => map.values().any(contains_minted_token),
+        _ => false,
+    }
+}
+
+fn check_entry(entry: &TokenEntry) -> Result<(), String> {
+    let token = &entry.token;
+    if token.uid.is_empty()
+        || token.uid.len() > MAX_UID_LEN
+        || !token.uid.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(format!(
+            "uid must be 1 to {MAX_UID_LEN} printable ASCII characters without spaces"
+        ));
+    }
+    if token.name.trim().is_empty() || token.name.chars().any(char::is_control) {
+        return Err("name must be non-empty, without control characters".to_owned());
+    }
+    if let Some(expired_at) = token.expired_at {
+        if expired_at <= token.created_at {
+            return Err(format!(
+                "expired_at ({}) must be after created_at ({})",
+                rfc3339(expired_at),
+                rfc3339(token.created_at)
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// TOML values as JSON values, with TOML's native date-times turned into their RFC 3339 text
+/// so `created_at = 2026-01-01T00:00:00Z` (unquoted) reads the same as the quoted string.
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::Value::String(s),
+        toml::Value::Integer(i) => serde_json::Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(values) => {
+            serde_json::Value::Array(values.into_iter().map(toml_to_json).collect())
+        }
+        toml::Value::Table(table) => serde_json::Value::Object(
+            table
+                .into_iter()
+                .map(|(key, value)| (key, toml_to_json(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// Why a token file's content was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileContentError {
+    /// The text is not valid JSON/TOML, or not of the shape `{"tokens": [...]}` (an empty or
+    /// truncated file lands here).
+    Syntax {
+        /// The format the file was read as.
+        format: TokenFileFormat,
+        /// The parser's message.
+        message: String,
+    },
+    /// One entry is refused.
+    Entry {
+        /// Its position in `tokens`, from 0.
+        index: usize,
+        /// Its uid, when it has a string one.
+        uid: Option<String>,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl FileContentError {
+    fn syntax(format: TokenFileFormat, message: String) -> Self {
+        FileContentError::Syntax {
+            format,
+            message: message.trim_end().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for FileContentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileContentError::Syntax { format, message } => {
+                write!(f, "not a valid {} token file: {message}", format.as_str())
+            }
+            FileContentError::Entry {
+                index,
+                uid: Some(uid),
+                message,
+            } => write!(f, "tokens[{index}] (uid {uid:?}): {message}"),
+            FileContentError::Entry {
+                index,
+                uid: None,
+                message,
+            } => write!(f, "tokens[{index}]: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for FileContentError {}
+
+/// Why a token file could not be read, checked or written.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TokenFileError {
+    /// The path's extension is neither `.json` nor `.toml`.
+    UnknownFormat {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Reading, writing or locking the file failed (it does not exist, permissions, ...).
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file's content is refused.
+    Content {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong.
+        source: FileContentError,
+    },
+}
+
+impl TokenFileError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        TokenFileError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            TokenFileError::UnknownFormat { path }
+            | TokenFileError::Io { path, .. }
+            | TokenFileError::Content { path, .. } => path,
+        }
+    }
+}
+
+impl fmt::Display for TokenFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenFileError::UnknownFormat { path } => write!(
+                f,
+                "{}: a token file must end in .json or .toml",
+                path.display()
+            ),
+            TokenFileError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            TokenFileError::Content { path, source } => {
+                write!(f, "{}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TokenFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TokenFileError::UnknownFormat { .. } => None,
+            TokenFileError::Io { source, .. } => Some(source),
+            TokenFileError::Content { source, .. } => Some(source),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+    fn entry(extra: &str) -> String {
+        format!(
+            r#"{{"uid": "u1", "name": "ci", "scopes": ["api"], "deployments": "*",
+                "created_at": "2026-01-01T00:00:00Z", "expired_at": null, "hash": "{HASH}"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn a_minted_token_anywhere_is_refused_without_echoing_it() {
+        let secret = TokenSecret::generate();
+        let text = format!(
+            r#"{{"tokens": [{}]}}"#,
+            entry("").replace(
+                r#""name": "ci""#,
+                &format!(r#""name": "ci {}""#, secret.expose())
+            )
+        );
+        let err = TokenFile::parse(&text, TokenFileFormat::Json).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("plaintext token"), "{message}");
+        assert!(!message.contains(secret.expose()));
+    }
+
+    #[test]
+    fn toml_none_is_omitted_and_round_trips() {
+        let file = TokenFile::parse(
+            &format!(r#"{{"tokens": [{}]}}"#, entry("")),
+            TokenFileFormat::Json,
+        )
+        .unwrap();
+        let toml = file.to_text(TokenFileFormat::Toml).unwrap();
+        assert!(!toml.contains("expired_at"), "{toml}");
+        assert_eq!(
+            TokenFile::parse(&toml, TokenFileFormat::Toml).unwrap(),
+            file
+        );
+    }
+
+    #[test]
+    fn empty_text_is_an_error_in_both_formats() {
+        for format in [TokenFileFormat::Json, TokenFileFormat::Toml] {
+            assert!(matches!(
+                TokenFile::parse("", format),
+                Err(FileContentError::Syntax { .. })
+            ));
+        }
+    }
+}

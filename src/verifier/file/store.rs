@@ -1,0 +1,339 @@
+//! [`TokenFileStore`]: create, list, get and delete tokens in a token file, safely beside a
+//! running [`StaticFileVerifier`](super::StaticFileVerifier) and other writers.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::record::ApiToken;
+use crate::token::TokenHash;
+use crate::verifier::memory::{CreatedToken, InMemoryTokenStore, NewToken, NewTokenError};
+
+use super::format::{TokenEntry, TokenFile, TokenFileError, TokenFileFormat};
+
+/// Changes a token file the way the platform's token API changes its store: `create` (the
+/// secret is returned once and only its hash is written), `list`, `get`, `delete`.
+///
+/// Every change is a locked read-modify-write:
+/// - an exclusive lock on `<file>.lock` beside the file (created on first use and left in
+///   place: removing it would let two writers lock different files), so concurrent writers,
+///   in this process or others, each see the other's change;
+/// - the file is read and checked whole; a file that is refused is not changed;
+/// - the new content goes to a temporary file in the same directory, which is flushed to disk
+///   and renamed over the file, and the directory is flushed, so a reader (a verifier polling
+///   the file) sees the old file or the new one, never half of one, even across a crash.
+///
+/// Readers (`list`, `get`) take no lock: renames make every read see a whole file.
+///
+/// ```
+/// use protected_endpoint::policy::Scope;
+/// use protected_endpoint::verifier::file::TokenFileStore;
+/// use protected_endpoint::verifier::memory::NewToken;
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let path = dir.path().join("tokens.toml");
+/// let store = TokenFileStore::open(&path).unwrap();
+/// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
+/// println!("token: {}", created.secret.expose()); // shown once, never written
+///
+/// assert_eq!(store.list(Some("CI")).unwrap().len(), 1);
+/// assert!(!std::fs::read_to_string(&path).unwrap().contains(created.secret.expose()));
+/// assert!(store.delete(&created.token.uid).unwrap().is_some());
+/// assert!(store.get(&created.token.uid).unwrap().is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenFileStore {
+    path: PathBuf,
+    format: TokenFileFormat,
+}
+
+/// Why a [`TokenFileStore`] operation failed. The file is unchanged.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The file could not be read, locked or written, or its content is refused.
+    File(TokenFileError),
+    /// The new token's arguments are refused.
+    NewToken(NewTokenError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::File(error) => error.fmt(f),
+            StoreError::NewToken(error) => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::File(error) => Some(error),
+            StoreError::NewToken(error) => Some(error),
+        }
+    }
+}
+
+impl From<TokenFileError> for StoreError {
+    fn from(error: TokenFileError) -> Self {
+        StoreError::File(error)
+    }
+}
+
+impl From<NewTokenError> for StoreError {
+    fn from(error: NewTokenError) -> Self {
+        StoreError::NewToken(error)
+    }
+}
+
+impl TokenFileStore {
+    /// A store over the file at `path` (`.json` or `.toml`). The file need not exist yet:
+    /// the first `create` makes it. Nothing is read or written here.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
+        let path = path.into();
+        let format = TokenFileFormat::from_path(&path)?;
+        Ok(Self { path, format })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's format.
+    pub fn format(&self) -> TokenFileFormat {
+        self.format
+    }
+
+    /// Reads and checks the whole file. A file that does not exist is an error.
+    pub fn read(&self) -> Result<TokenFile, TokenFileError> {
+        let text = fs::read_to_string(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
+        TokenFile::parse(&text, self.format).map_err(|source| TokenFileError::Content {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Reads the file, or an empty one if it does not exist yet.
+    fn read_or_empty(&self) -> Result<TokenFile, TokenFileError> {
+        match self.read() {
+            Err(TokenFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(TokenFile::new())
+            }
+            other => other,
+        }
+    }
+
+    /// Creates a token and writes its record and hash to the file (creating the file if
+    /// needed). Returns the record and the secret: the only time the secret is available.
+    ///
+    /// The arguments are checked exactly as [`InMemoryTokenStore::create`] checks them.
+    pub fn create(&self, new: NewToken) -> Result<CreatedToken, StoreError> {
+        self.update(|file| {
+            // Let the in-memory store mint the secret, the uid and the checked record, so the
+            // rules are the same everywhere; retry in the (astronomically unlikely) case of a
+            // uid or hash the file already has.
+            let created = loop {
+                let created = InMemoryTokenStore::new().create(new.clone())?;
+                let hash = TokenHash::of(&created.secret);
+                let taken = file
+                    .tokens
+                    .iter()
+                    .any(|e| e.token.uid == created.token.uid || e.hash == hash);
+                if !taken {
+                    break created;
+                }
+            };
+            file.tokens.push(TokenEntry::new(
+                created.token.clone(),
+                TokenHash::of(&created.secret),
+            ));
+            Ok((created, true))
+        })
+    }
+
+    /// Adds a record with the hash of a secret minted elsewhere (to manage foreign tokens in
+    /// the file). Fails, writing nothing, on a duplicate uid or hash.
+    pub fn import(&self, token: ApiToken, hash: TokenHash) -> Result<(), StoreError> {
+        self.update(|file| {
+            if file.tokens.iter().any(|e| e.token.uid == token.uid) {
+                return Err(NewTokenError::DuplicateUid(token.uid).into());
+            }
+            if file.tokens.iter().any(|e| e.hash == hash) {
+                return Err(NewTokenError::DuplicateHash(token.uid).into());
+            }
+            file.tokens.push(TokenEntry::new(token, hash));
+            Ok(((), true))
+        })
+    }
+
+    /// The tokens whose name contains `search` (case-insensitive), or all of them, oldest
+    /// first.
+    pub fn list(&self, search: Option<&str>) -> Result<Vec<ApiToken>, TokenFileError> {
+        let needle = search.map(str::to_lowercase);
+        let mut found: Vec<ApiToken> = self
+            .read()?
+            .tokens
+            .into_iter()
+            .map(|entry| entry.token)
+            .filter(|token| {
+                needle
+                    .as_deref()
+                    .is_none_or(|needle| token.name.to_lowercase().contains(needle))
+            })
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.uid).cmp(&(b.created_at, &b.uid)));
+        Ok(found)
+    }
+
+    /// The token with this uid.
+    pub fn get(&self, uid: &str) -> Result<Option<ApiToken>, TokenFileError> {
+        Ok(self.read()?.get(uid).map(|entry| entry.token.clone()))
+    }
+
+    /// Deletes the token with this uid, returning its record (`None`, and no write, when
+    /// there is none). A verifier watching the file refuses it after its next reload.
+    pub fn delete(&self, uid: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.update(
+            |file| match file.tokens.iter().position(|e| e.token.uid == uid) {
+                Some(position) => Ok((Some(file.tokens.remove(position).token), true)),
+                None => Ok((None, false)),
+            },
+        )
+    }
+
+    /// The locked read-modify-write every change goes through. `change` returns its result
+    /// and whether it changed the file (and so whether to write it).
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut TokenFile) -> Result<(R, bool), StoreError>,
+    ) -> Result<R, StoreError> {
+        let _lock = self.lock()?;
+        let mut file = self.read_or_empty()?;
+        let (result, changed) = change(&mut file)?;
+        if !changed {
+            return Ok(result);
+        }
+        let text = file
+            .to_text(self.format)
+            .map_err(|source| TokenFileError::Content {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.write_atomically(text.as_bytes())
+            .map_err(|e| TokenFileError::io(&self.path, e))?;
+        Ok(result)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    /// Takes the exclusive lock, waiting for other writers. It is released when the returned
+    /// file is dropped (or the process exits, however it exits).
+    fn lock(&self) -> Result<fs::File, TokenFileError> {
+        let path = self.lock_path();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| TokenFileError::io(&path, e))?;
+        fs4::fs_std::FileExt::lock_exclusive(&file).map_err(|e| TokenFileError::io(&path, e))?;
+        Ok(file)
+    }
+
+    fn write_atomically(&self, contents: &[u8]) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let prefix = format!(
+            ".{}.",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
+        let mut temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        // Keep the permissions of the file being replaced (the temporary file is 0600).
+        if let Ok(metadata) = fs::metadata(&self.path) {
+            temp.as_file().set_permissions(metadata.permissions())?;
+        }
+        temp.write_all(contents)?;
+        temp.as_file().sync_all()?;
+        temp.persist(&self.path).map_err(|e| e.error)?;
+        sync_dir(dir)
+    }
+}
+
+/// Flushes a directory, so a rename in it survives a crash.
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    // Windows cannot open a directory as a file to flush it; the rename is durable there
+    // once `MoveFileEx` returns.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Scope;
+
+    #[test]
+    fn a_refused_file_is_not_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        fs::write(&path, r#"{"tokens": [{"uid": "x"}]}"#).unwrap();
+        let store = TokenFileStore::open(&path).unwrap();
+        let err = store.create(NewToken::new("ci")).unwrap_err();
+        assert!(err.to_string().contains("tokens[0]"), "{err}");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            r#"{"tokens": [{"uid": "x"}]}"#
+        );
+        assert!(store.delete("x").is_err());
+    }
+
+    #[test]
+    fn bad_arguments_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.toml");
+        let store = TokenFileStore::open(&path).unwrap();
+        assert!(matches!(
+            store.create(NewToken::new(" ")),
+            Err(StoreError::NewToken(NewTokenError::EmptyName))
+        ));
+        assert!(!path.exists());
+        let created = store
+            .create(NewToken::new("a").scopes([Scope::API]))
+            .unwrap();
+        assert!(matches!(
+            store.import(created.token.clone(), TokenHash::of_str("other")),
+            Err(StoreError::NewToken(NewTokenError::DuplicateUid(_)))
+        ));
+        assert_eq!(store.list(None).unwrap(), vec![created.token]);
+    }
+
+    #[test]
+    fn a_relative_path_in_the_current_directory_is_fine() {
+        let store = TokenFileStore::open("tokens.json").unwrap();
+        assert_eq!(store.lock_path(), Path::new("tokens.json.lock"));
+    }
+}
