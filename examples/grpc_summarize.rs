@@ -17,13 +17,11 @@
 use std::error::Error;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use protected_endpoint::policy::Scope;
-use protected_endpoint::token::TokenSecret;
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
-use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
+use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
@@ -33,6 +31,8 @@ use tracing_subscriber::EnvFilter;
 
 #[path = "shared/summarizer.rs"]
 mod summarizer;
+#[path = "shared/token_args.rs"]
+mod token_args;
 
 /// The code generated from `proto/summarize/v1/summarize.proto` (by `tools/protogen`).
 mod pb {
@@ -55,6 +55,8 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (the real one is printed).
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: SocketAddr,
+    #[command(flatten)]
+    tokens: token_args::TokenArgs,
 }
 
 /// The gRPC service. It never sees a request the layer refused.
@@ -87,28 +89,6 @@ impl Summarizer for SummarizerService {
     }
 }
 
-/// The verifier the layer asks, and the token to show at start, if one was made here.
-struct Verifier {
-    verifier: Arc<dyn TokenVerifier>,
-    new_token: Option<TokenSecret>,
-}
-
-/// Chooses the verifier from the flags. Today: an in-memory store holding one fresh demo
-/// token. Another verifier (a token file, an introspection endpoint) is one more flag in
-/// [`Args`] and one more branch here, returning `new_token: None`.
-fn verifier(_args: &Args) -> Result<Verifier, Box<dyn Error>> {
-    let store = InMemoryTokenStore::new();
-    let created = store.create(
-        NewToken::new("grpc-summarize demo")
-            .description("created by the grpc_summarize example at start-up")
-            .scopes([Scope::API]),
-    )?;
-    Ok(Verifier {
-        verifier: Arc::new(store),
-        new_token: Some(created.secret),
-    })
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -130,10 +110,15 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .with_writer(std::io::stderr)
         .init();
 
-    let Verifier {
+    let token_args::ChosenVerifier {
         verifier,
         new_token,
-    } = verifier(&args)?;
+        source,
+    } = args.tokens.verifier(
+        NewToken::new("grpc-summarize demo")
+            .description("created by the grpc_summarize example at start-up")
+            .scopes([Scope::API]),
+    )?;
     let layer = ProtectedEndpointLayer::from_arc(verifier)
         .realm("summarize")
         .require_scope(Scope::API)
@@ -168,6 +153,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         println!("token: {}", secret.expose());
     }
     println!("listening on {addr}");
+    println!("verifying {source}");
     println!(
         "call it (optional, needs grpcurl; set TOKEN to the token above):\n  \
          grpcurl -plaintext -import-path proto -proto summarize/v1/summarize.proto \

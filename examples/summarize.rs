@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example summarize            # prints `token: pe_…` and a curl command
 //! cargo run --example summarize -- --addr 127.0.0.1:8080
+//! cargo run --example summarize --features file -- --tokens tokens.json   # tokens from a file
 //! ```
 //!
 //! Routes:
@@ -15,18 +16,22 @@
 
 #[path = "shared/summarizer.rs"]
 mod summarizer;
+#[path = "shared/token_args.rs"]
+mod token_args;
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use clap::Parser;
 use protected_endpoint::policy::{DeploymentAccess, Scope};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::verifier::memory::NewToken;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// The deployment this service is: tokens need access to it.
 const DEPLOYMENT: &str = "summarize";
@@ -40,6 +45,8 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
+    #[command(flatten)]
+    tokens: token_args::TokenArgs,
 }
 
 #[derive(Deserialize)]
@@ -48,7 +55,17 @@ struct SummarizeRequest {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("summarize: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -56,26 +73,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args = Args::parse();
 
-    let store = InMemoryTokenStore::new();
-    let created = store.create(
+    let chosen = args.tokens.verifier(
         NewToken::new("summarize-demo")
             .description("created by the summarize example at start-up")
             .scopes([Scope::API])
             .deployments(DeploymentAccess::only([DEPLOYMENT])?),
     )?;
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
     let addr = listener.local_addr()?;
-    let app = app(store);
+    let app = app(chosen.verifier);
 
-    // The secret is printed once, here, on a line of its own; it is never logged.
     println!("listening on http://{addr}");
-    println!("token: {}", created.secret.expose());
+    println!("verifying {}", chosen.source);
+    // A demo token's secret is printed once, here, on a line of its own; it is never logged.
+    let token = match &chosen.new_token {
+        Some(secret) => {
+            println!("token: {}", secret.expose());
+            secret.expose().to_owned()
+        }
+        None => "$TOKEN".to_owned(),
+    };
     println!(
-        "try:\n  curl -X POST http://{addr}/summarize -H 'Authorization: Bearer {}' -H 'content-type: application/json' -d '{{\"text\": \"Rust is fast. Rust is safe. The sky is blue. Many teams pick Rust for speed and safety.\"}}'",
-        created.secret.expose()
+        "try:\n  curl -X POST http://{addr}/summarize -H \"Authorization: Bearer {token}\" -H 'content-type: application/json' -d '{{\"text\": \"Rust is fast. Rust is safe. The sky is blue. Many teams pick Rust for speed and safety.\"}}'"
     );
 
     axum::serve(listener, app)
@@ -87,12 +110,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The service: `/readyz` open, the rest behind the token layer.
-fn app(verifier: impl TokenVerifier + 'static) -> Router {
+fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
     let protected = Router::new()
         .route("/schema.json", get(schema))
         .route("/summarize", post(summarize))
         .route_layer(
-            ProtectedEndpointLayer::new(verifier)
+            ProtectedEndpointLayer::from_arc(verifier)
                 .realm(DEPLOYMENT)
                 .require_scope(Scope::API)
                 .deployment(DEPLOYMENT),

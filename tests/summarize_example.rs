@@ -36,8 +36,12 @@ fn example_binary(name: &str) -> PathBuf {
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+        let mut build = Command::new(env!("CARGO"));
+        build.args(["build", "--example", name]);
+        if cfg!(feature = "file") {
+            build.args(["--features", "file"]);
+        }
+        let status = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();
@@ -58,8 +62,13 @@ fn start_summarize() -> Example {
 /// Starts an example on an ephemeral port and reads the address it prints (and, for the
 /// summarize example, the token it prints after it).
 fn start_example(name: &str, env: &[(&str, &str)]) -> Example {
+    start_example_with(name, env, &[])
+}
+
+fn start_example_with(name: &str, env: &[(&str, &str)], args: &[&str]) -> Example {
     let mut child = Command::new(example_binary(name))
         .args(["--addr", "127.0.0.1:0"])
+        .args(args)
         .env("RUST_LOG", "info")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -76,8 +85,8 @@ fn start_example(name: &str, env: &[(&str, &str)]) -> Example {
         if let Some(secret) = line.strip_prefix("token: ") {
             token = Some(secret.to_owned());
         }
-        // The summarize example prints its token right after its address.
-        if base.is_some() && (token.is_some() || name != "summarize") {
+        // The summarize example prints its demo token after its address.
+        if base.is_some() && (token.is_some() || name != "summarize" || !args.is_empty()) {
             break;
         }
     }
@@ -213,4 +222,74 @@ fn custom_verifier_example_refuses_a_bad_key_list() {
         !stderr.contains("short"),
         "the key must not be echoed: {stderr}"
     );
+}
+
+#[cfg(feature = "file")]
+#[tokio::test]
+async fn summarize_example_serves_tokens_from_a_file() {
+    use protected_endpoint::policy::Scope;
+    use protected_endpoint::verifier::file::TokenFileStore;
+    use protected_endpoint::verifier::memory::NewToken;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = TokenFileStore::open(&path).unwrap();
+    let created = store
+        .create(NewToken::new("from-file").scopes([Scope::API]))
+        .unwrap();
+
+    let example = start_example_with("summarize", &[], &["--tokens", path.to_str().unwrap()]);
+    assert_eq!(example.token, None, "no demo token is made with --tokens");
+    let http = reqwest::Client::new();
+    let call = |token: String| {
+        let request = http
+            .post(format!("{}/summarize", example.base))
+            .bearer_auth(token)
+            .json(&json!({ "text": TEXT }));
+        async move { request.send().await.unwrap() }
+    };
+    let ok = call(created.secret.expose().to_owned()).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), summarizer::summarize(TEXT, 3));
+
+    // Revoked in the file: refused once the running server reloads it (about a second).
+    store.delete(&created.token.uid).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = call(created.secret.expose().to_owned()).await.status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deleted token still passes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn summarize_example_refuses_a_bad_token_file() {
+    let dir = std::env::temp_dir().join(format!("pe-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokens.json");
+    std::fs::write(
+        &path,
+        r#"{"tokens": [{"uid": "a", "name": "x", "hash": "nope"}]}"#,
+    )
+    .unwrap();
+    let output = Command::new(example_binary("summarize"))
+        .args(["--addr", "127.0.0.1:0", "--tokens", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = if cfg!(feature = "file") {
+        "tokens[0]"
+    } else {
+        "--tokens needs the `file` feature"
+    };
+    assert!(stderr.contains(expected), "{stderr}");
 }
