@@ -94,6 +94,11 @@ impl TokenSource {
         Self(SourceKind::Query("access_token".to_owned()))
     }
 
+    /// Whether this is the `access_token` query source.
+    pub(crate) fn is_query(&self) -> bool {
+        matches!(self.0, SourceKind::Query(_))
+    }
+
     /// Looks for this source's credential in the request head.
     fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<TokenSecret>, Rejection> {
         match &self.0 {
@@ -307,19 +312,32 @@ fn find_cookie(headers: &HeaderMap, name: &str) -> Result<Option<TokenSecret>, R
 }
 
 fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<String> = cookie_pairs(headers)
-        .filter(|(key, _)| *key != name.as_bytes())
-        .map(|(key, value)| {
-            format!(
-                "{}={}",
-                String::from_utf8_lossy(key),
-                String::from_utf8_lossy(value)
-            )
-        })
-        .collect();
+    // Rebuild from the original bytes: every other cookie reaches the handler exactly as sent,
+    // even one without `=` or with bytes that are not UTF-8.
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for segment in value.as_bytes().split(|&b| b == b';') {
+            let segment = segment.trim_ascii();
+            if segment.is_empty() {
+                continue;
+            }
+            let is_token_cookie = segment
+                .iter()
+                .position(|&b| b == b'=')
+                .is_some_and(|eq| segment[..eq].trim_ascii() == name.as_bytes());
+            if is_token_cookie {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(segment);
+        }
+    }
     headers.remove(COOKIE);
     if !kept.is_empty() {
-        if let Ok(value) = HeaderValue::try_from(kept.join("; ")) {
+        // The bytes come from valid header values joined by "; ", so this cannot fail.
+        if let Ok(value) = HeaderValue::from_bytes(&kept) {
             headers.insert(COOKIE, value);
         }
     }
@@ -513,6 +531,17 @@ mod tests {
         assert_eq!(extract(&sources, &request), Ok(Some("abc123".into())));
         strip_credential(&sources[0], &mut request);
         assert_eq!(request.headers()[COOKIE], "theme=dark; lang=en");
+
+        // Other cookies survive byte for byte, even odd ones.
+        let mut odd = Request::builder()
+            .header(
+                COOKIE,
+                HeaderValue::from_bytes(b"flag; pe_token=abc; x=caf\xe9").unwrap(),
+            )
+            .body(())
+            .unwrap();
+        strip_credential(&sources[0], &mut odd);
+        assert_eq!(odd.headers()[COOKIE].as_bytes(), b"flag; x=caf\xe9");
 
         let twice = Request::builder()
             .header(COOKIE, "pe_token=a")

@@ -327,9 +327,11 @@ impl AccessPolicy {
         }
         if let Some(deployment) = &self.deployment {
             if !token.deployments().allows(deployment) {
+                // No `scope` attribute: the token may hold every required scope, and naming
+                // them would send the client looking for the wrong fix.
                 return Err(Rejection::insufficient_scope(
                     format!("the token has no access to the deployment {deployment}"),
-                    self.scope_attribute.clone(),
+                    None,
                 ));
             }
         }
@@ -373,6 +375,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(rejection.kind(), RejectionKind::InsufficientScope);
         assert!(rejection.description().contains("translate"));
+        assert_eq!(rejection.scope_attribute(), None);
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub struct ApiToken {
     /// Granted scopes, sorted.
     #[serde(default)]
     pub scopes: Vec<Scope>,
-    /// Which deployments the token may reach (`"*"` or a list of names).
-    #[serde(default)]
+    /// Which deployments the token may reach (`"*"` or a list of names). Required in the
+    /// serde form: a record that leaves it out must not silently reach every deployment.
     pub deployments: DeploymentAccess,
     /// When the token was created.
     pub created_at: DateTime<Utc>,
@@ -64,5 +64,22 @@ impl ApiToken {
             Some(expired_at) => info.with_expires_at(expired_at),
             None => info,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_must_be_spelled_out() {
+        let without = r#"{"uid": "u", "name": "n", "created_at": "2026-01-01T00:00:00Z"}"#;
+        let error = serde_json::from_str::<ApiToken>(without).unwrap_err();
+        assert!(error.to_string().contains("deployments"), "{error}");
+        let with = r#"{"uid": "u", "name": "n", "deployments": "*", "created_at": "2026-01-01T00:00:00Z"}"#;
+        assert!(serde_json::from_str::<ApiToken>(with)
+            .unwrap()
+            .deployments
+            .is_all());
     }
 }

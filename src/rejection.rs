@@ -36,7 +36,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{request, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -236,6 +236,7 @@ impl Rejection {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(challenge) = self.www_authenticate(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
@@ -248,6 +249,7 @@ impl Rejection {
         let mut response = Response::new(Bytes::new());
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("grpc-status", self.grpc_code().header_value());
         let message = utf8_percent_encode(&self.description, GRPC_MESSAGE_ESCAPES).to_string();
         if let Ok(message) = HeaderValue::try_from(message) {
@@ -265,8 +267,12 @@ impl Rejection {
     /// A gRPC refusal answers with the caller's own content type (`application/grpc+proto`,
     /// `application/grpc-web`, …), so clients that check it accept the status.
     pub fn response_for(&self, request: &request::Parts, realm: &str) -> Response<Bytes> {
+        // Every gRPC call is a POST; anything else gets the HTTP answer, so a GET can never be
+        // turned into a cacheable-looking 200.
         match request.headers.get(CONTENT_TYPE) {
-            Some(content_type) if is_grpc(&request.headers) => {
+            Some(content_type)
+                if request.method == http::Method::POST && is_grpc(&request.headers) =>
+            {
                 let mut response = self.grpc_response(realm);
                 response
                     .headers_mut()
@@ -278,12 +284,32 @@ impl Rejection {
     }
 }
 
-/// Whether a request is a gRPC call (`content-type: application/grpc`, `application/grpc+proto`,
-/// `application/grpc-web…`).
+/// Whether a request's `content-type` is gRPC's: `application/grpc`, optionally followed by
+/// `+format` (`application/grpc+proto`), `-web…` (grpc-web) or `;parameters`.
+///
+/// ```
+/// use http::{header::CONTENT_TYPE, HeaderMap, HeaderValue};
+/// use protected_endpoint::rejection::is_grpc;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+/// assert!(is_grpc(&headers));
+/// headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpcfoo"));
+/// assert!(!is_grpc(&headers));
+/// ```
 pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+    let Some(content_type) = headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    match content_type.as_bytes().strip_prefix(b"application/grpc") {
+        Some(rest) => {
+            rest.is_empty()
+                || rest.starts_with(b"+")
+                || rest.starts_with(b";")
+                || rest.starts_with(b"-web")
+        }
+        None => false,
+    }
 }
 
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
@@ -381,7 +407,7 @@ mod tests {
     use super::*;
 
     fn parts(content_type: Option<&str>) -> request::Parts {
-        let mut builder = http::Request::builder();
+        let mut builder = http::Request::builder().method(http::Method::POST);
         if let Some(ct) = content_type {
             builder = builder.header(CONTENT_TYPE, ct);
         }
@@ -435,10 +461,24 @@ mod tests {
             assert_eq!(response.headers()["grpc-status"], "16");
             assert!(response.body().is_empty());
         }
-        for ct in [None, Some("application/json"), Some("text/grpc")] {
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("text/grpc"),
+            Some("application/grpcfoo"),
+        ] {
             let response = Rejection::missing_credentials().response_for(&parts(ct), "x");
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{ct:?}");
         }
+    }
+
+    #[test]
+    fn only_posts_get_a_grpc_answer() {
+        let mut get = parts(Some("application/grpc"));
+        get.method = http::Method::GET;
+        let response = Rejection::missing_credentials().response_for(&get, "x");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -136,22 +137,31 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
 
-        let token = match extract_token(&self.config.sources, &request) {
+        let (token, from_query) = match extract_token(&self.config.sources, &request) {
             Ok(Some((token, source))) => {
                 if !self.config.keep_credentials {
                     strip_credential(source, &mut request);
                 }
-                token
-            }
-            Ok(None) if self.config.optional => {
-                return ResponseFuture::calling(inner, request);
+                (token, source.is_query())
             }
             Ok(None) => {
+                // An outer layer already verified (and stripped) the credential: apply this
+                // layer's policy to its answer, so `layer(..)` around `route_layer(..)` with
+                // stricter scopes works.
+                if let Some(info) = request.extensions().get::<TokenInfo>() {
+                    return match self.config.policy.check(info, chrono::Utc::now()) {
+                        Ok(()) => ResponseFuture::calling(inner, request),
+                        Err(rejection) => ResponseFuture::refused(&self.config, rejection, request),
+                    };
+                }
+                if self.config.optional {
+                    return ResponseFuture::calling(inner, request);
+                }
                 return ResponseFuture::refused(
                     &self.config,
                     Rejection::missing_credentials(),
                     request,
-                )
+                );
             }
             Err(rejection) => return ResponseFuture::refused(&self.config, rejection, request),
         };
@@ -163,6 +173,7 @@ where
                 verify,
                 pending: Some((inner, request)),
                 config: Arc::clone(&self.config),
+                from_query,
             },
         }
     }
@@ -190,14 +201,19 @@ pin_project! {
             verify: VerifyFuture,
             pending: Option<(S, Request<ReqBody>)>,
             config: Arc<Config>,
+            from_query: bool,
         },
         Calling {
             #[pin]
             future: S::Future,
+            // RFC 6750 §2.3: a success for a token sent in the query gets
+            // `Cache-Control: private`.
+            private_cache: bool,
         },
         Refused {
             response: Option<Response<Bytes>>,
         },
+        Done,
     }
 }
 
@@ -209,6 +225,7 @@ where
         Self {
             state: State::Calling {
                 future: inner.call(request),
+                private_cache: false,
             },
         }
     }
@@ -250,6 +267,7 @@ where
                     verify,
                     pending,
                     config,
+                    from_query,
                 } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
                     let decision = match verdict {
@@ -270,8 +288,12 @@ where
                     match decision {
                         Ok(info) => {
                             request.extensions_mut().insert(info);
+                            let private_cache = *from_query;
                             let future = inner.call(request);
-                            this.state.set(State::Calling { future });
+                            this.state.set(State::Calling {
+                                future,
+                                private_cache,
+                            });
                         }
                         Err(rejection) => {
                             let response = refusal(config, rejection, request);
@@ -281,17 +303,31 @@ where
                         }
                     }
                 }
-                StateProj::Calling { future } => {
-                    return future
-                        .poll(cx)
-                        .map(|result| result.map(|response| response.map(ResponseBody::inner)));
+                StateProj::Calling {
+                    future,
+                    private_cache,
+                } => {
+                    let private_cache = *private_cache;
+                    let mut result = ready!(future.poll(cx));
+                    this.state.set(State::Done);
+                    if let Ok(response) = &mut result {
+                        if private_cache && response.status().is_success() {
+                            response
+                                .headers_mut()
+                                .entry(CACHE_CONTROL)
+                                .or_insert(HeaderValue::from_static("private"));
+                        }
+                    }
+                    return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
                 }
                 StateProj::Refused { response } => {
                     let response = response
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    this.state.set(State::Done);
                     return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
                 }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
     }
@@ -306,6 +342,7 @@ where
             State::Verifying { .. } => "Verifying",
             State::Calling { .. } => "Calling",
             State::Refused { .. } => "Refused",
+            State::Done => "Done",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -463,6 +500,7 @@ mod tests {
             .layer(ProtectedEndpointLayer::new(InMemoryTokenStore::new()))
             .service(service_fn(echo_name));
         let grpc = Request::builder()
+            .method("POST")
             .header("content-type", "application/grpc")
             .body(String::new())
             .unwrap();

@@ -58,7 +58,7 @@ const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
 /// assert_eq!(secret.expose(), "opaque-token-from-elsewhere");
 /// assert!(!format!("{secret:?}").contains("opaque"));
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TokenSecret(String);
 
 impl TokenSecret {
@@ -112,6 +112,16 @@ impl TokenSecret {
         has_valid_format(&self.0)
     }
 }
+
+/// Equality compares in constant time (for equal lengths), so `==` on secrets leaks nothing
+/// through timing (tower-http #585).
+impl PartialEq for TokenSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for TokenSecret {}
 
 impl fmt::Debug for TokenSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -467,3 +467,60 @@ async fn http2_clients_are_served_the_same() {
         r#"Bearer realm="test""#
     );
 }
+
+#[tokio::test]
+async fn query_token_successes_are_cache_control_private() {
+    let f = fixture(|l| l.token_source(TokenSource::access_token_query())).await;
+    let response = client()
+        .get(f.url(&format!("/echo?access_token={}", f.good.expose())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "private");
+    // Header tokens leave caching to the handler.
+    let response = f.get_bearer(f.good.expose()).await;
+    assert!(response.headers().get("cache-control").is_none());
+    // Refusals are never stored.
+    let response = f.get_bearer("wrong").await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn a_stricter_route_layer_inside_a_router_layer_checks_the_same_token() {
+    let store = InMemoryTokenStore::new();
+    let admin = store
+        .create(NewToken::new("admin").scopes([Scope::API, Scope::WRITE_ORGANIZATION]))
+        .unwrap()
+        .secret;
+    let user = store
+        .create(NewToken::new("user").scopes([Scope::API]))
+        .unwrap()
+        .secret;
+    let app = Router::new()
+        .route("/admin", get(echo))
+        .route_layer(
+            ProtectedEndpointLayer::new(store.clone()).require_scope(Scope::WRITE_ORGANIZATION),
+        )
+        .route("/echo", get(echo))
+        .layer(ProtectedEndpointLayer::new(store).require_scope(Scope::API));
+    let base = serve(app).await;
+    let get = |path: &str, token: &TokenSecret| {
+        client()
+            .get(format!("{base}{path}"))
+            .bearer_auth(token.expose())
+            .send()
+    };
+    let response = get("/admin", &admin).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["name"], "admin");
+    assert_eq!(get("/echo", &user).await.unwrap().status(), StatusCode::OK);
+    let refused = get("/admin", &user).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let (error, _) = error_body(refused).await;
+    assert_eq!(error, "insufficient_scope");
+    // No token at all is still refused by the outer layer.
+    let anonymous = client().get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}

@@ -6,7 +6,8 @@
 //! hashes of secrets are kept. Every clone of a store shares the same tokens, so one clone can
 //! sit in the layer while another serves a management API.
 //!
-//! A deleted or expired token is refused on the very next request: there is no cache.
+//! A deleted or expired token is refused by every request that starts after `delete` returned
+//! (or the expiry passed): there is no cache.
 //!
 //! ```
 //! use chrono::{Duration, Utc};
@@ -38,11 +39,11 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
 
 use crate::policy::{DeploymentAccess, Scope};
 use crate::record::ApiToken;
-use crate::token::{TokenHash, TokenSecret};
+use crate::token::{TokenHash, TokenSecret, TOKEN_PREFIX};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
 
 /// The longest token name accepted, in characters.
@@ -101,20 +102,7 @@ impl NewToken {
     /// Checks the arguments, returning the record a store keeps for them.
     fn into_record(self, uid: String, now: DateTime<Utc>) -> Result<ApiToken, NewTokenError> {
         let name = self.name.trim();
-        if name.is_empty() {
-            return Err(NewTokenError::EmptyName);
-        }
-        if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-            return Err(NewTokenError::InvalidName);
-        }
-        if self.description.chars().count() > MAX_DESCRIPTION_LEN
-            || self
-                .description
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(NewTokenError::InvalidDescription);
-        }
+        check_name_and_description(name, &self.description)?;
         if let Some(expires_at) = self.expires_at {
             if expires_at <= now {
                 return Err(NewTokenError::ExpiryInThePast);
@@ -134,6 +122,24 @@ impl NewToken {
             last_used_at: None,
         })
     }
+}
+
+/// The rules every stored name and description follow.
+fn check_name_and_description(name: &str, description: &str) -> Result<(), NewTokenError> {
+    if name.trim().is_empty() {
+        return Err(NewTokenError::EmptyName);
+    }
+    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(NewTokenError::InvalidName);
+    }
+    if description.chars().count() > MAX_DESCRIPTION_LEN
+        || description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(NewTokenError::InvalidDescription);
+    }
+    Ok(())
 }
 
 /// Why a token could not be created or imported. Nothing was stored.
@@ -225,8 +231,10 @@ impl Entry {
     fn touch(&self, now: i64) {
         // Write only when the second changed, so hot tokens do not bounce a cache line
         // between cores on every request.
-        if self.last_used.load(Ordering::Relaxed) != now {
-            self.last_used.store(now, Ordering::Relaxed);
+        // `fetch_max`, not `store`: a request that read the clock earlier but got here later
+        // must not move the time backwards.
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.fetch_max(now, Ordering::Relaxed);
         }
     }
 
@@ -259,16 +267,14 @@ impl InMemoryTokenStore {
     /// Creates a token, returning its record and its secret (the only time the secret is
     /// available). Bad arguments are an error and store nothing.
     pub fn create(&self, new: NewToken) -> Result<CreatedToken, NewTokenError> {
+        // Check the arguments before taking the lock: a huge name must not stall verification.
+        let mut record = new.into_record(new_uid(), Utc::now())?;
         let secret = TokenSecret::generate();
         let hash = TokenHash::of(&secret);
         let mut tokens = self.write();
-        let uid = loop {
-            let uid = new_uid();
-            if !tokens.by_uid.contains_key(&uid) {
-                break uid;
-            }
-        };
-        let record = new.into_record(uid, Utc::now())?;
+        while tokens.by_uid.contains_key(&record.uid) {
+            record.uid = new_uid();
+        }
         tokens.by_uid.insert(record.uid.clone(), hash);
         tokens
             .by_hash
@@ -280,8 +286,13 @@ impl InMemoryTokenStore {
     }
 
     /// Stores an existing record with the hash of its secret (to restore tokens saved
-    /// elsewhere). Fails, storing nothing, on a duplicate uid or hash.
-    pub fn import(&self, record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
+    /// elsewhere, in this crate's format or not). The record is checked like a new one (name,
+    /// description; scopes are sorted), but its dates are kept, even a past expiry. Fails,
+    /// storing nothing, on a bad record or a duplicate uid or hash.
+    pub fn import(&self, mut record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
+        check_name_and_description(&record.name, &record.description)?;
+        record.scopes.sort();
+        record.scopes.dedup();
         let mut tokens = self.write();
         if tokens.by_uid.contains_key(&record.uid) {
             return Err(NewTokenError::DuplicateUid(record.uid));
@@ -320,8 +331,8 @@ impl InMemoryTokenStore {
         tokens.by_hash.get(hash).map(|entry| entry.snapshot())
     }
 
-    /// Deletes the token with this uid, returning its record. It is refused from the next
-    /// request on.
+    /// Deletes the token with this uid, returning its record. Every request that starts after
+    /// this returns refuses it.
     pub fn delete(&self, uid: &str) -> Option<ApiToken> {
         let mut tokens = self.write();
         let hash = tokens.by_uid.remove(uid)?;
@@ -340,8 +351,9 @@ impl InMemoryTokenStore {
 
     /// Verifies a token without going through a future: what the async verifier does.
     pub fn verify_now(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
-        // A token that is not in our format cannot be ours: refuse without a lookup.
-        if !token.has_valid_format() {
+        // A token with our prefix but a wrong checksum is a typo or a forgery: refuse it
+        // without a lookup. Tokens without the prefix may be imported ones minted elsewhere.
+        if token.expose().starts_with(TOKEN_PREFIX) && !token.has_valid_format() {
             return Err(VerifyError::Invalid);
         }
         let hash = TokenHash::of(token);
@@ -375,11 +387,13 @@ impl fmt::Debug for InMemoryTokenStore {
     }
 }
 
-/// A new token uid: 16 lowercase alphanumeric characters.
+/// A new token uid: 16 characters drawn uniformly from `[0-9a-z]`.
 fn new_uid() -> String {
-    Alphanumeric
-        .sample_string(&mut rand::rng(), 16)
-        .to_ascii_lowercase()
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -453,6 +467,45 @@ mod tests {
             Err(NewTokenError::DuplicateUid(record.uid.clone()))
         );
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn imported_foreign_tokens_verify_and_typos_of_ours_do_not() {
+        let store = InMemoryTokenStore::new();
+        let created = store.create(NewToken::new("ours")).unwrap();
+        let mut record = store.delete(&created.token.uid).unwrap();
+        record.uid = "legacy".into();
+        record.scopes = vec![Scope::WRITE_CLUSTER, Scope::API];
+        store
+            .import(record, TokenHash::of_str("legacy-opaque-token"))
+            .unwrap();
+        let info = store
+            .verify_now(&TokenSecret::new("legacy-opaque-token"))
+            .unwrap();
+        assert_eq!(info.uid(), "legacy");
+        assert_eq!(
+            store.get("legacy").unwrap().scopes,
+            vec![Scope::API, Scope::WRITE_CLUSTER]
+        );
+
+        let mut bad = store.get("legacy").unwrap();
+        bad.uid = "other".into();
+        bad.name = "tab\u{1b}".into();
+        assert_eq!(
+            store.import(bad, TokenHash::of_str("x")),
+            Err(NewTokenError::InvalidName)
+        );
+    }
+
+    #[test]
+    fn uids_are_lowercase_alphanumeric() {
+        for _ in 0..100 {
+            let uid = new_uid();
+            assert_eq!(uid.len(), 16);
+            assert!(uid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+        }
     }
 
     #[test]

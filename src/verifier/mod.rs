@@ -30,7 +30,7 @@
 //!
 //! // The same, as a closure:
 //! let closure = verifier_fn(|token: TokenSecret| async move {
-//!     if token.expose() == "letmein" {
+//!     if token == TokenSecret::new("letmein") { // constant-time ==
 //!         Ok(TokenInfo::new("demo", "demo"))
 //!     } else {
 //!         Err(VerifyError::Invalid)
@@ -352,10 +352,10 @@ pub trait TokenVerifierExt: TokenVerifier + Sized {
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let first = verifier_fn(|t: TokenSecret| async move {
-    ///     if t.expose() == "a" { Ok(TokenInfo::new("1", "a")) } else { Err(VerifyError::Invalid) }
+    ///     if t == TokenSecret::new("a") { Ok(TokenInfo::new("1", "a")) } else { Err(VerifyError::Invalid) }
     /// });
     /// let second = verifier_fn(|t: TokenSecret| async move {
-    ///     if t.expose() == "b" { Ok(TokenInfo::new("2", "b")) } else { Err(VerifyError::Invalid) }
+    ///     if t == TokenSecret::new("b") { Ok(TokenInfo::new("2", "b")) } else { Err(VerifyError::Invalid) }
     /// });
     /// let both = first.or(second);
     /// assert!(both.verify(&"a".into()).await.is_ok());
