@@ -149,13 +149,14 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
     let addr = listener.local_addr()?;
 
+    println!("listening on {addr}");
+    println!("verifying {source}");
+    // A demo token's secret is printed once, here, on a line of its own; it is never logged.
     if let Some(secret) = &new_token {
         println!("token: {}", secret.expose());
     }
-    println!("listening on {addr}");
-    println!("verifying {source}");
     println!(
-        "call it (optional, needs grpcurl; set TOKEN to the token above):\n  \
+        "try (needs grpcurl; set TOKEN to the token above):\n  \
          grpcurl -plaintext -import-path proto -proto summarize/v1/summarize.proto \
          -H \"authorization: Bearer $TOKEN\" -d '{{\"text\": \"Tokens protect the endpoint. \
          The summary keeps the central sentences. Lunch was pasta.\"}}' \

@@ -5,6 +5,8 @@
 //! with a readable message and the RFC 6750 challenge in its metadata), a valid token reaches
 //! the handler as `TokenInfo`, and streams pass through untouched.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -713,4 +715,38 @@ async fn the_health_service_can_stay_outside_the_layer() {
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
     assert_eq!(seen.calls().len(), 1);
+}
+
+/// The `grpc_summarize` example binary, started as a user starts it: the token it prints
+/// passes, no token is UNAUTHENTICATED, and its health service answers without a token.
+#[tokio::test]
+async fn grpc_summarize_example_serves_with_the_token_it_prints() {
+    let example = common::example::start_example("grpc_summarize", &[], &[]);
+    let addr: SocketAddr = example.base.parse().expect("the example prints host:port");
+    let token = example
+        .token
+        .clone()
+        .expect("the example printed `token: <secret>`");
+
+    // The shared summarizer keeps a third of the sentences (rounded up): one of these two.
+    let summary = summarize(addr, Some(&token)).await.unwrap();
+    assert_eq!(summary, "Tokens protect the endpoint.");
+    let refused = summarize(addr, None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let refused = summarize(addr, Some("pe_wrong")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel(addr).await);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("the health service needs no token")
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }

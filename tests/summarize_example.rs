@@ -4,99 +4,21 @@
 #[path = "../examples/shared/summarizer.rs"]
 mod summarizer;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+mod common;
 
+use std::process::Command;
+
+use common::example::{example_binary, start_example};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// The running example; killed when dropped.
-struct Example {
-    child: Child,
-    base: String,
-    token: Option<String>,
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `target/<profile>/examples/<name>`, built first if this test run did not build it.
-fn example_binary(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let deps = std::env::current_exe().unwrap();
-    let profile_dir = deps.parent().unwrap().parent().unwrap();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--example", name]);
-        if cfg!(feature = "file") {
-            build.args(["--features", "file"]);
-        }
-        let status = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the {name} example failed");
-    }
-    binary
-}
-
-fn start_summarize() -> Example {
-    let example = start_example("summarize", &[]);
+fn start_summarize() -> common::example::Example {
+    let example = start_example("summarize", &[], &[]);
     assert!(
         example.token.is_some(),
         "the example printed `token: <secret>`"
     );
     example
-}
-
-/// Starts an example on an ephemeral port and reads the address it prints (and, for the
-/// summarize example, the token it prints after it).
-fn start_example(name: &str, env: &[(&str, &str)]) -> Example {
-    start_example_with(name, env, &[])
-}
-
-fn start_example_with(name: &str, env: &[(&str, &str)], args: &[&str]) -> Example {
-    let mut child = Command::new(example_binary(name))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut token) = (None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(url) = line.strip_prefix("listening on ") {
-            base = Some(url.to_owned());
-        }
-        if let Some(secret) = line.strip_prefix("token: ") {
-            token = Some(secret.to_owned());
-        }
-        // The summarize example prints its demo token after its address.
-        if base.is_some() && (token.is_some() || name != "summarize" || !args.is_empty()) {
-            break;
-        }
-    }
-    // Keep draining stdout, so the example never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Example {
-        child,
-        base: base.expect("the example printed its address"),
-        token,
-    }
 }
 
 const TEXT: &str = "Rust is a systems language. Rust gives memory safety without a garbage \
@@ -190,6 +112,7 @@ async fn custom_verifier_example_accepts_its_keys_only() {
     let example = start_example(
         "custom_verifier",
         &[("API_KEYS", "alice=key-for-alice, ci=key-for-ci")],
+        &[],
     );
     let http = reqwest::Client::new();
     let whoami = |key: &'static str| {
@@ -238,7 +161,7 @@ async fn summarize_example_serves_tokens_from_a_file() {
         .create(NewToken::new("from-file").scopes([Scope::API]))
         .unwrap();
 
-    let example = start_example_with("summarize", &[], &["--tokens", path.to_str().unwrap()]);
+    let example = start_example("summarize", &[], &["--tokens", path.to_str().unwrap()]);
     assert_eq!(example.token, None, "no demo token is made with --tokens");
     let http = reqwest::Client::new();
     let call = |token: String| {

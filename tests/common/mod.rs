@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: real servers on 127.0.0.1, real clients.
 #![allow(dead_code)]
 
+pub mod example;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
