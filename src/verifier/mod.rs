@@ -39,9 +39,13 @@
 //! # let _ = closure;
 //! ```
 //!
-//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore).
+//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore), and
+//! with the `remote` feature `RemoteVerifier` (RFC 7662 introspection, in `verifier::remote`).
 
 pub mod memory;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod remote;
 
 use std::any::Any;
 use std::error::Error as StdError;
