@@ -101,12 +101,40 @@ impl From<AuthorityError> for ApiError {
     }
 }
 
+/// Why a handler refused: a missing scope (answered like the layer answers it) or an API
+/// error.
+pub(super) enum Refusal {
+    Scope(Rejection),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Refusal {
+    fn from(err: ApiError) -> Self {
+        Refusal::Api(err)
+    }
+}
+
+impl From<AuthorityError> for Refusal {
+    fn from(err: AuthorityError) -> Self {
+        Refusal::Api(err.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Scope(rejection) => rejection.http_response(REALM).map(Body::from),
+            Refusal::Api(err) => err.into_response(),
+        }
+    }
+}
+
 /// Refuses `token` unless it has `scope`, with the layer's own 403 answer.
-fn require(token: &TokenInfo, scope: Scope) -> Result<(), Response> {
+fn require(token: &TokenInfo, scope: Scope) -> Result<(), Refusal> {
     AccessPolicy::new()
         .require_scope(scope)
         .check(token, Utc::now())
-        .map_err(|rejection: Rejection| rejection.http_response(REALM).map(Body::from))
+        .map_err(Refusal::Scope)
 }
 
 /// ISO 8601 in UTC with an explicit `+00:00`, which every Python `datetime.fromisoformat`
@@ -213,14 +241,13 @@ async fn list_tokens(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     require(&caller, Scope::READ_ORGANIZATION)?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(format!(
             "start and count must be non-negative integers: {}",
             rejection.body_text()
         ))
-        .into_response()
     })?;
     let search = query.search.as_deref().filter(|s| !s.is_empty());
     let found = authority.store().list(search);
@@ -258,14 +285,14 @@ async fn create_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     body: Result<Json<CreateBody>, JsonRejection>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     require(&caller, Scope::WRITE_ORGANIZATION)?;
     let Json(body) = body.map_err(|rejection| {
         let status = match rejection.status() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, "invalid_request", rejection.body_text()).into_response()
+        ApiError::new(status, "invalid_request", rejection.body_text())
     })?;
 
     let scopes = body.scopes.unwrap_or_default();
@@ -273,7 +300,7 @@ async fn create_token(
         return Err(ApiError::forbidden(format!(
             "a token cannot grant the scope {missing}: the caller's token lacks it"
         ))
-        .into_response());
+        .into());
     }
     let deployments = body
         .deployments
@@ -282,21 +309,17 @@ async fn create_token(
         return Err(ApiError::forbidden(
             "a token cannot reach deployments the caller's token cannot reach",
         )
-        .into_response());
+        .into());
     }
     let mut new = NewToken::new(body.name)
         .description(body.description.unwrap_or_default())
         .scopes(scopes)
         .deployments(deployments);
     if let Some(expired_at) = body.expired_at.as_deref() {
-        let expires_at = parse_timestamp(expired_at)
-            .map_err(|message| ApiError::bad_request(message).into_response())?;
+        let expires_at = parse_timestamp(expired_at).map_err(ApiError::bad_request)?;
         new = new.expires_at(expires_at);
     }
-    let created = authority
-        .create(new)
-        .await
-        .map_err(|err| ApiError::from(err).into_response())?;
+    let created = authority.create(new).await?;
     Ok(Json(token_json(
         &authority,
         &created.token,
@@ -338,12 +361,12 @@ async fn get_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     require(&caller, Scope::READ_ORGANIZATION)?;
     let token = authority
         .store()
         .get(&uid)
-        .ok_or_else(|| ApiError::not_found().into_response())?;
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(token_json(&authority, &token, None)).into_response())
 }
 
@@ -351,13 +374,12 @@ async fn delete_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
-) -> Result<Response, Response> {
+) -> Result<Response, Refusal> {
     require(&caller, Scope::WRITE_ORGANIZATION)?;
     let token = authority
         .delete(&uid)
-        .await
-        .map_err(|err| ApiError::from(err).into_response())?
-        .ok_or_else(|| ApiError::not_found().into_response())?;
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(Json(token_json(&authority, &token, None)).into_response())
 }
 
