@@ -52,14 +52,20 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
-        let mut child = Command::new(token_server_binary())
+        let child = Command::new(token_server_binary())
             .args(["--addr", "127.0.0.1:0", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("the token server starts");
-        let stdout = child.stdout.take().unwrap();
+        // From here on, `Drop` kills and reaps the child whatever happens.
+        let mut server = Self {
+            child,
+            base: String::new(),
+            admin: None,
+        };
+        let stdout = server.child.stdout.take().unwrap();
         let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
@@ -69,25 +75,22 @@ impl Server {
                 }
             }
         });
-        let mut admin = None;
         loop {
             let line = lines_rx
                 .recv_timeout(START_BOUND)
                 .expect("the token server prints its address");
             if let Some(token) = line.strip_prefix("token: ") {
-                admin = Some(token.to_owned());
+                server.admin = Some(token.to_owned());
             } else if let Some(base) = line.strip_prefix("listening on ") {
-                return Self {
-                    child,
-                    base: base.to_owned(),
-                    admin,
-                };
+                server.base = base.to_owned();
+                return server;
             }
         }
     }
 
     /// `kill -9`: no chance to flush or clean anything up.
     fn kill_9(mut self) {
+        // `Child::kill` is SIGKILL on Unix.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

@@ -2,9 +2,8 @@
 //! introspection endpoint, as an axum [`Router`] to run on its own
 //! (`examples/token_server.rs`) or mount in an app of yours.
 //!
-//! A fleet of services then shares one set of tokens: each service puts a
-//! [`RemoteVerifier`](crate::verifier::remote::RemoteVerifier) (feature `remote`) in its layer,
-//! pointed at [`INTROSPECTION_PATH`].
+//! A fleet of services then shares one set of tokens: each service puts a `RemoteVerifier`
+//! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`].
 //!
 //! # Routes
 //!

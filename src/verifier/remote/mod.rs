@@ -1,8 +1,8 @@
 //! [`RemoteVerifier`]: asks a central authority about each token with OAuth 2.0 Token
 //! Introspection (RFC 7662), and caches the answers.
 //!
-//! It speaks RFC 7662 to any compliant server (this crate's
-//! [`authority`](crate::authority) among others): it `POST`s `token=<the token>` as a form to
+//! It speaks RFC 7662 to any compliant server (this crate's `authority` among others, feature
+//! `authority`): it `POST`s `token=<the token>` as a form to
 //! the introspection endpoint, authenticated with the verifier's own [`Credentials`], and reads
 //! the JSON answer strictly:
 //!
@@ -384,3 +384,65 @@ impl fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_checks_the_endpoint_and_the_timeouts() {
+        assert!(RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .build()
+            .is_ok());
+        for bad in ["", "127.0.0.1:3001", "ftp://host/x", "file:///etc/passwd"] {
+            assert!(RemoteVerifier::builder(bad).build().is_err(), "{bad}");
+        }
+        assert!(RemoteVerifier::builder("http://127.0.0.1:1/")
+            .request_timeout(Duration::ZERO)
+            .build()
+            .is_err());
+        // HTTPS needs TLS: the rustls feature, or a client of the user's own.
+        let https = RemoteVerifier::builder("https://auth.example/introspect").build();
+        assert_eq!(https.is_ok(), cfg!(feature = "remote-rustls"));
+        assert!(RemoteVerifier::builder("https://auth.example/introspect")
+            .client(reqwest::Client::new())
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn debug_shows_no_credentials() {
+        let verifier = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .bearer_token("very-secret-own-token")
+            .build()
+            .unwrap();
+        let basic = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .basic_auth("client", "very-secret-client-secret")
+            .build()
+            .unwrap();
+        let debug = format!("{verifier:?} {basic:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(debug.contains("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn cache_ttls_follow_the_answer() {
+        let verifier = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .cache_ttl(Duration::from_secs(60))
+            .negative_cache_ttl(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let soon = Utc::now() + chrono::Duration::seconds(10);
+        let short = verifier.cached(Answer::Active(
+            TokenInfo::new("u", "n").with_expires_at(soon),
+        ));
+        assert!(short.ttl <= Duration::from_secs(10), "{:?}", short.ttl);
+        let long = verifier.cached(Answer::Active(TokenInfo::new("u", "n")));
+        assert_eq!(long.ttl, Duration::from_secs(60));
+        assert_eq!(
+            verifier.cached(Answer::Inactive).ttl,
+            Duration::from_secs(5)
+        );
+        assert_eq!(verifier.cached(Answer::Expired).ttl, Duration::from_secs(5));
+    }
+}
