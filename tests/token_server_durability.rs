@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
 use protected_endpoint::authority::INTROSPECTION_PATH;
@@ -18,28 +18,56 @@ use serde_json::{json, Value};
 /// Generous bound for the server to start (it may have to be built first).
 const START_BOUND: Duration = Duration::from_secs(300);
 
-/// `target/debug/examples/token_server`, next to this test's `target/debug/deps/`; built
-/// with cargo when missing.
+/// `target/debug/examples/token_server`, next to this test's `target/debug/deps/`, built
+/// (or found up to date) by cargo with the features this test was built with, so the lib is
+/// not rebuilt and the binary is never stale.
 fn token_server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir.join("examples").join("token_server");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--example",
-                "token_server",
-                "--features",
-                "authority",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the token_server example failed");
-    }
-    assert!(binary.exists(), "{} is missing", binary.display());
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let binary = profile_dir.join("examples").join("token_server");
+            let mut features = vec!["authority"];
+            if cfg!(feature = "remote") {
+                features.push("remote");
+            }
+            if cfg!(feature = "remote-rustls") {
+                features.push("remote-rustls");
+            }
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--example", "token_server", "--features"])
+                .arg(features.join(","))
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // Cargo gives this test its package's variables; build scripts that watch them
+            // (ring's) would see a change and rebuild, for this build and the next `cargo test`.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
+                        .contains(&name.as_ref())
+                {
+                    cargo.env_remove(name.as_ref());
+                }
+            }
+            let output = cargo.output().expect("cargo runs");
+            assert!(
+                output.status.success(),
+                "building the token_server example failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(binary.exists(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// A running token server; killed with SIGKILL when dropped.

@@ -319,13 +319,28 @@ async fn create_token(
         let expires_at = parse_timestamp(expired_at).map_err(ApiError::bad_request)?;
         new = new.expires_at(expires_at);
     }
-    let created = authority.create(new).await?;
+    // On a task of its own, so a client hanging up mid-write cannot cancel the rollback.
+    let created = {
+        let authority = authority.clone();
+        tokio::spawn(async move { authority.create(new).await })
+            .await
+            .map_err(join_error)??
+    };
     Ok(Json(token_json(
         &authority,
         &created.token,
         Some(created.secret.expose()),
     ))
     .into_response())
+}
+
+fn join_error(err: tokio::task::JoinError) -> ApiError {
+    tracing::error!(error = %err, "token change task failed");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the change could not be completed",
+    )
 }
 
 /// Whether access `inner` is no wider than `outer`.
@@ -376,10 +391,13 @@ async fn delete_token(
     Path(uid): Path<String>,
 ) -> Result<Response, Refusal> {
     require(&caller, Scope::WRITE_ORGANIZATION)?;
-    let token = authority
-        .delete(&uid)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let token = {
+        let authority = authority.clone();
+        tokio::spawn(async move { authority.delete(&uid).await })
+            .await
+            .map_err(join_error)??
+            .ok_or_else(ApiError::not_found)?
+    };
     Ok(Json(token_json(&authority, &token, None)).into_response())
 }
 

@@ -449,3 +449,63 @@ impl fmt::Debug for Authority {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_introspect_scope_is_valid_scope_syntax() {
+        assert_eq!(introspect_scope().as_str(), INTROSPECT_SCOPE);
+        assert_eq!(all_scopes().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_change_that_cannot_be_written_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir(&data_dir).unwrap();
+        let path = data_dir.join("tokens.json");
+        let authority = Authority::open(&path).unwrap();
+        authority.bootstrap_admin().await.unwrap().unwrap();
+        let kept = authority.create(NewToken::new("kept")).await.unwrap();
+
+        // The directory vanishes: no write can succeed (even as root).
+        std::fs::remove_dir_all(&data_dir).unwrap();
+        let err = authority.create(NewToken::new("lost")).await.unwrap_err();
+        assert!(matches!(err, AuthorityError::Persist(_)), "{err}");
+        assert!(authority.store().list(Some("lost")).is_empty());
+        let err = authority.delete(&kept.token.uid).await.unwrap_err();
+        assert!(matches!(err, AuthorityError::Persist(_)), "{err}");
+        assert!(
+            authority.store().verify_now(&kept.secret).is_ok(),
+            "still there"
+        );
+
+        // Writable again: changes go through, and the file has exactly the acknowledged ones.
+        std::fs::create_dir(&data_dir).unwrap();
+        authority.create(NewToken::new("later")).await.unwrap();
+        let reopened = Authority::open(&path).unwrap();
+        let mut names: Vec<String> = reopened
+            .store()
+            .list(None)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["admin", "kept", "later"]);
+        assert!(reopened.store().verify_now(&kept.secret).is_ok());
+        assert!(reopened.bootstrap_admin().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn names_are_unique() {
+        let authority = Authority::in_memory();
+        authority.create(NewToken::new("ci")).await.unwrap();
+        let err = authority.create(NewToken::new("  ci ")).await.unwrap_err();
+        assert!(matches!(err, AuthorityError::NameTaken(_)), "{err}");
+        assert_eq!(authority.store().len(), 1);
+        // A different case is a different name.
+        authority.create(NewToken::new("CI")).await.unwrap();
+    }
+}
