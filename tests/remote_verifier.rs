@@ -420,3 +420,36 @@ async fn basic_auth_and_a_client_of_ones_own() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn http2_through_a_client_of_ones_own() {
+    // The authority records which HTTP version each introspection call came in.
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    let router = Router::new().route(
+        "/introspect",
+        post(move |request: axum::extract::Request| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(request.version());
+                axum::Json(json!({"active": true, "scope": "api", "sub": "u", "username": "h2"}))
+            }
+        }),
+    );
+    let addr = serve(router).await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let verifier = RemoteVerifier::builder(format!("http://{addr}/introspect"))
+        .bearer_token(VERIFIER_SECRET)
+        .client(client)
+        .build()
+        .unwrap();
+    let url = start_service(verifier).await;
+    assert_eq!(
+        call(&url, "any").await,
+        (StatusCode::OK, "hello, h2".into())
+    );
+    assert_eq!(*versions.lock().unwrap(), vec![axum::http::Version::HTTP_2]);
+}

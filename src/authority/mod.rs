@@ -41,6 +41,11 @@
 //! introspection endpoint needs the [`INTROSPECT_SCOPE`] scope, which a resource server's own
 //! token carries.
 //!
+//! `write_organization` may delete any token, its own included. Keep one token with it: the
+//! admin token is minted on a first start only, so an authority whose last such token is
+//! deleted can still verify and introspect, but its tokens can only be managed again by
+//! creating one in code ([`Authority::create`]) or by starting over with a new data file.
+//!
 //! # Durability
 //!
 //! With [`Authority::open`], every create and delete is written to the data file (atomically:
