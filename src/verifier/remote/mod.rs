@@ -194,8 +194,13 @@ impl TokenVerifier for RemoteVerifier {
 
 impl fmt::Debug for RemoteVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A password in the URL's user info is a credential too.
+        let mut endpoint = self.inner.client.endpoint.clone();
+        if endpoint.password().is_some() {
+            let _ = endpoint.set_password(Some("<redacted>"));
+        }
         f.debug_struct("RemoteVerifier")
-            .field("endpoint", &self.endpoint())
+            .field("endpoint", &endpoint.as_str())
             .field("credentials", &self.inner.client.credentials)
             .field("request_timeout", &self.inner.client.request_timeout)
             .field("max_response_bytes", &self.inner.client.max_response_bytes)
@@ -420,7 +425,10 @@ mod tests {
             .basic_auth("client", "very-secret-client-secret")
             .build()
             .unwrap();
-        let debug = format!("{verifier:?} {basic:?}");
+        let userinfo = RemoteVerifier::builder("http://user:very-secret-pw@127.0.0.1:1/x")
+            .build()
+            .unwrap();
+        let debug = format!("{verifier:?} {basic:?} {userinfo:?}");
         assert!(!debug.contains("very-secret"), "{debug}");
         assert!(debug.contains("127.0.0.1:1"));
     }
