@@ -453,3 +453,39 @@ async fn http2_through_a_client_of_ones_own() {
     );
     assert_eq!(*versions.lock().unwrap(), vec![axum::http::Version::HTTP_2]);
 }
+
+#[tokio::test]
+async fn concurrent_misses_share_a_failure_which_is_not_kept() {
+    let (authority, addr) = start_authority().await;
+    authority.grant("fresh", active("ci"));
+    authority.set_mode(Mode::Status500);
+    // Long enough for all requests to pile up on the one call, even on a loaded machine.
+    *authority.delay.lock().unwrap() = Duration::from_secs(1);
+    let url = start_service(
+        verifier(addr)
+            .request_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    )
+    .await;
+
+    const N: usize = 16;
+    let requests = (0..N).map(|_| call(&url, "fresh"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    assert_eq!(statuses, vec![StatusCode::SERVICE_UNAVAILABLE; N]);
+    assert_eq!(
+        authority.calls(),
+        1,
+        "the waiters shared the one failed call"
+    );
+
+    // The failure was handed to those waiters only: the next request asks again, and passes.
+    authority.set_mode(Mode::Answer);
+    *authority.delay.lock().unwrap() = Duration::ZERO;
+    assert_eq!(call(&url, "fresh").await.0, StatusCode::OK);
+    assert_eq!(authority.calls(), 2);
+}
