@@ -178,13 +178,18 @@ async fn create_list_get_delete_like_the_sdk() {
     // `datetime.isoformat()` of a naive datetime: no offset, taken as UTC.
     let expiry = (Utc::now() + Duration::days(30)).naive_utc();
     let naive = expiry.format("%Y-%m-%dT%H:%M:%S").to_string();
-    let (status, created) = server
-        .create(
-            &server.admin,
+    let response = server
+        .sdk(reqwest::Method::POST, "/api/v1/api_tokens", &server.admin)
+        .body(
             json!({"name": "ci deploy", "description": "deploys from CI",
-                   "scopes": ["api", "read_cluster"], "expired_at": naive}),
+                   "scopes": ["api", "read_cluster"], "expired_at": naive})
+            .to_string(),
         )
-        .await;
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let (status, created) = (response.status(), response.json::<Value>().await.unwrap());
     assert_eq!(status, StatusCode::OK, "{created}");
     let mut expected: BTreeSet<&str> = TOKEN_KEYS.iter().copied().collect();
     expected.insert("token");

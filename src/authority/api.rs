@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -326,12 +326,16 @@ async fn create_token(
             .await
             .map_err(join_error)??
     };
-    Ok(Json(token_json(
-        &authority,
-        &created.token,
-        Some(created.secret.expose()),
-    ))
-    .into_response())
+    // The answer carries the secret: no cache on the way may keep it.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(token_json(
+            &authority,
+            &created.token,
+            Some(created.secret.expose()),
+        )),
+    )
+        .into_response())
 }
 
 fn join_error(err: tokio::task::JoinError) -> ApiError {
