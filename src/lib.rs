@@ -51,12 +51,17 @@
 //! - [`policy`]: scopes, deployment access, expiry.
 //! - [`rejection`]: refusals as RFC 6750 or gRPC responses.
 //! - [`token`]: secrets, the token format, hashing; [`record`]: the stored token record.
+//! - `authority` (feature `authority`): a token service with the platform's management API
+//!   and an RFC 7662 introspection endpoint; `verifier::remote` (feature `remote`) asks it.
 //!
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![deny(unsafe_code, unreachable_pub)]
 
+#[cfg(feature = "authority")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authority")))]
+pub mod authority;
 pub mod extract;
 pub mod layer;
 pub mod policy;

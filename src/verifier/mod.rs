@@ -39,12 +39,16 @@
 //! # let _ = closure;
 //! ```
 //!
-//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore).
+//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore), and
+//! with the `remote` feature `RemoteVerifier` (RFC 7662 introspection, in `verifier::remote`).
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub mod file;
 pub mod memory;
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod remote;
 
 use std::any::Any;
 use std::error::Error as StdError;

@@ -1,0 +1,226 @@
+//! One introspection call: the request, the caller's credentials, the timeout and the size cap.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::Utc;
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::StatusCode;
+
+use super::parse::{parse_answer, Answer, MalformedAnswer};
+use crate::token::TokenSecret;
+
+/// How the verifier proves to the authority that it may introspect tokens.
+///
+/// `Debug` never shows a secret.
+///
+/// ```
+/// use protected_endpoint::verifier::remote::Credentials;
+///
+/// let bearer = Credentials::bearer("pe_the-verifiers-own-token");
+/// let basic = Credentials::basic("resource-server-1", "its-client-secret");
+/// assert!(!format!("{bearer:?} {basic:?}").contains("own-token"));
+/// assert!(!format!("{basic:?}").contains("client-secret"));
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// No credentials (RFC 7662 requires some; only for servers that authenticate otherwise,
+    /// by mTLS for instance).
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(TokenSecret),
+    /// HTTP Basic with a client id and secret (RFC 7662 §2.1, RFC 6749 §2.3.1).
+    Basic {
+        /// The client id.
+        client_id: String,
+        /// The client secret.
+        client_secret: TokenSecret,
+    },
+}
+
+impl Credentials {
+    /// A bearer token of the verifier's own.
+    pub fn bearer(token: impl Into<TokenSecret>) -> Self {
+        Credentials::Bearer(token.into())
+    }
+
+    /// An HTTP Basic client id and secret.
+    pub fn basic(client_id: impl Into<String>, client_secret: impl Into<TokenSecret>) -> Self {
+        Credentials::Basic {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+}
+
+/// Why an introspection call gave no answer. Its text names the failure, never a token.
+#[derive(Debug)]
+pub(crate) enum IntrospectionError {
+    /// Connecting, sending or reading failed (refused, reset, TLS, ...).
+    Transport(reqwest::Error),
+    /// No full answer within the request timeout.
+    Timeout(Duration),
+    /// The authority refused the verifier's own credentials.
+    Unauthorized(StatusCode),
+    /// Any other status than 200.
+    Status(StatusCode),
+    /// The answer is not `application/json`.
+    ContentType(String),
+    /// The answer is larger than the cap.
+    TooLarge(usize),
+    /// The answer is not a valid RFC 7662 answer.
+    Malformed(MalformedAnswer),
+}
+
+impl fmt::Display for IntrospectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntrospectionError::Transport(err) => write!(f, "introspection request failed: {err}"),
+            IntrospectionError::Timeout(timeout) => {
+                write!(f, "introspection gave no answer within {timeout:?}")
+            }
+            IntrospectionError::Unauthorized(status) => write!(
+                f,
+                "the introspection endpoint refused this verifier's credentials ({status})"
+            ),
+            IntrospectionError::Status(status) => {
+                write!(f, "the introspection endpoint answered {status}")
+            }
+            IntrospectionError::ContentType(content_type) => write!(
+                f,
+                "the introspection answer is {content_type:?}, not application/json"
+            ),
+            IntrospectionError::TooLarge(cap) => {
+                write!(f, "the introspection answer is larger than {cap} bytes")
+            }
+            IntrospectionError::Malformed(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for IntrospectionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IntrospectionError::Transport(err) => Some(err),
+            IntrospectionError::Malformed(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Everything needed to make introspection calls.
+pub(crate) struct IntrospectionClient {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: reqwest::Url,
+    pub(crate) credentials: Credentials,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
+}
+
+impl IntrospectionClient {
+    /// Asks the authority about `token`. The whole call, body included, is bounded by the
+    /// request timeout.
+    pub(crate) async fn introspect(
+        &self,
+        token: &TokenSecret,
+    ) -> Result<Answer, IntrospectionError> {
+        match tokio::time::timeout(self.request_timeout, self.call(token)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(IntrospectionError::Timeout(self.request_timeout)),
+        }
+    }
+
+    async fn call(&self, token: &TokenSecret) -> Result<Answer, IntrospectionError> {
+        let request = self
+            .http
+            .post(self.endpoint.clone())
+            .header(ACCEPT, "application/json")
+            .form(&[("token", token.expose())])
+            // Also set on the request, so a client handed in by the user gets it too.
+            .timeout(self.request_timeout);
+        let request = match &self.credentials {
+            Credentials::None => request,
+            Credentials::Bearer(own) => request.bearer_auth(own.expose()),
+            Credentials::Basic {
+                client_id,
+                client_secret,
+            } => request.basic_auth(client_id, Some(client_secret.expose())),
+        };
+        let mut response = request.send().await.map_err(transport)?;
+
+        let status = response.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(IntrospectionError::Unauthorized(status));
+        }
+        if status != StatusCode::OK {
+            return Err(IntrospectionError::Status(status));
+        }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if !is_json(content_type) {
+            return Err(IntrospectionError::ContentType(
+                content_type.chars().take(64).collect(),
+            ));
+        }
+        // Refuse an announced oversize body before reading any of it.
+        let announced = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > self.max_response_bytes as u64) {
+            return Err(IntrospectionError::TooLarge(self.max_response_bytes));
+        }
+        // Read chunk by chunk, so a body that lies about its length (or has none) still
+        // cannot make us buffer more than the cap.
+        let mut body = Vec::with_capacity(announced.map_or(512, |n| n as usize));
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return Err(IntrospectionError::TooLarge(self.max_response_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_answer(&body, Utc::now()).map_err(IntrospectionError::Malformed)
+    }
+}
+
+fn transport(err: reqwest::Error) -> IntrospectionError {
+    // The URL is the configured endpoint; leave it out anyway, it might carry user info.
+    IntrospectionError::Transport(err.without_url())
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or a `+json` structured suffix.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/token-introspection+json",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for bad in ["", "text/html", "application/jsonp", "text/json"] {
+            assert!(!is_json(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! [`RemoteVerifier`]: asks a central authority about each token with OAuth 2.0 Token
+//! Introspection (RFC 7662), and caches the answers.
+//!
+//! It speaks RFC 7662 to any compliant server (this crate's `authority` among others, feature
+//! `authority`): it `POST`s `token=<the token>` as a form to
+//! the introspection endpoint, authenticated with the verifier's own [`Credentials`], and reads
+//! the JSON answer strictly:
+//!
+//! | answer member | becomes |
+//! |---|---|
+//! | `active` (must be a boolean) | `false` → [`VerifyError::Invalid`] |
+//! | `scope` (space-separated scope tokens) | [`TokenInfo::scopes`] |
+//! | `exp` (seconds since the epoch) | [`TokenInfo::expires_at`]; passed → [`VerifyError::Expired`] |
+//! | `nbf` | in the future → [`VerifyError::Invalid`] |
+//! | `sub` (else `client_id`, else empty) | [`TokenInfo::uid`] |
+//! | `username` (else the uid) | [`TokenInfo::name`] |
+//! | `deployments` (extension: `"*"` or a list of names; absent means all) | [`TokenInfo::deployments`] |
+//!
+//! Any failure — connection refused, timeout, a status other than 200 (a 401 or 403 to the
+//! verifier itself included), a body that is not JSON, not an RFC 7662 answer (an invalid
+//! `scope` syntax included), or larger than the cap — is [`VerifyError::Unavailable`]: the
+//! layer answers 503 and the request does not pass. Nothing is remembered about failures, so
+//! the verifier recovers by itself as soon as the authority answers again.
+//!
+//! # Cache
+//!
+//! Answers are cached under the SHA-256 of the token (never the token itself), in a bounded
+//! [moka](https://docs.rs/moka) cache:
+//! - an active token for [`cache_ttl`](RemoteVerifierBuilder::cache_ttl), but never past its
+//!   `exp`;
+//! - an inactive or expired one for the shorter
+//!   [`negative_cache_ttl`](RemoteVerifierBuilder::negative_cache_ttl), so a flood of bad
+//!   tokens does not become a flood of calls;
+//! - failures never.
+//!
+//! Concurrent requests with the same uncached token make **one** call; the others wait for it
+//! and share its answer (or its failure). The price of a cache is that a deleted token keeps
+//! passing until its entry expires: choose the TTL as the longest revocation delay you accept,
+//! or turn the cache off with [`no_cache`](RemoteVerifierBuilder::no_cache).
+//!
+//! # Bring your own client
+//!
+//! By default the verifier builds a pooled [`reqwest::Client`] (HTTP/1.1, and HTTP/2 when TLS
+//! negotiates it) with the connect timeout. For a custom CA, client certificates (mTLS), a
+//! proxy or any other transport setting, build the client yourself and hand it in with
+//! [`client`](RemoteVerifierBuilder::client); the request timeout and the size cap still
+//! apply to every call. HTTPS with the built-in client needs the `remote-rustls` feature.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use protected_endpoint::policy::Scope;
+//! use protected_endpoint::verifier::remote::RemoteVerifier;
+//! use protected_endpoint::ProtectedEndpointLayer;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let verifier = RemoteVerifier::builder("http://127.0.0.1:3001/oauth2/introspect")
+//!     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
+//!     .cache_ttl(Duration::from_secs(10))
+//!     .build()
+//!     .expect("a valid endpoint");
+//!
+//! let layer = ProtectedEndpointLayer::new(verifier).require_scope(Scope::API);
+//! // app.layer(layer) ...
+//! # let _ = layer;
+//! # });
+//! ```
+
+mod cache;
+mod client;
+mod parse;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+
+use self::cache::{AnswerCache, Cached};
+pub use self::client::Credentials;
+use self::client::IntrospectionClient;
+use self::parse::Answer;
+use crate::token::{TokenHash, TokenSecret};
+use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
+
+/// Default time to establish a connection to the authority: 1 second.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default time for a whole introspection call, connecting and reading the body included:
+/// 2 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default cap on the size of an introspection answer: 64 KiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Default time an active answer is cached (never past the token's `exp`): 10 seconds.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Default time an inactive answer is cached: 5 seconds.
+pub const DEFAULT_NEGATIVE_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Default number of cached answers: 10 000.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 10_000;
+
+/// A [`TokenVerifier`] asking an RFC 7662 introspection endpoint, with a cache. See the
+/// [module documentation](self).
+///
+/// Cheap to clone: clones share the HTTP connection pool and the cache.
+#[derive(Clone)]
+pub struct RemoteVerifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: IntrospectionClient,
+    cache: Option<AnswerCache>,
+    cache_ttl: Duration,
+    negative_cache_ttl: Duration,
+}
+
+impl RemoteVerifier {
+    /// Starts building a verifier for the introspection endpoint at `endpoint` (an `http` or
+    /// `https` URL).
+    pub fn builder(endpoint: impl Into<String>) -> RemoteVerifierBuilder {
+        RemoteVerifierBuilder {
+            endpoint: endpoint.into(),
+            credentials: Credentials::None,
+            client: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+
+    /// The introspection endpoint this verifier asks.
+    pub fn endpoint(&self) -> &str {
+        self.inner.client.endpoint.as_str()
+    }
+
+    /// Forgets the cached answer for `token`, so the next request asks the authority again
+    /// (for instance right after deleting the token through a management API).
+    pub async fn invalidate(&self, token: &TokenSecret) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&TokenHash::of(token)).await;
+        }
+    }
+
+    /// Forgets every cached answer.
+    pub fn invalidate_all(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate_all();
+        }
+    }
+
+    fn cached(&self, answer: Answer) -> Cached {
+        let ttl = match &answer {
+            Answer::Active(info) => {
+                let until_expiry = info
+                    .expires_at()
+                    .map(|exp| (exp - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+                until_expiry.map_or(self.inner.cache_ttl, |left| left.min(self.inner.cache_ttl))
+            }
+            Answer::Inactive | Answer::Expired => self.inner.negative_cache_ttl,
+        };
+        Cached { answer, ttl }
+    }
+}
+
+#[async_trait]
+impl TokenVerifier for RemoteVerifier {
+    async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        let answer = match &self.inner.cache {
+            None => self
+                .inner
+                .client
+                .introspect(token)
+                .await
+                .map_err(VerifyError::unavailable)?,
+            Some(cache) => cache
+                .get_or_fetch(TokenHash::of(token), async {
+                    let answer = self.inner.client.introspect(token).await?;
+                    Ok(self.cached(answer))
+                })
+                .await
+                .map_err(VerifyError::unavailable)?,
+        };
+        match answer {
+            Answer::Active(info) => Ok(info),
+            Answer::Inactive => Err(VerifyError::Invalid),
+            Answer::Expired => Err(VerifyError::Expired),
+        }
+    }
+}
+
+impl fmt::Debug for RemoteVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A password in the URL's user info is a credential too.
+        let mut endpoint = self.inner.client.endpoint.clone();
+        if endpoint.password().is_some() {
+            let _ = endpoint.set_password(Some("<redacted>"));
+        }
+        f.debug_struct("RemoteVerifier")
+            .field("endpoint", &endpoint.as_str())
+            .field("credentials", &self.inner.client.credentials)
+            .field("request_timeout", &self.inner.client.request_timeout)
+            .field("max_response_bytes", &self.inner.client.max_response_bytes)
+            .field("cache", &self.inner.cache.is_some())
+            .field("cache_ttl", &self.inner.cache_ttl)
+            .field("negative_cache_ttl", &self.inner.negative_cache_ttl)
+            .finish()
+    }
+}
+
+/// Builds a [`RemoteVerifier`]; made by [`RemoteVerifier::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::verifier::remote::RemoteVerifier;
+///
+/// // A client of your own: a custom CA, mTLS, a proxy... (here: a user agent).
+/// let client = reqwest::Client::builder()
+///     .user_agent("my-service/1.0")
+///     .connect_timeout(Duration::from_millis(300))
+///     .build()
+///     .unwrap();
+///
+/// let verifier = RemoteVerifier::builder("http://auth.internal:3001/oauth2/introspect")
+///     .basic_auth("my-service", "its-client-secret")
+///     .client(client)
+///     .request_timeout(Duration::from_secs(1))
+///     .max_response_size(16 * 1024)
+///     .cache_ttl(Duration::from_secs(5))
+///     .negative_cache_ttl(Duration::from_secs(1))
+///     .cache_capacity(50_000)
+///     .build()
+///     .unwrap();
+/// # let _ = verifier;
+///
+/// // Bad endpoints are refused at build time.
+/// assert!(RemoteVerifier::builder("ftp://auth.internal/introspect").build().is_err());
+/// assert!(RemoteVerifier::builder("not a url").build().is_err());
+/// ```
+#[derive(Debug)]
+#[must_use = "call `.build()` to get the verifier"]
+pub struct RemoteVerifierBuilder {
+    endpoint: String,
+    credentials: Credentials,
+    client: Option<reqwest::Client>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+    cache_ttl: Duration,
+    negative_cache_ttl: Duration,
+    cache_capacity: u64,
+}
+
+impl RemoteVerifierBuilder {
+    /// Authenticates to the authority with `Authorization: Bearer <token>` (with this crate's
+    /// authority: a token with the `introspect` scope).
+    pub fn bearer_token(self, token: impl Into<TokenSecret>) -> Self {
+        self.credentials(Credentials::bearer(token))
+    }
+
+    /// Authenticates to the authority with HTTP Basic `client_id:client_secret`.
+    pub fn basic_auth(
+        self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<TokenSecret>,
+    ) -> Self {
+        self.credentials(Credentials::basic(client_id, client_secret))
+    }
+
+    /// Sets the verifier's credentials. Default: none.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Uses `client` for every call instead of building one: the way to set a custom CA,
+    /// client certificates, a proxy or any other transport option. Its own connect timeout
+    /// applies ([`connect_timeout`](Self::connect_timeout) is then ignored); the request
+    /// timeout and the size cap still apply.
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The time to establish a connection with the built-in client. Default:
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The time for a whole call, the answer's body included. Default:
+    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The largest answer accepted, in bytes; a larger one is a failure (503). Default:
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// How long an active answer is cached (never past the token's `exp`). `Duration::ZERO`
+    /// turns the cache off. Default: [`DEFAULT_CACHE_TTL`].
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache_ttl = ttl;
+        self
+    }
+
+    /// How long an inactive or expired answer is cached. Default:
+    /// [`DEFAULT_NEGATIVE_CACHE_TTL`]; it is capped at the positive TTL.
+    pub fn negative_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_cache_ttl = ttl;
+        self
+    }
+
+    /// How many answers the cache keeps at most. Default: [`DEFAULT_CACHE_CAPACITY`].
+    pub fn cache_capacity(mut self, capacity: u64) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// No cache: every request asks the authority, and a deleted token is refused at once.
+    pub fn no_cache(self) -> Self {
+        self.cache_ttl(Duration::ZERO)
+    }
+
+    /// Checks the configuration and builds the verifier. Nothing is sent yet.
+    pub fn build(self) -> Result<RemoteVerifier, BuildError> {
+        let endpoint = reqwest::Url::parse(&self.endpoint)
+            .map_err(|err| BuildError(format!("invalid introspection endpoint: {err}")))?;
+        match endpoint.scheme() {
+            "http" => {}
+            "https" if self.client.is_some() || cfg!(feature = "remote-rustls") => {}
+            "https" => {
+                return Err(BuildError(
+                    "an https introspection endpoint needs the `remote-rustls` feature or a client of your own".into(),
+                ))
+            }
+            other => {
+                return Err(BuildError(format!(
+                    "the introspection endpoint must be http or https, not {other}"
+                )))
+            }
+        }
+        if self.request_timeout.is_zero() {
+            return Err(BuildError("the request timeout must not be zero".into()));
+        }
+        let http = match self.client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .connect_timeout(self.connect_timeout)
+                .build()
+                .map_err(|err| BuildError(format!("cannot build the HTTP client: {err}")))?,
+        };
+        let cache = (!self.cache_ttl.is_zero() && self.cache_capacity > 0)
+            .then(|| AnswerCache::new(self.cache_capacity));
+        Ok(RemoteVerifier {
+            inner: Arc::new(Inner {
+                client: IntrospectionClient {
+                    http,
+                    endpoint,
+                    credentials: self.credentials,
+                    request_timeout: self.request_timeout,
+                    max_response_bytes: self.max_response_bytes,
+                },
+                cache,
+                cache_ttl: self.cache_ttl,
+                negative_cache_ttl: self.negative_cache_ttl.min(self.cache_ttl),
+            }),
+        })
+    }
+}
+
+/// Why a [`RemoteVerifier`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_checks_the_endpoint_and_the_timeouts() {
+        assert!(RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .build()
+            .is_ok());
+        for bad in ["", "127.0.0.1:3001", "ftp://host/x", "file:///etc/passwd"] {
+            assert!(RemoteVerifier::builder(bad).build().is_err(), "{bad}");
+        }
+        assert!(RemoteVerifier::builder("http://127.0.0.1:1/")
+            .request_timeout(Duration::ZERO)
+            .build()
+            .is_err());
+        // HTTPS needs TLS: the rustls feature, or a client of the user's own.
+        let https = RemoteVerifier::builder("https://auth.example/introspect").build();
+        assert_eq!(https.is_ok(), cfg!(feature = "remote-rustls"));
+        assert!(RemoteVerifier::builder("https://auth.example/introspect")
+            .client(reqwest::Client::new())
+            .build()
+            .is_ok());
+    }
+
+    #[test]
+    fn debug_shows_no_credentials() {
+        let verifier = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .bearer_token("very-secret-own-token")
+            .build()
+            .unwrap();
+        let basic = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .basic_auth("client", "very-secret-client-secret")
+            .build()
+            .unwrap();
+        let userinfo = RemoteVerifier::builder("http://user:very-secret-pw@127.0.0.1:1/x")
+            .build()
+            .unwrap();
+        let debug = format!("{verifier:?} {basic:?} {userinfo:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(debug.contains("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn cache_ttls_follow_the_answer() {
+        let verifier = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .cache_ttl(Duration::from_secs(60))
+            .negative_cache_ttl(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let soon = Utc::now() + chrono::Duration::seconds(10);
+        let short = verifier.cached(Answer::Active(
+            TokenInfo::new("u", "n").with_expires_at(soon),
+        ));
+        assert!(short.ttl <= Duration::from_secs(10), "{:?}", short.ttl);
+        let long = verifier.cached(Answer::Active(TokenInfo::new("u", "n")));
+        assert_eq!(long.ttl, Duration::from_secs(60));
+        assert_eq!(
+            verifier.cached(Answer::Inactive).ttl,
+            Duration::from_secs(5)
+        );
+        assert_eq!(verifier.cached(Answer::Expired).ttl, Duration::from_secs(5));
+    }
+}

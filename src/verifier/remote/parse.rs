@@ -1,0 +1,232 @@
+//! Strict parsing of an RFC 7662 introspection answer into what the verifier needs.
+//!
+//! The answer is untrusted input: anything that does not match RFC 7662 §2.2 is an error, and
+//! an error means *unavailable* (503), never a pass and never a quiet "invalid".
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::policy::{DeploymentAccess, Scope};
+use crate::verifier::TokenInfo;
+
+/// What the authority said about a token.
+#[derive(Debug, Clone)]
+pub(crate) enum Answer {
+    /// `active: true`, with what the token may do.
+    Active(TokenInfo),
+    /// `active: false` (or not yet valid): the token must not pass.
+    Inactive,
+    /// `active: true`, but its `exp` has passed.
+    Expired,
+}
+
+/// The members of an RFC 7662 answer this crate reads. Unknown members are ignored, as the
+/// RFC allows; the known ones must have the RFC's types.
+#[derive(Deserialize)]
+struct Wire {
+    active: bool,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    exp: Option<serde_json::Number>,
+    #[serde(default)]
+    nbf: Option<serde_json::Number>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    /// Our extension member: `"*"` or a list of names, the form [`DeploymentAccess`]
+    /// serializes to.
+    #[serde(default)]
+    deployments: Option<DeploymentAccess>,
+}
+
+/// Why an answer could not be read.
+#[derive(Debug)]
+pub(crate) struct MalformedAnswer(String);
+
+impl fmt::Display for MalformedAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed introspection answer: {}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedAnswer {}
+
+/// Parses the JSON body of an introspection answer, judged at time `now`.
+pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, MalformedAnswer> {
+    let wire: Wire = serde_json::from_slice(body).map_err(|err| {
+        // serde_json's messages name the position and the expected type, never echo values.
+        MalformedAnswer(err.to_string())
+    })?;
+    if !wire.active {
+        // RFC 7662 §2.2: an inactive answer carries nothing else worth reading.
+        return Ok(Answer::Inactive);
+    }
+    let expires_at = wire
+        .exp
+        .as_ref()
+        .map(|n| numeric_date(n, "exp"))
+        .transpose()?;
+    let not_before = wire
+        .nbf
+        .as_ref()
+        .map(|n| numeric_date(n, "nbf"))
+        .transpose()?;
+    if expires_at.is_some_and(|exp| exp <= now) {
+        return Ok(Answer::Expired);
+    }
+    if not_before.is_some_and(|nbf| nbf > now) {
+        return Ok(Answer::Inactive);
+    }
+    let scopes = match wire.scope.as_deref() {
+        None => Vec::new(),
+        Some(scope) => parse_scope(scope)?,
+    };
+    let uid = wire
+        .sub
+        .clone()
+        .or_else(|| wire.client_id.clone())
+        .unwrap_or_default();
+    let name = wire.username.unwrap_or_else(|| uid.clone());
+    let mut info = TokenInfo::new(uid, name)
+        .with_scopes(scopes)
+        .with_deployments(wire.deployments.unwrap_or_default());
+    if let Some(expires_at) = expires_at {
+        info = info.with_expires_at(expires_at);
+    }
+    Ok(Answer::Active(info))
+}
+
+/// RFC 6749 §3.3: scope tokens separated by single spaces. An answer with a scope that is not
+/// valid `scope-token` syntax is malformed as a whole: guessing which part was meant could
+/// grant too much.
+fn parse_scope(scope: &str) -> Result<Vec<Scope>, MalformedAnswer> {
+    if scope.is_empty() {
+        return Ok(Vec::new());
+    }
+    scope
+        .split(' ')
+        .map(|part| {
+            Scope::new(part).map_err(|err| MalformedAnswer(format!("member `scope`: {err}")))
+        })
+        .collect()
+}
+
+/// A JWT NumericDate (RFC 7519 §2): seconds since the epoch, possibly fractional.
+fn numeric_date(
+    number: &serde_json::Number,
+    member: &str,
+) -> Result<DateTime<Utc>, MalformedAnswer> {
+    let seconds = match number.as_i64() {
+        Some(seconds) => Some(seconds),
+        // Fractional seconds: round down, so the token never lives longer than stated.
+        None => number
+            .as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e12)
+            .map(|f| f.floor() as i64),
+    };
+    seconds
+        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+        .ok_or_else(|| MalformedAnswer(format!("member `{member}` is not a valid NumericDate")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn parse(json: &str) -> Result<Answer, MalformedAnswer> {
+        parse_answer(json.as_bytes(), Utc::now())
+    }
+
+    #[test]
+    fn a_full_active_answer_maps_onto_token_info() {
+        let exp = (Utc::now() + Duration::hours(1)).timestamp();
+        let json = format!(
+            r#"{{"active": true, "scope": "api read_cluster", "exp": {exp}, "iat": 1,
+                "username": "ci", "sub": "uid-1", "token_type": "bearer",
+                "deployments": ["summarize"], "something_else": {{"nested": [1, 2]}}}}"#
+        );
+        let Answer::Active(info) = parse(&json).unwrap() else {
+            panic!("expected an active answer");
+        };
+        assert_eq!(info.uid(), "uid-1");
+        assert_eq!(info.name(), "ci");
+        assert_eq!(info.scopes(), &[Scope::API, Scope::READ_CLUSTER]);
+        assert!(info.deployments().allows("summarize"));
+        assert!(!info.deployments().allows("translate"));
+        assert_eq!(info.expires_at().unwrap().timestamp(), exp);
+    }
+
+    #[test]
+    fn minimal_active_answers_use_rfc_fallbacks() {
+        let Answer::Active(info) = parse(r#"{"active": true, "client_id": "svc"}"#).unwrap() else {
+            panic!("expected an active answer");
+        };
+        assert_eq!(info.uid(), "svc");
+        assert_eq!(info.name(), "svc");
+        assert!(info.scopes().is_empty());
+        assert!(info.deployments().is_all());
+        assert!(info.expires_at().is_none());
+    }
+
+    #[test]
+    fn inactive_expired_and_not_yet_valid() {
+        assert!(matches!(
+            parse(r#"{"active": false}"#),
+            Ok(Answer::Inactive)
+        ));
+        // The scope of an inactive answer is not read...
+        assert!(matches!(
+            parse(r#"{"active": false, "scope": "not a valid \" scope"}"#),
+            Ok(Answer::Inactive)
+        ));
+        // ...but its members must still have the RFC's types.
+        assert!(parse(r#"{"active": false, "exp": "x"}"#).is_err());
+        let past = (Utc::now() - Duration::seconds(5)).timestamp();
+        assert!(matches!(
+            parse(&format!(r#"{{"active": true, "exp": {past}}}"#)),
+            Ok(Answer::Expired)
+        ));
+        let future = (Utc::now() + Duration::hours(1)).timestamp();
+        assert!(matches!(
+            parse(&format!(r#"{{"active": true, "nbf": {future}}}"#)),
+            Ok(Answer::Inactive)
+        ));
+        let fractional = (Utc::now() + Duration::hours(1)).timestamp() as f64 + 0.75;
+        assert!(matches!(
+            parse(&format!(r#"{{"active": true, "exp": {fractional}}}"#)),
+            Ok(Answer::Active(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_answers_are_errors() {
+        for bad in [
+            "",
+            "garbage",
+            "[]",
+            "null",
+            "{}",
+            r#"{"active": "true"}"#,
+            r#"{"active": 1}"#,
+            r#"{"active": null}"#,
+            r#"{"active": true, "scope": ["api"]}"#,
+            r#"{"active": true, "scope": "api  read_cluster"}"#,
+            r#"{"active": true, "scope": "api\tread"}"#,
+            r#"{"active": true, "exp": "tomorrow"}"#,
+            r#"{"active": true, "exp": 1e300}"#,
+            r#"{"active": true, "sub": 7}"#,
+            r#"{"active": true, "deployments": "some"}"#,
+            r#"{"active": true, "deployments": ["no spaces"]}"#,
+            r#"{"active": true} trailing"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The authority's management API and introspection endpoint on 127.0.0.1, called the way the
+//! platform's Python SDK calls them (`X-YATAI-API-TOKEN`, naive timestamps,
+//! `start/count/search`), checked against the platform's wire shapes.
+
+#![cfg(feature = "authority")]
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use protected_endpoint::authority::Authority;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Server {
+    base: String,
+    admin: String,
+    http: reqwest::Client,
+    authority: Authority,
+}
+
+async fn start() -> Server {
+    let authority = Authority::in_memory();
+    let admin = authority
+        .bootstrap_admin()
+        .await
+        .unwrap()
+        .expect("a fresh authority mints an admin token");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = authority.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Server {
+        base: format!("http://{addr}"),
+        admin: admin.secret.expose().to_owned(),
+        http: reqwest::Client::new(),
+        authority,
+    }
+}
+
+impl Server {
+    /// A request as the SDK sends it: the token in `X-YATAI-API-TOKEN`, JSON content type.
+    fn sdk(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("X-YATAI-API-TOKEN", token)
+            .header("Content-Type", "application/json")
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    async fn create(&self, token: &str, body: Value) -> (StatusCode, Value) {
+        self.send(
+            self.sdk(reqwest::Method::POST, "/api/v1/api_tokens", token)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    async fn list(&self, query: &str) -> Value {
+        let (status, body) = self
+            .send(self.sdk(
+                reqwest::Method::GET,
+                &format!("/api/v1/api_tokens?{query}"),
+                &self.admin,
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn introspect(&self, caller: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .post(format!("{}/oauth2/introspect", self.base))
+                .bearer_auth(caller)
+                .form(form),
+        )
+        .await
+    }
+}
+
+fn keys(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+const TOKEN_KEYS: &[&str] = &[
+    "uid",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "name",
+    "resource_type",
+    "labels",
+    "description",
+    "scopes",
+    "user",
+    "organization",
+    "expired_at",
+    "last_used_at",
+    "is_expired",
+    "is_api_token",
+    "is_organization_token",
+    "is_global_access",
+    "deployments",
+];
+
+const ORG_KEYS: &[&str] = &[
+    "uid",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "name",
+    "resource_type",
+    "labels",
+    "description",
+];
+
+/// Python's `datetime.fromisoformat` (3.7+) reads `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`.
+fn assert_python_iso(value: &Value) {
+    let text = value.as_str().expect("a timestamp string");
+    assert!(
+        chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.6f%:z").is_ok(),
+        "{text} is not an isoformat Python reads"
+    );
+}
+
+#[tokio::test]
+async fn login_calls_answer_the_platform_shapes() {
+    let server = start().await;
+    let (status, user) = server
+        .send(server.sdk(reqwest::Method::GET, "/api/v1/auth/current", &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        keys(&user),
+        BTreeSet::from(["name", "email", "first_name", "last_name"])
+    );
+    assert_eq!(user["name"], "admin");
+
+    let (status, org) = server
+        .send(server.sdk(reqwest::Method::GET, "/api/v1/current_org", &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(keys(&org), ORG_KEYS.iter().copied().collect());
+    assert_eq!(org["resource_type"], "organization");
+    assert_eq!(org["labels"], json!([]));
+    assert_python_iso(&org["created_at"]);
+
+    // Without a token, or with a wrong one: 401.
+    let (status, _) = server
+        .send(
+            server
+                .http
+                .get(format!("{}/api/v1/auth/current", server.base)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = server
+        .send(server.sdk(reqwest::Method::GET, "/api/v1/current_org", "pe_wrong"))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn create_list_get_delete_like_the_sdk() {
+    let server = start().await;
+    // `datetime.isoformat()` of a naive datetime: no offset, taken as UTC.
+    let expiry = (Utc::now() + Duration::days(30)).naive_utc();
+    let naive = expiry.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let response = server
+        .sdk(reqwest::Method::POST, "/api/v1/api_tokens", &server.admin)
+        .body(
+            json!({"name": "ci deploy", "description": "deploys from CI",
+                   "scopes": ["api", "read_cluster"], "expired_at": naive})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let (status, created) = (response.status(), response.json::<Value>().await.unwrap());
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let mut expected: BTreeSet<&str> = TOKEN_KEYS.iter().copied().collect();
+    expected.insert("token");
+    assert_eq!(keys(&created), expected);
+    let secret = created["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("pe_"));
+    let uid = created["uid"].as_str().unwrap().to_owned();
+    assert_eq!(created["name"], "ci deploy");
+    assert_eq!(created["description"], "deploys from CI");
+    assert_eq!(created["scopes"], json!(["api", "read_cluster"]));
+    assert_eq!(created["resource_type"], "api_token");
+    assert_eq!(created["labels"], json!([]));
+    assert_eq!(created["deleted_at"], Value::Null);
+    assert_eq!(created["last_used_at"], Value::Null);
+    assert_eq!(created["is_expired"], false);
+    assert_eq!(created["is_api_token"], true);
+    assert_eq!(created["is_global_access"], true);
+    assert_eq!(created["deployments"], "*");
+    assert_eq!(
+        keys(&created["user"]),
+        BTreeSet::from(["name", "email", "first_name", "last_name"])
+    );
+    assert_eq!(
+        keys(&created["organization"]),
+        ORG_KEYS.iter().copied().collect()
+    );
+    assert_python_iso(&created["created_at"]);
+    assert_python_iso(&created["expired_at"]);
+    assert_eq!(
+        created["expired_at"].as_str().unwrap(),
+        format!("{naive}.000000+00:00")
+    );
+
+    // What the SDK sends when only a name is given: the other members are left out.
+    let (status, minimal) = server
+        .create(&server.admin, json!({"name": "laptop"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{minimal}");
+    assert_eq!(minimal["scopes"], json!([]));
+    assert_eq!(minimal["expired_at"], Value::Null);
+    // And with explicit nulls.
+    let (status, nulls) = server
+        .create(
+            &server.admin,
+            json!({"name": "nulls", "description": null, "scopes": null, "expired_at": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{nulls}");
+
+    // list(search=…): start/count/total/items, and never a secret.
+    let page = server.list("start=0&count=100&search=CI").await;
+    assert_eq!(
+        keys(&page),
+        BTreeSet::from(["start", "count", "total", "items"])
+    );
+    assert_eq!(page["start"], 0);
+    assert_eq!(page["count"], 1);
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["uid"], uid.as_str());
+    assert_eq!(
+        keys(&page["items"][0]),
+        TOKEN_KEYS.iter().copied().collect()
+    );
+    let all = server.list("start=0&count=100").await;
+    assert_eq!(all["total"], 4, "admin + 3 created: {all}");
+    let second = server.list("start=1&count=1").await;
+    assert_eq!(
+        (second["start"].clone(), second["count"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(second["items"][0]["uid"], all["items"][1]["uid"]);
+
+    // The new token works, with what it was granted and nothing more.
+    let (status, body) = server
+        .send(server.sdk(reqwest::Method::GET, "/api/v1/api_tokens", &secret))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // get(uid) / delete(uid)
+    let path = format!("/api/v1/api_tokens/{uid}");
+    let (status, got) = server
+        .send(server.sdk(reqwest::Method::GET, &path, &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["uid"], uid.as_str());
+    assert!(got.get("token").is_none());
+    let (status, deleted) = server
+        .send(server.sdk(reqwest::Method::DELETE, &path, &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deleted["uid"], uid.as_str());
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let (status, body) = server.send(server.sdk(method, &path, &server.admin)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not_found");
+        assert!(body["message"].is_string());
+    }
+    assert!(server.authority.store().get(&uid).is_none());
+    // The deleted token is refused at once.
+    let (status, _) = server
+        .send(server.sdk(reqwest::Method::GET, "/api/v1/auth/current", &secret))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let server = start().await;
+    let past = (Utc::now() - Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let cases: Vec<(String, StatusCode)> = vec![
+        ("{not json".into(), StatusCode::BAD_REQUEST),
+        (
+            json!({"description": "no name"}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"name": ""}).to_string(), StatusCode::BAD_REQUEST),
+        (
+            json!({"name": "x", "scopes": ["two words"]}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "x", "scopes": "api"}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "x", "expired_at": "next tuesday"}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "x", "expired_at": past}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"name": "x", "deployments": ["no spaces"]}).to_string(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"name": "admin"}).to_string(), StatusCode::CONFLICT),
+        (json!({"name": " admin "}).to_string(), StatusCode::CONFLICT),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = server
+            .send(
+                server
+                    .sdk(reqwest::Method::POST, "/api/v1/api_tokens", &server.admin)
+                    .body(body.clone()),
+            )
+            .await;
+        assert_eq!(status, expected, "{body} → {answer}");
+        assert!(
+            answer["error"].is_string() && answer["message"].is_string(),
+            "{answer}"
+        );
+    }
+    let (status, answer) = server
+        .send(server.sdk(
+            reqwest::Method::GET,
+            "/api/v1/api_tokens?start=-1&count=10",
+            &server.admin,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(server.authority.store().len(), 1, "only the admin token");
+}
+
+#[tokio::test]
+async fn a_token_cannot_grant_what_its_creator_lacks() {
+    let server = start().await;
+    let (status, manager) = server
+        .create(
+            &server.admin,
+            json!({"name": "manager", "scopes": ["read_organization", "write_organization", "api"],
+                   "deployments": ["summarize"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{manager}");
+    assert_eq!(manager["is_global_access"], false);
+    let manager = manager["token"].as_str().unwrap().to_owned();
+
+    for body in [
+        json!({"name": "a", "scopes": ["write_cluster"]}),
+        json!({"name": "b", "scopes": ["api"], "deployments": "*"}),
+        json!({"name": "c", "scopes": ["api"], "deployments": ["translate"]}),
+    ] {
+        let (status, answer) = server.create(&manager, body.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body} → {answer}");
+    }
+    // Within its own reach it may create; by default the new token reaches what it reaches.
+    let (status, ok) = server
+        .create(&manager, json!({"name": "d", "scopes": ["api"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    assert_eq!(ok["deployments"], json!(["summarize"]));
+
+    // A token without write_organization cannot create, nor delete.
+    let reader = ok["token"].as_str().unwrap();
+    let (status, _) = server.create(reader, json!({"name": "e"})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let path = format!("/api/v1/api_tokens/{}", ok["uid"].as_str().unwrap());
+    let (status, _) = server
+        .send(server.sdk(reqwest::Method::DELETE, &path, reader))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(server.authority.store().len(), 3);
+}
+
+#[tokio::test]
+async fn introspection_follows_rfc_7662() {
+    let server = start().await;
+    let expiry = Utc::now() + Duration::days(1);
+    let (_, created) = server
+        .create(
+            &server.admin,
+            json!({"name": "svc", "scopes": ["api", "read_cluster"],
+                   "expired_at": expiry.to_rfc3339(), "deployments": ["summarize"]}),
+        )
+        .await;
+    let secret = created["token"].as_str().unwrap();
+
+    let (status, answer) = server
+        .introspect(
+            &server.admin,
+            &[("token", secret), ("token_type_hint", "access_token")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["active"], true);
+    assert_eq!(answer["scope"], "api read_cluster");
+    assert_eq!(answer["exp"], expiry.timestamp());
+    assert!(answer["iat"].is_i64());
+    assert_eq!(answer["username"], "svc");
+    assert_eq!(answer["sub"], created["uid"]);
+    assert_eq!(answer["deployments"], json!(["summarize"]));
+
+    for unknown in ["pe_unknown", "", "not even close"] {
+        let (status, answer) = server
+            .introspect(&server.admin, &[("token", unknown)])
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            answer,
+            json!({"active": false}),
+            "exactly that, nothing more"
+        );
+    }
+
+    // The caller needs a token of its own with the introspect scope.
+    let (status, _) = server.introspect(secret, &[("token", secret)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = server
+        .send(
+            server
+                .http
+                .post(format!("{}/oauth2/introspect", server.base))
+                .form(&[("token", secret)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, answer) = server
+        .introspect(&server.admin, &[("nothing", "here")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"], "invalid_request");
+}
