@@ -285,7 +285,7 @@ fn a_corrupt_data_file_is_refused_and_left_alone() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("not a valid token file"), "{stderr}");
+    assert!(stderr.contains("not a valid JSON token file"), "{stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("token:"));
     assert_eq!(
         std::fs::read_to_string(&data).unwrap(),

@@ -2,103 +2,54 @@
 //! static token-file format (`{"tokens": [{...record, "hash": "sha256:…"}]}`), replaced
 //! atomically on every change.
 //!
-//! Atomic means: the new content goes to a temporary file in the same directory, is flushed
-//! to disk (`fsync`), renamed over the old file, and the directory is flushed too, so after a
-//! crash (`kill -9`, power loss) the file is either the old or the new version, never half of
-//! one. Only then is a change acknowledged.
+//! Reading and writing are the token-file module's (`verifier::file`): the same checks as a
+//! `StaticFileVerifier` applies, and the same atomic write (temporary file, `fsync`, rename,
+//! directory `fsync`), so after a crash (`kill -9`, power loss) the file is the old or the new
+//! version, never half of one. Only then is a change acknowledged. A `StaticFileVerifier` can
+//! serve the authority's data file as it is.
 
-use std::fs::File;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::Path;
 
 use crate::record::ApiToken;
 use crate::token::TokenHash;
+use crate::verifier::file::{
+    write_atomically, TokenEntry, TokenFile, TokenFileError, TokenFileStore,
+};
 
-/// The largest data file read, so a wrong `--data` path (a disk image, a log) fails clearly
-/// instead of filling memory.
-const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
-#[derive(Serialize, Deserialize)]
-struct TokenFile {
-    tokens: Vec<StoredToken>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredToken {
-    #[serde(flatten)]
-    record: ApiToken,
-    hash: TokenHash,
-}
-
-/// Reads the data file: `Ok(None)` when it does not exist yet.
+/// Reads and checks the data file with the token-file rules (every entry, duplicates, no
+/// plaintext secrets): `Ok(None)` when it does not exist yet.
 pub(crate) fn load(path: &Path) -> Result<Option<Vec<(ApiToken, TokenHash)>>, String> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(format!("cannot open {}: {err}", path.display())),
-    };
-    let length = file
-        .metadata()
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?
-        .len();
-    if length > MAX_FILE_BYTES {
-        return Err(format!(
-            "{} is larger than {MAX_FILE_BYTES} bytes: not a token file",
-            path.display()
-        ));
+    let store = TokenFileStore::open(path).map_err(|err| err.to_string())?;
+    match store.read() {
+        Ok(file) => Ok(Some(
+            file.tokens
+                .into_iter()
+                .map(|entry| (entry.token, entry.hash))
+                .collect(),
+        )),
+        Err(TokenFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(err) => Err(err.to_string()),
     }
-    let parsed: TokenFile = serde_json::from_reader(io::BufReader::new(file))
-        .map_err(|err| format!("{} is not a valid token file: {err}", path.display()))?;
-    Ok(Some(
-        parsed
-            .tokens
-            .into_iter()
-            .map(|stored| (stored.record, stored.hash))
-            .collect(),
-    ))
 }
 
-/// Replaces the data file with `tokens`, atomically and durably.
+/// Replaces the data file with `tokens`, atomically and durably, in its format (by extension).
 pub(crate) fn save(path: &Path, tokens: Vec<(ApiToken, TokenHash)>) -> io::Result<()> {
-    let file = TokenFile {
-        tokens: tokens
-            .into_iter()
-            .map(|(record, hash)| StoredToken { record, hash })
-            .collect(),
-    };
-    let mut json = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
-    json.push(b'\n');
-
-    let dir = parent_dir(path);
-    // `tempfile` creates the file with mode 0600 on Unix: hashes are not secrets, but the
-    // file is nobody else's business either.
-    let mut temp = tempfile::NamedTempFile::new_in(&dir)?;
-    temp.write_all(&json)?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|err| err.error)?;
-    sync_dir(&dir)
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
+    let format = TokenFileStore::open(path)
+        .map_err(io::Error::other)?
+        .format();
+    let mut file = TokenFile::new();
+    file.tokens = tokens
+        .into_iter()
+        .map(|(record, hash)| TokenEntry::new(record, hash))
+        .collect();
+    let mut text = file.to_text(format).map_err(io::Error::other)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-}
-
-/// Flushes the directory entry of the rename, so the new file survives a power loss too.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    // Windows cannot open a directory as a file; `MoveFileEx` with write-through (what the
-    // rename uses) is the durability it offers.
-    Ok(())
+    write_atomically(path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -136,7 +87,7 @@ mod tests {
         for bad in ["", "{", r#"{"tokens": [{"uid": "x"}]}"#, r#"{"tokens": 3}"#] {
             std::fs::write(&path, bad).unwrap();
             let err = load(&path).unwrap_err();
-            assert!(err.contains("not a valid token file"), "{err}");
+            assert!(err.contains("tokens.json"), "{err}");
         }
     }
 }

@@ -56,13 +56,15 @@
 mod format;
 mod store;
 
-pub use self::format::{FileContentError, TokenEntry, TokenFile, TokenFileError, TokenFileFormat};
+pub use self::format::{
+    FileContentError, TokenEntry, TokenFile, TokenFileError, TokenFileFormat, MAX_FILE_BYTES,
+};
+pub(crate) use self::store::write_atomically;
 pub use self::store::{StoreError, TokenFileStore};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -329,10 +331,10 @@ fn read_file(
         Err(e) => return (None, Err(TokenFileError::io(path, e))),
     };
     let fingerprint = Some(Fingerprint::of(&metadata));
-    let mut text = String::with_capacity(metadata.len().try_into().unwrap_or(0));
-    if let Err(e) = file.read_to_string(&mut text) {
-        return (fingerprint, Err(TokenFileError::io(path, e)));
-    }
+    let text = match format::read_capped(&mut file, path) {
+        Ok(text) => text,
+        Err(e) => return (fingerprint, Err(e)),
+    };
     let parsed = TokenFile::parse(&text, format).map_err(|source| TokenFileError::Content {
         path: path.to_owned(),
         source,

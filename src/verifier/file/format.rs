@@ -387,6 +387,29 @@ pub enum TokenFileError {
     },
 }
 
+/// The largest token file read (256 MiB, room for about half a million tokens), so a wrong
+/// path (a disk image, a log) fails clearly instead of filling memory.
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads a token file's text from `reader`, refusing more than [`MAX_FILE_BYTES`].
+pub(crate) fn read_capped(reader: impl io::Read, path: &Path) -> Result<String, TokenFileError> {
+    use io::Read as _;
+    let mut text = String::new();
+    reader
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| TokenFileError::io(path, e))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(TokenFileError::io(
+            path,
+            io::Error::other(format!(
+                "larger than {MAX_FILE_BYTES} bytes: not a token file"
+            )),
+        ));
+    }
+    Ok(text)
+}
+
 impl TokenFileError {
     pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         TokenFileError::Io {

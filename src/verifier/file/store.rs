@@ -10,7 +10,7 @@ use crate::record::ApiToken;
 use crate::token::TokenHash;
 use crate::verifier::memory::{CreatedToken, InMemoryTokenStore, NewToken, NewTokenError};
 
-use super::format::{TokenEntry, TokenFile, TokenFileError, TokenFileFormat};
+use super::format::{read_capped, TokenEntry, TokenFile, TokenFileError, TokenFileFormat};
 
 /// Changes a token file the way the platform's token API changes its store: `create` (the
 /// secret is returned once and only its hash is written), `list`, `get`, `delete`.
@@ -109,7 +109,8 @@ impl TokenFileStore {
 
     /// Reads and checks the whole file. A file that does not exist is an error.
     pub fn read(&self) -> Result<TokenFile, TokenFileError> {
-        let text = fs::read_to_string(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
+        let file = fs::File::open(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
+        let text = read_capped(file, &self.path)?;
         TokenFile::parse(&text, self.format).map_err(|source| TokenFileError::Content {
             path: self.path.clone(),
             source,
@@ -252,30 +253,37 @@ impl TokenFileStore {
     }
 
     fn write_atomically(&self, contents: &[u8]) -> io::Result<()> {
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let prefix = format!(
-            ".{}.",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        );
-        let mut temp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
-        // Keep the permissions of the file being replaced (the temporary file is 0600).
-        if let Ok(metadata) = fs::metadata(&self.path) {
-            temp.as_file().set_permissions(metadata.permissions())?;
-        }
-        temp.write_all(contents)?;
-        temp.as_file().sync_all()?;
-        temp.persist(&self.path).map_err(|e| e.error)?;
-        sync_dir(dir)
+        write_atomically(&self.path, contents)
     }
+}
+
+/// Replaces `path` with `contents` atomically and durably: a temporary file in the same
+/// directory, flushed (`fsync`), renamed over `path`, then the directory flushed, so after a
+/// crash the file is the old or the new version, never half of one. The file keeps its
+/// permissions; a new one is created readable by its owner only (0600).
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let prefix = format!(
+        ".{}.",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    let mut temp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    // Keep the permissions of the file being replaced (the temporary file is 0600).
+    if let Ok(metadata) = fs::metadata(path) {
+        temp.as_file().set_permissions(metadata.permissions())?;
+    }
+    temp.write_all(contents)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
 }
 
 /// Flushes a directory, so a rename in it survives a crash.
