@@ -4,6 +4,8 @@
 
 #![cfg(all(feature = "authority", feature = "remote"))]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -220,4 +222,57 @@ async fn an_authority_that_goes_away_is_a_503_until_it_comes_back() {
     let router = platform.authority.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     assert_eq!(call(&service, &token).await, StatusCode::OK);
+}
+
+/// The summarize example started with `--introspect`: a token created on the authority
+/// summarizes, a deleted one is refused (the example's cache lives 10 s at most, so this
+/// polls), and the introspection token itself comes from the environment.
+#[tokio::test]
+async fn summarize_example_verifies_through_the_authority() {
+    let platform = Platform::start().await;
+    let (_, introspect) = platform
+        .create(json!({"name": "summarize-service", "scopes": ["introspect"]}))
+        .await;
+    let (uid, token) = platform
+        .create(json!({"name": "caller", "scopes": ["api"]}))
+        .await;
+    let url = platform.url(INTROSPECTION_PATH);
+    let example = common::example::start_example(
+        "summarize",
+        &[("INTROSPECT_TOKEN", &introspect)],
+        &["--introspect", &url],
+    );
+    assert_eq!(
+        example.token, None,
+        "no demo token is made with --introspect"
+    );
+
+    let call = |token: String| {
+        let request = platform
+            .http
+            .post(format!("{}/summarize", example.base))
+            .bearer_auth(token)
+            .json(&json!({"text": "One sentence. Another sentence. A third one."}));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(call(token.clone()).await, StatusCode::OK);
+    assert_eq!(
+        call("pe_not_a_token".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    platform.delete(&uid).await;
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        match call(token.clone()).await {
+            StatusCode::UNAUTHORIZED => break,
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted token still passes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

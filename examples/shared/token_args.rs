@@ -2,7 +2,8 @@
 //!
 //! Without flags, a demo token is created in an in-memory store and printed once. With
 //! `--tokens FILE` (feature `file`), tokens come from a token file of hashes, reloaded when it
-//! changes.
+//! changes. With `--introspect URL --introspect-token T` (feature `remote`), a token authority
+//! answers (RFC 7662), for example `examples/token_server.rs`.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -17,8 +18,21 @@ use protected_endpoint::TokenVerifier;
 pub struct TokenArgs {
     /// Verify tokens against this token file (JSON or TOML of hashes, reloaded when it changes;
     /// needs the `file` feature). Without it, a demo token is created and printed.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "introspect")]
     pub tokens: Option<PathBuf>,
+    /// Verify tokens by RFC 7662 introspection at this URL, e.g.
+    /// http://127.0.0.1:3001/oauth2/introspect (needs the `remote` feature).
+    #[arg(long, value_name = "URL", requires = "introspect_token")]
+    pub introspect: Option<String>,
+    /// This service's own token for the introspection endpoint (it needs the `introspect`
+    /// scope). Also read from INTROSPECT_TOKEN, which keeps it out of shell history.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "INTROSPECT_TOKEN",
+        hide_env_values = true
+    )]
+    pub introspect_token: Option<String>,
 }
 
 /// The verifier the layer asks, and the secret of the demo token if one was created here.
@@ -35,6 +49,9 @@ impl TokenArgs {
     pub fn verifier(&self, demo: NewToken) -> Result<ChosenVerifier, Box<dyn Error>> {
         if let Some(path) = &self.tokens {
             return from_file(path);
+        }
+        if let (Some(url), Some(token)) = (&self.introspect, &self.introspect_token) {
+            return from_authority(url, token);
         }
         let store = InMemoryTokenStore::new();
         let created = store.create(demo)?;
@@ -63,4 +80,21 @@ fn from_file(path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> {
 #[cfg(not(feature = "file"))]
 fn from_file(_path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> {
     Err("--tokens needs the `file` feature: add `--features file` to `cargo run`".into())
+}
+
+#[cfg(feature = "remote")]
+fn from_authority(url: &str, token: &str) -> Result<ChosenVerifier, Box<dyn Error>> {
+    let verifier = protected_endpoint::verifier::remote::RemoteVerifier::builder(url)
+        .bearer_token(token.to_owned())
+        .build()?;
+    Ok(ChosenVerifier {
+        source: format!("tokens by introspection at {url}"),
+        verifier: Arc::new(verifier),
+        new_token: None,
+    })
+}
+
+#[cfg(not(feature = "remote"))]
+fn from_authority(_url: &str, _token: &str) -> Result<ChosenVerifier, Box<dyn Error>> {
+    Err("--introspect needs the `remote` feature: add `--features remote` to `cargo run`".into())
 }

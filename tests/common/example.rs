@@ -33,8 +33,16 @@ pub fn example_binary(name: &str) -> PathBuf {
     if !binary.exists() {
         let mut build = Command::new(env!("CARGO"));
         build.args(["build", "--example", name]);
-        if cfg!(feature = "file") {
-            build.args(["--features", "file"]);
+        // The features this test run was built with, so the example can do what it tests.
+        let features: Vec<&str> = [
+            ("file", cfg!(feature = "file")),
+            ("remote", cfg!(feature = "remote")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
         }
         let status = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
