@@ -44,7 +44,8 @@
 //! # });
 //! ```
 //!
-//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore).
+//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore), and
+//! with the `file` feature the token-file verifier of the `file` module.
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
@@ -210,7 +211,9 @@ impl StdError for VerifyError {
 /// Who a verified token belongs to and what it may do. The layer puts it in the request's
 /// extensions, so an axum handler takes `Extension<TokenInfo>`.
 ///
-/// Cloning is cheap (one reference count): the layer clones it on every request.
+/// Cloning is cheap (one reference count): a verifier such as
+/// [`InMemoryTokenStore`](memory::InMemoryTokenStore) hands out a clone of a stored info on
+/// every request.
 ///
 /// ```
 /// use chrono::{Duration, Utc};
@@ -474,10 +477,7 @@ pub struct VerifierFn<F> {
 /// use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
 /// use protected_endpoint::token::TokenSecret;
 ///
-/// # tokio_test();
-/// # fn tokio_test() {
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// # rt.block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let verifier = verifier_fn(|token: TokenSecret| async move {
 ///     match token.expose() {
 ///         "alpha" => Ok(TokenInfo::new("1", "alpha")),
@@ -487,7 +487,6 @@ pub struct VerifierFn<F> {
 /// assert_eq!(verifier.verify(&"alpha".into()).await.unwrap().name(), "alpha");
 /// assert!(verifier.verify(&"beta".into()).await.is_err());
 /// # });
-/// # }
 /// ```
 pub fn verifier_fn<F, Fut>(f: F) -> VerifierFn<F>
 where
