@@ -16,14 +16,30 @@
 //! "MUST NOT use more than one method").
 //!
 //! ```
-//! use protected_endpoint::extract::TokenSource;
+//! use protected_endpoint::extract::{extract_token, TokenSource};
 //!
 //! let sources = [
 //!     TokenSource::authorization_bearer(),
 //!     TokenSource::header("x-api-key"),
 //!     TokenSource::cookie("session_token"),
 //! ];
-//! # let _ = sources;
+//!
+//! // Any one of them is fine...
+//! let cookie = http::Request::builder()
+//!     .header("cookie", "theme=dark; session_token=abc123")
+//!     .body(())
+//!     .unwrap();
+//! let (token, source) = extract_token(&sources, &cookie).unwrap().unwrap();
+//! assert_eq!(token.expose(), "abc123");
+//! assert_eq!(source, &TokenSource::cookie("session_token"));
+//!
+//! // ...but two at once are a 400.
+//! let both = http::Request::builder()
+//!     .header("authorization", "Bearer abc123")
+//!     .header("x-api-key", "abc123")
+//!     .body(())
+//!     .unwrap();
+//! assert_eq!(extract_token(&sources, &both).unwrap_err().status(), 400);
 //! ```
 
 use std::borrow::Cow;
@@ -38,9 +54,32 @@ use crate::token::TokenSecret;
 
 /// The longest token the layer accepts, in bytes. Longer credentials are refused with
 /// 400 `invalid_request` before any verifier sees them.
+///
+/// ```
+/// use protected_endpoint::extract::{extract_token, TokenSource, MAX_TOKEN_LEN};
+///
+/// let sources = [TokenSource::authorization_bearer()];
+/// let bearer = |len: usize| {
+///     let header = format!("Bearer {}", "a".repeat(len));
+///     http::Request::builder().header("authorization", header).body(()).unwrap()
+/// };
+/// assert!(extract_token(&sources, &bearer(MAX_TOKEN_LEN)).is_ok());
+/// assert_eq!(extract_token(&sources, &bearer(MAX_TOKEN_LEN + 1)).unwrap_err().status(), 400);
+/// ```
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// One place a request may carry its token.
+/// One place a request may carry its token. A layer takes them with
+/// [`ProtectedEndpointLayer::token_source`](crate::ProtectedEndpointLayer::token_source) and
+/// [`token_sources`](crate::ProtectedEndpointLayer::token_sources).
+///
+/// ```
+/// use protected_endpoint::extract::TokenSource;
+///
+/// // Sources compare by kind and name: the layer ignores a source it already has.
+/// assert_eq!(TokenSource::header("X-API-Key"), TokenSource::header("x-api-key"));
+/// assert_ne!(TokenSource::cookie("a"), TokenSource::cookie("b"));
+/// assert_eq!(format!("{:?}", TokenSource::cookie("session")), "Cookie(session)");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenSource(SourceKind);
 
@@ -53,7 +92,20 @@ enum SourceKind {
 }
 
 impl TokenSource {
-    /// `Authorization: Bearer <token>` (RFC 6750 §2.1), the default.
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1), the default. The scheme is
+    /// case-insensitive; another scheme (`Basic …`) counts as no credentials.
+    ///
+    /// ```
+    /// use protected_endpoint::extract::{extract_token, TokenSource};
+    ///
+    /// let sources = [TokenSource::authorization_bearer()];
+    /// let request = |value: &str| {
+    ///     http::Request::builder().header("authorization", value).body(()).unwrap()
+    /// };
+    /// let (token, _) = extract_token(&sources, &request("BEARER abc")).unwrap().unwrap();
+    /// assert_eq!(token.expose(), "abc");
+    /// assert!(extract_token(&sources, &request("Basic dXNlcjpwYXNz")).unwrap().is_none());
+    /// ```
     pub fn authorization_bearer() -> Self {
         Self(SourceKind::AuthorizationBearer)
     }
@@ -64,6 +116,18 @@ impl TokenSource {
     ///
     /// When `name` is not a valid header name, or is `Authorization` (use
     /// [`TokenSource::authorization_bearer`]).
+    ///
+    /// ```
+    /// use protected_endpoint::extract::{extract_token, TokenSource};
+    ///
+    /// let sources = [TokenSource::header("X-API-Key")];
+    /// let request = http::Request::builder()
+    ///     .header("x-api-key", "key123")
+    ///     .body(())
+    ///     .unwrap();
+    /// let (token, _) = extract_token(&sources, &request).unwrap().unwrap();
+    /// assert_eq!(token.expose(), "key123");
+    /// ```
     pub fn header(name: impl AsRef<str>) -> Self {
         let name = HeaderName::try_from(name.as_ref())
             .unwrap_or_else(|_| panic!("{:?} is not a valid header name", name.as_ref()));
@@ -74,11 +138,24 @@ impl TokenSource {
         Self(SourceKind::Header(name))
     }
 
-    /// A cookie whose value is the token.
+    /// A cookie whose value is the token (optionally in double quotes). The layer removes
+    /// only that cookie before the inner service; the others reach it unchanged.
     ///
     /// # Panics
     ///
     /// When `name` is empty or not a cookie-name token.
+    ///
+    /// ```
+    /// use protected_endpoint::extract::{extract_token, TokenSource};
+    ///
+    /// let sources = [TokenSource::cookie("session")];
+    /// let request = http::Request::builder()
+    ///     .header("cookie", r#"theme=dark; session="abc123""#)
+    ///     .body(())
+    ///     .unwrap();
+    /// let (token, _) = extract_token(&sources, &request).unwrap().unwrap();
+    /// assert_eq!(token.expose(), "abc123");
+    /// ```
     pub fn cookie(name: impl Into<String>) -> Self {
         let name = name.into();
         assert!(
@@ -90,6 +167,21 @@ impl TokenSource {
 
     /// The `access_token` query parameter (RFC 6750 §2.3). Discouraged: URLs are logged by
     /// proxies and servers and kept in browser history. Prefer the `Authorization` header.
+    ///
+    /// The value is percent-decoded and `+` means a space (so a token's own `+` must be sent
+    /// as `%2B`). The layer removes the parameter from the URI before the inner service, and
+    /// marks successful responses `Cache-Control: private`.
+    ///
+    /// ```
+    /// use protected_endpoint::extract::{extract_token, TokenSource};
+    ///
+    /// let sources = [TokenSource::access_token_query()];
+    /// let request = http::Request::get("/summarize?lang=en&access_token=ab%2Bc")
+    ///     .body(())
+    ///     .unwrap();
+    /// let (token, _) = extract_token(&sources, &request).unwrap().unwrap();
+    /// assert_eq!(token.expose(), "ab+c");
+    /// ```
     pub fn access_token_query() -> Self {
         Self(SourceKind::Query("access_token".to_owned()))
     }

@@ -13,6 +13,25 @@ use crate::verifier::TokenVerifier;
 
 /// The realm named in `WWW-Authenticate` challenges unless [`ProtectedEndpointLayer::realm`]
 /// sets another.
+///
+/// ```
+/// use protected_endpoint::layer::DEFAULT_REALM;
+/// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+/// use protected_endpoint::ProtectedEndpointLayer;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response};
+/// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let service = ProtectedEndpointLayer::new(InMemoryTokenStore::new()).layer(service_fn(ok));
+/// let response = service.oneshot(Request::new(String::new())).await.unwrap();
+/// assert_eq!(
+///     response.headers()["www-authenticate"],
+///     format!(r#"Bearer realm="{DEFAULT_REALM}""#)
+/// );
+/// # });
+/// ```
 pub const DEFAULT_REALM: &str = "protected-endpoint";
 
 /// Protects a service with API tokens: extracts the token, asks the verifier, applies the
@@ -32,7 +51,6 @@ pub const DEFAULT_REALM: &str = "protected-endpoint";
 ///
 /// let store = InMemoryTokenStore::new();
 /// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
-/// println!("token: {}", created.secret.expose());
 ///
 /// let app: Router = Router::new()
 ///     .route("/summarize", post(|Extension(token): Extension<TokenInfo>| async move {
@@ -44,7 +62,16 @@ pub const DEFAULT_REALM: &str = "protected-endpoint";
 ///             .require_scope(Scope::API)
 ///             .deployment("summarize"),
 ///     );
-/// # let _ = app;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use tower::ServiceExt;
+/// let request = http::Request::post("/summarize")
+///     .header("authorization", format!("Bearer {}", created.secret.expose()))
+///     .body(axum::body::Body::empty())
+///     .unwrap();
+/// let response = app.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 200);
+/// # });
 /// ```
 pub struct ProtectedEndpointLayer<V: ?Sized> {
     verifier: Arc<V>,
@@ -80,8 +107,36 @@ impl Default for Config {
 
 impl<V: TokenVerifier> ProtectedEndpointLayer<V> {
     /// A layer asking `verifier`, with the defaults: `Authorization: Bearer` only, no required
-    /// scope or deployment, the credential stripped before the inner service, realm
-    /// [`DEFAULT_REALM`].
+    /// scope or deployment, credentials required (not [optional](Self::optional)), the
+    /// credential stripped before the inner service, realm [`DEFAULT_REALM`] and the
+    /// [default responder](crate::rejection::DefaultResponder).
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("ci")).unwrap().secret;
+    /// let service = ProtectedEndpointLayer::new(store).layer(service_fn(ok));
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.clone().oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::OK);
+    ///
+    /// // No token: 401.
+    /// let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    /// # });
+    /// ```
     pub fn new(verifier: V) -> Self {
         Self::from_arc(Arc::new(verifier))
     }
@@ -96,8 +151,10 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
     ///
     /// let verifier: Arc<dyn TokenVerifier> = Arc::new(InMemoryTokenStore::new());
-    /// let layer = ProtectedEndpointLayer::from_arc(verifier);
-    /// # let _ = layer;
+    /// let layer = ProtectedEndpointLayer::from_arc(Arc::clone(&verifier));
+    ///
+    /// // The layer asks the very verifier it was given, not a copy.
+    /// assert!(Arc::ptr_eq(layer.verifier(), &verifier));
     /// ```
     pub fn from_arc(verifier: Arc<V>) -> Self {
         Self {
@@ -110,7 +167,28 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         Arc::make_mut(&mut self.config)
     }
 
-    /// The realm named in `WWW-Authenticate: Bearer realm="…"`.
+    /// The realm named in `WWW-Authenticate: Bearer realm="…"` (default [`DEFAULT_REALM`]).
+    ///
+    /// It only reaches the default responder: a [custom responder](Self::responder) builds
+    /// its own responses and ignores it.
+    ///
+    /// ```
+    /// use http::Request;
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let service = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .realm("summarize")
+    ///     .layer(service_fn(ok));
+    /// let response = service.oneshot(Request::new(String::new())).await.unwrap();
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="summarize""#);
+    /// # });
+    /// ```
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         let config = self.config_mut();
         config.realm = realm.into();
@@ -121,14 +199,73 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 
     /// Requires `scope` on every token (all required scopes must be present); a token
-    /// without it gets 403 `insufficient_scope`.
+    /// without it gets 403 `insufficient_scope`, with the required scopes in the challenge's
+    /// `scope` attribute.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let reader = store.create(NewToken::new("reader").scopes([Scope::READ_CLUSTER])).unwrap();
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .require_scope(Scope::API)
+    ///     .layer(service_fn(ok));
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", reader.secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// assert!(response.headers()["www-authenticate"]
+    ///     .to_str()
+    ///     .unwrap()
+    ///     .ends_with(r#"scope="api""#));
+    /// # });
+    /// ```
     pub fn require_scope(mut self, scope: Scope) -> Self {
         let config = self.config_mut();
         config.policy = std::mem::take(&mut config.policy).require_scope(scope);
         self
     }
 
-    /// Requires every scope in `scopes`.
+    /// Requires every scope in `scopes`, like calling [`require_scope`](Self::require_scope)
+    /// for each.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let api_only = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .require_scopes([Scope::API, Scope::WRITE_CLUSTER])
+    ///     .layer(service_fn(ok));
+    ///
+    /// // One of the two required scopes is not enough.
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", api_only.secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// # });
+    /// ```
     pub fn require_scopes(self, scopes: impl IntoIterator<Item = Scope>) -> Self {
         scopes
             .into_iter()
@@ -141,13 +278,68 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// # Panics
     ///
     /// When `name` is not 1 to 128 characters of `[A-Za-z0-9._-]`.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::policy::DeploymentAccess;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let access = DeploymentAccess::only(["translate"]).unwrap();
+    /// let translator = store.create(NewToken::new("t").deployments(access)).unwrap();
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .deployment("summarize")
+    ///     .layer(service_fn(ok));
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", translator.secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    /// # });
+    /// ```
     pub fn deployment(mut self, name: impl Into<String>) -> Self {
         let config = self.config_mut();
         config.policy = std::mem::take(&mut config.policy).deployment(name);
         self
     }
 
-    /// Replaces the whole access policy.
+    /// Replaces the whole access policy, including the scopes and deployment set by earlier
+    /// calls; later [`require_scope`](Self::require_scope) and
+    /// [`deployment`](Self::deployment) calls add to it.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::policy::{AccessPolicy, Scope};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let plain = store.create(NewToken::new("no scopes")).unwrap();
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .require_scope(Scope::API)
+    ///     .policy(AccessPolicy::new()) // drops the scope required above
+    ///     .layer(service_fn(ok));
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", plain.secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    /// # });
+    /// ```
     pub fn policy(mut self, policy: AccessPolicy) -> Self {
         self.config_mut().policy = policy;
         self
@@ -161,10 +353,27 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
     /// use protected_endpoint::ProtectedEndpointLayer;
     ///
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::verifier::memory::NewToken;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("ci")).unwrap().secret;
     /// // `Authorization: Bearer` or `X-API-Key`, never both at once.
-    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
-    ///     .token_source(TokenSource::header("x-api-key"));
-    /// # let _ = layer;
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .token_source(TokenSource::header("x-api-key"))
+    ///     .layer(service_fn(ok));
+    ///
+    /// let request = Request::builder()
+    ///     .header("x-api-key", secret.expose())
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    /// # });
     /// ```
     pub fn token_source(mut self, source: TokenSource) -> Self {
         let sources = &mut self.config_mut().sources;
@@ -179,6 +388,39 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// # Panics
     ///
     /// When `sources` is empty: such a layer could never let a request pass.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::extract::TokenSource;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("browser")).unwrap().secret;
+    /// // The cookie only: a bearer header no longer counts.
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .token_sources([TokenSource::cookie("session")])
+    ///     .layer(service_fn(ok));
+    ///
+    /// let bearer = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.clone().oneshot(bearer).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    ///
+    /// let cookie = Request::builder()
+    ///     .header("cookie", format!("session={}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(cookie).await.unwrap().status(), StatusCode::OK);
+    /// # });
+    /// ```
     pub fn token_sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
         let mut unique: Vec<TokenSource> = Vec::new();
         for source in sources {
@@ -196,6 +438,35 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
 
     /// Keeps the credential (header, cookie or query parameter) in the request passed to the
     /// inner service. By default it is removed, so a handler that logs headers cannot leak it.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// // The inner service tells, in `x-saw-token`, whether it saw an `Authorization` header.
+    /// let sees_header = service_fn(|request: Request<String>| async move {
+    ///     let seen = request.headers().contains_key("authorization");
+    ///     let response = Response::builder().header("x-saw-token", seen.to_string());
+    ///     Ok::<_, Infallible>(response.body(String::new()).unwrap())
+    /// });
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("proxy")).unwrap().secret;
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .keep_credentials(true)
+    ///     .layer(sees_header);
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.headers()["x-saw-token"], "true");
+    /// # });
+    /// ```
     pub fn keep_credentials(mut self, keep: bool) -> Self {
         self.config_mut().keep_credentials = keep;
         self
@@ -203,19 +474,50 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
 
     /// Optional mode: a request without credentials passes, without a `TokenInfo` (an axum
     /// handler takes `Option<Extension<TokenInfo>>`). Bad credentials are still refused.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let service = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .optional(true)
+    ///     .layer(service_fn(ok));
+    ///
+    /// // No credentials: passes, anonymously.
+    /// let anonymous = Request::new(String::new());
+    /// assert_eq!(service.clone().oneshot(anonymous).await.unwrap().status(), StatusCode::OK);
+    ///
+    /// // An unknown token: still refused.
+    /// let bad = Request::builder()
+    ///     .header("authorization", "Bearer not-a-real-token")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(bad).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # });
+    /// ```
     pub fn optional(mut self, optional: bool) -> Self {
         self.config_mut().optional = optional;
         self
     }
 
     /// Replaces the response for refused requests; see
-    /// [`RejectionResponder`].
+    /// [`RejectionResponder`]. The [realm](Self::realm) no longer applies: the responder
+    /// builds the whole response.
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use http::{request, Response};
+    /// use http::{request, Request, Response, StatusCode};
     /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
     /// use protected_endpoint::{ProtectedEndpointLayer, Rejection};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
     ///
     /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new()).responder(
     ///     |rejection: &Rejection, _request: &request::Parts| {
@@ -224,7 +526,11 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///         response
     ///     },
     /// );
-    /// # let _ = layer;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let response = layer.layer(service_fn(ok)).oneshot(Request::new(String::new())).await.unwrap();
+    /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    /// assert!(response.headers().get("www-authenticate").is_none());
+    /// # });
     /// ```
     pub fn responder(mut self, responder: impl RejectionResponder) -> Self {
         let config = self.config_mut();
@@ -234,6 +540,16 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 
     /// The verifier this layer asks.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    ///
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new());
+    /// // The layer's store is shared: tokens created through it are the ones the layer accepts.
+    /// let created = layer.verifier().create(NewToken::new("ci")).unwrap();
+    /// assert!(layer.verifier().verify_now(&created.secret).is_ok());
+    /// ```
     pub fn verifier(&self) -> &Arc<V> {
         &self.verifier
     }

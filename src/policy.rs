@@ -29,8 +29,8 @@ use chrono::{DateTime, Utc};
 use crate::rejection::Rejection;
 use crate::verifier::TokenInfo;
 
-/// One OAuth scope: a non-empty string of printable ASCII without spaces, `"` or `\`
-/// (RFC 6749 §3.3 `scope-token`).
+/// One OAuth scope: 1 to 128 characters of printable ASCII without spaces, `"` or `\`
+/// (RFC 6749 §3.3 `scope-token`, with a length cap).
 ///
 /// The platform's scopes are provided as constants.
 ///
@@ -47,17 +47,51 @@ pub struct Scope(Cow<'static, str>);
 
 impl Scope {
     /// Call the protected service's API (the scope a serving client needs).
+    ///
+    /// ```
+    /// # use protected_endpoint::policy::Scope;
+    /// assert_eq!(Scope::API, "api".parse().unwrap());
+    /// ```
     pub const API: Scope = Scope(Cow::Borrowed("api"));
     /// Read the organization: list and get tokens.
+    ///
+    /// ```
+    /// # use protected_endpoint::policy::Scope;
+    /// assert_eq!(Scope::READ_ORGANIZATION, "read_organization".parse().unwrap());
+    /// ```
     pub const READ_ORGANIZATION: Scope = Scope(Cow::Borrowed("read_organization"));
     /// Change the organization: create and delete tokens.
+    ///
+    /// ```
+    /// # use protected_endpoint::policy::Scope;
+    /// assert_eq!(Scope::WRITE_ORGANIZATION, "write_organization".parse().unwrap());
+    /// ```
     pub const WRITE_ORGANIZATION: Scope = Scope(Cow::Borrowed("write_organization"));
     /// Read clusters.
+    ///
+    /// ```
+    /// # use protected_endpoint::policy::Scope;
+    /// assert_eq!(Scope::READ_CLUSTER, "read_cluster".parse().unwrap());
+    /// ```
     pub const READ_CLUSTER: Scope = Scope(Cow::Borrowed("read_cluster"));
     /// Change clusters.
+    ///
+    /// ```
+    /// # use protected_endpoint::policy::Scope;
+    /// assert_eq!(Scope::WRITE_CLUSTER, "write_cluster".parse().unwrap());
+    /// ```
     pub const WRITE_CLUSTER: Scope = Scope(Cow::Borrowed("write_cluster"));
 
-    /// Parses a scope, checking the RFC 6749 `scope-token` syntax.
+    /// Parses a scope, checking the RFC 6749 `scope-token` syntax and the 128-character cap.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    ///
+    /// let scope = Scope::new("models:read").unwrap();
+    /// assert_eq!(scope.to_string(), "models:read");
+    /// assert!(Scope::new("quoted\"scope").is_err());
+    /// assert!(Scope::new("x".repeat(129)).is_err());
+    /// ```
     pub fn new(scope: impl Into<String>) -> Result<Self, InvalidScope> {
         let scope = scope.into();
         if is_scope_token(&scope) {
@@ -68,6 +102,12 @@ impl Scope {
     }
 
     /// The scope as a string.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    ///
+    /// assert_eq!(Scope::WRITE_CLUSTER.as_str(), "write_cluster");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -115,6 +155,13 @@ impl<'de> serde::Deserialize<'de> for Scope {
 }
 
 /// A string that is not a valid scope.
+///
+/// ```
+/// use protected_endpoint::policy::Scope;
+///
+/// let error = Scope::new("two words").unwrap_err();
+/// assert!(error.to_string().starts_with(r#"invalid scope "two words""#));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidScope(String);
 
@@ -156,7 +203,16 @@ pub enum DeploymentAccess {
 
 impl DeploymentAccess {
     /// Access to the named deployments only. A name must be 1 to 128 characters of
-    /// `[A-Za-z0-9._-]`.
+    /// `[A-Za-z0-9._-]`. An empty list gives access to no deployment at all.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::DeploymentAccess;
+    ///
+    /// let access = DeploymentAccess::only(["summarize", "translate"]).unwrap();
+    /// assert!(access.allows("translate"));
+    /// assert!(DeploymentAccess::only(["no spaces"]).is_err());
+    /// assert!(!DeploymentAccess::only(Vec::<String>::new()).unwrap().allows("summarize"));
+    /// ```
     pub fn only<I, N>(names: I) -> Result<Self, InvalidDeploymentName>
     where
         I: IntoIterator<Item = N>,
@@ -176,7 +232,16 @@ impl DeploymentAccess {
             .map(DeploymentAccess::Only)
     }
 
-    /// Whether a token with this access may reach `deployment`.
+    /// Whether a token with this access may reach `deployment` (names are case-sensitive).
+    ///
+    /// ```
+    /// use protected_endpoint::policy::DeploymentAccess;
+    ///
+    /// let access = DeploymentAccess::only(["summarize"]).unwrap();
+    /// assert!(access.allows("summarize"));
+    /// assert!(!access.allows("Summarize"));
+    /// assert!(DeploymentAccess::All.allows("anything"));
+    /// ```
     pub fn allows(&self, deployment: &str) -> bool {
         match self {
             DeploymentAccess::All => true,
@@ -185,6 +250,13 @@ impl DeploymentAccess {
     }
 
     /// Whether this is access to every deployment.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::DeploymentAccess;
+    ///
+    /// assert!(DeploymentAccess::default().is_all());
+    /// assert!(!DeploymentAccess::only(["summarize"]).unwrap().is_all());
+    /// ```
     pub fn is_all(&self) -> bool {
         matches!(self, DeploymentAccess::All)
     }
@@ -199,6 +271,13 @@ pub(crate) fn is_deployment_name(name: &str) -> bool {
 }
 
 /// A string that is not a valid deployment name.
+///
+/// ```
+/// use protected_endpoint::policy::DeploymentAccess;
+///
+/// let error = DeploymentAccess::only(["ok", "not/ok"]).unwrap_err();
+/// assert!(error.to_string().starts_with(r#"invalid deployment name "not/ok""#));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidDeploymentName(String);
 
@@ -248,6 +327,20 @@ impl<'de> serde::Deserialize<'de> for DeploymentAccess {
 ///
 /// The layer builds one from its builder methods; it is public so a custom responder,
 /// a handler or a test can apply the same rules.
+///
+/// ```
+/// use protected_endpoint::policy::{AccessPolicy, Scope};
+/// use protected_endpoint::{ProtectedEndpointLayer, RejectionKind, TokenInfo};
+/// # use protected_endpoint::verifier::memory::InMemoryTokenStore;
+///
+/// let policy = AccessPolicy::new().require_scope(Scope::API).deployment("summarize");
+/// // The same rules, for a layer...
+/// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new()).policy(policy.clone());
+/// // ...and for a check of your own.
+/// let no_scopes = TokenInfo::new("uid-1", "ci");
+/// let rejection = policy.check(&no_scopes, chrono::Utc::now()).unwrap_err();
+/// assert_eq!(rejection.kind(), RejectionKind::InsufficientScope);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
     required_scopes: Vec<Scope>,
@@ -258,11 +351,39 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// A policy that requires nothing but an unexpired token.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::policy::AccessPolicy;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let policy = AccessPolicy::new();
+    /// let now = Utc::now();
+    /// assert!(policy.check(&TokenInfo::new("1", "any"), now).is_ok());
+    /// let expired = TokenInfo::new("2", "old").with_expires_at(now - Duration::seconds(1));
+    /// assert!(policy.check(&expired, now).is_err());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Requires `scope` (in addition to any already required: all must be present).
+    /// Requiring a scope twice is the same as once.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::{AccessPolicy, Scope};
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let policy = AccessPolicy::new()
+    ///     .require_scope(Scope::API)
+    ///     .require_scope(Scope::READ_CLUSTER)
+    ///     .require_scope(Scope::API);
+    /// assert_eq!(policy.required_scopes(), &[Scope::API, Scope::READ_CLUSTER]);
+    ///
+    /// let api_only = TokenInfo::new("1", "ci").with_scopes([Scope::API]);
+    /// let rejection = policy.check(&api_only, chrono::Utc::now()).unwrap_err();
+    /// assert_eq!(rejection.scope_attribute(), Some("api read_cluster"));
+    /// ```
     pub fn require_scope(mut self, scope: Scope) -> Self {
         if !self.required_scopes.contains(&scope) {
             self.required_scopes.push(scope);
@@ -283,6 +404,19 @@ impl AccessPolicy {
     ///
     /// When `name` is not a valid deployment name (see [`DeploymentAccess::only`]). This is
     /// a programming error caught at start-up, never on a request.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::{AccessPolicy, DeploymentAccess};
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let policy = AccessPolicy::new().deployment("summarize");
+    /// let now = chrono::Utc::now();
+    /// let everywhere = TokenInfo::new("1", "admin"); // DeploymentAccess::All
+    /// let elsewhere = TokenInfo::new("2", "translator")
+    ///     .with_deployments(DeploymentAccess::only(["translate"]).unwrap());
+    /// assert!(policy.check(&everywhere, now).is_ok());
+    /// assert_eq!(policy.check(&elsewhere, now).unwrap_err().status(), 403);
+    /// ```
     pub fn deployment(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
         assert!(
@@ -294,12 +428,27 @@ impl AccessPolicy {
         self
     }
 
-    /// The scopes a token must have.
+    /// The scopes a token must have, in the order they were first required.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::{AccessPolicy, Scope};
+    ///
+    /// assert!(AccessPolicy::new().required_scopes().is_empty());
+    /// let policy = AccessPolicy::new().require_scope(Scope::WRITE_CLUSTER);
+    /// assert_eq!(policy.required_scopes(), &[Scope::WRITE_CLUSTER]);
+    /// ```
     pub fn required_scopes(&self) -> &[Scope] {
         &self.required_scopes
     }
 
     /// The deployment this service is, if set.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::AccessPolicy;
+    ///
+    /// assert_eq!(AccessPolicy::new().deployment_name(), None);
+    /// assert_eq!(AccessPolicy::new().deployment("summarize").deployment_name(), Some("summarize"));
+    /// ```
     pub fn deployment_name(&self) -> Option<&str> {
         self.deployment.as_deref()
     }
@@ -308,7 +457,26 @@ impl AccessPolicy {
     ///
     /// An expired token is refused with 401 `invalid_token`, whatever the verifier said (so a
     /// cached answer never outlives its token); missing scopes or deployment access with
-    /// 403 `insufficient_scope`.
+    /// 403 `insufficient_scope`. The checks run in that order, so an expired token is always
+    /// a 401.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::policy::{AccessPolicy, Scope};
+    /// use protected_endpoint::{RejectionKind, TokenInfo};
+    ///
+    /// let policy = AccessPolicy::new().require_scope(Scope::API);
+    /// let now = Utc::now();
+    /// let token = TokenInfo::new("1", "ci").with_expires_at(now + Duration::hours(1));
+    ///
+    /// // Valid for an hour, but without the scope: 403.
+    /// let rejection = policy.check(&token, now).unwrap_err();
+    /// assert_eq!(rejection.kind(), RejectionKind::InsufficientScope);
+    ///
+    /// // Two hours later it has expired: 401, whatever its scopes.
+    /// let rejection = policy.check(&token, now + Duration::hours(2)).unwrap_err();
+    /// assert_eq!(rejection.kind(), RejectionKind::InvalidToken);
+    /// ```
     pub fn check(&self, token: &TokenInfo, now: DateTime<Utc>) -> Result<(), Rejection> {
         if let Some(expires_at) = token.expires_at() {
             if expires_at <= now {

@@ -23,6 +23,24 @@ use crate::policy::{DeploymentAccess, Scope};
 use crate::verifier::TokenInfo;
 
 /// A token's record: who it is for and what it may do. The secret is not part of it.
+///
+/// It is `#[non_exhaustive]`: get one from a store (or deserialize one), then change its
+/// fields.
+///
+/// ```
+/// use protected_endpoint::policy::Scope;
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
+/// let record = store.get(&created.token.uid).unwrap();
+/// assert_eq!(record.scopes, [Scope::API]);
+/// assert!(record.deployments.is_all());
+///
+/// // The serde form never carries the secret.
+/// let json = serde_json::to_string(&record).unwrap();
+/// assert!(!json.contains(created.secret.expose()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ApiToken {
@@ -33,7 +51,8 @@ pub struct ApiToken {
     /// Free text.
     #[serde(default)]
     pub description: String,
-    /// Granted scopes, sorted.
+    /// Granted scopes: sorted and without duplicates in records a store returns (a
+    /// deserialized record keeps the order it was written in).
     #[serde(default)]
     pub scopes: Vec<Scope>,
     /// Which deployments the token may reach (`"*"` or a list of names). Required in the
@@ -50,12 +69,38 @@ pub struct ApiToken {
 }
 
 impl ApiToken {
-    /// Whether the token has expired at `now`.
+    /// Whether the token has expired at `now`: its expiry is `now` or earlier.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let expires_at = Utc::now() + Duration::days(1);
+    /// let store = InMemoryTokenStore::new();
+    /// let record = store.create(NewToken::new("day pass").expires_at(expires_at)).unwrap().token;
+    ///
+    /// assert!(!record.is_expired_at(expires_at - Duration::seconds(1)));
+    /// assert!(record.is_expired_at(expires_at));
+    /// ```
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         self.expired_at.is_some_and(|expired_at| expired_at <= now)
     }
 
-    /// The [`TokenInfo`] a verifier answers for this token.
+    /// The [`TokenInfo`] a verifier answers for this token: uid, name, scopes, deployments
+    /// and expiry.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let record = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap().token;
+    ///
+    /// let info = record.to_token_info();
+    /// assert_eq!(info.uid(), record.uid);
+    /// assert!(info.has_scope(&Scope::API));
+    /// assert_eq!(info.expires_at(), None);
+    /// ```
     pub fn to_token_info(&self) -> TokenInfo {
         let info = TokenInfo::new(&self.uid, &self.name)
             .with_scopes(self.scopes.iter().cloned())

@@ -13,8 +13,10 @@
 //! the call's arguments are fine, its credentials are not, and clients retry authentication
 //! failures differently from bad arguments.
 //!
-//! HTTP refusals carry a JSON body `{"error": "…", "error_description": "…"}`. A request is
-//! treated as gRPC when its `content-type` starts with `application/grpc`.
+//! HTTP refusals carry a JSON body `{"error": "…", "error_description": "…"}` (`"error"` is
+//! `"unauthorized"` when no credentials were sent, `"temporarily_unavailable"` for a 503) and
+//! `Cache-Control: no-store`. A request is treated as gRPC when it is a `POST` whose
+//! `content-type` is gRPC's (see [`is_grpc`]).
 //!
 //! ```
 //! use http::StatusCode;
@@ -41,6 +43,15 @@ use http::{request, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// What kind of refusal a [`Rejection`] is.
+///
+/// ```
+/// use protected_endpoint::{Rejection, RejectionKind};
+///
+/// // Unknown and expired tokens are the same kind (and status), with different descriptions.
+/// assert_eq!(Rejection::invalid_token().kind(), RejectionKind::InvalidToken);
+/// assert_eq!(Rejection::expired_token().kind(), RejectionKind::InvalidToken);
+/// assert_eq!(Rejection::unavailable().kind(), RejectionKind::Unavailable);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -57,6 +68,15 @@ pub enum RejectionKind {
 }
 
 /// A gRPC status code, as sent in `grpc-status`.
+///
+/// ```
+/// use protected_endpoint::rejection::GrpcCode;
+/// use protected_endpoint::Rejection;
+///
+/// let missing_scope = Rejection::insufficient_scope("needs api", Some("api".into()));
+/// assert_eq!(missing_scope.grpc_code(), GrpcCode::PermissionDenied);
+/// assert_eq!(Rejection::invalid_token().grpc_code(), GrpcCode::Unauthenticated);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GrpcCode {
@@ -70,6 +90,14 @@ pub enum GrpcCode {
 
 impl GrpcCode {
     /// The numeric code.
+    ///
+    /// ```
+    /// use protected_endpoint::rejection::GrpcCode;
+    ///
+    /// assert_eq!(GrpcCode::Unauthenticated.as_i32(), 16);
+    /// assert_eq!(GrpcCode::PermissionDenied.as_i32(), 7);
+    /// assert_eq!(GrpcCode::Unavailable.as_i32(), 14);
+    /// ```
     pub const fn as_i32(self) -> i32 {
         match self {
             GrpcCode::Unauthenticated => 16,
@@ -91,6 +119,16 @@ impl GrpcCode {
 /// [`Rejection::response_for`] (or your own [`RejectionResponder`]).
 ///
 /// Descriptions never contain the token.
+///
+/// ```
+/// use http::StatusCode;
+/// use protected_endpoint::{Rejection, RejectionKind};
+///
+/// let rejection = Rejection::expired_token();
+/// assert_eq!(rejection.kind(), RejectionKind::InvalidToken);
+/// assert_eq!(rejection.status(), StatusCode::UNAUTHORIZED);
+/// assert_eq!(rejection.to_string(), "the access token has expired (401 Unauthorized)");
+/// ```
 #[derive(Clone)]
 pub struct Rejection {
     kind: RejectionKind,
@@ -107,7 +145,16 @@ impl Rejection {
         }
     }
 
-    /// No credentials were sent.
+    /// No credentials were sent: 401 with a bare challenge (no error code, RFC 6750 §3.1).
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::missing_credentials();
+    /// assert_eq!(rejection.status(), 401);
+    /// assert_eq!(rejection.error_code(), None);
+    /// assert_eq!(rejection.www_authenticate("api").unwrap(), r#"Bearer realm="api""#);
+    /// ```
     pub fn missing_credentials() -> Self {
         Self::new(
             RejectionKind::MissingCredentials,
@@ -116,11 +163,28 @@ impl Rejection {
     }
 
     /// The credentials were malformed; `description` says how (and must not quote them).
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::invalid_request("the access token is empty");
+    /// assert_eq!(rejection.status(), 400);
+    /// assert_eq!(rejection.error_code(), Some("invalid_request"));
+    /// assert_eq!(rejection.description(), "the access token is empty");
+    /// ```
     pub fn invalid_request(description: impl Into<Cow<'static, str>>) -> Self {
         Self::new(RejectionKind::InvalidRequest, description)
     }
 
-    /// The token is unknown or revoked.
+    /// The token is unknown or revoked: 401 `invalid_token`.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::invalid_token();
+    /// assert_eq!(rejection.status(), 401);
+    /// assert_eq!(rejection.error_code(), Some("invalid_token"));
+    /// ```
     pub fn invalid_token() -> Self {
         Self::new(
             RejectionKind::InvalidToken,
@@ -128,13 +192,31 @@ impl Rejection {
         )
     }
 
-    /// The token has expired.
+    /// The token has expired: 401 `invalid_token`, like an unknown one, with its own
+    /// description.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::expired_token();
+    /// assert_eq!(rejection.error_code(), Some("invalid_token"));
+    /// assert_eq!(rejection.description(), "the access token has expired");
+    /// ```
     pub fn expired_token() -> Self {
         Self::new(RejectionKind::InvalidToken, "the access token has expired")
     }
 
     /// The token lacks a scope or deployment access. `scope` is the space-separated list of
     /// scopes the resource requires, sent as the `scope` attribute when present.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection =
+    ///     Rejection::insufficient_scope("the token lacks the scope api", Some("api".into()));
+    /// assert_eq!(rejection.status(), 403);
+    /// assert_eq!(rejection.scope_attribute(), Some("api"));
+    /// ```
     pub fn insufficient_scope(
         description: impl Into<Cow<'static, str>>,
         scope: Option<String>,
@@ -145,7 +227,15 @@ impl Rejection {
         }
     }
 
-    /// The verifier could not answer.
+    /// The verifier could not answer: 503, without a `WWW-Authenticate` challenge.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::unavailable();
+    /// assert_eq!(rejection.status(), 503);
+    /// assert!(rejection.www_authenticate("api").is_none());
+    /// ```
     pub fn unavailable() -> Self {
         Self::new(
             RejectionKind::Unavailable,
@@ -154,21 +244,55 @@ impl Rejection {
     }
 
     /// What kind of refusal this is.
+    ///
+    /// ```
+    /// use protected_endpoint::{Rejection, RejectionKind};
+    ///
+    /// let rejection = Rejection::invalid_request("two Authorization headers");
+    /// assert_eq!(rejection.kind(), RejectionKind::InvalidRequest);
+    /// ```
     pub fn kind(&self) -> RejectionKind {
         self.kind
     }
 
-    /// A human-readable reason, safe to show the caller.
+    /// A human-readable reason, safe to show the caller. It is the `error_description` of
+    /// the challenge and of the JSON body.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// assert_eq!(
+    ///     Rejection::missing_credentials().description(),
+    ///     "the request carries no access token"
+    /// );
+    /// ```
     pub fn description(&self) -> &str {
         &self.description
     }
 
     /// The `scope` attribute of an `insufficient_scope` refusal.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::insufficient_scope("needs both", Some("api write_cluster".into()));
+    /// assert_eq!(rejection.scope_attribute(), Some("api write_cluster"));
+    /// assert_eq!(Rejection::invalid_token().scope_attribute(), None);
+    /// ```
     pub fn scope_attribute(&self) -> Option<&str> {
         self.scope.as_deref()
     }
 
-    /// The HTTP status for this refusal.
+    /// The HTTP status for this refusal (of the HTTP response; a gRPC refusal is a 200 with a
+    /// `grpc-status`).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use protected_endpoint::Rejection;
+    ///
+    /// assert_eq!(Rejection::invalid_request("bad").status(), StatusCode::BAD_REQUEST);
+    /// assert_eq!(Rejection::unavailable().status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self.kind {
             RejectionKind::MissingCredentials | RejectionKind::InvalidToken => {
@@ -180,7 +304,17 @@ impl Rejection {
         }
     }
 
-    /// The RFC 6750 error code (`None` when no credentials were sent).
+    /// The error code: the RFC 6750 one (`invalid_request`, `invalid_token`,
+    /// `insufficient_scope`), `temporarily_unavailable` for a 503 (a code borrowed from
+    /// RFC 6749, used only in the JSON body), and `None` when no credentials were sent.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// assert_eq!(Rejection::invalid_token().error_code(), Some("invalid_token"));
+    /// assert_eq!(Rejection::unavailable().error_code(), Some("temporarily_unavailable"));
+    /// assert_eq!(Rejection::missing_credentials().error_code(), None);
+    /// ```
     pub fn error_code(&self) -> Option<&'static str> {
         match self.kind {
             RejectionKind::MissingCredentials => None,
@@ -191,7 +325,17 @@ impl Rejection {
         }
     }
 
-    /// The gRPC status for this refusal.
+    /// The gRPC status for this refusal: `PERMISSION_DENIED` for a missing scope or
+    /// deployment, `UNAVAILABLE` for a 503, `UNAUTHENTICATED` otherwise.
+    ///
+    /// ```
+    /// use protected_endpoint::rejection::GrpcCode;
+    /// use protected_endpoint::Rejection;
+    ///
+    /// // Malformed credentials are an authentication failure, not a bad argument.
+    /// assert_eq!(Rejection::invalid_request("bad").grpc_code(), GrpcCode::Unauthenticated);
+    /// assert_eq!(Rejection::unavailable().grpc_code(), GrpcCode::Unavailable);
+    /// ```
     pub fn grpc_code(&self) -> GrpcCode {
         match self.kind {
             RejectionKind::InsufficientScope => GrpcCode::PermissionDenied,
@@ -200,7 +344,18 @@ impl Rejection {
         }
     }
 
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3), or `None` for a 503.
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3), or `None` for a 503. Characters a
+    /// quoted-string cannot hold (`"`, `\`, control and non-ASCII characters) become `?`.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let rejection = Rejection::insufficient_scope("needs api", Some("api".into()));
+    /// assert_eq!(
+    ///     rejection.www_authenticate("summarize").unwrap(),
+    ///     r#"Bearer realm="summarize", error="insufficient_scope", error_description="needs api", scope="api""#
+    /// );
+    /// ```
     pub fn www_authenticate(&self, realm: &str) -> Option<HeaderValue> {
         if self.kind == RejectionKind::Unavailable {
             return None;
@@ -225,7 +380,18 @@ impl Rejection {
         HeaderValue::try_from(challenge).ok()
     }
 
-    /// The RFC 6750 response for an HTTP caller: status, `WWW-Authenticate`, JSON body.
+    /// The RFC 6750 response for an HTTP caller: status, `WWW-Authenticate` (except for a
+    /// 503), `Cache-Control: no-store` and a JSON body.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let response = Rejection::missing_credentials().http_response("summarize");
+    /// assert_eq!(response.status(), 401);
+    /// assert_eq!(response.headers()["content-type"], "application/json");
+    /// let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    /// assert_eq!(body["error"], "unauthorized");
+    /// ```
     pub fn http_response(&self, realm: &str) -> Response<Bytes> {
         let body = serde_json::json!({
             "error": self.error_code().unwrap_or("unauthorized"),
@@ -244,7 +410,21 @@ impl Rejection {
     }
 
     /// The trailers-only response for a gRPC caller: HTTP 200, `grpc-status`,
-    /// percent-encoded `grpc-message`, and the RFC 6750 challenge for tools that read it.
+    /// percent-encoded `grpc-message`, `Cache-Control: no-store`, an empty body, and the
+    /// RFC 6750 challenge for tools that read it.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let response = Rejection::unavailable().grpc_response("summarize");
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["grpc-status"], "14");
+    /// assert_eq!(
+    ///     response.headers()["grpc-message"],
+    ///     "token verification is temporarily unavailable"
+    /// );
+    /// assert!(response.body().is_empty());
+    /// ```
     pub fn grpc_response(&self, realm: &str) -> Response<Bytes> {
         let mut response = Response::new(Bytes::new());
         let headers = response.headers_mut();
@@ -261,11 +441,30 @@ impl Rejection {
         response
     }
 
-    /// The default response for the request whose head is `request`: gRPC when its
-    /// `content-type` is `application/grpc…`, RFC 6750 HTTP otherwise.
+    /// The default response for the request whose head is `request`: gRPC when it is a `POST`
+    /// whose `content-type` is gRPC's (see [`is_grpc`]), RFC 6750 HTTP otherwise.
     ///
     /// A gRPC refusal answers with the caller's own content type (`application/grpc+proto`,
     /// `application/grpc-web`, …), so clients that check it accept the status.
+    ///
+    /// ```
+    /// use protected_endpoint::Rejection;
+    ///
+    /// let grpc_call = http::Request::post("/summarize.Summarizer/Summarize")
+    ///     .header("content-type", "application/grpc+proto")
+    ///     .body(())
+    ///     .unwrap()
+    ///     .into_parts()
+    ///     .0;
+    /// let response = Rejection::invalid_token().response_for(&grpc_call, "summarize");
+    /// assert_eq!(response.headers()["grpc-status"], "16");
+    /// assert_eq!(response.headers()["content-type"], "application/grpc+proto");
+    ///
+    /// // A GET is never gRPC, whatever its content type.
+    /// let get = http::Request::get("/").header("content-type", "application/grpc").body(());
+    /// let response = Rejection::invalid_token().response_for(&get.unwrap().into_parts().0, "x");
+    /// assert_eq!(response.status(), 401);
+    /// ```
     pub fn response_for(&self, request: &request::Parts, realm: &str) -> Response<Bytes> {
         // Every gRPC call is a POST; anything else gets the HTTP answer, so a GET can never be
         // turned into a cacheable-looking 200.
@@ -363,11 +562,22 @@ impl std::error::Error for Rejection {}
 ///         rejection.response_for(request, "my-service")
 ///     }
 /// };
-/// # fn is_responder<R: RejectionResponder>(_: &R) {}
-/// # is_responder(&responder);
+///
+/// let browser = http::Request::get("/").header("accept", "text/html").body(()).unwrap();
+/// let response = responder.respond(&Rejection::missing_credentials(), &browser.into_parts().0);
+/// assert_eq!(response.body(), "please sign in");
 /// ```
 pub trait RejectionResponder: Send + Sync + 'static {
     /// The response for `rejection` of the request whose head is `request`.
+    ///
+    /// ```
+    /// use protected_endpoint::rejection::DefaultResponder;
+    /// use protected_endpoint::{Rejection, RejectionResponder};
+    ///
+    /// let head = http::Request::new(()).into_parts().0;
+    /// let response = DefaultResponder::new("api").respond(&Rejection::invalid_token(), &head);
+    /// assert_eq!(response.status(), 401);
+    /// ```
     fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes>;
 }
 
@@ -382,6 +592,29 @@ where
 
 /// The responder a layer uses unless told otherwise: [`Rejection::response_for`] with the
 /// layer's realm.
+///
+/// Useful in a custom responder that changes only some refusals:
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{request, Response};
+/// use protected_endpoint::rejection::DefaultResponder;
+/// use protected_endpoint::{Rejection, RejectionKind, RejectionResponder};
+///
+/// let default = DefaultResponder::new("summarize");
+/// let responder = move |rejection: &Rejection, request: &request::Parts| {
+///     let mut response = default.respond(rejection, request);
+///     if rejection.kind() == RejectionKind::Unavailable {
+///         response.headers_mut().insert("retry-after", http::HeaderValue::from_static("5"));
+///     }
+///     response
+/// };
+///
+/// let head = http::Request::new(()).into_parts().0;
+/// let response = responder.respond(&Rejection::unavailable(), &head);
+/// assert_eq!(response.status(), 503);
+/// assert_eq!(response.headers()["retry-after"], "5");
+/// ```
 #[derive(Debug, Clone)]
 pub struct DefaultResponder {
     realm: String,
@@ -389,6 +622,16 @@ pub struct DefaultResponder {
 
 impl DefaultResponder {
     /// A default responder naming `realm` in its challenges.
+    ///
+    /// ```
+    /// use protected_endpoint::rejection::DefaultResponder;
+    /// use protected_endpoint::{Rejection, RejectionResponder};
+    ///
+    /// let head = http::Request::new(()).into_parts().0;
+    /// let response =
+    ///     DefaultResponder::new("summarize").respond(&Rejection::missing_credentials(), &head);
+    /// assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="summarize""#);
+    /// ```
     pub fn new(realm: impl Into<String>) -> Self {
         Self {
             realm: realm.into(),

@@ -60,7 +60,31 @@ pub struct ProtectedEndpoint<S, V: ?Sized> {
 }
 
 impl<S, V: TokenVerifier> ProtectedEndpoint<S, V> {
-    /// Wraps `inner` with the default configuration, asking `verifier`.
+    /// Wraps `inner` with the default configuration (see [`ProtectedEndpointLayer::new`]),
+    /// asking `verifier`. Use a [`ProtectedEndpointLayer`] to configure anything else.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, StatusCode};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpoint;
+    /// use tower::{service_fn, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("ci")).unwrap().secret;
+    /// let inner = service_fn(|_: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+    /// });
+    /// let service = ProtectedEndpoint::new(inner, store);
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    /// # });
+    /// ```
     pub fn new(inner: S, verifier: V) -> Self {
         Self::from_parts(inner, Arc::new(verifier), Arc::new(Config::default()))
     }
@@ -68,7 +92,18 @@ impl<S, V: TokenVerifier> ProtectedEndpoint<S, V> {
 
 impl<V: TokenVerifier> ProtectedEndpoint<(), V> {
     /// A [`ProtectedEndpointLayer`] asking `verifier`: the shortcut for
-    /// `ProtectedEndpointLayer::new(verifier)`.
+    /// `ProtectedEndpointLayer::new(verifier)`, in the style of tower-http's `X::layer`.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// let layer = ProtectedEndpoint::layer(InMemoryTokenStore::new()).require_scope(Scope::API);
+    /// assert!(layer.verifier().is_empty());
+    /// ```
+    ///
+    /// The example on [`ProtectedEndpoint`] runs requests through it.
     pub fn layer(verifier: V) -> ProtectedEndpointLayer<V> {
         ProtectedEndpointLayer::new(verifier)
     }
@@ -84,16 +119,50 @@ impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
     }
 
     /// The inner service.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// assert_eq!(service.get_ref().port, 8080);
+    /// ```
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The inner service, mutably.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let mut service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// service.get_mut().port = 9090;
+    /// assert_eq!(service.get_ref().port, 9090);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// assert_eq!(service.into_inner(), Backend { port: 8080 });
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -182,6 +251,13 @@ where
 pin_project! {
     /// The response future of [`ProtectedEndpoint`]: waits for the verifier, then calls the
     /// inner service or answers with the refusal.
+    ///
+    /// A success for a token sent in the `access_token` query parameter gets
+    /// `Cache-Control: private` unless the inner service set a `Cache-Control` itself
+    /// (RFC 6750 §2.3). Polling it again after it completed panics.
+    ///
+    /// You never name it: it is what `call` (or `oneshot`) returns. See the example on
+    /// [`ProtectedEndpoint`].
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
@@ -352,7 +428,29 @@ where
 
 pin_project! {
     /// The body of a [`ProtectedEndpoint`] response: the inner service's body, or the body
-    /// of a refusal.
+    /// of a refusal (JSON for an HTTP caller, empty for a gRPC caller).
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use http_body_util::BodyExt;
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    /// use tower::{service_fn, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let inner = service_fn(|_: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+    /// });
+    /// let service = ProtectedEndpoint::new(inner, InMemoryTokenStore::new());
+    ///
+    /// let refused = service.oneshot(Request::new(String::new())).await.unwrap();
+    /// let body = refused.into_body().collect().await.unwrap().to_bytes();
+    /// let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    /// assert_eq!(json["error"], "unauthorized");
+    /// assert_eq!(json["error_description"], "the request carries no access token");
+    /// # });
+    /// ```
     pub struct ResponseBody<B> {
         #[pin]
         kind: BodyKind<B>,

@@ -33,6 +33,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The prefix of every token this crate mints.
+///
+/// ```
+/// use protected_endpoint::token::{TokenSecret, TOKEN_PREFIX};
+///
+/// assert_eq!(TOKEN_PREFIX, "pe_");
+/// assert!(TokenSecret::generate().expose().starts_with(TOKEN_PREFIX));
+/// ```
 pub const TOKEN_PREFIX: &str = "pe_";
 
 /// How many base62 characters of randomness a minted token carries (≈178 bits).
@@ -41,7 +48,14 @@ const RANDOM_LEN: usize = 30;
 /// How many base62 characters the CRC32 checksum takes (62^6 > 2^32).
 const CHECKSUM_LEN: usize = 6;
 
-/// The total length of a token minted by this crate.
+/// The total length of a token minted by this crate: 3 + 30 + 6 = 39 characters.
+///
+/// ```
+/// use protected_endpoint::token::{TokenSecret, TOKEN_LEN};
+///
+/// assert_eq!(TOKEN_LEN, 39);
+/// assert_eq!(TokenSecret::generate().expose().len(), TOKEN_LEN);
+/// ```
 pub const TOKEN_LEN: usize = TOKEN_PREFIX.len() + RANDOM_LEN + CHECKSUM_LEN;
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -63,6 +77,15 @@ pub struct TokenSecret(String);
 
 impl TokenSecret {
     /// Wraps a token string (one read from a request, a file or an environment variable).
+    /// Any string is accepted; it need not be in this crate's format.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// let secret = TokenSecret::new("legacy-token");
+    /// assert_eq!(secret, TokenSecret::from("legacy-token"));
+    /// assert!(!secret.has_valid_format());
+    /// ```
     pub fn new(secret: impl Into<String>) -> Self {
         Self(secret.into())
     }
@@ -88,6 +111,14 @@ impl TokenSecret {
     }
 
     /// The secret itself. Call it only to hand the token to its owner or to a client.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// let secret = TokenSecret::new("abc123");
+    /// let header = format!("Bearer {}", secret.expose());
+    /// assert_eq!(header, "Bearer abc123");
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -190,21 +221,53 @@ pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
     /// Hashes a token secret.
+    ///
+    /// ```
+    /// use protected_endpoint::token::{TokenHash, TokenSecret};
+    ///
+    /// let secret = TokenSecret::generate();
+    /// assert_eq!(TokenHash::of(&secret), TokenHash::of(&secret.clone()));
+    /// assert_ne!(TokenHash::of(&secret), TokenHash::of(&TokenSecret::generate()));
+    /// ```
     pub fn of(secret: &TokenSecret) -> Self {
         Self::of_str(secret.expose())
     }
 
     /// Hashes a token given as a string.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// assert_eq!(
+    ///     TokenHash::of_str("").to_string(),
+    ///     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    /// );
+    /// ```
     pub fn of_str(secret: &str) -> Self {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
     /// Wraps raw SHA-256 digest bytes.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let hash = TokenHash::from_bytes([0xab; 32]);
+    /// assert_eq!(hash.to_string(), format!("sha256:{}", "ab".repeat(32)));
+    /// ```
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
     /// The raw digest bytes.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let hash = TokenHash::of_str("secret");
+    /// assert_eq!(TokenHash::from_bytes(*hash.as_bytes()), hash);
+    /// assert_eq!(hash.as_bytes()[0], 0x2b);
+    /// ```
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -236,6 +299,13 @@ impl fmt::Debug for TokenHash {
 }
 
 /// Why a string is not a valid [`TokenHash`].
+///
+/// ```
+/// use protected_endpoint::token::TokenHash;
+///
+/// let error = "md5:abc".parse::<TokenHash>().unwrap_err();
+/// assert_eq!(error.to_string(), "a token hash must start with `sha256:`");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseTokenHashError(&'static str);
 

@@ -46,14 +46,43 @@ use crate::record::ApiToken;
 use crate::token::{TokenHash, TokenSecret, TOKEN_PREFIX};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
 
-/// The longest token name accepted, in characters.
+/// The longest token name accepted, in characters (after trimming white space).
+///
+/// ```
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError, MAX_NAME_LEN};
+///
+/// let store = InMemoryTokenStore::new();
+/// assert!(store.create(NewToken::new("n".repeat(MAX_NAME_LEN))).is_ok());
+/// let too_long = store.create(NewToken::new("n".repeat(MAX_NAME_LEN + 1)));
+/// assert_eq!(too_long.unwrap_err(), NewTokenError::InvalidName);
+/// ```
 pub const MAX_NAME_LEN: usize = 128;
 /// The longest token description accepted, in characters.
+///
+/// ```
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError, MAX_DESCRIPTION_LEN};
+///
+/// let store = InMemoryTokenStore::new();
+/// let essay = NewToken::new("ci").description("x".repeat(MAX_DESCRIPTION_LEN + 1));
+/// assert_eq!(store.create(essay).unwrap_err(), NewTokenError::InvalidDescription);
+/// ```
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// What to create: the arguments of the platform's `api_token.create`.
 ///
-/// Defaults: empty description, no scopes, access to all deployments, no expiry.
+/// Defaults: empty description, no scopes, access to all deployments, no expiry. Nothing is
+/// checked until [`InMemoryTokenStore::create`].
+///
+/// ```
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let record = store.create(NewToken::new("laptop")).unwrap().token;
+/// assert_eq!(record.description, "");
+/// assert!(record.scopes.is_empty());
+/// assert!(record.deployments.is_all());
+/// assert_eq!(record.expired_at, None);
+/// ```
 #[derive(Debug, Clone)]
 pub struct NewToken {
     name: String,
@@ -64,7 +93,16 @@ pub struct NewToken {
 }
 
 impl NewToken {
-    /// A token named `name`.
+    /// A token named `name`. The store trims white space around it; it must then be 1 to
+    /// [`MAX_NAME_LEN`] characters without control characters.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// assert_eq!(store.create(NewToken::new("  ci  ")).unwrap().token.name, "ci");
+    /// assert_eq!(store.create(NewToken::new("   ")).unwrap_err(), NewTokenError::EmptyName);
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -75,25 +113,68 @@ impl NewToken {
         }
     }
 
-    /// A free-text description.
+    /// A free-text description: at most [`MAX_DESCRIPTION_LEN`] characters, without control
+    /// characters other than newline and tab.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let new = NewToken::new("ci").description("deploys\nfrom CI");
+    /// assert_eq!(store.create(new).unwrap().token.description, "deploys\nfrom CI");
+    /// ```
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.description = description.into();
         self
     }
 
-    /// The scopes to grant.
+    /// The scopes to grant, replacing any set before. The store keeps them sorted and without
+    /// duplicates.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let new = NewToken::new("ci").scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
+    /// assert_eq!(store.create(new).unwrap().token.scopes, [Scope::API, Scope::WRITE_CLUSTER]);
+    /// ```
     pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
         self.scopes = scopes.into_iter().collect();
         self
     }
 
     /// Which deployments the token may reach.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::DeploymentAccess;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let only = DeploymentAccess::only(["summarize"]).unwrap();
+    /// let created = store.create(NewToken::new("ci").deployments(only)).unwrap();
+    /// let info = store.verify_now(&created.secret).unwrap();
+    /// assert!(!info.deployments().allows("translate"));
+    /// ```
     pub fn deployments(mut self, deployments: DeploymentAccess) -> Self {
         self.deployments = deployments;
         self
     }
 
-    /// When the token stops working. Must be in the future.
+    /// When the token stops working. Must be in the future when the token is created.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let tomorrow = Utc::now() + Duration::days(1);
+    /// let created = store.create(NewToken::new("day pass").expires_at(tomorrow)).unwrap();
+    /// assert_eq!(created.token.expired_at, Some(tomorrow));
+    ///
+    /// let yesterday = NewToken::new("late").expires_at(Utc::now() - Duration::days(1));
+    /// assert_eq!(store.create(yesterday).unwrap_err(), NewTokenError::ExpiryInThePast);
+    /// ```
     pub fn expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
         self.expires_at = Some(expires_at);
         self
@@ -143,6 +224,16 @@ fn check_name_and_description(name: &str, description: &str) -> Result<(), NewTo
 }
 
 /// Why a token could not be created or imported. Nothing was stored.
+///
+/// ```
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError};
+///
+/// let store = InMemoryTokenStore::new();
+/// let error = store.create(NewToken::new("tab\u{1b}")).unwrap_err();
+/// assert_eq!(error, NewTokenError::InvalidName);
+/// assert!(error.to_string().contains("without control characters"));
+/// assert!(store.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NewTokenError {
@@ -186,6 +277,20 @@ impl std::error::Error for NewTokenError {}
 
 /// A freshly created token: its record and its secret. The secret is not kept anywhere:
 /// hand it to its owner now. `Debug` redacts it.
+///
+/// ```
+/// use protected_endpoint::token::TokenHash;
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let created = store.create(NewToken::new("ci")).unwrap();
+/// assert!(created.secret.has_valid_format());
+/// assert!(!format!("{created:?}").contains(created.secret.expose()));
+///
+/// // What a token file would keep: the record and the hash, never the secret.
+/// let hash = TokenHash::of(&created.secret);
+/// assert!(hash.to_string().starts_with("sha256:"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CreatedToken {
@@ -199,6 +304,32 @@ pub struct CreatedToken {
 ///
 /// Cheap to clone; clones share the tokens. Verification takes a read lock for one hash-map
 /// lookup and never holds it across an `.await`.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::ProtectedEndpointLayer;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// # use std::convert::Infallible;
+/// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = InMemoryTokenStore::new();
+/// let service = ProtectedEndpointLayer::new(store.clone()).layer(service_fn(ok));
+///
+/// // A token created through another clone works at once...
+/// let created = store.create(NewToken::new("ci")).unwrap();
+/// let request = || {
+///     let bearer = format!("Bearer {}", created.secret.expose());
+///     Request::builder().header("authorization", bearer).body(String::new()).unwrap()
+/// };
+/// assert_eq!(service.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+///
+/// // ...and stops working as soon as it is deleted.
+/// store.delete(&created.token.uid).unwrap();
+/// assert_eq!(service.oneshot(request()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # });
+/// ```
 #[derive(Clone, Default)]
 pub struct InMemoryTokenStore {
     tokens: Arc<RwLock<Tokens>>,
@@ -250,6 +381,14 @@ impl Entry {
 
 impl InMemoryTokenStore {
     /// An empty store.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// assert!(store.is_empty());
+    /// assert!(store.list(None).is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -266,6 +405,19 @@ impl InMemoryTokenStore {
 
     /// Creates a token, returning its record and its secret (the only time the secret is
     /// available). Bad arguments are an error and store nothing.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
+    /// println!("your token (shown once): {}", created.secret.expose());
+    ///
+    /// assert_eq!(created.token.uid.len(), 16);
+    /// assert_eq!(store.get(&created.token.uid).unwrap().name, "ci");
+    /// assert!(store.verify_now(&created.secret).unwrap().has_scope(&Scope::API));
+    /// ```
     pub fn create(&self, new: NewToken) -> Result<CreatedToken, NewTokenError> {
         // Check the arguments before taking the lock: a huge name must not stall verification.
         let mut record = new.into_record(new_uid(), Utc::now())?;
@@ -289,6 +441,31 @@ impl InMemoryTokenStore {
     /// elsewhere, in this crate's format or not). The record is checked like a new one (name,
     /// description; scopes are sorted), but its dates are kept, even a past expiry. Fails,
     /// storing nothing, on a bad record or a duplicate uid or hash.
+    ///
+    /// A secret that starts with [`TOKEN_PREFIX`] must also have this crate's format (see
+    /// [`TokenSecret::has_valid_format`]): otherwise verification refuses it before looking
+    /// up its hash, so importing it stores a token that never verifies.
+    ///
+    /// ```
+    /// use protected_endpoint::record::ApiToken;
+    /// use protected_endpoint::token::{TokenHash, TokenSecret};
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewTokenError};
+    ///
+    /// // A token minted by the previous system, known by its record and hash.
+    /// let record: ApiToken = serde_json::from_str(r#"{
+    ///     "uid": "legacy01", "name": "old ci", "deployments": "*",
+    ///     "created_at": "2024-01-01T00:00:00Z"
+    /// }"#).unwrap();
+    /// let hash = TokenHash::of_str("legacy-opaque-token");
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.import(record.clone(), hash).unwrap();
+    /// let info = store.verify_now(&TokenSecret::new("legacy-opaque-token")).unwrap();
+    /// assert_eq!(info.uid(), "legacy01");
+    ///
+    /// let again = store.import(record, hash);
+    /// assert_eq!(again, Err(NewTokenError::DuplicateUid("legacy01".into())));
+    /// ```
     pub fn import(&self, mut record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
         check_name_and_description(&record.name, &record.description)?;
         record.scopes.sort();
@@ -307,6 +484,19 @@ impl InMemoryTokenStore {
 
     /// The tokens whose name contains `search` (case-insensitive), or all of them, oldest
     /// first.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.create(NewToken::new("CI deploy")).unwrap();
+    /// store.create(NewToken::new("laptop")).unwrap();
+    ///
+    /// assert_eq!(store.list(None).len(), 2);
+    /// let found = store.list(Some("ci"));
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].name, "CI deploy");
+    /// ```
     pub fn list(&self, search: Option<&str>) -> Vec<ApiToken> {
         let needle = search.map(str::to_lowercase);
         let mut found: Vec<ApiToken> = self
@@ -324,7 +514,19 @@ impl InMemoryTokenStore {
         found
     }
 
-    /// The token with this uid.
+    /// The token with this uid, with when it was last used.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// assert_eq!(store.get(&created.token.uid).unwrap().last_used_at, None);
+    ///
+    /// store.verify_now(&created.secret).unwrap();
+    /// assert!(store.get(&created.token.uid).unwrap().last_used_at.is_some());
+    /// assert!(store.get("no-such-uid").is_none());
+    /// ```
     pub fn get(&self, uid: &str) -> Option<ApiToken> {
         let tokens = self.read();
         let hash = tokens.by_uid.get(uid)?;
@@ -332,7 +534,18 @@ impl InMemoryTokenStore {
     }
 
     /// Deletes the token with this uid, returning its record. Every request that starts after
-    /// this returns refuses it.
+    /// this returns refuses it. `None` when no token has this uid.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    ///
+    /// assert_eq!(store.delete(&created.token.uid).unwrap().name, "ci");
+    /// assert!(store.verify_now(&created.secret).is_err());
+    /// assert!(store.delete(&created.token.uid).is_none());
+    /// ```
     pub fn delete(&self, uid: &str) -> Option<ApiToken> {
         let mut tokens = self.write();
         let hash = tokens.by_uid.remove(uid)?;
@@ -340,16 +553,53 @@ impl InMemoryTokenStore {
     }
 
     /// How many tokens are stored.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.create(NewToken::new("a")).unwrap();
+    /// store.clone().create(NewToken::new("b")).unwrap(); // clones share the tokens
+    /// assert_eq!(store.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.read().by_uid.len()
     }
 
     /// Whether no token is stored.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// assert!(store.is_empty());
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// assert!(!store.is_empty());
+    /// store.delete(&created.token.uid);
+    /// assert!(store.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Verifies a token without going through a future: what the async verifier does.
+    /// Verifies a token without going through a future: what the async verifier does. A
+    /// success records the use (see [`get`](Self::get)).
+    ///
+    /// A token with this crate's prefix but a bad checksum is refused without a lookup; a
+    /// known token past its expiry is [`VerifyError::Expired`].
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenSecret;
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::VerifyError;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    ///
+    /// assert_eq!(store.verify_now(&created.secret).unwrap().name(), "ci");
+    /// let made_up = TokenSecret::generate();
+    /// assert!(matches!(store.verify_now(&made_up), Err(VerifyError::Invalid)));
+    /// ```
     pub fn verify_now(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         // A token with our prefix but a wrong checksum is a typo or a forgery: refuse it
         // without a lookup. Tokens without the prefix may be imported ones minted elsewhere.

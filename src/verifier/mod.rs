@@ -36,11 +36,22 @@
 //!         Err(VerifyError::Invalid)
 //!     }
 //! });
-//! # let _ = closure;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let one = OneToken("letmein".to_owned());
+//! assert!(one.verify(&TokenSecret::new("letmein")).await.unwrap().has_scope(&Scope::API));
+//! assert!(matches!(closure.verify(&"guess".into()).await, Err(VerifyError::Invalid)));
+//! # });
 //! ```
 //!
-//! Verifiers that ship with the crate: [`InMemoryTokenStore`](memory::InMemoryTokenStore), and
-//! with the `remote` feature `RemoteVerifier` (RFC 7662 introspection, in `verifier::remote`).
+//! Verifiers that ship with the crate:
+//!
+//! - [`InMemoryTokenStore`](memory::InMemoryTokenStore): a store with create / list / get /
+//!   delete;
+//! - `StaticFileVerifier` (feature `file`, in `verifier::file`): a token file of hashes,
+//!   reloaded when it changes;
+//! - `RemoteVerifier` (feature `remote`, in `verifier::remote`): RFC 7662 introspection with a
+//!   cache.
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
@@ -63,6 +74,14 @@ use crate::policy::{DeploymentAccess, Scope};
 use crate::token::TokenSecret;
 
 /// A boxed error, the source of [`VerifyError::Unavailable`].
+///
+/// ```
+/// use protected_endpoint::{BoxError, VerifyError};
+///
+/// let source: BoxError = "the token database is down".into();
+/// let error = VerifyError::Unavailable(source);
+/// assert_eq!(error.to_string(), "token verification is unavailable: the token database is down");
+/// ```
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Answers *whose token is this?* for the layer.
@@ -73,9 +92,50 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 ///
 /// Return [`VerifyError::Unavailable`] when the answer cannot be known (a backend is down):
 /// the layer then refuses with 503, it never lets the request through.
+///
+/// The [module docs](self) show how to implement it; here a verifier whose backend is down:
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use protected_endpoint::token::TokenSecret;
+/// use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError};
+/// use tower::{service_fn, Layer, ServiceExt};
+/// # use std::convert::Infallible;
+/// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+///
+/// struct Down;
+///
+/// #[async_trait::async_trait]
+/// impl TokenVerifier for Down {
+///     async fn verify(&self, _token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+///         Err(VerifyError::unavailable(std::io::Error::other("connection refused")))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let service = ProtectedEndpointLayer::new(Down).layer(service_fn(ok));
+/// let request = Request::builder().header("authorization", "Bearer abc").body(String::new());
+/// let response = service.oneshot(request.unwrap()).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// # });
+/// ```
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
     /// Verifies `token`, returning who it belongs to.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{TokenVerifier, VerifyError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    ///
+    /// let info = store.verify(&created.secret).await.unwrap();
+    /// assert_eq!(info.name(), "ci");
+    /// assert!(matches!(store.verify(&"unknown".into()).await, Err(VerifyError::Invalid)));
+    /// # });
+    /// ```
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError>;
 }
 
@@ -101,6 +161,16 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for &T {
 }
 
 /// Why a verifier did not return a [`TokenInfo`].
+///
+/// ```
+/// use std::error::Error;
+/// use protected_endpoint::VerifyError;
+///
+/// assert_eq!(VerifyError::Expired.to_string(), "the token has expired");
+/// assert!(VerifyError::Invalid.source().is_none());
+/// let outage = VerifyError::unavailable("timeout");
+/// assert_eq!(outage.source().unwrap().to_string(), "timeout");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum VerifyError {
@@ -113,7 +183,7 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// An [`VerifyError::Unavailable`] with `source` as the reason.
+    /// A [`VerifyError::Unavailable`] with `source` as the reason.
     ///
     /// ```
     /// use protected_endpoint::VerifyError;
@@ -150,7 +220,9 @@ impl StdError for VerifyError {
 /// Who a verified token belongs to and what it may do. The layer puts it in the request's
 /// extensions, so an axum handler takes `Extension<TokenInfo>`.
 ///
-/// Cloning is cheap (one reference count): the layer clones it on every request.
+/// Cloning is cheap (one reference count): a verifier such as
+/// [`InMemoryTokenStore`](memory::InMemoryTokenStore) hands out a clone of a stored info on
+/// every request.
 ///
 /// ```
 /// use chrono::{Duration, Utc};
@@ -185,6 +257,16 @@ struct TokenInfoInner {
 
 impl TokenInfo {
     /// A token with this uid and name, no scopes, access to all deployments and no expiry.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("tok_1", "ci");
+    /// assert_eq!((info.uid(), info.name()), ("tok_1", "ci"));
+    /// assert!(info.scopes().is_empty());
+    /// assert!(info.deployments().is_all());
+    /// assert_eq!(info.expires_at(), None);
+    /// ```
     pub fn new(uid: impl Into<String>, name: impl Into<String>) -> Self {
         Self(Arc::new(TokenInfoInner {
             uid: uid.into(),
@@ -200,7 +282,16 @@ impl TokenInfo {
         Arc::make_mut(&mut self.0)
     }
 
-    /// Sets the token's scopes.
+    /// Sets the token's scopes, replacing any set before. They are kept sorted and without
+    /// duplicates.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
+    /// assert_eq!(info.scopes(), &[Scope::API, Scope::WRITE_CLUSTER]);
+    /// ```
     pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
         let mut scopes: Vec<Scope> = scopes.into_iter().collect();
         scopes.sort();
@@ -210,55 +301,150 @@ impl TokenInfo {
     }
 
     /// Sets which deployments the token may reach.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::DeploymentAccess;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("1", "ci")
+    ///     .with_deployments(DeploymentAccess::only(["summarize"]).unwrap());
+    /// assert!(info.deployments().allows("summarize"));
+    /// assert!(!info.deployments().allows("translate"));
+    /// ```
     pub fn with_deployments(mut self, deployments: DeploymentAccess) -> Self {
         self.inner_mut().deployments = deployments;
         self
     }
 
     /// Sets when the token expires. The layer refuses it from that instant on.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::policy::AccessPolicy;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let expires_at = Utc::now() + Duration::hours(1);
+    /// let info = TokenInfo::new("1", "ci").with_expires_at(expires_at);
+    /// assert_eq!(info.expires_at(), Some(expires_at));
+    /// assert!(AccessPolicy::new().check(&info, expires_at).is_err());
+    /// ```
     pub fn with_expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
         self.inner_mut().expires_at = Some(expires_at);
         self
     }
 
     /// Attaches a value of the verifier's own (a tenant id, a rate-limit class, ...), read
-    /// back with [`TokenInfo::extension`].
+    /// back with [`TokenInfo::extension`]. One value per type: a second value of the same
+    /// type replaces the first.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct RateLimit(u32);
+    ///
+    /// let info = TokenInfo::new("1", "ci")
+    ///     .with_extension(RateLimit(10))
+    ///     .with_extension(RateLimit(100));
+    /// assert_eq!(info.extension::<RateLimit>(), Some(&RateLimit(100)));
+    /// ```
     pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
         self.inner_mut().extensions.insert(value);
         self
     }
 
     /// The token's unique id (not its secret).
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let info = store.verify_now(&created.secret).unwrap();
+    /// assert_eq!(info.uid(), created.token.uid);
+    /// ```
     pub fn uid(&self) -> &str {
         &self.0.uid
     }
 
     /// The token's human-readable name.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// assert_eq!(TokenInfo::new("1", "ci pipeline").name(), "ci pipeline");
+    /// ```
     pub fn name(&self) -> &str {
         &self.0.name
     }
 
     /// The token's scopes, sorted.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::READ_CLUSTER, Scope::API]);
+    /// let names: Vec<&str> = info.scopes().iter().map(Scope::as_str).collect();
+    /// assert_eq!(names, ["api", "read_cluster"]);
+    /// ```
     pub fn scopes(&self) -> &[Scope] {
         &self.0.scopes
     }
 
     /// Whether the token has `scope`.
+    ///
+    /// ```
+    /// use protected_endpoint::policy::Scope;
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::API]);
+    /// assert!(info.has_scope(&Scope::API));
+    /// assert!(!info.has_scope(&Scope::WRITE_ORGANIZATION));
+    /// ```
     pub fn has_scope(&self, scope: &Scope) -> bool {
         self.0.scopes.binary_search(scope).is_ok()
     }
 
     /// Which deployments the token may reach.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// // All deployments unless the verifier says otherwise.
+    /// assert!(TokenInfo::new("1", "ci").deployments().is_all());
+    /// ```
     pub fn deployments(&self) -> &DeploymentAccess {
         &self.0.deployments
     }
 
     /// When the token expires, if ever.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let end_of_year = Utc.with_ymd_and_hms(2030, 12, 31, 23, 59, 59).unwrap();
+    /// let info = TokenInfo::new("1", "ci").with_expires_at(end_of_year);
+    /// assert_eq!(info.expires_at(), Some(end_of_year));
+    /// assert_eq!(TokenInfo::new("2", "forever").expires_at(), None);
+    /// ```
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
 
     /// A value the verifier attached with [`TokenInfo::with_extension`].
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// #[derive(Clone)]
+    /// struct Tenant(&'static str);
+    ///
+    /// let info = TokenInfo::new("1", "ci").with_extension(Tenant("acme"));
+    /// assert_eq!(info.extension::<Tenant>().map(|t| t.0), Some("acme"));
+    /// assert!(info.extension::<u64>().is_none());
+    /// ```
     pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
         self.0.extensions.get::<T>()
     }
@@ -288,7 +474,7 @@ impl PartialEq for TokenInfo {
     }
 }
 
-/// A verifier made from an async closure; see [`verifier_fn`].
+/// A verifier made from an async closure. See the example on [`verifier_fn`].
 #[derive(Clone)]
 pub struct VerifierFn<F> {
     f: F,
@@ -300,10 +486,7 @@ pub struct VerifierFn<F> {
 /// use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
 /// use protected_endpoint::token::TokenSecret;
 ///
-/// # tokio_test();
-/// # fn tokio_test() {
-/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// # rt.block_on(async {
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let verifier = verifier_fn(|token: TokenSecret| async move {
 ///     match token.expose() {
 ///         "alpha" => Ok(TokenInfo::new("1", "alpha")),
@@ -313,7 +496,6 @@ pub struct VerifierFn<F> {
 /// assert_eq!(verifier.verify(&"alpha".into()).await.unwrap().name(), "alpha");
 /// assert!(verifier.verify(&"beta".into()).await.is_err());
 /// # });
-/// # }
 /// ```
 pub fn verifier_fn<F, Fut>(f: F) -> VerifierFn<F>
 where
@@ -340,7 +522,8 @@ impl<F> fmt::Debug for VerifierFn<F> {
     }
 }
 
-/// Combinators on verifiers.
+/// Combinators on verifiers, implemented for every [`TokenVerifier`]. See the example on
+/// [`TokenVerifierExt::or`].
 pub trait TokenVerifierExt: TokenVerifier + Sized {
     /// Asks `self` first and `fallback` when `self` does not know the token: a token from
     /// either passes. Useful to accept a static file of service tokens beside a store.
@@ -377,7 +560,7 @@ pub trait TokenVerifierExt: TokenVerifier + Sized {
 
 impl<T: TokenVerifier> TokenVerifierExt for T {}
 
-/// The verifier returned by [`TokenVerifierExt::or`].
+/// The verifier returned by [`TokenVerifierExt::or`]. See the example there.
 #[derive(Debug, Clone)]
 pub struct Or<A, B> {
     first: A,
