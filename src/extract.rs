@@ -322,9 +322,9 @@ fn check_token(token: &[u8]) -> Result<TokenSecret, Rejection> {
         return Err(Rejection::invalid_request("the access token is empty"));
     }
     if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::invalid_request(
-            "the access token is longer than 4096 bytes",
-        ));
+        return Err(Rejection::invalid_request(format!(
+            "the access token is longer than {MAX_TOKEN_LEN} bytes"
+        )));
     }
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
@@ -470,9 +470,9 @@ fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, Rejection> {
         }
         let raw = segment.split_once('=').map_or("", |(_, v)| v);
         if raw.len() > MAX_TOKEN_LEN * 3 {
-            return Err(Rejection::invalid_request(
-                "the access token is longer than 4096 bytes",
-            ));
+            return Err(Rejection::invalid_request(format!(
+                "the access token is longer than {MAX_TOKEN_LEN} bytes"
+            )));
         }
         // In a query, `+` means space; a literal `+` of the token arrives as `%2B`.
         let decoded = decode_component(raw);

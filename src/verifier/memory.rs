@@ -247,6 +247,9 @@ pub enum NewTokenError {
     ExpiryInThePast,
     /// A token with this uid is already stored (import only).
     DuplicateUid(String),
+    /// The uid is empty, longer than 128 bytes, or not printable ASCII without spaces
+    /// (import only).
+    InvalidUid,
     /// A token with this secret hash is already stored (import only).
     DuplicateHash(String),
 }
@@ -265,6 +268,9 @@ impl fmt::Display for NewTokenError {
             ),
             NewTokenError::ExpiryInThePast => f.write_str("the expiry must be in the future"),
             NewTokenError::DuplicateUid(uid) => write!(f, "a token with uid {uid} already exists"),
+            NewTokenError::InvalidUid => f.write_str(
+                "a token uid is 1 to 128 printable ASCII characters without spaces",
+            ),
             NewTokenError::DuplicateHash(uid) => write!(
                 f,
                 "token {uid} has the same secret hash as a token already stored"
@@ -467,6 +473,12 @@ impl InMemoryTokenStore {
     /// assert_eq!(again, Err(NewTokenError::DuplicateUid("legacy01".into())));
     /// ```
     pub fn import(&self, mut record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
+        if record.uid.is_empty()
+            || record.uid.len() > 128
+            || !record.uid.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(NewTokenError::InvalidUid);
+        }
         check_name_and_description(&record.name, &record.description)?;
         record.scopes.sort();
         record.scopes.dedup();
@@ -742,9 +754,18 @@ mod tests {
         bad.uid = "other".into();
         bad.name = "tab\u{1b}".into();
         assert_eq!(
-            store.import(bad, TokenHash::of_str("x")),
+            store.import(bad.clone(), TokenHash::of_str("x")),
             Err(NewTokenError::InvalidName)
         );
+        for uid in ["", "with space", "ü"] {
+            let mut odd = store.get("legacy").unwrap();
+            odd.uid = uid.into();
+            assert_eq!(
+                store.import(odd, TokenHash::of_str("y")),
+                Err(NewTokenError::InvalidUid)
+            );
+        }
+        assert_eq!(store.len(), 1);
     }
 
     #[test]
