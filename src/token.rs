@@ -202,6 +202,41 @@ fn has_valid_format(token: &str) -> bool {
     bool::from(expected.as_bytes().ct_eq(checksum))
 }
 
+/// Whether `text` contains a token in this crate's format (prefix and valid checksum) as a
+/// word: a secret pasted where only names belong.
+pub(crate) fn contains_minted_token(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(has_valid_format)
+}
+
+/// `message` with every double-quoted run of two or more characters replaced by `"…"`: parser
+/// messages (serde, TOML) quote the values they choke on, and a value in a token file or an
+/// introspection answer may be a secret.
+pub(crate) fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        match after.find('"') {
+            Some(close) if close >= 2 => {
+                out.push_str("…\"");
+                rest = &after[close + 1..];
+            }
+            Some(close) => {
+                out.push_str(&after[..=close]);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The SHA-256 hash of a token secret: what stores keep and caches key on.
 ///
 /// Displays (and parses) as `sha256:<64 lowercase hex>`, the form used in token files.
@@ -416,6 +451,33 @@ mod tests {
         ] {
             assert!(bad.parse::<TokenHash>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn quoted_values_are_redacted_from_messages() {
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "s3cr3t-value", expected a sequence"#),
+            r#"invalid type: string "…", expected a sequence"#
+        );
+        assert_eq!(
+            redact_quoted(r#"must be "*" or a list"#),
+            r#"must be "*" or a list"#
+        );
+        assert_eq!(
+            redact_quoted(r#"unterminated "s3cr3t"#),
+            r#"unterminated "…"#
+        );
+        assert_eq!(redact_quoted("no quotes"), "no quotes");
+    }
+
+    #[test]
+    fn minted_tokens_are_found_inside_text() {
+        let token = TokenSecret::generate();
+        assert!(contains_minted_token(&format!(
+            "my token is {}!",
+            token.expose()
+        )));
+        assert!(!contains_minted_token("pe_notatoken and pe_"));
     }
 
     #[test]

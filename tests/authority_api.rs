@@ -455,3 +455,90 @@ async fn introspection_follows_rfc_7662() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["error"], "invalid_request");
 }
+
+#[tokio::test]
+async fn a_secret_pasted_into_a_name_or_description_is_refused() {
+    let server = start().await;
+    let leaked = server.admin.clone();
+    for body in [
+        json!({"name": "ci", "description": format!("the old one was {leaked}"), "scopes": ["api"]}),
+        json!({"name": format!("ci-{leaked}"), "scopes": ["api"]}),
+    ] {
+        let (status, answer) = server.create(&server.admin, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            !answer.to_string().contains(&leaked),
+            "the secret is echoed: {answer}"
+        );
+    }
+    assert_eq!(
+        server.authority.store().len(),
+        1,
+        "only the admin token exists"
+    );
+}
+
+#[tokio::test]
+async fn a_token_cannot_outlive_its_creator() {
+    let server = start().await;
+    let soon = (Utc::now() + Duration::minutes(5))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let (status, manager) = server
+        .create(
+            &server.admin,
+            json!({"name": "manager", "scopes": ["api", "write_organization"], "expired_at": soon}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{manager}");
+    let manager_token = manager["token"].as_str().unwrap().to_owned();
+
+    // Without an expiry of its own, the new token expires with its creator.
+    let (status, child) = server
+        .create(&manager_token, json!({"name": "child", "scopes": ["api"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    assert_eq!(child["expired_at"], manager["expired_at"]);
+
+    // A later expiry, or none asked for explicitly past the creator's, is refused.
+    let later = (Utc::now() + Duration::days(365))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    let (status, answer) = server
+        .create(
+            &manager_token,
+            json!({"name": "forever", "scopes": ["api"], "expired_at": later}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+}
+
+#[tokio::test]
+async fn the_data_file_is_the_running_authoritys_alone() {
+    use protected_endpoint::verifier::file::TokenFileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tokens.json");
+    let authority = Authority::open(&data).unwrap();
+    let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+
+    // A second authority on the same file is refused at once.
+    let second = Authority::open(&data).expect_err("the file is locked");
+    assert!(second.to_string().contains("locked"), "{second}");
+
+    // The CLI's store cannot change the file under the running authority, so a delete made
+    // there cannot be silently undone by the authority's next save.
+    let store = TokenFileStore::open(&data).unwrap();
+    let started = std::time::Instant::now();
+    let refused = store
+        .delete(&admin.token.uid)
+        .expect_err("the file is locked");
+    assert!(refused.to_string().contains("locked"), "{refused}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(authority.store().verify_now(&admin.secret).is_ok());
+
+    // Once the authority is gone, the file is free again.
+    drop(authority);
+    assert!(store.get(&admin.token.uid).unwrap().is_some());
+    assert!(Authority::open(&data).is_ok());
+}

@@ -197,7 +197,8 @@ fn every_bad_entry_is_refused_with_its_position_and_uid() {
         (
             "bad scope syntax",
             json_entry("bad", "s", &[("scopes", r#"["api", "two words"]"#)]),
-            r#"invalid scope "two words""#,
+            // The value itself is not echoed: it could be a secret in the wrong field.
+            r#"invalid scope "…""#,
         ),
         (
             "bad deployment name",
@@ -504,4 +505,35 @@ async fn reload_on_demand_needs_no_watcher() {
     assert_eq!(count, 1);
     let server = Server::start(verifier).await;
     assert_eq!(server.call(&created.secret).await.0, 200);
+}
+
+/// Parser errors name positions and fields, never the values they choke on: a value in a
+/// token file may be a secret pasted in the wrong place.
+#[test]
+fn errors_never_echo_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-foreign-token-value";
+    let cases = [
+        (
+            "tokens.toml",
+            format!("[[tokens]]\nuid = \"a\"\nhash = {secret}\n"),
+        ),
+        ("tokens.json", format!(r#"{{"tokens": "{secret}"}}"#)),
+        (
+            "tokens.json",
+            format!(
+                r#"{{"tokens": [{{"uid": "a", "name": "n", "scopes": "{secret}", "deployments": "*",
+                 "created_at": "2026-01-01T00:00:00Z", "hash": "sha256:{}"}}]}}"#,
+                "0".repeat(64)
+            ),
+        ),
+    ];
+    for (name, text) in cases {
+        let path = dir.path().join(name);
+        fs::write(&path, &text).unwrap();
+        let error = StaticFileVerifier::open(&path).expect_err("refused");
+        let message = error.to_string();
+        assert!(!message.contains(secret), "{message}");
+        assert!(!message.contains("s3cr3t"), "{message}");
+    }
 }

@@ -489,3 +489,29 @@ async fn concurrent_misses_share_a_failure_which_is_not_kept() {
     assert_eq!(call(&url, "fresh").await.0, StatusCode::OK);
     assert_eq!(authority.calls(), 2);
 }
+
+/// A redirect from the introspection endpoint is a 503: the built-in client never follows it,
+/// so users' tokens are not re-sent elsewhere and no other origin's answer is trusted.
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let (elsewhere, elsewhere_addr) = start_authority().await;
+    elsewhere.grant("pe-user-token", active("trusted-wrongly"));
+    let redirecting = Router::new().route(
+        "/introspect",
+        post(move || async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("http://{elsewhere_addr}/introspect"))],
+            )
+        }),
+    );
+    let addr = serve(redirecting).await;
+    let service = start_service(verifier(addr).no_cache().build().unwrap()).await;
+    let (status, _) = call(&service, "pe-user-token").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        elsewhere.calls.load(Ordering::SeqCst),
+        0,
+        "the token went elsewhere"
+    );
+}

@@ -315,8 +315,25 @@ async fn create_token(
         .description(body.description.unwrap_or_default())
         .scopes(scopes)
         .deployments(deployments);
-    if let Some(expired_at) = body.expired_at.as_deref() {
-        let expires_at = parse_timestamp(expired_at).map_err(ApiError::bad_request)?;
+    let requested_expiry = body
+        .expired_at
+        .as_deref()
+        .map(parse_timestamp)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    // A token cannot outlive its creator: a short-lived token must not mint a permanent one.
+    // Without an expiry of its own, the new token expires with its creator.
+    let expires_at = match (requested_expiry, caller.expires_at()) {
+        (Some(requested), Some(limit)) if requested > limit => {
+            return Err(ApiError::forbidden(
+                "a token cannot outlive the caller's token: its expired_at must not be later",
+            )
+            .into());
+        }
+        (Some(requested), _) => Some(requested),
+        (None, limit) => limit,
+    };
+    if let Some(expires_at) = expires_at {
         new = new.expires_at(expires_at);
     }
     // On a task of its own, so a client hanging up mid-write cannot cancel the rollback.

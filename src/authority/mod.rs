@@ -137,6 +137,8 @@ struct Inner {
     hashes: Mutex<HashMap<String, TokenHash>>,
     /// Where changes are written; `None` for an in-memory authority.
     data_file: Option<PathBuf>,
+    /// The data file's lock, held while the authority lives.
+    _data_file_lock: Option<persist::DataFileLock>,
     /// Serializes changes, so the store, `hashes` and the file always agree. Held across the
     /// file write: changes are rare and each must be durable before the next.
     write: tokio::sync::Mutex<()>,
@@ -234,10 +236,16 @@ impl std::error::Error for AuthorityError {
 }
 
 impl Authority {
-    fn with_store(store: InMemoryTokenStore, data_file: Option<PathBuf>, fresh: bool) -> Self {
+    fn with_store(
+        store: InMemoryTokenStore,
+        data_file: Option<(PathBuf, persist::DataFileLock)>,
+        fresh: bool,
+    ) -> Self {
+        let (data_file, data_file_lock) = data_file.unzip();
         Self {
             inner: Arc::new(Inner {
                 store,
+                _data_file_lock: data_file_lock,
                 hashes: Mutex::new(HashMap::new()),
                 data_file,
                 write: tokio::sync::Mutex::new(()),
@@ -271,9 +279,11 @@ impl Authority {
     /// A file that cannot be read or parsed is an error, and is left untouched.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, AuthorityError> {
         let path = path.into();
+        let lock = persist::lock(&path).map_err(AuthorityError::Load)?;
         let loaded = persist::load(&path).map_err(AuthorityError::Load)?;
         let fresh = loaded.is_none();
-        let authority = Self::with_store(InMemoryTokenStore::new(), Some(path.clone()), fresh);
+        let authority =
+            Self::with_store(InMemoryTokenStore::new(), Some((path.clone(), lock)), fresh);
         {
             let mut hashes = authority.hashes();
             for (record, hash) in loaded.unwrap_or_default() {

@@ -35,6 +35,20 @@ pub(crate) fn load(path: &Path) -> Result<Option<Vec<(ApiToken, TokenHash)>>, St
     }
 }
 
+/// The authority's claim on its data file: the token-file lock, held for as long as the
+/// authority lives, so neither the CLI nor a second authority changes the file under it (their
+/// change would be overwritten by the next save, and a revoked token brought back).
+pub(crate) struct DataFileLock {
+    _file: std::fs::File,
+}
+
+/// Claims the data file at `path`, failing at once when another process holds it.
+pub(crate) fn lock(path: &Path) -> Result<DataFileLock, String> {
+    let store = TokenFileStore::open(path).map_err(|err| err.to_string())?;
+    let file = store.lock_now().map_err(|err| err.to_string())?;
+    Ok(DataFileLock { _file: file })
+}
+
 /// Replaces the data file with `tokens`, atomically and durably, in its format (by extension).
 pub(crate) fn save(path: &Path, tokens: Vec<(ApiToken, TokenHash)>) -> io::Result<()> {
     let format = TokenFileStore::open(path)
@@ -45,7 +59,7 @@ pub(crate) fn save(path: &Path, tokens: Vec<(ApiToken, TokenHash)>) -> io::Resul
         .into_iter()
         .map(|(record, hash)| TokenEntry::new(record, hash))
         .collect();
-    let mut text = file.to_text(format).map_err(io::Error::other)?;
+    let mut text = file.to_checked_text(format).map_err(io::Error::other)?;
     if !text.ends_with('\n') {
         text.push('\n');
     }

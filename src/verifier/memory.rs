@@ -213,6 +213,12 @@ fn check_name_and_description(name: &str, description: &str) -> Result<(), NewTo
     if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
         return Err(NewTokenError::InvalidName);
     }
+    // A secret pasted into a name or description would be stored and listed in clear, and a
+    // token file holding one is refused by its loader.
+    if crate::token::contains_minted_token(name) || crate::token::contains_minted_token(description)
+    {
+        return Err(NewTokenError::LooksLikeSecret);
+    }
     if description.chars().count() > MAX_DESCRIPTION_LEN
         || description
             .chars()
@@ -250,6 +256,9 @@ pub enum NewTokenError {
     /// The uid is empty, longer than 128 bytes, or not printable ASCII without spaces
     /// (import only).
     InvalidUid,
+    /// The name or description contains a token in this crate's format: a secret must never
+    /// be stored in clear.
+    LooksLikeSecret,
     /// A token with this secret hash is already stored (import only).
     DuplicateHash(String),
 }
@@ -268,6 +277,9 @@ impl fmt::Display for NewTokenError {
             ),
             NewTokenError::ExpiryInThePast => f.write_str("the expiry must be in the future"),
             NewTokenError::DuplicateUid(uid) => write!(f, "a token with uid {uid} already exists"),
+            NewTokenError::LooksLikeSecret => f.write_str(
+                "the name or description contains an access token: secrets are never stored in clear",
+            ),
             NewTokenError::InvalidUid => f.write_str(
                 "a token uid is 1 to 128 printable ASCII characters without spaces",
             ),

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::ApiToken;
-use crate::token::{TokenHash, TokenSecret};
+use crate::token::{redact_quoted, TokenHash};
 
 /// Field names that suggest someone put a secret itself into the file. They are refused with a
 /// message that says so (rather than a bare "unknown field"), and their values are never echoed.
@@ -158,14 +158,27 @@ impl TokenFile {
     /// an invalid scope or deployment name, a date that is not RFC 3339 or an `expired_at`
     /// not after `created_at`, an empty uid or name, and a uid or hash used twice.
     pub fn parse(text: &str, format: TokenFileFormat) -> Result<Self, FileContentError> {
+        // Parser messages can quote the values they choke on (serde) or the whole source line
+        // (TOML): keep positions and field names, never values, which may be secrets.
         let raw: RawFile = match format {
             TokenFileFormat::Json => serde_json::from_str(text)
-                .map_err(|e| FileContentError::syntax(format, e.to_string()))?,
+                .map_err(|e| FileContentError::syntax(format, redact_quoted(&e.to_string())))?,
             TokenFileFormat::Toml => {
-                let table: toml::Table = toml::from_str(text)
-                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
+                let table: toml::Table = toml::from_str(text).map_err(|e| {
+                    let line = e
+                        .span()
+                        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                    let message = redact_quoted(e.message());
+                    FileContentError::syntax(
+                        format,
+                        match line {
+                            Some(line) => format!("line {line}: {message}"),
+                            None => message,
+                        },
+                    )
+                })?;
                 serde_json::from_value(toml_to_json(toml::Value::Table(table)))
-                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?
+                    .map_err(|e| FileContentError::syntax(format, redact_quoted(&e.to_string())))?
             }
         };
 
@@ -183,7 +196,8 @@ impl TokenFile {
                 message,
             };
             check_no_plaintext(&value).map_err(entry_error)?;
-            let entry = TokenEntry::deserialize(value).map_err(|e| entry_error(e.to_string()))?;
+            let entry = TokenEntry::deserialize(value)
+                .map_err(|e| entry_error(redact_quoted(&e.to_string())))?;
             check_entry(&entry).map_err(entry_error)?;
             if let Some(first) = uids.insert(entry.token.uid.clone(), index) {
                 return Err(entry_error(format!(
@@ -214,6 +228,17 @@ impl TokenFile {
                 toml::to_string(self).map_err(|e| FileContentError::syntax(format, e.to_string()))
             }
         }
+    }
+
+    /// [`TokenFile::to_text`], then parsed back with the loader's checks: a writer never
+    /// writes a file its own loader would refuse.
+    pub(crate) fn to_checked_text(
+        &self,
+        format: TokenFileFormat,
+    ) -> Result<String, FileContentError> {
+        let text = self.to_text(format)?;
+        TokenFile::parse(&text, format)?;
+        Ok(text)
     }
 
     /// The entry with this uid.
@@ -248,9 +273,7 @@ fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
 /// secret pasted into `name` or `description` is caught too.
 fn contains_minted_token(value: &serde_json::Value) -> bool {
     match value {
-        serde_json::Value::String(text) => text
-            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-            .any(|word| TokenSecret::new(word).has_valid_format()),
+        serde_json::Value::String(text) => crate::token::contains_minted_token(text),
         serde_json::Value::Array(values) => values.iter().any(contains_minted_token),
         serde_json::Value::Object(map) => map.values().any(contains_minted_token),
         _ => false,
@@ -457,6 +480,7 @@ impl std::error::Error for TokenFileError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::TokenSecret;
 
     const HASH: &str = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
 

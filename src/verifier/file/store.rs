@@ -218,7 +218,7 @@ impl TokenFileStore {
             return Ok(result);
         }
         let text = file
-            .to_text(self.format)
+            .to_checked_text(self.format)
             .map_err(|source| TokenFileError::Content {
                 path: self.path.clone(),
                 source,
@@ -238,9 +238,28 @@ impl TokenFileStore {
         self.path.with_file_name(name)
     }
 
-    /// Takes the exclusive lock, waiting for other writers. It is released when the returned
-    /// file is dropped (or the process exits, however it exits).
+    /// Takes the exclusive lock, waiting up to [`LOCK_WAIT`] for other writers. It is released
+    /// when the returned file is dropped (or the process exits, however it exits).
     fn lock(&self) -> Result<fs::File, TokenFileError> {
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match self.try_lock()? {
+                Some(file) => return Ok(file),
+                None if std::time::Instant::now() >= deadline => {
+                    return Err(self.locked_error());
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Takes the exclusive lock now or fails: how a token authority claims its data file for
+    /// as long as it runs, so no other writer changes the file under it.
+    pub(crate) fn lock_now(&self) -> Result<fs::File, TokenFileError> {
+        self.try_lock()?.ok_or_else(|| self.locked_error())
+    }
+
+    fn try_lock(&self) -> Result<Option<fs::File>, TokenFileError> {
         let path = self.lock_path();
         let file = fs::OpenOptions::new()
             .create(true)
@@ -248,8 +267,20 @@ impl TokenFileStore {
             .write(true)
             .open(&path)
             .map_err(|e| TokenFileError::io(&path, e))?;
-        fs4::fs_std::FileExt::lock_exclusive(&file).map_err(|e| TokenFileError::io(&path, e))?;
-        Ok(file)
+        let locked = fs4::fs_std::FileExt::try_lock_exclusive(&file)
+            .map_err(|e| TokenFileError::io(&path, e))?;
+        Ok(locked.then_some(file))
+    }
+
+    fn locked_error(&self) -> TokenFileError {
+        TokenFileError::io(
+            &self.path,
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "locked by another process (a running token authority keeps its data file \
+                 locked: change its tokens through its API)",
+            ),
+        )
     }
 
     fn write_atomically(&self, contents: &[u8]) -> io::Result<()> {
@@ -285,6 +316,9 @@ pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     temp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
 }
+
+/// How long a writer waits for another writer's lock before giving up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Flushes a directory, so a rename in it survives a crash.
 #[cfg(unix)]

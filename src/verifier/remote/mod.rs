@@ -280,6 +280,10 @@ impl RemoteVerifierBuilder {
     /// client certificates, a proxy or any other transport option. Its own connect timeout
     /// applies ([`connect_timeout`](Self::connect_timeout) is then ignored); the request
     /// timeout and the size cap still apply.
+    ///
+    /// Build it with `.redirect(reqwest::redirect::Policy::none())`: reqwest follows redirects
+    /// by default, which would send users' tokens wherever the endpoint redirects and trust
+    /// the answer from there.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -354,8 +358,11 @@ impl RemoteVerifierBuilder {
         }
         let http = match self.client {
             Some(client) => client,
+            // No redirects: a redirect would re-send the user's token to another origin and
+            // trust that origin's answer. A redirect is a non-200 answer: 503.
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .map_err(|err| BuildError(format!("cannot build the HTTP client: {err}")))?,
         };

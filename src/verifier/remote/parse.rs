@@ -60,8 +60,9 @@ impl std::error::Error for MalformedAnswer {}
 /// Parses the JSON body of an introspection answer, judged at time `now`.
 pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, MalformedAnswer> {
     let wire: Wire = serde_json::from_slice(body).map_err(|err| {
-        // serde_json's messages name the position and the expected type, never echo values.
-        MalformedAnswer(err.to_string())
+        // serde_json's messages quote the values they choke on (`"active": "<x>"`), and a value
+        // may be a secret: keep the position and the expected type only.
+        MalformedAnswer(crate::token::redact_quoted(&err.to_string()))
     })?;
     if !wire.active {
         // RFC 7662 §2.2: an inactive answer carries nothing else worth reading.
@@ -227,6 +228,22 @@ mod tests {
             r#"{"active": true} trailing"#,
         ] {
             assert!(parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn malformed_answers_do_not_echo_values() {
+        for body in [
+            r#"{"active": "s3cr3t-value"}"#,
+            r#"{"active": true, "scope": ["s3cr3t-value"]}"#,
+        ] {
+            let error = parse_answer(body.as_bytes(), Utc::now()).err().unwrap();
+            assert!(!error.to_string().contains("s3cr3t"), "{error}");
         }
     }
 }
