@@ -297,6 +297,34 @@ struct PageWire {
 ///
 /// Cheap to clone (the connection pool is shared). `Debug` never shows the API token. See
 /// the [module documentation](self).
+///
+/// ```
+/// # #[cfg(feature = "authority")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use protected_endpoint::authority::Authority;
+/// use protected_endpoint::authority_client::{AuthorityClient, TokenRequest};
+/// use protected_endpoint::policy::Scope;
+///
+/// // An authority on 127.0.0.1 (in production: `examples/token_server.rs`, or your own app).
+/// let authority = Authority::in_memory();
+/// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let endpoint = format!("http://{}", listener.local_addr().unwrap());
+/// let app = authority.router();
+/// tokio::spawn(async move { axum::serve(listener, app).await });
+///
+/// let client = AuthorityClient::new(&endpoint, admin.secret.expose()).unwrap();
+/// let created = client.create(&TokenRequest::new("ci").scope(Scope::API)).await.unwrap();
+/// assert!(authority.store().verify_now(&created.secret).is_ok());
+///
+/// let listed = client.list(Some("ci")).await.unwrap();
+/// assert_eq!(listed.len(), 1);
+/// assert_eq!(client.get(&created.token.uid).await.unwrap().unwrap().name, "ci");
+///
+/// client.delete(&created.token.uid).await.unwrap();
+/// assert!(client.get(&created.token.uid).await.unwrap().is_none());
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct AuthorityClient {
     http: reqwest::Client,

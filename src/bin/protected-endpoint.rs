@@ -177,7 +177,13 @@ impl Backend {
         runtime.block_on(call).map_err(|err| match err {
             // Say which authority could not be reached.
             ClientError::Transport(_) | ClientError::Timeout(_) => {
-                Failure(format!("{}: {err}", client.endpoint()))
+                let hint =
+                    if client.endpoint().scheme() == "https" && !cfg!(feature = "remote-rustls") {
+                        " (this build has no TLS: install it with the `remote-rustls` feature)"
+                    } else {
+                        ""
+                    };
+                Failure(format!("{}: {err}{hint}", client.endpoint()))
             }
             other => Failure::from(other),
         })
