@@ -469,6 +469,33 @@ async fn dead_and_hostile_endpoints_fail_cleanly() {
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("not application/json"));
 
+    // A redirect is not followed: the API token must not travel to wherever it points.
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let elsewhere = {
+        let hits = hits.clone();
+        serve(Router::new().fallback(move || {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { "{}" }
+        }))
+        .await
+    };
+    let location = format!("{elsewhere}/api/v1/api_tokens");
+    let redirecting = serve(Router::new().route(
+        "/api/v1/api_tokens",
+        get(move || async move { axum::response::Redirect::temporary(&location) }),
+    ))
+    .await;
+    let output = run_env(
+        &["token", "list", "--endpoint", &redirecting],
+        &[(ENV, api_token)],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("redirects are not followed"), "{stderr}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_no_secret(&output, api_token);
+
     // A wrong base URL on a real authority: a bare 404 is not "no such token".
     let fx = Fixture::start().await;
     let admin_uid = fx.authority.store().list(None)[0].uid.clone();
