@@ -62,6 +62,9 @@
 #[cfg(feature = "authority")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authority")))]
 pub mod authority;
+#[cfg(feature = "authority-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authority-client")))]
+pub mod authority_client;
 pub mod extract;
 pub mod layer;
 pub mod policy;

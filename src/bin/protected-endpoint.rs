@@ -1,4 +1,5 @@
-//! `protected-endpoint`: manage a token file that a `StaticFileVerifier` serves.
+//! `protected-endpoint`: manage API tokens, in a token file that a `StaticFileVerifier`
+//! serves, or on a running token authority.
 //!
 //! ```text
 //! protected-endpoint token create --file tokens.json --name ci --scope api [--expires 30d]
@@ -6,27 +7,36 @@
 //! protected-endpoint token get    --file tokens.json UID
 //! protected-endpoint token delete --file tokens.json UID
 //! protected-endpoint token hash   < secret.txt
+//!
+//! export PROTECTED_ENDPOINT_API_TOKEN=pe_…   # or --api-token, which shell history keeps
+//! protected-endpoint token list   --endpoint http://127.0.0.1:3001 [--search ci]
 //! ```
 //!
-//! The work is done by the library's `TokenFileStore` (locked, atomic read-modify-write);
+//! The work is done by the library: `TokenFileStore` (locked, atomic read-modify-write) for a
+//! file, `AuthorityClient` (the management API, with timeouts and size caps) for an authority;
 //! this file only parses arguments and prints. Exit codes: 0 success, 1 failure (bad file,
-//! unknown uid, I/O), 2 bad arguments.
+//! unknown uid, I/O, an error answer or no answer from the authority), 2 bad arguments.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use protected_endpoint::authority_client::{
+    AuthorityClient, ClientError, TokenRequest, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+};
 use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::token::{TokenHash, TokenSecret};
 use protected_endpoint::verifier::file::TokenFileStore;
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::verifier::memory::{CreatedToken, NewToken};
 use serde_json::json;
 
-/// Manage API tokens in a token file (JSON or TOML, by extension) that holds only their
-/// SHA-256 hashes.
+/// Manage API tokens: in a token file (JSON or TOML, by extension) that holds only their
+/// SHA-256 hashes (`--file`), or on a running token authority (`--endpoint`, `--api-token`).
 #[derive(Debug, Parser)]
 #[command(name = "protected-endpoint", version, propagate_version = true)]
 struct Cli {
@@ -53,12 +63,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TokenCommand {
-    /// Create a token: its hash goes into the file, its secret is printed once.
+    /// Create a token: its hash goes into the file (or the authority), its secret is printed once.
     Create(CreateArgs),
-    /// List the tokens in the file, oldest first.
+    /// List the tokens, oldest first.
     List {
         #[command(flatten)]
-        file: FileArg,
+        target: Target,
         /// Only tokens whose name contains this (case-insensitive).
         #[arg(long)]
         search: Option<String>,
@@ -66,14 +76,15 @@ enum TokenCommand {
     /// Show one token.
     Get {
         #[command(flatten)]
-        file: FileArg,
+        target: Target,
         /// The token's uid.
         uid: String,
     },
-    /// Delete a token: servers watching the file refuse it after their next reload.
+    /// Delete a token: servers refuse it after their next reload (file) or once their cache
+    /// entry expires (authority).
     Delete {
         #[command(flatten)]
-        file: FileArg,
+        target: Target,
         /// The token's uid.
         uid: String,
     },
@@ -81,17 +92,176 @@ enum TokenCommand {
     Hash,
 }
 
+/// Where the tokens are: a file, or an authority. Exactly one.
 #[derive(Debug, Args)]
-struct FileArg {
+struct Target {
     /// The token file (`.json` or `.toml`).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    file: PathBuf,
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "FILE",
+        required_unless_present = "endpoint",
+        conflicts_with = "endpoint"
+    )]
+    file: Option<PathBuf>,
+    /// The base URL of a running token authority, e.g. `http://127.0.0.1:3001`, instead of a
+    /// file (needs `--api-token`).
+    #[arg(long, value_name = "URL", requires = "api_token")]
+    endpoint: Option<String>,
+    /// The API token to call the authority with (`read_organization` to read,
+    /// `write_organization` to create and delete). Prefer the environment variable: a
+    /// command line ends up in shell history and process lists.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PROTECTED_ENDPOINT_API_TOKEN",
+        hide_env_values = true
+    )]
+    api_token: Option<String>,
+    /// How long one call to the authority may take, e.g. `10s` (connecting alone: at most
+    /// 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s", requires = "endpoint")]
+    timeout: Duration,
+}
+
+/// The tokens a command works on.
+enum Backend {
+    File(TokenFileStore),
+    Remote {
+        client: AuthorityClient,
+        runtime: tokio::runtime::Runtime,
+    },
+}
+
+impl Backend {
+    fn open(target: Target) -> Result<Self, Failure> {
+        match (target.file, target.endpoint, target.api_token) {
+            (Some(file), None, _) => Ok(Backend::File(TokenFileStore::open(file)?)),
+            (None, Some(endpoint), Some(api_token)) => {
+                let timeout = target.timeout.to_std().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
+                let client = AuthorityClient::builder(&endpoint, TokenSecret::new(api_token))
+                    .request_timeout(timeout)
+                    .connect_timeout(timeout.min(DEFAULT_CONNECT_TIMEOUT))
+                    .build()
+                    .unwrap_or_else(|err| {
+                        // A bad URL or an empty token is a bad command line: exit 2.
+                        Cli::command().error(ErrorKind::InvalidValue, err).exit()
+                    });
+                // One call at a time: a current-thread runtime is all it takes.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
+                Ok(Backend::Remote { client, runtime })
+            }
+            // clap enforces exactly one target, and an API token with an endpoint.
+            _ => Err(Failure(
+                "give either --file FILE or --endpoint URL with --api-token".to_owned(),
+            )),
+        }
+    }
+
+    /// Where the tokens are, for messages.
+    fn place(&self) -> String {
+        match self {
+            Backend::File(store) => store.path().display().to_string(),
+            Backend::Remote { client, .. } => client.endpoint().to_string(),
+        }
+    }
+
+    fn remote<T>(
+        runtime: &tokio::runtime::Runtime,
+        client: &AuthorityClient,
+        call: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, Failure> {
+        runtime.block_on(call).map_err(|err| match err {
+            // Say which authority could not be reached.
+            ClientError::Transport(_) | ClientError::Timeout(_) => {
+                let hint =
+                    if client.endpoint().scheme() == "https" && !cfg!(feature = "remote-rustls") {
+                        " (this build has no TLS: install it with the `remote-rustls` feature)"
+                    } else {
+                        ""
+                    };
+                Failure(format!("{}: {err}{hint}", client.endpoint()))
+            }
+            other => Failure::from(other),
+        })
+    }
+
+    fn list(&self, search: Option<&str>) -> Result<Vec<ApiToken>, Failure> {
+        match self {
+            Backend::File(store) => Ok(store.list(search)?),
+            Backend::Remote { client, runtime } => {
+                Self::remote(runtime, client, client.list(search))
+            }
+        }
+    }
+
+    fn get(&self, uid: &str) -> Result<Option<ApiToken>, Failure> {
+        match self {
+            Backend::File(store) => Ok(store.get(uid)?),
+            Backend::Remote { client, runtime } => Self::remote(runtime, client, client.get(uid)),
+        }
+    }
+
+    fn delete(&self, uid: &str) -> Result<Option<ApiToken>, Failure> {
+        match self {
+            Backend::File(store) => {
+                if !store.path().exists() {
+                    return Err(Failure(format!("{}: no such file", store.path().display())));
+                }
+                Ok(store.delete(uid)?)
+            }
+            Backend::Remote { client, runtime } => {
+                Self::remote(runtime, client, client.delete(uid))
+            }
+        }
+    }
+
+    fn create(&self, token: Token) -> Result<CreatedToken, Failure> {
+        match self {
+            Backend::File(store) => {
+                let mut new = NewToken::new(token.name)
+                    .description(token.description)
+                    .scopes(token.scopes)
+                    .deployments(token.deployments.unwrap_or(DeploymentAccess::All));
+                if let Some(at) = token.expires_at {
+                    new = new.expires_at(at);
+                }
+                Ok(store.create(new)?)
+            }
+            Backend::Remote { client, runtime } => {
+                let mut request = TokenRequest::new(token.name)
+                    .description(token.description)
+                    .scopes(token.scopes);
+                // Unnamed, the authority gives the creator's own access (it cannot give more).
+                if let Some(deployments) = token.deployments {
+                    request = request.deployments(deployments);
+                }
+                if let Some(at) = token.expires_at {
+                    request = request.expires_at(at);
+                }
+                Self::remote(runtime, client, client.create(&request))
+            }
+        }
+    }
+}
+
+/// A token to create, from the command line.
+struct Token {
+    name: String,
+    description: String,
+    scopes: Vec<Scope>,
+    /// `None`: every deployment in a file; the creator's access on an authority.
+    deployments: Option<DeploymentAccess>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
 struct CreateArgs {
     #[command(flatten)]
-    file: FileArg,
+    target: Target,
     /// The token's name.
     #[arg(long)]
     name: String,
@@ -101,14 +271,15 @@ struct CreateArgs {
     /// A scope to grant (repeat for more), e.g. `api`, `read_organization`.
     #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
     scopes: Vec<Scope>,
-    /// A deployment the token may reach (repeat for more). Default: all deployments.
+    /// A deployment the token may reach (repeat for more). Default: all deployments (in a
+    /// file), or those the API token reaches (on an authority).
     #[arg(
         long = "deployment",
         value_name = "NAME",
         conflicts_with = "all_deployments"
     )]
     deployments: Vec<String>,
-    /// Let the token reach every deployment (the default).
+    /// Let the token reach every deployment (the default in a file).
     #[arg(long)]
     all_deployments: bool,
     /// Expire the token after this long: a number and a unit, s, m, h, d or w (`30d`).
@@ -167,7 +338,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    refuse_api_token_with_file(&matches);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
@@ -177,32 +350,57 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--api-token` on the command line with `--file` is a mistake (exit 2); the same token from
+/// the environment is not (a shell that exports it may still use files). clap's own
+/// `conflicts_with` would count the environment too.
+fn refuse_api_token_with_file(matches: &ArgMatches) {
+    let Some((_, token)) = matches.subcommand() else {
+        return;
+    };
+    let Some((_, command)) = token.subcommand() else {
+        return;
+    };
+    let present = |id: &str| command.ids().any(|present| present.as_str() == id);
+    if present("file")
+        && present("api_token")
+        && command.value_source("api_token") == Some(ValueSource::CommandLine)
+    {
+        Cli::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--api-token is for --endpoint; a --file needs none",
+            )
+            .exit();
+    }
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     let Command::Token(command) = cli.command;
     let output = cli.output;
     match command {
         TokenCommand::Create(args) => create(args, output),
-        TokenCommand::List { file, search } => {
-            let tokens = TokenFileStore::open(file.file)?.list(search.as_deref())?;
+        TokenCommand::List { target, search } => {
+            let tokens = Backend::open(target)?.list(search.as_deref())?;
             match output {
                 Output::Json => print_json(&tokens),
                 Output::Text => print_table(&tokens),
             }
         }
-        TokenCommand::Get { file, uid } => {
-            let store = TokenFileStore::open(file.file)?;
-            let token = store.get(&uid)?.ok_or_else(|| not_found(&store, &uid))?;
+        TokenCommand::Get { target, uid } => {
+            let backend = Backend::open(target)?;
+            let token = backend
+                .get(&uid)?
+                .ok_or_else(|| not_found(&backend, &uid))?;
             match output {
                 Output::Json => print_json(&token),
                 Output::Text => print_token(&token),
             }
         }
-        TokenCommand::Delete { file, uid } => {
-            let store = TokenFileStore::open(file.file)?;
-            if !store.path().exists() {
-                return Err(Failure(format!("{}: no such file", store.path().display())));
-            }
-            let token = store.delete(&uid)?.ok_or_else(|| not_found(&store, &uid))?;
+        TokenCommand::Delete { target, uid } => {
+            let backend = Backend::open(target)?;
+            let token = backend
+                .delete(&uid)?
+                .ok_or_else(|| not_found(&backend, &uid))?;
             match output {
                 Output::Json => print_json(&token),
                 Output::Text => {
@@ -210,9 +408,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         "Deleted token {:?} (uid {}) from {}.",
                         token.name,
                         token.uid,
-                        store.path().display()
+                        backend.place()
                     ))?;
-                    note("servers watching the file refuse it from their next reload (about a second)");
+                    note(match backend {
+                        Backend::File(_) => "servers watching the file refuse it from their next reload (about a second)",
+                        Backend::Remote { .. } => "services asking the authority refuse it once their cached answer expires (at once without a cache)",
+                    });
                     Ok(())
                 }
             }
@@ -221,19 +422,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn not_found(store: &TokenFileStore, uid: &str) -> Failure {
+fn not_found(backend: &Backend, uid: &str) -> Failure {
+    let place = match backend {
+        Backend::File(_) => "in",
+        Backend::Remote { .. } => "on",
+    };
     Failure(format!(
-        "no token with uid {uid:?} in {}",
-        store.path().display()
+        "no token with uid {uid:?} {place} {}",
+        backend.place()
     ))
 }
 
 fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
-    let store = TokenFileStore::open(args.file.file)?;
-    let deployments = if args.deployments.is_empty() {
-        DeploymentAccess::All
+    let backend = Backend::open(args.target)?;
+    let deployments = if args.all_deployments {
+        Some(DeploymentAccess::All)
+    } else if args.deployments.is_empty() {
+        None
     } else {
-        DeploymentAccess::only(args.deployments)?
+        Some(DeploymentAccess::only(args.deployments)?)
     };
     let expires_at = match (args.expires, args.expires_at) {
         (Some(after), _) => Some(
@@ -244,14 +451,13 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         (None, at) => at,
     };
     let no_scopes = args.scopes.is_empty();
-    let mut new = NewToken::new(args.name)
-        .description(args.description)
-        .scopes(args.scopes)
-        .deployments(deployments);
-    if let Some(at) = expires_at {
-        new = new.expires_at(at);
-    }
-    let created = store.create(new)?;
+    let created = backend.create(Token {
+        name: args.name,
+        description: args.description,
+        scopes: args.scopes,
+        deployments,
+        expires_at,
+    })?;
 
     match output {
         Output::Json => print_json(&Created {
@@ -260,15 +466,19 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         })?,
         Output::Text => println_out(created.secret.expose())?,
     }
+    let (place, keeper) = match backend {
+        Backend::File(_) => ("in", "the file"),
+        Backend::Remote { .. } => ("on", "the authority"),
+    };
     note(&format!(
-        "created token {:?} (uid {}) in {}",
+        "created token {:?} (uid {}) {place} {}",
         created.token.name,
         created.token.uid,
-        store.path().display()
+        backend.place()
     ));
     let _ = writeln!(
         io::stderr(),
-        "warning: this is the only time the secret is shown. Store it now: the file keeps only its hash, it cannot be recovered."
+        "warning: this is the only time the secret is shown. Store it now: {keeper} keeps only its hash, it cannot be recovered."
     );
     if no_scopes {
         let _ = writeln!(

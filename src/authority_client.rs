@@ -1,0 +1,827 @@
+//! [`AuthorityClient`]: manage the tokens of a running token authority over its management
+//! API, as the platform's CLI does after logging in with an API token.
+//!
+//! It speaks the platform-compatible token REST API that this crate's `authority` serves
+//! (feature `authority`), and that the platform itself serves:
+//!
+//! | call | request |
+//! |---|---|
+//! | [`list`](AuthorityClient::list) | `GET /api/v1/api_tokens?start=…&count=100&search=…`, page after page |
+//! | [`create`](AuthorityClient::create) | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` |
+//! | [`get`](AuthorityClient::get) | `GET /api/v1/api_tokens/{uid}` |
+//! | [`delete`](AuthorityClient::delete) | `DELETE /api/v1/api_tokens/{uid}` |
+//!
+//! The caller's API token goes in `Authorization: Bearer <token>`; it needs
+//! `read_organization` to read and `write_organization` to create or delete.
+//!
+//! # Limits
+//!
+//! A hostile or broken server cannot make the client hang or allocate without bound: every
+//! call is bounded by a connect timeout (default [`DEFAULT_CONNECT_TIMEOUT`]) and a timeout
+//! for the whole exchange, body included (default [`DEFAULT_REQUEST_TIMEOUT`]); every answer
+//! by a size cap (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a [`list`](AuthorityClient::list)
+//! by [`MAX_LISTED_TOKENS`]. Redirects are not followed (the API token must not travel to
+//! another host), and answers are parsed strictly.
+//!
+//! The API token is never part of an error, a log line or `Debug` output.
+//!
+//! # Example
+//!
+//! ```
+//! use protected_endpoint::authority_client::{AuthorityClient, TokenRequest};
+//! use protected_endpoint::policy::Scope;
+//!
+//! # async fn manage() -> Result<(), protected_endpoint::authority_client::ClientError> {
+//! let client = AuthorityClient::new("http://127.0.0.1:3001", "pe_the-operators-api-token")?;
+//! let created = client
+//!     .create(&TokenRequest::new("ci").description("deploys").scope(Scope::API))
+//!     .await?;
+//! println!("{}", created.secret.expose()); // shown this once
+//! for token in client.list(Some("ci")).await? {
+//!     println!("{} {}", token.uid, token.name);
+//! }
+//! client.delete(&created.token.uid).await?;
+//! # Ok(())
+//! # }
+//! # // Only built: running it needs an authority.
+//! # let _ = manage;
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::StatusCode;
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{DeploymentAccess, Scope};
+use crate::record::ApiToken;
+use crate::token::TokenSecret;
+use crate::verifier::memory::CreatedToken;
+
+/// How long connecting to the authority may take by default: 5 seconds.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one call (connect, send, and read the whole answer) may take by default:
+/// 30 seconds.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest answer read by default: 4 MiB (a page of 100 tokens is some 100 KiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most tokens [`AuthorityClient::list`] gathers; an authority holding more must be
+/// listed with a narrower search.
+pub const MAX_LISTED_TOKENS: usize = 100_000;
+
+/// The page size [`AuthorityClient::list`] asks for (the platform SDK's).
+const PAGE_SIZE: usize = 100;
+
+/// The management API's token collection, below the endpoint.
+const TOKENS_PATH: [&str; 3] = ["api", "v1", "api_tokens"];
+
+/// Why a call to the authority failed. The text is meant for people; it names the failure
+/// and never the API token.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The endpoint is not a usable `http://` or `https://` URL, or the API token is empty.
+    InvalidConfig(String),
+    /// Connecting, sending or reading failed (refused, reset, DNS, TLS, ...).
+    Transport(reqwest::Error),
+    /// No full answer within the request timeout.
+    Timeout(Duration),
+    /// The authority answered with an error status; `message` is its own explanation.
+    Api {
+        /// The status.
+        status: StatusCode,
+        /// The server's message (or, when it gave none, the status's reason).
+        message: String,
+    },
+    /// The answer is larger than the size cap (in bytes).
+    TooLarge(usize),
+    /// The answer is not what the management API answers.
+    Malformed(String),
+}
+
+impl ClientError {
+    /// The HTTP status, for an error answer from the authority.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::InvalidConfig(why) => f.write_str(why),
+            ClientError::Transport(err) => {
+                write!(f, "cannot reach the authority: {err}")?;
+                // reqwest's own text is terse ("error sending request"); the cause says why.
+                let mut source = std::error::Error::source(err);
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
+            }
+            ClientError::Timeout(timeout) => {
+                write!(f, "the authority gave no answer within {timeout:?}")
+            }
+            ClientError::Api { status, message } => {
+                write!(f, "the authority answered {status}: {message}")
+            }
+            ClientError::TooLarge(cap) => {
+                write!(f, "the authority's answer is larger than {cap} bytes")
+            }
+            ClientError::Malformed(why) => write!(f, "unexpected answer from the authority: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Transport(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// A token to create: the body of `POST /api/v1/api_tokens`.
+///
+/// ```
+/// use protected_endpoint::authority_client::TokenRequest;
+/// use protected_endpoint::policy::{DeploymentAccess, Scope};
+///
+/// let request = TokenRequest::new("ci")
+///     .description("deploys summarize")
+///     .scope(Scope::API)
+///     .deployments(DeploymentAccess::only(["summarize"]).unwrap())
+///     .expires_at("2027-01-01T00:00:00Z".parse().unwrap());
+/// assert_eq!(request.name(), "ci");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    name: String,
+    description: String,
+    scopes: Vec<Scope>,
+    deployments: Option<DeploymentAccess>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenRequest {
+    /// A token named `name`, with no description, no scopes, the creator's deployment access
+    /// and no expiry.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            scopes: Vec::new(),
+            deployments: None,
+            expires_at: None,
+        }
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Adds a scope (the creator's token must have it).
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scopes.push(scope);
+        self
+    }
+
+    /// Adds scopes (the creator's token must have each).
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes.extend(scopes);
+        self
+    }
+
+    /// Limits the deployments the token reaches (within the creator's). Unset, the token
+    /// reaches what the creator's token reaches.
+    pub fn deployments(mut self, deployments: DeploymentAccess) -> Self {
+        self.deployments = Some(deployments);
+        self
+    }
+
+    /// Makes the token expire at this instant.
+    pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// The token's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[derive(Serialize)]
+struct CreateBody<'a> {
+    name: &'a str,
+    description: &'a str,
+    scopes: &'a [Scope],
+    expired_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployments: Option<&'a DeploymentAccess>,
+}
+
+/// A token object as the management API answers it. Unknown members are ignored; the
+/// platform's own server has no `deployments`, only `is_global_access`.
+#[derive(Deserialize)]
+struct TokenWire {
+    uid: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<Scope>>,
+    #[serde(default)]
+    deployments: Option<DeploymentAccess>,
+    #[serde(default)]
+    is_global_access: Option<bool>,
+    created_at: DateTime<Utc>,
+    #[serde(default)]
+    expired_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    last_used_at: Option<DateTime<Utc>>,
+    /// The secret: only in the answer to a create.
+    #[serde(default)]
+    token: Option<String>,
+}
+
+impl TokenWire {
+    fn into_parts(self) -> Result<(ApiToken, Option<TokenSecret>), ClientError> {
+        let deployments = match (self.deployments, self.is_global_access) {
+            (Some(deployments), _) => deployments,
+            (None, Some(true)) => DeploymentAccess::All,
+            // Never guess a wider access than the server said.
+            (None, _) => {
+                return Err(ClientError::Malformed(format!(
+                    "token {:?} does not say which deployments it reaches",
+                    self.uid
+                )))
+            }
+        };
+        let record = ApiToken {
+            uid: self.uid,
+            name: self.name,
+            description: self.description.unwrap_or_default(),
+            scopes: self.scopes.unwrap_or_default(),
+            deployments,
+            created_at: self.created_at,
+            expired_at: self.expired_at,
+            last_used_at: self.last_used_at,
+        };
+        Ok((record, self.token.map(TokenSecret::new)))
+    }
+}
+
+/// One page of `GET /api/v1/api_tokens`.
+#[derive(Deserialize)]
+struct PageWire {
+    total: usize,
+    items: Vec<TokenWire>,
+}
+
+/// A client for a token authority's management API, authenticated with an API token.
+///
+/// Cheap to clone (the connection pool is shared). `Debug` never shows the API token. See
+/// the [module documentation](self).
+///
+/// ```
+/// # #[cfg(feature = "authority")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use protected_endpoint::authority::Authority;
+/// use protected_endpoint::authority_client::{AuthorityClient, TokenRequest};
+/// use protected_endpoint::policy::Scope;
+///
+/// // An authority on 127.0.0.1 (in production: `examples/token_server.rs`, or your own app).
+/// let authority = Authority::in_memory();
+/// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let endpoint = format!("http://{}", listener.local_addr().unwrap());
+/// let app = authority.router();
+/// tokio::spawn(async move { axum::serve(listener, app).await });
+///
+/// let client = AuthorityClient::new(&endpoint, admin.secret.expose()).unwrap();
+/// let created = client.create(&TokenRequest::new("ci").scope(Scope::API)).await.unwrap();
+/// assert!(authority.store().verify_now(&created.secret).is_ok());
+///
+/// let listed = client.list(Some("ci")).await.unwrap();
+/// assert_eq!(listed.len(), 1);
+/// assert_eq!(client.get(&created.token.uid).await.unwrap().unwrap().name, "ci");
+///
+/// client.delete(&created.token.uid).await.unwrap();
+/// assert!(client.get(&created.token.uid).await.unwrap().is_none());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct AuthorityClient {
+    http: reqwest::Client,
+    endpoint: Url,
+    api_token: TokenSecret,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl fmt::Debug for AuthorityClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorityClient")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("api_token", &"<redacted>")
+            .field("request_timeout", &self.request_timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
+/// Builds an [`AuthorityClient`] with timeouts and a size cap of your choice.
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::authority_client::AuthorityClient;
+///
+/// let client = AuthorityClient::builder("http://127.0.0.1:3001", "pe_api-token")
+///     .connect_timeout(Duration::from_secs(2))
+///     .request_timeout(Duration::from_secs(10))
+///     .max_response_bytes(1 << 20)
+///     .build()
+///     .unwrap();
+/// assert!(!format!("{client:?}").contains("pe_api-token"));
+/// ```
+#[derive(Debug)]
+pub struct AuthorityClientBuilder {
+    endpoint: String,
+    api_token: TokenSecret,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl AuthorityClientBuilder {
+    /// How long connecting may take (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one whole call may take, answer included (default
+    /// [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The largest answer read, in bytes (default [`DEFAULT_MAX_RESPONSE_BYTES`]).
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Checks the endpoint and builds the client.
+    ///
+    /// The endpoint is the authority's base URL (`http://host:port`, or with a path prefix
+    /// when it is mounted below one); it must not carry credentials, a query or a fragment.
+    /// HTTPS needs the `remote-rustls` feature.
+    pub fn build(self) -> Result<AuthorityClient, ClientError> {
+        let endpoint = parse_endpoint(&self.endpoint)?;
+        if self.api_token.expose().is_empty() {
+            return Err(ClientError::InvalidConfig(
+                "the API token is empty".to_owned(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            // A redirect would carry the API token to wherever the server points.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|err| ClientError::Transport(err.without_url()))?;
+        Ok(AuthorityClient {
+            http,
+            endpoint,
+            api_token: self.api_token,
+            request_timeout: self.request_timeout,
+            max_response_bytes: self.max_response_bytes,
+        })
+    }
+}
+
+fn parse_endpoint(text: &str) -> Result<Url, ClientError> {
+    // Never echo the text itself: a user may have pasted credentials into it.
+    let url = Url::parse(text.trim()).map_err(|err| {
+        ClientError::InvalidConfig(format!(
+            "invalid endpoint: not a URL ({err}); give the authority's base URL, e.g. http://127.0.0.1:3001"
+        ))
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ClientError::InvalidConfig(format!(
+            "invalid endpoint: the scheme must be http or https, not {:?}",
+            url.scheme()
+        )));
+    }
+    if url.cannot_be_a_base() || url.host().is_none() {
+        return Err(ClientError::InvalidConfig(
+            "invalid endpoint: the URL has no host".to_owned(),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ClientError::InvalidConfig(
+            "invalid endpoint: the URL must not carry credentials; give the API token on its own"
+                .to_owned(),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ClientError::InvalidConfig(
+            "invalid endpoint: the URL must not have a query or a fragment".to_owned(),
+        ));
+    }
+    Ok(url)
+}
+
+impl AuthorityClient {
+    /// A client for the authority at `endpoint` (its base URL, e.g. `http://127.0.0.1:3001`)
+    /// with the default timeouts and size cap, authenticated with `api_token`.
+    pub fn new(
+        endpoint: impl AsRef<str>,
+        api_token: impl Into<TokenSecret>,
+    ) -> Result<Self, ClientError> {
+        Self::builder(endpoint, api_token).build()
+    }
+
+    /// A builder, to set timeouts and the size cap.
+    pub fn builder(
+        endpoint: impl AsRef<str>,
+        api_token: impl Into<TokenSecret>,
+    ) -> AuthorityClientBuilder {
+        AuthorityClientBuilder {
+            endpoint: endpoint.as_ref().to_owned(),
+            api_token: api_token.into(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// The authority's base URL.
+    pub fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    /// Every token whose name contains `search` (all tokens with `None`), oldest first,
+    /// fetched page by page until the authority's `total` is reached.
+    ///
+    /// A token created or deleted while the pages are read may be missed or seen once; none
+    /// is listed twice.
+    pub async fn list(&self, search: Option<&str>) -> Result<Vec<ApiToken>, ClientError> {
+        let mut tokens = Vec::new();
+        let mut seen = HashSet::new();
+        let mut start = 0;
+        loop {
+            let mut url = self.tokens_url(None)?;
+            {
+                let mut query = url.query_pairs_mut();
+                query
+                    .append_pair("start", &start.to_string())
+                    .append_pair("count", &PAGE_SIZE.to_string());
+                if let Some(search) = search.filter(|s| !s.is_empty()) {
+                    query.append_pair("search", search);
+                }
+            }
+            let page: PageWire = self.call(self.http.get(url)).await?;
+            let fetched = page.items.len();
+            for item in page.items {
+                let (token, _) = item.into_parts()?;
+                if seen.insert(token.uid.clone()) {
+                    tokens.push(token);
+                }
+            }
+            if tokens.len() > MAX_LISTED_TOKENS {
+                return Err(ClientError::Malformed(format!(
+                    "more than {MAX_LISTED_TOKENS} tokens; narrow the list with a search"
+                )));
+            }
+            start += fetched;
+            // An empty page ends it too, so a server whose `total` overstates cannot loop us.
+            if fetched == 0 || start >= page.total {
+                return Ok(tokens);
+            }
+        }
+    }
+
+    /// The token with this uid, or `None` when the authority has none (404).
+    pub async fn get(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
+        let url = self.tokens_url(Some(uid))?;
+        not_found_is_none(self.call::<TokenWire>(self.http.get(url)).await)
+    }
+
+    /// Creates a token; the answer holds its secret, which the authority never shows again.
+    pub async fn create(&self, request: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        let body = CreateBody {
+            name: &request.name,
+            description: &request.description,
+            scopes: &request.scopes,
+            expired_at: request
+                .expires_at
+                .map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, false)),
+            deployments: request.deployments.as_ref(),
+        };
+        let body = serde_json::to_vec(&body)
+            .map_err(|err| ClientError::Malformed(format!("cannot encode the request: {err}")))?;
+        let request = self
+            .http
+            .post(self.tokens_url(None)?)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let (token, secret) = self.call::<TokenWire>(request).await?.into_parts()?;
+        let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
+            ClientError::Malformed(format!(
+                "the authority created token {:?} but sent no secret",
+                token.uid
+            ))
+        })?;
+        Ok(CreatedToken { token, secret })
+    }
+
+    /// Deletes the token with this uid and returns its record, or `None` when the authority
+    /// has no such token (404).
+    pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
+        let url = self.tokens_url(Some(uid))?;
+        not_found_is_none(self.call::<TokenWire>(self.http.delete(url)).await)
+    }
+
+    /// `<endpoint>/api/v1/api_tokens[/<uid>]`, the uid percent-encoded as one segment.
+    fn tokens_url(&self, uid: Option<&str>) -> Result<Url, ClientError> {
+        let mut url = self.endpoint.clone();
+        {
+            let mut segments = url.path_segments_mut().map_err(|()| {
+                ClientError::InvalidConfig(
+                    "invalid endpoint: the URL cannot have a path".to_owned(),
+                )
+            })?;
+            segments.pop_if_empty().extend(TOKENS_PATH);
+            if let Some(uid) = uid {
+                segments.push(uid);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Sends `request` with the API token and reads a JSON answer of type `T`, within the
+    /// timeout and the size cap.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let request = request
+            .bearer_auth(self.api_token.expose())
+            .header(ACCEPT, "application/json");
+        // reqwest's own timeout covers the body too, but say which limit was hit.
+        match tokio::time::timeout(self.request_timeout, self.exchange(request)).await {
+            Ok(result) => {
+                let body = result?;
+                serde_json::from_slice(&body).map_err(|err| ClientError::Malformed(err.to_string()))
+            }
+            Err(_elapsed) => Err(ClientError::Timeout(self.request_timeout)),
+        }
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, ClientError> {
+        let mut response = request.send().await.map_err(|err| self.transport(err))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self.read_body(&mut response).await;
+        if status.is_redirection() {
+            let location = headers
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| value.chars().take(200).collect::<String>())
+                .unwrap_or_default();
+            return Err(ClientError::Api {
+                status,
+                message: format!(
+                    "redirected to {location:?}; give the final URL as the endpoint (redirects are not followed)"
+                ),
+            });
+        }
+        let content_type = headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if status == StatusCode::NOT_FOUND && !is_json(content_type) {
+            // The authority says "no such token" in JSON; a bare 404 is a wrong URL, and
+            // must not read as a missing token.
+            return Err(ClientError::Malformed(format!(
+                "{} has no token API (404 {}); give the authority's base URL",
+                self.endpoint,
+                content_type_hint(content_type)
+            )));
+        }
+        if !status.is_success() {
+            let message = body
+                .ok()
+                .and_then(|body| error_message(&body))
+                .or_else(|| challenge_description(&headers))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(ClientError::Api { status, message });
+        }
+        if !is_json(content_type) {
+            return Err(ClientError::Malformed(format!(
+                "the answer is {:?}, not application/json (is the endpoint a token authority?)",
+                content_type.chars().take(64).collect::<String>()
+            )));
+        }
+        body
+    }
+
+    /// The body, read chunk by chunk up to the cap, whatever length the server announces.
+    async fn read_body(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, ClientError> {
+        let cap = self.max_response_bytes;
+        let announced = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > cap as u64) {
+            return Err(ClientError::TooLarge(cap));
+        }
+        let mut body = Vec::with_capacity(announced.map_or(1024, |n| n as usize));
+        while let Some(chunk) = response.chunk().await.map_err(|err| self.transport(err))? {
+            if body.len() + chunk.len() > cap {
+                return Err(ClientError::TooLarge(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    fn transport(&self, err: reqwest::Error) -> ClientError {
+        if err.is_timeout() {
+            ClientError::Timeout(self.request_timeout)
+        } else {
+            ClientError::Transport(err.without_url())
+        }
+    }
+}
+
+fn not_found_is_none(
+    result: Result<TokenWire, ClientError>,
+) -> Result<Option<ApiToken>, ClientError> {
+    match result {
+        Ok(wire) => Ok(Some(wire.into_parts()?.0)),
+        Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The server's explanation in an error body: `message` (the management API's), then
+/// `error_description` (RFC 6750 refusals), then `error`. Cleaned of control characters and
+/// shortened, since it is printed to a terminal.
+fn error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    ["message", "error_description", "error"]
+        .iter()
+        .find_map(|key| value.get(key)?.as_str().filter(|s| !s.is_empty()))
+        .map(printable)
+}
+
+/// `error_description="…"` from a `WWW-Authenticate` challenge.
+fn challenge_description(headers: &http::HeaderMap) -> Option<String> {
+    let challenge = headers.get(WWW_AUTHENTICATE)?.to_str().ok()?;
+    let start = challenge.find("error_description=\"")? + "error_description=\"".len();
+    let rest = &challenge[start..];
+    let end = rest.find('"')?;
+    Some(printable(&rest[..end]))
+}
+
+fn content_type_hint(content_type: &str) -> String {
+    if content_type.is_empty() {
+        "with no content type".to_owned()
+    } else {
+        format!(
+            "with {:?}",
+            printable(content_type).chars().take(64).collect::<String>()
+        )
+    }
+}
+
+fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(500).collect()
+}
+
+/// `application/json`, with parameters or a `+json` suffix.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        for ok in [
+            "http://127.0.0.1:3001",
+            "http://127.0.0.1:3001/",
+            "https://tokens.example/prefix/",
+        ] {
+            assert!(parse_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1:3001",
+            "ftp://host",
+            "http://user:pass@host",
+            "http://host/?a=b",
+            "http://host/#x",
+            "",
+        ] {
+            let err = parse_endpoint(bad).unwrap_err();
+            assert!(matches!(err, ClientError::InvalidConfig(_)), "{bad}");
+            assert!(!err.to_string().contains("pass@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn urls_below_the_endpoint() {
+        let client = AuthorityClient::new("http://127.0.0.1:3001/base/", "pe_x").unwrap();
+        assert_eq!(
+            client.tokens_url(None).unwrap().as_str(),
+            "http://127.0.0.1:3001/base/api/v1/api_tokens"
+        );
+        assert_eq!(
+            client.tokens_url(Some("a/b c")).unwrap().as_str(),
+            "http://127.0.0.1:3001/base/api/v1/api_tokens/a%2Fb%20c"
+        );
+        let client = AuthorityClient::new("http://127.0.0.1:3001", "pe_x").unwrap();
+        assert_eq!(
+            client.tokens_url(Some("u1")).unwrap().as_str(),
+            "http://127.0.0.1:3001/api/v1/api_tokens/u1"
+        );
+        assert!(!format!("{client:?}").contains("pe_x"));
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            error_message(br#"{"error":"not_found","message":"no such token"}"#).unwrap(),
+            "no such token"
+        );
+        assert_eq!(
+            error_message(
+                br#"{"error":"invalid_token","error_description":"the access token is unknown"}"#
+            )
+            .unwrap(),
+            "the access token is unknown"
+        );
+        assert_eq!(
+            error_message(b"{\"message\":\"a\\u001b[31mb\"}").unwrap(),
+            "a[31mb"
+        );
+        assert!(error_message(b"<html>").is_none());
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            WWW_AUTHENTICATE,
+            r#"Bearer realm="x", error="invalid_token", error_description="revoked""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(challenge_description(&headers).unwrap(), "revoked");
+    }
+
+    #[test]
+    fn tokens_without_deployments_are_not_widened() {
+        let wire = |json: &str| {
+            serde_json::from_str::<TokenWire>(json)
+                .unwrap()
+                .into_parts()
+        };
+        let base = r#""uid":"u","name":"n","created_at":"2026-01-01T00:00:00+00:00""#;
+        assert!(wire(&format!("{{{base}}}")).is_err());
+        assert!(wire(&format!("{{{base},\"is_global_access\":false}}")).is_err());
+        let (token, secret) = wire(&format!("{{{base},\"is_global_access\":true}}")).unwrap();
+        assert!(token.deployments.is_all() && secret.is_none());
+        let (token, secret) = wire(&format!(
+            "{{{base},\"deployments\":[\"a\"],\"token\":\"pe_s\"}}"
+        ))
+        .unwrap();
+        assert!(token.deployments.allows("a") && !token.deployments.allows("b"));
+        assert_eq!(secret.unwrap().expose(), "pe_s");
+    }
+}
