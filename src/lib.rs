@@ -46,13 +46,29 @@
 //!
 //! - [`layer`] and [`service`]: the middleware.
 //! - [`extract`]: where tokens come from (bearer header, custom header, cookie, query).
-//! - [`verifier`]: the [`TokenVerifier`] trait and the verifiers that ship
-//!   ([`InMemoryTokenStore`](verifier::memory::InMemoryTokenStore)).
+//! - [`verifier`]: the [`TokenVerifier`] trait and the verifiers that ship:
+//!   [`InMemoryTokenStore`](verifier::memory::InMemoryTokenStore), `verifier::file` (feature
+//!   `file`: a token file of hashes, reloaded on change) and `verifier::remote` (feature
+//!   `remote`: RFC 7662 introspection with a cache).
 //! - [`policy`]: scopes, deployment access, expiry.
 //! - [`rejection`]: refusals as RFC 6750 or gRPC responses.
 //! - [`token`]: secrets, the token format, hashing; [`record`]: the stored token record.
 //! - `authority` (feature `authority`): a token service with the platform's management API
-//!   and an RFC 7662 introspection endpoint; `verifier::remote` (feature `remote`) asks it.
+//!   and an RFC 7662 introspection endpoint; `verifier::remote` (feature `remote`) asks it,
+//!   `authority_client` (feature `authority-client`) manages its tokens.
+//!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `file` | `verifier::file`: `StaticFileVerifier`, `TokenFileStore` |
+//! | `cli` | the `protected-endpoint` binary (implies `file`, `authority-client`) |
+//! | `remote` | `verifier::remote::RemoteVerifier` |
+//! | `remote-rustls` | HTTPS for the `RemoteVerifier`'s built-in client |
+//! | `authority` | `authority::Authority`, the token service (implies `file`) |
+//! | `authority-client` | `authority_client::AuthorityClient` |
+//!
+//! The core needs no HTTP client, no axum and no tonic.
 //!
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
