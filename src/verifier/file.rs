@@ -59,6 +59,7 @@ mod store;
 pub use self::format::{
     FileContentError, TokenEntry, TokenFile, TokenFileError, TokenFileFormat, MAX_FILE_BYTES,
 };
+#[cfg(feature = "authority")]
 pub(crate) use self::store::write_atomically;
 pub use self::store::{StoreError, TokenFileStore};
 

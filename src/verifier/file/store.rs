@@ -255,6 +255,7 @@ impl TokenFileStore {
 
     /// Takes the exclusive lock now or fails: how a token authority claims its data file for
     /// as long as it runs, so no other writer changes the file under it.
+    #[cfg(feature = "authority")]
     pub(crate) fn lock_now(&self) -> Result<fs::File, TokenFileError> {
         self.try_lock()?.ok_or_else(|| self.locked_error())
     }
