@@ -44,9 +44,7 @@ fn grammar(value: &[u8]) -> Result<Option<&[u8]>, ()> {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
     let is_b64token = body_len > 0
         && token.len() <= MAX_TOKEN_LEN
-        && token[..body_len]
-            .iter()
-            .all(|b| B64TOKEN_CHARS.contains(b));
+        && token[..body_len].iter().all(|b| B64TOKEN_CHARS.contains(b));
     if spaces > 0 && is_b64token {
         Ok(Some(token))
     } else {
@@ -265,20 +263,29 @@ mod token_file {
         ];
         let expiry = prop::option::of(1i64..1_000_000_000);
         let last_used = prop::option::of(instant());
-        (name, description, scopes, deployments, instant(), expiry, last_used).prop_map(
-            move |(name, description, scopes, deployments, created_at, expiry, last_used)| {
-                let expired_at = expiry.map(|s| created_at + chrono::Duration::seconds(s));
-                let mut value = json!({
-                    "uid": uid, "name": name, "description": description,
-                    "scopes": scopes, "deployments": deployments,
-                    "created_at": created_at, "expired_at": expired_at,
-                });
-                if let Some(last_used) = last_used {
-                    value["last_used_at"] = json!(last_used);
-                }
-                serde_json::from_value(value).expect("the strategy builds valid records")
-            },
+        (
+            name,
+            description,
+            scopes,
+            deployments,
+            instant(),
+            expiry,
+            last_used,
         )
+            .prop_map(
+                move |(name, description, scopes, deployments, created_at, expiry, last_used)| {
+                    let expired_at = expiry.map(|s| created_at + chrono::Duration::seconds(s));
+                    let mut value = json!({
+                        "uid": uid, "name": name, "description": description,
+                        "scopes": scopes, "deployments": deployments,
+                        "created_at": created_at, "expired_at": expired_at,
+                    });
+                    if let Some(last_used) = last_used {
+                        value["last_used_at"] = json!(last_used);
+                    }
+                    serde_json::from_value(value).expect("the strategy builds valid records")
+                },
+            )
     }
 
     /// A valid file: unique uids, unique hashes.
