@@ -28,7 +28,9 @@ fn is_b64token_char(b: u8) -> bool {
 /// `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`, capped.
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
-    body_len > 0 && token.len() <= MAX_TOKEN_LEN && token[..body_len].iter().all(|&b| is_b64token_char(b))
+    body_len > 0
+        && token.len() <= MAX_TOKEN_LEN
+        && token[..body_len].iter().all(|&b| is_b64token_char(b))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -38,7 +40,10 @@ fn is_tchar(b: u8) -> bool {
 /// What RFC 6750 §2.1 says about one `Authorization` value: `Some(Some(token))` accepted,
 /// `Some(None)` another scheme (not ours), `None` malformed bearer credentials.
 fn expected_bearer(value: &[u8]) -> Option<Option<&[u8]>> {
-    let scheme_len = value.iter().position(|&b| !is_tchar(b)).unwrap_or(value.len());
+    let scheme_len = value
+        .iter()
+        .position(|&b| !is_tchar(b))
+        .unwrap_or(value.len());
     if !value[..scheme_len].eq_ignore_ascii_case(b"bearer") {
         return Some(None);
     }
@@ -107,7 +112,10 @@ fuzz_target!(|head: Head| {
             .map(|found| found.as_ref().map(|(token, _)| token.expose().as_bytes()));
         match expected_bearer(authorization[0].as_bytes()) {
             Some(expected) => assert_eq!(got.ok(), Some(expected)),
-            None => assert!(got.is_err(), "malformed bearer credentials were not refused"),
+            None => assert!(
+                got.is_err(),
+                "malformed bearer credentials were not refused"
+            ),
         }
     }
 });

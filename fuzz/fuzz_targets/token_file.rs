@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     for out in [TokenFileFormat::Json, TokenFileFormat::Toml] {
         let written = file.to_text(out).expect("a loaded file can be written");
         let reloaded = TokenFile::parse(&written, out).expect("a written file loads");
-        assert_eq!(reloaded, file, "round trip through {out:?} changed the tokens");
+        assert_eq!(
+            reloaded, file,
+            "round trip through {out:?} changed the tokens"
+        );
     }
 });

@@ -14,7 +14,9 @@ fuzz_target!(|data: &[u8]| {
     if secret.has_valid_format() {
         assert_eq!(text.len(), TOKEN_LEN);
         assert!(text.starts_with(TOKEN_PREFIX));
-        assert!(text[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(text[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric()));
     }
     // Hashing takes any string.
     let _ = TokenHash::of(&secret);
