@@ -84,6 +84,12 @@ struct Entry {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// Creates a token: its uid and secret.
+type CreateFn = Box<dyn Fn() -> BoxFuture<(String, String)> + Send + Sync>;
+/// Deletes the token with this uid.
+type DeleteFn = Box<dyn Fn(String) -> BoxFuture<()> + Send + Sync>;
+/// Whether the verifier accepts this secret right now.
+type AcceptsFn = Box<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// One protected route and the store behind it.
 struct Backend {
@@ -93,10 +99,10 @@ struct Backend {
     /// sent after the delete returned may pass.
     window: Option<Duration>,
     churn_every: Duration,
-    create: Box<dyn Fn() -> BoxFuture<(String, String)> + Send + Sync>,
-    delete: Box<dyn Fn(String) -> BoxFuture<()> + Send + Sync>,
+    create: CreateFn,
+    delete: DeleteFn,
     /// For a backend that loads asynchronously: whether the verifier accepts the secret now.
-    accepts_now: Option<Box<dyn Fn(&str) -> bool + Send + Sync>>,
+    accepts_now: Option<AcceptsFn>,
     tokens: Mutex<VecDeque<Entry>>,
     passed: AtomicU64,
     refused: AtomicU64,
@@ -268,9 +274,9 @@ fn backend(
     path: &'static str,
     window: Option<Duration>,
     churn_every: Duration,
-    create: Box<dyn Fn() -> BoxFuture<(String, String)> + Send + Sync>,
-    delete: Box<dyn Fn(String) -> BoxFuture<()> + Send + Sync>,
-    accepts_now: Option<Box<dyn Fn(&str) -> bool + Send + Sync>>,
+    create: CreateFn,
+    delete: DeleteFn,
+    accepts_now: Option<AcceptsFn>,
 ) -> Arc<Backend> {
     Arc::new(Backend {
         name,
