@@ -134,7 +134,9 @@ proptest! {
     /// A token one byte over the cap is refused with a 400, whatever its characters.
     #[test]
     fn tokens_over_the_cap_are_a_400(token in b64token(), extra in 1usize..64) {
-        let value = format!("Bearer {token}{}", "a".repeat(MAX_TOKEN_LEN + extra));
+        // Padding goes last, so the only fault of the longer token is its length.
+        let body = token.trim_end_matches('=');
+        let value = format!("Bearer {body}{}", "a".repeat(MAX_TOKEN_LEN + extra));
         prop_assert_eq!(parse_bearer(HeaderValue::from_str(&value).unwrap()), Err(400));
     }
 
