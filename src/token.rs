@@ -212,7 +212,7 @@ pub(crate) fn contains_minted_token(text: &str) -> bool {
 /// `message` with every double-quoted run of two or more characters replaced by `"…"`: parser
 /// messages (serde, TOML) quote the values they choke on, and a value in a token file or an
 /// introspection answer may be a secret.
-#[cfg_attr(not(any(feature = "file", feature = "remote")), allow(dead_code))]
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
 pub(crate) fn redact_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::ApiToken;
-use crate::token::{redact_quoted, TokenHash};
+use crate::token::{redact_quoted, TokenHash, TOKEN_PREFIX};
 
 /// Field names that suggest someone put a secret itself into the file. They are refused with a
 /// message that says so (rather than a bare "unknown field"), and their values are never echoed.
@@ -358,9 +358,32 @@ impl FileContentError {
     fn syntax(format: TokenFileFormat, message: String) -> Self {
         FileContentError::Syntax {
             format,
-            message: message.trim_end().to_owned(),
+            message: redact_token_like(message.trim_end()),
         }
     }
+}
+
+/// Replaces every run of this crate's token prefix and 8 or more base62 characters in a
+/// parser's message: TOML errors quote the offending line, and a secret pasted into a token
+/// file must not travel on into the logs and [`StaticFileVerifier::status`](super::StaticFileVerifier::status).
+fn redact_token_like(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(TOKEN_PREFIX) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let tail = &from[TOKEN_PREFIX.len()..];
+        let run = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if run >= 8 {
+            out.push_str(TOKEN_PREFIX);
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(&from[..TOKEN_PREFIX.len() + run]);
+        }
+        rest = &tail[run..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl fmt::Display for FileContentError {

@@ -163,8 +163,14 @@ impl IntrospectionClient {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("");
         if !is_json(content_type) {
+            // Echo the content type (it helps to see `text/html`), but never the token asked
+            // about: an endpoint that is not an authority may echo its request anywhere.
             return Err(IntrospectionError::ContentType(
-                content_type.chars().take(64).collect(),
+                content_type
+                    .replace(token.expose(), "<token>")
+                    .chars()
+                    .take(64)
+                    .collect(),
             ));
         }
         // Refuse an announced oversize body before reading any of it.

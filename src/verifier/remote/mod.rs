@@ -71,6 +71,27 @@ mod cache;
 mod client;
 mod parse;
 
+// The introspection answer parser is private; cargo-fuzz builds with `--cfg fuzzing`, and only
+// then does this hidden module expose it to `fuzz/fuzz_targets/introspection_answer.rs`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __fuzz {
+    use chrono::{DateTime, Utc};
+
+    use crate::verifier::TokenInfo;
+
+    /// Parses an introspection answer body as [`RemoteVerifier`](super::RemoteVerifier) does,
+    /// judged at `now`: `Ok(Some(info))` for an active token, `Ok(None)` for an inactive or
+    /// expired one, `Err(message)` for a malformed answer. Not public API.
+    pub fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Option<TokenInfo>, String> {
+        match super::parse::parse_answer(body, now) {
+            Ok(super::parse::Answer::Active(info)) => Ok(Some(info)),
+            Ok(super::parse::Answer::Inactive | super::parse::Answer::Expired) => Ok(None),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

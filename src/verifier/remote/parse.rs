@@ -60,9 +60,19 @@ impl std::error::Error for MalformedAnswer {}
 /// Parses the JSON body of an introspection answer, judged at time `now`.
 pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, MalformedAnswer> {
     let wire: Wire = serde_json::from_slice(body).map_err(|err| {
-        // serde_json's messages quote the values they choke on (`"active": "<x>"`), and a value
-        // may be a secret: keep the position and the expected type only.
-        MalformedAnswer(crate::token::redact_quoted(&err.to_string()))
+        // serde_json's messages quote a string value of the wrong type or form (`invalid type:
+        // string "…"`), and an endpoint that is not an authority may have echoed the token there:
+        // keep only messages that quote nothing, else say where the problem is.
+        let message = err.to_string();
+        if message.contains('"') {
+            MalformedAnswer(format!(
+                "a member has a value of the wrong type or form at line {} column {}",
+                err.line(),
+                err.column()
+            ))
+        } else {
+            MalformedAnswer(message)
+        }
     })?;
     if !wire.active {
         // RFC 7662 §2.2: an inactive answer carries nothing else worth reading.
@@ -113,7 +123,13 @@ fn parse_scope(scope: &str) -> Result<Vec<Scope>, MalformedAnswer> {
     scope
         .split(' ')
         .map(|part| {
-            Scope::new(part).map_err(|err| MalformedAnswer(format!("member `scope`: {err}")))
+            // Without the value: it is untrusted and could carry anything, a token included.
+            Scope::new(part).map_err(|_| {
+                MalformedAnswer(
+                    "member `scope` is not a space-separated list of RFC 6749 scope tokens"
+                        .to_owned(),
+                )
+            })
         })
         .collect()
 }
