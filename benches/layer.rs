@@ -7,11 +7,19 @@
 //! ```
 //!
 //! Every case sends its request through `ready().call()` on one service kept across
-//! iterations, inside a current-thread tokio runtime. Requests are built outside the timed
-//! part (`iter_batched`) and responses are dropped outside it, so the numbers are the
-//! middleware's own work plus the (constant) cost of `block_on` and the trivial handler.
-//! Before each case is timed, one request checks that it takes the path its name says (the
-//! status code, and for the remote refusals whether the authority was asked).
+//! iterations, inside a current-thread tokio runtime, and drops the response. Requests are
+//! built outside the timed part (`iter_batched`), so the numbers are the middleware's own
+//! work plus the constant cost of `block_on` and the trivial handler (the `no_layer` case).
+//! Before anything is timed, one request per case checks that it takes the path its name
+//! says (the status code; for the remote cases, how often the authority was asked).
+//!
+//! Run one case in a loop under callgrind for instruction counts, which do not depend on
+//! the machine's load:
+//!
+//! ```text
+//! PE_INSTRUCTIONS=accepted/memory:10000 valgrind --tool=callgrind \
+//!     --toggle-collect='*measured*' target/release/deps/layer-<hash>
+//! ```
 
 mod common;
 
@@ -21,15 +29,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::measurement::WallTime;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion};
+use criterion::{BatchSize, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
 use protected_endpoint::policy::Scope;
 use protected_endpoint::token::TokenSecret;
 use protected_endpoint::verifier::file::StaticFileVerifier;
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
 use protected_endpoint::verifier::remote::RemoteVerifier;
 use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
 use tokio::runtime::Runtime;
@@ -72,39 +79,51 @@ fn request(authorization: Option<&HeaderValue>) -> Request<String> {
     request
 }
 
-/// Times `service` on requests carrying `authorization`, after checking that one such request
-/// gets `expected`.
-fn case<S, B>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    rt: &Runtime,
-    name: &str,
-    mut service: S,
+/// One benchmark case: a service and the `Authorization` its requests carry.
+struct Case<'a> {
+    name: String,
     authorization: Option<HeaderValue>,
-    expected: StatusCode,
-) where
-    S: Service<Request<String>, Response = Response<B>>,
-    S::Error: Debug,
-{
-    let response = rt
-        .block_on(async {
-            let ready = service.ready().await.expect("ready");
-            ready.call(request(authorization.as_ref())).await
-        })
-        .expect("the service answers");
-    assert_eq!(response.status(), expected, "{name}");
+    /// Sends one request through the service and drops the response.
+    run: Box<dyn FnMut(Request<String>) + 'a>,
+}
 
-    group.bench_function(name, |b| {
-        b.iter_batched(
-            || request(authorization.as_ref()),
-            |request| {
-                rt.block_on(async {
-                    let ready = service.ready().await.expect("ready");
-                    ready.call(request).await.expect("answered")
-                })
-            },
-            BatchSize::SmallInput,
-        )
-    });
+impl<'a> Case<'a> {
+    /// A case for `service`, after checking that one request gets `expected`.
+    fn new<S, B>(
+        rt: &'a Runtime,
+        name: &str,
+        mut service: S,
+        authorization: Option<HeaderValue>,
+        expected: StatusCode,
+    ) -> Self
+    where
+        S: Service<Request<String>, Response = Response<B>> + 'a,
+        S::Error: Debug,
+    {
+        let mut send = move |request| {
+            rt.block_on(async {
+                let ready = service.ready().await.expect("ready");
+                ready.call(request).await.expect("answered")
+            })
+        };
+        let status = send(request(authorization.as_ref())).status();
+        assert_eq!(status, expected, "{name}");
+        Self {
+            name: name.to_owned(),
+            authorization,
+            run: Box::new(move |request| drop(send(request))),
+        }
+    }
+}
+
+/// Runs `case` `iterations` times: what `valgrind --tool=callgrind --toggle-collect='*measured*'`
+/// counts (see `main`).
+#[inline(never)]
+fn measured(case: &mut Case<'_>, iterations: u64) {
+    for _ in 0..iterations {
+        let request = request(case.authorization.as_ref());
+        (case.run)(request);
+    }
 }
 
 /// A token authority on 127.0.0.1 (its own thread and runtime), counting the introspection
@@ -152,7 +171,20 @@ fn start_authority() -> (String, TokenSecret, TokenSecret, Arc<AtomicUsize>) {
     )
 }
 
-fn layer_benches(c: &mut Criterion) {
+/// Everything the cases share, kept alive while they run.
+struct Fixtures {
+    rt: Runtime,
+    store: InMemoryTokenStore,
+    memory_token: TokenSecret,
+    file: StaticFileVerifier,
+    file_token: TokenSecret,
+    remote: RemoteVerifier,
+    user_token: TokenSecret,
+    calls: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixtures() -> Fixtures {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -181,142 +213,170 @@ fn layer_benches(c: &mut Criterion) {
             .expect("a valid endpoint")
     });
 
+    Fixtures {
+        rt,
+        store,
+        memory_token,
+        file,
+        file_token,
+        remote,
+        user_token,
+        calls,
+        _dir: dir,
+    }
+}
+
+/// Every case, in order: accepted requests, then refusals.
+fn cases(f: &Fixtures) -> Vec<Case<'_>> {
+    let rt = &f.rt;
+    let app = || service_fn(ok);
     // Deprecated in tower-http 0.6.7 as "too basic to be useful in real applications"; still
     // the one-line bearer check people reach for, so it is the baseline.
     #[allow(deprecated)]
-    let tower_http = |secret: &TokenSecret| ValidateRequestHeaderLayer::bearer(secret.expose());
-
-    let mut accepted = c.benchmark_group("accepted");
-    case(
-        &mut accepted,
-        &rt,
-        "no_layer",
-        service_fn(ok),
-        Some(bearer(&memory_token)),
-        StatusCode::OK,
-    );
-    case(
-        &mut accepted,
-        &rt,
-        "tower_http_bearer",
-        tower_http(&memory_token).layer(service_fn(ok)),
-        Some(bearer(&memory_token)),
-        StatusCode::OK,
-    );
-    case(
-        &mut accepted,
-        &rt,
-        "memory",
-        ours(store.clone()).layer(service_fn(ok)),
-        Some(bearer(&memory_token)),
-        StatusCode::OK,
-    );
-    case(
-        &mut accepted,
-        &rt,
-        "static_file",
-        ours(file.clone()).layer(service_fn(ok)),
-        Some(bearer(&file_token)),
-        StatusCode::OK,
-    );
-    let before = calls.load(Ordering::SeqCst);
-    case(
-        &mut accepted,
-        &rt,
-        "remote_cache_hit",
-        ours(remote.clone()).layer(service_fn(ok)),
-        Some(bearer(&user_token)),
-        StatusCode::OK,
-    );
-    // The check before timing filled the cache; every timed request was a hit.
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        before + 1,
-        "one introspection call"
-    );
-    accepted.finish();
-
+    let tower_http = || ValidateRequestHeaderLayer::bearer(f.memory_token.expose());
     let unknown = TokenSecret::generate();
-    let mut refused = c.benchmark_group("refused");
-    case(
-        &mut refused,
-        &rt,
-        "tower_http_bearer/no_token",
-        tower_http(&memory_token).layer(service_fn(ok)),
-        None,
-        StatusCode::UNAUTHORIZED,
-    );
-    case(
-        &mut refused,
-        &rt,
-        "tower_http_bearer/wrong_token",
-        tower_http(&memory_token).layer(service_fn(ok)),
-        Some(bearer(&unknown)),
-        StatusCode::UNAUTHORIZED,
-    );
-    case(
-        &mut refused,
-        &rt,
-        "memory/no_token",
-        ours(store.clone()).layer(service_fn(ok)),
-        None,
-        StatusCode::UNAUTHORIZED,
-    );
-    case(
-        &mut refused,
-        &rt,
-        "memory/bad_checksum",
-        ours(store.clone()).layer(service_fn(ok)),
-        Some(bearer(&with_bad_checksum(&memory_token))),
-        StatusCode::UNAUTHORIZED,
-    );
-    case(
-        &mut refused,
-        &rt,
-        "memory/unknown_token",
-        ours(store.clone()).layer(service_fn(ok)),
-        Some(bearer(&unknown)),
-        StatusCode::UNAUTHORIZED,
-    );
-    case(
-        &mut refused,
-        &rt,
-        "static_file/bad_checksum",
-        ours(file.clone()).layer(service_fn(ok)),
-        Some(bearer(&with_bad_checksum(&file_token))),
-        StatusCode::UNAUTHORIZED,
-    );
-    let before = calls.load(Ordering::SeqCst);
-    case(
-        &mut refused,
-        &rt,
-        "remote/bad_checksum",
-        ours(remote.clone()).layer(service_fn(ok)),
-        Some(bearer(&with_bad_checksum(&user_token))),
-        StatusCode::UNAUTHORIZED,
-    );
-    // A malformed token never reaches the authority, not even once.
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        before,
-        "no introspection call"
-    );
-    case(
-        &mut refused,
-        &rt,
-        "remote/unknown_token_cached",
-        ours(remote).layer(service_fn(ok)),
-        Some(bearer(&unknown)),
-        StatusCode::UNAUTHORIZED,
-    );
-    // The check before timing asked once; the timed requests hit the negative cache.
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        before + 1,
-        "one introspection call"
-    );
-    refused.finish();
+    let (ok, unauthorized) = (StatusCode::OK, StatusCode::UNAUTHORIZED);
+
+    vec![
+        Case::new(
+            rt,
+            "accepted/no_layer",
+            app(),
+            Some(bearer(&f.memory_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/tower_http_bearer",
+            tower_http().layer(app()),
+            Some(bearer(&f.memory_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/memory",
+            ours(f.store.clone()).layer(app()),
+            Some(bearer(&f.memory_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/static_file",
+            ours(f.file.clone()).layer(app()),
+            Some(bearer(&f.file_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/remote_cache_hit",
+            ours(f.remote.clone()).layer(app()),
+            Some(bearer(&f.user_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "refused/tower_http_bearer/no_token",
+            tower_http().layer(app()),
+            None,
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/tower_http_bearer/wrong_token",
+            tower_http().layer(app()),
+            Some(bearer(&unknown)),
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/memory/no_token",
+            ours(f.store.clone()).layer(app()),
+            None,
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/memory/bad_checksum",
+            ours(f.store.clone()).layer(app()),
+            Some(bearer(&with_bad_checksum(&f.memory_token))),
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/memory/unknown_token",
+            ours(f.store.clone()).layer(app()),
+            Some(bearer(&unknown)),
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/static_file/unknown_token",
+            ours(f.file.clone()).layer(app()),
+            Some(bearer(&unknown)),
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/remote/bad_checksum",
+            ours(f.remote.clone()).layer(app()),
+            Some(bearer(&with_bad_checksum(&f.user_token))),
+            unauthorized,
+        ),
+        Case::new(
+            rt,
+            "refused/remote/unknown_token_cached",
+            ours(f.remote.clone()).layer(app()),
+            Some(bearer(&unknown)),
+            unauthorized,
+        ),
+    ]
 }
 
-criterion_group!(benches, layer_benches);
-criterion_main!(benches);
+fn main() {
+    let f = fixtures();
+    let before = f.calls.load(Ordering::SeqCst);
+    let mut cases = cases(&f);
+    // The checks that built the cases asked the authority once for the user token and once
+    // for the unknown token, never for the malformed one: every timed remote request is a
+    // cache hit (positive or negative) or refused up front.
+    assert_eq!(
+        f.calls.load(Ordering::SeqCst),
+        before + 2,
+        "introspection calls"
+    );
+
+    // `PE_INSTRUCTIONS=<case>:<iterations>` runs one case in a loop for callgrind instead of
+    // timing every case with criterion:
+    //   PE_INSTRUCTIONS=accepted/memory:10000 valgrind --tool=callgrind \
+    //     --toggle-collect='*measured*' target/release/deps/layer-<hash>
+    if let Ok(spec) = std::env::var("PE_INSTRUCTIONS") {
+        let (name, iterations) = spec.rsplit_once(':').expect("PE_INSTRUCTIONS=<case>:<n>");
+        let iterations: u64 = iterations.parse().expect("a number of iterations");
+        let case = cases
+            .iter_mut()
+            .find(|case| case.name == name)
+            .unwrap_or_else(|| panic!("no case {name}"));
+        measured(case, iterations);
+        println!("{name}: ran {iterations} iterations");
+        return;
+    }
+
+    let mut criterion = Criterion::default().configure_from_args();
+    for case in &mut cases {
+        let authorization = case.authorization.clone();
+        criterion.bench_function(&case.name, |b| {
+            b.iter_batched(
+                || request(authorization.as_ref()),
+                &mut case.run,
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // Every remote request after the checks was answered without the authority.
+    assert_eq!(
+        f.calls.load(Ordering::SeqCst),
+        before + 2,
+        "introspection calls"
+    );
+    criterion.final_summary();
+}

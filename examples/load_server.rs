@@ -15,8 +15,8 @@
 //! | `remote` | our layer, `RemoteVerifier` asking a token authority started in this process on another loopback port, warmed so requests hit its cache |
 //!
 //! Our layer requires the `api` scope, which the token has. It prints `token: <secret>` (the
-//! token to send), for `file` also `loaded N tokens in X ms`, then
-//! `listening on http://<addr>`, and serves until killed.
+//! token to send), for `file` also `loaded N tokens in X ms` (and later `reloaded N tokens`
+//! after each reload), then `listening on http://<addr>`, and serves until killed.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -101,6 +101,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 verifier.len(),
                 started.elapsed().as_secs_f64() * 1e3
             );
+            report_reloads(verifier.clone());
             (app.layer(ours(verifier)), secrets[0].clone())
         }
         Mode::Remote => {
@@ -114,6 +115,27 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// Prints `reloaded N tokens` each time the verifier swaps in a new set, so the load script
+/// can tell how many reloads happened during a run.
+fn report_reloads(verifier: StaticFileVerifier) {
+    std::thread::spawn(move || {
+        let mut seen = verifier.status();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let status = verifier.status();
+            if status.loaded_at != seen.loaded_at {
+                println!("reloaded {} tokens", status.tokens);
+            }
+            if status.error != seen.error {
+                if let Some(error) = &status.error {
+                    println!("reload failed: {error}");
+                }
+            }
+            seen = status;
+        }
+    });
 }
 
 /// Our layer as a user would configure it: the verifier and one required scope.

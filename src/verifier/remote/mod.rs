@@ -185,13 +185,21 @@ impl TokenVerifier for RemoteVerifier {
                 .introspect(token)
                 .await
                 .map_err(VerifyError::unavailable)?,
-            Some(cache) => cache
-                .get_or_fetch(TokenHash::of(token), async {
-                    let answer = self.inner.client.introspect(token).await?;
-                    Ok(self.cached(answer))
-                })
-                .await
-                .map_err(VerifyError::unavailable)?,
+            Some(cache) => {
+                let hash = TokenHash::of(token);
+                // A hit (nearly every request) takes the fast path: constructing the fetch
+                // future and handing it to the cache copies kilobytes of state each time.
+                match cache.get(&hash).await {
+                    Some(answer) => answer,
+                    None => cache
+                        .get_or_fetch(hash, async {
+                            let answer = self.inner.client.introspect(token).await?;
+                            Ok(self.cached(answer))
+                        })
+                        .await
+                        .map_err(VerifyError::unavailable)?,
+                }
+            }
         };
         match answer {
             Answer::Active(info) => Ok(info),
