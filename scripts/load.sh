@@ -144,6 +144,8 @@ echo "load.sh: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wr
 
 start_server none
 drive "none (unprotected)" "$token" ok
+# A well-formed token that no store below holds.
+stranger="$token"
 stop_server
 
 start_server tower-http
@@ -152,7 +154,10 @@ stop_server
 
 start_server memory --tokens 1000
 drive "memory (1k tokens)" "$token" ok
-drive "memory, refused (unknown token)" "pe_unknownunknownunknownunknownunknownunknow1234" refused
+drive "memory, refused (unknown token)" "$stranger" refused
+# The same token with its last (checksum) character changed: refused before any lookup.
+if [[ "${token: -1}" == a ]]; then typo="${token%?}b"; else typo="${token%?}a"; fi
+drive "memory, refused (bad checksum)" "$typo" refused
 stop_server
 
 start_server file --tokens 1000 --token-file "$work/tokens.json" --poll-ms 100
