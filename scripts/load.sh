@@ -4,7 +4,7 @@
 # to the unprotected server, the server's CPU time per request, the time a 100 000-token
 # file takes to load, and p99 while the token file is being reloaded.
 #
-#   scripts/load.sh                       (about 100 s once built; needs root to install wrk)
+#   scripts/load.sh                       (about 90 s once built; needs root to install wrk)
 #   DURATION=5s CONNECTIONS=64 scripts/load.sh
 #
 # On a machine with at least 2 cores, the server is pinned to core 0 with one tokio worker
