@@ -248,6 +248,27 @@ async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
 }
 
 #[tokio::test]
+async fn a_token_with_a_bad_checksum_never_reaches_the_authority() {
+    let (authority, addr) = start_authority().await;
+    let good = protected_endpoint::token::TokenSecret::generate();
+    authority.grant(good.expose(), active("ci"));
+    // No cache: every verification that is not refused up front is a call.
+    let url = start_service(verifier(addr).no_cache().build().unwrap()).await;
+    assert_eq!(call(&url, good.expose()).await.0, StatusCode::OK);
+    assert_eq!(authority.calls(), 1);
+
+    // The same token with its last (checksum) character changed.
+    let mut typo = good.expose().to_owned();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    authority.grant(&typo, active("forged"));
+    for _ in 0..3 {
+        assert_eq!(call(&url, &typo).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(authority.calls(), 1, "refused without asking the authority");
+}
+
+#[tokio::test]
 async fn without_a_cache_revocation_is_immediate() {
     let (authority, addr) = start_authority().await;
     authority.grant("good", active("ci"));

@@ -54,6 +54,12 @@ impl AnswerCache {
         }
     }
 
+    /// The cached answer for `hash`, if there is one: the fast path, which builds (and
+    /// moves) no fetch future.
+    pub(crate) async fn get(&self, hash: &TokenHash) -> Option<Answer> {
+        self.entries.get(hash).await.map(|cached| cached.answer)
+    }
+
     /// The cached answer for `hash`, or the one `fetch` gets. Concurrent misses for the same
     /// hash run `fetch` once and share its result; an error is handed to the callers that
     /// waited for that very call and is not stored, so the next request asks again.

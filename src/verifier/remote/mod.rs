@@ -16,6 +16,10 @@
 //! | `username` (else the uid) | [`TokenInfo::name`] |
 //! | `deployments` (extension: `"*"` or a list of names; absent means all) | [`TokenInfo::deployments`] |
 //!
+//! A token that starts with this crate's `pe_` prefix but fails its checksum is
+//! [`VerifyError::Invalid`] at once, without a call or a cache entry: a typo or a forged
+//! token costs the authority nothing. (Tokens in any other format are sent as they are.)
+//!
 //! Any failure — connection refused, timeout, a status other than 200 (a 401 or 403 to the
 //! verifier itself included), a body that is not JSON, not an RFC 7662 answer (an invalid
 //! `scope` syntax included), or larger than the cap — is [`VerifyError::Unavailable`]: the
@@ -103,7 +107,7 @@ use self::cache::{AnswerCache, Cached};
 pub use self::client::Credentials;
 use self::client::IntrospectionClient;
 use self::parse::Answer;
-use crate::token::{TokenHash, TokenSecret};
+use crate::token::{TokenHash, TokenSecret, TOKEN_PREFIX};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
 
 /// Default time to establish a connection to the authority: 1 second.
@@ -190,20 +194,30 @@ impl RemoteVerifier {
 #[async_trait]
 impl TokenVerifier for RemoteVerifier {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        // A token with this crate's prefix but a wrong checksum is a typo or a forgery: refuse
+        // it without a call to the authority (or a cache slot), as the in-memory store does.
+        if token.expose().starts_with(TOKEN_PREFIX) && !token.has_valid_format() {
+            return Err(VerifyError::Invalid);
+        }
+        // The HTTP call's future is kilobytes of state. It is boxed on its own, only when a
+        // call is made, so that a cache hit (nearly every request) neither allocates nor
+        // moves it: the future of `verify` itself stays small.
         let answer = match &self.inner.cache {
-            None => self
-                .inner
-                .client
-                .introspect(token)
+            None => Box::pin(self.inner.client.introspect(token))
                 .await
                 .map_err(VerifyError::unavailable)?,
-            Some(cache) => cache
-                .get_or_fetch(TokenHash::of(token), async {
-                    let answer = self.inner.client.introspect(token).await?;
-                    Ok(self.cached(answer))
-                })
-                .await
-                .map_err(VerifyError::unavailable)?,
+            Some(cache) => {
+                let hash = TokenHash::of(token);
+                match cache.get(&hash).await {
+                    Some(answer) => answer,
+                    None => Box::pin(cache.get_or_fetch(hash, async {
+                        let answer = self.inner.client.introspect(token).await?;
+                        Ok(self.cached(answer))
+                    }))
+                    .await
+                    .map_err(VerifyError::unavailable)?,
+                }
+            }
         };
         match answer {
             Answer::Active(info) => Ok(info),

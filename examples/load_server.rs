@@ -1,0 +1,167 @@
+//! A tiny axum server for the load test (`scripts/load.sh`): one route, `GET /` answering
+//! `ok`, behind the protection chosen with `--mode`.
+//!
+//! ```text
+//! cargo run --release --example load_server --features file,remote,authority -- \
+//!     --mode memory --addr 127.0.0.1:0
+//! ```
+//!
+//! | `--mode` | protection |
+//! |---|---|
+//! | `none` | nothing: the floor |
+//! | `tower-http` | tower-http's `ValidateRequestHeaderLayer::bearer` with one token |
+//! | `memory` | our layer, `InMemoryTokenStore` of `--tokens` tokens |
+//! | `file` | our layer, `StaticFileVerifier` over `--token-file` (written at start with `--tokens` tokens, then watched every `--poll-ms`) |
+//! | `remote` | our layer, `RemoteVerifier` asking a token authority started in this process on another loopback port, warmed so requests hit its cache |
+//!
+//! Our layer requires the `api` scope, which the token has. It prints `token: <secret>` (the
+//! token to send), for `file` also `loaded N tokens in X ms` (and later `reloaded N tokens`
+//! after each reload), then `listening on http://<addr>`, and serves until killed.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use clap::{Parser, ValueEnum};
+use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
+use protected_endpoint::policy::Scope;
+use protected_endpoint::token::TokenSecret;
+use protected_endpoint::verifier::file::StaticFileVerifier;
+use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    None,
+    TowerHttp,
+    Memory,
+    File,
+    Remote,
+}
+
+/// A one-route server behind the chosen protection, for load tests.
+#[derive(Parser)]
+struct Args {
+    /// Which protection to put in front of the route.
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// How many tokens the store or the token file holds (`memory`, `file`).
+    #[arg(long, default_value_t = 1_000)]
+    tokens: usize,
+    /// The token file (`file`): overwritten at start.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// How often the token file is checked for changes, in milliseconds (`file`).
+    #[arg(long, default_value_t = 100)]
+    poll_ms: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run(Args::parse()).await {
+        eprintln!("load_server: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Router::new().route("/", get(|| async { "ok" }));
+    let (app, token) = match args.mode {
+        Mode::None => (app, TokenSecret::generate()),
+        Mode::TowerHttp => {
+            let token = TokenSecret::generate();
+            // Deprecated in tower-http 0.6.7 as too basic for real use; still the baseline.
+            #[allow(deprecated)]
+            let layer = ValidateRequestHeaderLayer::bearer(token.expose());
+            (app.layer(layer), token)
+        }
+        Mode::Memory => {
+            let (store, secrets) = common::store(args.tokens.max(1), 1);
+            (app.layer(ours(store)), secrets[0].clone())
+        }
+        Mode::File => {
+            let path = args.token_file.ok_or("--mode file needs --token-file")?;
+            let secrets = common::token_file(&path, args.tokens.max(1), 1);
+            let started = Instant::now();
+            let verifier = StaticFileVerifier::builder(&path)
+                .poll_interval(Duration::from_millis(args.poll_ms))
+                .open()?;
+            println!(
+                "loaded {} tokens in {:.1} ms",
+                verifier.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            report_reloads(verifier.clone());
+            (app.layer(ours(verifier)), secrets[0].clone())
+        }
+        Mode::Remote => {
+            let (verifier, token) = remote_verifier().await?;
+            (app.layer(ours(verifier)), token)
+        }
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    println!("token: {}", token.expose());
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Prints `reloaded N tokens` each time the verifier swaps in a new set, so the load script
+/// can tell how many reloads happened during a run.
+fn report_reloads(verifier: StaticFileVerifier) {
+    std::thread::spawn(move || {
+        let mut seen = verifier.status();
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let status = verifier.status();
+            if status.loaded_at != seen.loaded_at {
+                println!("reloaded {} tokens", status.tokens);
+            }
+            if status.error != seen.error {
+                if let Some(error) = &status.error {
+                    println!("reload failed: {error}");
+                }
+            }
+            seen = status;
+        }
+    });
+}
+
+/// Our layer as a user would configure it: the verifier and one required scope.
+fn ours<V: TokenVerifier>(verifier: V) -> ProtectedEndpointLayer<V> {
+    ProtectedEndpointLayer::new(verifier).require_scope(Scope::API)
+}
+
+/// Starts a token authority on another loopback port and returns a `RemoteVerifier` asking
+/// it, whose cache already holds the answer for the returned user token.
+async fn remote_verifier() -> Result<(RemoteVerifier, TokenSecret), Box<dyn std::error::Error>> {
+    let authority = Authority::in_memory();
+    let service = authority
+        .create(NewToken::new("load service").scopes([introspect_scope()]))
+        .await?;
+    let user = authority
+        .create(NewToken::new("load user").scopes([Scope::API]))
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let endpoint = format!("http://{}{INTROSPECTION_PATH}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, authority.router()).await });
+
+    let verifier = RemoteVerifier::builder(endpoint)
+        .bearer_token(service.secret)
+        // Longer than the load test: every request after the first is a cache hit.
+        .cache_ttl(Duration::from_secs(3600))
+        .build()?;
+    verifier.verify(&user.secret).await?;
+    Ok((verifier, user.secret))
+}
