@@ -52,7 +52,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use http::header::{ACCEPT, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use http::StatusCode;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
@@ -646,23 +646,14 @@ impl AuthorityClient {
 
     /// The body, read chunk by chunk up to the cap, whatever length the server announces.
     async fn read_body(&self, response: &mut reqwest::Response) -> Result<Vec<u8>, ClientError> {
-        let cap = self.max_response_bytes;
-        let announced = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if announced.is_some_and(|length| length > cap as u64) {
-            return Err(ClientError::TooLarge(cap));
-        }
-        let mut body = Vec::with_capacity(announced.map_or(1024, |n| n as usize));
-        while let Some(chunk) = response.chunk().await.map_err(|err| self.transport(err))? {
-            if body.len() + chunk.len() > cap {
-                return Err(ClientError::TooLarge(cap));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        crate::http_answer::read_capped(response, self.max_response_bytes)
+            .await
+            .map_err(|err| match err {
+                crate::http_answer::ReadError::TooLarge => {
+                    ClientError::TooLarge(self.max_response_bytes)
+                }
+                crate::http_answer::ReadError::Transport(err) => self.transport(err),
+            })
     }
 
     fn transport(&self, err: reqwest::Error) -> ClientError {
@@ -719,17 +710,7 @@ fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(500).collect()
 }
 
-/// `application/json`, with parameters or a `+json` suffix.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
+use crate::http_answer::is_json;
 
 #[cfg(test)]
 mod tests {

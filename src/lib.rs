@@ -82,6 +82,8 @@ pub mod authority;
 #[cfg_attr(docsrs, doc(cfg(feature = "authority-client")))]
 pub mod authority_client;
 pub mod extract;
+#[cfg(any(feature = "remote", feature = "authority-client"))]
+mod http_answer;
 pub mod layer;
 pub mod policy;
 pub mod record;

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::Utc;
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::StatusCode;
 
 use super::parse::{parse_answer, Answer, MalformedAnswer};
@@ -173,24 +173,14 @@ impl IntrospectionClient {
                     .collect(),
             ));
         }
-        // Refuse an announced oversize body before reading any of it.
-        let announced = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if announced.is_some_and(|length| length > self.max_response_bytes as u64) {
-            return Err(IntrospectionError::TooLarge(self.max_response_bytes));
-        }
-        // Read chunk by chunk, so a body that lies about its length (or has none) still
-        // cannot make us buffer more than the cap.
-        let mut body = Vec::with_capacity(announced.map_or(512, |n| n as usize));
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(IntrospectionError::TooLarge(self.max_response_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = crate::http_answer::read_capped(&mut response, self.max_response_bytes)
+            .await
+            .map_err(|err| match err {
+                crate::http_answer::ReadError::TooLarge => {
+                    IntrospectionError::TooLarge(self.max_response_bytes)
+                }
+                crate::http_answer::ReadError::Transport(err) => transport(err),
+            })?;
         parse_answer(&body, Utc::now()).map_err(IntrospectionError::Malformed)
     }
 }
@@ -200,17 +190,7 @@ fn transport(err: reqwest::Error) -> IntrospectionError {
     IntrospectionError::Transport(err.without_url())
 }
 
-/// `application/json`, with parameters (`; charset=utf-8`) or a `+json` structured suffix.
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
+use crate::http_answer::is_json;
 
 #[cfg(test)]
 mod tests {
