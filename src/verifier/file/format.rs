@@ -159,16 +159,16 @@ impl TokenFile {
     /// not after `created_at`, an empty uid or name, and a uid or hash used twice.
     pub fn parse(text: &str, format: TokenFileFormat) -> Result<Self, FileContentError> {
         // Parser messages can quote the values they choke on (serde) or the whole source line
-        // (TOML): keep positions and field names, never values, which may be secrets.
+        // (TOML): `FileContentError::syntax` keeps positions and field names, never values.
         let raw: RawFile = match format {
             TokenFileFormat::Json => serde_json::from_str(text)
-                .map_err(|e| FileContentError::syntax(format, redact_quoted(&e.to_string())))?,
+                .map_err(|e| FileContentError::syntax(format, e.to_string()))?,
             TokenFileFormat::Toml => {
                 let table: toml::Table = toml::from_str(text).map_err(|e| {
                     let line = e
                         .span()
                         .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-                    let message = redact_quoted(e.message());
+                    let message = e.message().to_owned();
                     FileContentError::syntax(
                         format,
                         match line {
@@ -178,7 +178,7 @@ impl TokenFile {
                     )
                 })?;
                 serde_json::from_value(toml_to_json(toml::Value::Table(table)))
-                    .map_err(|e| FileContentError::syntax(format, redact_quoted(&e.to_string())))?
+                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?
             }
         };
 
@@ -355,10 +355,12 @@ pub enum FileContentError {
 }
 
 impl FileContentError {
+    /// The one place parser messages enter an error: quoted values and anything shaped like
+    /// one of our tokens are redacted here, whichever parser spoke.
     fn syntax(format: TokenFileFormat, message: String) -> Self {
         FileContentError::Syntax {
             format,
-            message: redact_token_like(message.trim_end()),
+            message: redact_token_like(&redact_quoted(message.trim_end())),
         }
     }
 }
