@@ -142,6 +142,21 @@ impl TokenSecret {
     pub fn has_valid_format(&self) -> bool {
         has_valid_format(&self.0)
     }
+
+    /// Whether this token claims to be one of ours (it has the `pe_` prefix) but fails the
+    /// format check: a typo or a forgery, which a verifier can refuse without a lookup or a
+    /// call. Tokens without the prefix may be genuine tokens minted elsewhere.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// assert!(TokenSecret::new("pe_not-a-real-token").is_forged_own_token());
+    /// assert!(!TokenSecret::generate().is_forged_own_token());
+    /// assert!(!TokenSecret::new("some-other-issuer-token").is_forged_own_token());
+    /// ```
+    pub fn is_forged_own_token(&self) -> bool {
+        self.0.starts_with(TOKEN_PREFIX) && !self.has_valid_format()
+    }
 }
 
 /// Equality compares in constant time (for equal lengths), so `==` on secrets leaks nothing

@@ -45,7 +45,7 @@ use rand::Rng;
 
 use crate::policy::{DeploymentAccess, Scope};
 use crate::record::ApiToken;
-use crate::token::{TokenHash, TokenSecret, TOKEN_PREFIX};
+use crate::token::{TokenHash, TokenSecret};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
 
 /// The longest token name accepted, in characters (after trimming white space).
@@ -545,7 +545,7 @@ impl InMemoryTokenStore {
     /// description; scopes are sorted), but its dates are kept, even a past expiry. Fails,
     /// storing nothing, on a bad record or a duplicate uid or hash.
     ///
-    /// A secret that starts with [`TOKEN_PREFIX`] must also have this crate's format (see
+    /// A secret that starts with [`TOKEN_PREFIX`](crate::token::TOKEN_PREFIX) must also have this crate's format (see
     /// [`TokenSecret::has_valid_format`]): otherwise verification refuses it before looking
     /// up its hash, so importing it stores a token that never verifies.
     ///
@@ -710,7 +710,7 @@ impl InMemoryTokenStore {
     pub fn verify_now(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         // A token with our prefix but a wrong checksum is a typo or a forgery: refuse it
         // without a lookup. Tokens without the prefix may be imported ones minted elsewhere.
-        if token.expose().starts_with(TOKEN_PREFIX) && !token.has_valid_format() {
+        if token.is_forged_own_token() {
             return Err(VerifyError::Invalid);
         }
         let hash = TokenHash::of(token);

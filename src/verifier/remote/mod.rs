@@ -107,7 +107,7 @@ use self::cache::{AnswerCache, Cached};
 pub use self::client::Credentials;
 use self::client::IntrospectionClient;
 use self::parse::Answer;
-use crate::token::{TokenHash, TokenSecret, TOKEN_PREFIX};
+use crate::token::{TokenHash, TokenSecret};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
 
 /// Default time to establish a connection to the authority: 1 second.
@@ -196,7 +196,7 @@ impl TokenVerifier for RemoteVerifier {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         // A token with this crate's prefix but a wrong checksum is a typo or a forgery: refuse
         // it without a call to the authority (or a cache slot), as the in-memory store does.
-        if token.expose().starts_with(TOKEN_PREFIX) && !token.has_valid_format() {
+        if token.is_forged_own_token() {
             return Err(VerifyError::Invalid);
         }
         // The HTTP call's future is kilobytes of state. It is boxed on its own, only when a
