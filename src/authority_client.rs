@@ -59,7 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::{DeploymentAccess, Scope};
 use crate::record::ApiToken;
-use crate::token::TokenSecret;
+use crate::token::{contains_minted_token, redact_token_like, TokenSecret};
 use crate::verifier::memory::CreatedToken;
 
 /// How long connecting to the authority may take by default: 5 seconds.
@@ -484,6 +484,10 @@ impl AuthorityClient {
     /// A token created or deleted while the pages are read may be missed or seen once; none
     /// is listed twice.
     pub async fn list(&self, search: Option<&str>) -> Result<Vec<ApiToken>, ClientError> {
+        self.scrubbed(self.list_pages(search).await)
+    }
+
+    async fn list_pages(&self, search: Option<&str>) -> Result<Vec<ApiToken>, ClientError> {
         let mut tokens = Vec::new();
         let mut seen = HashSet::new();
         let mut start = 0;
@@ -501,7 +505,7 @@ impl AuthorityClient {
             let page: PageWire = self.call(self.http.get(url)).await?;
             let fetched = page.items.len();
             for item in page.items {
-                let (token, _) = item.into_parts()?;
+                let (token, _) = self.checked(item)?;
                 if seen.insert(token.uid.clone()) {
                     tokens.push(token);
                 }
@@ -522,11 +526,16 @@ impl AuthorityClient {
     /// The token with this uid, or `None` when the authority has none (404).
     pub async fn get(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
         let url = self.tokens_url(Some(uid))?;
-        not_found_is_none(self.call::<TokenWire>(self.http.get(url)).await)
+        let answer = self.call::<TokenWire>(self.http.get(url)).await;
+        self.scrubbed(self.record_or_none(answer))
     }
 
     /// Creates a token; the answer holds its secret, which the authority never shows again.
     pub async fn create(&self, request: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        self.scrubbed(self.create_once(request).await)
+    }
+
+    async fn create_once(&self, request: &TokenRequest) -> Result<CreatedToken, ClientError> {
         let body = CreateBody {
             name: &request.name,
             description: &request.description,
@@ -543,13 +552,20 @@ impl AuthorityClient {
             .post(self.tokens_url(None)?)
             .header(CONTENT_TYPE, "application/json")
             .body(body);
-        let (token, secret) = self.call::<TokenWire>(request).await?.into_parts()?;
+        let (token, secret) = self.checked(self.call::<TokenWire>(request).await?)?;
         let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
             ClientError::Malformed(format!(
                 "the authority created token {:?} but sent no secret",
                 token.uid
             ))
         })?;
+        if secret == self.api_token {
+            // Printing it as "the new token" would print the caller's own credential.
+            return Err(ClientError::Malformed(
+                "the authority answered with this client's own API token as the new secret"
+                    .to_owned(),
+            ));
+        }
         Ok(CreatedToken { token, secret })
     }
 
@@ -557,7 +573,68 @@ impl AuthorityClient {
     /// has no such token (404).
     pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
         let url = self.tokens_url(Some(uid))?;
-        not_found_is_none(self.call::<TokenWire>(self.http.delete(url)).await)
+        let answer = self.call::<TokenWire>(self.http.delete(url)).await;
+        self.scrubbed(self.record_or_none(answer))
+    }
+
+    /// A token object, parsed, and refused when any of its text holds a secret: this
+    /// client's API token, or any token in this crate's format (an authority never stores
+    /// one, so an answer that has one is not to be printed).
+    fn checked(&self, wire: TokenWire) -> Result<(ApiToken, Option<TokenSecret>), ClientError> {
+        let (token, secret) = wire.into_parts()?;
+        let texts = [token.uid.as_str(), &token.name, &token.description]
+            .into_iter()
+            .chain(token.scopes.iter().map(Scope::as_str))
+            .chain(match &token.deployments {
+                DeploymentAccess::Only(names) => names.iter().map(String::as_str).collect(),
+                DeploymentAccess::All => Vec::new(),
+            });
+        let api_token = self.api_token.expose();
+        for text in texts {
+            if contains_minted_token(text) || text.contains(api_token) {
+                return Err(ClientError::Malformed(
+                    "the authority sent a token record that holds an access token in clear"
+                        .to_owned(),
+                ));
+            }
+        }
+        Ok((token, secret))
+    }
+
+    fn record_or_none(
+        &self,
+        answer: Result<TokenWire, ClientError>,
+    ) -> Result<Option<ApiToken>, ClientError> {
+        match answer {
+            Ok(wire) => Ok(Some(self.checked(wire)?.0)),
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `result` with every text that came from the server cleaned of this client's API token
+    /// and of anything in token format: a server (or something posing as one) may echo the
+    /// credentials it was sent in a message, a challenge or a header, and the text of an
+    /// error is printed and logged.
+    fn scrubbed<T>(&self, result: Result<T, ClientError>) -> Result<T, ClientError> {
+        result.map_err(|err| match err {
+            ClientError::Api { status, message } => ClientError::Api {
+                status,
+                message: self.scrub(&message),
+            },
+            ClientError::Malformed(message) => ClientError::Malformed(self.scrub(&message)),
+            other => other,
+        })
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let api_token = self.api_token.expose();
+        let without_own = if api_token.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(api_token, "<redacted>")
+        };
+        redact_token_like(&without_own).into_owned()
     }
 
     /// `<endpoint>/api/v1/api_tokens[/<uid>]`, the uid percent-encoded as one segment.
@@ -662,16 +739,6 @@ impl AuthorityClient {
         } else {
             ClientError::Transport(err.without_url())
         }
-    }
-}
-
-fn not_found_is_none(
-    result: Result<TokenWire, ClientError>,
-) -> Result<Option<ApiToken>, ClientError> {
-    match result {
-        Ok(wire) => Ok(Some(wire.into_parts()?.0)),
-        Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
-        Err(err) => Err(err),
     }
 }
 

@@ -16,11 +16,52 @@
 //! assert!(!token.is_expired_at(chrono::Utc::now()));
 //! ```
 
-use chrono::{DateTime, Utc};
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::policy::{DeploymentAccess, Scope};
+use crate::token::contains_minted_token;
 use crate::verifier::TokenInfo;
+
+/// The longest token name accepted, in characters (after trimming white space).
+///
+/// ```
+/// use protected_endpoint::record::MAX_NAME_LEN;
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// assert!(store.create(NewToken::new("n".repeat(MAX_NAME_LEN))).is_ok());
+/// assert!(store.create(NewToken::new("n".repeat(MAX_NAME_LEN + 1))).is_err());
+/// ```
+pub const MAX_NAME_LEN: usize = 128;
+
+/// The longest token description accepted, in characters.
+///
+/// ```
+/// use protected_endpoint::record::MAX_DESCRIPTION_LEN;
+/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let essay = NewToken::new("ci").description("x".repeat(MAX_DESCRIPTION_LEN + 1));
+/// assert!(store.create(essay).is_err());
+/// ```
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// The longest token uid accepted, in bytes.
+///
+/// ```
+/// use protected_endpoint::record::{ApiToken, MAX_UID_LEN};
+///
+/// let mut record: ApiToken = serde_json::from_str(
+///     r#"{"uid": "u", "name": "ci", "deployments": "*", "created_at": "2026-01-01T00:00:00Z"}"#,
+/// ).unwrap();
+/// record.uid = "u".repeat(MAX_UID_LEN + 1);
+/// assert!(record.check().is_err());
+/// ```
+pub const MAX_UID_LEN: usize = 128;
 
 /// A token's record: who it is for and what it may do. The secret is not part of it.
 ///
@@ -112,9 +153,365 @@ impl ApiToken {
     }
 }
 
+impl ApiToken {
+    /// Checks the record against the rules every stored token follows, wherever it comes
+    /// from (a create, an import, a token file, an authority's data file). The first broken
+    /// rule is the error; its text names the field and never quotes a secret.
+    ///
+    /// - `uid`: 1 to [`MAX_UID_LEN`] bytes of printable ASCII without spaces;
+    /// - `name`: not empty or only white space, at most [`MAX_NAME_LEN`] characters, no
+    ///   Unicode control or format characters (categories Cc and Cf: `U+200B` zero-width space,
+    ///   `U+202E` right-to-left override, `U+FEFF`, ...), so no two names look alike;
+    /// - `description`: at most [`MAX_DESCRIPTION_LEN`] characters, no control or format
+    ///   characters but newline and tab;
+    /// - no field (uid, name, description, scopes, deployments) holds a token in this crate's
+    ///   format anywhere in its text (see [`contains_minted_token`]): a secret is never
+    ///   stored, listed or written in clear;
+    /// - every timestamp is one that the platform's SDK can read back: years 1 to 9999, no
+    ///   leap second;
+    /// - `expired_at`, when set, is after `created_at`.
+    ///
+    /// ```
+    /// use protected_endpoint::record::{ApiToken, InvalidRecord};
+    ///
+    /// let mut record: ApiToken = serde_json::from_str(
+    ///     r#"{"uid": "u1", "name": "ci", "deployments": "*", "created_at": "2026-01-01T00:00:00Z"}"#,
+    /// ).unwrap();
+    /// assert_eq!(record.check(), Ok(()));
+    ///
+    /// record.name = "admin\u{200b}".into();
+    /// let error = record.check().unwrap_err();
+    /// assert_eq!(error.field(), "name");
+    /// assert!(error.to_string().contains("U+200B"), "{error}");
+    ///
+    /// record.name = "ci".into();
+    /// record.expired_at = Some("2030-06-30T23:59:60Z".parse().unwrap()); // a leap second
+    /// assert!(matches!(record.check(), Err(InvalidRecord::UnreadableTimestamp { .. })));
+    /// ```
+    pub fn check(&self) -> Result<(), InvalidRecord> {
+        check_uid(&self.uid)?;
+        check_name(&self.name)?;
+        check_description(&self.description)?;
+        if self
+            .scopes
+            .iter()
+            .any(|scope| contains_minted_token(scope.as_str()))
+        {
+            return Err(InvalidRecord::ContainsSecret { field: "scopes" });
+        }
+        if let DeploymentAccess::Only(names) = &self.deployments {
+            if names.iter().any(|name| contains_minted_token(name)) {
+                return Err(InvalidRecord::ContainsSecret {
+                    field: "deployments",
+                });
+            }
+        }
+        check_timestamp("created_at", self.created_at)?;
+        if let Some(expired_at) = self.expired_at {
+            check_timestamp("expired_at", expired_at)?;
+            if expired_at <= self.created_at {
+                return Err(InvalidRecord::ExpiryNotAfterCreation {
+                    created_at: self.created_at,
+                    expired_at,
+                });
+            }
+        }
+        if let Some(last_used_at) = self.last_used_at {
+            check_timestamp("last_used_at", last_used_at)?;
+        }
+        Ok(())
+    }
+}
+
+fn check_uid(uid: &str) -> Result<(), InvalidRecord> {
+    if uid.is_empty() || uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(InvalidRecord::InvalidUid);
+    }
+    if contains_minted_token(uid) {
+        return Err(InvalidRecord::ContainsSecret { field: "uid" });
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), InvalidRecord> {
+    if name.trim().is_empty() {
+        return Err(InvalidRecord::EmptyName);
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(InvalidRecord::TooLong {
+            field: "name",
+            max: MAX_NAME_LEN,
+        });
+    }
+    check_characters("name", name, |_| false)?;
+    if contains_minted_token(name) {
+        return Err(InvalidRecord::ContainsSecret { field: "name" });
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<(), InvalidRecord> {
+    if description.chars().count() > MAX_DESCRIPTION_LEN {
+        return Err(InvalidRecord::TooLong {
+            field: "description",
+            max: MAX_DESCRIPTION_LEN,
+        });
+    }
+    check_characters("description", description, |c| matches!(c, '\n' | '\t'))?;
+    if contains_minted_token(description) {
+        return Err(InvalidRecord::ContainsSecret {
+            field: "description",
+        });
+    }
+    Ok(())
+}
+
+/// Refuses the first control (Cc) or format (Cf) character of `text` that `allowed` does not
+/// let through.
+fn check_characters(
+    field: &'static str,
+    text: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), InvalidRecord> {
+    let found = text.chars().enumerate().find(|&(_, c)| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control | GeneralCategory::Format
+        ) && !allowed(c)
+    });
+    match found {
+        Some((index, character)) => Err(InvalidRecord::ForbiddenCharacter {
+            field,
+            character,
+            position: index + 1,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `at` is an instant the platform's SDK reads back (Python's `datetime` spans years 1
+/// to 9999 and has no leap seconds; chrono represents one as a nanosecond count past 10^9).
+fn check_timestamp(field: &'static str, at: DateTime<Utc>) -> Result<(), InvalidRecord> {
+    let reason = if !(1..=9999).contains(&at.year()) {
+        "it must be between the years 1 and 9999"
+    } else if at.nanosecond() >= 1_000_000_000 {
+        "a leap second (:60) cannot be stored; use :59"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidRecord::UnreadableTimestamp { field, reason })
+}
+
+/// Why a token record breaks the rules of [`ApiToken::check`]. Its text names the field (and,
+/// for a refused character, its code point and position), never a value that might be a
+/// secret.
+///
+/// ```
+/// use protected_endpoint::record::InvalidRecord;
+///
+/// let error = InvalidRecord::ContainsSecret { field: "description" };
+/// assert_eq!(error.field(), "description");
+/// assert!(error.to_string().starts_with("description contains an access token"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidRecord {
+    /// The uid is empty, longer than [`MAX_UID_LEN`] bytes, or not printable ASCII without
+    /// spaces.
+    InvalidUid,
+    /// The name is empty or only white space.
+    EmptyName,
+    /// A field is longer than it may be.
+    TooLong {
+        /// `name` or `description`.
+        field: &'static str,
+        /// The most characters it may have.
+        max: usize,
+    },
+    /// A field holds a control or format character (Unicode categories Cc and Cf).
+    ForbiddenCharacter {
+        /// `name` or `description`.
+        field: &'static str,
+        /// The character.
+        character: char,
+        /// Where it stands, counting characters from 1.
+        position: usize,
+    },
+    /// A field holds a token in this crate's format: a secret must never be stored in clear.
+    ContainsSecret {
+        /// The field.
+        field: &'static str,
+    },
+    /// A timestamp the platform's SDK cannot read back.
+    UnreadableTimestamp {
+        /// `created_at`, `expired_at` or `last_used_at`.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// `expired_at` is not after `created_at`.
+    ExpiryNotAfterCreation {
+        /// The record's `created_at`.
+        created_at: DateTime<Utc>,
+        /// The record's `expired_at`.
+        expired_at: DateTime<Utc>,
+    },
+}
+
+impl InvalidRecord {
+    /// The record field the error is about.
+    ///
+    /// ```
+    /// use protected_endpoint::record::InvalidRecord;
+    ///
+    /// assert_eq!(InvalidRecord::EmptyName.field(), "name");
+    /// assert_eq!(InvalidRecord::InvalidUid.field(), "uid");
+    /// ```
+    pub fn field(&self) -> &'static str {
+        match self {
+            InvalidRecord::InvalidUid => "uid",
+            InvalidRecord::EmptyName => "name",
+            InvalidRecord::ExpiryNotAfterCreation { .. } => "expired_at",
+            InvalidRecord::TooLong { field, .. }
+            | InvalidRecord::ForbiddenCharacter { field, .. }
+            | InvalidRecord::ContainsSecret { field }
+            | InvalidRecord::UnreadableTimestamp { field, .. } => field,
+        }
+    }
+}
+
+impl fmt::Display for InvalidRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidRecord::InvalidUid => write!(
+                f,
+                "uid must be 1 to {MAX_UID_LEN} printable ASCII characters without spaces"
+            ),
+            InvalidRecord::EmptyName => f.write_str("name must be non-empty: a token needs a name"),
+            InvalidRecord::TooLong { field, max } => {
+                write!(f, "{field} must be at most {max} characters")
+            }
+            InvalidRecord::ForbiddenCharacter {
+                field,
+                character,
+                position,
+            } => {
+                let kind = match character.general_category() {
+                    GeneralCategory::Format => "an invisible format character",
+                    _ => "a control character",
+                };
+                let allowed = if *field == "description" {
+                    " (newline and tab are fine)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "{field} contains U+{:04X}, {kind}, at character {position}: \
+                     {field}s cannot hold control or format characters{allowed}",
+                    u32::from(*character)
+                )
+            }
+            InvalidRecord::ContainsSecret { field } => write!(
+                f,
+                "{field} contains an access token: secrets are never stored in clear"
+            ),
+            InvalidRecord::UnreadableTimestamp { field, reason } => {
+                write!(f, "{field} is not a storable time: {reason}")
+            }
+            InvalidRecord::ExpiryNotAfterCreation {
+                created_at,
+                expired_at,
+            } => {
+                let rfc3339 =
+                    |at: &DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+                write!(
+                    f,
+                    "expired_at ({}) must be after created_at ({})",
+                    rfc3339(expired_at),
+                    rfc3339(created_at)
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidRecord {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn valid() -> ApiToken {
+        serde_json::from_str(
+            r#"{"uid": "u1", "name": "ci", "deployments": "*", "created_at": "2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        let secret = crate::token::TokenSecret::generate();
+        let glued = format!("x{}y", secret.expose());
+        let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+        type Breaks<'a> = Box<dyn Fn(&mut ApiToken) + 'a>;
+        let cases: Vec<(&str, Breaks)> = vec![
+            ("uid", Box::new(|r| r.uid = "with space".into())),
+            ("uid", Box::new(|r| r.uid = "u".repeat(MAX_UID_LEN + 1))),
+            ("uid", Box::new(|r| r.uid = glued.clone())),
+            ("name", Box::new(|r| r.name = " \t".into())),
+            ("name", Box::new(|r| r.name = "n".repeat(MAX_NAME_LEN + 1))),
+            ("name", Box::new(|r| r.name = "a\u{202e}b".into())),
+            ("name", Box::new(|r| r.name = glued.clone())),
+            ("description", Box::new(|r| r.description = "a\rb".into())),
+            ("description", Box::new(|r| r.description = glued.clone())),
+            (
+                "description",
+                Box::new(|r| r.description = "d".repeat(MAX_DESCRIPTION_LEN + 1)),
+            ),
+            (
+                "scopes",
+                Box::new(|r| r.scopes = vec![Scope::new(glued.clone()).unwrap()]),
+            ),
+            (
+                "deployments",
+                Box::new(|r| r.deployments = DeploymentAccess::only([glued.clone()]).unwrap()),
+            ),
+            (
+                "created_at",
+                Box::new(|r| r.created_at = at("2016-12-31T23:59:60Z")),
+            ),
+            (
+                "created_at",
+                Box::new(|r| r.created_at = at("0000-01-01T00:00:00Z")),
+            ),
+            (
+                "expired_at",
+                Box::new(|r| r.expired_at = Some(at("2025-01-01T00:00:00Z"))),
+            ),
+            (
+                "last_used_at",
+                Box::new(|r| r.last_used_at = Some(at("2016-12-31T23:59:60Z"))),
+            ),
+        ];
+        for (field, break_it) in cases {
+            let mut record = valid();
+            break_it(&mut record);
+            let error = record.check().unwrap_err();
+            assert_eq!(error.field(), field, "{error}");
+            assert!(error.to_string().starts_with(field), "{error}");
+            assert!(!error.to_string().contains(secret.expose()), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_widest_storable_times_pass() {
+        let mut record = valid();
+        record.created_at = "0001-01-01T00:00:00Z".parse().unwrap();
+        record.expired_at = Some("9999-12-31T23:59:59.999999Z".parse().unwrap());
+        record.description = "tabs\tand\nnewlines".into();
+        assert_eq!(record.check(), Ok(()));
+    }
 
     #[test]
     fn deployments_must_be_spelled_out() {

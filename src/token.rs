@@ -25,6 +25,7 @@
 //! assert!(hash.to_string().starts_with("sha256:"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -204,8 +205,11 @@ fn base62_checksum(checksum: u32) -> [u8; CHECKSUM_LEN] {
 }
 
 fn has_valid_format(token: &str) -> bool {
-    let bytes = token.as_bytes();
-    if bytes.len() != TOKEN_LEN || !token.starts_with(TOKEN_PREFIX) {
+    has_valid_format_bytes(token.as_bytes())
+}
+
+fn has_valid_format_bytes(bytes: &[u8]) -> bool {
+    if bytes.len() != TOKEN_LEN || !bytes.starts_with(TOKEN_PREFIX.as_bytes()) {
         return false;
     }
     let (body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
@@ -221,11 +225,75 @@ fn has_valid_format(token: &str) -> bool {
     bool::from(expected[..].ct_eq(checksum))
 }
 
-/// Whether `text` contains a token in this crate's format (prefix and valid checksum) as a
-/// word: a secret pasted where only names belong.
-pub(crate) fn contains_minted_token(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .any(has_valid_format)
+/// Whether `text` contains a token in this crate's format anywhere: any run of `pe_` and 36
+/// base62 characters whose checksum holds, whatever stands before or after it (`old_pe_…`,
+/// `pe_…1`, `Ape_…` all count). A secret pasted where only names belong is found this way.
+///
+/// ```
+/// use protected_endpoint::token::{contains_minted_token, TokenSecret};
+///
+/// let secret = TokenSecret::generate();
+/// assert!(contains_minted_token(&format!("old_{}", secret.expose())));
+/// assert!(contains_minted_token(&format!("{}1", secret.expose())));
+/// assert!(!contains_minted_token("pe_not-a-token and pe_"));
+/// ```
+pub fn contains_minted_token(text: &str) -> bool {
+    minted_token_starts(text).next().is_some()
+}
+
+/// The byte offsets at which a token in this crate's format starts in `text`.
+fn minted_token_starts(text: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = text.as_bytes();
+    prefix_offsets(bytes).filter(move |&at| {
+        bytes
+            .get(at..at + TOKEN_LEN)
+            .is_some_and(has_valid_format_bytes)
+    })
+}
+
+/// Every offset where [`TOKEN_PREFIX`] starts in `bytes`, overlapping ones included.
+fn prefix_offsets(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let prefix = TOKEN_PREFIX.as_bytes();
+    (0..bytes.len().saturating_sub(prefix.len() - 1))
+        .filter(move |&at| bytes[at..].starts_with(prefix))
+}
+
+/// `text` with every run that looks like one of this crate's tokens replaced by
+/// `pe_<redacted>`: [`TOKEN_PREFIX`] followed by 8 or more base62 characters, checksum or
+/// not (a secret cut short or mistyped is still most of a secret).
+///
+/// For text that came from elsewhere and is about to be printed or logged: a server's error
+/// message, a parser's message quoting a line of a file.
+///
+/// ```
+/// use protected_endpoint::token::{redact_token_like, TokenSecret};
+///
+/// let secret = TokenSecret::generate();
+/// let echoed = format!("unknown token {}!", secret.expose());
+/// assert_eq!(redact_token_like(&echoed), "unknown token pe_<redacted>!");
+/// assert_eq!(redact_token_like("pe_short is kept"), "pe_short is kept");
+/// ```
+pub fn redact_token_like(text: &str) -> Cow<'_, str> {
+    if !text.contains(TOKEN_PREFIX) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(TOKEN_PREFIX) {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let tail = &from[TOKEN_PREFIX.len()..];
+        let run = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
+        if run >= 8 {
+            out.push_str(TOKEN_PREFIX);
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(&from[..TOKEN_PREFIX.len() + run]);
+        }
+        rest = &tail[run..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// `message` with every double-quoted run of two or more characters replaced by `"…"`: parser
@@ -491,13 +559,33 @@ mod tests {
     }
 
     #[test]
-    fn minted_tokens_are_found_inside_text() {
+    fn minted_tokens_are_found_wherever_they_stand() {
         let token = TokenSecret::generate();
-        assert!(contains_minted_token(&format!(
-            "my token is {}!",
-            token.expose()
-        )));
+        let secret = token.expose();
+        for text in [
+            format!("my token is {secret}!"),
+            format!("old_{secret}"),
+            format!("{secret}1"),
+            format!("A{secret}"),
+            format!("pe_{secret}"),
+            format!("ü{secret}ü"),
+            secret.to_owned(),
+        ] {
+            assert!(contains_minted_token(&text), "{text}");
+        }
         assert!(!contains_minted_token("pe_notatoken and pe_"));
+        assert!(!contains_minted_token(&secret[..TOKEN_LEN - 1]));
+    }
+
+    #[test]
+    fn token_like_runs_are_redacted() {
+        let token = TokenSecret::generate();
+        let text = format!("a {} b pe_1234567 c pe_12345678", token.expose());
+        assert_eq!(
+            redact_token_like(&text),
+            "a pe_<redacted> b pe_1234567 c pe_<redacted>"
+        );
+        assert!(matches!(redact_token_like("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]

@@ -195,6 +195,7 @@ async fn expired_token_is_invalid_token() {
         .create(NewToken::new("short-lived").scopes([Scope::API]))
         .unwrap();
     let mut record = f.store.delete(&created.token.uid).unwrap();
+    record.created_at = Utc::now() - Duration::days(1);
     record.expired_at = Some(Utc::now() - Duration::seconds(1));
     f.store
         .import(record, TokenHash::of(&created.secret))

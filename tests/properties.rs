@@ -252,11 +252,12 @@ mod token_file {
             .prop_map(|(seconds, nanos)| DateTime::from_timestamp(seconds, nanos).unwrap())
     }
 
-    /// One valid record. Free text covers quotes, backslashes, newlines, control characters
-    /// and non-ASCII, which both formats must escape and read back.
+    /// One valid record. Free text covers quotes, backslashes, newlines, tabs and non-ASCII,
+    /// which both formats must escape and read back (other control and format characters
+    /// are not valid in records).
     fn record(uid: String) -> impl Strategy<Value = ApiToken> {
-        let name = "[a-zA-Z0-9\u{e9}\u{4e16}][^\\p{Cc}]{0,24}";
-        let description = "(?s).{0,40}";
+        let name = "[a-zA-Z0-9\u{e9}\u{4e16}][^\\p{Cc}\\p{Cf}]{0,24}";
+        let description = "([^\\p{Cc}\\p{Cf}]|\n|\t){0,40}";
         let scopes = prop::collection::vec("[a-z][a-z_:.!#-]{0,15}", 0..5);
         let deployments = prop_oneof![
             Just(json!("*")),
@@ -328,6 +329,71 @@ mod token_file {
             let toml = from_json.to_text(TokenFileFormat::Toml).unwrap();
             let from_toml = TokenFile::parse(&toml, TokenFileFormat::Toml).unwrap();
             prop_assert_eq!(from_toml.to_text(TokenFileFormat::Json).unwrap(), json);
+        }
+    }
+}
+
+/// The one validation of a token record (`ApiToken::check`): a secret is found wherever it
+/// stands in free text, and text without one is never refused for holding one.
+mod record_check {
+    use proptest::prelude::*;
+    use protected_endpoint::record::{ApiToken, InvalidRecord};
+    use protected_endpoint::token::{contains_minted_token, TokenSecret};
+
+    fn record(name: &str, description: &str) -> ApiToken {
+        let mut record: ApiToken = serde_json::from_value(serde_json::json!({
+            "uid": "u1", "name": "ci", "deployments": "*",
+            "created_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        record.name = name.to_owned();
+        record.description = description.to_owned();
+        record
+    }
+
+    /// `text` as a name: with a letter first, so it is never empty.
+    fn named(text: &str) -> String {
+        format!("n{text}")
+    }
+
+    fn refused_for_a_secret(record: &ApiToken) -> bool {
+        matches!(record.check(), Err(InvalidRecord::ContainsSecret { .. }))
+    }
+
+    proptest! {
+        #![proptest_config(super::config())]
+
+        /// Any Unicode before and after a minted token: the text holds a token, and a record
+        /// with it as its name or its description is refused.
+        #[test]
+        fn a_minted_token_amid_any_text_is_refused(before in "\\PC{0,20}|.{0,20}", after in "(?s).{0,20}") {
+            let secret = TokenSecret::generate();
+            let text = format!("{before}{}{after}", secret.expose());
+            prop_assert!(contains_minted_token(&text));
+            prop_assert!(record(&named(&text), "").check().is_err());
+            prop_assert!(record("ci", &text).check().is_err());
+        }
+
+        /// The same, with printable text around the token: then the secret is the reason.
+        #[test]
+        fn a_minted_token_amid_printable_text_is_the_reason(
+            before in "[^\\p{Cc}\\p{Cf}]{0,20}",
+            after in "[^\\p{Cc}\\p{Cf}]{0,20}",
+        ) {
+            let secret = TokenSecret::generate();
+            let text = format!("{before}{}{after}", secret.expose());
+            prop_assert!(refused_for_a_secret(&record(&named(&text), "")));
+            prop_assert!(refused_for_a_secret(&record("ci", &text)));
+        }
+
+        /// Text without a token, however much it looks like one, is never refused as a secret.
+        #[test]
+        fn text_without_a_token_is_never_refused_as_a_secret(
+            text in "(?s).{0,60}|(pe_[0-9A-Za-z]{0,40}.?){1,3}",
+        ) {
+            prop_assume!(!contains_minted_token(&text));
+            prop_assert!(!refused_for_a_secret(&record(&named(&text), "")));
+            prop_assert!(!refused_for_a_secret(&record("ci", &text)));
         }
     }
 }

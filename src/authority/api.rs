@@ -16,6 +16,7 @@ use crate::extract::TokenSource;
 use crate::policy::{AccessPolicy, DeploymentAccess, Scope};
 use crate::record::ApiToken;
 use crate::rejection::Rejection;
+use crate::token::redact_token_like;
 use crate::verifier::memory::NewToken;
 use crate::{ProtectedEndpointLayer, TokenInfo};
 
@@ -292,7 +293,12 @@ async fn create_token(
             StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             _ => StatusCode::BAD_REQUEST,
         };
-        ApiError::new(status, "invalid_request", rejection.body_text())
+        // serde's message may quote a value of the body, and a value may be a secret.
+        ApiError::new(
+            status,
+            "invalid_request",
+            redact_token_like(&rejection.body_text()),
+        )
     })?;
 
     let scopes = body.scopes.unwrap_or_default();
@@ -387,9 +393,10 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(date.and_time(NaiveTime::MIN).and_utc());
     }
+    let shown: String = text.chars().take(64).collect();
     Err(format!(
         "expired_at must be an ISO 8601 date and time (like 2026-12-31T00:00:00), not {:?}",
-        text.chars().take(64).collect::<String>()
+        redact_token_like(&shown)
     ))
 }
 

@@ -20,6 +20,7 @@
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use clap::error::ErrorKind;
@@ -30,7 +31,7 @@ use protected_endpoint::authority_client::{
 };
 use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::record::ApiToken;
-use protected_endpoint::token::{TokenHash, TokenSecret};
+use protected_endpoint::token::{redact_token_like, TokenHash, TokenSecret};
 use protected_endpoint::verifier::file::TokenFileStore;
 use protected_endpoint::verifier::memory::{CreatedToken, NewToken};
 use serde_json::json;
@@ -138,6 +139,7 @@ impl Backend {
         match (target.file, target.endpoint, target.api_token) {
             (Some(file), None, _) => Ok(Backend::File(TokenFileStore::open(file)?)),
             (None, Some(endpoint), Some(api_token)) => {
+                let _ = API_TOKEN.set(api_token.clone());
                 let timeout = target.timeout.to_std().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
                 let client = AuthorityClient::builder(&endpoint, TokenSecret::new(api_token))
                     .request_timeout(timeout)
@@ -328,6 +330,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text} is too long"))
 }
 
+/// The API token the CLI calls an authority with, so that nothing it prints can show it.
+static API_TOKEN: OnceLock<String> = OnceLock::new();
+
+/// `text` as it may be printed: without the API token, without anything in token format and
+/// without control characters but newlines, whatever a server sent. Only a new token's
+/// secret, printed once on purpose, bypasses it.
+fn scrub(text: &str) -> String {
+    let text = match API_TOKEN.get().filter(|token| !token.is_empty()) {
+        Some(token) => text.replace(token.as_str(), "<redacted>"),
+        None => text.to_owned(),
+    };
+    redact_token_like(&text)
+        .chars()
+        .filter(|&c| c == '\n' || !c.is_control())
+        .collect()
+}
+
 /// A failure: the message for stderr. The exit code is 1.
 struct Failure(String);
 
@@ -344,7 +363,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message)) => {
-            let _ = writeln!(io::stderr(), "error: {message}");
+            let _ = writeln!(io::stderr(), "error: {}", scrub(&message));
             ExitCode::FAILURE
         }
     }
@@ -459,12 +478,16 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         expires_at,
     })?;
 
+    // The record passes through `scrub` like everything else; the new secret is the one
+    // thing printed as it is.
     match output {
-        Output::Json => print_json(&Created {
-            token: &created.token,
-            secret: created.secret.expose(),
-        })?,
-        Output::Text => println_out(created.secret.expose())?,
+        Output::Json => {
+            let token: serde_json::Value =
+                serde_json::from_str(&scrub(&serde_json::to_string(&created.token)?))?;
+            let created = json!({"token": token, "secret": created.secret.expose()});
+            print_raw(&serde_json::to_string_pretty(&created)?)?
+        }
+        Output::Text => print_raw(created.secret.expose())?,
     }
     let (place, keeper) = match backend {
         Backend::File(_) => ("in", "the file"),
@@ -487,13 +510,6 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         );
     }
     Ok(())
-}
-
-/// `token create --output json`: the record, then the secret.
-#[derive(serde::Serialize)]
-struct Created<'a> {
-    token: &'a ApiToken,
-    secret: &'a str,
 }
 
 fn hash(output: Output) -> Result<(), Failure> {
@@ -525,11 +541,16 @@ fn hash(output: Output) -> Result<(), Failure> {
 }
 
 fn note(message: &str) {
-    let _ = writeln!(io::stderr(), "{message}");
+    let _ = writeln!(io::stderr(), "{}", scrub(message));
 }
 
-/// Prints a line; a closed stdout (`| head`) is a failure, not a panic.
+/// Prints a line, through [`scrub`].
 fn println_out(line: &str) -> Result<(), Failure> {
+    print_raw(&scrub(line))
+}
+
+/// Prints a line as it is; a closed stdout (`| head`) is a failure, not a panic.
+fn print_raw(line: &str) -> Result<(), Failure> {
     let mut stdout = io::stdout().lock();
     writeln!(stdout, "{line}")
         .and_then(|()| stdout.flush())

@@ -44,31 +44,11 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 
 use crate::policy::{DeploymentAccess, Scope};
-use crate::record::ApiToken;
+use crate::record::{ApiToken, InvalidRecord};
+#[cfg(doc)]
+use crate::record::{MAX_DESCRIPTION_LEN, MAX_NAME_LEN};
 use crate::token::{TokenHash, TokenSecret};
 use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
-
-/// The longest token name accepted, in characters (after trimming white space).
-///
-/// ```
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError, MAX_NAME_LEN};
-///
-/// let store = InMemoryTokenStore::new();
-/// assert!(store.create(NewToken::new("n".repeat(MAX_NAME_LEN))).is_ok());
-/// let too_long = store.create(NewToken::new("n".repeat(MAX_NAME_LEN + 1)));
-/// assert_eq!(too_long.unwrap_err(), NewTokenError::InvalidName);
-/// ```
-pub const MAX_NAME_LEN: usize = 128;
-/// The longest token description accepted, in characters.
-///
-/// ```
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError, MAX_DESCRIPTION_LEN};
-///
-/// let store = InMemoryTokenStore::new();
-/// let essay = NewToken::new("ci").description("x".repeat(MAX_DESCRIPTION_LEN + 1));
-/// assert_eq!(store.create(essay).unwrap_err(), NewTokenError::InvalidDescription);
-/// ```
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
 
 /// What to create: the arguments of the platform's `api_token.create`.
 ///
@@ -96,14 +76,19 @@ pub struct NewToken {
 
 impl NewToken {
     /// A token named `name`. The store trims white space around it; it must then be 1 to
-    /// [`MAX_NAME_LEN`] characters without control characters.
+    /// [`MAX_NAME_LEN`] characters without control or format characters (see
+    /// [`ApiToken::check`]).
     ///
     /// ```
+    /// use protected_endpoint::record::InvalidRecord;
     /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError};
     ///
     /// let store = InMemoryTokenStore::new();
     /// assert_eq!(store.create(NewToken::new("  ci  ")).unwrap().token.name, "ci");
-    /// assert_eq!(store.create(NewToken::new("   ")).unwrap_err(), NewTokenError::EmptyName);
+    /// assert_eq!(
+    ///     store.create(NewToken::new("   ")).unwrap_err(),
+    ///     NewTokenError::Invalid(InvalidRecord::EmptyName)
+    /// );
     /// ```
     pub fn new(name: impl Into<String>) -> Self {
         Self {
@@ -116,7 +101,7 @@ impl NewToken {
     }
 
     /// A free-text description: at most [`MAX_DESCRIPTION_LEN`] characters, without control
-    /// characters other than newline and tab.
+    /// or format characters other than newline and tab.
     ///
     /// ```
     /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
@@ -184,8 +169,6 @@ impl NewToken {
 
     /// Checks the arguments, returning the record a store keeps for them.
     fn into_record(self, uid: String, now: DateTime<Utc>) -> Result<ApiToken, NewTokenError> {
-        let name = self.name.trim();
-        check_name_and_description(name, &self.description)?;
         if let Some(expires_at) = self.expires_at {
             if expires_at <= now {
                 return Err(NewTokenError::ExpiryInThePast);
@@ -194,97 +177,81 @@ impl NewToken {
         let mut scopes = self.scopes;
         scopes.sort();
         scopes.dedup();
-        Ok(ApiToken {
+        let record = ApiToken {
             uid,
-            name: name.to_owned(),
+            name: self.name.trim().to_owned(),
             description: self.description,
             scopes,
             deployments: self.deployments,
             created_at: now,
             expired_at: self.expires_at,
             last_used_at: None,
-        })
+        };
+        record.check()?;
+        Ok(record)
     }
-}
-
-/// The rules every stored name and description follow.
-fn check_name_and_description(name: &str, description: &str) -> Result<(), NewTokenError> {
-    if name.trim().is_empty() {
-        return Err(NewTokenError::EmptyName);
-    }
-    if name.chars().count() > MAX_NAME_LEN || name.chars().any(char::is_control) {
-        return Err(NewTokenError::InvalidName);
-    }
-    // A secret pasted into a name or description would be stored and listed in clear, and a
-    // token file holding one is refused by its loader.
-    if crate::token::contains_minted_token(name) || crate::token::contains_minted_token(description)
-    {
-        return Err(NewTokenError::LooksLikeSecret);
-    }
-    if description.chars().count() > MAX_DESCRIPTION_LEN
-        || description
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(NewTokenError::InvalidDescription);
-    }
-    Ok(())
 }
 
 /// Why a token could not be created or imported. Nothing was stored.
 ///
 /// ```
+/// use protected_endpoint::record::InvalidRecord;
 /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken, NewTokenError};
 ///
 /// let store = InMemoryTokenStore::new();
 /// let error = store.create(NewToken::new("tab\u{1b}")).unwrap_err();
-/// assert_eq!(error, NewTokenError::InvalidName);
-/// assert!(error.to_string().contains("without control characters"));
+/// assert!(matches!(
+///     error,
+///     NewTokenError::Invalid(InvalidRecord::ForbiddenCharacter { field: "name", .. })
+/// ));
+/// assert!(error.to_string().contains("U+001B"), "{error}");
 /// assert!(store.is_empty());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NewTokenError {
-    /// The name is empty (or only white space).
-    EmptyName,
-    /// The name is longer than [`MAX_NAME_LEN`] characters or has control characters.
-    InvalidName,
-    /// The description is longer than [`MAX_DESCRIPTION_LEN`] or has control characters.
-    InvalidDescription,
+    /// The record breaks one of the rules of [`ApiToken::check`].
+    Invalid(InvalidRecord),
     /// The expiry is not in the future.
     ExpiryInThePast,
     /// A token with this uid is already stored (import only).
     DuplicateUid(String),
-    /// The uid is empty, longer than 128 bytes, or not printable ASCII without spaces
-    /// (import only).
-    InvalidUid,
-    /// The name or description contains a token in this crate's format: a secret must never
-    /// be stored in clear.
-    LooksLikeSecret,
     /// A token with this secret hash is already stored (import only).
     DuplicateHash(String),
+}
+
+impl NewTokenError {
+    /// The field of the request the error is about, when it is about one.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let error = store.create(NewToken::new("")).unwrap_err();
+    /// assert_eq!(error.field(), Some("name"));
+    /// ```
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            NewTokenError::Invalid(invalid) => Some(invalid.field()),
+            NewTokenError::ExpiryInThePast => Some("expired_at"),
+            NewTokenError::DuplicateUid(_) => Some("uid"),
+            NewTokenError::DuplicateHash(_) => None,
+        }
+    }
+}
+
+impl From<InvalidRecord> for NewTokenError {
+    fn from(invalid: InvalidRecord) -> Self {
+        NewTokenError::Invalid(invalid)
+    }
 }
 
 impl fmt::Display for NewTokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NewTokenError::EmptyName => f.write_str("a token needs a name"),
-            NewTokenError::InvalidName => write!(
-                f,
-                "a token name is at most {MAX_NAME_LEN} characters, without control characters"
-            ),
-            NewTokenError::InvalidDescription => write!(
-                f,
-                "a token description is at most {MAX_DESCRIPTION_LEN} characters, without control characters other than newline and tab"
-            ),
+            NewTokenError::Invalid(invalid) => invalid.fmt(f),
             NewTokenError::ExpiryInThePast => f.write_str("the expiry must be in the future"),
             NewTokenError::DuplicateUid(uid) => write!(f, "a token with uid {uid} already exists"),
-            NewTokenError::LooksLikeSecret => f.write_str(
-                "the name or description contains an access token: secrets are never stored in clear",
-            ),
-            NewTokenError::InvalidUid => f.write_str(
-                "a token uid is 1 to 128 printable ASCII characters without spaces",
-            ),
             NewTokenError::DuplicateHash(uid) => write!(
                 f,
                 "token {uid} has the same secret hash as a token already stored"
@@ -293,7 +260,14 @@ impl fmt::Display for NewTokenError {
     }
 }
 
-impl std::error::Error for NewTokenError {}
+impl std::error::Error for NewTokenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NewTokenError::Invalid(invalid) => Some(invalid),
+            _ => None,
+        }
+    }
+}
 
 /// A freshly created token: its record and its secret. The secret is not kept anywhere:
 /// hand it to its owner now. `Debug` redacts it.
@@ -541,9 +515,9 @@ impl InMemoryTokenStore {
     }
 
     /// Stores an existing record with the hash of its secret (to restore tokens saved
-    /// elsewhere, in this crate's format or not). The record is checked like a new one (name,
-    /// description; scopes are sorted), but its dates are kept, even a past expiry. Fails,
-    /// storing nothing, on a bad record or a duplicate uid or hash.
+    /// elsewhere, in this crate's format or not). The record must pass [`ApiToken::check`]
+    /// (scopes are then sorted), but its dates are kept, even a past expiry. Fails, storing
+    /// nothing, on a bad record or a duplicate uid or hash.
     ///
     /// A secret that starts with [`TOKEN_PREFIX`](crate::token::TOKEN_PREFIX) must also have this crate's format (see
     /// [`TokenSecret::has_valid_format`]): otherwise verification refuses it before looking
@@ -570,13 +544,7 @@ impl InMemoryTokenStore {
     /// assert_eq!(again, Err(NewTokenError::DuplicateUid("legacy01".into())));
     /// ```
     pub fn import(&self, mut record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
-        if record.uid.is_empty()
-            || record.uid.len() > 128
-            || !record.uid.bytes().all(|b| b.is_ascii_graphic())
-        {
-            return Err(NewTokenError::InvalidUid);
-        }
-        check_name_and_description(&record.name, &record.description)?;
+        record.check()?;
         record.scopes.sort();
         record.scopes.dedup();
         let mut tokens = self.write();
@@ -756,6 +724,7 @@ fn new_uid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::MAX_NAME_LEN;
     use chrono::Duration;
 
     #[test]
@@ -784,15 +753,32 @@ mod tests {
     fn bad_arguments_store_nothing() {
         let store = InMemoryTokenStore::new();
         let cases = [
-            (NewToken::new("  "), NewTokenError::EmptyName),
-            (NewToken::new("a\u{0}b"), NewTokenError::InvalidName),
+            (NewToken::new("  "), InvalidRecord::EmptyName.into()),
+            (
+                NewToken::new("a\u{0}b"),
+                InvalidRecord::ForbiddenCharacter {
+                    field: "name",
+                    character: '\u{0}',
+                    position: 2,
+                }
+                .into(),
+            ),
             (
                 NewToken::new("x".repeat(MAX_NAME_LEN + 1)),
-                NewTokenError::InvalidName,
+                InvalidRecord::TooLong {
+                    field: "name",
+                    max: MAX_NAME_LEN,
+                }
+                .into(),
             ),
             (
                 NewToken::new("ok").description("bell\u{7}"),
-                NewTokenError::InvalidDescription,
+                InvalidRecord::ForbiddenCharacter {
+                    field: "description",
+                    character: '\u{7}',
+                    position: 5,
+                }
+                .into(),
             ),
             (
                 NewToken::new("ok").expires_at(Utc::now() - Duration::seconds(1)),
@@ -810,6 +796,7 @@ mod tests {
         let store = InMemoryTokenStore::new();
         let created = store.create(NewToken::new("short")).unwrap();
         let mut record = store.delete(&created.token.uid).unwrap();
+        record.created_at = Utc::now() - Duration::days(1);
         record.expired_at = Some(Utc::now() - Duration::seconds(1));
         store
             .import(record.clone(), TokenHash::of(&created.secret))
@@ -850,14 +837,18 @@ mod tests {
         bad.name = "tab\u{1b}".into();
         assert_eq!(
             store.import(bad.clone(), TokenHash::of_str("x")),
-            Err(NewTokenError::InvalidName)
+            Err(NewTokenError::Invalid(InvalidRecord::ForbiddenCharacter {
+                field: "name",
+                character: '\u{1b}',
+                position: 4
+            }))
         );
         for uid in ["", "with space", "ü"] {
             let mut odd = store.get("legacy").unwrap();
             odd.uid = uid.into();
             assert_eq!(
                 store.import(odd, TokenHash::of_str("y")),
-                Err(NewTokenError::InvalidUid)
+                Err(NewTokenError::Invalid(InvalidRecord::InvalidUid))
             );
         }
         assert_eq!(store.len(), 1);

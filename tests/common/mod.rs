@@ -1,6 +1,10 @@
 //! Helpers shared by the end-to-end tests: real servers on 127.0.0.1, real clients.
 #![allow(dead_code)]
 
+#[cfg(feature = "authority")]
+pub mod authority;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod example;
 
 use std::net::SocketAddr;

@@ -6,11 +6,10 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::record::ApiToken;
-use crate::token::{redact_quoted, TokenHash, TOKEN_PREFIX};
+use crate::token::{redact_quoted, redact_token_like, TokenHash};
 
 /// Field names that suggest someone put a secret itself into the file. They are refused with a
 /// message that says so (rather than a bare "unknown field"), and their values are never echoed.
@@ -25,9 +24,6 @@ const PLAINTEXT_FIELDS: &[&str] = &[
     "value",
     "bearer",
 ];
-
-/// The longest uid accepted in a token file, in bytes.
-const MAX_UID_LEN: usize = 128;
 
 /// The syntax of a token file, chosen by its extension (`.json` or `.toml`, any case).
 ///
@@ -155,8 +151,11 @@ impl TokenFile {
     /// Refused, with a message naming the entry (`tokens[i]` and its uid): a field that is not
     /// part of the format (in particular anything that looks like a plaintext secret: `token`,
     /// `secret`, ..., or any value in this crate's `pe_…` token format), a malformed `hash`,
-    /// an invalid scope or deployment name, a date that is not RFC 3339 or an `expired_at`
-    /// not after `created_at`, an empty uid or name, and a uid or hash used twice.
+    /// an invalid scope or deployment name, a date that is not RFC 3339, a record that breaks
+    /// a rule of [`ApiToken::check`](crate::record::ApiToken::check) (the same rules as every
+    /// other way in: uid, name and description limits, no control or format characters, no
+    /// secret in any field, timestamps the platform's SDK can read, `expired_at` after
+    /// `created_at`), and a uid or hash used twice.
     pub fn parse(text: &str, format: TokenFileFormat) -> Result<Self, FileContentError> {
         // Parser messages can quote the values they choke on (serde) or the whole source line
         // (TOML): `FileContentError::syntax` keeps positions and field names, never values.
@@ -186,9 +185,11 @@ impl TokenFile {
         let mut uids: HashMap<String, usize> = HashMap::with_capacity(raw.tokens.len());
         let mut hashes: HashMap<TokenHash, usize> = HashMap::with_capacity(raw.tokens.len());
         for (index, value) in raw.tokens.into_iter().enumerate() {
+            // The uid names the entry in errors, unless it is itself a pasted secret.
             let uid = value
                 .get("uid")
                 .and_then(serde_json::Value::as_str)
+                .filter(|uid| !crate::token::contains_minted_token(uid))
                 .map(str::to_owned);
             let entry_error = |message: String| FileContentError::Entry {
                 index,
@@ -281,32 +282,7 @@ fn contains_minted_token(value: &serde_json::Value) -> bool {
 }
 
 fn check_entry(entry: &TokenEntry) -> Result<(), String> {
-    let token = &entry.token;
-    if token.uid.is_empty()
-        || token.uid.len() > MAX_UID_LEN
-        || !token.uid.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(format!(
-            "uid must be 1 to {MAX_UID_LEN} printable ASCII characters without spaces"
-        ));
-    }
-    if token.name.trim().is_empty() || token.name.chars().any(char::is_control) {
-        return Err("name must be non-empty, without control characters".to_owned());
-    }
-    if let Some(expired_at) = token.expired_at {
-        if expired_at <= token.created_at {
-            return Err(format!(
-                "expired_at ({}) must be after created_at ({})",
-                rfc3339(expired_at),
-                rfc3339(token.created_at)
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    entry.token.check().map_err(|invalid| invalid.to_string())
 }
 
 /// TOML values as JSON values, with TOML's native date-times turned into their RFC 3339 text
@@ -360,32 +336,9 @@ impl FileContentError {
     fn syntax(format: TokenFileFormat, message: String) -> Self {
         FileContentError::Syntax {
             format,
-            message: redact_token_like(&redact_quoted(message.trim_end())),
+            message: redact_token_like(&redact_quoted(message.trim_end())).into_owned(),
         }
     }
-}
-
-/// Replaces every run of this crate's token prefix and 8 or more base62 characters in a
-/// parser's message: TOML errors quote the offending line, and a secret pasted into a token
-/// file must not travel on into the logs and [`StaticFileVerifier::status`](super::StaticFileVerifier::status).
-fn redact_token_like(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(TOKEN_PREFIX) {
-        let (before, from) = rest.split_at(at);
-        out.push_str(before);
-        let tail = &from[TOKEN_PREFIX.len()..];
-        let run = tail.bytes().take_while(u8::is_ascii_alphanumeric).count();
-        if run >= 8 {
-            out.push_str(TOKEN_PREFIX);
-            out.push_str("<redacted>");
-        } else {
-            out.push_str(&from[..TOKEN_PREFIX.len() + run]);
-        }
-        rest = &tail[run..];
-    }
-    out.push_str(rest);
-    out
 }
 
 impl fmt::Display for FileContentError {

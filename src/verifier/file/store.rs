@@ -109,22 +109,7 @@ impl TokenFileStore {
 
     /// Reads and checks the whole file. A file that does not exist is an error.
     pub fn read(&self) -> Result<TokenFile, TokenFileError> {
-        let file = fs::File::open(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
-        let text = read_capped(file, &self.path)?;
-        TokenFile::parse(&text, self.format).map_err(|source| TokenFileError::Content {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
-    /// Reads the file, or an empty one if it does not exist yet.
-    fn read_or_empty(&self) -> Result<TokenFile, TokenFileError> {
-        match self.read() {
-            Err(TokenFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Ok(TokenFile::new())
-            }
-            other => other,
-        }
+        read_checked(&self.path, self.format)
     }
 
     /// Creates a token and writes its record and hash to the file (creating the file if
@@ -211,8 +196,12 @@ impl TokenFileStore {
         &self,
         change: impl FnOnce(&mut TokenFile) -> Result<(R, bool), StoreError>,
     ) -> Result<R, StoreError> {
-        let _lock = self.lock()?;
-        let mut file = self.read_or_empty()?;
+        // A symbolic link is followed to the file it names, which is locked, read and replaced
+        // in its own directory; the link stays in place, so every reader of either path sees
+        // the change.
+        let target = self.target()?;
+        let _lock = lock_beside(&target, LOCK_WAIT, &self.path)?;
+        let mut file = read_or_empty(&target, self.format)?;
         let (result, changed) = change(&mut file)?;
         if !changed {
             return Ok(result);
@@ -223,77 +212,144 @@ impl TokenFileStore {
                 path: self.path.clone(),
                 source,
             })?;
-        self.write_atomically(text.as_bytes())
+        write_atomically(&target, text.as_bytes())
             .map_err(|e| TokenFileError::io(&self.path, e))?;
         Ok(result)
     }
 
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self
-            .path
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".lock");
-        self.path.with_file_name(name)
-    }
-
-    /// Takes the exclusive lock, waiting up to [`LOCK_WAIT`] for other writers. It is released
-    /// when the returned file is dropped (or the process exits, however it exits).
-    fn lock(&self) -> Result<fs::File, TokenFileError> {
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
-        loop {
-            match self.try_lock()? {
-                Some(file) => return Ok(file),
-                None if std::time::Instant::now() >= deadline => {
-                    return Err(self.locked_error());
-                }
-                None => std::thread::sleep(std::time::Duration::from_millis(20)),
-            }
-        }
+    /// The file that `path` names: itself, or the end of its chain of symbolic links.
+    fn target(&self) -> Result<PathBuf, TokenFileError> {
+        resolve_links(&self.path).map_err(|e| TokenFileError::io(&self.path, e))
     }
 
     /// Takes the exclusive lock now or fails: how a token authority claims its data file for
     /// as long as it runs, so no other writer changes the file under it.
     #[cfg(feature = "authority")]
     pub(crate) fn lock_now(&self) -> Result<fs::File, TokenFileError> {
-        self.try_lock()?.ok_or_else(|| self.locked_error())
+        lock_beside(&self.target()?, std::time::Duration::ZERO, &self.path)
     }
+}
 
-    fn try_lock(&self) -> Result<Option<fs::File>, TokenFileError> {
-        let path = self.lock_path();
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| TokenFileError::io(&path, e))?;
-        let locked = fs4::fs_std::FileExt::try_lock_exclusive(&file)
-            .map_err(|e| TokenFileError::io(&path, e))?;
-        Ok(locked.then_some(file))
+/// The file at the end of `path`'s chain of symbolic links (`path` itself when it is not a
+/// link, or does not exist yet). A link to a file that does not exist yet names the file to
+/// create.
+fn resolve_links(path: &Path) -> io::Result<PathBuf> {
+    /// Linux's own limit on links followed in one lookup.
+    const MAX_HOPS: usize = 40;
+    let mut current = path.to_owned();
+    for _ in 0..MAX_HOPS {
+        match fs::symlink_metadata(&current) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let target = fs::read_link(&current)?;
+                current = match current.parent() {
+                    Some(dir) if target.is_relative() => dir.join(target),
+                    _ => target,
+                };
+            }
+            Ok(_) => return Ok(current),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Err(e) => return Err(e),
+        }
     }
+    Err(io::Error::other(
+        "too many levels of symbolic links (is there a loop?)",
+    ))
+}
 
-    fn locked_error(&self) -> TokenFileError {
-        TokenFileError::io(
-            &self.path,
-            io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "locked by another process (a running token authority keeps its data file \
-                 locked: change its tokens through its API)",
-            ),
-        )
-    }
+/// `<file>.lock` beside `file`.
+fn lock_path(file: &Path) -> PathBuf {
+    let mut name = file
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".lock");
+    file.with_file_name(name)
+}
 
-    fn write_atomically(&self, contents: &[u8]) -> io::Result<()> {
-        write_atomically(&self.path, contents)
+/// Takes the exclusive lock on `<file>.lock`, waiting up to `wait` for other writers. It is
+/// released when the returned file is dropped (or the process exits, however it exits).
+/// `shown` is the path errors name (the one the user gave).
+fn lock_beside(
+    file: &Path,
+    wait: std::time::Duration,
+    shown: &Path,
+) -> Result<fs::File, TokenFileError> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match try_lock(&lock_path(file))? {
+            Some(file) => return Ok(file),
+            None if std::time::Instant::now() >= deadline => return Err(locked_error(shown)),
+            None => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
     }
+}
+
+fn try_lock(path: &Path) -> Result<Option<fs::File>, TokenFileError> {
+    let mut options = fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    // Never through a symbolic link: a link planted as the lock file would make us create
+    // or write a file wherever it points.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let file = options.open(path).map_err(|e| {
+        let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            TokenFileError::io(
+                path,
+                io::Error::other(
+                    "the lock file is a symbolic link; refusing to follow it (remove the link: \
+                     the lock file must be a regular file)",
+                ),
+            )
+        } else {
+            TokenFileError::io(path, e)
+        }
+    })?;
+    let locked =
+        fs4::fs_std::FileExt::try_lock_exclusive(&file).map_err(|e| TokenFileError::io(path, e))?;
+    Ok(locked.then_some(file))
+}
+
+fn locked_error(path: &Path) -> TokenFileError {
+    TokenFileError::io(
+        path,
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "locked by another process (a running token authority keeps its data file \
+             locked: change its tokens through its API)",
+        ),
+    )
+}
+
+/// Reads and checks the file at `path`, or an empty one if it does not exist yet.
+fn read_or_empty(path: &Path, format: TokenFileFormat) -> Result<TokenFile, TokenFileError> {
+    match read_checked(path, format) {
+        Err(TokenFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Ok(TokenFile::new())
+        }
+        other => other,
+    }
+}
+
+/// Reads and checks the whole file at `path`.
+fn read_checked(path: &Path, format: TokenFileFormat) -> Result<TokenFile, TokenFileError> {
+    let file = fs::File::open(path).map_err(|e| TokenFileError::io(path, e))?;
+    let text = read_capped(file, path)?;
+    TokenFile::parse(&text, format).map_err(|source| TokenFileError::Content {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Replaces `path` with `contents` atomically and durably: a temporary file in the same
 /// directory, flushed (`fsync`), renamed over `path`, then the directory flushed, so after a
 /// crash the file is the old or the new version, never half of one. The file keeps its
 /// permissions; a new one is created readable by its owner only (0600).
+///
+/// When `path` is a symbolic link, the file it points to is replaced, in that file's own
+/// directory, and the link is left as it is.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let path = &resolve_links(path)?;
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -361,7 +417,9 @@ mod tests {
         let store = TokenFileStore::open(&path).unwrap();
         assert!(matches!(
             store.create(NewToken::new(" ")),
-            Err(StoreError::NewToken(NewTokenError::EmptyName))
+            Err(StoreError::NewToken(NewTokenError::Invalid(
+                crate::record::InvalidRecord::EmptyName
+            )))
         ));
         assert!(!path.exists());
         let created = store
@@ -376,7 +434,9 @@ mod tests {
 
     #[test]
     fn a_relative_path_in_the_current_directory_is_fine() {
-        let store = TokenFileStore::open("tokens.json").unwrap();
-        assert_eq!(store.lock_path(), Path::new("tokens.json.lock"));
+        assert_eq!(
+            lock_path(Path::new("tokens.json")),
+            Path::new("tokens.json.lock")
+        );
     }
 }

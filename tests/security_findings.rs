@@ -1,0 +1,355 @@
+//! The red-team findings of issue 10, each replayed on its real path: HTTP against a running
+//! authority (in memory and with a data file), the real CLI binary on real files and symbolic
+//! links, the token-file loader, and a fake endpoint on 127.0.0.1 that echoes credentials.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use axum::extract::Path as UrlPath;
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use common::authority::AuthorityServer;
+use common::cli::{printed, run, run_with_env};
+use protected_endpoint::authority::Authority;
+use protected_endpoint::token::{contains_minted_token, TokenSecret};
+use protected_endpoint::verifier::file::{StaticFileVerifier, TokenFileStore};
+use protected_endpoint::verifier::memory::NewToken;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// The bodies each finding sends, with a word the 400 must say.
+fn refused_bodies(admin: &str) -> Vec<(&'static str, Value, &'static str)> {
+    vec![
+        (
+            "a secret glued to a prefix",
+            json!({"name": format!("old_{admin}")}),
+            "name contains an access token",
+        ),
+        (
+            "a secret glued to a suffix",
+            json!({"name": format!("{admin}1")}),
+            "name contains an access token",
+        ),
+        (
+            "a secret after a letter",
+            json!({"name": format!("A{admin}")}),
+            "name contains an access token",
+        ),
+        (
+            "a secret in the description",
+            json!({"name": "ci", "description": format!("x{admin}y")}),
+            "description contains an access token",
+        ),
+        (
+            "a leap second",
+            json!({"name": "ci", "expired_at": "2030-06-30T23:59:60Z"}),
+            "leap second",
+        ),
+        (
+            "a five-digit year",
+            json!({"name": "ci", "expired_at": "+10000-01-01T00:00:00"}),
+            "expired_at",
+        ),
+        (
+            "a deployment named like a token",
+            json!({"name": "ci", "deployments": [TokenSecret::generate().expose()]}),
+            "deployments contains an access token",
+        ),
+        (
+            "a zero-width space",
+            json!({"name": "admin\u{200b}"}),
+            "U+200B",
+        ),
+        (
+            "a right-to-left override",
+            json!({"name": "\u{202e}admin"}),
+            "U+202E",
+        ),
+        (
+            "a byte order mark",
+            json!({"name": "\u{feff}admin"}),
+            "U+FEFF",
+        ),
+        (
+            "a format character in a description",
+            json!({"name": "ci", "description": "see\u{200d}here"}),
+            "U+200D",
+        ),
+    ]
+}
+
+async fn every_finding_is_a_400_that_changes_nothing(server: &AuthorityServer) {
+    for (what, body, says) in refused_bodies(&server.admin) {
+        let (status, answer) = server.create(body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {message}");
+        assert!(!message.contains(&server.admin), "{what} echoed the secret");
+    }
+    assert_eq!(server.names().await, ["admin"]);
+}
+
+#[tokio::test]
+async fn the_authority_in_memory_refuses_every_finding() {
+    let server = AuthorityServer::in_memory().await;
+    every_finding_is_a_400_that_changes_nothing(&server).await;
+}
+
+#[tokio::test]
+async fn the_authority_with_a_data_file_refuses_every_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let server = AuthorityServer::with_data_file(&path).await;
+    every_finding_is_a_400_that_changes_nothing(&server).await;
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(&server.admin),
+        "the data file holds a secret"
+    );
+    assert!(!contains_minted_token(&text));
+}
+
+#[tokio::test]
+async fn descriptions_keep_newlines_and_tabs() {
+    let server = AuthorityServer::in_memory().await;
+    let (status, body) = server
+        .create(json!({"name": "ci", "description": "line one\n\tline two"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["description"], "line one\n\tline two");
+}
+
+#[test]
+fn the_cli_refuses_a_secret_glued_into_a_name_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let secret = TokenSecret::generate();
+    for name in [
+        format!("x{}", secret.expose()),
+        format!("{}_old", secret.expose()),
+    ] {
+        let output = run(&["token", "create", "--file", path(&file), "--name", &name]);
+        assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+        assert!(printed(&output).contains("name contains an access token"));
+        assert!(!printed(&output).contains(secret.expose()));
+    }
+    let output = run(&[
+        "token",
+        "create",
+        "--file",
+        path(&file),
+        "--name",
+        "ci",
+        "--deployment",
+        secret.expose(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+    assert!(printed(&output).contains("deployments contains an access token"));
+    assert!(!file.exists(), "a refused create wrote the file");
+}
+
+#[test]
+fn the_token_file_loader_refuses_glued_secrets_and_unreadable_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let secret = TokenSecret::generate();
+    let entry = |field: &str, value: Value| {
+        let mut entry = json!({
+            "uid": "u1", "name": "ci", "deployments": "*",
+            "created_at": "2026-01-01T00:00:00Z",
+            "hash": "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",
+        });
+        entry[field] = value;
+        json!({ "tokens": [entry] }).to_string()
+    };
+    for (what, text) in [
+        (
+            "glued name",
+            entry("name", json!(format!("A{}1", secret.expose()))),
+        ),
+        ("zero-width name", entry("name", json!("ci\u{200b}"))),
+        ("long name", entry("name", json!("n".repeat(129)))),
+        (
+            "leap second",
+            entry("created_at", json!("2016-12-31T23:59:60Z")),
+        ),
+        ("year 0", entry("created_at", json!("0000-06-01T00:00:00Z"))),
+        (
+            "far expiry",
+            entry("expired_at", json!("+10000-01-01T00:00:00Z")),
+        ),
+    ] {
+        fs::write(&file, &text).unwrap();
+        let error = StaticFileVerifier::open(&file).expect_err(what).to_string();
+        assert!(!error.contains(secret.expose()), "{what}: {error}");
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_cli_changes_the_file_a_symlink_names_and_keeps_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real").join("tokens.json");
+    fs::create_dir(target.parent().unwrap()).unwrap();
+    let link = dir.path().join("link.json");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    let store = TokenFileStore::open(&link).unwrap();
+    let created = store.create(NewToken::new("ci")).unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let verifier = StaticFileVerifier::builder(&target)
+        .no_watch()
+        .open()
+        .unwrap();
+    assert!(verifier.verify_now(&created.secret).is_ok());
+
+    let output = run(&["token", "delete", "--file", path(&link), &created.token.uid]);
+    assert!(output.status.success(), "{}", printed(&output));
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    verifier.reload().unwrap();
+    assert!(
+        verifier.verify_now(&created.secret).is_err(),
+        "a server reading the link's target still accepts the deleted token"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_authority_writes_through_a_symlinked_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("tokens.json");
+    let link = dir.path().join("data.json");
+    std::os::unix::fs::symlink("tokens.json", &link).unwrap();
+
+    let authority = Authority::open(&link).unwrap();
+    let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+    authority.create(NewToken::new("ci")).await.unwrap();
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let verifier = StaticFileVerifier::builder(&target)
+        .no_watch()
+        .open()
+        .unwrap();
+    assert_eq!(verifier.len(), 2);
+    assert!(verifier.verify_now(&admin.secret).is_ok());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_lock_file_is_refused_and_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k.json");
+    let elsewhere = dir.path().join("elsewhere");
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("k.json.lock")).unwrap();
+
+    let output = run(&["token", "create", "--file", path(&file), "--name", "ci"]);
+    assert_eq!(output.status.code(), Some(1), "{}", printed(&output));
+    assert!(
+        printed(&output).contains("symbolic link"),
+        "{}",
+        printed(&output)
+    );
+    assert!(!elsewhere.exists(), "the lock file's link was followed");
+    assert!(!file.exists());
+}
+
+/// An endpoint that is not an authority: it answers every call with the credentials it was
+/// sent, in the way its first path segment names.
+async fn echoing_endpoint() -> String {
+    async fn echo(UrlPath(mode): UrlPath<String>, headers: HeaderMap) -> Response {
+        let sent = headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        let other = TokenSecret::generate();
+        let record = |name: String| {
+            json!({"uid": "u1", "name": name, "created_at": "2026-01-01T00:00:00+00:00",
+                   "deployments": "*"})
+        };
+        match mode.as_str() {
+            "message" => (
+                AxumStatus::UNAUTHORIZED,
+                Json(json!({"message": format!("bad token {sent}; try {}", other.expose())})),
+            )
+                .into_response(),
+            "description" => (
+                AxumStatus::FORBIDDEN,
+                Json(json!({"error_description": format!("{sent} lacks a scope")})),
+            )
+                .into_response(),
+            "challenge" => (
+                AxumStatus::UNAUTHORIZED,
+                [(
+                    "www-authenticate",
+                    format!(r#"Bearer error="invalid_token", error_description="{sent}""#),
+                )],
+            )
+                .into_response(),
+            "record" => Json(json!({"start": 0, "count": 1, "total": 1,
+                                    "items": [record(format!("stolen {sent}"))]}))
+            .into_response(),
+            _ => {
+                let mut created = record("ci".to_owned());
+                created["token"] = json!(sent);
+                Json(created).into_response()
+            }
+        }
+    }
+    let app = Router::new()
+        .route("/{mode}/api/v1/api_tokens", get(echo).post(echo))
+        .route("/{mode}/api/v1/api_tokens/{uid}", get(echo).delete(echo));
+    common::serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_never_prints_its_api_token_whatever_the_server_echoes() {
+    let base = echoing_endpoint().await;
+    for api_token in [
+        TokenSecret::generate().expose().to_owned(),
+        "legacy-api-token-of-another-format".to_owned(),
+    ] {
+        for (mode, command) in [
+            ("message", vec!["list"]),
+            ("description", vec!["get", "u1"]),
+            ("challenge", vec!["delete", "u1"]),
+            ("record", vec!["list"]),
+            ("secret", vec!["create", "--name", "ci"]),
+        ] {
+            let endpoint = format!("{base}/{mode}");
+            let mut args = vec!["token"];
+            args.extend(&command);
+            args.extend(["--endpoint", &endpoint]);
+            let output = tokio::task::block_in_place(|| {
+                run_with_env(&args, &[("PROTECTED_ENDPOINT_API_TOKEN", &api_token)])
+            });
+            let text = printed(&output);
+            assert_eq!(output.status.code(), Some(1), "{mode}: {text}");
+            assert!(
+                !text.contains(&api_token),
+                "{mode} printed the API token: {text}"
+            );
+            assert!(
+                !contains_minted_token(&text),
+                "{mode} printed a token: {text}"
+            );
+        }
+    }
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
