@@ -33,11 +33,11 @@ use criterion::{BatchSize, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
-use protected_endpoint::policy::Scope;
 use protected_endpoint::token::TokenSecret;
-use protected_endpoint::verifier::file::StaticFileVerifier;
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::Scope;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
 use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service, ServiceExt};
@@ -176,7 +176,7 @@ struct Fixtures {
     rt: Runtime,
     store: InMemoryTokenStore,
     memory_token: TokenSecret,
-    file: StaticFileVerifier,
+    file: TokenFileVerifier,
     file_token: TokenSecret,
     remote: RemoteVerifier,
     user_token: TokenSecret,
@@ -196,7 +196,7 @@ fn fixtures() -> Fixtures {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("tokens.json");
     let file_token = common::token_file(&path, STORED_TOKENS, 1)[0].clone();
-    let file = StaticFileVerifier::builder(&path)
+    let file = TokenFileVerifier::builder(&path)
         .no_watch()
         .open()
         .expect("a valid token file");

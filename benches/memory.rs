@@ -1,5 +1,5 @@
 //! Memory per stored token: the bytes an `InMemoryTokenStore` of 1 000 000 tokens (and a
-//! `StaticFileVerifier` of 100 000, with feature `file`) keeps allocated, counted by a global
+//! `TokenFileVerifier` of 100 000, with feature `file`) keeps allocated, counted by a global
 //! allocator that tracks live bytes, plus the growth of the process's resident set.
 //!
 //! ```text
@@ -15,7 +15,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use protected_endpoint::verifier::memory::InMemoryTokenStore;
+use protected_endpoint::InMemoryTokenStore;
 
 /// The system allocator, counting the bytes currently allocated.
 struct Counting;
@@ -103,14 +103,14 @@ fn main() {
 
     #[cfg(feature = "file")]
     {
-        use protected_endpoint::verifier::file::StaticFileVerifier;
+        use protected_endpoint::verifier::file::TokenFileVerifier;
 
         const FILE_TOKENS: usize = 100_000;
         let dir = tempfile::tempdir().expect("a temp dir");
         let path = dir.path().join("tokens.json");
         common::token_file(&path, FILE_TOKENS, 1);
         let before = live();
-        let verifier = StaticFileVerifier::builder(&path)
+        let verifier = TokenFileVerifier::builder(&path)
             .no_watch()
             .open()
             .expect("a valid token file");

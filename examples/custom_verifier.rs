@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clap::Parser;
-use protected_endpoint::policy::Scope;
 use protected_endpoint::token::{TokenHash, TokenSecret};
+use protected_endpoint::Scope;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError};
 
 #[derive(Parser)]

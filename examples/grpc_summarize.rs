@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use protected_endpoint::policy::Scope;
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::NewToken;
+use protected_endpoint::Scope;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;

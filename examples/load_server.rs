@@ -11,7 +11,7 @@
 //! | `none` | nothing: the floor |
 //! | `tower-http` | tower-http's `ValidateRequestHeaderLayer::bearer` with one token |
 //! | `memory` | our layer, `InMemoryTokenStore` of `--tokens` tokens |
-//! | `file` | our layer, `StaticFileVerifier` over `--token-file` (written at start with `--tokens` tokens, then watched every `--poll-ms`) |
+//! | `file` | our layer, `TokenFileVerifier` over `--token-file` (written at start with `--tokens` tokens, then watched every `--poll-ms`) |
 //! | `remote` | our layer, `RemoteVerifier` asking a token authority started in this process on another loopback port, warmed so requests hit its cache |
 //!
 //! Our layer requires the `api` scope, which the token has. It prints `token: <secret>` (the
@@ -29,11 +29,11 @@ use axum::routing::get;
 use axum::Router;
 use clap::{Parser, ValueEnum};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
-use protected_endpoint::policy::Scope;
 use protected_endpoint::token::TokenSecret;
-use protected_endpoint::verifier::file::StaticFileVerifier;
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::NewToken;
+use protected_endpoint::Scope;
 use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 
@@ -93,7 +93,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let path = args.token_file.ok_or("--mode file needs --token-file")?;
             let secrets = common::token_file(&path, args.tokens.max(1), 1);
             let started = Instant::now();
-            let verifier = StaticFileVerifier::builder(&path)
+            let verifier = TokenFileVerifier::builder(&path)
                 .poll_interval(Duration::from_millis(args.poll_ms))
                 .open()?;
             println!(
@@ -119,7 +119,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Prints `reloaded N tokens` each time the verifier swaps in a new set, so the load script
 /// can tell how many reloads happened during a run.
-fn report_reloads(verifier: StaticFileVerifier) {
+fn report_reloads(verifier: TokenFileVerifier) {
     std::thread::spawn(move || {
         let mut seen = verifier.status();
         loop {

@@ -39,7 +39,7 @@
 //!     .header("x-api-key", "abc123")
 //!     .body(())
 //!     .unwrap();
-//! assert_eq!(extract_token(&sources, &both).unwrap_err().status(), 400);
+//! assert!(extract_token(&sources, &both).is_err()); // the layer answers 400
 //! ```
 
 use std::borrow::Cow;
@@ -49,7 +49,6 @@ use http::header::{HeaderName, HeaderValue, AUTHORIZATION, COOKIE};
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderMap, Request};
 
-use crate::rejection::Rejection;
 use crate::token::TokenSecret;
 
 /// The longest token the layer accepts, in bytes. Longer credentials are refused with
@@ -64,7 +63,7 @@ use crate::token::TokenSecret;
 ///     http::Request::builder().header("authorization", header).body(()).unwrap()
 /// };
 /// assert!(extract_token(&sources, &bearer(MAX_TOKEN_LEN)).is_ok());
-/// assert_eq!(extract_token(&sources, &bearer(MAX_TOKEN_LEN + 1)).unwrap_err().status(), 400);
+/// assert!(extract_token(&sources, &bearer(MAX_TOKEN_LEN + 1)).is_err());
 /// ```
 pub const MAX_TOKEN_LEN: usize = 4096;
 
@@ -192,7 +191,11 @@ impl TokenSource {
     }
 
     /// Looks for this source's credential in the request head.
-    fn find(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<TokenSecret>, Rejection> {
+    fn find(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<TokenSecret>, MalformedCredentials> {
         match &self.0 {
             SourceKind::AuthorizationBearer => {
                 match single_header(headers, &AUTHORIZATION, "Authorization")? {
@@ -238,7 +241,7 @@ impl fmt::Debug for TokenSource {
 /// Finds the one token a request carries among `sources`.
 ///
 /// `Ok(None)` means no source has a credential. A credential in two sources, or a malformed
-/// one, is a [`Rejection`] with kind `InvalidRequest`.
+/// one, is [`MalformedCredentials`] (the layer's 400 `invalid_request`).
 ///
 /// ```
 /// use protected_endpoint::extract::{extract_token, TokenSource};
@@ -255,12 +258,12 @@ impl fmt::Debug for TokenSource {
 pub fn extract_token<'s, B>(
     sources: &'s [TokenSource],
     request: &Request<B>,
-) -> Result<Option<(TokenSecret, &'s TokenSource)>, Rejection> {
+) -> Result<Option<(TokenSecret, &'s TokenSource)>, MalformedCredentials> {
     let mut found: Option<(TokenSecret, &TokenSource)> = None;
     for source in sources {
         if let Some(token) = source.find(request.headers(), request.uri())? {
             if found.is_some() {
-                return Err(Rejection::invalid_request(
+                return Err(MalformedCredentials::new(
                     "the request carries credentials in more than one place",
                 ));
             }
@@ -269,6 +272,50 @@ pub fn extract_token<'s, B>(
     }
     Ok(found)
 }
+
+/// Why a request's credentials cannot be used: malformed, too long, or sent in more than one
+/// place. The description says what is wrong and never quotes the credentials; the layer
+/// answers 400 `invalid_request` with it (see [`rejection`](crate::rejection)).
+///
+/// ```
+/// use protected_endpoint::extract::{extract_token, TokenSource};
+/// use protected_endpoint::Rejection;
+///
+/// let request = http::Request::builder().header("authorization", "Bearer ").body(()).unwrap();
+/// let malformed = extract_token(&[TokenSource::authorization_bearer()], &request).unwrap_err();
+/// assert!(malformed.description().contains("empty"));
+/// assert_eq!(Rejection::from(malformed).status(), 400);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MalformedCredentials {
+    description: Cow<'static, str>,
+}
+
+impl MalformedCredentials {
+    fn new(description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            description: description.into(),
+        }
+    }
+
+    /// What is wrong with the credentials.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The description, owned.
+    pub(crate) fn into_description(self) -> Cow<'static, str> {
+        self.description
+    }
+}
+
+impl fmt::Display for MalformedCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl std::error::Error for MalformedCredentials {}
 
 /// Removes the credential `source` found from `request`.
 pub(crate) fn strip_credential<B>(source: &TokenSource, request: &mut Request<B>) {
@@ -279,11 +326,11 @@ fn single_header<'h>(
     headers: &'h HeaderMap,
     name: &HeaderName,
     display: &str,
-) -> Result<Option<&'h HeaderValue>, Rejection> {
+) -> Result<Option<&'h HeaderValue>, MalformedCredentials> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(Rejection::invalid_request(format!(
+        return Err(MalformedCredentials::new(format!(
             "the request carries more than one {display} header"
         )));
     }
@@ -291,7 +338,7 @@ fn single_header<'h>(
 }
 
 /// Parses `Authorization: Bearer 1*SP b64token`. Another scheme is not ours: `Ok(None)`.
-fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, Rejection> {
+fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, MalformedCredentials> {
     let bytes = value.as_bytes();
     // The scheme is the leading run of token characters (RFC 7235 `auth-scheme`).
     let scheme_len = bytes
@@ -304,7 +351,7 @@ fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, Rejection> {
     let rest = &bytes[scheme_len..];
     let token = trim_leading_spaces(rest);
     if token.len() == rest.len() || token.is_empty() {
-        return Err(Rejection::invalid_request(
+        return Err(MalformedCredentials::new(
             "the Bearer credentials are empty: expected `Bearer <token>`",
         ));
     }
@@ -317,25 +364,25 @@ fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
 }
 
 /// Checks the RFC 6750 `b64token` syntax and the length cap.
-fn check_token(token: &[u8]) -> Result<TokenSecret, Rejection> {
+fn check_token(token: &[u8]) -> Result<TokenSecret, MalformedCredentials> {
     if token.is_empty() {
-        return Err(Rejection::invalid_request("the access token is empty"));
+        return Err(MalformedCredentials::new("the access token is empty"));
     }
     if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::invalid_request(format!(
+        return Err(MalformedCredentials::new(format!(
             "the access token is longer than {MAX_TOKEN_LEN} bytes"
         )));
     }
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
     if body.is_empty() || !body.iter().all(|&b| is_b64token_char(b)) {
-        return Err(Rejection::invalid_request(
+        return Err(MalformedCredentials::new(
             "the access token has characters outside the RFC 6750 b64token syntax",
         ));
     }
     // All bytes are ASCII, checked above.
     let text = std::str::from_utf8(token)
-        .map_err(|_| Rejection::invalid_request("the access token has characters outside ASCII"))?;
+        .map_err(|_| MalformedCredentials::new("the access token has characters outside ASCII"))?;
     Ok(TokenSecret::new(text))
 }
 
@@ -382,14 +429,17 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
-fn find_cookie(headers: &HeaderMap, name: &str) -> Result<Option<TokenSecret>, Rejection> {
+fn find_cookie(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<TokenSecret>, MalformedCredentials> {
     let mut found = None;
     for (key, value) in cookie_pairs(headers) {
         if key != name.as_bytes() {
             continue;
         }
         if found.is_some() {
-            return Err(Rejection::invalid_request(format!(
+            return Err(MalformedCredentials::new(format!(
                 "the request carries the cookie {name} more than once"
             )));
         }
@@ -454,7 +504,7 @@ fn decode_component(component: &str) -> Cow<'_, str> {
     )
 }
 
-fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, Rejection> {
+fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, MalformedCredentials> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
@@ -464,13 +514,13 @@ fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, Rejection> {
             continue;
         }
         if found.is_some() {
-            return Err(Rejection::invalid_request(format!(
+            return Err(MalformedCredentials::new(format!(
                 "the request carries the {name} query parameter more than once"
             )));
         }
         let raw = segment.split_once('=').map_or("", |(_, v)| v);
         if raw.len() > MAX_TOKEN_LEN * 3 {
-            return Err(Rejection::invalid_request(format!(
+            return Err(MalformedCredentials::new(format!(
                 "the access token is longer than {MAX_TOKEN_LEN} bytes"
             )));
         }
@@ -505,7 +555,10 @@ fn strip_query(uri: &mut Uri, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rejection::RejectionKind;
+
+    /// The credentials were refused as malformed.
+    #[derive(Debug, PartialEq)]
+    struct Malformed;
 
     fn bearer_only() -> Vec<TokenSource> {
         vec![TokenSource::authorization_bearer()]
@@ -514,10 +567,10 @@ mod tests {
     fn extract(
         sources: &[TokenSource],
         request: &Request<()>,
-    ) -> Result<Option<String>, RejectionKind> {
+    ) -> Result<Option<String>, Malformed> {
         extract_token(sources, request)
             .map(|found| found.map(|(t, _)| t.expose().to_owned()))
-            .map_err(|r| r.kind())
+            .map_err(|_| Malformed)
     }
 
     fn with_auth(values: &[&[u8]]) -> Request<()> {
@@ -576,7 +629,7 @@ mod tests {
         ] {
             assert_eq!(
                 extract(&bearer_only(), &with_auth(&[header])),
-                Err(RejectionKind::InvalidRequest),
+                Err(Malformed),
                 "{}",
                 String::from_utf8_lossy(header)
             );
@@ -589,7 +642,7 @@ mod tests {
     fn two_authorization_headers_are_invalid_request() {
         assert_eq!(
             extract(&bearer_only(), &with_auth(&[b"Bearer a", b"Bearer a"])),
-            Err(RejectionKind::InvalidRequest)
+            Err(Malformed)
         );
     }
 
@@ -607,10 +660,7 @@ mod tests {
         request
             .headers_mut()
             .insert(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
-        assert_eq!(
-            extract(&sources, &request),
-            Err(RejectionKind::InvalidRequest)
-        );
+        assert_eq!(extract(&sources, &request), Err(Malformed));
     }
 
     #[test]
@@ -640,10 +690,7 @@ mod tests {
             .header(COOKIE, "pe_token=b")
             .body(())
             .unwrap();
-        assert_eq!(
-            extract(&sources, &twice),
-            Err(RejectionKind::InvalidRequest)
-        );
+        assert_eq!(extract(&sources, &twice), Err(Malformed));
     }
 
     #[test]
@@ -668,10 +715,7 @@ mod tests {
             .uri("/p?access_token=a+b")
             .body(())
             .unwrap();
-        assert_eq!(
-            extract(&sources, &space),
-            Err(RejectionKind::InvalidRequest)
-        );
+        assert_eq!(extract(&sources, &space), Err(Malformed));
     }
 
     #[test]

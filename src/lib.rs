@@ -17,9 +17,7 @@
 //!
 //! ```
 //! use axum::{routing::get, Extension, Router};
-//! use protected_endpoint::policy::Scope;
-//! use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
-//! use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
+//! use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer, Scope, TokenInfo};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = InMemoryTokenStore::new();
@@ -44,27 +42,32 @@
 //!
 //! # Modules
 //!
-//! - [`layer`] and [`service`]: the middleware.
-//! - [`extract`]: where tokens come from (bearer header, custom header, cookie, query).
-//! - [`verifier`]: the [`TokenVerifier`] trait and the verifiers that ship:
-//!   [`InMemoryTokenStore`](verifier::memory::InMemoryTokenStore), `verifier::file` (feature
-//!   `file`: a token file of hashes, reloaded on change) and `verifier::remote` (feature
-//!   `remote`: RFC 7662 introspection with a cache).
-//! - [`policy`]: scopes, deployment access, expiry.
-//! - [`rejection`]: refusals as RFC 6750 or gRPC responses.
-//! - [`token`]: secrets, the token format, hashing; [`record`]: the stored token record.
+//! One idea a module, from the ground up:
+//!
+//! - [`token`]: secrets, the token format, hashing; [`scope`]: scopes and deployment access.
+//! - [`record`]: the stored token record, [`NewToken`] and minting, and the one validation
+//!   every record passes; [`token_info`]: [`TokenInfo`], what a verified token may do.
+//! - [`store`]: where tokens are kept — [`InMemoryTokenStore`], and token files (feature
+//!   `file`).
+//! - [`verifier`]: the [`TokenVerifier`] trait and the verifiers that ship: the in-memory
+//!   store, `verifier::file` (a token file of hashes, reloaded on change) and
+//!   `verifier::remote` (RFC 7662 introspection with a cache).
+//! - [`extract`]: where a request's token comes from (bearer header, custom header, cookie,
+//!   query); [`policy`]: whether a verified token may pass; [`rejection`]: every refusal
+//!   and its RFC 6750 or gRPC response.
+//! - [`middleware`]: the Tower layer, service, future and body.
 //! - `authority` (feature `authority`): a token service with the platform's management API
-//!   and an RFC 7662 introspection endpoint; `verifier::remote` (feature `remote`) asks it,
-//!   `authority_client` (feature `authority-client`) manages its tokens.
+//!   and an RFC 7662 introspection endpoint; `authority_client` (feature `authority-client`)
+//!   manages its tokens.
 //!
 //! # Features
 //!
 //! | feature | adds |
 //! |---|---|
-//! | `file` | `verifier::file`: `StaticFileVerifier`, `TokenFileStore` |
+//! | `file` | `store::file` (token files, `TokenFileStore`) and `verifier::file::TokenFileVerifier` |
 //! | `cli` | the `protected-endpoint` binary (implies `file`, `authority-client`) |
 //! | `remote` | `verifier::remote::RemoteVerifier` |
-//! | `remote-rustls` | HTTPS for the `RemoteVerifier`'s built-in client |
+//! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) |
 //! | `authority` | `authority::Authority`, the token service (implies `file`) |
 //! | `authority-client` | `authority_client::AuthorityClient` |
 //!
@@ -83,21 +86,33 @@ pub mod authority;
 pub mod authority_client;
 pub mod extract;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
-mod http_answer;
-pub mod layer;
+mod http_client;
+pub mod middleware;
 pub mod policy;
 pub mod record;
 pub mod rejection;
-pub mod service;
+pub mod scope;
+pub mod store;
 pub mod token;
+pub mod token_info;
 pub mod verifier;
+#[cfg(any(feature = "authority", feature = "authority-client"))]
+mod wire;
 
-pub use crate::layer::ProtectedEndpointLayer;
-pub use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
-pub use crate::service::{ProtectedEndpoint, ResponseBody, ResponseFuture};
-pub use crate::verifier::{
-    verifier_fn, BoxError, TokenInfo, TokenVerifier, TokenVerifierExt, VerifyError,
+/// The attribute a [`TokenVerifier`] implementation takes (`#[protected_endpoint::async_trait]`),
+/// re-exported so a custom verifier needs no dependency of its own.
+pub use async_trait::async_trait;
+
+pub use crate::middleware::{
+    ProtectedEndpoint, ProtectedEndpointLayer, ResponseBody, ResponseFuture,
 };
+pub use crate::record::{CreatedToken, NewToken, NewTokenError};
+pub use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
+pub use crate::scope::{DeploymentAccess, Scope};
+pub use crate::store::memory::InMemoryTokenStore;
+pub use crate::token::TokenSecret;
+pub use crate::token_info::TokenInfo;
+pub use crate::verifier::{verifier_fn, BoxError, TokenVerifier, TokenVerifierExt, VerifyError};
 
 /// The README's Rust snippets, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

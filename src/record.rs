@@ -22,15 +22,16 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
-use crate::policy::{DeploymentAccess, Scope};
-use crate::token::contains_minted_token;
-use crate::verifier::TokenInfo;
+use rand::Rng;
+
+use crate::scope::{DeploymentAccess, Scope};
+use crate::token::{contains_minted_token, TokenHash, TokenSecret};
 
 /// The longest token name accepted, in characters (after trimming white space).
 ///
 /// ```
 /// use protected_endpoint::record::MAX_NAME_LEN;
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
 ///
 /// let store = InMemoryTokenStore::new();
 /// assert!(store.create(NewToken::new("n".repeat(MAX_NAME_LEN))).is_ok());
@@ -42,7 +43,7 @@ pub const MAX_NAME_LEN: usize = 128;
 ///
 /// ```
 /// use protected_endpoint::record::MAX_DESCRIPTION_LEN;
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
 ///
 /// let store = InMemoryTokenStore::new();
 /// let essay = NewToken::new("ci").description("x".repeat(MAX_DESCRIPTION_LEN + 1));
@@ -69,8 +70,8 @@ pub const MAX_UID_LEN: usize = 128;
 /// fields.
 ///
 /// ```
-/// use protected_endpoint::policy::Scope;
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::scope::Scope;
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
 ///
 /// let store = InMemoryTokenStore::new();
 /// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
@@ -101,9 +102,10 @@ pub struct ApiToken {
     pub deployments: DeploymentAccess,
     /// When the token was created.
     pub created_at: DateTime<Utc>,
-    /// When the token stops working, if ever.
-    #[serde(default)]
-    pub expired_at: Option<DateTime<Utc>>,
+    /// When the token stops working, if ever (`expired_at` in the serde form, the
+    /// platform's name for it).
+    #[serde(default, rename = "expired_at")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// When a request last used the token (to the second), if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<DateTime<Utc>>,
@@ -114,7 +116,7 @@ impl ApiToken {
     ///
     /// ```
     /// use chrono::{Duration, Utc};
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     ///
     /// let expires_at = Utc::now() + Duration::days(1);
     /// let store = InMemoryTokenStore::new();
@@ -124,33 +126,361 @@ impl ApiToken {
     /// assert!(record.is_expired_at(expires_at));
     /// ```
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
-        self.expired_at.is_some_and(|expired_at| expired_at <= now)
+        has_expired(self.expires_at, now)
     }
+}
 
-    /// The [`TokenInfo`] a verifier answers for this token: uid, name, scopes, deployments
-    /// and expiry.
+/// A stored token: its [`ApiToken`] record and the SHA-256 hash of its secret — what every
+/// store keeps, and one entry of a token file (the record's fields and `hash`, side by side).
+/// There is no field for the secret.
+///
+/// ```
+/// use protected_endpoint::record::TokenEntry;
+///
+/// let entry: TokenEntry = serde_json::from_str(r#"{
+///     "uid": "k3j5h6g7f8d9s0a1", "name": "ci", "scopes": ["api"], "deployments": "*",
+///     "created_at": "2026-01-01T00:00:00Z", "expired_at": null,
+///     "hash": "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+/// }"#).unwrap();
+/// assert_eq!(entry.token.name, "ci");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenEntry {
+    /// The token's record.
+    #[serde(flatten)]
+    pub token: ApiToken,
+    /// The SHA-256 hash of the token's secret, `sha256:<64 lowercase hex>`.
+    pub hash: TokenHash,
+}
+
+impl TokenEntry {
+    /// An entry for `token` whose secret hashes to `hash`.
+    pub fn new(token: ApiToken, hash: TokenHash) -> Self {
+        Self { token, hash }
+    }
+}
+
+/// What to create: the arguments of the platform's `api_token.create`.
+///
+/// The one new-token type: what [`InMemoryTokenStore::create`](crate::InMemoryTokenStore::create),
+/// [`TokenFileStore::create`](crate::store::file::TokenFileStore) and the authority client's
+/// `create` take, and what the CLI builds from its flags.
+///
+/// Defaults: empty description, no scopes, no expiry, and the default deployment access:
+/// every deployment in a store, the creator's own access when an authority creates it for
+/// a caller. Nothing is checked until it is minted (every rule of [`ApiToken::check`]
+/// applies, plus an expiry in the future).
+///
+/// ```
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let record = store.create(NewToken::new("laptop")).unwrap().token;
+/// assert_eq!(record.description, "");
+/// assert!(record.scopes.is_empty());
+/// assert!(record.deployments.is_all());
+/// assert_eq!(record.expires_at, None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) scopes: Vec<Scope>,
+    /// `None`: every deployment in a store of one's own; the creator's access through an
+    /// authority.
+    pub(crate) deployments: Option<DeploymentAccess>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewToken {
+    /// A token named `name`. The store trims white space around it; it must then be 1 to
+    /// [`MAX_NAME_LEN`] characters without control or format characters (see
+    /// [`ApiToken::check`]).
     ///
     /// ```
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::record::InvalidRecord;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken, NewTokenError};
     ///
     /// let store = InMemoryTokenStore::new();
-    /// let record = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap().token;
-    ///
-    /// let info = record.to_token_info();
-    /// assert_eq!(info.uid(), record.uid);
-    /// assert!(info.has_scope(&Scope::API));
-    /// assert_eq!(info.expires_at(), None);
+    /// assert_eq!(store.create(NewToken::new("  ci  ")).unwrap().token.name, "ci");
+    /// assert_eq!(
+    ///     store.create(NewToken::new("   ")).unwrap_err(),
+    ///     NewTokenError::Invalid(InvalidRecord::EmptyName)
+    /// );
     /// ```
-    pub fn to_token_info(&self) -> TokenInfo {
-        let info = TokenInfo::new(&self.uid, &self.name)
-            .with_scopes(self.scopes.iter().cloned())
-            .with_deployments(self.deployments.clone());
-        match self.expired_at {
-            Some(expired_at) => info.with_expires_at(expired_at),
-            None => info,
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: String::new(),
+            scopes: Vec::new(),
+            deployments: None,
+            expires_at: None,
         }
     }
+
+    /// A free-text description: at most [`MAX_DESCRIPTION_LEN`] characters, without control
+    /// or format characters other than newline and tab.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let new = NewToken::new("ci").description("deploys\nfrom CI");
+    /// assert_eq!(store.create(new).unwrap().token.description, "deploys\nfrom CI");
+    /// ```
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// Adds one scope to grant.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken, Scope};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let new = NewToken::new("ci").scope(Scope::API).scope(Scope::READ_CLUSTER);
+    /// assert_eq!(store.create(new).unwrap().token.scopes, [Scope::API, Scope::READ_CLUSTER]);
+    /// ```
+    pub fn scope(mut self, scope: Scope) -> Self {
+        self.scopes.push(scope);
+        self
+    }
+
+    /// The scopes to grant, replacing any set before. The store keeps them sorted and without
+    /// duplicates.
+    ///
+    /// ```
+    /// use protected_endpoint::scope::Scope;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let new = NewToken::new("ci").scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
+    /// assert_eq!(store.create(new).unwrap().token.scopes, [Scope::API, Scope::WRITE_CLUSTER]);
+    /// ```
+    pub fn scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
+        self.scopes = scopes.into_iter().collect();
+        self
+    }
+
+    /// Which deployments the token may reach.
+    ///
+    /// ```
+    /// use protected_endpoint::scope::DeploymentAccess;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let only = DeploymentAccess::only(["summarize"]).unwrap();
+    /// let created = store.create(NewToken::new("ci").deployments(only)).unwrap();
+    /// let info = store.verify_sync(&created.secret).unwrap();
+    /// assert!(!info.deployments().allows("translate"));
+    /// ```
+    pub fn deployments(mut self, deployments: DeploymentAccess) -> Self {
+        self.deployments = Some(deployments);
+        self
+    }
+
+    /// The token's name, as given (the store trims it).
+    ///
+    /// ```
+    /// use protected_endpoint::NewToken;
+    ///
+    /// assert_eq!(NewToken::new("ci").name(), "ci");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When the token stops working. Must be in the future when the token is created.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken, NewTokenError};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let tomorrow = Utc::now() + Duration::days(1);
+    /// let created = store.create(NewToken::new("day pass").expires_at(tomorrow)).unwrap();
+    /// assert_eq!(created.token.expires_at, Some(tomorrow));
+    ///
+    /// let yesterday = NewToken::new("late").expires_at(Utc::now() - Duration::days(1));
+    /// assert_eq!(store.create(yesterday).unwrap_err(), NewTokenError::ExpiryInThePast);
+    /// ```
+    pub fn expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// Checks the arguments and mints the token at `now`: a fresh uid, a fresh secret, the
+    /// record a store keeps, and the hash of the secret. How every store creates a token.
+    pub(crate) fn mint(self, now: DateTime<Utc>) -> Result<Minted, NewTokenError> {
+        if let Some(expires_at) = self.expires_at {
+            if expires_at <= now {
+                return Err(NewTokenError::ExpiryInThePast);
+            }
+        }
+        let mut scopes = self.scopes;
+        scopes.sort();
+        scopes.dedup();
+        let record = ApiToken {
+            uid: new_uid(),
+            name: self.name.trim().to_owned(),
+            description: self.description,
+            scopes,
+            deployments: self.deployments.unwrap_or_default(),
+            created_at: now,
+            expires_at: self.expires_at,
+            last_used_at: None,
+        };
+        record.check()?;
+        let secret = TokenSecret::generate();
+        let hash = TokenHash::of(&secret);
+        Ok(Minted {
+            record,
+            secret,
+            hash,
+        })
+    }
+}
+
+/// A token just minted by [`NewToken::mint`], not yet stored.
+pub(crate) struct Minted {
+    pub(crate) record: ApiToken,
+    pub(crate) secret: TokenSecret,
+    pub(crate) hash: TokenHash,
+}
+
+impl Minted {
+    /// Draws another uid, for the (astronomically rare) uid a store already has.
+    pub(crate) fn redraw_uid(&mut self) {
+        self.record.uid = new_uid();
+    }
+
+    /// What the caller gets: the record and the secret, shown this once.
+    pub(crate) fn into_created(self) -> CreatedToken {
+        CreatedToken {
+            token: self.record,
+            secret: self.secret,
+        }
+    }
+}
+
+/// A new token uid: 16 characters drawn uniformly from `[0-9a-z]`.
+fn new_uid() -> String {
+    const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Why a token could not be created or imported. Nothing was stored.
+///
+/// ```
+/// use protected_endpoint::record::InvalidRecord;
+/// use protected_endpoint::{InMemoryTokenStore, NewToken, NewTokenError};
+///
+/// let store = InMemoryTokenStore::new();
+/// let error = store.create(NewToken::new("tab\u{1b}")).unwrap_err();
+/// assert!(matches!(
+///     error,
+///     NewTokenError::Invalid(InvalidRecord::ForbiddenCharacter { field: "name", .. })
+/// ));
+/// assert!(error.to_string().contains("U+001B"), "{error}");
+/// assert!(store.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NewTokenError {
+    /// The record breaks one of the rules of [`ApiToken::check`].
+    Invalid(InvalidRecord),
+    /// The expiry is not in the future.
+    ExpiryInThePast,
+    /// A token with this uid is already stored (import only).
+    DuplicateUid(String),
+    /// A token with this secret hash is already stored (import only).
+    DuplicateHash(String),
+}
+
+impl NewTokenError {
+    /// The field of the request the error is about, when it is about one.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let error = store.create(NewToken::new("")).unwrap_err();
+    /// assert_eq!(error.field(), Some("name"));
+    /// ```
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            NewTokenError::Invalid(invalid) => Some(invalid.field()),
+            NewTokenError::ExpiryInThePast => Some("expired_at"),
+            NewTokenError::DuplicateUid(_) => Some("uid"),
+            NewTokenError::DuplicateHash(_) => None,
+        }
+    }
+}
+
+impl From<InvalidRecord> for NewTokenError {
+    fn from(invalid: InvalidRecord) -> Self {
+        NewTokenError::Invalid(invalid)
+    }
+}
+
+impl fmt::Display for NewTokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NewTokenError::Invalid(invalid) => invalid.fmt(f),
+            NewTokenError::ExpiryInThePast => f.write_str("the expiry must be in the future"),
+            NewTokenError::DuplicateUid(uid) => write!(f, "a token with uid {uid} already exists"),
+            NewTokenError::DuplicateHash(uid) => write!(
+                f,
+                "token {uid} has the same secret hash as a token already stored"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NewTokenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NewTokenError::Invalid(invalid) => Some(invalid),
+            _ => None,
+        }
+    }
+}
+
+/// A freshly created token: its record and its secret. The secret is not kept anywhere:
+/// hand it to its owner now. `Debug` redacts it.
+///
+/// ```
+/// use protected_endpoint::token::TokenHash;
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::new();
+/// let created = store.create(NewToken::new("ci")).unwrap();
+/// assert!(created.secret.has_valid_format());
+/// assert!(!format!("{created:?}").contains(created.secret.expose()));
+///
+/// // What a token file would keep: the record and the hash, never the secret.
+/// let hash = TokenHash::of(&created.secret);
+/// assert!(hash.to_string().starts_with("sha256:"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CreatedToken {
+    /// The stored record.
+    pub token: ApiToken,
+    /// The secret, shown this once.
+    pub secret: TokenSecret,
+}
+
+/// Whether a token expiring at `expires_at` has expired at `now`. The one comparison every
+/// expiry check makes: at its expiry instant a token no longer works.
+pub(crate) fn has_expired(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    expires_at.is_some_and(|expires_at| expires_at <= now)
 }
 
 impl ApiToken {
@@ -185,7 +515,7 @@ impl ApiToken {
     /// assert!(error.to_string().contains("U+200B"), "{error}");
     ///
     /// record.name = "ci".into();
-    /// record.expired_at = Some("2030-06-30T23:59:60Z".parse().unwrap()); // a leap second
+    /// record.expires_at = Some("2030-06-30T23:59:60Z".parse().unwrap()); // a leap second
     /// assert!(matches!(record.check(), Err(InvalidRecord::UnreadableTimestamp { .. })));
     /// ```
     pub fn check(&self) -> Result<(), InvalidRecord> {
@@ -207,12 +537,12 @@ impl ApiToken {
             }
         }
         check_timestamp("created_at", self.created_at)?;
-        if let Some(expired_at) = self.expired_at {
-            check_timestamp("expired_at", expired_at)?;
-            if expired_at <= self.created_at {
+        if let Some(expires_at) = self.expires_at {
+            check_timestamp("expired_at", expires_at)?;
+            if expires_at <= self.created_at {
                 return Err(InvalidRecord::ExpiryNotAfterCreation {
                     created_at: self.created_at,
-                    expired_at,
+                    expired_at: expires_at,
                 });
             }
         }
@@ -450,6 +780,17 @@ mod tests {
     }
 
     #[test]
+    fn uids_are_lowercase_alphanumeric() {
+        for _ in 0..100 {
+            let uid = new_uid();
+            assert_eq!(uid.len(), 16);
+            assert!(uid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
+        }
+    }
+
+    #[test]
     fn every_rule_names_its_field() {
         let secret = crate::token::TokenSecret::generate();
         let glued = format!("x{}y", secret.expose());
@@ -487,7 +828,7 @@ mod tests {
             ),
             (
                 "expired_at",
-                Box::new(|r| r.expired_at = Some(at("2025-01-01T00:00:00Z"))),
+                Box::new(|r| r.expires_at = Some(at("2025-01-01T00:00:00Z"))),
             ),
             (
                 "last_used_at",
@@ -508,7 +849,7 @@ mod tests {
     fn the_widest_storable_times_pass() {
         let mut record = valid();
         record.created_at = "0001-01-01T00:00:00Z".parse().unwrap();
-        record.expired_at = Some("9999-12-31T23:59:59.999999Z".parse().unwrap());
+        record.expires_at = Some("9999-12-31T23:59:59.999999Z".parse().unwrap());
         record.description = "tabs\tand\nnewlines".into();
         assert_eq!(record.check(), Ok(()));
     }

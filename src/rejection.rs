@@ -1,5 +1,7 @@
-//! The one place that turns a refusal into a response: RFC 6750 for HTTP callers, a
-//! trailers-only gRPC status for gRPC callers.
+//! Every refusal, in one place: which [`Rejection`] each reason gets (malformed
+//! credentials, a verifier's [`VerifyError`], a policy's [`Denial`]), and how a rejection
+//! becomes a response: RFC 6750 for HTTP callers, a trailers-only gRPC status for gRPC
+//! callers.
 //!
 //! | refusal | HTTP | `WWW-Authenticate` | gRPC status |
 //! |---|---|---|---|
@@ -36,11 +38,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{request, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::extract::MalformedCredentials;
+use crate::policy::Denial;
+use crate::verifier::VerifyError;
 
 /// What kind of refusal a [`Rejection`] is.
 ///
@@ -133,7 +140,7 @@ impl GrpcCode {
 pub struct Rejection {
     kind: RejectionKind,
     description: Cow<'static, str>,
-    scope: Option<String>,
+    scope: Option<Arc<str>>,
 }
 
 impl Rejection {
@@ -222,7 +229,7 @@ impl Rejection {
         scope: Option<String>,
     ) -> Self {
         Self {
-            scope,
+            scope: scope.map(Arc::from),
             ..Self::new(RejectionKind::InsufficientScope, description)
         }
     }
@@ -361,7 +368,9 @@ impl Rejection {
             return None;
         }
         let mut challenge = String::with_capacity(
-            64 + realm.len() + self.description.len() + self.scope.as_ref().map_or(0, String::len),
+            64 + realm.len()
+                + self.description.len()
+                + self.scope.as_ref().map_or(0, |scope| scope.len()),
         );
         challenge.push_str("Bearer realm=\"");
         push_quoted_string_content(&mut challenge, realm);
@@ -536,6 +545,77 @@ fn push_quoted_string_content(out: &mut String, value: &str) {
         out.push_str(value);
     } else {
         out.extend(value.chars().map(|c| if allowed(c) { c } else { '?' }));
+    }
+}
+
+/// The layer's answer to a verifier's refusal: 401 `invalid_token` for an unknown, revoked
+/// or expired token, 503 when the verifier could not answer (its error is not shown to the
+/// caller).
+///
+/// ```
+/// use protected_endpoint::{Rejection, VerifyError};
+///
+/// assert_eq!(Rejection::from(VerifyError::Invalid).status(), 401);
+/// assert_eq!(Rejection::from(VerifyError::Expired).description(), "the access token has expired");
+/// assert_eq!(Rejection::from(VerifyError::unavailable("db down")).status(), 503);
+/// ```
+impl From<VerifyError> for Rejection {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Invalid => Rejection::invalid_token(),
+            VerifyError::Expired => Rejection::expired_token(),
+            VerifyError::Unavailable(_) => Rejection::unavailable(),
+        }
+    }
+}
+
+/// The layer's answer to a token its policy denies: 401 `invalid_token` for an expired one,
+/// 403 `insufficient_scope` otherwise, with the required scopes in the challenge's `scope`
+/// attribute for a missing scope (and no `scope` for a deployment the token cannot reach:
+/// naming scopes would send the client looking for the wrong fix).
+///
+/// ```
+/// use protected_endpoint::policy::AccessPolicy;
+/// use protected_endpoint::{Rejection, Scope, TokenInfo};
+///
+/// let policy = AccessPolicy::new().require_scope(Scope::API);
+/// let denial = policy.check(&TokenInfo::new("1", "ci"), chrono::Utc::now()).unwrap_err();
+/// let rejection = Rejection::from(denial);
+/// assert_eq!(rejection.status(), 403);
+/// assert_eq!(rejection.scope_attribute(), Some("api"));
+/// ```
+impl From<Denial> for Rejection {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::Expired => Rejection::expired_token(),
+            Denial::MissingScope { ref required, .. } => Self {
+                scope: Some(Arc::clone(required)),
+                ..Self::new(RejectionKind::InsufficientScope, denial.to_string())
+            },
+            Denial::NoDeploymentAccess { .. } => {
+                Self::new(RejectionKind::InsufficientScope, denial.to_string())
+            }
+        }
+    }
+}
+
+/// The layer's answer to malformed credentials: 400 `invalid_request` with their description.
+///
+/// ```
+/// use protected_endpoint::extract::{extract_token, TokenSource};
+/// use protected_endpoint::{Rejection, RejectionKind};
+///
+/// let twice = http::Request::builder()
+///     .header("authorization", "Bearer a")
+///     .header("authorization", "Bearer b")
+///     .body(())
+///     .unwrap();
+/// let malformed = extract_token(&[TokenSource::authorization_bearer()], &twice).unwrap_err();
+/// assert_eq!(Rejection::from(malformed).kind(), RejectionKind::InvalidRequest);
+/// ```
+impl From<MalformedCredentials> for Rejection {
+    fn from(malformed: MalformedCredentials) -> Self {
+        Rejection::invalid_request(malformed.into_description())
     }
 }
 

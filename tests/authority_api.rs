@@ -515,7 +515,7 @@ async fn a_token_cannot_outlive_its_creator() {
 
 #[tokio::test]
 async fn the_data_file_is_the_running_authoritys_alone() {
-    use protected_endpoint::verifier::file::TokenFileStore;
+    use protected_endpoint::store::file::TokenFileStore;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tokens.json");
@@ -535,7 +535,7 @@ async fn the_data_file_is_the_running_authoritys_alone() {
         .expect_err("the file is locked");
     assert!(refused.to_string().contains("locked"), "{refused}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    assert!(authority.store().verify_now(&admin.secret).is_ok());
+    assert!(authority.store().verify_sync(&admin.secret).is_ok());
 
     // Once the authority is gone, the file is free again.
     drop(authority);

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
-use protected_endpoint::policy::Scope;
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::file::{StaticFileVerifier, TokenFileStore};
+use protected_endpoint::Scope;
+use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ fn create_json(file: &Path, extra: &[&str]) -> (Value, TokenSecret) {
     (created["token"].clone(), secret)
 }
 
-async fn serve(verifier: StaticFileVerifier) -> String {
+async fn serve(verifier: TokenFileVerifier) -> String {
     let app = Router::new()
         .route(
             "/summarize",
@@ -132,7 +132,7 @@ async fn create_then_the_secret_passes_then_delete_then_refused() {
     assert!(!text.contains(secret.expose()));
     assert!(text.contains(&TokenHash::of(&secret).to_string()));
 
-    let verifier = StaticFileVerifier::builder(&file)
+    let verifier = TokenFileVerifier::builder(&file)
         .poll_interval(Duration::from_millis(50))
         .open()
         .unwrap();
@@ -230,14 +230,11 @@ fn concurrent_writers_lose_nothing() {
     let names: HashSet<&str> = listed.iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), WRITERS, "{names:?}");
 
-    let verifier = StaticFileVerifier::builder(&file)
-        .no_watch()
-        .open()
-        .unwrap();
+    let verifier = TokenFileVerifier::builder(&file).no_watch().open().unwrap();
     assert_eq!(verifier.len(), WRITERS);
     let text = fs::read_to_string(&file).unwrap();
     for secret in &secrets {
-        assert!(verifier.verify_now(secret).is_ok());
+        assert!(verifier.verify_sync(secret).is_ok());
         assert!(!text.contains(secret.expose()), "a secret was written");
     }
     // No temporary files are left behind.

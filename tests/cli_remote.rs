@@ -11,9 +11,9 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::{Extension, Router};
 use protected_endpoint::authority::{Authority, INTROSPECTION_PATH};
-use protected_endpoint::policy::Scope;
-use protected_endpoint::verifier::memory::NewToken;
 use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::NewToken;
+use protected_endpoint::Scope;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -197,7 +197,7 @@ async fn create_list_get_verify_delete() {
     let stored = fx.authority.store().get(&uid).expect("stored");
     assert_eq!(stored.name, "ci");
     assert!(stored.deployments.allows("summarize") && !stored.deployments.allows("other"));
-    assert!(stored.expired_at.is_some());
+    assert!(stored.expires_at.is_some());
 
     // Text mode: the secret alone on stdout; `--api-token` on the command line works too.
     let output = run_env(
@@ -223,7 +223,7 @@ async fn create_list_get_verify_delete() {
     assert!(fx
         .authority
         .store()
-        .verify_now(&other_secret.as_str().into())
+        .verify_sync(&other_secret.as_str().into())
         .is_ok());
 
     // More than one page of tokens (the CLI asks for 100 at a time).

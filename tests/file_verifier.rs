@@ -1,4 +1,4 @@
-//! `StaticFileVerifier` end to end: files in both formats, every refusal, and hot reload under
+//! `TokenFileVerifier` end to end: files in both formats, every refusal, and hot reload under
 //! a real axum server called over HTTP on 127.0.0.1.
 
 use std::fs;
@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
-use protected_endpoint::policy::{DeploymentAccess, Scope};
+use protected_endpoint::store::file::{FileContentError, TokenFileError, TokenFileStore};
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::file::{
-    FileContentError, StaticFileVerifier, TokenFileError, TokenFileStore,
-};
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::verifier::file::TokenFileVerifier;
+use protected_endpoint::NewToken;
+use protected_endpoint::{DeploymentAccess, Scope};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, VerifyError};
 
 /// How long a test waits for a reload it expects (the poll interval is 50 ms).
@@ -52,8 +51,8 @@ fn json_entry(uid: &str, secret: &str, overrides: &[(&str, &str)]) -> String {
     format!("{{{}}}", body.join(", "))
 }
 
-fn open_no_watch(path: &Path) -> Result<StaticFileVerifier, TokenFileError> {
-    StaticFileVerifier::builder(path).no_watch().open()
+fn open_no_watch(path: &Path) -> Result<TokenFileVerifier, TokenFileError> {
+    TokenFileVerifier::builder(path).no_watch().open()
 }
 
 #[test]
@@ -78,7 +77,7 @@ fn loads_json() {
     let verifier = open_no_watch(&path).unwrap();
     assert_eq!(verifier.len(), 2);
 
-    let info = verifier.verify_now(&"secret-one".into()).unwrap();
+    let info = verifier.verify_sync(&"secret-one".into()).unwrap();
     assert_eq!(info.uid(), "one");
     assert_eq!(info.name(), "name of one");
     assert_eq!(info.scopes(), &[Scope::API, Scope::READ_CLUSTER]);
@@ -88,15 +87,15 @@ fn loads_json() {
     );
     // Tokens of any shape are accepted: the file may hold hashes of foreign tokens.
     assert!(matches!(
-        verifier.verify_now(&"secret-old".into()),
+        verifier.verify_sync(&"secret-old".into()),
         Err(VerifyError::Expired)
     ));
     assert!(matches!(
-        verifier.verify_now(&"secret-two".into()),
+        verifier.verify_sync(&"secret-two".into()),
         Err(VerifyError::Invalid)
     ));
     assert!(matches!(
-        verifier.verify_now(&TokenSecret::generate()),
+        verifier.verify_sync(&TokenSecret::generate()),
         Err(VerifyError::Invalid)
     ));
     assert!(verifier.status().is_healthy());
@@ -134,11 +133,11 @@ hash = "{}"
     )
     .unwrap();
     let verifier = open_no_watch(&path).unwrap();
-    let one = verifier.verify_now(&"secret-one".into()).unwrap();
+    let one = verifier.verify_sync(&"secret-one".into()).unwrap();
     assert_eq!(one.name(), "ci");
     assert!(one.deployments().is_all());
     assert_eq!(one.expires_at(), None);
-    let two = verifier.verify_now(&"secret-two".into()).unwrap();
+    let two = verifier.verify_sync(&"secret-two".into()).unwrap();
     assert!(two.deployments().allows("translate"));
     assert_eq!(
         two.expires_at().unwrap().to_rfc3339(),
@@ -329,7 +328,7 @@ struct Server {
 }
 
 impl Server {
-    async fn start(verifier: StaticFileVerifier) -> Self {
+    async fn start(verifier: TokenFileVerifier) -> Self {
         let app = Router::new()
             .route(
                 "/whoami",
@@ -376,8 +375,8 @@ impl Server {
     }
 }
 
-fn watching(path: &Path) -> StaticFileVerifier {
-    StaticFileVerifier::builder(path)
+fn watching(path: &Path) -> TokenFileVerifier {
+    TokenFileVerifier::builder(path)
         .poll_interval(Duration::from_millis(50))
         .open()
         .unwrap()
@@ -496,7 +495,7 @@ async fn reload_on_demand_needs_no_watcher() {
         .unwrap()
         .create(NewToken::new("later").scopes([Scope::API]))
         .unwrap();
-    assert!(verifier.verify_now(&created.secret).is_err());
+    assert!(verifier.verify_sync(&created.secret).is_err());
     let reloader = verifier.clone();
     let count = tokio::task::spawn_blocking(move || reloader.reload())
         .await
@@ -531,7 +530,7 @@ fn errors_never_echo_values() {
     for (name, text) in cases {
         let path = dir.path().join(name);
         fs::write(&path, &text).unwrap();
-        let error = StaticFileVerifier::open(&path).expect_err("refused");
+        let error = TokenFileVerifier::open(&path).expect_err("refused");
         let message = error.to_string();
         assert!(!message.contains(secret), "{message}");
         assert!(!message.contains("s3cr3t"), "{message}");

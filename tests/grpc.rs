@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{
     verifier_fn, ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError,
 };
+use protected_endpoint::{DeploymentAccess, Scope};
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use chrono::{Duration, Utc};
 use common::{client, error_body, serve, Counting};
 use protected_endpoint::extract::TokenSource;
-use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{verifier_fn, ProtectedEndpointLayer, Rejection, TokenInfo, VerifyError};
+use protected_endpoint::{DeploymentAccess, Scope};
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -196,7 +196,7 @@ async fn expired_token_is_invalid_token() {
         .unwrap();
     let mut record = f.store.delete(&created.token.uid).unwrap();
     record.created_at = Utc::now() - Duration::days(1);
-    record.expired_at = Some(Utc::now() - Duration::seconds(1));
+    record.expires_at = Some(Utc::now() - Duration::seconds(1));
     f.store
         .import(record, TokenHash::of(&created.secret))
         .unwrap();

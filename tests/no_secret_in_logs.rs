@@ -17,11 +17,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use protected_endpoint::authority::{Authority, INTROSPECTION_PATH};
 use protected_endpoint::extract::{TokenSource, MAX_TOKEN_LEN};
-use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::file::{StaticFileVerifier, TokenFileStore};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
 use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
+use protected_endpoint::{DeploymentAccess, Scope};
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -267,11 +267,11 @@ async fn no_secret_reaches_the_logs() {
         .unwrap();
     let json_token = secrets.add(json_token.secret.expose());
     let good_json = std::fs::read_to_string(&json_path).unwrap();
-    let toml_verifier = StaticFileVerifier::builder(&toml_path)
+    let toml_verifier = TokenFileVerifier::builder(&toml_path)
         .poll_interval(Duration::from_millis(50))
         .open()
         .unwrap();
-    let json_verifier = StaticFileVerifier::builder(&json_path)
+    let json_verifier = TokenFileVerifier::builder(&json_path)
         .poll_interval(Duration::from_millis(50))
         .open()
         .unwrap();
@@ -556,7 +556,7 @@ async fn no_secret_reaches_the_logs() {
 /// values of the wrong type; a token pasted there must not come back in the error.
 #[test]
 fn token_file_errors_do_not_repeat_a_pasted_token() {
-    use protected_endpoint::verifier::file::{TokenFile, TokenFileFormat};
+    use protected_endpoint::store::file::{TokenFile, TokenFileFormat};
 
     let pasted = TokenSecret::generate();
     let pasted = pasted.expose();

@@ -8,6 +8,7 @@ use http::header::{HeaderValue, AUTHORIZATION};
 use proptest::prelude::*;
 use protected_endpoint::extract::{extract_token, TokenSource, MAX_TOKEN_LEN};
 use protected_endpoint::token::{TokenHash, TokenSecret, TOKEN_LEN, TOKEN_PREFIX};
+use protected_endpoint::Rejection;
 
 /// The characters of an RFC 6750 `b64token` before its `=` padding.
 const B64TOKEN_CHARS: &[u8] =
@@ -61,7 +62,7 @@ fn parse_bearer(value: HeaderValue) -> Result<Option<String>, u16> {
         .unwrap();
     extract_token(&[TokenSource::authorization_bearer()], &request)
         .map(|found| found.map(|(token, _)| token.expose().to_owned()))
-        .map_err(|rejection| rejection.status().as_u16())
+        .map_err(|malformed| Rejection::from(malformed).status().as_u16())
 }
 
 /// A valid `b64token`: mostly short, sometimes right at the length cap.
@@ -243,7 +244,10 @@ mod token_file {
     use proptest::prelude::*;
     use protected_endpoint::record::ApiToken;
     use protected_endpoint::token::TokenHash;
-    use protected_endpoint::verifier::file::{TokenEntry, TokenFile, TokenFileFormat};
+    use protected_endpoint::{
+        record::TokenEntry,
+        store::file::{TokenFile, TokenFileFormat},
+    };
     use serde_json::json;
 
     /// An instant between 1970 and 2200, with nanoseconds.

@@ -1,9 +1,9 @@
 //! No secret in any `Debug` output of the public types that come near one.
 
 use protected_endpoint::extract::{extract_token, TokenSource};
-use protected_endpoint::policy::Scope;
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::Scope;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpoint, ProtectedEndpointLayer, Rejection};
 
 #[test]
@@ -13,7 +13,7 @@ fn no_secret_in_debug_output() {
         .create(NewToken::new("debug").scopes([Scope::API]))
         .unwrap();
     let secret = created.secret.expose().to_owned();
-    let info = store.verify_now(&created.secret).unwrap();
+    let info = store.verify_sync(&created.secret).unwrap();
     let request = http::Request::builder()
         .header("authorization", format!("Bearer {secret}"))
         .body(())

@@ -16,8 +16,8 @@ use common::authority::AuthorityServer;
 use common::cli::{printed, run, run_with_env};
 use protected_endpoint::authority::Authority;
 use protected_endpoint::token::{contains_minted_token, TokenSecret};
-use protected_endpoint::verifier::file::{StaticFileVerifier, TokenFileStore};
-use protected_endpoint::verifier::memory::NewToken;
+use protected_endpoint::NewToken;
+use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -184,7 +184,7 @@ fn the_token_file_loader_refuses_glued_secrets_and_unreadable_times() {
         ),
     ] {
         fs::write(&file, &text).unwrap();
-        let error = StaticFileVerifier::open(&file).expect_err(what).to_string();
+        let error = TokenFileVerifier::open(&file).expect_err(what).to_string();
         assert!(!error.contains(secret.expose()), "{what}: {error}");
     }
 }
@@ -204,11 +204,11 @@ async fn the_cli_changes_the_file_a_symlink_names_and_keeps_the_link() {
         .unwrap()
         .file_type()
         .is_symlink());
-    let verifier = StaticFileVerifier::builder(&target)
+    let verifier = TokenFileVerifier::builder(&target)
         .no_watch()
         .open()
         .unwrap();
-    assert!(verifier.verify_now(&created.secret).is_ok());
+    assert!(verifier.verify_sync(&created.secret).is_ok());
 
     let output = run(&["token", "delete", "--file", path(&link), &created.token.uid]);
     assert!(output.status.success(), "{}", printed(&output));
@@ -218,7 +218,7 @@ async fn the_cli_changes_the_file_a_symlink_names_and_keeps_the_link() {
         .is_symlink());
     verifier.reload().unwrap();
     assert!(
-        verifier.verify_now(&created.secret).is_err(),
+        verifier.verify_sync(&created.secret).is_err(),
         "a server reading the link's target still accepts the deleted token"
     );
 }
@@ -238,12 +238,12 @@ async fn the_authority_writes_through_a_symlinked_data_file() {
         .unwrap()
         .file_type()
         .is_symlink());
-    let verifier = StaticFileVerifier::builder(&target)
+    let verifier = TokenFileVerifier::builder(&target)
         .no_watch()
         .open()
         .unwrap();
     assert_eq!(verifier.len(), 2);
-    assert!(verifier.verify_now(&admin.secret).is_ok());
+    assert!(verifier.verify_sync(&admin.secret).is_ok());
 }
 
 #[cfg(unix)]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use protected_endpoint::policy::Scope;
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::Scope;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpoint, ProtectedEndpointLayer, TokenInfo};
 use tower::{Service, ServiceBuilder, ServiceExt};
 

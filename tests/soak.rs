@@ -1,5 +1,5 @@
 //! Soak test: clients hammer protected servers on 127.0.0.1 while tokens are created and deleted
-//! in the in-memory store, in the token file (the `StaticFileVerifier` reloads it) and on an
+//! in the in-memory store, in the token file (the `TokenFileVerifier` reloads it) and on an
 //! authority that a `RemoteVerifier` asks (without a cache, and with a 1 s cache).
 //!
 //! Ignored by default; run it with
@@ -35,13 +35,12 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use axum::{Extension, Router};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
-use protected_endpoint::policy::Scope;
+use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::token::TokenSecret;
-use protected_endpoint::verifier::file::{
-    StaticFileVerifier, TokenFileStore, DEFAULT_POLL_INTERVAL,
-};
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::verifier::file::{TokenFileVerifier, DEFAULT_POLL_INTERVAL};
 use protected_endpoint::verifier::remote::{RemoteVerifier, DEFAULT_REQUEST_TIMEOUT};
+use protected_endpoint::Scope;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -376,7 +375,7 @@ async fn soak() {
     let bootstrap = file_store
         .create(new_token("file-bootstrap".into()))
         .unwrap();
-    let file_verifier = StaticFileVerifier::open(&path).unwrap();
+    let file_verifier = TokenFileVerifier::open(&path).unwrap();
     let file = {
         let (create_store, delete_store) = (file_store.clone(), file_store.clone());
         let verifier = file_verifier.clone();
@@ -409,7 +408,7 @@ async fn soak() {
                 })
             }),
             Some(Box::new(move |secret: &str| {
-                verifier.verify_now(&TokenSecret::new(secret)).is_ok()
+                verifier.verify_sync(&TokenSecret::new(secret)).is_ok()
             })),
         )
     };

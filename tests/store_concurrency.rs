@@ -5,8 +5,8 @@ mod common;
 use axum::routing::get;
 use axum::{Extension, Router};
 use common::{client, serve};
-use protected_endpoint::policy::Scope;
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+use protected_endpoint::Scope;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use reqwest::StatusCode;
 

@@ -150,9 +150,9 @@ fn custom_verifier_example_refuses_a_bad_key_list() {
 #[cfg(feature = "file")]
 #[tokio::test]
 async fn summarize_example_serves_tokens_from_a_file() {
-    use protected_endpoint::policy::Scope;
-    use protected_endpoint::verifier::file::TokenFileStore;
-    use protected_endpoint::verifier::memory::NewToken;
+    use protected_endpoint::store::file::TokenFileStore;
+    use protected_endpoint::NewToken;
+    use protected_endpoint::Scope;
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");

@@ -32,8 +32,8 @@ fn token_server_binary() -> PathBuf {
             if cfg!(feature = "remote") {
                 features.push("remote");
             }
-            if cfg!(feature = "remote-rustls") {
-                features.push("remote-rustls");
+            if cfg!(feature = "rustls") {
+                features.push("rustls");
             }
             let mut cargo = Command::new(env!("CARGO"));
             cargo

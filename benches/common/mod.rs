@@ -7,7 +7,7 @@
 
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::verifier::memory::InMemoryTokenStore;
+use protected_endpoint::InMemoryTokenStore;
 
 /// A record like the ones a store holds: a 16-character uid, a short name, the `api` scope,
 /// all deployments, no expiry.
@@ -77,7 +77,10 @@ pub fn store(total: usize, known: usize) -> (InMemoryTokenStore, Vec<TokenSecret
 /// Writes a JSON token file of `total` tokens to `path`, returning the secrets of `known`.
 #[cfg(feature = "file")]
 pub fn token_file(path: &std::path::Path, total: usize, known: usize) -> Vec<TokenSecret> {
-    use protected_endpoint::verifier::file::{TokenEntry, TokenFile, TokenFileFormat};
+    use protected_endpoint::{
+        record::TokenEntry,
+        store::file::{TokenFile, TokenFileFormat},
+    };
 
     let (entries, secrets) = tokens(total, known);
     let mut file = TokenFile::new();

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use protected_endpoint::token::TokenSecret;
-use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
 use protected_endpoint::TokenVerifier;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
 
 /// Where tokens are verified.
 #[derive(Debug, clap::Args)]
@@ -65,7 +65,7 @@ impl TokenArgs {
 
 #[cfg(feature = "file")]
 fn from_file(path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> {
-    let verifier = protected_endpoint::verifier::file::StaticFileVerifier::open(path)?;
+    let verifier = protected_endpoint::verifier::file::TokenFileVerifier::open(path)?;
     Ok(ChosenVerifier {
         source: format!(
             "{} token(s) in {} (reloaded when it changes)",

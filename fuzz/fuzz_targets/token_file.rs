@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use protected_endpoint::verifier::file::{TokenFile, TokenFileFormat};
+use protected_endpoint::store::file::{TokenFile, TokenFileFormat};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {

@@ -1,23 +1,23 @@
 //! The management API, in the platform's wire shapes.
 
-use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::{Authority, AuthorityError, User, API_TOKEN_HEADER};
+use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER};
 use crate::extract::TokenSource;
-use crate::policy::{AccessPolicy, DeploymentAccess, Scope};
-use crate::record::ApiToken;
-use crate::rejection::Rejection;
-use crate::token::redact_token_like;
-use crate::verifier::memory::NewToken;
+use crate::record::{ApiToken, NewToken};
+use crate::scope::{DeploymentAccess, Scope};
+use crate::token::{redact_token_like, TokenSecret};
+use crate::wire::{
+    CreateTokenBody, OrganizationObject, TokenObject, TokenPage, UserObject, TOKENS_PATH,
+};
 use crate::{ProtectedEndpointLayer, TokenInfo};
 
 /// The realm named in the management API's `WWW-Authenticate` challenges.
@@ -29,18 +29,35 @@ const MAX_PAGE: usize = 1000;
 const DEFAULT_PAGE: usize = 20;
 
 pub(super) fn router(authority: Authority) -> Router {
-    let layer = ProtectedEndpointLayer::new(authority.store().clone())
+    // The token layer decides who may call what: any valid token for the login calls,
+    // `read_organization` to read tokens, `write_organization` to change them. The platform's
+    // SDK sends its token in `X-YATAI-API-TOKEN`.
+    let any_token = ProtectedEndpointLayer::new(authority.store().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER));
+    let read = any_token.clone().require_scope(Scope::READ_ORGANIZATION);
+    let write = any_token.clone().require_scope(Scope::WRITE_ORGANIZATION);
     Router::new()
-        .route("/api/v1/auth/current", get(current_user))
-        .route("/api/v1/current_org", get(current_org))
-        .route("/api/v1/api_tokens", get(list_tokens).post(create_token))
         .route(
-            "/api/v1/api_tokens/{uid}",
-            get(get_token).delete(delete_token),
+            "/api/v1/auth/current",
+            get(current_user).route_layer(any_token.clone()),
         )
-        .route_layer(layer)
+        .route(
+            "/api/v1/current_org",
+            get(current_org).route_layer(any_token),
+        )
+        .route(
+            TOKENS_PATH,
+            get(list_tokens)
+                .route_layer(read.clone())
+                .merge(post(create_token).route_layer(write.clone())),
+        )
+        .route(
+            &format!("{TOKENS_PATH}/{{uid}}"),
+            get(get_token)
+                .route_layer(read)
+                .merge(delete(delete_token).route_layer(write)),
+        )
         .with_state(authority)
 }
 
@@ -102,133 +119,53 @@ impl From<AuthorityError> for ApiError {
     }
 }
 
-/// Why a handler refused: a missing scope (answered like the layer answers it) or an API
-/// error.
-pub(super) enum Refusal {
-    Scope(Rejection),
-    Api(ApiError),
-}
-
-impl From<ApiError> for Refusal {
-    fn from(err: ApiError) -> Self {
-        Refusal::Api(err)
-    }
-}
-
-impl From<AuthorityError> for Refusal {
-    fn from(err: AuthorityError) -> Self {
-        Refusal::Api(err.into())
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Scope(rejection) => rejection.http_response(REALM).map(Body::from),
-            Refusal::Api(err) => err.into_response(),
+impl From<&User> for UserObject {
+    fn from(user: &User) -> Self {
+        UserObject {
+            name: user.name.clone(),
+            email: user.email.clone(),
+            first_name: user.first_name.clone(),
+            last_name: user.last_name.clone(),
         }
     }
 }
 
-/// Refuses `token` unless it has `scope`, with the layer's own 403 answer.
-fn require(token: &TokenInfo, scope: Scope) -> Result<(), Refusal> {
-    AccessPolicy::new()
-        .require_scope(scope)
-        .check(token, Utc::now())
-        .map_err(Refusal::Scope)
-}
-
-/// ISO 8601 in UTC with an explicit `+00:00`, which every Python `datetime.fromisoformat`
-/// reads (a `Z` suffix needs Python 3.11).
-fn iso(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, false)
-}
-
-#[derive(Serialize)]
-struct OrganizationJson<'a> {
-    uid: &'a str,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-    name: &'a str,
-    resource_type: &'static str,
-    labels: [(); 0],
-    description: &'a str,
-}
-
-fn organization_json(authority: &Authority) -> OrganizationJson<'_> {
-    let org = authority.organization();
-    OrganizationJson {
-        uid: &org.uid,
-        created_at: iso(org.created_at),
-        updated_at: iso(org.created_at),
-        deleted_at: None,
-        name: &org.name,
-        resource_type: "organization",
-        labels: [],
-        description: &org.description,
+impl From<&Organization> for OrganizationObject {
+    fn from(org: &Organization) -> Self {
+        OrganizationObject {
+            uid: org.uid.clone(),
+            created_at: org.created_at,
+            updated_at: org.created_at,
+            deleted_at: None,
+            name: org.name.clone(),
+            resource_type: "organization".to_owned(),
+            labels: Vec::new(),
+            description: org.description.clone(),
+        }
     }
 }
 
-#[derive(Serialize)]
-struct TokenJson<'a> {
-    uid: &'a str,
-    created_at: String,
-    updated_at: String,
-    deleted_at: Option<String>,
-    name: &'a str,
-    resource_type: &'static str,
-    labels: [(); 0],
-    description: &'a str,
-    scopes: &'a [Scope],
-    user: &'a User,
-    organization: OrganizationJson<'a>,
-    expired_at: Option<String>,
-    last_used_at: Option<String>,
-    is_expired: bool,
-    is_api_token: bool,
-    is_organization_token: bool,
-    is_global_access: bool,
-    deployments: &'a DeploymentAccess,
-    /// The secret: only in the answer to a create.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<&'a str>,
+/// The token object the API answers for `token`, with its secret right after a create.
+fn token_object(
+    authority: &Authority,
+    token: &ApiToken,
+    secret: Option<&TokenSecret>,
+) -> TokenObject {
+    TokenObject::new(
+        token,
+        authority.user().into(),
+        authority.organization().into(),
+        Utc::now(),
+        secret,
+    )
 }
 
-fn token_json<'a>(
-    authority: &'a Authority,
-    token: &'a ApiToken,
-    secret: Option<&'a str>,
-) -> TokenJson<'a> {
-    TokenJson {
-        uid: &token.uid,
-        created_at: iso(token.created_at),
-        updated_at: iso(token.created_at),
-        deleted_at: None,
-        name: &token.name,
-        resource_type: "api_token",
-        labels: [],
-        description: &token.description,
-        scopes: &token.scopes,
-        user: authority.user(),
-        organization: organization_json(authority),
-        expired_at: token.expired_at.map(iso),
-        last_used_at: token.last_used_at.map(iso),
-        is_expired: token.is_expired_at(Utc::now()),
-        is_api_token: true,
-        is_organization_token: true,
-        is_global_access: token.deployments.is_all(),
-        deployments: &token.deployments,
-        token: secret,
-    }
+async fn current_user(State(authority): State<Authority>) -> Json<UserObject> {
+    Json(authority.user().into())
 }
 
-async fn current_user(State(authority): State<Authority>) -> Json<User> {
-    Json(authority.user().clone())
-}
-
-async fn current_org(State(authority): State<Authority>) -> Response {
-    Json(organization_json(&authority)).into_response()
+async fn current_org(State(authority): State<Authority>) -> Json<OrganizationObject> {
+    Json(authority.organization().into())
 }
 
 #[derive(Deserialize)]
@@ -240,10 +177,8 @@ struct ListQuery {
 
 async fn list_tokens(
     State(authority): State<Authority>,
-    Extension(caller): Extension<TokenInfo>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, Refusal> {
-    require(&caller, Scope::READ_ORGANIZATION)?;
+) -> Result<Json<TokenPage>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
         ApiError::bad_request(format!(
             "start and count must be non-negative integers: {}",
@@ -254,40 +189,25 @@ async fn list_tokens(
     let found = authority.store().list(search);
     let start = query.start.unwrap_or(0);
     let count = query.count.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
-    let items: Vec<TokenJson<'_>> = found
+    let items: Vec<TokenObject> = found
         .iter()
         .skip(start)
         .take(count)
-        .map(|token| token_json(&authority, token, None))
+        .map(|token| token_object(&authority, token, None))
         .collect();
-    Ok(Json(json!({
-        "start": start,
-        "count": items.len(),
-        "total": found.len(),
-        "items": items,
+    Ok(Json(TokenPage {
+        start,
+        count: items.len(),
+        total: found.len(),
+        items,
     }))
-    .into_response())
-}
-
-#[derive(Deserialize)]
-struct CreateBody {
-    name: String,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    scopes: Option<Vec<Scope>>,
-    #[serde(default)]
-    expired_at: Option<String>,
-    #[serde(default)]
-    deployments: Option<DeploymentAccess>,
 }
 
 async fn create_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
-    body: Result<Json<CreateBody>, JsonRejection>,
-) -> Result<Response, Refusal> {
-    require(&caller, Scope::WRITE_ORGANIZATION)?;
+    body: Result<Json<CreateTokenBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| {
         let status = match rejection.status() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -305,8 +225,7 @@ async fn create_token(
     if let Some(missing) = scopes.iter().find(|scope| !caller.has_scope(scope)) {
         return Err(ApiError::forbidden(format!(
             "a token cannot grant the scope {missing}: the caller's token lacks it"
-        ))
-        .into());
+        )));
     }
     let deployments = body
         .deployments
@@ -314,8 +233,7 @@ async fn create_token(
     if !within(&deployments, caller.deployments()) {
         return Err(ApiError::forbidden(
             "a token cannot reach deployments the caller's token cannot reach",
-        )
-        .into());
+        ));
     }
     let mut new = NewToken::new(body.name)
         .description(body.description.unwrap_or_default())
@@ -333,8 +251,7 @@ async fn create_token(
         (Some(requested), Some(limit)) if requested > limit => {
             return Err(ApiError::forbidden(
                 "a token cannot outlive the caller's token: its expired_at must not be later",
-            )
-            .into());
+            ));
         }
         (Some(requested), _) => Some(requested),
         (None, limit) => limit,
@@ -352,10 +269,10 @@ async fn create_token(
     // The answer carries the secret: no cache on the way may keep it.
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(token_json(
+        Json(token_object(
             &authority,
             &created.token,
-            Some(created.secret.expose()),
+            Some(&created.secret),
         )),
     )
         .into_response())
@@ -402,23 +319,19 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
 
 async fn get_token(
     State(authority): State<Authority>,
-    Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
-) -> Result<Response, Refusal> {
-    require(&caller, Scope::READ_ORGANIZATION)?;
+) -> Result<Json<TokenObject>, ApiError> {
     let token = authority
         .store()
         .get(&uid)
         .ok_or_else(ApiError::not_found)?;
-    Ok(Json(token_json(&authority, &token, None)).into_response())
+    Ok(Json(token_object(&authority, &token, None)))
 }
 
 async fn delete_token(
     State(authority): State<Authority>,
-    Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
-) -> Result<Response, Refusal> {
-    require(&caller, Scope::WRITE_ORGANIZATION)?;
+) -> Result<Json<TokenObject>, ApiError> {
     let token = {
         let authority = authority.clone();
         tokio::spawn(async move { authority.delete(&uid).await })
@@ -426,7 +339,7 @@ async fn delete_token(
             .map_err(join_error)??
             .ok_or_else(ApiError::not_found)?
     };
-    Ok(Json(token_json(&authority, &token, None)).into_response())
+    Ok(Json(token_object(&authority, &token, None)))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ async fn introspect(
         Ok(_) => return invalid_request("the `token` parameter is missing"),
         Err(rejection) => return invalid_request(&rejection.body_text()),
     };
-    let answer = match authority.store().verify_now(&TokenSecret::new(token)) {
+    let answer = match authority.store().verify_sync(&TokenSecret::new(token)) {
         Ok(info) => {
             let mut answer = Map::new();
             answer.insert("active".into(), Value::Bool(true));

@@ -74,21 +74,19 @@
 
 mod api;
 mod introspect;
-mod persist;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::Router;
 use chrono::{DateTime, Utc};
 
-use crate::policy::Scope;
-use crate::record::ApiToken;
-use crate::token::TokenHash;
-use crate::verifier::memory::{CreatedToken, InMemoryTokenStore, NewToken, NewTokenError};
+use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError};
+use crate::scope::Scope;
+use crate::store::file::{FileClaim, FileContentError, TokenFile, TokenFileError, TokenFileStore};
+use crate::store::memory::InMemoryTokenStore;
 
 /// The path of the RFC 7662 introspection endpoint in [`Authority::router`].
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -132,20 +130,24 @@ pub struct Authority {
 
 struct Inner {
     store: InMemoryTokenStore,
-    /// The secret hash of every stored token by uid: the store keeps hashes but does not hand
-    /// them out, and the data file needs them.
-    hashes: Mutex<HashMap<String, TokenHash>>,
-    /// Where changes are written; `None` for an in-memory authority.
-    data_file: Option<PathBuf>,
-    /// The data file's lock, held while the authority lives.
-    _data_file_lock: Option<persist::DataFileLock>,
-    /// Serializes changes, so the store, `hashes` and the file always agree. Held across the
-    /// file write: changes are rare and each must be durable before the next.
+    /// Where changes are written, and the claim on it held while the authority lives;
+    /// `None` for an in-memory authority.
+    data_file: Option<DataFile>,
+    /// Serializes changes, so the store and the file always agree. Held across the file
+    /// write: changes are rare and each must be durable before the next.
     write: tokio::sync::Mutex<()>,
     /// Whether no data file existed and no admin token was minted yet.
     fresh: AtomicBool,
     user: User,
     organization: Organization,
+}
+
+/// The authority's data file, claimed for as long as the authority lives, so neither the CLI
+/// nor a second authority changes it underneath (their change would be overwritten by the
+/// next save, and a revoked token brought back).
+struct DataFile {
+    store: TokenFileStore,
+    claim: FileClaim,
 }
 
 /// The user the management API reports (`GET /api/v1/auth/current`): the operator.
@@ -204,10 +206,10 @@ impl Organization {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AuthorityError {
-    /// The data file cannot be read or is not a valid token file.
-    Load(String),
+    /// The data file cannot be claimed or read, or is not a valid token file.
+    Load(TokenFileError),
     /// The change could not be written durably (it was rolled back).
-    Persist(std::io::Error),
+    Persist(TokenFileError),
     /// The arguments of a new token are invalid.
     InvalidToken(NewTokenError),
     /// A token with this name exists already.
@@ -217,7 +219,7 @@ pub enum AuthorityError {
 impl fmt::Display for AuthorityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AuthorityError::Load(message) => f.write_str(message),
+            AuthorityError::Load(err) => err.fmt(f),
             AuthorityError::Persist(err) => write!(f, "cannot write the token data file: {err}"),
             AuthorityError::InvalidToken(err) => err.fmt(f),
             AuthorityError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
@@ -228,25 +230,18 @@ impl fmt::Display for AuthorityError {
 impl std::error::Error for AuthorityError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            AuthorityError::Persist(err) => Some(err),
+            AuthorityError::Load(err) | AuthorityError::Persist(err) => Some(err),
             AuthorityError::InvalidToken(err) => Some(err),
-            _ => None,
+            AuthorityError::NameTaken(_) => None,
         }
     }
 }
 
 impl Authority {
-    fn with_store(
-        store: InMemoryTokenStore,
-        data_file: Option<(PathBuf, persist::DataFileLock)>,
-        fresh: bool,
-    ) -> Self {
-        let (data_file, data_file_lock) = data_file.unzip();
+    fn with_store(store: InMemoryTokenStore, data_file: Option<DataFile>, fresh: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                _data_file_lock: data_file_lock,
-                hashes: Mutex::new(HashMap::new()),
                 data_file,
                 write: tokio::sync::Mutex::new(()),
                 fresh: AtomicBool::new(fresh),
@@ -266,37 +261,43 @@ impl Authority {
     /// let authority = Authority::in_memory();
     /// let admin = authority.bootstrap_admin().await.unwrap().expect("first start");
     /// assert!(authority.bootstrap_admin().await.unwrap().is_none(), "only once");
-    /// assert!(authority.store().verify_now(&admin.secret).is_ok());
+    /// assert!(authority.store().verify_sync(&admin.secret).is_ok());
     /// # });
     /// ```
     pub fn in_memory() -> Self {
         Self::with_store(InMemoryTokenStore::new(), None, true)
     }
 
-    /// An authority keeping its tokens in the data file at `path`: loads it when it exists,
-    /// and writes it on the first change otherwise (see [`Authority::bootstrap_admin`]).
+    /// An authority keeping its tokens in the data file at `path`: claims it (another process
+    /// holding it is an error), loads it when it exists, and writes it on the first change
+    /// otherwise (see [`Authority::bootstrap_admin`]). A symbolic link is followed: the file
+    /// it names is the one written, and the link stays.
     ///
     /// A file that cannot be read or parsed is an error, and is left untouched.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, AuthorityError> {
-        let path = path.into();
-        let lock = persist::lock(&path).map_err(AuthorityError::Load)?;
-        let loaded = persist::load(&path).map_err(AuthorityError::Load)?;
+        let file = TokenFileStore::open(path.into()).map_err(AuthorityError::Load)?;
+        let claim = file.claim().map_err(AuthorityError::Load)?;
+        let loaded = file.read_if_exists().map_err(AuthorityError::Load)?;
         let fresh = loaded.is_none();
-        let authority =
-            Self::with_store(InMemoryTokenStore::new(), Some((path.clone(), lock)), fresh);
-        {
-            let mut hashes = authority.hashes();
-            for (record, hash) in loaded.unwrap_or_default() {
-                let uid = record.uid.clone();
-                authority
-                    .inner
-                    .store
-                    .import(record, hash)
-                    .map_err(|err| AuthorityError::Load(format!("{}: {err}", path.display())))?;
-                hashes.insert(uid, hash);
-            }
+        let store = InMemoryTokenStore::new();
+        let entries = loaded.map(|file| file.tokens).unwrap_or_default();
+        for (index, entry) in entries.into_iter().enumerate() {
+            // The loader checked every record and that uids and hashes are unique, so this
+            // cannot fail; if it does, the file is refused, not served in part.
+            let uid = entry.token.uid.clone();
+            store.import(entry.token, entry.hash).map_err(|err| {
+                AuthorityError::Load(TokenFileError::Content {
+                    path: file.path().to_owned(),
+                    source: FileContentError::Entry {
+                        index,
+                        uid: Some(uid),
+                        message: err.to_string(),
+                    },
+                })
+            })?;
         }
-        Ok(authority)
+        let data_file = DataFile { store: file, claim };
+        Ok(Self::with_store(store, Some(data_file), fresh))
     }
 
     /// Sets the user the management API reports.
@@ -323,14 +324,6 @@ impl Authority {
         Arc::get_mut(&mut self.inner).expect("configure the authority before cloning it")
     }
 
-    fn hashes(&self) -> std::sync::MutexGuard<'_, HashMap<String, TokenHash>> {
-        // Nothing panics while holding this lock with the map half-changed.
-        self.inner
-            .hashes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The tokens, for reading and verifying (an in-process protected service can use it
     /// as its verifier directly). Create and delete through the authority, not through the
     /// store: only then are changes written to the data file.
@@ -340,7 +333,7 @@ impl Authority {
 
     /// The data file, if any.
     pub fn data_file(&self) -> Option<&Path> {
-        self.inner.data_file.as_deref()
+        self.inner.data_file.as_ref().map(|file| file.store.path())
     }
 
     /// The user the management API reports.
@@ -395,13 +388,9 @@ impl Authority {
             self.inner.store.delete(&created.token.uid);
             return Err(AuthorityError::NameTaken(created.token.name));
         }
-        let uid = created.token.uid.clone();
-        self.hashes()
-            .insert(uid.clone(), TokenHash::of(&created.secret));
         if let Err(err) = self.persist().await {
             // Not durable, so not acknowledged: undo it. Its secret was never handed out.
-            self.inner.store.delete(&uid);
-            self.hashes().remove(&uid);
+            self.inner.store.delete(&created.token.uid);
             return Err(err);
         }
         Ok(created)
@@ -411,40 +400,37 @@ impl Authority {
     /// no such token). It is refused from then on.
     pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, AuthorityError> {
         let _write = self.inner.write.lock().await;
-        let Some(record) = self.inner.store.delete(uid) else {
+        let Some(entry) = self.inner.store.take(uid) else {
             return Ok(None);
         };
-        let hash = self.hashes().remove(uid);
         if let Err(err) = self.persist().await {
             // Not durable, so not acknowledged: put it back.
-            if let Some(hash) = hash {
-                let _ = self.inner.store.import(record, hash);
-                self.hashes().insert(uid.to_owned(), hash);
-            }
+            let _ = self.inner.store.import(entry.token, entry.hash);
             return Err(err);
         }
-        Ok(Some(record))
+        Ok(Some(entry.token))
     }
 
     /// Writes every token to the data file. Called with the write lock held.
     async fn persist(&self) -> Result<(), AuthorityError> {
-        let Some(path) = self.inner.data_file.clone() else {
+        if self.inner.data_file.is_none() {
             return Ok(());
-        };
-        let snapshot: Vec<(ApiToken, TokenHash)> = {
-            let hashes = self.hashes();
-            self.inner
-                .store
-                .list(None)
-                .into_iter()
-                .filter_map(|record| hashes.get(&record.uid).map(|hash| (record, *hash)))
-                .collect()
-        };
+        }
+        let file = TokenFile::from(self.inner.store.entries());
+        let authority = self.clone();
         // File I/O and fsync block: keep them off the async workers.
-        tokio::task::spawn_blocking(move || persist::save(&path, snapshot))
-            .await
-            .map_err(|join| AuthorityError::Persist(std::io::Error::other(join.to_string())))?
-            .map_err(AuthorityError::Persist)
+        tokio::task::spawn_blocking(move || {
+            let data_file = authority.inner.data_file.as_ref().expect("checked above");
+            data_file.store.replace(&file, &data_file.claim)
+        })
+        .await
+        .map_err(|join| {
+            AuthorityError::Persist(TokenFileError::io(
+                self.data_file().unwrap_or(Path::new("")),
+                std::io::Error::other(join.to_string()),
+            ))
+        })?
+        .map_err(AuthorityError::Persist)
     }
 
     /// The management API and the introspection endpoint, ready to serve or to
@@ -458,7 +444,7 @@ impl fmt::Debug for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authority")
             .field("tokens", &self.inner.store.len())
-            .field("data_file", &self.inner.data_file)
+            .field("data_file", &self.data_file())
             .field("user", &self.inner.user.name)
             .field("organization", &self.inner.organization.name)
             .finish_non_exhaustive()
@@ -493,7 +479,7 @@ mod tests {
         let err = authority.delete(&kept.token.uid).await.unwrap_err();
         assert!(matches!(err, AuthorityError::Persist(_)), "{err}");
         assert!(
-            authority.store().verify_now(&kept.secret).is_ok(),
+            authority.store().verify_sync(&kept.secret).is_ok(),
             "still there"
         );
 
@@ -509,7 +495,7 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["admin", "kept", "later"]);
-        assert!(reopened.store().verify_now(&kept.secret).is_ok());
+        assert!(reopened.store().verify_sync(&kept.secret).is_ok());
         assert!(reopened.bootstrap_admin().await.unwrap().is_none());
     }
 

@@ -1,4 +1,4 @@
-//! `protected-endpoint`: manage API tokens, in a token file that a `StaticFileVerifier`
+//! `protected-endpoint`: manage API tokens, in a token file that a `TokenFileVerifier`
 //! serves, or on a running token authority.
 //!
 //! ```text
@@ -27,13 +27,12 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use protected_endpoint::authority_client::{
-    AuthorityClient, ClientError, TokenRequest, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
+    AuthorityClient, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
-use protected_endpoint::policy::{DeploymentAccess, Scope};
 use protected_endpoint::record::ApiToken;
+use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::token::{redact_token_like, TokenHash, TokenSecret};
-use protected_endpoint::verifier::file::TokenFileStore;
-use protected_endpoint::verifier::memory::{CreatedToken, NewToken};
+use protected_endpoint::{CreatedToken, DeploymentAccess, NewToken, Scope};
 use serde_json::json;
 
 /// Manage API tokens: in a token file (JSON or TOML, by extension) that holds only their
@@ -130,7 +129,8 @@ enum Backend {
     File(TokenFileStore),
     Remote {
         client: AuthorityClient,
-        runtime: tokio::runtime::Runtime,
+        /// Boxed: a runtime is large beside a file path.
+        runtime: Box<tokio::runtime::Runtime>,
     },
 }
 
@@ -154,7 +154,10 @@ impl Backend {
                     .enable_all()
                     .build()
                     .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
-                Ok(Backend::Remote { client, runtime })
+                Ok(Backend::Remote {
+                    client,
+                    runtime: Box::new(runtime),
+                })
             }
             // clap enforces exactly one target, and an API token with an endpoint.
             _ => Err(Failure(
@@ -179,12 +182,11 @@ impl Backend {
         runtime.block_on(call).map_err(|err| match err {
             // Say which authority could not be reached.
             ClientError::Transport(_) | ClientError::Timeout(_) => {
-                let hint =
-                    if client.endpoint().scheme() == "https" && !cfg!(feature = "remote-rustls") {
-                        " (this build has no TLS: install it with the `remote-rustls` feature)"
-                    } else {
-                        ""
-                    };
+                let hint = if client.endpoint().scheme() == "https" && !cfg!(feature = "rustls") {
+                    " (this build has no TLS: install it with the `rustls` feature)"
+                } else {
+                    ""
+                };
                 Failure(format!("{}: {err}{hint}", client.endpoint()))
             }
             other => Failure::from(other),
@@ -221,43 +223,16 @@ impl Backend {
         }
     }
 
-    fn create(&self, token: Token) -> Result<CreatedToken, Failure> {
+    fn create(&self, new: NewToken) -> Result<CreatedToken, Failure> {
         match self {
-            Backend::File(store) => {
-                let mut new = NewToken::new(token.name)
-                    .description(token.description)
-                    .scopes(token.scopes)
-                    .deployments(token.deployments.unwrap_or(DeploymentAccess::All));
-                if let Some(at) = token.expires_at {
-                    new = new.expires_at(at);
-                }
-                Ok(store.create(new)?)
-            }
+            // Unnamed deployments: every deployment in a file; on an authority, the creator's
+            // own access (it cannot give more).
+            Backend::File(store) => Ok(store.create(new)?),
             Backend::Remote { client, runtime } => {
-                let mut request = TokenRequest::new(token.name)
-                    .description(token.description)
-                    .scopes(token.scopes);
-                // Unnamed, the authority gives the creator's own access (it cannot give more).
-                if let Some(deployments) = token.deployments {
-                    request = request.deployments(deployments);
-                }
-                if let Some(at) = token.expires_at {
-                    request = request.expires_at(at);
-                }
-                Self::remote(runtime, client, client.create(&request))
+                Self::remote(runtime, client, client.create(&new))
             }
         }
     }
-}
-
-/// A token to create, from the command line.
-struct Token {
-    name: String,
-    description: String,
-    scopes: Vec<Scope>,
-    /// `None`: every deployment in a file; the creator's access on an authority.
-    deployments: Option<DeploymentAccess>,
-    expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -470,13 +445,16 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         (None, at) => at,
     };
     let no_scopes = args.scopes.is_empty();
-    let created = backend.create(Token {
-        name: args.name,
-        description: args.description,
-        scopes: args.scopes,
-        deployments,
-        expires_at,
-    })?;
+    let mut new = NewToken::new(args.name)
+        .description(args.description)
+        .scopes(args.scopes);
+    if let Some(deployments) = deployments {
+        new = new.deployments(deployments);
+    }
+    if let Some(at) = expires_at {
+        new = new.expires_at(at);
+    }
+    let created = backend.create(new)?;
 
     // The record passes through `scrub` like everything else; the new secret is the one
     // thing printed as it is.
@@ -601,7 +579,7 @@ fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
                 scopes(t),
                 deployments(t),
                 when(Some(t.created_at)),
-                when(t.expired_at),
+                when(t.expires_at),
             ]
         })
         .collect();
@@ -644,6 +622,6 @@ fn print_token(token: &ApiToken) -> Result<(), Failure> {
         scopes(token),
         deployments(token),
         when(Some(token.created_at)),
-        when(token.expired_at),
+        when(token.expires_at),
     ))
 }

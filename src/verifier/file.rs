@@ -1,31 +1,21 @@
-//! [`StaticFileVerifier`]: tokens from a JSON or TOML file of hashes, reloaded when the file
-//! changes; and [`TokenFileStore`], the locked, atomic way to change such a file.
+//! [`TokenFileVerifier`]: tokens from a JSON or TOML file of hashes, reloaded when the file
+//! changes.
 //!
-//! The file holds only SHA-256 hashes of secrets, never a secret:
-//!
-//! ```json
-//! {"tokens": [{"uid": "k3j5h6g7f8d9s0a1", "name": "ci", "description": "deploys",
-//!              "scopes": ["api"], "deployments": "*",
-//!              "created_at": "2026-01-01T00:00:00Z", "expired_at": null,
-//!              "hash": "sha256:<64 lowercase hex>"}]}
-//! ```
-//!
-//! or, in TOML, one `[[tokens]]` table per token with the same keys. The entry is the
-//! [`ApiToken`] record the in-memory store and the management API
-//! use, plus `hash`. A file is checked whole before it is used ([`TokenFile::parse`] lists the
-//! checks); a bad file is refused with a message naming the entry.
+//! The file format (JSON or TOML, hashes only) is [`store::file`](crate::store::file)'s; so is
+//! [`TokenFileStore`](crate::store::file::TokenFileStore), the safe way to change a file that a
+//! running verifier watches.
 //!
 //! # Reloading
 //!
 //! A background thread looks at the file's metadata every
-//! [`poll_interval`](StaticFileVerifierBuilder::poll_interval) (1 s by default) and, when it
+//! [`poll_interval`](TokenFileVerifierBuilder::poll_interval) (1 s by default) and, when it
 //! changed, reads and checks the file and swaps the whole token set in one atomic step.
 //! Requests read the current set without a lock and never wait for the disk. A file that
 //! vanishes, does not parse or is cut short keeps the last good set serving; the error is
-//! logged (`tracing` at `WARN`) and kept in [`StaticFileVerifier::status`] until a good file
+//! logged (`tracing` at `WARN`) and kept in [`TokenFileVerifier::status`] until a good file
 //! replaces it. The thread stops when the last clone of the verifier is dropped.
 //!
-//! Write the file by renaming a complete new file over it (as [`TokenFileStore`] and the
+//! Write the file by renaming a complete new file over it (as `TokenFileStore` and the
 //! `protected-endpoint` CLI do, and as Kubernetes does for mounted secrets): an in-place
 //! rewrite can be read half-written, and while that is refused, a TOML file cut at an entry
 //! boundary is still valid and would be served with fewer tokens.
@@ -33,10 +23,9 @@
 //! # Example
 //!
 //! ```
-//! use protected_endpoint::policy::Scope;
-//! use protected_endpoint::verifier::file::{StaticFileVerifier, TokenFileStore};
-//! use protected_endpoint::verifier::memory::NewToken;
-//! use protected_endpoint::ProtectedEndpointLayer;
+//! use protected_endpoint::store::file::TokenFileStore;
+//! use protected_endpoint::verifier::file::TokenFileVerifier;
+//! use protected_endpoint::{NewToken, ProtectedEndpointLayer, Scope};
 //!
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let path = dir.path().join("tokens.json");
@@ -47,21 +36,11 @@
 //!     .unwrap();
 //!
 //! // Serve with it: no async runtime is needed to open the verifier.
-//! let verifier = StaticFileVerifier::open(&path).unwrap();
-//! assert!(verifier.verify_now(&created.secret).is_ok());
+//! let verifier = TokenFileVerifier::open(&path).unwrap();
+//! assert!(verifier.verify_sync(&created.secret).is_ok());
 //! let layer = ProtectedEndpointLayer::new(verifier).require_scope(Scope::API);
 //! # let _ = layer;
 //! ```
-
-mod format;
-mod store;
-
-pub use self::format::{
-    FileContentError, TokenEntry, TokenFile, TokenFileError, TokenFileFormat, MAX_FILE_BYTES,
-};
-#[cfg(feature = "authority")]
-pub(crate) use self::store::write_atomically;
-pub use self::store::{StoreError, TokenFileStore};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -77,8 +56,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::record::ApiToken;
+use crate::store::file::{read_file_capped, TokenFile, TokenFileError, TokenFileFormat};
 use crate::token::{TokenHash, TokenSecret};
-use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
+use crate::token_info::TokenInfo;
+use crate::verifier::{TokenVerifier, VerifyError};
 
 /// How often the file is checked for changes unless the builder says otherwise.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -91,11 +72,11 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Cheap to clone; clones share the tokens and the reload thread. Verification hashes the
 /// token and does one hash-map lookup in the current set (an atomic pointer load, no lock,
 /// no I/O). Tokens in any format are accepted (the file may hold hashes of tokens minted
-/// elsewhere); an entry whose `expired_at` has passed answers [`VerifyError::Expired`].
+/// elsewhere); an entry whose expiry has passed answers [`VerifyError::Expired`].
 ///
 /// See the [module docs](self) for the file format and reload behaviour.
 #[derive(Clone)]
-pub struct StaticFileVerifier {
+pub struct TokenFileVerifier {
     shared: Arc<Shared>,
 }
 
@@ -134,7 +115,7 @@ impl TokenSet {
             .tokens
             .into_iter()
             .map(|entry| {
-                let info = entry.token.to_token_info();
+                let info = TokenInfo::from(&entry.token);
                 (
                     entry.hash,
                     Arc::new(Entry {
@@ -216,14 +197,14 @@ impl ReloadStatus {
     }
 }
 
-/// Builds a [`StaticFileVerifier`]; see [`StaticFileVerifier::builder`].
+/// Builds a [`TokenFileVerifier`]; see [`TokenFileVerifier::builder`].
 #[derive(Debug, Clone)]
-pub struct StaticFileVerifierBuilder {
+pub struct TokenFileVerifierBuilder {
     path: PathBuf,
     poll_interval: Option<Duration>,
 }
 
-impl StaticFileVerifierBuilder {
+impl TokenFileVerifierBuilder {
     /// How often to check the file for changes (default [`DEFAULT_POLL_INTERVAL`], at least
     /// 10 ms). A change is live within about one interval.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
@@ -232,7 +213,7 @@ impl StaticFileVerifierBuilder {
     }
 
     /// Do not watch the file: it is read once, and again only on
-    /// [`StaticFileVerifier::reload`].
+    /// [`TokenFileVerifier::reload`].
     pub fn no_watch(mut self) -> Self {
         self.poll_interval = None;
         self
@@ -243,7 +224,7 @@ impl StaticFileVerifierBuilder {
     ///
     /// Fails when the path is not `.json`/`.toml`, the file cannot be read, or it is refused
     /// (see [`TokenFile::parse`]): a service should not start without its tokens.
-    pub fn open(self) -> Result<StaticFileVerifier, TokenFileError> {
+    pub fn open(self) -> Result<TokenFileVerifier, TokenFileError> {
         let format = TokenFileFormat::from_path(&self.path)?;
         let (fingerprint, file) = read_file(&self.path, format);
         let file = file?;
@@ -275,7 +256,7 @@ impl StaticFileVerifierBuilder {
             *lock(&shared.stop) = Some(stop);
             *lock(&shared.thread) = Some(handle);
         }
-        Ok(StaticFileVerifier { shared })
+        Ok(TokenFileVerifier { shared })
     }
 }
 
@@ -332,7 +313,7 @@ fn read_file(
         Err(e) => return (None, Err(TokenFileError::io(path, e))),
     };
     let fingerprint = Some(Fingerprint::of(&metadata));
-    let text = match format::read_capped(&mut file, path) {
+    let text = match read_file_capped(&mut file, path) {
         Ok(text) => text,
         Err(e) => return (fingerprint, Err(e)),
     };
@@ -404,19 +385,19 @@ impl Shared {
     }
 }
 
-impl StaticFileVerifier {
+impl TokenFileVerifier {
     /// Opens the token file at `path` (`.json` or `.toml`) and watches it for changes every
     /// second. Blocking I/O; no async runtime needed.
     ///
     /// ```
-    /// use protected_endpoint::verifier::file::StaticFileVerifier;
+    /// use protected_endpoint::verifier::file::TokenFileVerifier;
     ///
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let path = dir.path().join("tokens.toml");
     /// std::fs::write(&path, "tokens = []\n").unwrap();
-    /// let verifier = StaticFileVerifier::open(&path).unwrap();
+    /// let verifier = TokenFileVerifier::open(&path).unwrap();
     /// assert!(verifier.is_empty());
-    /// assert!(StaticFileVerifier::open(dir.path().join("missing.json")).is_err());
+    /// assert!(TokenFileVerifier::open(dir.path().join("missing.json")).is_err());
     /// ```
     pub fn open(path: impl Into<PathBuf>) -> Result<Self, TokenFileError> {
         Self::builder(path).open()
@@ -426,19 +407,19 @@ impl StaticFileVerifier {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use protected_endpoint::verifier::file::StaticFileVerifier;
+    /// use protected_endpoint::verifier::file::TokenFileVerifier;
     ///
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let path = dir.path().join("tokens.json");
     /// # std::fs::write(&path, r#"{"tokens": []}"#).unwrap();
-    /// let verifier = StaticFileVerifier::builder(&path)
+    /// let verifier = TokenFileVerifier::builder(&path)
     ///     .poll_interval(Duration::from_millis(250))
     ///     .open()
     ///     .unwrap();
     /// # let _ = verifier;
     /// ```
-    pub fn builder(path: impl Into<PathBuf>) -> StaticFileVerifierBuilder {
-        StaticFileVerifierBuilder {
+    pub fn builder(path: impl Into<PathBuf>) -> TokenFileVerifierBuilder {
+        TokenFileVerifierBuilder {
             path: path.into(),
             poll_interval: Some(DEFAULT_POLL_INTERVAL),
         }
@@ -456,12 +437,12 @@ impl StaticFileVerifier {
     /// Blocking I/O: from async code, call it in `tokio::task::spawn_blocking`.
     ///
     /// ```
-    /// use protected_endpoint::verifier::file::StaticFileVerifier;
+    /// use protected_endpoint::verifier::file::TokenFileVerifier;
     ///
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let path = dir.path().join("tokens.json");
     /// std::fs::write(&path, r#"{"tokens": []}"#).unwrap();
-    /// let verifier = StaticFileVerifier::builder(&path).no_watch().open().unwrap();
+    /// let verifier = TokenFileVerifier::builder(&path).no_watch().open().unwrap();
     ///
     /// std::fs::write(&path, "{not json").unwrap();
     /// assert!(verifier.reload().is_err());
@@ -516,11 +497,11 @@ impl StaticFileVerifier {
     }
 
     /// Verifies a token without going through a future: what the async verifier does.
-    pub fn verify_now(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+    pub fn verify_sync(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         let hash = TokenHash::of(token);
         let tokens = self.shared.tokens.load();
         let entry = tokens.by_hash.get(&hash).ok_or(VerifyError::Invalid)?;
-        if entry.record.is_expired_at(Utc::now()) {
+        if entry.info.is_expired_at(Utc::now()) {
             return Err(VerifyError::Expired);
         }
         Ok(entry.info.clone())
@@ -528,15 +509,15 @@ impl StaticFileVerifier {
 }
 
 #[async_trait]
-impl TokenVerifier for StaticFileVerifier {
+impl TokenVerifier for TokenFileVerifier {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
-        self.verify_now(token)
+        self.verify_sync(token)
     }
 }
 
-impl fmt::Debug for StaticFileVerifier {
+impl fmt::Debug for TokenFileVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StaticFileVerifier")
+        f.debug_struct("TokenFileVerifier")
             .field("path", &self.shared.path)
             .field("tokens", &self.len())
             .finish_non_exhaustive()
@@ -574,7 +555,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
         fs::write(&path, r#"{"tokens": []}"#).unwrap();
-        let verifier = StaticFileVerifier::builder(&path)
+        let verifier = TokenFileVerifier::builder(&path)
             .poll_interval(Duration::from_millis(10))
             .open()
             .unwrap();
@@ -596,10 +577,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
         fs::write(&path, r#"{"tokens": []}"#).unwrap();
-        let verifier = StaticFileVerifier::builder(&path)
-            .no_watch()
-            .open()
-            .unwrap();
+        let verifier = TokenFileVerifier::builder(&path).no_watch().open().unwrap();
         fs::write(&path, "{").unwrap();
         verifier.shared.reload_if_changed();
         let first = verifier.last_error().expect("the bad file is reported");

@@ -7,16 +7,17 @@
 //!
 //! # Writing a verifier
 //!
-//! Implement the trait (with [`async_trait`](mod@async_trait)) or wrap an async closure with [`verifier_fn`]:
+//! Implement the trait (with the [`async_trait`](crate::async_trait) attribute, re-exported by this
+//! crate) or wrap an async closure with [`verifier_fn`]:
 //!
 //! ```
 //! use protected_endpoint::{verifier_fn, TokenInfo, TokenVerifier, VerifyError};
-//! use protected_endpoint::policy::Scope;
+//! use protected_endpoint::Scope;
 //! use protected_endpoint::token::TokenSecret;
 //!
 //! struct OneToken(String);
 //!
-//! #[async_trait::async_trait]
+//! #[protected_endpoint::async_trait]
 //! impl TokenVerifier for OneToken {
 //!     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
 //!         use subtle::ConstantTimeEq;
@@ -46,9 +47,9 @@
 //!
 //! Verifiers that ship with the crate:
 //!
-//! - [`InMemoryTokenStore`](memory::InMemoryTokenStore): a store with create / list / get /
-//!   delete;
-//! - `StaticFileVerifier` (feature `file`, in `verifier::file`): a token file of hashes,
+//! - [`InMemoryTokenStore`](crate::InMemoryTokenStore) ([`memory`]): the in-memory store
+//!   answers for its own tokens;
+//! - `TokenFileVerifier` (feature `file`, in `verifier::file`): a token file of hashes,
 //!   reloaded when it changes;
 //! - `RemoteVerifier` (feature `remote`, in `verifier::remote`): RFC 7662 introspection with a
 //!   cache.
@@ -61,17 +62,15 @@ pub mod memory;
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
 
-use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use crate::policy::{DeploymentAccess, Scope};
 use crate::token::TokenSecret;
+use crate::token_info::TokenInfo;
 
 /// A boxed error, the source of [`VerifyError::Unavailable`].
 ///
@@ -105,7 +104,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 ///
 /// struct Down;
 ///
-/// #[async_trait::async_trait]
+/// #[protected_endpoint::async_trait]
 /// impl TokenVerifier for Down {
 ///     async fn verify(&self, _token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
 ///         Err(VerifyError::unavailable(std::io::Error::other("connection refused")))
@@ -124,7 +123,7 @@ pub trait TokenVerifier: Send + Sync {
     /// Verifies `token`, returning who it belongs to.
     ///
     /// ```
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::{TokenVerifier, VerifyError};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -214,263 +213,6 @@ impl StdError for VerifyError {
             VerifyError::Unavailable(source) => Some(source.as_ref()),
             _ => None,
         }
-    }
-}
-
-/// Who a verified token belongs to and what it may do. The layer puts it in the request's
-/// extensions, so an axum handler takes `Extension<TokenInfo>`.
-///
-/// Cloning is cheap (one reference count): a verifier such as
-/// [`InMemoryTokenStore`](memory::InMemoryTokenStore) hands out a clone of a stored info on
-/// every request.
-///
-/// ```
-/// use chrono::{Duration, Utc};
-/// use protected_endpoint::policy::{DeploymentAccess, Scope};
-/// use protected_endpoint::TokenInfo;
-///
-/// #[derive(Clone, Debug, PartialEq)]
-/// struct Tenant(u32);
-///
-/// let info = TokenInfo::new("tok_123", "ci pipeline")
-///     .with_scopes([Scope::API])
-///     .with_deployments(DeploymentAccess::only(["summarize"]).unwrap())
-///     .with_expires_at(Utc::now() + Duration::days(30))
-///     .with_extension(Tenant(7));
-///
-/// assert_eq!(info.name(), "ci pipeline");
-/// assert!(info.has_scope(&Scope::API));
-/// assert_eq!(info.extension::<Tenant>(), Some(&Tenant(7)));
-/// ```
-#[derive(Clone)]
-pub struct TokenInfo(Arc<TokenInfoInner>);
-
-#[derive(Clone)]
-struct TokenInfoInner {
-    uid: String,
-    name: String,
-    scopes: Vec<Scope>,
-    deployments: DeploymentAccess,
-    expires_at: Option<DateTime<Utc>>,
-    extensions: http::Extensions,
-}
-
-impl TokenInfo {
-    /// A token with this uid and name, no scopes, access to all deployments and no expiry.
-    ///
-    /// ```
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let info = TokenInfo::new("tok_1", "ci");
-    /// assert_eq!((info.uid(), info.name()), ("tok_1", "ci"));
-    /// assert!(info.scopes().is_empty());
-    /// assert!(info.deployments().is_all());
-    /// assert_eq!(info.expires_at(), None);
-    /// ```
-    pub fn new(uid: impl Into<String>, name: impl Into<String>) -> Self {
-        Self(Arc::new(TokenInfoInner {
-            uid: uid.into(),
-            name: name.into(),
-            scopes: Vec::new(),
-            deployments: DeploymentAccess::All,
-            expires_at: None,
-            extensions: http::Extensions::new(),
-        }))
-    }
-
-    fn inner_mut(&mut self) -> &mut TokenInfoInner {
-        Arc::make_mut(&mut self.0)
-    }
-
-    /// Sets the token's scopes, replacing any set before. They are kept sorted and without
-    /// duplicates.
-    ///
-    /// ```
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
-    /// assert_eq!(info.scopes(), &[Scope::API, Scope::WRITE_CLUSTER]);
-    /// ```
-    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = Scope>) -> Self {
-        let mut scopes: Vec<Scope> = scopes.into_iter().collect();
-        scopes.sort();
-        scopes.dedup();
-        self.inner_mut().scopes = scopes;
-        self
-    }
-
-    /// Sets which deployments the token may reach.
-    ///
-    /// ```
-    /// use protected_endpoint::policy::DeploymentAccess;
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let info = TokenInfo::new("1", "ci")
-    ///     .with_deployments(DeploymentAccess::only(["summarize"]).unwrap());
-    /// assert!(info.deployments().allows("summarize"));
-    /// assert!(!info.deployments().allows("translate"));
-    /// ```
-    pub fn with_deployments(mut self, deployments: DeploymentAccess) -> Self {
-        self.inner_mut().deployments = deployments;
-        self
-    }
-
-    /// Sets when the token expires. The layer refuses it from that instant on.
-    ///
-    /// ```
-    /// use chrono::{Duration, Utc};
-    /// use protected_endpoint::policy::AccessPolicy;
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let expires_at = Utc::now() + Duration::hours(1);
-    /// let info = TokenInfo::new("1", "ci").with_expires_at(expires_at);
-    /// assert_eq!(info.expires_at(), Some(expires_at));
-    /// assert!(AccessPolicy::new().check(&info, expires_at).is_err());
-    /// ```
-    pub fn with_expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
-        self.inner_mut().expires_at = Some(expires_at);
-        self
-    }
-
-    /// Attaches a value of the verifier's own (a tenant id, a rate-limit class, ...), read
-    /// back with [`TokenInfo::extension`]. One value per type: a second value of the same
-    /// type replaces the first.
-    ///
-    /// ```
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// #[derive(Clone, Debug, PartialEq)]
-    /// struct RateLimit(u32);
-    ///
-    /// let info = TokenInfo::new("1", "ci")
-    ///     .with_extension(RateLimit(10))
-    ///     .with_extension(RateLimit(100));
-    /// assert_eq!(info.extension::<RateLimit>(), Some(&RateLimit(100)));
-    /// ```
-    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.inner_mut().extensions.insert(value);
-        self
-    }
-
-    /// The token's unique id (not its secret).
-    ///
-    /// ```
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
-    ///
-    /// let store = InMemoryTokenStore::new();
-    /// let created = store.create(NewToken::new("ci")).unwrap();
-    /// let info = store.verify_now(&created.secret).unwrap();
-    /// assert_eq!(info.uid(), created.token.uid);
-    /// ```
-    pub fn uid(&self) -> &str {
-        &self.0.uid
-    }
-
-    /// The token's human-readable name.
-    ///
-    /// ```
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// assert_eq!(TokenInfo::new("1", "ci pipeline").name(), "ci pipeline");
-    /// ```
-    pub fn name(&self) -> &str {
-        &self.0.name
-    }
-
-    /// The token's scopes, sorted.
-    ///
-    /// ```
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::READ_CLUSTER, Scope::API]);
-    /// let names: Vec<&str> = info.scopes().iter().map(Scope::as_str).collect();
-    /// assert_eq!(names, ["api", "read_cluster"]);
-    /// ```
-    pub fn scopes(&self) -> &[Scope] {
-        &self.0.scopes
-    }
-
-    /// Whether the token has `scope`.
-    ///
-    /// ```
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let info = TokenInfo::new("1", "ci").with_scopes([Scope::API]);
-    /// assert!(info.has_scope(&Scope::API));
-    /// assert!(!info.has_scope(&Scope::WRITE_ORGANIZATION));
-    /// ```
-    pub fn has_scope(&self, scope: &Scope) -> bool {
-        self.0.scopes.binary_search(scope).is_ok()
-    }
-
-    /// Which deployments the token may reach.
-    ///
-    /// ```
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// // All deployments unless the verifier says otherwise.
-    /// assert!(TokenInfo::new("1", "ci").deployments().is_all());
-    /// ```
-    pub fn deployments(&self) -> &DeploymentAccess {
-        &self.0.deployments
-    }
-
-    /// When the token expires, if ever.
-    ///
-    /// ```
-    /// use chrono::{TimeZone, Utc};
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// let end_of_year = Utc.with_ymd_and_hms(2030, 12, 31, 23, 59, 59).unwrap();
-    /// let info = TokenInfo::new("1", "ci").with_expires_at(end_of_year);
-    /// assert_eq!(info.expires_at(), Some(end_of_year));
-    /// assert_eq!(TokenInfo::new("2", "forever").expires_at(), None);
-    /// ```
-    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.0.expires_at
-    }
-
-    /// A value the verifier attached with [`TokenInfo::with_extension`].
-    ///
-    /// ```
-    /// use protected_endpoint::TokenInfo;
-    ///
-    /// #[derive(Clone)]
-    /// struct Tenant(&'static str);
-    ///
-    /// let info = TokenInfo::new("1", "ci").with_extension(Tenant("acme"));
-    /// assert_eq!(info.extension::<Tenant>().map(|t| t.0), Some("acme"));
-    /// assert!(info.extension::<u64>().is_none());
-    /// ```
-    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.0.extensions.get::<T>()
-    }
-}
-
-impl fmt::Debug for TokenInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenInfo")
-            .field("uid", &self.0.uid)
-            .field("name", &self.0.name)
-            .field("scopes", &self.0.scopes)
-            .field("deployments", &self.0.deployments)
-            .field("expires_at", &self.0.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PartialEq for TokenInfo {
-    /// Two infos are equal when everything but the extensions (which cannot be compared) is.
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.uid == other.0.uid
-                && self.0.name == other.0.name
-                && self.0.scopes == other.0.scopes
-                && self.0.deployments == other.0.deployments
-                && self.0.expires_at == other.0.expires_at)
     }
 }
 
@@ -583,12 +325,6 @@ impl<A: TokenVerifier, B: TokenVerifier> TokenVerifier for Or<A, B> {
     }
 }
 
-// `TokenInfo` travels in request extensions, which need `Clone + Send + Sync + 'static`.
-const _: fn() = || {
-    fn assert_extension<T: Clone + Send + Sync + Any>() {}
-    assert_extension::<TokenInfo>();
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,14 +373,5 @@ mod tests {
         assert!(block_on(boxed.verify(&"b".into())).is_err());
         let by_ref: &dyn TokenVerifier = &boxed;
         assert!(block_on(TokenVerifier::verify(&by_ref, &"a".into())).is_ok());
-    }
-
-    #[test]
-    fn token_info_scopes_are_sorted_and_deduplicated() {
-        let info =
-            TokenInfo::new("u", "n").with_scopes([Scope::WRITE_CLUSTER, Scope::API, Scope::API]);
-        assert_eq!(info.scopes(), &[Scope::API, Scope::WRITE_CLUSTER]);
-        assert!(info.has_scope(&Scope::WRITE_CLUSTER));
-        assert!(!info.has_scope(&Scope::READ_CLUSTER));
     }
 }

@@ -4,10 +4,11 @@ use std::fmt;
 use std::time::Duration;
 
 use chrono::Utc;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::ACCEPT;
 use http::StatusCode;
 
 use super::parse::{parse_answer, Answer, MalformedAnswer};
+use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadError};
 use crate::token::TokenSecret;
 
 /// How the verifier proves to the authority that it may introspect tokens.
@@ -115,8 +116,7 @@ pub(crate) struct IntrospectionClient {
     pub(crate) http: reqwest::Client,
     pub(crate) endpoint: reqwest::Url,
     pub(crate) credentials: Credentials,
-    pub(crate) request_timeout: Duration,
-    pub(crate) max_response_bytes: usize,
+    pub(crate) limits: Limits,
 }
 
 impl IntrospectionClient {
@@ -126,9 +126,10 @@ impl IntrospectionClient {
         &self,
         token: &TokenSecret,
     ) -> Result<Answer, IntrospectionError> {
-        match tokio::time::timeout(self.request_timeout, self.call(token)).await {
+        let timeout = self.limits.request_timeout;
+        match tokio::time::timeout(timeout, self.call(token)).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(IntrospectionError::Timeout(self.request_timeout)),
+            Err(_elapsed) => Err(IntrospectionError::Timeout(timeout)),
         }
     }
 
@@ -139,7 +140,7 @@ impl IntrospectionClient {
             .header(ACCEPT, "application/json")
             .form(&[("token", token.expose())])
             // Also set on the request, so a client handed in by the user gets it too.
-            .timeout(self.request_timeout);
+            .timeout(self.limits.request_timeout);
         let request = match &self.credentials {
             Credentials::None => request,
             Credentials::Bearer(own) => request.bearer_auth(own.expose()),
@@ -157,11 +158,7 @@ impl IntrospectionClient {
         if status != StatusCode::OK {
             return Err(IntrospectionError::Status(status));
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
+        let content_type = content_type(response.headers());
         if !is_json(content_type) {
             // Echo the content type (it helps to see `text/html`), but never the token asked
             // about: an endpoint that is not an authority may echo its request anywhere.
@@ -173,13 +170,12 @@ impl IntrospectionClient {
                     .collect(),
             ));
         }
-        let body = crate::http_answer::read_capped(&mut response, self.max_response_bytes)
+        let cap = self.limits.max_response_bytes;
+        let body = read_body_capped(&mut response, cap)
             .await
             .map_err(|err| match err {
-                crate::http_answer::ReadError::TooLarge => {
-                    IntrospectionError::TooLarge(self.max_response_bytes)
-                }
-                crate::http_answer::ReadError::Transport(err) => transport(err),
+                ReadError::TooLarge => IntrospectionError::TooLarge(cap),
+                ReadError::Transport(err) => transport(err),
             })?;
         parse_answer(&body, Utc::now()).map_err(IntrospectionError::Malformed)
     }
@@ -188,25 +184,4 @@ impl IntrospectionClient {
 fn transport(err: reqwest::Error) -> IntrospectionError {
     // The URL is the configured endpoint; leave it out anyway, it might carry user info.
     IntrospectionError::Transport(err.without_url())
-}
-
-use crate::http_answer::is_json;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_content_types() {
-        for ok in [
-            "application/json",
-            "Application/JSON; charset=UTF-8",
-            "application/token-introspection+json",
-        ] {
-            assert!(is_json(ok), "{ok}");
-        }
-        for bad in ["", "text/html", "application/jsonp", "text/json"] {
-            assert!(!is_json(bad), "{bad}");
-        }
-    }
 }

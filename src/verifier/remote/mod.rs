@@ -48,13 +48,13 @@
 //! negotiates it) with the connect timeout. For a custom CA, client certificates (mTLS), a
 //! proxy or any other transport setting, build the client yourself and hand it in with
 //! [`client`](RemoteVerifierBuilder::client); the request timeout and the size cap still
-//! apply to every call. HTTPS with the built-in client needs the `remote-rustls` feature.
+//! apply to every call. HTTPS with the built-in client needs the `rustls` feature.
 //!
 //! # Example
 //!
 //! ```
 //! use std::time::Duration;
-//! use protected_endpoint::policy::Scope;
+//! use protected_endpoint::Scope;
 //! use protected_endpoint::verifier::remote::RemoteVerifier;
 //! use protected_endpoint::ProtectedEndpointLayer;
 //!
@@ -82,7 +82,7 @@ mod parse;
 pub mod __fuzz {
     use chrono::{DateTime, Utc};
 
-    use crate::verifier::TokenInfo;
+    use crate::token_info::TokenInfo;
 
     /// Parses an introspection answer body as [`RemoteVerifier`](super::RemoteVerifier) does,
     /// judged at `now`: `Ok(Some(info))` for an active token, `Ok(None)` for an inactive or
@@ -107,8 +107,10 @@ use self::cache::{AnswerCache, Cached};
 pub use self::client::Credentials;
 use self::client::IntrospectionClient;
 use self::parse::Answer;
+use crate::http_client::Limits;
 use crate::token::{TokenHash, TokenSecret};
-use crate::verifier::{TokenInfo, TokenVerifier, VerifyError};
+use crate::token_info::TokenInfo;
+use crate::verifier::{TokenVerifier, VerifyError};
 
 /// Default time to establish a connection to the authority: 1 second.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -148,9 +150,11 @@ impl RemoteVerifier {
             endpoint: endpoint.into(),
             credentials: Credentials::None,
             client: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            limits: Limits {
+                connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            },
             cache_ttl: DEFAULT_CACHE_TTL,
             negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
@@ -237,8 +241,11 @@ impl fmt::Debug for RemoteVerifier {
         f.debug_struct("RemoteVerifier")
             .field("endpoint", &endpoint.as_str())
             .field("credentials", &self.inner.client.credentials)
-            .field("request_timeout", &self.inner.client.request_timeout)
-            .field("max_response_bytes", &self.inner.client.max_response_bytes)
+            .field("request_timeout", &self.inner.client.limits.request_timeout)
+            .field(
+                "max_response_bytes",
+                &self.inner.client.limits.max_response_bytes,
+            )
             .field("cache", &self.inner.cache.is_some())
             .field("cache_ttl", &self.inner.cache_ttl)
             .field("negative_cache_ttl", &self.inner.negative_cache_ttl)
@@ -263,7 +270,7 @@ impl fmt::Debug for RemoteVerifier {
 ///     .basic_auth("my-service", "its-client-secret")
 ///     .client(client)
 ///     .request_timeout(Duration::from_secs(1))
-///     .max_response_size(16 * 1024)
+///     .max_response_bytes(16 * 1024)
 ///     .cache_ttl(Duration::from_secs(5))
 ///     .negative_cache_ttl(Duration::from_secs(1))
 ///     .cache_capacity(50_000)
@@ -281,9 +288,7 @@ pub struct RemoteVerifierBuilder {
     endpoint: String,
     credentials: Credentials,
     client: Option<reqwest::Client>,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    max_response_bytes: usize,
+    limits: Limits,
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
     cache_capacity: u64,
@@ -327,21 +332,21 @@ impl RemoteVerifierBuilder {
     /// The time to establish a connection with the built-in client. Default:
     /// [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.limits.connect_timeout = timeout;
         self
     }
 
     /// The time for a whole call, the answer's body included. Default:
     /// [`DEFAULT_REQUEST_TIMEOUT`].
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.limits.request_timeout = timeout;
         self
     }
 
     /// The largest answer accepted, in bytes; a larger one is a failure (503). Default:
     /// [`DEFAULT_MAX_RESPONSE_BYTES`].
-    pub fn max_response_size(mut self, bytes: usize) -> Self {
-        self.max_response_bytes = bytes;
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_response_bytes = bytes;
         self
     }
 
@@ -376,10 +381,10 @@ impl RemoteVerifierBuilder {
             .map_err(|err| BuildError(format!("invalid introspection endpoint: {err}")))?;
         match endpoint.scheme() {
             "http" => {}
-            "https" if self.client.is_some() || cfg!(feature = "remote-rustls") => {}
+            "https" if self.client.is_some() || cfg!(feature = "rustls") => {}
             "https" => {
                 return Err(BuildError(
-                    "an https introspection endpoint needs the `remote-rustls` feature or a client of your own".into(),
+                    "an https introspection endpoint needs the `rustls` feature or a client of your own".into(),
                 ))
             }
             other => {
@@ -388,17 +393,16 @@ impl RemoteVerifierBuilder {
                 )))
             }
         }
-        if self.request_timeout.is_zero() {
+        if self.limits.request_timeout.is_zero() {
             return Err(BuildError("the request timeout must not be zero".into()));
         }
         let http = match self.client {
             Some(client) => client,
             // No redirects: a redirect would re-send the user's token to another origin and
             // trust that origin's answer. A redirect is a non-200 answer: 503.
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
+            None => self
+                .limits
+                .client()
                 .map_err(|err| BuildError(format!("cannot build the HTTP client: {err}")))?,
         };
         let cache = (!self.cache_ttl.is_zero() && self.cache_capacity > 0)
@@ -409,8 +413,7 @@ impl RemoteVerifierBuilder {
                     http,
                     endpoint,
                     credentials: self.credentials,
-                    request_timeout: self.request_timeout,
-                    max_response_bytes: self.max_response_bytes,
+                    limits: self.limits,
                 },
                 cache,
                 cache_ttl: self.cache_ttl,
@@ -450,7 +453,7 @@ mod tests {
             .is_err());
         // HTTPS needs TLS: the rustls feature, or a client of the user's own.
         let https = RemoteVerifier::builder("https://auth.example/introspect").build();
-        assert_eq!(https.is_ok(), cfg!(feature = "remote-rustls"));
+        assert_eq!(https.is_ok(), cfg!(feature = "rustls"));
         assert!(RemoteVerifier::builder("https://auth.example/introspect")
             .client(reqwest::Client::new())
             .build()

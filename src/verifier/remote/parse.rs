@@ -8,8 +8,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::policy::{DeploymentAccess, Scope};
-use crate::verifier::TokenInfo;
+use crate::record::has_expired;
+use crate::scope::{DeploymentAccess, Scope};
+use crate::token_info::TokenInfo;
 
 /// What the authority said about a token.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, Ma
         .as_ref()
         .map(|n| numeric_date(n, "nbf"))
         .transpose()?;
-    if expires_at.is_some_and(|exp| exp <= now) {
+    if has_expired(expires_at, now) {
         return Ok(Answer::Expired);
     }
     if not_before.is_some_and(|nbf| nbf > now) {

@@ -1,16 +1,60 @@
-//! [`TokenFileStore`]: create, list, get and delete tokens in a token file, safely beside a
-//! running [`StaticFileVerifier`](super::StaticFileVerifier) and other writers.
+//! Token files: the format ([`TokenFile`], JSON or TOML by extension) and
+//! [`TokenFileStore`], the locked, atomic way to create, list, get and delete the tokens in
+//! one, safely beside a running [`TokenFileVerifier`](crate::verifier::file::TokenFileVerifier)
+//! and other writers.
+//!
+//! The file holds only SHA-256 hashes of secrets, never a secret:
+//!
+//! ```json
+//! {"tokens": [{"uid": "k3j5h6g7f8d9s0a1", "name": "ci", "description": "deploys",
+//!              "scopes": ["api"], "deployments": "*",
+//!              "created_at": "2026-01-01T00:00:00Z", "expired_at": null,
+//!              "hash": "sha256:<64 lowercase hex>"}]}
+//! ```
+//!
+//! or, in TOML, one `[[tokens]]` table per token with the same keys. The entry is the
+//! [`ApiToken`] record the in-memory store and the management API
+//! use, plus `hash` (a [`TokenEntry`]). A file is checked whole before it is used ([`TokenFile::parse`] lists the
+//! checks); a bad file is refused with a message naming the entry.
+//!
+//! # Example
+//!
+//! ```
+//! use protected_endpoint::store::file::TokenFileStore;
+//! use protected_endpoint::verifier::file::TokenFileVerifier;
+//! use protected_endpoint::{NewToken, ProtectedEndpointLayer, Scope};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("tokens.json");
+//! // Add a token to the file (what `protected-endpoint token create` does).
+//! let created = TokenFileStore::open(&path)
+//!     .unwrap()
+//!     .create(NewToken::new("ci").scopes([Scope::API]))
+//!     .unwrap();
+//!
+//! // Serve with it: no async runtime is needed to open the verifier.
+//! let verifier = TokenFileVerifier::open(&path).unwrap();
+//! assert!(verifier.verify_sync(&created.secret).is_ok());
+//! let layer = ProtectedEndpointLayer::new(verifier).require_scope(Scope::API);
+//! # let _ = layer;
+//! ```
+
+mod format;
+
+pub(crate) use self::format::read_file_capped;
+pub use self::format::{
+    FileContentError, TokenFile, TokenFileError, TokenFileFormat, MAX_FILE_BYTES,
+};
 
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::record::ApiToken;
-use crate::token::TokenHash;
-use crate::verifier::memory::{CreatedToken, InMemoryTokenStore, NewToken, NewTokenError};
+use chrono::Utc;
 
-use super::format::{read_capped, TokenEntry, TokenFile, TokenFileError, TokenFileFormat};
+use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
+use crate::token::TokenHash;
 
 /// Changes a token file the way the platform's token API changes its store: `create` (the
 /// secret is returned once and only its hash is written), `list`, `get`, `delete`.
@@ -27,9 +71,8 @@ use super::format::{read_capped, TokenEntry, TokenFile, TokenFileError, TokenFil
 /// Readers (`list`, `get`) take no lock: renames make every read see a whole file.
 ///
 /// ```
-/// use protected_endpoint::policy::Scope;
-/// use protected_endpoint::verifier::file::TokenFileStore;
-/// use protected_endpoint::verifier::memory::NewToken;
+/// use protected_endpoint::store::file::TokenFileStore;
+/// use protected_endpoint::{NewToken, Scope};
 ///
 /// # let dir = tempfile::tempdir().unwrap();
 /// # let path = dir.path().join("tokens.toml");
@@ -112,39 +155,51 @@ impl TokenFileStore {
         read_checked(&self.path, self.format)
     }
 
+    /// Reads and checks the whole file; `None` when it does not exist yet.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// assert!(store.read_if_exists().unwrap().is_none());
+    /// ```
+    pub fn read_if_exists(&self) -> Result<Option<TokenFile>, TokenFileError> {
+        match self.read() {
+            Ok(file) => Ok(Some(file)),
+            Err(TokenFileError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Creates a token and writes its record and hash to the file (creating the file if
     /// needed). Returns the record and the secret: the only time the secret is available.
     ///
-    /// The arguments are checked exactly as [`InMemoryTokenStore::create`] checks them.
+    /// The arguments are checked exactly as every store checks them (see [`NewToken`]).
     pub fn create(&self, new: NewToken) -> Result<CreatedToken, StoreError> {
+        let mut minted = new.mint(Utc::now())?;
         self.update(|file| {
-            // Let the in-memory store mint the secret, the uid and the checked record, so the
-            // rules are the same everywhere; retry in the (astronomically unlikely) case of a
-            // uid or hash the file already has.
-            let created = loop {
-                let created = InMemoryTokenStore::new().create(new.clone())?;
-                let hash = TokenHash::of(&created.secret);
-                let taken = file
-                    .tokens
-                    .iter()
-                    .any(|e| e.token.uid == created.token.uid || e.hash == hash);
-                if !taken {
-                    break created;
-                }
-            };
-            file.tokens.push(TokenEntry::new(
-                created.token.clone(),
-                TokenHash::of(&created.secret),
-            ));
-            Ok((created, true))
-        })
+            // Retry in the (astronomically unlikely) case of a uid the file already has; a
+            // fresh secret's hash cannot collide.
+            while file.get(&minted.record.uid).is_some() {
+                minted.redraw_uid();
+            }
+            file.tokens
+                .push(TokenEntry::new(minted.record.clone(), minted.hash));
+            Ok(((), true))
+        })?;
+        Ok(minted.into_created())
     }
 
     /// Adds a record with the hash of a secret minted elsewhere (to manage foreign tokens in
-    /// the file). Fails, writing nothing, on a duplicate uid or hash.
+    /// the file). Fails, writing nothing, on a record that breaks a rule of
+    /// [`ApiToken::check`] or a duplicate uid or hash.
     pub fn import(&self, token: ApiToken, hash: TokenHash) -> Result<(), StoreError> {
+        token.check().map_err(NewTokenError::from)?;
         self.update(|file| {
-            if file.tokens.iter().any(|e| e.token.uid == token.uid) {
+            if file.get(&token.uid).is_some() {
                 return Err(NewTokenError::DuplicateUid(token.uid).into());
             }
             if file.tokens.iter().any(|e| e.hash == hash) {
@@ -222,12 +277,59 @@ impl TokenFileStore {
         resolve_links(&self.path).map_err(|e| TokenFileError::io(&self.path, e))
     }
 
-    /// Takes the exclusive lock now or fails: how a token authority claims its data file for
-    /// as long as it runs, so no other writer changes the file under it.
-    #[cfg(feature = "authority")]
-    pub(crate) fn lock_now(&self) -> Result<fs::File, TokenFileError> {
-        lock_beside(&self.target()?, std::time::Duration::ZERO, &self.path)
+    /// Claims the file for as long as the returned [`FileClaim`] lives: every other writer
+    /// (another store, the CLI, another process) fails with "locked" meanwhile. How a token
+    /// authority owns its data file while it runs. Fails at once when someone else holds it.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// let claim = store.claim().unwrap();
+    /// assert!(store.claim().is_err(), "one claim at a time");
+    /// drop(claim);
+    /// assert!(store.create(NewToken::new("ci")).is_ok());
+    /// ```
+    pub fn claim(&self) -> Result<FileClaim, TokenFileError> {
+        let _lock = lock_beside(&self.target()?, std::time::Duration::ZERO, &self.path)?;
+        Ok(FileClaim { _lock })
     }
+
+    /// Replaces the whole file with `file`, under a claim: checked with the loader's rules,
+    /// then written atomically and durably (temporary file, `fsync`, rename, `fsync` of the
+    /// directory), so a crash leaves the old file or the new one.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::{TokenFile, TokenFileStore};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let memory = InMemoryTokenStore::new();
+    /// memory.create(NewToken::new("ci")).unwrap();
+    ///
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// let claim = store.claim().unwrap();
+    /// store.replace(&TokenFile::from(memory.entries()), &claim).unwrap();
+    /// assert_eq!(store.list(None).unwrap().len(), 1);
+    /// ```
+    pub fn replace(&self, file: &TokenFile, _claim: &FileClaim) -> Result<(), TokenFileError> {
+        let text = file
+            .to_checked_text(self.format)
+            .map_err(|source| TokenFileError::Content {
+                path: self.path.clone(),
+                source,
+            })?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|e| TokenFileError::io(&self.path, e))
+    }
+}
+
+/// A claim on a token file, from [`TokenFileStore::claim`]: while it lives, no other writer
+/// can change the file. Dropping it (or the process ending, however it ends) releases it.
+#[derive(Debug)]
+pub struct FileClaim {
+    _lock: fs::File,
 }
 
 /// The file at the end of `path`'s chain of symbolic links (`path` itself when it is not a
@@ -334,7 +436,7 @@ fn read_or_empty(path: &Path, format: TokenFileFormat) -> Result<TokenFile, Toke
 /// Reads and checks the whole file at `path`.
 fn read_checked(path: &Path, format: TokenFileFormat) -> Result<TokenFile, TokenFileError> {
     let file = fs::File::open(path).map_err(|e| TokenFileError::io(path, e))?;
-    let text = read_capped(file, path)?;
+    let text = read_file_capped(file, path)?;
     TokenFile::parse(&text, format).map_err(|source| TokenFileError::Content {
         path: path.to_owned(),
         source,
@@ -393,7 +495,7 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Scope;
+    use crate::scope::Scope;
 
     #[test]
     fn a_refused_file_is_not_changed() {

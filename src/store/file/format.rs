@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::ApiToken;
-use crate::token::{redact_quoted, redact_token_like, TokenHash};
+use crate::record::TokenEntry;
+use crate::token::{contains_minted_token, redact_quoted, redact_token_like, TokenHash};
 
 /// Field names that suggest someone put a secret itself into the file. They are refused with a
 /// message that says so (rather than a bare "unknown field"), and their values are never echoed.
@@ -28,7 +28,7 @@ const PLAINTEXT_FIELDS: &[&str] = &[
 /// The syntax of a token file, chosen by its extension (`.json` or `.toml`, any case).
 ///
 /// ```
-/// use protected_endpoint::verifier::file::TokenFileFormat;
+/// use protected_endpoint::store::file::TokenFileFormat;
 ///
 /// assert_eq!(TokenFileFormat::from_path("tokens.json").unwrap(), TokenFileFormat::Json);
 /// assert_eq!(TokenFileFormat::from_path("/etc/pe/Tokens.TOML").unwrap(), TokenFileFormat::Toml);
@@ -69,44 +69,13 @@ impl TokenFileFormat {
     }
 }
 
-/// One token in a token file: the same [`ApiToken`] record the in-memory store and the
-/// management API use, plus the SHA-256 hash of its secret. There is no field for the secret.
-///
-/// ```
-/// use protected_endpoint::verifier::file::TokenEntry;
-///
-/// let entry: TokenEntry = serde_json::from_str(r#"{
-///     "uid": "k3j5h6g7f8d9s0a1", "name": "ci", "scopes": ["api"], "deployments": "*",
-///     "created_at": "2026-01-01T00:00:00Z", "expired_at": null,
-///     "hash": "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
-/// }"#).unwrap();
-/// assert_eq!(entry.token.name, "ci");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct TokenEntry {
-    /// The token's record.
-    #[serde(flatten)]
-    pub token: ApiToken,
-    /// The SHA-256 hash of the token's secret, `sha256:<64 lowercase hex>`.
-    pub hash: TokenHash,
-}
-
-impl TokenEntry {
-    /// An entry for `token` whose secret hashes to `hash`.
-    pub fn new(token: ApiToken, hash: TokenHash) -> Self {
-        Self { token, hash }
-    }
-}
-
 /// A whole token file: `{"tokens": [...]}` in JSON, `[[tokens]]` tables in TOML.
 ///
 /// [`TokenFile::parse`] checks everything a verifier relies on (see its docs); a file that
 /// fails is refused whole, never used in part.
 ///
 /// ```
-/// use protected_endpoint::verifier::file::{TokenFile, TokenFileFormat};
+/// use protected_endpoint::store::file::{TokenFile, TokenFileFormat};
 ///
 /// let toml = r#"
 /// [[tokens]]
@@ -138,6 +107,13 @@ pub struct TokenFile {
 struct RawFile {
     // No `default`: an empty or truncated file must be an error, not "no tokens".
     tokens: Vec<serde_json::Value>,
+}
+
+impl From<Vec<TokenEntry>> for TokenFile {
+    /// A file of these entries, in this order.
+    fn from(tokens: Vec<TokenEntry>) -> Self {
+        Self { tokens }
+    }
 }
 
 impl TokenFile {
@@ -189,7 +165,7 @@ impl TokenFile {
             let uid = value
                 .get("uid")
                 .and_then(serde_json::Value::as_str)
-                .filter(|uid| !crate::token::contains_minted_token(uid))
+                .filter(|uid| !contains_minted_token(uid))
                 .map(str::to_owned);
             let entry_error = |message: String| FileContentError::Entry {
                 index,
@@ -260,7 +236,7 @@ fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
             ));
         }
     }
-    if contains_minted_token(value) {
+    if any_value_holds_minted_token(value) {
         return Err(
             "a value looks like a plaintext token (`pe_…`): a token file holds only \
                     the `hash` of a secret (`protected-endpoint token hash` prints it)"
@@ -272,11 +248,11 @@ fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
 
 /// Whether any string in `value` is a token in this crate's format (prefix and checksum), so a
 /// secret pasted into `name` or `description` is caught too.
-fn contains_minted_token(value: &serde_json::Value) -> bool {
+fn any_value_holds_minted_token(value: &serde_json::Value) -> bool {
     match value {
-        serde_json::Value::String(text) => crate::token::contains_minted_token(text),
-        serde_json::Value::Array(values) => values.iter().any(contains_minted_token),
-        serde_json::Value::Object(map) => map.values().any(contains_minted_token),
+        serde_json::Value::String(text) => contains_minted_token(text),
+        serde_json::Value::Array(values) => values.iter().any(any_value_holds_minted_token),
+        serde_json::Value::Object(map) => map.values().any(any_value_holds_minted_token),
         _ => false,
     }
 }
@@ -393,7 +369,10 @@ pub enum TokenFileError {
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Reads a token file's text from `reader`, refusing more than [`MAX_FILE_BYTES`].
-pub(crate) fn read_capped(reader: impl io::Read, path: &Path) -> Result<String, TokenFileError> {
+pub(crate) fn read_file_capped(
+    reader: impl io::Read,
+    path: &Path,
+) -> Result<String, TokenFileError> {
     use io::Read as _;
     let mut text = String::new();
     reader

@@ -5,34 +5,13 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::config::{Config, Responder};
+use super::service::ProtectedEndpoint;
 use crate::extract::TokenSource;
-use crate::policy::{AccessPolicy, Scope};
-use crate::rejection::{DefaultResponder, RejectionResponder};
-use crate::service::ProtectedEndpoint;
+use crate::policy::AccessPolicy;
+use crate::rejection::RejectionResponder;
+use crate::scope::Scope;
 use crate::verifier::TokenVerifier;
-
-/// The realm named in `WWW-Authenticate` challenges unless [`ProtectedEndpointLayer::realm`]
-/// sets another.
-///
-/// ```
-/// use protected_endpoint::layer::DEFAULT_REALM;
-/// use protected_endpoint::verifier::memory::InMemoryTokenStore;
-/// use protected_endpoint::ProtectedEndpointLayer;
-/// use tower::{service_fn, Layer, ServiceExt};
-/// # use std::convert::Infallible;
-/// # use http::{Request, Response};
-/// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let service = ProtectedEndpointLayer::new(InMemoryTokenStore::new()).layer(service_fn(ok));
-/// let response = service.oneshot(Request::new(String::new())).await.unwrap();
-/// assert_eq!(
-///     response.headers()["www-authenticate"],
-///     format!(r#"Bearer realm="{DEFAULT_REALM}""#)
-/// );
-/// # });
-/// ```
-pub const DEFAULT_REALM: &str = "protected-endpoint";
 
 /// Protects a service with API tokens: extracts the token, asks the verifier, applies the
 /// scope and deployment policy, and passes [`TokenInfo`](crate::TokenInfo) on in the request
@@ -45,8 +24,8 @@ pub const DEFAULT_REALM: &str = "protected-endpoint";
 ///
 /// ```
 /// use axum::{routing::post, Extension, Router};
-/// use protected_endpoint::policy::Scope;
-/// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::Scope;
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
 /// use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 ///
 /// let store = InMemoryTokenStore::new();
@@ -78,42 +57,15 @@ pub struct ProtectedEndpointLayer<V: ?Sized> {
     config: Arc<Config>,
 }
 
-/// Everything but the verifier, shared by every clone of the layer and its services.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) sources: Vec<TokenSource>,
-    pub(crate) policy: AccessPolicy,
-    pub(crate) realm: String,
-    pub(crate) keep_credentials: bool,
-    pub(crate) optional: bool,
-    pub(crate) responder: Arc<dyn RejectionResponder>,
-    /// Whether `responder` is the default one built from `realm`, so `realm` rebuilds it.
-    pub(crate) default_responder: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            sources: vec![TokenSource::authorization_bearer()],
-            policy: AccessPolicy::new(),
-            realm: DEFAULT_REALM.to_owned(),
-            keep_credentials: false,
-            optional: false,
-            responder: Arc::new(DefaultResponder::new(DEFAULT_REALM)),
-            default_responder: true,
-        }
-    }
-}
-
 impl<V: TokenVerifier> ProtectedEndpointLayer<V> {
     /// A layer asking `verifier`, with the defaults: `Authorization: Bearer` only, no required
     /// scope or deployment, credentials required (not [optional](Self::optional)), the
-    /// credential stripped before the inner service, realm [`DEFAULT_REALM`] and the
+    /// credential stripped before the inner service, realm [`DEFAULT_REALM`](super::DEFAULT_REALM) and the
     /// [default responder](crate::rejection::DefaultResponder).
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -147,7 +99,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::InMemoryTokenStore;
     /// use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
     ///
     /// let verifier: Arc<dyn TokenVerifier> = Arc::new(InMemoryTokenStore::new());
@@ -167,14 +119,14 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         Arc::make_mut(&mut self.config)
     }
 
-    /// The realm named in `WWW-Authenticate: Bearer realm="…"` (default [`DEFAULT_REALM`]).
+    /// The realm named in `WWW-Authenticate: Bearer realm="…"` (default [`DEFAULT_REALM`](super::DEFAULT_REALM)).
     ///
     /// It only reaches the default responder: a [custom responder](Self::responder) builds
     /// its own responses and ignores it.
     ///
     /// ```
     /// use http::Request;
-    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::InMemoryTokenStore;
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -190,11 +142,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// # });
     /// ```
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        let config = self.config_mut();
-        config.realm = realm.into();
-        if config.default_responder {
-            config.responder = Arc::new(DefaultResponder::new(config.realm.clone()));
-        }
+        self.config_mut().realm = realm.into();
         self
     }
 
@@ -204,8 +152,8 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::Scope;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -242,8 +190,8 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::policy::Scope;
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::Scope;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -281,8 +229,8 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::policy::DeploymentAccess;
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::DeploymentAccess;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -317,8 +265,9 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::policy::{AccessPolicy, Scope};
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::policy::AccessPolicy;
+    /// use protected_endpoint::Scope;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -350,11 +299,11 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use protected_endpoint::extract::TokenSource;
-    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::InMemoryTokenStore;
     /// use protected_endpoint::ProtectedEndpointLayer;
     ///
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::verifier::memory::NewToken;
+    /// use protected_endpoint::NewToken;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
     /// # use http::Response;
@@ -392,7 +341,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// ```
     /// use http::{Request, StatusCode};
     /// use protected_endpoint::extract::TokenSource;
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -442,7 +391,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// ```
     /// use std::convert::Infallible;
     /// use http::{Request, Response};
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     ///
@@ -477,7 +426,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     ///
     /// ```
     /// use http::{Request, StatusCode};
-    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::InMemoryTokenStore;
     /// use protected_endpoint::ProtectedEndpointLayer;
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -513,7 +462,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// ```
     /// use bytes::Bytes;
     /// use http::{request, Request, Response, StatusCode};
-    /// use protected_endpoint::verifier::memory::InMemoryTokenStore;
+    /// use protected_endpoint::InMemoryTokenStore;
     /// use protected_endpoint::{ProtectedEndpointLayer, Rejection};
     /// use tower::{service_fn, Layer, ServiceExt};
     /// # use std::convert::Infallible;
@@ -533,22 +482,20 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// # });
     /// ```
     pub fn responder(mut self, responder: impl RejectionResponder) -> Self {
-        let config = self.config_mut();
-        config.responder = Arc::new(responder);
-        config.default_responder = false;
+        self.config_mut().responder = Responder::Custom(Arc::new(responder));
         self
     }
 
     /// The verifier this layer asks.
     ///
     /// ```
-    /// use protected_endpoint::verifier::memory::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     /// use protected_endpoint::ProtectedEndpointLayer;
     ///
     /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new());
     /// // The layer's store is shared: tokens created through it are the ones the layer accepts.
     /// let created = layer.verifier().create(NewToken::new("ci")).unwrap();
-    /// assert!(layer.verifier().verify_now(&created.secret).is_ok());
+    /// assert!(layer.verifier().verify_sync(&created.secret).is_ok());
     /// ```
     pub fn verifier(&self) -> &Arc<V> {
         &self.verifier
@@ -572,23 +519,27 @@ impl<V: ?Sized> fmt::Debug for ProtectedEndpointLayer<V> {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("sources", &self.sources)
-            .field("policy", &self.policy)
-            .field("realm", &self.realm)
-            .field("keep_credentials", &self.keep_credentials)
-            .field("optional", &self.optional)
-            .field("default_responder", &self.default_responder)
-            .finish()
-    }
-}
-
 impl<S, V: ?Sized> Layer<S> for ProtectedEndpointLayer<V> {
     type Service = ProtectedEndpoint<S, V>;
 
     fn layer(&self, inner: S) -> Self::Service {
         ProtectedEndpoint::from_parts(inner, Arc::clone(&self.verifier), Arc::clone(&self.config))
+    }
+}
+
+impl<V: TokenVerifier> ProtectedEndpoint<(), V> {
+    /// A [`ProtectedEndpointLayer`] asking `verifier`: the shortcut for
+    /// `ProtectedEndpointLayer::new(verifier)`, in the style of tower-http's `X::layer`.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpoint, Scope};
+    ///
+    /// let layer = ProtectedEndpoint::layer(InMemoryTokenStore::new()).require_scope(Scope::API);
+    /// assert!(layer.verifier().is_empty());
+    /// ```
+    ///
+    /// The example on [`ProtectedEndpoint`] runs requests through it.
+    pub fn layer(verifier: V) -> ProtectedEndpointLayer<V> {
+        ProtectedEndpointLayer::new(verifier)
     }
 }

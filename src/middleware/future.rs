@@ -1,0 +1,209 @@
+//! [`ResponseFuture`]: waits for the verifier, applies the policy, then calls the inner
+//! service or answers with the refusal.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::config::Config;
+use crate::rejection::Rejection;
+use crate::token_info::TokenInfo;
+use crate::verifier::VerifyError;
+
+/// The future a verifier's answer arrives in, boxed once per request.
+pub(crate) type VerifyFuture = Pin<Box<dyn Future<Output = Result<TokenInfo, VerifyError>> + Send>>;
+
+pin_project! {
+    /// The response future of [`ProtectedEndpoint`](super::ProtectedEndpoint): waits for the
+    /// verifier, then calls the
+    /// inner service or answers with the refusal.
+    ///
+    /// A success for a token sent in the `access_token` query parameter gets
+    /// `Cache-Control: private` unless the inner service set a `Cache-Control` itself
+    /// (RFC 6750 §2.3). Polling it again after it completed panics.
+    ///
+    /// You never name it: it is what `call` (or `oneshot`) returns. See the example on
+    /// [`ProtectedEndpoint`](super::ProtectedEndpoint).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Verifying {
+            verify: VerifyFuture,
+            pending: Option<(S, Request<ReqBody>)>,
+            config: Arc<Config>,
+            from_query: bool,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            // RFC 6750 §2.3: a success for a token sent in the query gets
+            // `Cache-Control: private`.
+            private_cache: bool,
+        },
+        Refused {
+            response: Option<Response<Bytes>>,
+        },
+        Done,
+    }
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn calling(mut inner: S, request: Request<ReqBody>) -> Self {
+        Self {
+            state: State::Calling {
+                future: inner.call(request),
+                private_cache: false,
+            },
+        }
+    }
+
+    pub(crate) fn refused(
+        config: &Config,
+        rejection: Rejection,
+        request: Request<ReqBody>,
+    ) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(config.refuse(rejection, request)),
+            },
+        }
+    }
+
+    pub(crate) fn verifying(
+        verify: VerifyFuture,
+        inner: S,
+        request: Request<ReqBody>,
+        config: Arc<Config>,
+        from_query: bool,
+    ) -> Self {
+        Self {
+            state: State::Verifying {
+                verify,
+                pending: Some((inner, request)),
+                config,
+                from_query,
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Verifying {
+                    verify,
+                    pending,
+                    config,
+                    from_query,
+                } => {
+                    let verdict = ready!(verify.as_mut().poll(cx));
+                    let decision = match verdict {
+                        Ok(info) => match config.policy.check(&info, chrono::Utc::now()) {
+                            Ok(()) => Ok(info),
+                            Err(denial) => Err(Rejection::from(denial)),
+                        },
+                        Err(error) => {
+                            if let VerifyError::Unavailable(source) = &error {
+                                tracing::warn!(error = %source, "token verifier unavailable; refusing with 503");
+                            }
+                            Err(Rejection::from(error))
+                        }
+                    };
+                    let (mut inner, mut request) = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match decision {
+                        Ok(info) => {
+                            request.extensions_mut().insert(info);
+                            let private_cache = *from_query;
+                            let future = inner.call(request);
+                            this.state.set(State::Calling {
+                                future,
+                                private_cache,
+                            });
+                        }
+                        Err(rejection) => {
+                            let response = config.refuse(rejection, request);
+                            this.state.set(State::Refused {
+                                response: Some(response),
+                            });
+                        }
+                    }
+                }
+                StateProj::Calling {
+                    future,
+                    private_cache,
+                } => {
+                    let private_cache = *private_cache;
+                    let mut result = ready!(future.poll(cx));
+                    this.state.set(State::Done);
+                    if let Ok(response) = &mut result {
+                        if private_cache && response.status().is_success() {
+                            response
+                                .headers_mut()
+                                .entry(CACHE_CONTROL)
+                                .or_insert(HeaderValue::from_static("private"));
+                        }
+                    }
+                    return Poll::Ready(result.map(|response| response.map(ResponseBody::inner)));
+                }
+                StateProj::Refused { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    this.state.set(State::Done);
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Verifying { .. } => "Verifying",
+            State::Calling { .. } => "Calling",
+            State::Refused { .. } => "Refused",
+            State::Done => "Done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

@@ -1,0 +1,224 @@
+//! [`ProtectedEndpoint`], the service a [`ProtectedEndpointLayer`](super::ProtectedEndpointLayer)
+//! wraps around yours: it finds the token and starts the [`ResponseFuture`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::body::ResponseBody;
+use super::config::Config;
+use super::future::{ResponseFuture, VerifyFuture};
+use crate::extract::{extract_token, strip_credential};
+use crate::rejection::Rejection;
+use crate::token_info::TokenInfo;
+use crate::verifier::TokenVerifier;
+
+/// A service protected by API tokens. Built by
+/// [`ProtectedEndpointLayer`](super::ProtectedEndpointLayer); see there.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response, StatusCode};
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::ProtectedEndpoint;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryTokenStore::new();
+/// let secret = store.create(NewToken::new("demo")).unwrap().secret;
+///
+/// let service = ServiceBuilder::new()
+///     .layer(ProtectedEndpoint::layer(store))
+///     .service(service_fn(|_req: Request<String>| async {
+///         Ok::<_, Infallible>(Response::new(String::from("hello")))
+///     }));
+///
+/// let anonymous = Request::new(String::new());
+/// let response = service.clone().oneshot(anonymous).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+///
+/// let authorized = Request::builder()
+///     .header("authorization", format!("Bearer {}", secret.expose()))
+///     .body(String::new())
+///     .unwrap();
+/// let response = service.oneshot(authorized).await.unwrap();
+/// assert_eq!(response.status(), StatusCode::OK);
+/// # });
+/// ```
+pub struct ProtectedEndpoint<S, V: ?Sized> {
+    inner: S,
+    verifier: Arc<V>,
+    config: Arc<Config>,
+}
+
+impl<S, V: TokenVerifier> ProtectedEndpoint<S, V> {
+    /// Wraps `inner` with the default configuration (see
+    /// [`ProtectedEndpointLayer::new`](super::ProtectedEndpointLayer::new)), asking `verifier`.
+    /// Use a [`ProtectedEndpointLayer`](super::ProtectedEndpointLayer) to configure anything
+    /// else.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response, StatusCode};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::ProtectedEndpoint;
+    /// use tower::{service_fn, ServiceExt};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("ci")).unwrap().secret;
+    /// let inner = service_fn(|_: Request<String>| async {
+    ///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+    /// });
+    /// let service = ProtectedEndpoint::new(inner, store);
+    ///
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    /// # });
+    /// ```
+    pub fn new(inner: S, verifier: V) -> Self {
+        Self::from_parts(inner, Arc::new(verifier), Arc::new(Config::default()))
+    }
+}
+
+impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
+    pub(crate) fn from_parts(inner: S, verifier: Arc<V>, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            verifier,
+            config,
+        }
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// use protected_endpoint::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// assert_eq!(service.get_ref().port, 8080);
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// use protected_endpoint::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let mut service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// service.get_mut().port = 9090;
+    /// assert_eq!(service.get_ref().port, 9090);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    ///
+    /// ```
+    /// use protected_endpoint::InMemoryTokenStore;
+    /// use protected_endpoint::ProtectedEndpoint;
+    ///
+    /// #[derive(Clone, Debug, PartialEq)]
+    /// struct Backend { port: u16 }
+    ///
+    /// let service = ProtectedEndpoint::new(Backend { port: 8080 }, InMemoryTokenStore::new());
+    /// assert_eq!(service.into_inner(), Backend { port: 8080 });
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, V: ?Sized> Clone for ProtectedEndpoint<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            verifier: Arc::clone(&self.verifier),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, V: ?Sized> fmt::Debug for ProtectedEndpoint<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProtectedEndpoint")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, V, ReqBody, ResBody> Service<Request<ReqBody>> for ProtectedEndpoint<S, V>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    V: TokenVerifier + ?Sized + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // `self.inner` is the service that was polled ready: keep it for this request and
+        // leave a fresh clone behind for the next `poll_ready`.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+
+        let (token, from_query) = match extract_token(&self.config.sources, &request) {
+            Ok(Some((token, source))) => {
+                if !self.config.keep_credentials {
+                    strip_credential(source, &mut request);
+                }
+                (token, source.is_query())
+            }
+            Ok(None) => {
+                // An outer layer already verified (and stripped) the credential: apply this
+                // layer's policy to its answer, so `layer(..)` around `route_layer(..)` with
+                // stricter scopes works.
+                if let Some(info) = request.extensions().get::<TokenInfo>() {
+                    return match self.config.policy.check(info, chrono::Utc::now()) {
+                        Ok(()) => ResponseFuture::calling(inner, request),
+                        Err(denial) => {
+                            ResponseFuture::refused(&self.config, denial.into(), request)
+                        }
+                    };
+                }
+                if self.config.optional {
+                    return ResponseFuture::calling(inner, request);
+                }
+                return ResponseFuture::refused(
+                    &self.config,
+                    Rejection::missing_credentials(),
+                    request,
+                );
+            }
+            Err(malformed) => {
+                return ResponseFuture::refused(&self.config, malformed.into(), request)
+            }
+        };
+
+        let verifier = Arc::clone(&self.verifier);
+        let verify: VerifyFuture = Box::pin(async move { verifier.verify(&token).await });
+        ResponseFuture::verifying(verify, inner, request, Arc::clone(&self.config), from_query)
+    }
+}

@@ -1,0 +1,528 @@
+//! [`InMemoryTokenStore`]: a token store with create / list / get / delete, kept in memory.
+//! It is also a verifier (see [`verifier::memory`](crate::verifier::memory)).
+//!
+//! It mirrors the platform's `api_token` API: `create` returns the record and the secret (the
+//! only time the secret is seen), `list(search)`, `get(uid)`, `delete(uid)`. Only SHA-256
+//! hashes of secrets are kept. Every clone of a store shares the same tokens, so one clone can
+//! sit in the layer while another serves a management API.
+//!
+//! A deleted or expired token is refused by every request that starts after `delete` returned
+//! (or the expiry passed): there is no cache.
+//!
+//! ```
+//! use chrono::{Duration, Utc};
+//! use protected_endpoint::{DeploymentAccess, InMemoryTokenStore, NewToken, Scope};
+//!
+//! let store = InMemoryTokenStore::new();
+//! let created = store
+//!     .create(
+//!         NewToken::new("ci pipeline")
+//!             .description("deploys from CI")
+//!             .scopes([Scope::API])
+//!             .deployments(DeploymentAccess::only(["summarize"]).unwrap())
+//!             .expires_at(Utc::now() + Duration::days(30)),
+//!     )
+//!     .unwrap();
+//! println!("token: {}", created.secret.expose()); // shown once
+//!
+//! assert_eq!(store.list(Some("pipeline")).len(), 1);
+//! assert_eq!(store.get(&created.token.uid).unwrap().name, "ci pipeline");
+//! assert!(store.delete(&created.token.uid).is_some());
+//! assert!(store.get(&created.token.uid).is_none());
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+
+use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
+use crate::token::TokenHash;
+use crate::token_info::TokenInfo;
+
+/// An in-memory token store, and a [`TokenVerifier`](crate::TokenVerifier) over it.
+///
+/// Cheap to clone; clones share the tokens. Verification takes a read lock for one hash-map
+/// lookup and never holds it across an `.await`.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+/// use protected_endpoint::ProtectedEndpointLayer;
+/// use tower::{service_fn, Layer, ServiceExt};
+/// # use std::convert::Infallible;
+/// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = InMemoryTokenStore::new();
+/// let service = ProtectedEndpointLayer::new(store.clone()).layer(service_fn(ok));
+///
+/// // A token created through another clone works at once...
+/// let created = store.create(NewToken::new("ci")).unwrap();
+/// let request = || {
+///     let bearer = format!("Bearer {}", created.secret.expose());
+///     Request::builder().header("authorization", bearer).body(String::new()).unwrap()
+/// };
+/// assert_eq!(service.clone().oneshot(request()).await.unwrap().status(), StatusCode::OK);
+///
+/// // ...and stops working as soon as it is deleted.
+/// store.delete(&created.token.uid).unwrap();
+/// assert_eq!(service.oneshot(request()).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryTokenStore {
+    tokens: Arc<RwLock<Tokens>>,
+}
+
+#[derive(Default)]
+struct Tokens {
+    // Both indexes are sets of entries keyed by a field of the entry itself (see `ByHash`,
+    // `ByUid`) rather than maps from a copy of it: a table slot is then one pointer, which at
+    // a million tokens saves about 150 bytes a token.
+    by_hash: HashSet<ByHash>,
+    by_uid: HashSet<ByUid>,
+}
+
+/// One stored token. The record's uid, name, scopes, deployments and expiry live once, in
+/// `info` (what verification hands out); `snapshot` puts the record back together.
+pub(crate) struct Entry {
+    hash: TokenHash,
+    pub(crate) info: TokenInfo,
+    description: String,
+    created_at: DateTime<Utc>,
+    /// Unix seconds of the last use, 0 for never: an atomic, so verification only reads the
+    /// lock and updates this in place.
+    last_used: AtomicI64,
+}
+
+impl Entry {
+    fn new(record: ApiToken, hash: TokenHash) -> Self {
+        let last_used = record.last_used_at.map_or(0, |t| t.timestamp());
+        Self {
+            hash,
+            info: TokenInfo::from(&record),
+            description: record.description,
+            created_at: record.created_at,
+            last_used: AtomicI64::new(last_used),
+        }
+    }
+
+    /// Records a use at `now` (Unix seconds).
+    pub(crate) fn touch(&self, now: i64) {
+        // Write only when the second changed, so hot tokens do not bounce a cache line
+        // between cores on every request.
+        // `fetch_max`, not `store`: a request that read the clock earlier but got here later
+        // must not move the time backwards.
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> ApiToken {
+        let last_used = self.last_used.load(Ordering::Relaxed);
+        ApiToken {
+            uid: self.info.uid().to_owned(),
+            name: self.info.name().to_owned(),
+            description: self.description.clone(),
+            scopes: self.info.scopes().to_vec(),
+            deployments: self.info.deployments().clone(),
+            created_at: self.created_at,
+            expires_at: self.info.expires_at(),
+            last_used_at: (last_used != 0)
+                .then(|| DateTime::from_timestamp(last_used, 0))
+                .flatten(),
+        }
+    }
+}
+
+/// An entry in the hash index: hashed and compared by its secret's hash, and found by a
+/// [`TokenHash`].
+struct ByHash(Arc<Entry>);
+
+impl PartialEq for ByHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.hash == other.0.hash
+    }
+}
+
+impl Eq for ByHash {}
+
+impl Hash for ByHash {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly like the `TokenHash` it borrows as.
+        self.0.hash.hash(state);
+    }
+}
+
+impl Borrow<TokenHash> for ByHash {
+    fn borrow(&self) -> &TokenHash {
+        &self.0.hash
+    }
+}
+
+/// An entry in the uid index: hashed and compared by its uid, and found by a `&str`.
+struct ByUid(Arc<Entry>);
+
+impl ByUid {
+    fn uid(&self) -> &str {
+        self.0.info.uid()
+    }
+}
+
+impl PartialEq for ByUid {
+    fn eq(&self, other: &Self) -> bool {
+        self.uid() == other.uid()
+    }
+}
+
+impl Eq for ByUid {}
+
+impl Hash for ByUid {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly like the `str` it borrows as.
+        self.uid().hash(state);
+    }
+}
+
+impl Borrow<str> for ByUid {
+    fn borrow(&self) -> &str {
+        self.uid()
+    }
+}
+
+impl Tokens {
+    /// Adds an entry to both indexes. The caller checked that its uid and hash are new.
+    fn insert(&mut self, entry: Entry) {
+        let entry = Arc::new(entry);
+        self.by_hash.insert(ByHash(Arc::clone(&entry)));
+        self.by_uid.insert(ByUid(entry));
+    }
+}
+
+impl InMemoryTokenStore {
+    /// An empty store.
+    ///
+    /// ```
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// assert!(store.is_empty());
+    /// assert!(store.list(None).is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tokens> {
+        // No code panics while holding the lock with the maps half-changed, so a poisoned
+        // lock still guards consistent data.
+        self.tokens.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tokens> {
+        self.tokens.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a token, returning its record and its secret (the only time the secret is
+    /// available). Bad arguments are an error and store nothing.
+    ///
+    /// ```
+    /// use protected_endpoint::Scope;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
+    /// println!("your token (shown once): {}", created.secret.expose());
+    ///
+    /// assert_eq!(created.token.uid.len(), 16);
+    /// assert_eq!(store.get(&created.token.uid).unwrap().name, "ci");
+    /// assert!(store.verify_sync(&created.secret).unwrap().has_scope(&Scope::API));
+    /// ```
+    pub fn create(&self, new: NewToken) -> Result<CreatedToken, NewTokenError> {
+        // Check the arguments before taking the lock: a huge name must not stall verification.
+        let mut minted = new.mint(Utc::now())?;
+        let mut tokens = self.write();
+        while tokens.by_uid.contains(minted.record.uid.as_str()) {
+            minted.redraw_uid();
+        }
+        tokens.insert(Entry::new(minted.record.clone(), minted.hash));
+        Ok(minted.into_created())
+    }
+
+    /// Stores an existing record with the hash of its secret (to restore tokens saved
+    /// elsewhere, in this crate's format or not). The record must pass [`ApiToken::check`]
+    /// (scopes are then sorted), but its dates are kept, even a past expiry. Fails, storing
+    /// nothing, on a bad record or a duplicate uid or hash.
+    ///
+    /// A secret that starts with [`TOKEN_PREFIX`](crate::token::TOKEN_PREFIX) must also have this crate's format (see
+    /// [`TokenSecret::has_valid_format`](crate::TokenSecret::has_valid_format)): otherwise verification refuses it before looking
+    /// up its hash, so importing it stores a token that never verifies.
+    ///
+    /// ```
+    /// use protected_endpoint::record::ApiToken;
+    /// use protected_endpoint::token::{TokenHash, TokenSecret};
+    /// use protected_endpoint::{InMemoryTokenStore, NewTokenError};
+    ///
+    /// // A token minted by the previous system, known by its record and hash.
+    /// let record: ApiToken = serde_json::from_str(r#"{
+    ///     "uid": "legacy01", "name": "old ci", "deployments": "*",
+    ///     "created_at": "2024-01-01T00:00:00Z"
+    /// }"#).unwrap();
+    /// let hash = TokenHash::of_str("legacy-opaque-token");
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.import(record.clone(), hash).unwrap();
+    /// let info = store.verify_sync(&TokenSecret::new("legacy-opaque-token")).unwrap();
+    /// assert_eq!(info.uid(), "legacy01");
+    ///
+    /// let again = store.import(record, hash);
+    /// assert_eq!(again, Err(NewTokenError::DuplicateUid("legacy01".into())));
+    /// ```
+    pub fn import(&self, mut record: ApiToken, hash: TokenHash) -> Result<(), NewTokenError> {
+        record.check()?;
+        record.scopes.sort();
+        record.scopes.dedup();
+        let mut tokens = self.write();
+        if tokens.by_uid.contains(record.uid.as_str()) {
+            return Err(NewTokenError::DuplicateUid(record.uid));
+        }
+        if tokens.by_hash.contains(&hash) {
+            return Err(NewTokenError::DuplicateHash(record.uid));
+        }
+        tokens.insert(Entry::new(record, hash));
+        Ok(())
+    }
+
+    /// The tokens whose name contains `search` (case-insensitive), or all of them, oldest
+    /// first.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.create(NewToken::new("CI deploy")).unwrap();
+    /// store.create(NewToken::new("laptop")).unwrap();
+    ///
+    /// assert_eq!(store.list(None).len(), 2);
+    /// let found = store.list(Some("ci"));
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].name, "CI deploy");
+    /// ```
+    pub fn list(&self, search: Option<&str>) -> Vec<ApiToken> {
+        let needle = search.map(str::to_lowercase);
+        let mut found: Vec<ApiToken> = self
+            .read()
+            .by_hash
+            .iter()
+            .filter(|entry| {
+                needle
+                    .as_deref()
+                    .is_none_or(|needle| entry.0.info.name().to_lowercase().contains(needle))
+            })
+            .map(|entry| entry.0.snapshot())
+            .collect();
+        found.sort_by(|a, b| (a.created_at, &a.uid).cmp(&(b.created_at, &b.uid)));
+        found
+    }
+
+    /// The token with this uid, with when it was last used.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// assert_eq!(store.get(&created.token.uid).unwrap().last_used_at, None);
+    ///
+    /// store.verify_sync(&created.secret).unwrap();
+    /// assert!(store.get(&created.token.uid).unwrap().last_used_at.is_some());
+    /// assert!(store.get("no-such-uid").is_none());
+    /// ```
+    pub fn get(&self, uid: &str) -> Option<ApiToken> {
+        self.read().by_uid.get(uid).map(|entry| entry.0.snapshot())
+    }
+
+    /// Deletes the token with this uid, returning its record. Every request that starts after
+    /// this returns refuses it. `None` when no token has this uid.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    ///
+    /// assert_eq!(store.delete(&created.token.uid).unwrap().name, "ci");
+    /// assert!(store.verify_sync(&created.secret).is_err());
+    /// assert!(store.delete(&created.token.uid).is_none());
+    /// ```
+    pub fn delete(&self, uid: &str) -> Option<ApiToken> {
+        self.take(uid).map(|entry| entry.token)
+    }
+
+    /// Deletes the token with this uid, returning its record and hash (to put it back with
+    /// [`import`](Self::import), or to write it elsewhere).
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let entry = store.take(&created.token.uid).unwrap();
+    /// assert_eq!(entry.hash, TokenHash::of(&created.secret));
+    /// store.import(entry.token, entry.hash).unwrap(); // and back
+    /// assert!(store.verify_sync(&created.secret).is_ok());
+    /// ```
+    pub fn take(&self, uid: &str) -> Option<TokenEntry> {
+        let mut tokens = self.write();
+        let entry = tokens.by_uid.take(uid)?;
+        tokens.by_hash.remove(&entry.0.hash);
+        Some(TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+    }
+
+    /// Every token with the hash of its secret, oldest first: what a store that writes
+    /// elsewhere (a data file) saves.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let entries = store.entries();
+    /// assert_eq!(entries.len(), 1);
+    /// assert_eq!(entries[0].hash, TokenHash::of(&created.secret));
+    /// ```
+    pub fn entries(&self) -> Vec<TokenEntry> {
+        let mut entries: Vec<TokenEntry> = self
+            .read()
+            .by_hash
+            .iter()
+            .map(|entry| TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+            .collect();
+        entries.sort_by(|a, b| {
+            (a.token.created_at, &a.token.uid).cmp(&(b.token.created_at, &b.token.uid))
+        });
+        entries
+    }
+
+    /// The entry stored for a secret hashing to `hash`: verification's one lookup.
+    pub(crate) fn lookup(&self, hash: &TokenHash) -> Option<Arc<Entry>> {
+        self.read()
+            .by_hash
+            .get(hash)
+            .map(|entry| Arc::clone(&entry.0))
+    }
+
+    /// How many tokens are stored.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// store.create(NewToken::new("a")).unwrap();
+    /// store.clone().create(NewToken::new("b")).unwrap(); // clones share the tokens
+    /// assert_eq!(store.len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.read().by_uid.len()
+    }
+
+    /// Whether no token is stored.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// assert!(store.is_empty());
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// assert!(!store.is_empty());
+    /// store.delete(&created.token.uid);
+    /// assert!(store.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for InMemoryTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryTokenStore")
+            .field("tokens", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{InvalidRecord, MAX_NAME_LEN};
+    use chrono::Duration;
+
+    #[test]
+    fn bad_arguments_store_nothing() {
+        let store = InMemoryTokenStore::new();
+        let cases = [
+            (NewToken::new("  "), InvalidRecord::EmptyName.into()),
+            (
+                NewToken::new("a\u{0}b"),
+                InvalidRecord::ForbiddenCharacter {
+                    field: "name",
+                    character: '\u{0}',
+                    position: 2,
+                }
+                .into(),
+            ),
+            (
+                NewToken::new("x".repeat(MAX_NAME_LEN + 1)),
+                InvalidRecord::TooLong {
+                    field: "name",
+                    max: MAX_NAME_LEN,
+                }
+                .into(),
+            ),
+            (
+                NewToken::new("ok").description("bell\u{7}"),
+                InvalidRecord::ForbiddenCharacter {
+                    field: "description",
+                    character: '\u{7}',
+                    position: 5,
+                }
+                .into(),
+            ),
+            (
+                NewToken::new("ok").expires_at(Utc::now() - Duration::seconds(1)),
+                NewTokenError::ExpiryInThePast,
+            ),
+        ];
+        for (new, expected) in cases {
+            assert_eq!(store.create(new).unwrap_err(), expected);
+        }
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn list_searches_names_case_insensitively() {
+        let store = InMemoryTokenStore::new();
+        store.create(NewToken::new("CI deploy")).unwrap();
+        store.create(NewToken::new("laptop")).unwrap();
+        assert_eq!(store.list(None).len(), 2);
+        let found = store.list(Some("ci"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "CI deploy");
+        assert!(store.list(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let store = InMemoryTokenStore::new();
+        let created = store.create(NewToken::new("n")).unwrap();
+        let debug = format!("{created:?} {store:?}");
+        assert!(!debug.contains(created.secret.expose()));
+    }
+}

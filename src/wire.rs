@@ -1,0 +1,269 @@
+//! The platform's token management API on the wire, written once for both ends: the
+//! authority serializes these shapes, the authority client reads them. Member names, their
+//! order and the timestamp form are the platform's, so its Python SDK reads what the
+//! authority writes, and the client reads what the platform's own server writes (which has no
+//! `deployments` member, only `is_global_access`).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::record::ApiToken;
+use crate::scope::{DeploymentAccess, Scope};
+use crate::token::TokenSecret;
+
+/// The management API's token collection, below the endpoint; one token is
+/// `TOKENS_PATH/{uid}`.
+pub(crate) const TOKENS_PATH: &str = "/api/v1/api_tokens";
+
+/// ISO 8601 in UTC with an explicit `+00:00`, which every Python `datetime.fromisoformat`
+/// reads (a `Z` suffix needs Python 3.11).
+pub(crate) fn iso(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+fn serialize_iso<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&iso(*time))
+}
+
+fn serialize_iso_opt<S: Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => serializer.serialize_str(&iso(*time)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// The body of `POST /api/v1/api_tokens`: what the SDK (and the authority client) send.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CreateTokenBody {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) scopes: Option<Vec<Scope>>,
+    /// ISO 8601, with an offset or naive; parsed by the authority, which says why it refuses.
+    #[serde(default)]
+    pub(crate) expired_at: Option<String>,
+    /// Our extension: `"*"` or a list of names. Unset: the creator's own access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) deployments: Option<DeploymentAccess>,
+}
+
+/// The user a token object names (`GET /api/v1/auth/current` answers the same shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct UserObject {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) email: String,
+    #[serde(default)]
+    pub(crate) first_name: String,
+    #[serde(default)]
+    pub(crate) last_name: String,
+}
+
+/// The organization a token object names (`GET /api/v1/current_org` answers the same shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OrganizationObject {
+    pub(crate) uid: String,
+    #[serde(serialize_with = "serialize_iso")]
+    pub(crate) created_at: DateTime<Utc>,
+    #[serde(serialize_with = "serialize_iso")]
+    pub(crate) updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub(crate) deleted_at: Option<String>,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) resource_type: String,
+    #[serde(default)]
+    pub(crate) labels: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+/// A token as the management API shows it: the platform's members, plus `deployments`, plus
+/// `token` (the secret) in the answer to a create only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TokenObject {
+    pub(crate) uid: String,
+    #[serde(serialize_with = "serialize_iso")]
+    pub(crate) created_at: DateTime<Utc>,
+    #[serde(default, serialize_with = "serialize_iso_opt")]
+    pub(crate) updated_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) deleted_at: Option<String>,
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) resource_type: String,
+    #[serde(default)]
+    pub(crate) labels: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) description: Option<String>,
+    #[serde(default)]
+    pub(crate) scopes: Option<Vec<Scope>>,
+    #[serde(default)]
+    pub(crate) user: Option<UserObject>,
+    #[serde(default)]
+    pub(crate) organization: Option<OrganizationObject>,
+    #[serde(default, serialize_with = "serialize_iso_opt")]
+    pub(crate) expired_at: Option<DateTime<Utc>>,
+    #[serde(default, serialize_with = "serialize_iso_opt")]
+    pub(crate) last_used_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub(crate) is_expired: bool,
+    #[serde(default)]
+    pub(crate) is_api_token: bool,
+    #[serde(default)]
+    pub(crate) is_organization_token: bool,
+    #[serde(default)]
+    pub(crate) is_global_access: Option<bool>,
+    #[serde(default)]
+    pub(crate) deployments: Option<DeploymentAccess>,
+    /// The secret: only in the answer to a create.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) token: Option<String>,
+}
+
+impl TokenObject {
+    /// The object the authority shows for `record`, judged at `now`, owned by `user` in
+    /// `organization`, with the secret when it was just created.
+    #[cfg_attr(not(feature = "authority"), allow(dead_code))]
+    pub(crate) fn new(
+        record: &ApiToken,
+        user: UserObject,
+        organization: OrganizationObject,
+        now: DateTime<Utc>,
+        secret: Option<&TokenSecret>,
+    ) -> Self {
+        Self {
+            uid: record.uid.clone(),
+            created_at: record.created_at,
+            updated_at: Some(record.created_at),
+            deleted_at: None,
+            name: record.name.clone(),
+            resource_type: "api_token".to_owned(),
+            labels: Vec::new(),
+            description: Some(record.description.clone()),
+            scopes: Some(record.scopes.clone()),
+            user: Some(user),
+            organization: Some(organization),
+            expired_at: record.expires_at,
+            last_used_at: record.last_used_at,
+            is_expired: record.is_expired_at(now),
+            is_api_token: true,
+            is_organization_token: true,
+            is_global_access: Some(record.deployments.is_all()),
+            deployments: Some(record.deployments.clone()),
+            token: secret.map(|secret| secret.expose().to_owned()),
+        }
+    }
+
+    /// The record this object describes, and the secret when it carries one. An object that
+    /// does not say which deployments it reaches is refused: never guess a wider access than
+    /// the server said.
+    #[cfg_attr(not(feature = "authority-client"), allow(dead_code))]
+    pub(crate) fn into_record(self) -> Result<(ApiToken, Option<TokenSecret>), String> {
+        let deployments = match (self.deployments, self.is_global_access) {
+            (Some(deployments), _) => deployments,
+            (None, Some(true)) => DeploymentAccess::All,
+            (None, _) => {
+                return Err(format!(
+                    "token {:?} does not say which deployments it reaches",
+                    self.uid
+                ))
+            }
+        };
+        let record = ApiToken {
+            uid: self.uid,
+            name: self.name,
+            description: self.description.unwrap_or_default(),
+            scopes: self.scopes.unwrap_or_default(),
+            deployments,
+            created_at: self.created_at,
+            expires_at: self.expired_at,
+            last_used_at: self.last_used_at,
+        };
+        Ok((record, self.token.map(TokenSecret::new)))
+    }
+}
+
+/// One page of `GET /api/v1/api_tokens?start=…&count=…&search=…`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TokenPage {
+    #[serde(default)]
+    pub(crate) start: usize,
+    #[serde(default)]
+    pub(crate) count: usize,
+    pub(crate) total: usize,
+    pub(crate) items: Vec<TokenObject>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ApiToken {
+        serde_json::from_str(
+            r#"{"uid": "u1", "name": "ci", "deployments": ["a"], "scopes": ["api"],
+                "created_at": "2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap()
+    }
+
+    fn user() -> UserObject {
+        UserObject {
+            name: "admin".into(),
+            email: "admin@localhost".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+        }
+    }
+
+    fn organization() -> OrganizationObject {
+        OrganizationObject {
+            uid: "default".into(),
+            created_at: record().created_at,
+            updated_at: record().created_at,
+            deleted_at: None,
+            name: "default".into(),
+            resource_type: "organization".into(),
+            labels: Vec::new(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn what_the_authority_writes_the_client_reads_back() {
+        let secret = TokenSecret::generate();
+        let object = TokenObject::new(&record(), user(), organization(), Utc::now(), Some(&secret));
+        let json = serde_json::to_value(&object).unwrap();
+        assert_eq!(json["created_at"], "2026-01-01T00:00:00.000000+00:00");
+        assert_eq!(json["expired_at"], serde_json::Value::Null);
+        assert_eq!(json["is_global_access"], false);
+        let back: TokenObject = serde_json::from_value(json).unwrap();
+        let (token, read_secret) = back.into_record().unwrap();
+        assert_eq!(token, record());
+        assert_eq!(read_secret.unwrap(), secret);
+    }
+
+    #[test]
+    fn objects_without_deployments_are_not_widened() {
+        let read = |json: &str| {
+            serde_json::from_str::<TokenObject>(json)
+                .unwrap()
+                .into_record()
+        };
+        let base = r#""uid":"u","name":"n","created_at":"2026-01-01T00:00:00+00:00""#;
+        assert!(read(&format!("{{{base}}}")).is_err());
+        assert!(read(&format!("{{{base},\"is_global_access\":false}}")).is_err());
+        let (token, secret) = read(&format!("{{{base},\"is_global_access\":true}}")).unwrap();
+        assert!(token.deployments.is_all() && secret.is_none());
+        let (token, secret) = read(&format!(
+            "{{{base},\"deployments\":[\"a\"],\"token\":\"pe_s\"}}"
+        ))
+        .unwrap();
+        assert!(token.deployments.allows("a") && !token.deployments.allows("b"));
+        assert_eq!(secret.unwrap().expose(), "pe_s");
+    }
+}
