@@ -63,29 +63,10 @@ pub(crate) struct UserObject {
     pub(crate) last_name: String,
 }
 
-/// The organization a token object names (`GET /api/v1/current_org` answers the same shape).
+/// What every resource of the platform's API starts with, in this order: the organization
+/// and each token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct OrganizationObject {
-    pub(crate) uid: String,
-    #[serde(serialize_with = "serialize_iso")]
-    pub(crate) created_at: DateTime<Utc>,
-    #[serde(serialize_with = "serialize_iso")]
-    pub(crate) updated_at: DateTime<Utc>,
-    #[serde(default)]
-    pub(crate) deleted_at: Option<String>,
-    pub(crate) name: String,
-    #[serde(default)]
-    pub(crate) resource_type: String,
-    #[serde(default)]
-    pub(crate) labels: Vec<serde_json::Value>,
-    #[serde(default)]
-    pub(crate) description: String,
-}
-
-/// A token as the management API shows it: the platform's members, plus `deployments`, plus
-/// `token` (the secret) in the answer to a create only.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct TokenObject {
+pub(crate) struct Resource {
     pub(crate) uid: String,
     #[serde(serialize_with = "serialize_iso")]
     pub(crate) created_at: DateTime<Utc>,
@@ -100,6 +81,43 @@ pub(crate) struct TokenObject {
     pub(crate) labels: Vec<serde_json::Value>,
     #[serde(default)]
     pub(crate) description: Option<String>,
+}
+
+impl Resource {
+    /// A resource of `resource_type`, created (and last updated) at `created_at`.
+    pub(crate) fn new(
+        resource_type: &str,
+        uid: &str,
+        name: &str,
+        description: &str,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            uid: uid.to_owned(),
+            created_at,
+            updated_at: Some(created_at),
+            deleted_at: None,
+            name: name.to_owned(),
+            resource_type: resource_type.to_owned(),
+            labels: Vec::new(),
+            description: Some(description.to_owned()),
+        }
+    }
+}
+
+/// The organization a token object names (`GET /api/v1/current_org` answers the same shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OrganizationObject {
+    #[serde(flatten)]
+    pub(crate) resource: Resource,
+}
+
+/// A token as the management API shows it: the platform's members, plus `deployments`, plus
+/// `token` (the secret) in the answer to a create only.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TokenObject {
+    #[serde(flatten)]
+    pub(crate) resource: Resource,
     #[serde(default)]
     pub(crate) scopes: Option<Vec<Scope>>,
     #[serde(default)]
@@ -137,14 +155,13 @@ impl TokenObject {
         secret: Option<&TokenSecret>,
     ) -> Self {
         Self {
-            uid: record.uid.clone(),
-            created_at: record.created_at,
-            updated_at: Some(record.created_at),
-            deleted_at: None,
-            name: record.name.clone(),
-            resource_type: "api_token".to_owned(),
-            labels: Vec::new(),
-            description: Some(record.description.clone()),
+            resource: Resource::new(
+                "api_token",
+                &record.uid,
+                &record.name,
+                &record.description,
+                record.created_at,
+            ),
             scopes: Some(record.scopes.clone()),
             user: Some(user),
             organization: Some(organization),
@@ -164,23 +181,24 @@ impl TokenObject {
     /// the server said.
     #[cfg_attr(not(feature = "authority-client"), allow(dead_code))]
     pub(crate) fn into_record(self) -> Result<(ApiToken, Option<TokenSecret>), String> {
+        let resource = self.resource;
         let deployments = match (self.deployments, self.is_global_access) {
             (Some(deployments), _) => deployments,
             (None, Some(true)) => DeploymentAccess::All,
             (None, _) => {
                 return Err(format!(
                     "token {:?} does not say which deployments it reaches",
-                    self.uid
+                    resource.uid
                 ))
             }
         };
         let record = ApiToken {
-            uid: self.uid,
-            name: self.name,
-            description: self.description.unwrap_or_default(),
+            uid: resource.uid,
+            name: resource.name,
+            description: resource.description.unwrap_or_default(),
             scopes: self.scopes.unwrap_or_default(),
             deployments,
-            created_at: self.created_at,
+            created_at: resource.created_at,
             expires_at: self.expired_at,
             last_used_at: self.last_used_at,
         };
@@ -222,14 +240,13 @@ mod tests {
 
     fn organization() -> OrganizationObject {
         OrganizationObject {
-            uid: "default".into(),
-            created_at: record().created_at,
-            updated_at: record().created_at,
-            deleted_at: None,
-            name: "default".into(),
-            resource_type: "organization".into(),
-            labels: Vec::new(),
-            description: String::new(),
+            resource: Resource::new(
+                "organization",
+                "default",
+                "default",
+                "",
+                record().created_at,
+            ),
         }
     }
 

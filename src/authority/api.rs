@@ -12,13 +12,14 @@ use serde_json::json;
 
 use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER};
 use crate::extract::TokenSource;
+use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{redact_token_like, TokenSecret};
+use crate::token_info::TokenInfo;
 use crate::wire::{
-    CreateTokenBody, OrganizationObject, TokenObject, TokenPage, UserObject, TOKENS_PATH,
+    CreateTokenBody, OrganizationObject, Resource, TokenObject, TokenPage, UserObject, TOKENS_PATH,
 };
-use crate::{ProtectedEndpointLayer, TokenInfo};
 
 /// The realm named in the management API's `WWW-Authenticate` challenges.
 pub(super) const REALM: &str = "token-authority";
@@ -133,14 +134,13 @@ impl From<&User> for UserObject {
 impl From<&Organization> for OrganizationObject {
     fn from(org: &Organization) -> Self {
         OrganizationObject {
-            uid: org.uid.clone(),
-            created_at: org.created_at,
-            updated_at: org.created_at,
-            deleted_at: None,
-            name: org.name.clone(),
-            resource_type: "organization".to_owned(),
-            labels: Vec::new(),
-            description: org.description.clone(),
+            resource: Resource::new(
+                "organization",
+                &org.uid,
+                &org.name,
+                &org.description,
+                org.created_at,
+            ),
         }
     }
 }

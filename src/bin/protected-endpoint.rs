@@ -375,26 +375,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         TokenCommand::Create(args) => create(args, output),
         TokenCommand::List { target, search } => {
             let tokens = Backend::open(target)?.list(search.as_deref())?;
-            match output {
-                Output::Json => print_json(&tokens),
-                Output::Text => print_table(&tokens),
-            }
+            show(output, &tokens, |tokens| print_table(tokens))
         }
         TokenCommand::Get { target, uid } => {
             let backend = Backend::open(target)?;
-            let token = backend
-                .get(&uid)?
-                .ok_or_else(|| not_found(&backend, &uid))?;
-            match output {
-                Output::Json => print_json(&token),
-                Output::Text => print_token(&token),
-            }
+            show(
+                output,
+                &found(backend.get(&uid)?, &backend, &uid)?,
+                print_token,
+            )
         }
         TokenCommand::Delete { target, uid } => {
             let backend = Backend::open(target)?;
-            let token = backend
-                .delete(&uid)?
-                .ok_or_else(|| not_found(&backend, &uid))?;
+            let token = found(backend.delete(&uid)?, &backend, &uid)?;
             match output {
                 Output::Json => print_json(&token),
                 Output::Text => {
@@ -416,15 +409,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn not_found(backend: &Backend, uid: &str) -> Failure {
-    let place = match backend {
-        Backend::File(_) => "in",
-        Backend::Remote { .. } => "on",
-    };
-    Failure(format!(
-        "no token with uid {uid:?} {place} {}",
-        backend.place()
-    ))
+/// Prints `value` as JSON, or for people with `text`.
+fn show<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    text: impl FnOnce(&T) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    match output {
+        Output::Json => print_json(value),
+        Output::Text => text(value),
+    }
+}
+
+/// The token a command found, or the failure that says there is no token with this uid.
+fn found(token: Option<ApiToken>, backend: &Backend, uid: &str) -> Result<ApiToken, Failure> {
+    token.ok_or_else(|| {
+        let place = match backend {
+            Backend::File(_) => "in",
+            Backend::Remote { .. } => "on",
+        };
+        Failure(format!(
+            "no token with uid {uid:?} {place} {}",
+            backend.place()
+        ))
+    })
 }
 
 fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {

@@ -261,14 +261,7 @@ impl TokenFileStore {
         if !changed {
             return Ok(result);
         }
-        let text = file
-            .to_checked_text(self.format)
-            .map_err(|source| TokenFileError::Content {
-                path: self.path.clone(),
-                source,
-            })?;
-        write_atomically(&target, text.as_bytes())
-            .map_err(|e| TokenFileError::io(&self.path, e))?;
+        self.write_checked(&target, &file)?;
         Ok(result)
     }
 
@@ -315,13 +308,19 @@ impl TokenFileStore {
     /// assert_eq!(store.list(None).unwrap().len(), 1);
     /// ```
     pub fn replace(&self, file: &TokenFile, _claim: &FileClaim) -> Result<(), TokenFileError> {
+        self.write_checked(&self.path, file)
+    }
+
+    /// Writes `file` to `target` atomically, after checking it with the loader's rules: a
+    /// writer never writes a file its own loader would refuse.
+    fn write_checked(&self, target: &Path, file: &TokenFile) -> Result<(), TokenFileError> {
         let text = file
             .to_checked_text(self.format)
             .map_err(|source| TokenFileError::Content {
                 path: self.path.clone(),
                 source,
             })?;
-        write_atomically(&self.path, text.as_bytes()).map_err(|e| TokenFileError::io(&self.path, e))
+        write_atomically(target, text.as_bytes()).map_err(|e| TokenFileError::io(&self.path, e))
     }
 }
 
