@@ -1,48 +1,19 @@
 //! The `protected-endpoint` binary, run for real: create → the secret passes a real server →
 //! delete → refused; concurrent writers; bad input; no secret in the file.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::{Extension, Router};
+use common::cli::{command, ok, run, stderr, stdout};
 use protected_endpoint::token::{TokenHash, TokenSecret};
-use protected_endpoint::Scope;
 use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
-use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_protected-endpoint");
-
-fn run(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let output = run(args);
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}",
-        stderr(&output)
-    );
-    output
-}
 
 fn create_json(file: &Path, extra: &[&str]) -> (Value, TokenSecret) {
     let mut args = vec![
@@ -67,23 +38,6 @@ fn create_json(file: &Path, extra: &[&str]) -> (Value, TokenSecret) {
         "the secret went to stderr"
     );
     (created["token"].clone(), secret)
-}
-
-async fn serve(verifier: TokenFileVerifier) -> String {
-    let app = Router::new()
-        .route(
-            "/summarize",
-            get(|Extension(token): Extension<TokenInfo>| async move { token.name().to_owned() }),
-        )
-        .layer(
-            ProtectedEndpointLayer::new(verifier)
-                .require_scope(Scope::API)
-                .deployment("summarize"),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/summarize")
 }
 
 async fn status_of(client: &reqwest::Client, url: &str, secret: &TokenSecret) -> u16 {
@@ -136,7 +90,8 @@ async fn create_then_the_secret_passes_then_delete_then_refused() {
         .poll_interval(Duration::from_millis(50))
         .open()
         .unwrap();
-    let url = serve(verifier).await;
+    let hello = common::serve_hello(verifier).await;
+    let url = hello.url.clone();
     let client = reqwest::Client::new();
     assert_eq!(status_of(&client, &url, &secret).await, 200);
     assert_eq!(
@@ -195,11 +150,10 @@ fn concurrent_writers_lose_nothing() {
     // Start every writer before waiting for any, so their read-modify-writes overlap.
     let children: Vec<_> = (0..WRITERS)
         .map(|i| {
-            Command::new(BIN)
-                .args(["token", "create", "--file"])
-                .arg(&file)
-                .args(["--name", &format!("writer-{i}"), "--scope", "api"])
-                .stdin(Stdio::null())
+            let name = format!("writer-{i}");
+            let args = ["token", "create", "--file", file.to_str().unwrap()];
+            command(&args, &[])
+                .args(["--name", &name, "--scope", "api"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -246,141 +200,122 @@ fn concurrent_writers_lose_nothing() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// A token file with one token in it, and a broken one holding a plaintext secret.
+struct Files {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+    before: Vec<u8>,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.json");
+        create_json(&file, &["--name", "existing", "--scope", "api"]);
+        let before = fs::read(&file).unwrap();
+        fs::write(
+            dir.path().join("broken.json"),
+            r#"{"tokens": [{"uid": "x", "secret": "hunter2"}]}"#,
+        )
+        .unwrap();
+        Self { dir, file, before }
+    }
+
+    fn f(&self) -> &str {
+        self.file.to_str().unwrap()
+    }
+
+    /// A path in the directory, as a string.
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// Runs each command, which must exit with `code`, say `expected` on stderr, print
+    /// nothing on stdout and echo no secret; then the token file must be as it was.
+    fn each_fails_and_changes_nothing(&self, cases: &[(Vec<&str>, i32, &str)]) {
+        for (args, code, expected) in cases {
+            let output = run(args);
+            let message = stderr(&output);
+            assert_eq!(output.status.code(), Some(*code), "{args:?}: {message}");
+            assert!(message.contains(expected), "{args:?}: {message}");
+            assert!(!message.contains("hunter2"), "{args:?} echoed a secret");
+            assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
+        }
+        assert_eq!(
+            fs::read(&self.file).unwrap(),
+            self.before,
+            "a failed command changed the file"
+        );
+    }
+}
+
+/// `token create -f <file> --name x` followed by `extra`.
+fn create_x<'a>(file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["token", "create", "-f", file, "--name", "x"];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
-fn bad_input_fails_clearly_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("tokens.json");
-    let f = file.to_str().unwrap();
-    create_json(&file, &["--name", "existing", "--scope", "api"]);
-    let before = fs::read(&file).unwrap();
-
-    let broken = dir.path().join("broken.json");
-    fs::write(
-        &broken,
-        r#"{"tokens": [{"uid": "x", "secret": "hunter2"}]}"#,
-    )
-    .unwrap();
-    let b = broken.to_str().unwrap();
-    let yaml = dir.path().join("tokens.yaml");
-    let absent = dir.path().join("absent.json");
-    let absent = absent.to_str().unwrap();
-
-    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+fn missing_or_conflicting_arguments_exit_2_and_change_nothing() {
+    let files = Files::new();
+    let f = files.f();
+    files.each_fails_and_changes_nothing(&[
         (vec!["token", "create", "--file", f], 2, "--name"),
         (vec!["token", "create", "--name", "x"], 2, "--file"),
         (
-            vec![
-                "token",
-                "create",
-                "-f",
+            create_x(
                 f,
-                "--name",
-                "x",
-                "--scope",
-                "two words",
-            ],
+                &["--expires", "1d", "--expires-at", "2099-01-01T00:00:00Z"],
+            ),
             2,
-            "invalid scope",
+            "cannot be used with",
         ),
         (
-            vec!["token", "create", "-f", f, "--name", "x", "--expires", "30"],
+            create_x(f, &["--deployment", "a", "--all-deployments"]),
             2,
-            "missing unit",
+            "cannot be used with",
         ),
         (
-            vec!["token", "create", "-f", f, "--name", "x", "--expires", "3y"],
+            create_x(f, &["--output", "yaml"]),
             2,
-            "unknown unit",
+            "invalid value 'yaml'",
         ),
+        (vec!["token", "get", "-f", f], 2, "<UID>"),
+        (vec!["token", "frobnicate"], 2, "unrecognized subcommand"),
+    ]);
+}
+
+#[test]
+fn bad_expiries_are_refused_and_change_nothing() {
+    let files = Files::new();
+    let f = files.f();
+    files.each_fails_and_changes_nothing(&[
+        (create_x(f, &["--expires", "30"]), 2, "missing unit"),
+        (create_x(f, &["--expires", "3y"]), 2, "unknown unit"),
+        (create_x(f, &["--expires", "0d"]), 2, "must be positive"),
         (
-            vec!["token", "create", "-f", f, "--name", "x", "--expires", "0d"],
-            2,
-            "must be positive",
-        ),
-        (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--expires",
-                "99999999999999d",
-            ],
+            create_x(f, &["--expires", "99999999999999d"]),
             2,
             "too long",
         ),
+        (create_x(f, &["--expires-at", "tomorrow"]), 2, "RFC 3339"),
         (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--expires-at",
-                "tomorrow",
-            ],
-            2,
-            "RFC 3339",
-        ),
-        (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--expires-at",
-                "2001-01-01T00:00:00Z",
-            ],
+            create_x(f, &["--expires-at", "2001-01-01T00:00:00Z"]),
             1,
             "must be in the future",
         ),
+    ]);
+}
+
+#[test]
+fn bad_scopes_deployments_and_names_are_refused_and_change_nothing() {
+    let files = Files::new();
+    let f = files.f();
+    files.each_fails_and_changes_nothing(&[
+        (create_x(f, &["--scope", "two words"]), 2, "invalid scope"),
         (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--expires",
-                "1d",
-                "--expires-at",
-                "2099-01-01T00:00:00Z",
-            ],
-            2,
-            "cannot be used with",
-        ),
-        (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--deployment",
-                "a",
-                "--all-deployments",
-            ],
-            2,
-            "cannot be used with",
-        ),
-        (
-            vec![
-                "token",
-                "create",
-                "-f",
-                f,
-                "--name",
-                "x",
-                "--deployment",
-                "no/slash",
-            ],
+            create_x(f, &["--deployment", "no/slash"]),
             1,
             "invalid deployment name",
         ),
@@ -389,64 +324,55 @@ fn bad_input_fails_clearly_and_changes_nothing() {
             1,
             "needs a name",
         ),
-        (
-            vec![
-                "token", "create", "-f", f, "--name", "x", "--output", "yaml",
-            ],
-            2,
-            "invalid value 'yaml'",
-        ),
-        (
-            vec![
-                "token",
-                "create",
-                "-f",
-                yaml.to_str().unwrap(),
-                "--name",
-                "x",
-            ],
-            1,
-            "must end in .json or .toml",
-        ),
-        (
-            vec!["token", "create", "-f", b, "--name", "x"],
-            1,
-            "field `secret` looks like a plaintext secret",
-        ),
-        (vec!["token", "list", "-f", b], 1, "tokens[0] (uid \"x\")"),
-        (vec!["token", "list", "-f", absent], 1, "absent.json"),
+    ]);
+}
+
+#[test]
+fn an_unknown_uid_is_refused_and_changes_nothing() {
+    let files = Files::new();
+    let f = files.f();
+    files.each_fails_and_changes_nothing(&[
         (
             vec!["token", "get", "-f", f, "nope"],
             1,
             "no token with uid \"nope\"",
         ),
-        (vec!["token", "get", "-f", f], 2, "<UID>"),
         (
             vec!["token", "delete", "-f", f, "nope"],
             1,
             "no token with uid \"nope\"",
         ),
+    ]);
+}
+
+#[test]
+fn a_wrong_broken_or_absent_file_is_refused_without_echoing_its_secret() {
+    let files = Files::new();
+    let (yaml, broken, absent) = (
+        files.path("tokens.yaml"),
+        files.path("broken.json"),
+        files.path("absent.json"),
+    );
+    files.each_fails_and_changes_nothing(&[
+        (create_x(&yaml, &[]), 1, "must end in .json or .toml"),
         (
-            vec!["token", "delete", "-f", absent, "x"],
+            create_x(&broken, &[]),
+            1,
+            "field `secret` looks like a plaintext secret",
+        ),
+        (
+            vec!["token", "list", "-f", &broken],
+            1,
+            "tokens[0] (uid \"x\")",
+        ),
+        (vec!["token", "list", "-f", &absent], 1, "absent.json"),
+        (
+            vec!["token", "delete", "-f", &absent, "x"],
             1,
             "no such file",
         ),
-        (vec!["token", "frobnicate"], 2, "unrecognized subcommand"),
-    ];
-    for (args, code, expected) in cases {
-        let output = run(&args);
-        let message = stderr(&output);
-        assert_eq!(output.status.code(), Some(code), "{args:?}: {message}");
-        assert!(message.contains(expected), "{args:?}: {message}");
-        assert!(!message.contains("hunter2"), "{args:?} echoed a secret");
-        assert!(output.stdout.is_empty(), "{args:?} printed to stdout");
-    }
-    assert_eq!(
-        fs::read(&file).unwrap(),
-        before,
-        "a failed command changed the file"
-    );
-    assert!(!yaml.exists());
+    ]);
+    assert!(!Path::new(&yaml).exists());
 }
 
 #[test]
@@ -457,12 +383,11 @@ fn hash_reads_the_secret_on_stdin() {
         (format!("{}\n", secret.expose()), None),
         (secret.expose().to_owned(), Some("json")),
     ] {
-        let mut command = Command::new(BIN);
-        command.args(["token", "hash"]);
+        let mut hash = command(&["token", "hash"], &[]);
         if let Some(format) = output_flag {
-            command.args(["--output", format]);
+            hash.args(["--output", format]);
         }
-        let mut child = command
+        let mut child = hash
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

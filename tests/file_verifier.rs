@@ -1,6 +1,8 @@
 //! `TokenFileVerifier` end to end: files in both formats, every refusal, and hot reload under
 //! a real axum server called over HTTP on 127.0.0.1.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -148,133 +150,32 @@ hash = "{}"
     assert_eq!(records[0].description, "deploys");
 }
 
-#[test]
-fn every_bad_entry_is_refused_with_its_position_and_uid() {
+/// Writes a file of a good entry then each bad one, which must be refused naming its
+/// position (`tokens[1]`), its uid, the file and `expected`, and echoing none of
+/// `never_echoed` (nor `hunter2`).
+fn each_bad_entry_is_refused_at_its_position(
+    cases: &[(&str, String, &str)],
+    never_echoed: &[&str],
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let good = json_entry("good", "secret-good", &[]);
-    let minted = TokenSecret::generate();
-    let minted_name = format!("{:?}", minted.expose());
-    let cases: Vec<(&str, String, &str)> = vec![
-        (
-            "hash without prefix",
-            json_entry("bad", "s", &[("hash", &format!("{:?}", &hash("s")[7..]))]),
-            "must start with `sha256:`",
-        ),
-        (
-            "uppercase hash",
-            json_entry(
-                "bad",
-                "s",
-                &[(
-                    "hash",
-                    &format!("{:?}", hash("s").to_uppercase().replace("SHA256", "sha256")),
-                )],
-            ),
-            "64 lowercase hex",
-        ),
-        (
-            "short hash",
-            json_entry("bad", "s", &[("hash", r#""sha256:abcd""#)]),
-            "64 lowercase hex",
-        ),
-        (
-            "missing hash",
-            json_entry("bad", "s", &[("hash", "<absent>")]),
-            "missing field `hash`",
-        ),
-        (
-            "duplicate uid",
-            json_entry("good", "other", &[]),
-            "duplicate uid, already used by tokens[0]",
-        ),
-        (
-            "duplicate hash",
-            json_entry("bad", "secret-good", &[]),
-            "duplicate hash",
-        ),
-        (
-            "bad scope syntax",
-            json_entry("bad", "s", &[("scopes", r#"["api", "two words"]"#)]),
-            // The value itself is not echoed: it could be a secret in the wrong field.
-            r#"invalid scope "…""#,
-        ),
-        (
-            "bad deployment name",
-            json_entry("bad", "s", &[("deployments", r#"["no/slash"]"#)]),
-            "invalid deployment name",
-        ),
-        (
-            "deployments neither star nor list",
-            json_entry("bad", "s", &[("deployments", r#""all""#)]),
-            "deployments must be",
-        ),
-        (
-            "created_at not RFC 3339",
-            json_entry("bad", "s", &[("created_at", r#""yesterday""#)]),
-            "input contains invalid characters",
-        ),
-        (
-            "expired_at not RFC 3339",
-            json_entry("bad", "s", &[("expired_at", r#""2026-13-01T00:00:00Z""#)]),
-            "input is out of range",
-        ),
-        (
-            "expiry before creation",
-            json_entry("bad", "s", &[("expired_at", r#""2025-01-01T00:00:00Z""#)]),
-            "expired_at (2025-01-01T00:00:00Z) must be after created_at",
-        ),
-        (
-            "plaintext token field",
-            json_entry("bad", "s", &[("token", r#""hunter2""#)]),
-            "field `token` looks like a plaintext secret",
-        ),
-        (
-            "plaintext secret field",
-            json_entry("bad", "s", &[("secret", r#""hunter2""#)]),
-            "field `secret` looks like a plaintext secret",
-        ),
-        (
-            "a minted token as a value",
-            json_entry("bad", "s", &[("description", &minted_name)]),
-            "looks like a plaintext token",
-        ),
-        (
-            "unknown field",
-            json_entry("bad", "s", &[("colour", r#""blue""#)]),
-            "unknown field `colour`",
-        ),
-        (
-            "empty uid",
-            json_entry("", "s", &[]),
-            "uid must be 1 to 128",
-        ),
-        (
-            "empty name",
-            json_entry("bad", "s", &[("name", r#""  ""#)]),
-            "name must be non-empty",
-        ),
-        (
-            "missing created_at",
-            json_entry("bad", "s", &[("created_at", "<absent>")]),
-            "missing field `created_at`",
-        ),
-    ];
     for (what, bad, expected) in cases {
-        fs::write(&path, json_file(&[good.clone(), bad])).unwrap();
+        fs::write(&path, json_file(&[good.clone(), bad.clone()])).unwrap();
         let err = open_no_watch(&path).expect_err(what);
         let message = err.to_string();
         assert!(message.contains("tokens[1]"), "{what}: {message}");
-        if what != "empty uid" {
+        if *what != "empty uid" {
             assert!(message.contains(r#"(uid "#), "{what}: {message}");
         }
         assert!(message.contains(expected), "{what}: {message}");
         assert!(message.contains("tokens.json"), "{what}: {message}");
-        assert!(
-            !message.contains("hunter2"),
-            "{what} echoed a secret: {message}"
-        );
-        assert!(!message.contains(minted.expose()), "{what} echoed a secret");
+        for secret in never_echoed.iter().chain(&["hunter2"]) {
+            assert!(
+                !message.contains(secret),
+                "{what} echoed a secret: {message}"
+            );
+        }
         match err {
             TokenFileError::Content {
                 source: FileContentError::Entry { index, .. },
@@ -283,6 +184,150 @@ fn every_bad_entry_is_refused_with_its_position_and_uid() {
             other => panic!("{what}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn a_bad_or_repeated_hash_is_refused_with_its_position_and_uid() {
+    let uppercase = hash("s").to_uppercase().replace("SHA256", "sha256");
+    each_bad_entry_is_refused_at_its_position(
+        &[
+            (
+                "hash without prefix",
+                json_entry("bad", "s", &[("hash", &format!("{:?}", &hash("s")[7..]))]),
+                "must start with `sha256:`",
+            ),
+            (
+                "uppercase hash",
+                json_entry("bad", "s", &[("hash", &format!("{uppercase:?}"))]),
+                "64 lowercase hex",
+            ),
+            (
+                "short hash",
+                json_entry("bad", "s", &[("hash", r#""sha256:abcd""#)]),
+                "64 lowercase hex",
+            ),
+            (
+                "missing hash",
+                json_entry("bad", "s", &[("hash", "<absent>")]),
+                "missing field `hash`",
+            ),
+            (
+                "duplicate hash",
+                json_entry("bad", "secret-good", &[]),
+                "duplicate hash",
+            ),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn a_repeated_empty_or_blank_identity_is_refused_with_its_position() {
+    each_bad_entry_is_refused_at_its_position(
+        &[
+            (
+                "duplicate uid",
+                json_entry("good", "other", &[]),
+                "duplicate uid, already used by tokens[0]",
+            ),
+            (
+                "empty uid",
+                json_entry("", "s", &[]),
+                "uid must be 1 to 128",
+            ),
+            (
+                "empty name",
+                json_entry("bad", "s", &[("name", r#""  ""#)]),
+                "name must be non-empty",
+            ),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn bad_scopes_and_deployments_are_refused_without_echoing_the_value() {
+    each_bad_entry_is_refused_at_its_position(
+        &[
+            (
+                "bad scope syntax",
+                json_entry("bad", "s", &[("scopes", r#"["api", "two words"]"#)]),
+                // The value itself is not echoed: it could be a secret in the wrong field.
+                r#"invalid scope "…""#,
+            ),
+            (
+                "bad deployment name",
+                json_entry("bad", "s", &[("deployments", r#"["no/slash"]"#)]),
+                "invalid deployment name",
+            ),
+            (
+                "deployments neither star nor list",
+                json_entry("bad", "s", &[("deployments", r#""all""#)]),
+                "deployments must be",
+            ),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn bad_or_missing_times_are_refused_with_their_position_and_uid() {
+    each_bad_entry_is_refused_at_its_position(
+        &[
+            (
+                "created_at not RFC 3339",
+                json_entry("bad", "s", &[("created_at", r#""yesterday""#)]),
+                "input contains invalid characters",
+            ),
+            (
+                "expired_at not RFC 3339",
+                json_entry("bad", "s", &[("expired_at", r#""2026-13-01T00:00:00Z""#)]),
+                "input is out of range",
+            ),
+            (
+                "expiry before creation",
+                json_entry("bad", "s", &[("expired_at", r#""2025-01-01T00:00:00Z""#)]),
+                "expired_at (2025-01-01T00:00:00Z) must be after created_at",
+            ),
+            (
+                "missing created_at",
+                json_entry("bad", "s", &[("created_at", "<absent>")]),
+                "missing field `created_at`",
+            ),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn a_plaintext_secret_or_unknown_field_is_refused_without_echoing_it() {
+    let minted = TokenSecret::generate();
+    let minted_name = format!("{:?}", minted.expose());
+    each_bad_entry_is_refused_at_its_position(
+        &[
+            (
+                "plaintext token field",
+                json_entry("bad", "s", &[("token", r#""hunter2""#)]),
+                "field `token` looks like a plaintext secret",
+            ),
+            (
+                "plaintext secret field",
+                json_entry("bad", "s", &[("secret", r#""hunter2""#)]),
+                "field `secret` looks like a plaintext secret",
+            ),
+            (
+                "a minted token as a value",
+                json_entry("bad", "s", &[("description", &minted_name)]),
+                "looks like a plaintext token",
+            ),
+            (
+                "unknown field",
+                json_entry("bad", "s", &[("colour", r#""blue""#)]),
+                "unknown field `colour`",
+            ),
+        ],
+        &[minted.expose()],
+    );
 }
 
 #[test]
@@ -322,12 +367,14 @@ fn bad_files_are_refused_whole() {
 
 // ---- under a running server ----
 
-struct Server {
+/// `GET /whoami` answering the token's name, behind a layer requiring the scope `api`.
+struct Whoami {
     url: String,
     client: reqwest::Client,
+    _server: common::Server,
 }
 
-impl Server {
+impl Whoami {
     async fn start(verifier: TokenFileVerifier) -> Self {
         let app = Router::new()
             .route(
@@ -337,12 +384,11 @@ impl Server {
                 ),
             )
             .layer(ProtectedEndpointLayer::new(verifier).require_scope(Scope::API));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = common::serve(app).await;
         Self {
-            url: format!("http://{addr}/whoami"),
+            url: server.url("/whoami"),
             client: reqwest::Client::new(),
+            _server: server,
         }
     }
 
@@ -390,7 +436,7 @@ async fn changes_to_the_file_go_live_without_a_restart() {
     let first = store
         .create(NewToken::new("first").scopes([Scope::API]))
         .unwrap();
-    let server = Server::start(watching(&path)).await;
+    let server = Whoami::start(watching(&path)).await;
     assert_eq!(server.call(&first.secret).await, (200, "first".to_owned()));
 
     // A token added to the file is accepted...
@@ -421,7 +467,7 @@ async fn a_broken_file_keeps_the_last_good_set_serving() {
         .create(NewToken::new("kept").scopes([Scope::API]))
         .unwrap();
     let verifier = watching(&path);
-    let server = Server::start(verifier.clone()).await;
+    let server = Whoami::start(verifier.clone()).await;
     assert_eq!(server.call(&kept.secret).await.0, 200);
     let good_text = fs::read_to_string(&path).unwrap();
     let loaded_at = verifier.status().loaded_at;
@@ -502,7 +548,7 @@ async fn reload_on_demand_needs_no_watcher() {
         .unwrap()
         .unwrap();
     assert_eq!(count, 1);
-    let server = Server::start(verifier).await;
+    let server = Whoami::start(verifier).await;
     assert_eq!(server.call(&created.secret).await.0, 200);
 }
 
@@ -534,5 +580,43 @@ fn errors_never_echo_values() {
         let message = error.to_string();
         assert!(!message.contains(secret), "{message}");
         assert!(!message.contains("s3cr3t"), "{message}");
+    }
+}
+
+/// Regression: a TOML syntax error quotes the offending line, and serde messages quote string
+/// values of the wrong type; a minted token pasted there comes back as `pe_<redacted>` at
+/// most, never itself.
+#[test]
+fn token_file_errors_do_not_repeat_a_pasted_token() {
+    use protected_endpoint::store::file::{TokenFile, TokenFileFormat};
+
+    let pasted = TokenSecret::generate();
+    let pasted = pasted.expose();
+    let cases = [
+        (format!("token = {pasted}\n"), TokenFileFormat::Toml),
+        (format!("tokens = \"{pasted}\"\n"), TokenFileFormat::Toml),
+        (
+            format!("[[tokens]]\nuid = \"a\" {pasted}\n"),
+            TokenFileFormat::Toml,
+        ),
+        (
+            format!("{{\"tokens\": \"{pasted}\"}}"),
+            TokenFileFormat::Json,
+        ),
+        (
+            format!("{{\"tokens\": [], \"x\": \"{pasted}\"}}"),
+            TokenFileFormat::Json,
+        ),
+    ];
+    for (text, format) in cases {
+        let error = TokenFile::parse(&text, format).unwrap_err().to_string();
+        assert!(
+            error.contains("pe_<redacted>") || !error.contains("pe_"),
+            "{error}"
+        );
+        assert!(
+            !error.contains(&pasted[3..15]),
+            "{format:?} error repeats the token: {error}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,6 @@ use protected_endpoint::{
 };
 use protected_endpoint::{DeploymentAccess, Scope};
 use protected_endpoint::{InMemoryTokenStore, NewToken};
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
@@ -129,19 +129,36 @@ impl Streaming for Chunker {
     }
 }
 
+/// Serves a tonic server on an ephemeral port of 127.0.0.1: `serve` is handed the listener's
+/// connections and the shutdown signal.
+async fn serve_tonic<F, Fut>(serve: F) -> common::Server
+where
+    F: FnOnce(TcpListenerStream, common::Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), tonic::transport::Error>> + Send + 'static,
+{
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    common::Server::start_graceful_on(any_port, |listener, shutdown| {
+        let serving = serve(TcpListenerStream::new(listener), shutdown);
+        async move { serving.await.unwrap() }
+    })
+    .await
+}
+
 /// Starts a tonic server protected with `Server::builder().layer(..)`, serving both services
-/// (and HTTP/1.1, so plain HTTP clients can be refused too). Returns its address.
-async fn serve<V: TokenVerifier + 'static>(layer: ProtectedEndpointLayer<V>) -> (SocketAddr, Seen) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// (and HTTP/1.1, so plain HTTP clients can be refused too).
+async fn serve_grpc<V: TokenVerifier + 'static>(
+    layer: ProtectedEndpointLayer<V>,
+) -> (common::Server, Seen) {
     let seen = Seen::default();
     let router = Server::builder()
         .accept_http1(true)
         .layer(layer)
         .add_service(SummarizerServer::new(FirstSentence(seen.clone())))
         .add_service(StreamingServer::new(Chunker(seen.clone())));
-    tokio::spawn(router.serve_with_incoming(TcpListenerStream::new(listener)));
-    (addr, seen)
+    let server =
+        serve_tonic(|incoming, shutdown| router.serve_with_incoming_shutdown(incoming, shutdown))
+            .await;
+    (server, seen)
 }
 
 /// The layer the tests protect their servers with: scope `api`, deployment `summarize`.
@@ -213,9 +230,9 @@ fn good_token() -> NewToken {
 #[tokio::test]
 async fn a_valid_token_passes_and_the_handler_sees_its_token_info() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
-    let summary = summarize(addr, Some(&secret)).await.unwrap();
+    let summary = summarize(server.addr, Some(&secret)).await.unwrap();
     assert_eq!(summary, "Tokens protect the endpoint.");
 
     let calls = seen.calls();
@@ -235,9 +252,9 @@ async fn a_valid_token_passes_and_the_handler_sees_its_token_info() {
 #[tokio::test]
 async fn no_token_is_unauthenticated() {
     let (store, _secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
-    let status = summarize(addr, None).await.unwrap_err();
+    let status = summarize(server.addr, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "the request carries no access token");
     assert_eq!(www_authenticate(&status), r#"Bearer realm="summarize""#);
@@ -247,12 +264,14 @@ async fn no_token_is_unauthenticated() {
 #[tokio::test]
 async fn a_wrong_token_is_unauthenticated() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
     // Same format, other secret: the store does not know it.
     let other = TokenSecret::generate();
     assert_ne!(other.expose(), secret);
-    let status = summarize(addr, Some(other.expose())).await.unwrap_err();
+    let status = summarize(server.addr, Some(other.expose()))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "the access token is unknown or revoked");
     assert!(www_authenticate(&status).contains(r#"error="invalid_token""#));
@@ -264,12 +283,12 @@ async fn a_wrong_token_is_unauthenticated() {
 async fn a_deleted_token_is_unauthenticated_on_the_next_call() {
     let (store, secret) = store_with(good_token());
     // The layer holds a clone: clones share the tokens.
-    let (addr, seen) = serve(layer(store.clone())).await;
+    let (server, seen) = serve_grpc(layer(store.clone())).await;
 
-    assert!(summarize(addr, Some(&secret)).await.is_ok());
+    assert!(summarize(server.addr, Some(&secret)).await.is_ok());
     let uid = store.list(None).pop().unwrap().uid;
     store.delete(&uid).unwrap();
-    let status = summarize(addr, Some(&secret)).await.unwrap_err();
+    let status = summarize(server.addr, Some(&secret)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "the access token is unknown or revoked");
     assert_eq!(
@@ -294,9 +313,11 @@ async fn an_expired_token_is_unauthenticated() {
     .unwrap();
     assert!(record.is_expired_at(Utc::now()));
     store.import(record, TokenHash::of(&secret)).unwrap();
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
-    let status = summarize(addr, Some(secret.expose())).await.unwrap_err();
+    let status = summarize(server.addr, Some(secret.expose()))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), "the access token has expired");
     assert!(www_authenticate(&status).contains(r#"error="invalid_token""#));
@@ -312,9 +333,9 @@ async fn a_token_past_its_expiry_is_unauthenticated_whatever_the_verifier_says()
             .with_scopes([Scope::API])
             .with_expires_at(Utc::now() - chrono::Duration::seconds(1)))
     });
-    let (addr, seen) = serve(layer(stale)).await;
+    let (server, seen) = serve_grpc(layer(stale)).await;
 
-    let status = summarize(addr, Some(TokenSecret::generate().expose()))
+    let status = summarize(server.addr, Some(TokenSecret::generate().expose()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -333,9 +354,9 @@ async fn grpc_message_survives_percent_encoding() {
     let layer = layer(store).responder(move |_: &Rejection, request: &http::request::Parts| {
         Rejection::invalid_request(description).response_for(request, "summarize")
     });
-    let (addr, _seen) = serve(layer).await;
+    let (server, _seen) = serve_grpc(layer).await;
 
-    let status = summarize(addr, None).await.unwrap_err();
+    let status = summarize(server.addr, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(status.message(), description);
 }
@@ -343,8 +364,8 @@ async fn grpc_message_survives_percent_encoding() {
 #[tokio::test]
 async fn malformed_credentials_are_unauthenticated() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
-    let mut client = SummarizerClient::new(channel(addr).await);
+    let (server, seen) = serve_grpc(layer(store)).await;
+    let mut client = SummarizerClient::new(channel(server.addr).await);
 
     // Two `authorization` values: ambiguous, refused before any lookup.
     let mut request = with_token(SummarizeRequest::default(), Some(&secret));
@@ -359,7 +380,7 @@ async fn malformed_credentials_are_unauthenticated() {
     assert!(www_authenticate(&status).contains(r#"error="invalid_request""#));
 
     // A character outside the b64token syntax.
-    let status = summarize(addr, Some("100%token")).await.unwrap_err();
+    let status = summarize(server.addr, Some("100%token")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
     assert_eq!(
         status.message(),
@@ -375,9 +396,9 @@ async fn a_token_without_the_scope_is_permission_denied() {
             .scopes([Scope::READ_CLUSTER])
             .deployments(DeploymentAccess::only(["summarize"]).unwrap()),
     );
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
-    let status = summarize(addr, Some(&secret)).await.unwrap_err();
+    let status = summarize(server.addr, Some(&secret)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(status.message(), "the token lacks the scope api");
     let challenge = www_authenticate(&status);
@@ -396,9 +417,9 @@ async fn a_token_without_the_deployment_is_permission_denied() {
             .scopes([Scope::API])
             .deployments(DeploymentAccess::only(["translate"]).unwrap()),
     );
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
 
-    let status = summarize(addr, Some(&secret)).await.unwrap_err();
+    let status = summarize(server.addr, Some(&secret)).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert_eq!(
         status.message(),
@@ -415,9 +436,9 @@ async fn a_failing_verifier_is_unavailable_and_nothing_passes() {
             "connection refused",
         )))
     });
-    let (addr, seen) = serve(layer(down)).await;
+    let (server, seen) = serve_grpc(layer(down)).await;
 
-    let status = summarize(addr, Some(TokenSecret::generate().expose()))
+    let status = summarize(server.addr, Some(TokenSecret::generate().expose()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -434,8 +455,8 @@ async fn a_failing_verifier_is_unavailable_and_nothing_passes() {
 #[tokio::test]
 async fn server_streaming_passes_through_untouched() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
-    let mut client = StreamingClient::new(channel(addr).await);
+    let (server, seen) = serve_grpc(layer(store)).await;
+    let mut client = StreamingClient::new(channel(server.addr).await);
 
     let request = with_token(
         SplitRequest {
@@ -464,8 +485,8 @@ async fn server_streaming_passes_through_untouched() {
 #[tokio::test]
 async fn bidirectional_streaming_is_answered_message_by_message() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
-    let mut client = StreamingClient::new(channel(addr).await);
+    let (server, seen) = serve_grpc(layer(store)).await;
+    let mut client = StreamingClient::new(channel(server.addr).await);
 
     let (outbound, requests) = tokio::sync::mpsc::channel::<Chunk>(1);
     let request = with_token(ReceiverStream::new(requests), Some(&secret));
@@ -521,8 +542,8 @@ async fn bidirectional_streaming_is_answered_message_by_message() {
 #[tokio::test]
 async fn streaming_calls_are_refused_like_unary_ones() {
     let (store, _secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
-    let mut client = StreamingClient::new(channel(addr).await);
+    let (server, seen) = serve_grpc(layer(store)).await;
+    let mut client = StreamingClient::new(channel(server.addr).await);
 
     let request = with_token(
         SplitRequest {
@@ -544,9 +565,9 @@ async fn streaming_calls_are_refused_like_unary_ones() {
 #[tokio::test]
 async fn plain_http_callers_of_the_same_server_still_get_rfc_6750_answers() {
     let (store, secret) = store_with(good_token());
-    let (addr, seen) = serve(layer(store)).await;
+    let (server, seen) = serve_grpc(layer(store)).await;
     let http = reqwest::Client::new();
-    let url = format!("http://{addr}/summarize.v1.Summarizer/Summarize");
+    let url = server.url("/summarize.v1.Summarizer/Summarize");
 
     let response = http.post(&url).send().await.unwrap();
     assert_eq!(response.status(), 401);
@@ -584,7 +605,7 @@ async fn plain_http_callers_of_the_same_server_still_get_rfc_6750_answers() {
     assert_eq!(response.headers()["grpc-status"], "16");
 
     // Meanwhile gRPC callers with the token get through.
-    assert!(summarize(addr, Some(&secret)).await.is_ok());
+    assert!(summarize(server.addr, Some(&secret)).await.is_ok());
     assert_eq!(seen.calls().len(), 1);
 }
 
@@ -607,9 +628,8 @@ async fn axum_and_tonic_share_one_port_behind_one_layer() {
         )
         .merge(grpc)
         .layer(layer(store));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = common::serve(app).await;
+    let addr = server.addr;
 
     // HTTP, through the layer.
     let http = reqwest::Client::new();
@@ -679,13 +699,11 @@ async fn the_health_service_can_stay_outside_the_layer() {
             ),
             health,
         );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::builder()
-            .add_routes(router.into())
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
+    let router = Server::builder().add_routes(router.into());
+    let server =
+        serve_tonic(|incoming, shutdown| router.serve_with_incoming_shutdown(incoming, shutdown))
+            .await;
+    let addr = server.addr;
 
     let mut health = HealthClient::new(channel(addr).await);
     for service in ["", "summarize.v1.Summarizer"] {

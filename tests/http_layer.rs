@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
-use common::{client, error_body, serve, Counting};
+use common::{client, error_body, serve, Counting, Server};
 use protected_endpoint::extract::TokenSource;
 use protected_endpoint::token::{TokenHash, TokenSecret};
 use protected_endpoint::{verifier_fn, ProtectedEndpointLayer, Rejection, TokenInfo, VerifyError};
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 type Layer = ProtectedEndpointLayer<Counting<InMemoryTokenStore>>;
 
 struct Fixture {
-    base: String,
+    server: Server,
     store: InMemoryTokenStore,
     verifier: Counting<InMemoryTokenStore>,
     /// A token with the `api` scope and access to the `summarize` deployment.
@@ -30,7 +30,7 @@ struct Fixture {
 
 impl Fixture {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.server.url(path)
     }
 
     async fn get_with(&self, headers: &[(&str, &str)]) -> reqwest::Response {
@@ -82,7 +82,7 @@ async fn fixture(configure: impl FnOnce(Layer) -> Layer) -> Fixture {
         .route_layer(layer)
         .route("/open", get(|| async { "open" }));
     Fixture {
-        base: serve(app).await,
+        server: serve(app).await,
         store,
         verifier,
         good,
@@ -226,7 +226,8 @@ async fn verifier_answers_are_rechecked_for_expiry() {
     let app = Router::new()
         .route("/echo", get(echo))
         .layer(ProtectedEndpointLayer::new(stale));
-    let base = serve(app).await;
+    let server = serve(app).await;
+    let base = &server.base;
     let response = client()
         .get(format!("{base}/echo"))
         .bearer_auth("anything")
@@ -312,7 +313,8 @@ async fn unavailable_verifier_is_503_and_never_passes() {
     let app = Router::new()
         .route("/echo", get(echo))
         .layer(ProtectedEndpointLayer::new(down).realm("test"));
-    let base = serve(app).await;
+    let server = serve(app).await;
+    let base = &server.base;
     let response = client()
         .get(format!("{base}/echo"))
         .bearer_auth("some-token")
@@ -505,7 +507,8 @@ async fn a_stricter_route_layer_inside_a_router_layer_checks_the_same_token() {
         )
         .route("/echo", get(echo))
         .layer(ProtectedEndpointLayer::new(store).require_scope(Scope::API));
-    let base = serve(app).await;
+    let server = serve(app).await;
+    let base = &server.base;
     let get = |path: &str, token: &TokenSecret| {
         client()
             .get(format!("{base}{path}"))

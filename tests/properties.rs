@@ -157,25 +157,6 @@ proptest! {
         prop_assert_eq!(parse_bearer(value), expected);
     }
 
-    /// A generated token has the format; any single-character change, anywhere, to any
-    /// other character, is caught by the prefix, alphabet or checksum check.
-    #[test]
-    fn any_single_character_change_is_caught(
-        position in 0..TOKEN_LEN,
-        replacement in prop::char::range(' ', '~'),
-    ) {
-        let token = TokenSecret::generate();
-        prop_assert!(token.has_valid_format());
-        prop_assert!(token.expose().starts_with(TOKEN_PREFIX));
-        prop_assert_eq!(token.expose().len(), TOKEN_LEN);
-
-        let mut chars: Vec<char> = token.expose().chars().collect();
-        prop_assume!(chars[position] != replacement);
-        chars[position] = replacement;
-        let changed = TokenSecret::new(chars.into_iter().collect::<String>());
-        prop_assert!(!changed.has_valid_format(), "{position} → {replacement:?} not caught");
-    }
-
     /// Swapping two different adjacent characters (the commonest typo) is caught too, and so
     /// is dropping or adding a character.
     #[test]
@@ -212,12 +193,16 @@ proptest! {
     }
 }
 
-/// Every single-character change of a few tokens, exhaustively: each position, each printable
-/// ASCII character.
+/// A generated token has the format; every single-character change of a few tokens,
+/// exhaustively (each position, each printable ASCII character), is caught by the prefix,
+/// alphabet or checksum check.
 #[test]
 fn every_single_character_change_of_a_token_is_caught() {
     for _ in 0..8 {
         let token = TokenSecret::generate();
+        assert!(token.has_valid_format());
+        assert!(token.expose().starts_with(TOKEN_PREFIX));
+        assert_eq!(token.expose().len(), TOKEN_LEN);
         let original: Vec<char> = token.expose().chars().collect();
         for position in 0..TOKEN_LEN {
             for replacement in ' '..='~' {

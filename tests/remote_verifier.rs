@@ -3,6 +3,8 @@
 
 #![cfg(feature = "remote")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -12,18 +14,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::routing::post;
+use axum::{Form, Router};
+use common::{serve, serve_hello, serve_on, Server, BOUND};
 use protected_endpoint::verifier::remote::{RemoteVerifier, RemoteVerifierBuilder};
-use protected_endpoint::Scope;
-use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 const VERIFIER_SECRET: &str = "the-verifiers-own-secret";
-/// Every request in these tests must finish within this bound (failures included): the
-/// verifier's own timeouts are far shorter, this only keeps a broken build from hanging.
-const BOUND: Duration = Duration::from_secs(20);
 
 /// What the fake authority does with the next calls.
 #[derive(Clone, Copy)]
@@ -120,38 +117,17 @@ async fn introspect(
     }
 }
 
-async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    addr
-}
-
-async fn start_authority() -> (Arc<Authority>, SocketAddr) {
+/// The fake authority, on `addr` (port 0: an ephemeral one).
+async fn start_authority_on(addr: SocketAddr) -> (Arc<Authority>, Server) {
     let authority = Arc::new(Authority::default());
     let router = Router::new()
         .route("/introspect", post(introspect))
         .with_state(authority.clone());
-    (authority, serve(router).await)
+    (authority, serve_on(addr, router).await)
 }
 
-/// A protected service asking `verifier`, answering `hello, <token name>`.
-async fn start_service(verifier: RemoteVerifier) -> String {
-    let router = Router::new()
-        .route(
-            "/hello",
-            get(|Extension(token): Extension<TokenInfo>| async move {
-                format!("hello, {}", token.name())
-            }),
-        )
-        .layer(
-            ProtectedEndpointLayer::new(verifier)
-                .require_scope(Scope::API)
-                .deployment("summarize"),
-        );
-    format!("http://{}/hello", serve(router).await)
+async fn start_authority() -> (Arc<Authority>, Server) {
+    start_authority_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
 }
 
 fn verifier(authority: SocketAddr) -> RemoteVerifierBuilder {
@@ -159,18 +135,6 @@ fn verifier(authority: SocketAddr) -> RemoteVerifierBuilder {
         .bearer_token(VERIFIER_SECRET)
         .connect_timeout(Duration::from_millis(500))
         .request_timeout(Duration::from_millis(800))
-}
-
-async fn call(url: &str, token: &str) -> (StatusCode, String) {
-    let response = tokio::time::timeout(
-        BOUND,
-        reqwest::Client::new().get(url).bearer_auth(token).send(),
-    )
-    .await
-    .expect("the request completes")
-    .expect("the service answers");
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.text().await.unwrap())
 }
 
 fn active(name: &str) -> Value {
@@ -186,7 +150,7 @@ fn active(name: &str) -> Value {
 
 #[tokio::test]
 async fn active_tokens_pass_and_inactive_ones_are_refused() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
     authority.grant(
         "elsewhere",
@@ -200,24 +164,24 @@ async fn active_tokens_pass_and_inactive_ones_are_refused() {
         "expired",
         json!({"active": true, "scope": "api", "sub": "u4", "exp": 1_000_000}),
     );
-    let url = start_service(verifier(addr).build().unwrap()).await;
+    let hello = serve_hello(verifier(server.addr).build().unwrap()).await;
 
     assert_eq!(
-        call(&url, "good").await,
+        hello.call("good").await,
         (StatusCode::OK, "hello, ci".into())
     );
-    assert_eq!(call(&url, "unknown").await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&url, "expired").await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(call(&url, "elsewhere").await.0, StatusCode::FORBIDDEN);
-    assert_eq!(call(&url, "no-api").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(hello.call("unknown").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(hello.call("expired").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(hello.call("elsewhere").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(hello.call("no-api").await.0, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
-    let url = start_service(
-        verifier(addr)
+    let hello = serve_hello(
+        verifier(server.addr)
             .cache_ttl(Duration::from_millis(300))
             .negative_cache_ttl(Duration::from_millis(300))
             .build()
@@ -226,7 +190,7 @@ async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
     .await;
 
     for _ in 0..5 {
-        assert_eq!(call(&url, "good").await.0, StatusCode::OK);
+        assert_eq!(hello.call("good").await.0, StatusCode::OK);
     }
     assert_eq!(authority.calls(), 1, "one call, then the cache answers");
 
@@ -234,7 +198,7 @@ async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
     authority.revoke("good");
     let mut refused = false;
     for _ in 0..100 {
-        if call(&url, "good").await.0 == StatusCode::UNAUTHORIZED {
+        if hello.call("good").await.0 == StatusCode::UNAUTHORIZED {
             refused = true;
             break;
         }
@@ -243,18 +207,18 @@ async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
     assert!(refused, "the revoked token was never refused");
     let calls = authority.calls();
     // The negative answer is cached too.
-    assert_eq!(call(&url, "good").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(hello.call("good").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(authority.calls(), calls);
 }
 
 #[tokio::test]
 async fn a_token_with_a_bad_checksum_never_reaches_the_authority() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     let good = protected_endpoint::token::TokenSecret::generate();
     authority.grant(good.expose(), active("ci"));
     // No cache: every verification that is not refused up front is a call.
-    let url = start_service(verifier(addr).no_cache().build().unwrap()).await;
-    assert_eq!(call(&url, good.expose()).await.0, StatusCode::OK);
+    let hello = serve_hello(verifier(server.addr).no_cache().build().unwrap()).await;
+    assert_eq!(hello.call(good.expose()).await.0, StatusCode::OK);
     assert_eq!(authority.calls(), 1);
 
     // The same token with its last (checksum) character changed.
@@ -263,53 +227,53 @@ async fn a_token_with_a_bad_checksum_never_reaches_the_authority() {
     typo.push(if last == 'a' { 'b' } else { 'a' });
     authority.grant(&typo, active("forged"));
     for _ in 0..3 {
-        assert_eq!(call(&url, &typo).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(hello.call(&typo).await.0, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(authority.calls(), 1, "refused without asking the authority");
 }
 
 #[tokio::test]
 async fn without_a_cache_revocation_is_immediate() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
-    let url = start_service(verifier(addr).no_cache().build().unwrap()).await;
+    let hello = serve_hello(verifier(server.addr).no_cache().build().unwrap()).await;
 
-    assert_eq!(call(&url, "good").await.0, StatusCode::OK);
-    assert_eq!(call(&url, "good").await.0, StatusCode::OK);
+    assert_eq!(hello.call("good").await.0, StatusCode::OK);
+    assert_eq!(hello.call("good").await.0, StatusCode::OK);
     assert_eq!(authority.calls(), 2);
     authority.revoke("good");
-    assert_eq!(call(&url, "good").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(hello.call("good").await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn invalidate_forgets_a_cached_answer() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
-    let verifier = verifier(addr)
+    let verifier = verifier(server.addr)
         .cache_ttl(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let url = start_service(verifier.clone()).await;
+    let hello = serve_hello(verifier.clone()).await;
 
-    assert_eq!(call(&url, "good").await.0, StatusCode::OK);
+    assert_eq!(hello.call("good").await.0, StatusCode::OK);
     authority.revoke("good");
-    assert_eq!(call(&url, "good").await.0, StatusCode::OK, "still cached");
+    assert_eq!(hello.call("good").await.0, StatusCode::OK, "still cached");
     verifier.invalidate(&"good".into()).await;
-    assert_eq!(call(&url, "good").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(hello.call("good").await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
 async fn concurrent_misses_make_one_call() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("fresh", active("ci"));
     *authority.delay.lock().unwrap() = Duration::from_millis(300);
-    let url = start_service(verifier(addr).build().unwrap()).await;
+    let hello = serve_hello(verifier(server.addr).build().unwrap()).await;
 
     const N: usize = 32;
     let client = reqwest::Client::new();
     let requests = (0..N).map(|_| {
         let client = client.clone();
-        let url = url.clone();
+        let url = hello.url.clone();
         async move {
             let response = client.get(&url).bearer_auth("fresh").send().await.unwrap();
             response.status().as_u16()
@@ -328,9 +292,9 @@ async fn concurrent_misses_make_one_call() {
 
 #[tokio::test]
 async fn every_fault_is_a_503_and_the_verifier_recovers() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
-    let url = start_service(verifier(addr).build().unwrap()).await;
+    let hello = serve_hello(verifier(server.addr).build().unwrap()).await;
 
     for (mode, what) in [
         (Mode::Status500, "a 500"),
@@ -339,12 +303,12 @@ async fn every_fault_is_a_503_and_the_verifier_recovers() {
         (Mode::Hang, "an authority that never answers"),
     ] {
         authority.set_mode(mode);
-        let (status, body) = call(&url, "good").await;
+        let (status, body) = hello.call("good").await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{what}: {body}");
         // Failures are not cached: the next request asks again.
         let calls = authority.calls();
         assert_eq!(
-            call(&url, "good").await.0,
+            hello.call("good").await.0,
             StatusCode::SERVICE_UNAVAILABLE,
             "{what}"
         );
@@ -353,23 +317,23 @@ async fn every_fault_is_a_503_and_the_verifier_recovers() {
 
     // The authority is back: the very next request passes.
     authority.set_mode(Mode::Answer);
-    assert_eq!(call(&url, "good").await.0, StatusCode::OK);
+    assert_eq!(hello.call("good").await.0, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn wrong_verifier_credentials_are_a_503() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("good", active("ci"));
-    let url = start_service(
-        verifier(addr)
+    let hello = serve_hello(
+        verifier(server.addr)
             .bearer_token("not-the-verifiers-secret")
             .build()
             .unwrap(),
     )
     .await;
-    assert_eq!(call(&url, "good").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hello.call("good").await.0, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
-        call(&url, "unknown").await.0,
+        hello.call("unknown").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(authority.calls(), 2, "failures are not cached");
@@ -377,27 +341,17 @@ async fn wrong_verifier_credentials_are_a_503() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_503_until_the_authority_starts() {
-    // Find a free port, and leave it closed.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let url = start_service(verifier(addr).build().unwrap()).await;
+    let addr = common::closed_port();
+    let hello = serve_hello(verifier(addr).build().unwrap()).await;
 
-    assert_eq!(call(&url, "good").await.0, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(call(&url, "good").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hello.call("good").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(hello.call("good").await.0, StatusCode::SERVICE_UNAVAILABLE);
 
     // The authority starts on that port: the verifier recovers by itself.
-    let authority = Arc::new(Authority::default());
+    let (authority, _server) = start_authority_on(addr).await;
     authority.grant("good", active("ci"));
-    let listener = TcpListener::bind(addr).await.unwrap();
-    let router = Router::new()
-        .route("/introspect", post(introspect))
-        .with_state(authority.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     assert_eq!(
-        call(&url, "good").await,
+        hello.call("good").await,
         (StatusCode::OK, "hello, ci".into())
     );
 }
@@ -424,19 +378,19 @@ async fn basic_auth_and_a_client_of_ones_own() {
             }
         }),
     );
-    let addr = serve(router).await;
+    let introspection = serve(router).await;
     let client = reqwest::Client::builder()
         .user_agent("my-service/1.0")
         .build()
         .unwrap();
-    let verifier = RemoteVerifier::builder(format!("http://{addr}/introspect"))
+    let verifier = RemoteVerifier::builder(introspection.url("/introspect"))
         .basic_auth("rs1", "s3cret")
         .client(client)
         .build()
         .unwrap();
-    let url = start_service(verifier).await;
+    let hello = serve_hello(verifier).await;
     assert_eq!(
-        call(&url, "any").await,
+        hello.call("any").await,
         (StatusCode::OK, "hello, basic".into())
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -457,19 +411,19 @@ async fn http2_through_a_client_of_ones_own() {
             }
         }),
     );
-    let addr = serve(router).await;
+    let introspection = serve(router).await;
     let client = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let verifier = RemoteVerifier::builder(format!("http://{addr}/introspect"))
+    let verifier = RemoteVerifier::builder(introspection.url("/introspect"))
         .bearer_token(VERIFIER_SECRET)
         .client(client)
         .build()
         .unwrap();
-    let url = start_service(verifier).await;
+    let hello = serve_hello(verifier).await;
     assert_eq!(
-        call(&url, "any").await,
+        hello.call("any").await,
         (StatusCode::OK, "hello, h2".into())
     );
     assert_eq!(*versions.lock().unwrap(), vec![axum::http::Version::HTTP_2]);
@@ -477,13 +431,13 @@ async fn http2_through_a_client_of_ones_own() {
 
 #[tokio::test]
 async fn concurrent_misses_share_a_failure_which_is_not_kept() {
-    let (authority, addr) = start_authority().await;
+    let (authority, server) = start_authority().await;
     authority.grant("fresh", active("ci"));
     authority.set_mode(Mode::Status500);
     // Long enough for all requests to pile up on the one call, even on a loaded machine.
     *authority.delay.lock().unwrap() = Duration::from_secs(1);
-    let url = start_service(
-        verifier(addr)
+    let hello = serve_hello(
+        verifier(server.addr)
             .request_timeout(Duration::from_secs(10))
             .build()
             .unwrap(),
@@ -491,7 +445,7 @@ async fn concurrent_misses_share_a_failure_which_is_not_kept() {
     .await;
 
     const N: usize = 16;
-    let requests = (0..N).map(|_| call(&url, "fresh"));
+    let requests = (0..N).map(|_| hello.call("fresh"));
     let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
         .await
         .into_iter()
@@ -507,7 +461,7 @@ async fn concurrent_misses_share_a_failure_which_is_not_kept() {
     // The failure was handed to those waiters only: the next request asks again, and passes.
     authority.set_mode(Mode::Answer);
     *authority.delay.lock().unwrap() = Duration::ZERO;
-    assert_eq!(call(&url, "fresh").await.0, StatusCode::OK);
+    assert_eq!(hello.call("fresh").await.0, StatusCode::OK);
     assert_eq!(authority.calls(), 2);
 }
 
@@ -515,20 +469,16 @@ async fn concurrent_misses_share_a_failure_which_is_not_kept() {
 /// so users' tokens are not re-sent elsewhere and no other origin's answer is trusted.
 #[tokio::test]
 async fn redirects_are_not_followed() {
-    let (elsewhere, elsewhere_addr) = start_authority().await;
+    let (elsewhere, elsewhere_server) = start_authority().await;
+    let location = elsewhere_server.url("/introspect");
     elsewhere.grant("pe-user-token", active("trusted-wrongly"));
     let redirecting = Router::new().route(
         "/introspect",
-        post(move || async move {
-            (
-                StatusCode::TEMPORARY_REDIRECT,
-                [("location", format!("http://{elsewhere_addr}/introspect"))],
-            )
-        }),
+        post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)]) }),
     );
-    let addr = serve(redirecting).await;
-    let service = start_service(verifier(addr).no_cache().build().unwrap()).await;
-    let (status, _) = call(&service, "pe-user-token").await;
+    let redirecting = serve(redirecting).await;
+    let hello = serve_hello(verifier(redirecting.addr).no_cache().build().unwrap()).await;
+    let (status, _) = hello.call("pe-user-token").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         elsewhere.calls.load(Ordering::SeqCst),

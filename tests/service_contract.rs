@@ -185,9 +185,7 @@ async fn works_on_a_plain_hyper_server_over_http1_and_http2() {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
         });
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let server = common::Server::start(|listener| async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let service = TowerToHyperService::new(service.clone());
@@ -197,9 +195,10 @@ async fn works_on_a_plain_hyper_server_over_http1_and_http2() {
                     .await;
             });
         }
-    });
+    })
+    .await;
 
-    let url = format!("http://{addr}/");
+    let url = server.url("/");
     for client in [
         reqwest::Client::new(),
         reqwest::Client::builder()

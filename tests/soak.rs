@@ -24,9 +24,12 @@
 
 #![cfg(all(feature = "file", feature = "remote", feature = "authority"))]
 
+mod common;
+
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::{Extension, Router};
-use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
+use protected_endpoint::authority::Authority;
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::token::TokenSecret;
 use protected_endpoint::verifier::file::{TokenFileVerifier, DEFAULT_POLL_INTERVAL};
@@ -43,9 +46,10 @@ use protected_endpoint::Scope;
 use protected_endpoint::{InMemoryTokenStore, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use rand::Rng;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use common::authority::AuthorityServer;
+use common::{serve, Server};
 
 /// How long the hammering lasts by default; `SOAK_SECS` overrides it.
 const DEFAULT_SOAK_SECS: u64 = 20;
@@ -293,22 +297,6 @@ fn backend(
     })
 }
 
-/// Serves `router` on 127.0.0.1 until the sender is used or dropped.
-async fn serve(router: Router) -> (String, oneshot::Sender<()>, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (format!("http://{addr}"), stop, task)
-}
-
 fn hello() -> axum::routing::MethodRouter {
     get(|Extension(token): Extension<TokenInfo>| async move { token.name().to_owned() })
 }
@@ -330,138 +318,118 @@ fn new_token(name: String) -> NewToken {
     NewToken::new(name).scopes([Scope::API])
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "soak test: run with `cargo test --all-features --test soak -- --ignored`"]
-async fn soak() {
-    let duration = Duration::from_secs(
-        std::env::var("SOAK_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(DEFAULT_SOAK_SECS),
-    );
-    let tasks_at_start = alive_tasks();
-    let counter = Arc::new(AtomicU64::new(0));
-    let next_name = {
-        let counter = counter.clone();
-        move |kind: &str| format!("{kind}-{}", counter.fetch_add(1, Ordering::Relaxed))
-    };
+/// Unique token names.
+#[derive(Clone, Default)]
+struct Names(Arc<AtomicU64>);
 
-    // In-memory store: revocation is immediate.
-    let store = InMemoryTokenStore::new();
-    let memory = {
-        let (create_store, delete_store) = (store.clone(), store.clone());
-        let next_name = next_name.clone();
-        backend(
-            "memory",
-            "/memory",
-            None,
-            Duration::from_millis(5),
-            Box::new(move || {
-                let created = create_store.create(new_token(next_name("memory"))).unwrap();
-                Box::pin(async move { (created.token.uid, created.secret.expose().to_owned()) })
-            }),
-            Box::new(move |uid| {
-                assert!(delete_store.delete(&uid).is_some());
-                Box::pin(async {})
-            }),
-            None,
-        )
-    };
+impl Names {
+    fn next(&self, kind: &str) -> String {
+        format!("{kind}-{}", self.0.fetch_add(1, Ordering::Relaxed))
+    }
+}
 
-    // Token file: the verifier polls it every second (the default).
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokens.json");
-    let file_store = Arc::new(TokenFileStore::open(&path).unwrap());
-    let bootstrap = file_store
-        .create(new_token("file-bootstrap".into()))
-        .unwrap();
-    let file_verifier = TokenFileVerifier::open(&path).unwrap();
-    let file = {
-        let (create_store, delete_store) = (file_store.clone(), file_store.clone());
-        let verifier = file_verifier.clone();
-        let next_name = next_name.clone();
-        backend(
-            "file",
-            "/file",
-            Some(DEFAULT_POLL_INTERVAL + FILE_RELOAD_SLACK),
-            Duration::from_millis(200),
-            Box::new(move || {
-                let store = create_store.clone();
-                let name = next_name("file");
-                Box::pin(async move {
-                    let created =
-                        tokio::task::spawn_blocking(move || store.create(new_token(name)))
-                            .await
-                            .unwrap()
-                            .unwrap();
-                    (created.token.uid, created.secret.expose().to_owned())
-                })
-            }),
-            Box::new(move |uid| {
-                let store = delete_store.clone();
-                Box::pin(async move {
-                    let deleted = tokio::task::spawn_blocking(move || store.delete(&uid))
-                        .await
-                        .unwrap()
-                        .unwrap();
-                    assert!(deleted.is_some());
-                })
-            }),
-            Some(Box::new(move |secret: &str| {
-                verifier.verify_sync(&TokenSecret::new(secret)).is_ok()
-            })),
-        )
-    };
-    drop(bootstrap);
+/// The in-memory store: revocation is immediate.
+fn memory_backend(store: &InMemoryTokenStore, names: &Names) -> Arc<Backend> {
+    let (create_store, delete_store) = (store.clone(), store.clone());
+    let names = names.clone();
+    backend(
+        "memory",
+        "/memory",
+        None,
+        Duration::from_millis(5),
+        Box::new(move || {
+            let created = create_store
+                .create(new_token(names.next("memory")))
+                .unwrap();
+            Box::pin(async move { (created.token.uid, created.secret.expose().to_owned()) })
+        }),
+        Box::new(move |uid| {
+            assert!(delete_store.delete(&uid).is_some());
+            Box::pin(async {})
+        }),
+        None,
+    )
+}
 
-    // Authority and two remote verifiers: without a cache (immediate) and with a 1 s cache.
-    let authority = Authority::in_memory();
-    let (authority_url, stop_authority, authority_task) = serve(authority.router()).await;
-    let resource_server = authority
-        .create(NewToken::new("resource server").scopes([introspect_scope()]))
-        .await
-        .unwrap();
-    let remote_verifier = |ttl: Duration| {
-        RemoteVerifier::builder(format!("{authority_url}{INTROSPECTION_PATH}"))
-            .bearer_token(resource_server.secret.clone())
-            .cache_ttl(ttl)
-            .build()
-            .unwrap()
-    };
-    let remote_backend = |name: &'static str, path: &'static str, window: Option<Duration>| {
-        let (create_authority, delete_authority) = (authority.clone(), authority.clone());
-        let next_name = next_name.clone();
-        backend(
-            name,
-            path,
-            window,
-            Duration::from_millis(10),
-            Box::new(move || {
-                let authority = create_authority.clone();
-                let name = next_name("remote");
-                Box::pin(async move {
-                    let created = authority.create(new_token(name)).await.unwrap();
-                    (created.token.uid, created.secret.expose().to_owned())
-                })
-            }),
-            Box::new(move |uid| {
-                let authority = delete_authority.clone();
-                Box::pin(async move {
-                    assert!(authority.delete(&uid).await.unwrap().is_some());
-                })
-            }),
-            None,
-        )
-    };
-    let remote = remote_backend("remote (no cache)", "/remote", None);
-    let remote_cached = remote_backend(
-        "remote (1 s cache)",
-        "/remote-cached",
-        // An answer may have been in flight when the delete returned: TTL plus one call.
-        Some(REMOTE_CACHE_TTL + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(2)),
-    );
+/// The token file at `path`, which `verifier` polls every second (the default).
+fn file_backend(path: &Path, verifier: &TokenFileVerifier, names: &Names) -> Arc<Backend> {
+    let file_store = Arc::new(TokenFileStore::open(path).unwrap());
+    let (create_store, delete_store) = (file_store.clone(), file_store);
+    let verifier = verifier.clone();
+    let names = names.clone();
+    backend(
+        "file",
+        "/file",
+        Some(DEFAULT_POLL_INTERVAL + FILE_RELOAD_SLACK),
+        Duration::from_millis(200),
+        Box::new(move || {
+            let store = create_store.clone();
+            let name = names.next("file");
+            Box::pin(async move {
+                let created = tokio::task::spawn_blocking(move || store.create(new_token(name)))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (created.token.uid, created.secret.expose().to_owned())
+            })
+        }),
+        Box::new(move |uid| {
+            let store = delete_store.clone();
+            Box::pin(async move {
+                let deleted = tokio::task::spawn_blocking(move || store.delete(&uid))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(deleted.is_some());
+            })
+        }),
+        Some(Box::new(move |secret: &str| {
+            verifier.verify_sync(&TokenSecret::new(secret)).is_ok()
+        })),
+    )
+}
 
-    let router = Router::new()
+/// Tokens of `authority`, which a remote verifier asks about.
+fn remote_backend(
+    authority: &Authority,
+    names: &Names,
+    name: &'static str,
+    path: &'static str,
+    window: Option<Duration>,
+) -> Arc<Backend> {
+    let (create_authority, delete_authority) = (authority.clone(), authority.clone());
+    let names = names.clone();
+    backend(
+        name,
+        path,
+        window,
+        Duration::from_millis(10),
+        Box::new(move || {
+            let authority = create_authority.clone();
+            let name = names.next("remote");
+            Box::pin(async move {
+                let created = authority.create(new_token(name)).await.unwrap();
+                (created.token.uid, created.secret.expose().to_owned())
+            })
+        }),
+        Box::new(move |uid| {
+            let authority = delete_authority.clone();
+            Box::pin(async move {
+                assert!(authority.delete(&uid).await.unwrap().is_some());
+            })
+        }),
+        None,
+    )
+}
+
+/// One route per backend, each behind a layer requiring the scope `api`.
+fn protected_routes(
+    store: &InMemoryTokenStore,
+    file_verifier: &TokenFileVerifier,
+    remote: RemoteVerifier,
+    remote_cached: RemoteVerifier,
+) -> Router {
+    Router::new()
         .route("/memory", hello())
         .layer(ProtectedEndpointLayer::new(store.clone()).require_scope(Scope::API))
         .merge(
@@ -469,21 +437,27 @@ async fn soak() {
                 ProtectedEndpointLayer::new(file_verifier.clone()).require_scope(Scope::API),
             ),
         )
-        .merge(Router::new().route("/remote", hello()).layer(
-            ProtectedEndpointLayer::new(remote_verifier(Duration::ZERO)).require_scope(Scope::API),
-        ))
         .merge(
-            Router::new().route("/remote-cached", hello()).layer(
-                ProtectedEndpointLayer::new(remote_verifier(REMOTE_CACHE_TTL))
-                    .require_scope(Scope::API),
-            ),
-        );
-    let (base, stop_server, server_task) = serve(router).await;
-    let backends = [memory, file, remote, remote_cached];
+            Router::new()
+                .route("/remote", hello())
+                .layer(ProtectedEndpointLayer::new(remote).require_scope(Scope::API)),
+        )
+        .merge(
+            Router::new()
+                .route("/remote-cached", hello())
+                .layer(ProtectedEndpointLayer::new(remote_cached).require_scope(Scope::API)),
+        )
+}
 
-    let deadline = Instant::now() + duration;
+/// Until `deadline`: each backend churns its tokens, the file backend is observed, and
+/// `CLIENTS` clients probe random backends.
+fn spawn_workers(
+    backends: &[Arc<Backend>; 4],
+    base: &str,
+    deadline: Instant,
+) -> Vec<JoinHandle<()>> {
     let mut workers = Vec::new();
-    for backend in &backends {
+    for backend in backends {
         let backend = backend.clone();
         workers.push(tokio::spawn(async move {
             while Instant::now() < deadline {
@@ -493,18 +467,16 @@ async fn soak() {
             }
         }));
     }
-    {
-        let file = backends[1].clone();
-        workers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                file.observe();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }));
-    }
+    let file = backends[1].clone();
+    workers.push(tokio::spawn(async move {
+        while Instant::now() < deadline {
+            file.observe();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }));
     for _ in 0..CLIENTS {
         let backends = backends.clone();
-        let base = base.clone();
+        let base = base.to_owned();
         workers.push(tokio::spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -516,40 +488,66 @@ async fn soak() {
             }
         }));
     }
+    workers
+}
 
-    // Memory and task samples: early (warmed up), middle, end.
+/// Task counts and resident memory over the run.
+struct Samples {
+    tasks_at_start: usize,
+    tasks_middle: usize,
+    tasks_end: usize,
+    tasks_after: usize,
+    rss_early: u64,
+    rss_middle: u64,
+    rss_end: u64,
+}
+
+/// Waits for `workers`, sampling memory early (warmed up), in the middle and at the end.
+async fn run_and_sample(workers: Vec<JoinHandle<()>>, duration: Duration, samples: &mut Samples) {
     tokio::time::sleep(duration / 10).await;
-    let rss_early = rss_bytes();
+    samples.rss_early = rss_bytes();
     tokio::time::sleep(duration * 4 / 10).await;
-    let rss_middle = rss_bytes();
-    let tasks_middle = alive_tasks();
+    samples.rss_middle = rss_bytes();
+    samples.tasks_middle = alive_tasks();
     for worker in workers {
         worker.await.unwrap();
     }
-    let rss_end = rss_bytes();
-    let tasks_end = alive_tasks();
+    samples.rss_end = rss_bytes();
+    samples.tasks_end = alive_tasks();
+}
 
-    // Shut down: the service first (its remote verifiers' pooled connections go with it),
-    // then the authority. Every task the test started must end.
-    let _ = stop_server.send(());
-    tokio::time::timeout(DRAIN_BOUND, server_task)
+/// Shuts down the service first (its remote verifiers' pooled connections go with it), then
+/// the authority (and its client's pool), and waits for the tasks the test started to end.
+async fn shut_down(service: Server, mut authority: AuthorityServer, samples: &mut Samples) {
+    tokio::time::timeout(DRAIN_BOUND, service.shut_down())
         .await
-        .expect("the server shuts down")
-        .unwrap();
-    let _ = stop_authority.send(());
-    tokio::time::timeout(DRAIN_BOUND, authority_task)
+        .expect("the server shuts down");
+    tokio::time::timeout(DRAIN_BOUND, authority.go_away())
         .await
-        .expect("the authority shuts down")
-        .unwrap();
+        .expect("the authority shuts down");
+    drop(authority);
     let drained = Instant::now() + DRAIN_BOUND;
-    while alive_tasks() > tasks_at_start && Instant::now() < drained {
+    while alive_tasks() > samples.tasks_at_start && Instant::now() < drained {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let tasks_after = alive_tasks();
+    samples.tasks_after = alive_tasks();
+}
 
+/// Prints the report, then asserts: no violation, both answers seen on every backend, no
+/// task leaked, memory flat in the second half.
+fn verdict(backends: &[Arc<Backend>; 4], samples: &Samples, duration: Duration) {
+    let Samples {
+        tasks_at_start,
+        tasks_middle,
+        tasks_end,
+        tasks_after,
+        rss_early,
+        rss_middle,
+        rss_end,
+    } = *samples;
     let mut report = String::new();
     let mut violations = Vec::new();
-    for backend in &backends {
+    for backend in backends {
         let _ = writeln!(
             report,
             "{:<20} passed {:>8}  refused {:>8}",
@@ -579,7 +577,7 @@ async fn soak() {
         "violations:\n{}",
         violations.join("\n")
     );
-    for backend in &backends {
+    for backend in backends {
         assert!(
             backend.passed.load(Ordering::Relaxed) > 0
                 && backend.refused.load(Ordering::Relaxed) > 0,
@@ -597,4 +595,76 @@ async fn soak() {
         rss_middle >> 20,
         rss_end >> 20
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak test: run with `cargo test --all-features --test soak -- --ignored`"]
+async fn soak() {
+    let duration = Duration::from_secs(
+        std::env::var("SOAK_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(DEFAULT_SOAK_SECS),
+    );
+    let mut samples = Samples {
+        tasks_at_start: alive_tasks(),
+        tasks_middle: 0,
+        tasks_end: 0,
+        tasks_after: 0,
+        rss_early: 0,
+        rss_middle: 0,
+        rss_end: 0,
+    };
+    let names = Names::default();
+    let store = InMemoryTokenStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    // The file exists before the verifier opens it.
+    TokenFileStore::open(&path)
+        .unwrap()
+        .create(new_token("file-bootstrap".into()))
+        .unwrap();
+    let file_verifier = TokenFileVerifier::open(&path).unwrap();
+
+    // Authority and two remote verifiers: without a cache (immediate) and with a 1 s cache.
+    let authority = AuthorityServer::in_memory().await;
+    let resource_server = authority.resource_server_token().await;
+    let remote_verifier = |ttl: Duration| {
+        RemoteVerifier::builder(authority.introspection_url())
+            .bearer_token(resource_server.as_str())
+            .cache_ttl(ttl)
+            .build()
+            .unwrap()
+    };
+    let router = protected_routes(
+        &store,
+        &file_verifier,
+        remote_verifier(Duration::ZERO),
+        remote_verifier(REMOTE_CACHE_TTL),
+    );
+    let service = serve(router).await;
+    let backends = [
+        memory_backend(&store, &names),
+        file_backend(&path, &file_verifier, &names),
+        remote_backend(
+            &authority.authority,
+            &names,
+            "remote (no cache)",
+            "/remote",
+            None,
+        ),
+        remote_backend(
+            &authority.authority,
+            &names,
+            "remote (1 s cache)",
+            "/remote-cached",
+            // An answer may have been in flight when the delete returned: TTL plus one call.
+            Some(REMOTE_CACHE_TTL + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(2)),
+        ),
+    ];
+
+    let workers = spawn_workers(&backends, &service.base, Instant::now() + duration);
+    run_and_sample(workers, duration, &mut samples).await;
+    shut_down(service, authority, &mut samples).await;
+    verdict(&backends, &samples, duration);
 }

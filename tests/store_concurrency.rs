@@ -19,7 +19,8 @@ async fn concurrent_create_delete_verify() {
             get(|Extension(token): Extension<TokenInfo>| async move { token.uid().to_owned() }),
         )
         .layer(ProtectedEndpointLayer::new(store.clone()).require_scope(Scope::API));
-    let base = serve(app).await;
+    let server = serve(app).await;
+    let base = server.base.clone();
 
     // Long-lived tokens that must pass on every request while others come and go.
     let steady: Vec<_> = (0..4)

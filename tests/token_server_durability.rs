@@ -162,23 +162,78 @@ fn verifier(base: &str, admin: &str) -> RemoteVerifier {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_changes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("tokens.json");
-    let http = reqwest::Client::new();
-
-    let server = Server::start(&data);
+/// A fresh server on `data`, with the admin token its first start prints.
+fn first_start(data: &Path) -> (Server, String) {
+    let server = Server::start(data);
     let admin = server
         .admin
         .clone()
         .expect("the first start prints an admin token");
     assert!(admin.starts_with("pe_"));
+    (server, admin)
+}
+
+/// Restarts on the same file after the kill: no new admin token, the admin token still
+/// works, and every token in `kept` (uid, secret) is listed and verifies. The restarted
+/// server and the uids it lists.
+async fn restart_keeps(
+    data: &Path,
+    admin: &str,
+    kept: &[(String, String)],
+) -> (Server, Vec<String>) {
+    let server = Server::start(data);
+    assert!(
+        server.admin.is_none(),
+        "a restart must not mint another admin token"
+    );
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/api_tokens?start=0&count=1000",
+            server.base
+        ))
+        .header("X-YATAI-API-TOKEN", admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the admin token survived"
+    );
+    let page: Value = response.json().await.unwrap();
+    let uids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["uid"].as_str().unwrap().to_owned())
+        .collect();
+    let verifier = verifier(&server.base, admin);
+    for (uid, secret) in kept {
+        assert!(uids.contains(uid), "acknowledged token {uid} was lost");
+        let info = verifier.verify(&secret.as_str().into()).await.unwrap();
+        assert_eq!(info.uid(), uid);
+    }
+    // The file holds hashes, never secrets.
+    let text = std::fs::read_to_string(data).unwrap();
+    assert!(!text.contains(admin));
+    for (_, secret) in kept {
+        assert!(!text.contains(secret.as_str()));
+    }
+    (server, uids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_creates_and_deletes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tokens.json");
+    let http = reqwest::Client::new();
+    let (server, admin) = first_start(&data);
 
     let mut kept = Vec::new();
     for i in 0..5 {
+        let name = format!("kept {i}");
         kept.push(
-            create(&http, &server.base, &admin, &format!("kept {i}"))
+            create(&http, &server.base, &admin, &name)
                 .await
                 .expect("created"),
         );
@@ -193,6 +248,29 @@ async fn acknowledged_changes_survive_kill_9() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    server.kill_9();
+
+    let (server, uids) = restart_keeps(&data, &admin, &kept).await;
+    assert!(
+        !uids.contains(&deleted_uid),
+        "an acknowledged delete was lost"
+    );
+    assert!(matches!(
+        verifier(&server.base, &admin)
+            .verify(&deleted_secret.as_str().into())
+            .await,
+        Err(VerifyError::Invalid)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_racing_with_kill_9_survive_once_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tokens.json");
+    let http = reqwest::Client::new();
+    let (server, admin) = first_start(&data);
+    // The server is surely up: one create before the race.
+    let mut kept = vec![create(&http, &server.base, &admin, "before").await.unwrap()];
 
     // Creates racing with the kill: whatever was acknowledged must survive.
     let racing: Vec<_> = (0..20)
@@ -210,67 +288,11 @@ async fn acknowledged_changes_survive_kill_9() {
             kept.push(acknowledged);
         }
     }
-
     eprintln!(
         "{} tokens acknowledged before and during the kill",
         kept.len()
     );
-
-    // Restart on the same file: no new admin token, everything acknowledged is there.
-    let server = Server::start(&data);
-    assert!(
-        server.admin.is_none(),
-        "a restart must not mint another admin token"
-    );
-    let response = http
-        .get(format!(
-            "{}/api/v1/api_tokens?start=0&count=1000",
-            server.base
-        ))
-        .header("X-YATAI-API-TOKEN", &admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        StatusCode::OK,
-        "the admin token survived"
-    );
-    let page: Value = response.json().await.unwrap();
-    let uids: Vec<&str> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["uid"].as_str().unwrap())
-        .collect();
-    for (uid, _) in &kept {
-        assert!(
-            uids.contains(&uid.as_str()),
-            "acknowledged token {uid} was lost"
-        );
-    }
-    assert!(
-        !uids.contains(&deleted_uid.as_str()),
-        "an acknowledged delete was lost"
-    );
-
-    // And every one of them verifies through the restarted authority; the deleted one not.
-    let verifier = verifier(&server.base, &admin);
-    for (uid, secret) in &kept {
-        let info = verifier.verify(&secret.as_str().into()).await.unwrap();
-        assert_eq!(info.uid(), uid);
-    }
-    assert!(matches!(
-        verifier.verify(&deleted_secret.as_str().into()).await,
-        Err(VerifyError::Invalid)
-    ));
-
-    // The file holds hashes, never secrets.
-    let text = std::fs::read_to_string(&data).unwrap();
-    assert!(!text.contains(&admin));
-    for (_, secret) in &kept {
-        assert!(!text.contains(secret.as_str()));
-    }
+    restart_keeps(&data, &admin, &kept).await;
 }
 
 #[test]

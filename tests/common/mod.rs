@@ -6,33 +6,191 @@ pub mod authority;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod example;
+#[cfg(all(feature = "authority", feature = "remote"))]
+pub mod remote;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
+use axum::routing::get;
+use axum::{Extension, Router};
 use protected_endpoint::token::TokenSecret;
+use protected_endpoint::{ProtectedEndpointLayer, Scope};
 use protected_endpoint::{TokenInfo, TokenVerifier, VerifyError};
+use reqwest::StatusCode;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-/// Serves `app` on an ephemeral port of 127.0.0.1 (HTTP/1.1 and h2c) and returns its base URL.
-/// The server lives until the test's runtime ends.
-pub async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    format!("http://{addr}")
+/// A bound on any one request of a test: the code under test has far shorter timeouts, this
+/// only keeps a broken build from hanging.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// Resolves when a [`Server`]'s handle is shut down or dropped.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A server on a port of 127.0.0.1. Dropping the handle shuts the server down: it stops
+/// accepting at once and lets the connections it has finish.
+#[must_use = "the server shuts down when its handle is dropped"]
+pub struct Server {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Runs `run` on a listener on an ephemeral port until the handle is shut down or dropped
+    /// (then the future is dropped).
+    pub async fn start<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(TcpListener) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_graceful_on(any_port, |listener, shutdown| {
+            let running = run(listener);
+            async move {
+                tokio::select! {
+                    () = running => {}
+                    () = shutdown => {}
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `run` on a listener on `addr` (port 0: an ephemeral one); `run` is handed the
+    /// [`Shutdown`] signal and ends by itself once it resolves, as axum's and tonic's graceful
+    /// shutdowns do.
+    pub async fn start_graceful_on<F, Fut>(addr: SocketAddr, run: F) -> Self
+    where
+        F: FnOnce(TcpListener, Shutdown) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown: Shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(run(listener, shutdown));
+        Self {
+            base: format!("http://{addr}"),
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `base` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Shuts the server down and waits until every connection it had is closed.
+    pub async fn shut_down(mut self) {
+        drop(self.stop.take());
+        if let Some(task) = self.task.take() {
+            task.await.expect("the server ran without a panic");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // The receiver sees the sender go: that is the shutdown signal.
+        drop(self.stop.take());
+    }
+}
+
+/// Serves `app` on an ephemeral port of 127.0.0.1 (HTTP/1.1 and h2c).
+pub async fn serve(app: Router) -> Server {
+    serve_on(SocketAddr::from(([127, 0, 0, 1], 0)), app).await
+}
+
+/// Serves `app` on `addr`: to bring a server back on the address it had.
+pub async fn serve_on(addr: SocketAddr, app: Router) -> Server {
+    Server::start_graceful_on(addr, |listener, shutdown| async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .unwrap();
+    })
+    .await
+}
+
+/// A free port of 127.0.0.1, left closed.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 /// A plain HTTP/1.1 client (no pooling surprises between tests).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
+        .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// The protected service most end-to-end tests call: `GET /hello` answers
+/// `hello, <token name>`, behind a layer requiring the scope `api` and the deployment
+/// `summarize`.
+pub struct Hello {
+    /// `http://127.0.0.1:PORT/hello`
+    pub url: String,
+    pub server: Server,
+}
+
+/// Serves the [`Hello`] service, verifying tokens with `verifier`.
+pub async fn serve_hello<V: TokenVerifier + 'static>(verifier: V) -> Hello {
+    let app = Router::new()
+        .route(
+            "/hello",
+            get(|Extension(token): Extension<TokenInfo>| async move {
+                format!("hello, {}", token.name())
+            }),
+        )
+        .layer(
+            ProtectedEndpointLayer::new(verifier)
+                .require_scope(Scope::API)
+                .deployment("summarize"),
+        );
+    let server = serve(app).await;
+    Hello {
+        url: server.url("/hello"),
+        server,
+    }
+}
+
+impl Hello {
+    /// `GET /hello` with `token` as a bearer token: the status and the body.
+    pub async fn call(&self, token: &str) -> (StatusCode, String) {
+        let response = tokio::time::timeout(
+            BOUND,
+            reqwest::Client::new()
+                .get(&self.url)
+                .bearer_auth(token)
+                .send(),
+        )
+        .await
+        .expect("the request completes")
+        .expect("the service answers");
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// The status of `GET /hello` with `token`.
+    pub async fn status(&self, token: &str) -> StatusCode {
+        self.call(token).await.0
+    }
 }
 
 /// Wraps a verifier and counts its calls, to prove which requests never reach it.
