@@ -84,7 +84,11 @@ impl Summarizer for SummarizerService {
             chars = text.chars().count(),
             "summarize"
         );
-        let summary = summarizer::summarize(&text, SUMMARY_SENTENCES);
+        // The shared summarizer ends its line with a newline for plain-text answers; a
+        // protobuf string field carries the summary alone.
+        let summary = summarizer::summarize(&text, SUMMARY_SENTENCES)
+            .trim_end()
+            .to_owned();
         Ok(Response::new(SummarizeResponse { summary }))
     }
 }

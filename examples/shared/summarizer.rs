@@ -1,6 +1,10 @@
 //! An extractive summarizer shared by the HTTP and gRPC examples: it scores each sentence by
 //! how frequent its content words are in the whole text and keeps the best sentences, in
 //! their original order. No model, no network: enough to make the examples do real work.
+//!
+//! The summary is one line of plain text that ends with a newline, which is what the HTTP
+//! example answers (so `curl` leaves the shell prompt on a line of its own); the gRPC example
+//! drops the newline from its `summary` field.
 
 use std::collections::HashMap;
 
@@ -15,12 +19,20 @@ const STOPWORDS: &[&str] = &[
 ];
 
 /// Summarizes `text` into at most `max_sentences` sentences (and at most a third of them,
-/// rounded up), kept in their original order. A text this short already comes back trimmed.
+/// rounded up), kept in their original order, joined by spaces and followed by a newline. A
+/// text this short already comes back trimmed.
 pub fn summarize(text: &str, max_sentences: usize) -> String {
+    let mut summary = choose_sentences(text, max_sentences).join(" ");
+    summary.push('\n');
+    summary
+}
+
+/// The sentences of `text` a summary keeps, in their original order.
+fn choose_sentences(text: &str, max_sentences: usize) -> Vec<&str> {
     let sentences = split_sentences(text);
     let keep = max_sentences.max(1).min(sentences.len().div_ceil(3)).max(1);
     if sentences.len() <= keep {
-        return sentences.join(" ");
+        return sentences;
     }
 
     let mut frequency: HashMap<String, f64> = HashMap::new();
@@ -50,11 +62,7 @@ pub fn summarize(text: &str, max_sentences: usize) -> String {
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut chosen: Vec<usize> = scored.iter().take(keep).map(|(index, _)| *index).collect();
     chosen.sort_unstable();
-    chosen
-        .into_iter()
-        .map(|index| sentences[index])
-        .collect::<Vec<_>>()
-        .join(" ")
+    chosen.into_iter().map(|index| sentences[index]).collect()
 }
 
 /// Splits on `.`, `!` and `?` followed by white space (or the end), and on blank lines.
@@ -106,13 +114,16 @@ mod tests {
         let summary = summarize(text, 2);
         assert_eq!(
             summary,
-            "Rust is a systems language. Many teams adopt Rust for safety and speed."
+            "Rust is a systems language. Many teams adopt Rust for safety and speed.\n"
         );
     }
 
     #[test]
     fn short_texts_come_back_whole() {
-        assert_eq!(summarize("  One sentence only.  ", 3), "One sentence only.");
-        assert_eq!(summarize("", 3), "");
+        assert_eq!(
+            summarize("  One sentence only.  ", 3),
+            "One sentence only.\n"
+        );
+        assert_eq!(summarize("", 3), "\n");
     }
 }
