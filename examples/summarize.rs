@@ -4,15 +4,21 @@
 //! cargo run --example summarize            # prints `token: pe_…` and a curl command
 //! cargo run --example summarize -- --addr 127.0.0.1:8080
 //! cargo run --example summarize --features file -- --tokens tokens.json   # tokens from a file
+//! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features remote -- \
+//!   --introspect http://127.0.0.1:3001/oauth2/introspect                  # a token authority
 //! ```
 //!
 //! Routes:
 //! - `GET /readyz`: 200, unprotected, for health checks and clients that poll it;
-//! - `GET /schema.json`: the service schema in the serving platform's format (protected);
-//! - `POST /summarize` with `{"text": "…"}`: a `text/plain` extractive summary (protected).
+//! - `GET /schema.json`: the service schema in the serving platform's (BentoML's) format
+//!   (protected);
+//! - `POST /summarize` with `{"text": "…"}`: a `text/plain` extractive summary, one line
+//!   ending with a newline (protected).
 //!
 //! Requests need `Authorization: Bearer <token>` with the `api` scope and access to the
-//! `summarize` deployment.
+//! `summarize` deployment. A refused `GET /schema.json` also says, in its JSON body, what to
+//! send: the platform's Python client fetches the schema before anything else and reports a
+//! refusal there only as "Failed to fetch schema".
 
 #[path = "shared/summarizer.rs"]
 mod summarizer;
@@ -23,11 +29,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{request, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use bytes::Bytes;
 use clap::Parser;
-use protected_endpoint::NewToken;
+use protected_endpoint::rejection::DefaultResponder;
 use protected_endpoint::{DeploymentAccess, Scope};
+use protected_endpoint::{NewToken, Rejection, RejectionKind, RejectionResponder};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -116,13 +125,42 @@ fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
         .route("/summarize", post(summarize))
         .route_layer(
             ProtectedEndpointLayer::from_arc(verifier)
-                .realm(DEPLOYMENT)
                 .require_scope(Scope::API)
-                .deployment(DEPLOYMENT),
+                .deployment(DEPLOYMENT)
+                .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT))),
         );
     Router::new()
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(|| async { "ready\n" }))
         .merge(protected)
+}
+
+/// What to send, for a refused `GET /schema.json`.
+const SCHEMA_HINT: &str = "GET /schema.json needs a token, like POST /summarize: send the \
+    header Authorization: Bearer <token>, with a token that has the scope api and access to the \
+    deployment summarize (in Python: bentoml.SyncHTTPClient(url, token=...))";
+
+/// The layer's own answers (RFC 6750 status, `WWW-Authenticate`, `Cache-Control`, JSON body,
+/// realm `summarize`), with one addition: a refused `GET /schema.json` gets a `hint` in its
+/// body. The platform's Python client asks for the schema before any call, so a wrong token
+/// shows up there first, and the client reports only "Failed to fetch schema": a person who
+/// then tries the URL with curl learns what the service wants.
+struct SchemaHint(DefaultResponder);
+
+impl RejectionResponder for SchemaHint {
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+        let response = self.0.respond(rejection, request);
+        // An unavailable verifier is not the caller's fault: no hint about tokens.
+        if request.uri.path() != "/schema.json" || rejection.kind() == RejectionKind::Unavailable {
+            return response;
+        }
+        let body = json!({
+            "error": rejection.error_code().unwrap_or("unauthorized"),
+            "error_description": rejection.description(),
+            "hint": SCHEMA_HINT,
+        });
+        let (parts, _) = response.into_parts();
+        Response::from_parts(parts, Bytes::from(format!("{body}\n")))
+    }
 }
 
 async fn summarize(
