@@ -5,14 +5,18 @@
 //!
 //! ```text
 //! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier
-//! curl http://127.0.0.1:3002/whoami -H 'Authorization: Bearer key-for-alice'
+//! curl http://127.0.0.1:3002/whoami -H 'Authorization: Bearer key-for-alice'   # hello, alice
 //! ```
 //!
-//! Without `API_KEYS`, it makes up one key and prints it.
+//! It listens on `127.0.0.1:3002` (`--addr` to change it) and serves one route, `GET /whoami`,
+//! which answers `hello, <name>` for a listed key and 401 for anything else. Without
+//! `API_KEYS`, it makes up one key and prints it.
+//!
+//! The trait's methods are async through `async-trait`, which the crate re-exports: write
+//! `#[protected_endpoint::async_trait]` on the `impl`, no dependency of your own needed.
 
 use std::net::SocketAddr;
 
-use async_trait::async_trait;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clap::Parser;
@@ -62,7 +66,7 @@ impl EnvKeys {
     }
 }
 
-#[async_trait]
+#[protected_endpoint::async_trait]
 impl TokenVerifier for EnvKeys {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         let hash = TokenHash::of(token);
