@@ -344,6 +344,28 @@ impl NewToken {
     }
 }
 
+impl NewToken {
+    /// Checks the arguments and mints the token at `now` without storing it: what the caller
+    /// gets (the record and the secret, shown once) and what a [`TokenStore`] keeps (the
+    /// record and the hash of the secret). How a store of your own creates a token.
+    ///
+    /// [`TokenStore`]: crate::store::TokenStore
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// let (created, entry) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
+    /// assert_eq!(entry.token, created.token);
+    /// assert_eq!(entry.hash, TokenHash::of(&created.secret));
+    /// ```
+    pub fn mint_entry(self, now: DateTime<Utc>) -> Result<(CreatedToken, TokenEntry), NewTokenError> {
+        let minted = self.mint(now)?;
+        let entry = TokenEntry::new(minted.record.clone(), minted.hash);
+        Ok((minted.into_created(), entry))
+    }
+}
+
 /// A token just minted by [`NewToken::mint`], not yet stored.
 pub(crate) struct Minted {
     pub(crate) record: ApiToken,
@@ -401,6 +423,8 @@ pub enum NewTokenError {
     DuplicateUid(String),
     /// A token with this secret hash is already stored (import only).
     DuplicateHash(String),
+    /// A token with this name is already stored: names are unique in a store.
+    NameTaken(String),
 }
 
 impl NewTokenError {
@@ -419,6 +443,7 @@ impl NewTokenError {
             NewTokenError::ExpiryInThePast => Some("expired_at"),
             NewTokenError::DuplicateUid(_) => Some("uid"),
             NewTokenError::DuplicateHash(_) => None,
+            NewTokenError::NameTaken(_) => Some("name"),
         }
     }
 }
@@ -439,6 +464,7 @@ impl fmt::Display for NewTokenError {
                 f,
                 "token {uid} has the same secret hash as a token already stored"
             ),
+            NewTokenError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
         }
     }
 }

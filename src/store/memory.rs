@@ -35,12 +35,15 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
 use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
+use crate::store::{
+    checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
+};
 use crate::token::TokenHash;
 use crate::token_info::TokenInfo;
 
@@ -77,6 +80,8 @@ use crate::token_info::TokenInfo;
 #[derive(Clone, Default)]
 pub struct InMemoryTokenStore {
     tokens: Arc<RwLock<Tokens>>,
+    /// Whether a first admin token was ever stored ([`TokenStore::insert_first_admin`]).
+    bootstrapped: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -86,6 +91,8 @@ struct Tokens {
     // a million tokens saves about 150 bytes a token.
     by_hash: HashSet<ByHash>,
     by_uid: HashSet<ByUid>,
+    /// Names are unique, as in every store.
+    by_name: HashSet<ByName>,
 }
 
 /// One stored token. The record's uid, name, scopes, deployments and expiry live once, in
@@ -98,6 +105,8 @@ pub(crate) struct Entry {
     /// Unix seconds of the last use, 0 for never: an atomic, so verification only reads the
     /// lock and updates this in place.
     last_used: AtomicI64,
+    /// The last use already handed out by [`InMemoryTokenStore::take_uses`].
+    reported_use: AtomicI64,
 }
 
 impl Entry {
@@ -109,6 +118,7 @@ impl Entry {
             description: record.description,
             created_at: record.created_at,
             last_used: AtomicI64::new(last_used),
+            reported_use: AtomicI64::new(last_used),
         }
     }
 
@@ -195,12 +205,65 @@ impl Borrow<str> for ByUid {
     }
 }
 
+/// An entry in the name index: hashed and compared by its name, and found by a `&str`.
+struct ByName(Arc<Entry>);
+
+impl ByName {
+    fn name(&self) -> &str {
+        self.0.info.name()
+    }
+}
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for ByName {}
+
+impl Hash for ByName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly like the `str` it borrows as.
+        self.name().hash(state);
+    }
+}
+
+impl Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        self.name()
+    }
+}
+
 impl Tokens {
-    /// Adds an entry to both indexes. The caller checked that its uid and hash are new.
+    /// Why `record` with `hash` cannot join: a uid, hash or name already stored.
+    fn conflict(&self, record: &ApiToken, hash: &TokenHash) -> Option<NewTokenError> {
+        if self.by_uid.contains(record.uid.as_str()) {
+            return Some(NewTokenError::DuplicateUid(record.uid.clone()));
+        }
+        if self.by_hash.contains(hash) {
+            return Some(NewTokenError::DuplicateHash(record.uid.clone()));
+        }
+        if self.by_name.contains(record.name.as_str()) {
+            return Some(NewTokenError::NameTaken(record.name.clone()));
+        }
+        None
+    }
+
+    /// Adds an entry to every index. The caller checked [`Tokens::conflict`].
     fn insert(&mut self, entry: Entry) {
         let entry = Arc::new(entry);
         self.by_hash.insert(ByHash(Arc::clone(&entry)));
+        self.by_name.insert(ByName(Arc::clone(&entry)));
         self.by_uid.insert(ByUid(entry));
+    }
+
+    /// Removes the entry with this uid from every index.
+    fn remove(&mut self, uid: &str) -> Option<Arc<Entry>> {
+        let entry = self.by_uid.take(uid)?.0;
+        self.by_hash.remove(&entry.hash);
+        self.by_name.remove(entry.info.name());
+        Some(entry)
     }
 }
 
@@ -247,6 +310,9 @@ impl InMemoryTokenStore {
         // Check the arguments before taking the lock: a huge name must not stall verification.
         let mut minted = new.mint(Utc::now())?;
         let mut tokens = self.write();
+        if tokens.by_name.contains(minted.record.name.as_str()) {
+            return Err(NewTokenError::NameTaken(minted.record.name));
+        }
         while tokens.by_uid.contains(minted.record.uid.as_str()) {
             minted.redraw_uid();
         }
@@ -257,7 +323,7 @@ impl InMemoryTokenStore {
     /// Stores an existing record with the hash of its secret (to restore tokens saved
     /// elsewhere, in this crate's format or not). The record must pass [`ApiToken::check`]
     /// (scopes are then sorted), but its dates are kept, even a past expiry. Fails, storing
-    /// nothing, on a bad record or a duplicate uid or hash.
+    /// nothing, on a bad record or a duplicate uid, hash or name.
     ///
     /// A secret that starts with [`TOKEN_PREFIX`](crate::token::TOKEN_PREFIX) must also have this crate's format (see
     /// [`TokenSecret::has_valid_format`](crate::TokenSecret::has_valid_format)): otherwise verification refuses it before looking
@@ -288,11 +354,8 @@ impl InMemoryTokenStore {
         record.scopes.sort();
         record.scopes.dedup();
         let mut tokens = self.write();
-        if tokens.by_uid.contains(record.uid.as_str()) {
-            return Err(NewTokenError::DuplicateUid(record.uid));
-        }
-        if tokens.by_hash.contains(&hash) {
-            return Err(NewTokenError::DuplicateHash(record.uid));
+        if let Some(conflict) = tokens.conflict(&record, &hash) {
+            return Err(conflict);
         }
         tokens.insert(Entry::new(record, hash));
         Ok(())
@@ -379,10 +442,8 @@ impl InMemoryTokenStore {
     /// assert!(store.verify_sync(&created.secret).is_ok());
     /// ```
     pub fn take(&self, uid: &str) -> Option<TokenEntry> {
-        let mut tokens = self.write();
-        let entry = tokens.by_uid.take(uid)?;
-        tokens.by_hash.remove(&entry.0.hash);
-        Some(TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+        let entry = self.write().remove(uid)?;
+        Some(TokenEntry::new(entry.snapshot(), entry.hash))
     }
 
     /// Every token with the hash of its secret, oldest first: what a store that writes
@@ -447,6 +508,186 @@ impl InMemoryTokenStore {
     /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// The uses recorded since the last call, by uid: what an authority writes back to its
+    /// store of record every few seconds ([`TokenStore::record_uses`]), so a busy token costs
+    /// one write per flush, not one per request.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// assert!(store.take_uses().is_empty());
+    /// store.verify_sync(&created.secret).unwrap();
+    /// let uses = store.take_uses();
+    /// assert_eq!(uses.len(), 1);
+    /// assert_eq!(uses[0].uid, created.token.uid);
+    /// assert!(store.take_uses().is_empty(), "each use is handed out once");
+    /// ```
+    pub fn take_uses(&self) -> Vec<TokenUse> {
+        self.read()
+            .by_uid
+            .iter()
+            .filter_map(|entry| {
+                let entry = &entry.0;
+                let used = entry.last_used.load(Ordering::Relaxed);
+                let reported = entry.reported_use.fetch_max(used, Ordering::Relaxed);
+                (used > reported).then(|| TokenUse {
+                    uid: entry.info.uid().to_owned(),
+                    at: DateTime::from_timestamp(used, 0).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces every token with `entries` at once (a reader never sees half of either set),
+    /// keeping the uses recorded meanwhile for tokens that stay. Fails, changing nothing,
+    /// when a record is invalid or a uid, hash or name appears twice.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let old = store.create(NewToken::new("old")).unwrap();
+    /// let (new, entry) = NewToken::new("new").mint_entry(chrono::Utc::now()).unwrap();
+    /// store.replace_all(vec![entry]).unwrap();
+    /// assert!(store.verify_sync(&old.secret).is_err());
+    /// assert!(store.verify_sync(&new.secret).is_ok());
+    /// ```
+    pub fn replace_all(&self, entries: Vec<TokenEntry>) -> Result<(), NewTokenError> {
+        let mut fresh = Tokens::default();
+        for entry in entries {
+            let mut record = entry.token;
+            record.check()?;
+            record.scopes.sort();
+            record.scopes.dedup();
+            if let Some(conflict) = fresh.conflict(&record, &entry.hash) {
+                return Err(conflict);
+            }
+            fresh.insert(Entry::new(record, entry.hash));
+        }
+        let mut tokens = self.write();
+        for entry in &fresh.by_uid {
+            if let Some(old) = tokens.by_uid.get(entry.uid()) {
+                if old.0.hash == entry.0.hash {
+                    entry.0.touch(old.0.last_used.load(Ordering::Relaxed));
+                    let reported = old.0.reported_use.load(Ordering::Relaxed);
+                    entry.0.reported_use.fetch_max(reported, Ordering::Relaxed);
+                }
+            }
+        }
+        *tokens = fresh;
+        Ok(())
+    }
+
+    /// The token with this uid with the hash of its secret.
+    ///
+    /// ```
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let entry = store.get_entry(&created.token.uid).unwrap();
+    /// assert_eq!(entry.hash, TokenHash::of(&created.secret));
+    /// ```
+    pub fn get_entry(&self, uid: &str) -> Option<TokenEntry> {
+        self.read()
+            .by_uid
+            .get(uid)
+            .map(|entry| TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+    }
+}
+
+/// The in-memory store of record (an authority for tests and embedding): nothing survives a
+/// restart, and no other process can write it, so its [change feed](TokenStore::watch) is
+/// silent.
+#[async_trait::async_trait]
+impl TokenStore for InMemoryTokenStore {
+    async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError> {
+        let uid = entry.token.uid.clone();
+        self.import(entry.token, entry.hash)
+            .map_err(|error| StoreError::from_new_token(uid, error))
+    }
+
+    async fn insert_first_admin(&self, entry: TokenEntry) -> Result<bool, StoreError> {
+        let mut tokens = self.write();
+        if !tokens.by_uid.is_empty() || self.bootstrapped.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        let entry = checked(entry)?;
+        tokens.insert(Entry::new(entry.token, entry.hash));
+        self.bootstrapped.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    async fn get(&self, uid: &str) -> Result<Option<ApiToken>, StoreError> {
+        Ok(InMemoryTokenStore::get(self, uid))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<TokenPage, StoreError> {
+        let found = InMemoryTokenStore::list(self, query.search.as_deref());
+        let total = found.len();
+        let tokens = found
+            .into_iter()
+            .skip(query.start)
+            .take(query.count)
+            .collect();
+        Ok(TokenPage::new(tokens, total))
+    }
+
+    async fn delete(&self, uid: &str) -> Result<Option<TokenEntry>, StoreError> {
+        Ok(self.take(uid))
+    }
+
+    async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        let tokens = self.read();
+        for used in uses {
+            if let Some(entry) = tokens.by_uid.get(used.uid.as_str()) {
+                entry.0.touch(used.at.timestamp());
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError> {
+        Ok(self.entries())
+    }
+
+    async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError> {
+        let mut tokens = self.write();
+        let mut report = ImportReport::default();
+        let mut fresh = Vec::new();
+        let mut seen = Tokens::default();
+        for entry in entries {
+            if tokens.by_uid.contains(entry.token.uid.as_str()) {
+                report.skipped += 1;
+                continue;
+            }
+            let entry = checked(entry)?;
+            let conflict = seen
+                .conflict(&entry.token, &entry.hash)
+                .or_else(|| tokens.conflict(&entry.token, &entry.hash));
+            if let Some(error) = conflict {
+                return Err(StoreError::from_new_token(entry.token.uid, error));
+            }
+            seen.insert(Entry::new(entry.token.clone(), entry.hash));
+            fresh.push(entry);
+        }
+        for entry in fresh {
+            tokens.insert(Entry::new(entry.token, entry.hash));
+            report.added += 1;
+        }
+        Ok(report)
+    }
+
+    async fn watch(&self) -> Result<ChangeFeed, StoreError> {
+        Ok(Box::pin(futures_util::stream::pending()))
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_owned()
     }
 }
 

@@ -1,15 +1,323 @@
-//! Where tokens are kept and how they are changed: the writers and their formats.
+//! Where tokens are kept and how they are changed: the stores of record behind one
+//! interface, [`TokenStore`], and the token-file formats.
 //!
 //! - [`memory`]: [`InMemoryTokenStore`](memory::InMemoryTokenStore), create / list / get /
-//!   delete / import in memory (and a verifier over it).
-//! - `file` (feature `file`): token files, JSON or TOML of hashes, and
-//!   `TokenFileStore`, the locked, atomic writer the CLI and the authority use.
+//!   delete / import in memory (and a verifier over it). Nothing survives a restart.
+//! - `file` (feature `file`): token files, JSON or TOML of hashes; `TokenFileStore`, the locked,
+//!   atomic writer the CLI uses; and `JsonDataFile`, the authority's original store of record
+//!   (the whole set rewritten on every change: fine for small sets).
+//! - `sqlite` (feature `sqlite`): `SqliteStore`, one database file; the default for a
+//!   persistent authority.
+//! - `postgres` (feature `postgres`): `PostgresStore`, shared by any number of authority
+//!   replicas, which hear each other's changes through `LISTEN`/`NOTIFY`.
 //!
 //! Every store mints tokens the same way ([`NewToken`](crate::NewToken)) and checks every
-//! record with the same rules ([`ApiToken::check`](crate::record::ApiToken::check)); only
-//! SHA-256 hashes of secrets are ever kept.
+//! record with the same rules ([`ApiToken::check`]); only SHA-256 hashes of secrets are ever
+//! kept. [`open`] picks a backend from a location string, as the `token_server` example's
+//! `--data` and `--database-url` flags do.
 
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub mod file;
 pub mod memory;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+
+use crate::record::{ApiToken, NewTokenError, TokenEntry};
+use crate::verifier::BoxError;
+
+/// A store of record for tokens: what an [`Authority`](crate::authority) runs over.
+///
+/// Every method is one atomic change or one consistent read. A store enforces what no caller
+/// can enforce alone when several processes share it: unique uids, unique hashes and unique
+/// names (a unique index, not a scan), and at most one first admin token. Records handed to
+/// [`insert`](Self::insert) were minted and checked by [`NewToken`](crate::NewToken); records
+/// read back are checked again ([`ApiToken::check`]), so a row edited by hand into something
+/// unsafe is refused, not served.
+///
+/// Implemented by [`InMemoryTokenStore`](memory::InMemoryTokenStore) and, behind their
+/// features, `JsonDataFile`, `SqliteStore` and `PostgresStore`. A store of your own (another
+/// database) implements it the same way; run the contract suite in `tests/store_contract.rs`
+/// against it.
+///
+/// ```
+/// use protected_endpoint::store::{ListQuery, TokenStore};
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = InMemoryTokenStore::new();
+/// let (created, entry) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
+/// let uid = created.token.uid.clone();
+/// TokenStore::insert(&store, entry).await.unwrap();
+///
+/// let page = TokenStore::list(&store, &ListQuery::all()).await.unwrap();
+/// assert_eq!(page.total, 1);
+/// assert_eq!(TokenStore::get(&store, &uid).await.unwrap().unwrap().name, "ci");
+/// assert!(TokenStore::delete(&store, &uid).await.unwrap().is_some());
+/// # });
+/// ```
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
+    /// Stores a new token. Fails, storing nothing, when its uid, hash or name is taken
+    /// ([`StoreError::NameTaken`] and friends) or the store cannot be written.
+    async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError>;
+
+    /// Stores the first admin token: only when the store holds no token and never held a
+    /// first admin token before. `Ok(false)` (nothing stored) otherwise — so a replica
+    /// joining a running store, or a restart after every token was deleted, mints nothing.
+    async fn insert_first_admin(&self, entry: TokenEntry) -> Result<bool, StoreError>;
+
+    /// The token with this uid.
+    async fn get(&self, uid: &str) -> Result<Option<ApiToken>, StoreError>;
+
+    /// One page of tokens, oldest first (creation time, then uid), filtered by name.
+    async fn list(&self, query: &ListQuery) -> Result<TokenPage, StoreError>;
+
+    /// Deletes the token with this uid, returning it with its hash (what verifiers must stop
+    /// accepting). `None` when there is no such token.
+    async fn delete(&self, uid: &str) -> Result<Option<TokenEntry>, StoreError>;
+
+    /// Records when tokens were last used, by uid. Called in batches (every few seconds), never
+    /// once per request; an unknown uid (deleted meanwhile) is ignored. A time earlier than the
+    /// one stored leaves it.
+    async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
+
+    /// Every token with its hash: what an authority loads into memory at start.
+    async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError>;
+
+    /// Adds tokens saved elsewhere (a token file, an old data file). Idempotent by uid: a
+    /// token whose uid is stored already is skipped. Every record is checked first; one bad
+    /// record, or a new one whose hash or name is taken, fails the whole import, storing
+    /// nothing.
+    async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError>;
+
+    /// The changes other writers make to this store from now on (another replica on a shared
+    /// database). A store no other process can write answers a feed that never yields.
+    /// Changes this store makes itself may or may not appear; applying one twice must be
+    /// harmless.
+    async fn watch(&self) -> Result<ChangeFeed, StoreError>;
+
+    /// Where the tokens are kept, for logs (`sqlite:/var/lib/pe/tokens.db`,
+    /// `postgres://host/db` without the password, `memory`).
+    fn describe(&self) -> String;
+}
+
+/// A stream of [`Change`]s, from [`TokenStore::watch`].
+pub type ChangeFeed = BoxStream<'static, Change>;
+
+/// A change another writer made to a shared store, or news about the feed itself.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Change {
+    /// A token was created (or imported).
+    Created(TokenEntry),
+    /// The token with this uid was deleted.
+    Deleted {
+        /// The deleted token's uid.
+        uid: String,
+    },
+    /// Changes may have been missed (the feed reconnected): reload everything.
+    Resync,
+    /// The feed is down and reconnecting; until [`Change::Resync`] the reader's copy may be
+    /// stale. The text says why.
+    Lost(String),
+}
+
+/// When a token was last used, for [`TokenStore::record_uses`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUse {
+    /// The token's uid.
+    pub uid: String,
+    /// When it was last used.
+    pub at: DateTime<Utc>,
+}
+
+/// Which tokens [`TokenStore::list`] answers: the platform API's `search`, `start`, `count`.
+///
+/// ```
+/// use protected_endpoint::store::ListQuery;
+///
+/// let query = ListQuery::all().search("ci").start(20).count(10);
+/// assert_eq!(query.search.as_deref(), Some("ci"));
+/// assert_eq!((query.start, query.count), (20, 10));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListQuery {
+    /// Only names containing this text, compared case-insensitively (ASCII and Unicode
+    /// simple lowercase); `None` or empty for all.
+    pub search: Option<String>,
+    /// How many matching tokens to skip.
+    pub start: usize,
+    /// The most tokens to answer.
+    pub count: usize,
+}
+
+impl ListQuery {
+    /// Every token, from the first.
+    pub fn all() -> Self {
+        Self {
+            search: None,
+            start: 0,
+            count: usize::MAX,
+        }
+    }
+
+    /// Only names containing `text` (case-insensitive); an empty text matches all.
+    pub fn search(mut self, text: impl Into<String>) -> Self {
+        let text = text.into();
+        self.search = (!text.is_empty()).then_some(text);
+        self
+    }
+
+    /// Skips the first `start` matching tokens.
+    pub fn start(mut self, start: usize) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Answers at most `count` tokens.
+    pub fn count(mut self, count: usize) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Whether `name` matches the search.
+    ///
+    /// ```
+    /// use protected_endpoint::store::ListQuery;
+    ///
+    /// assert!(ListQuery::all().search("CI").matches("my ci token"));
+    /// assert!(!ListQuery::all().search("prod").matches("my ci token"));
+    /// ```
+    pub fn matches(&self, name: &str) -> bool {
+        match self.search.as_deref() {
+            None => true,
+            Some(search) => name.to_lowercase().contains(&search.to_lowercase()),
+        }
+    }
+}
+
+/// One page of [`TokenStore::list`]: the tokens and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TokenPage {
+    /// The tokens of this page, oldest first.
+    pub tokens: Vec<ApiToken>,
+    /// How many tokens match the search, on every page together.
+    pub total: usize,
+}
+
+impl TokenPage {
+    /// A page of `tokens` out of `total` matching.
+    pub fn new(tokens: Vec<ApiToken>, total: usize) -> Self {
+        Self { tokens, total }
+    }
+}
+
+/// What [`TokenStore::import`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Tokens stored.
+    pub added: usize,
+    /// Tokens skipped because their uid was stored already.
+    pub skipped: usize,
+}
+
+impl ImportReport {
+    /// A report of `added` stored and `skipped` skipped tokens.
+    pub fn new(added: usize, skipped: usize) -> Self {
+        Self { added, skipped }
+    }
+}
+
+/// Why a [`TokenStore`] call failed. A failed change changed nothing.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A token with this name exists already.
+    NameTaken(String),
+    /// A token with this uid exists already.
+    DuplicateUid(String),
+    /// A token with the same secret hash exists already (its uid is given).
+    DuplicateHash(String),
+    /// A record breaks the rules of [`ApiToken::check`]: one to be stored, or one read back
+    /// (a row changed by hand).
+    InvalidRecord {
+        /// The record's uid.
+        uid: String,
+        /// What is wrong with it.
+        error: NewTokenError,
+    },
+    /// The store cannot be opened, read or written (database down, disk full, locked by
+    /// another process…). Says which store.
+    Unavailable {
+        /// [`TokenStore::describe`] of the store.
+        store: String,
+        /// The cause.
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    /// An [`StoreError::Unavailable`] for the store described as `store`.
+    pub fn unavailable(store: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            store: store.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
+            StoreError::DuplicateUid(uid) => write!(f, "a token with uid {uid:?} exists already"),
+            StoreError::DuplicateHash(uid) => {
+                write!(f, "token {uid:?} has the same secret hash as a stored token")
+            }
+            StoreError::InvalidRecord { uid, error } => write!(f, "token {uid:?}: {error}"),
+            StoreError::Unavailable { store, source } => write!(f, "{store}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::InvalidRecord { error, .. } => Some(error),
+            StoreError::Unavailable { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a record read back from a store, as it was checked when stored.
+pub(crate) fn checked(mut entry: TokenEntry) -> Result<TokenEntry, StoreError> {
+    if let Err(error) = entry.token.check() {
+        return Err(StoreError::InvalidRecord {
+            uid: entry.token.uid,
+            error: error.into(),
+        });
+    }
+    entry.token.scopes.sort();
+    entry.token.scopes.dedup();
+    Ok(entry)
+}
+
+impl StoreError {
+    /// The store error for a refused record or a taken uid, hash or name.
+    pub(crate) fn from_new_token(uid: String, error: NewTokenError) -> Self {
+        match error {
+            NewTokenError::NameTaken(name) => StoreError::NameTaken(name),
+            NewTokenError::DuplicateUid(uid) => StoreError::DuplicateUid(uid),
+            NewTokenError::DuplicateHash(uid) => StoreError::DuplicateHash(uid),
+            error => StoreError::InvalidRecord { uid, error },
+        }
+    }
+}

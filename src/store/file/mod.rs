@@ -94,40 +94,40 @@ pub struct TokenFileStore {
 /// Why a [`TokenFileStore`] operation failed. The file is unchanged.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum StoreError {
+pub enum FileStoreError {
     /// The file could not be read, locked or written, or its content is refused.
     File(TokenFileError),
     /// The new token's arguments are refused.
     NewToken(NewTokenError),
 }
 
-impl fmt::Display for StoreError {
+impl fmt::Display for FileStoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::File(error) => error.fmt(f),
-            StoreError::NewToken(error) => error.fmt(f),
+            FileStoreError::File(error) => error.fmt(f),
+            FileStoreError::NewToken(error) => error.fmt(f),
         }
     }
 }
 
-impl std::error::Error for StoreError {
+impl std::error::Error for FileStoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StoreError::File(error) => Some(error),
-            StoreError::NewToken(error) => Some(error),
+            FileStoreError::File(error) => Some(error),
+            FileStoreError::NewToken(error) => Some(error),
         }
     }
 }
 
-impl From<TokenFileError> for StoreError {
+impl From<TokenFileError> for FileStoreError {
     fn from(error: TokenFileError) -> Self {
-        StoreError::File(error)
+        FileStoreError::File(error)
     }
 }
 
-impl From<NewTokenError> for StoreError {
+impl From<NewTokenError> for FileStoreError {
     fn from(error: NewTokenError) -> Self {
-        StoreError::NewToken(error)
+        FileStoreError::NewToken(error)
     }
 }
 
@@ -178,7 +178,7 @@ impl TokenFileStore {
     /// needed). Returns the record and the secret: the only time the secret is available.
     ///
     /// The arguments are checked exactly as every store checks them (see [`NewToken`]).
-    pub fn create(&self, new: NewToken) -> Result<CreatedToken, StoreError> {
+    pub fn create(&self, new: NewToken) -> Result<CreatedToken, FileStoreError> {
         let mut minted = new.mint(Utc::now())?;
         self.update(|file| {
             // Retry in the (astronomically unlikely) case of a uid the file already has; a
@@ -196,7 +196,7 @@ impl TokenFileStore {
     /// Adds a record with the hash of a secret minted elsewhere (to manage foreign tokens in
     /// the file). Fails, writing nothing, on a record that breaks a rule of
     /// [`ApiToken::check`] or a duplicate uid or hash.
-    pub fn import(&self, token: ApiToken, hash: TokenHash) -> Result<(), StoreError> {
+    pub fn import(&self, token: ApiToken, hash: TokenHash) -> Result<(), FileStoreError> {
         token.check().map_err(NewTokenError::from)?;
         self.update(|file| {
             if file.get(&token.uid).is_some() {
@@ -236,7 +236,7 @@ impl TokenFileStore {
 
     /// Deletes the token with this uid, returning its record (`None`, and no write, when
     /// there is none). A verifier watching the file refuses it after its next reload.
-    pub fn delete(&self, uid: &str) -> Result<Option<ApiToken>, StoreError> {
+    pub fn delete(&self, uid: &str) -> Result<Option<ApiToken>, FileStoreError> {
         self.update(
             |file| match file.tokens.iter().position(|e| e.token.uid == uid) {
                 Some(position) => Ok((Some(file.tokens.remove(position).token), true)),
@@ -249,8 +249,8 @@ impl TokenFileStore {
     /// and whether it changed the file (and so whether to write it).
     fn update<R>(
         &self,
-        change: impl FnOnce(&mut TokenFile) -> Result<(R, bool), StoreError>,
-    ) -> Result<R, StoreError> {
+        change: impl FnOnce(&mut TokenFile) -> Result<(R, bool), FileStoreError>,
+    ) -> Result<R, FileStoreError> {
         // A symbolic link is followed to the file it names, which is locked, read and replaced
         // in its own directory; the link stays in place, so every reader of either path sees
         // the change.
@@ -518,7 +518,7 @@ mod tests {
         let store = TokenFileStore::open(&path).unwrap();
         assert!(matches!(
             store.create(NewToken::new(" ")),
-            Err(StoreError::NewToken(NewTokenError::Invalid(
+            Err(FileStoreError::NewToken(NewTokenError::Invalid(
                 crate::record::InvalidRecord::EmptyName
             )))
         ));
@@ -528,7 +528,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             store.import(created.token.clone(), TokenHash::of_str("other")),
-            Err(StoreError::NewToken(NewTokenError::DuplicateUid(_)))
+            Err(FileStoreError::NewToken(NewTokenError::DuplicateUid(_)))
         ));
         assert_eq!(store.list(None).unwrap(), vec![created.token]);
     }
