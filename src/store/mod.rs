@@ -21,6 +21,10 @@
 pub mod file;
 pub mod memory;
 
+mod location;
+
+pub use self::location::StoreLocation;
+
 use std::fmt;
 
 use chrono::{DateTime, Utc};

@@ -39,7 +39,10 @@
 //! # let _ = layer;
 //! ```
 
+mod data_file;
 mod format;
+
+pub use self::data_file::JsonDataFile;
 
 pub(crate) use self::format::read_file_capped;
 pub use self::format::{
