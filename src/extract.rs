@@ -191,7 +191,7 @@ impl TokenSource {
     }
 
     /// Looks for this source's credential in the request head.
-    fn find(
+    pub(crate) fn find(
         &self,
         headers: &HeaderMap,
         uri: &Uri,

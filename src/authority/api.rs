@@ -10,7 +10,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audit::{self, AuditingResponder};
 use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER};
+use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::extract::TokenSource;
 use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
@@ -33,9 +35,19 @@ pub(super) fn router(authority: Authority) -> Router {
     // The token layer decides who may call what: any valid token for the login calls,
     // `read_organization` to read tokens, `write_organization` to change them. The platform's
     // SDK sends its token in `X-YATAI-API-TOKEN`.
-    let any_token = ProtectedEndpointLayer::new(authority.store().clone())
+    // Every refusal by the layer leaves a line in the audit log.
+    let responder = AuditingResponder {
+        realm: REALM,
+        tokens: authority.tokens().clone(),
+        sources: vec![
+            TokenSource::authorization_bearer(),
+            TokenSource::header(API_TOKEN_HEADER),
+        ],
+    };
+    let any_token = ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
-        .token_source(TokenSource::header(API_TOKEN_HEADER));
+        .token_source(TokenSource::header(API_TOKEN_HEADER))
+        .responder(responder);
     let read = any_token.clone().require_scope(Scope::READ_ORGANIZATION);
     let write = any_token.clone().require_scope(Scope::WRITE_ORGANIZATION);
     Router::new()
@@ -89,6 +101,16 @@ impl ApiError {
     fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such token")
     }
+
+    fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// Logs this refusal of `caller`'s call in the audit log, and returns it.
+    fn audited(self, caller: &TokenInfo, method: &str, path: &str) -> Self {
+        audit::refused(caller, method, path, self.status.as_u16(), &self.message);
+        self
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -105,8 +127,20 @@ impl From<AuthorityError> for ApiError {
     fn from(err: AuthorityError) -> Self {
         match err {
             AuthorityError::InvalidToken(err) => ApiError::bad_request(err.to_string()),
-            AuthorityError::NameTaken(_) => {
+            AuthorityError::Store(StoreError::NameTaken(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
+            }
+            AuthorityError::NotCurrent(_) => {
+                tracing::warn!(error = %err, "management call refused while catching up");
+                ApiError::unavailable(
+                    "the authority is catching up with its store; nothing was changed, try again shortly",
+                )
+            }
+            AuthorityError::Store(StoreError::Unavailable { .. }) => {
+                tracing::error!(error = %err, "the token store is unavailable");
+                ApiError::unavailable(
+                    "the token store is unavailable; nothing was changed, try again shortly",
+                )
             }
             other => {
                 tracing::error!(error = %other, "token change not saved");
@@ -185,20 +219,25 @@ async fn list_tokens(
             rejection.body_text()
         ))
     })?;
-    let search = query.search.as_deref().filter(|s| !s.is_empty());
-    let found = authority.store().list(search);
     let start = query.start.unwrap_or(0);
     let count = query.count.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
-    let items: Vec<TokenObject> = found
+    let page = authority
+        .list(
+            &StoreQuery::all()
+                .search(query.search.unwrap_or_default())
+                .start(start)
+                .count(count),
+        )
+        .await?;
+    let items: Vec<TokenObject> = page
+        .tokens
         .iter()
-        .skip(start)
-        .take(count)
         .map(|token| token_object(&authority, token, None))
         .collect();
     Ok(Json(TokenPage {
         start,
         count: items.len(),
-        total: found.len(),
+        total: page.total,
         items,
     }))
 }
@@ -221,19 +260,20 @@ async fn create_token(
         )
     })?;
 
+    let refused = |error: ApiError| error.audited(&caller, "POST", TOKENS_PATH);
     let scopes = body.scopes.unwrap_or_default();
     if let Some(missing) = scopes.iter().find(|scope| !caller.has_scope(scope)) {
-        return Err(ApiError::forbidden(format!(
+        return Err(refused(ApiError::forbidden(format!(
             "a token cannot grant the scope {missing}: the caller's token lacks it"
-        )));
+        ))));
     }
     let deployments = body
         .deployments
         .unwrap_or_else(|| caller.deployments().clone());
     if !within(&deployments, caller.deployments()) {
-        return Err(ApiError::forbidden(
+        return Err(refused(ApiError::forbidden(
             "a token cannot reach deployments the caller's token cannot reach",
-        ));
+        )));
     }
     let mut new = NewToken::new(body.name)
         .description(body.description.unwrap_or_default())
@@ -249,9 +289,9 @@ async fn create_token(
     // Without an expiry of its own, the new token expires with its creator.
     let expires_at = match (requested_expiry, caller.expires_at()) {
         (Some(requested), Some(limit)) if requested > limit => {
-            return Err(ApiError::forbidden(
+            return Err(refused(ApiError::forbidden(
                 "a token cannot outlive the caller's token: its expired_at must not be later",
-            ));
+            )));
         }
         (Some(requested), _) => Some(requested),
         (None, limit) => limit,
@@ -264,8 +304,10 @@ async fn create_token(
         let authority = authority.clone();
         tokio::spawn(async move { authority.create(new).await })
             .await
-            .map_err(join_error)??
+            .map_err(join_error)?
+            .map_err(|err| refused(ApiError::from(err)))?
     };
+    audit::created(&caller, &created.token);
     // The answer carries the secret: no cache on the way may keep it.
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -322,14 +364,15 @@ async fn get_token(
     Path(uid): Path<String>,
 ) -> Result<Json<TokenObject>, ApiError> {
     let token = authority
-        .store()
         .get(&uid)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(token_object(&authority, &token, None)))
 }
 
 async fn delete_token(
     State(authority): State<Authority>,
+    Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
 ) -> Result<Json<TokenObject>, ApiError> {
     let token = {
@@ -339,6 +382,7 @@ async fn delete_token(
             .map_err(join_error)??
             .ok_or_else(ApiError::not_found)?
     };
+    audit::deleted(&caller, &token);
     Ok(Json(token_object(&authority, &token, None)))
 }
 

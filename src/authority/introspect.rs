@@ -18,7 +18,7 @@ use crate::ProtectedEndpointLayer;
 pub(super) fn router(authority: Authority) -> Router {
     // The caller (a resource server) authenticates with a token of its own, which must carry
     // the introspect scope: knowing a token is no licence to ask about it.
-    let layer = ProtectedEndpointLayer::new(authority.store().clone())
+    let layer = ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
         .require_scope(introspect_scope());
@@ -48,7 +48,17 @@ async fn introspect(
         Ok(_) => return invalid_request("the `token` parameter is missing"),
         Err(rejection) => return invalid_request(&rejection.body_text()),
     };
-    let answer = match authority.store().verify_sync(&TokenSecret::new(token)) {
+    // While the tokens in memory may miss a deletion, no token is vouched for: fail closed.
+    if !authority.is_current() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({"error": "temporarily_unavailable",
+                "error_description": "the authority is catching up with its token store"})),
+        )
+            .into_response();
+    }
+    let answer = match authority.tokens().verify_sync(&TokenSecret::new(token)) {
         Ok(info) => {
             let mut answer = Map::new();
             answer.insert("active".into(), Value::Bool(true));
@@ -65,7 +75,7 @@ async fn introspect(
             if let Some(expires_at) = info.expires_at() {
                 answer.insert("exp".into(), expires_at.timestamp().into());
             }
-            if let Some(record) = authority.store().get(info.uid()) {
+            if let Some(record) = authority.tokens().get(info.uid()) {
                 answer.insert("iat".into(), record.created_at.timestamp().into());
             }
             answer.insert("username".into(), info.name().into());

@@ -1,9 +1,10 @@
-//! A token authority: the platform-compatible token management API and an RFC 7662
-//! introspection endpoint, as an axum [`Router`] to run on its own
+//! A token authority: the platform-compatible token management API, an RFC 7662
+//! introspection endpoint and a stream of revocations, as an axum [`Router`] to run on its own
 //! (`examples/token_server.rs`) or mount in an app of yours.
 //!
 //! A fleet of services then shares one set of tokens: each service puts a `RemoteVerifier`
-//! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`].
+//! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`]; it
+//! follows [`REVOCATIONS_PATH`] by itself, so a deleted token is refused everywhere at once.
 //!
 //! # Routes
 //!
@@ -21,6 +22,9 @@
 //! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
 //! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token, or 404 |
 //! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
+//! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
+//! | `GET /healthz` | nothing | `200 ok`: the process answers |
+//! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
 //!
 //! A token object has the platform's members (`uid, created_at, updated_at, deleted_at, name,
 //! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
@@ -28,8 +32,9 @@
 //! (`"*"` or a list of deployment names). Timestamps are ISO 8601 in UTC; `expired_at` is
 //! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
 //! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
-//! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token) or 409 (a token
-//! of that name exists already); refusals by the token layer itself use its RFC 6750 shape.
+//! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token), 409 (a token of
+//! that name exists already) or 503 (the store is unavailable: nothing was changed); refusals
+//! by the token layer itself use its RFC 6750 shape.
 //!
 //! # The permission model
 //!
@@ -38,21 +43,34 @@
 //! grant what its creator lacks: every scope of the new token must be one of the creator's,
 //! and a creator limited to some deployments can only create tokens limited to (some of)
 //! those. A new token reaches the creator's deployments unless the request names fewer. The
-//! introspection endpoint needs the [`INTROSPECT_SCOPE`] scope, which a resource server's own
-//! token carries.
+//! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope, which
+//! a resource server's own token carries.
 //!
-//! `write_organization` may delete any token, its own included. Keep one token with it: the
-//! admin token is minted on a first start only, so an authority whose last such token is
-//! deleted can still verify and introspect, but its tokens can only be managed again by
-//! creating one in code ([`Authority::create`]) or by starting over with a new data file.
+//! `write_organization` may delete any token, its own included. An authority no live token
+//! can manage ([`Authority::can_be_managed`]) still verifies and introspects; the operator gets
+//! a new admin token with [`Authority::mint_admin`] (`token_server --mint-admin`), which is
+//! never reachable over the network and leaves a line in the audit log.
 //!
-//! # Durability
+//! # Stores, replicas and durability
 //!
-//! With [`Authority::open`], every create and delete is written to the data file (atomically:
-//! temporary file, `fsync`, rename, `fsync` of the directory) *before* it is acknowledged, so
-//! an acknowledged change survives `kill -9`; a change whose write failed is rolled back and
-//! answered with 500. The file is the static token-file format
-//! (`{"tokens": [{…record, "hash": "sha256:…"}]}`): only hashes, never secrets.
+//! The authority runs over a [`TokenStore`] (see [`crate::store`]): every create and delete is
+//! written to it *before* it is acknowledged, so an acknowledged change survives `kill -9`. It
+//! keeps every token in memory as well (a read model, [`Authority::tokens`]), so verification
+//! and introspection never query the store. With a shared store (PostgreSQL), any number of
+//! authorities serve the same tokens: each follows the store's change feed, applies what the
+//! others change within milliseconds, and reloads everything after the feed reconnects. While
+//! the feed is down the read model may miss a deletion, so the authority fails closed:
+//! introspection and the management API answer 503 and `/readyz` says not ready, until it has
+//! reloaded.
+//!
+//! Last-used times are counted in memory and written to the store in batches (every
+//! [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
+//!
+//! # Audit log
+//!
+//! Every create, delete, admin mint and refused management call is logged at INFO under the
+//! target [`AUDIT_TARGET`] (`protected_endpoint::audit`): who (the caller's uid and name), what
+//! (the token's uid and name) and, for a refusal, why. Never a secret.
 //!
 //! # Example
 //!
@@ -61,7 +79,8 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let authority = Authority::open(dir.path().join("tokens.json")).unwrap();
+//! let location = dir.path().join("tokens.json").display().to_string();
+//! let authority = Authority::open(&location).await.unwrap();
 //! // On the very first start, an admin token with every scope; `None` ever after.
 //! if let Some(admin) = authority.bootstrap_admin().await.unwrap() {
 //!     println!("token: {}", admin.secret.expose());
@@ -73,20 +92,29 @@
 //! ```
 
 mod api;
+mod audit;
+mod follow;
+mod health;
 mod introspect;
+mod revocations;
+
+pub use self::audit::AUDIT_TARGET;
+pub use self::revocations::REVOCATIONS_PATH;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::Router;
 use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, watch};
 
 use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError};
 use crate::scope::Scope;
-use crate::store::file::{FileClaim, FileContentError, TokenFile, TokenFileError, TokenFileStore};
 use crate::store::memory::InMemoryTokenStore;
+use crate::store::{ImportReport, ListQuery, StoreError, StoreLocation, TokenPage, TokenStore};
+use crate::token::TokenHash;
 
 /// The path of the RFC 7662 introspection endpoint in [`Authority::router`].
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -99,6 +127,12 @@ pub const API_TOKEN_HEADER: &str = "x-yatai-api-token";
 
 /// The name of the admin token [`Authority::bootstrap_admin`] creates.
 pub const ADMIN_TOKEN_NAME: &str = "admin";
+
+/// How often last-used times are written to the store by default: every 5 seconds.
+pub const DEFAULT_USE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many revocations a slow stream listener may fall behind before it is told to resync.
+const REVOCATION_BACKLOG: usize = 4096;
 
 /// The [`INTROSPECT_SCOPE`] as a [`Scope`].
 pub fn introspect_scope() -> Scope {
@@ -122,32 +156,39 @@ pub fn all_scopes() -> Vec<Scope> {
 /// A token authority: the tokens, where they are kept, and who the user and organization
 /// are. See the [module documentation](self).
 ///
-/// Cheap to clone; clones share everything.
+/// Cheap to clone; clones share everything. Its background tasks (following the store's
+/// changes, writing last-used times) end when the last clone is dropped.
 #[derive(Clone)]
 pub struct Authority {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    store: InMemoryTokenStore,
-    /// Where changes are written, and the claim on it held while the authority lives;
-    /// `None` for an in-memory authority.
-    data_file: Option<DataFile>,
-    /// Serializes changes, so the store and the file always agree. Held across the file
-    /// write: changes are rare and each must be durable before the next.
-    write: tokio::sync::Mutex<()>,
-    /// Whether no data file existed and no admin token was minted yet.
-    fresh: AtomicBool,
+    /// The store of record.
+    store: Arc<dyn TokenStore>,
+    /// Every token, in memory: what verification and introspection read.
+    tokens: InMemoryTokenStore,
+    /// Whether `tokens` is in step with the store (false while the change feed is down).
+    current: AtomicBool,
+    /// Why `tokens` may be stale, while it may be.
+    stale_reason: Mutex<Option<String>>,
+    /// Hashes of deleted tokens, for the revocation stream.
+    revocations: broadcast::Sender<RevocationEvent>,
+    /// Set when the revocation streams must end (shutdown).
+    closing: watch::Sender<bool>,
+    /// Dropped with the authority, which ends its background tasks ([`follow`]).
+    alive: Mutex<Option<watch::Sender<()>>>,
     user: User,
     organization: Organization,
 }
 
-/// The authority's data file, claimed for as long as the authority lives, so neither the CLI
-/// nor a second authority changes it underneath (their change would be overwritten by the
-/// next save, and a revoked token brought back).
-struct DataFile {
-    store: TokenFileStore,
-    claim: FileClaim,
+/// What the revocation stream tells its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RevocationEvent {
+    /// The token with this hash was deleted.
+    Revoked(TokenHash),
+    /// The authority reloaded its tokens and may have missed deletions: forget every answer.
+    Resync,
 }
 
 /// The user the management API reports (`GET /api/v1/auth/current`): the operator.
@@ -206,23 +247,30 @@ impl Organization {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AuthorityError {
-    /// The data file cannot be claimed or read, or is not a valid token file.
-    Load(TokenFileError),
-    /// The change could not be written durably (it was rolled back).
-    Persist(TokenFileError),
+    /// The store cannot be opened, read or written, or refused the change (a name taken…).
+    Store(StoreError),
     /// The arguments of a new token are invalid.
     InvalidToken(NewTokenError),
-    /// A token with this name exists already.
-    NameTaken(String),
+    /// The tokens in memory may be stale (the store's change feed is down): changes wait until
+    /// it is back, so none is made on a stale view.
+    NotCurrent(String),
+}
+
+impl AuthorityError {
+    /// Whether a token of that name exists already (answered with 409).
+    pub fn is_name_taken(&self) -> bool {
+        matches!(self, AuthorityError::Store(StoreError::NameTaken(_)))
+    }
 }
 
 impl fmt::Display for AuthorityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AuthorityError::Load(err) => err.fmt(f),
-            AuthorityError::Persist(err) => write!(f, "cannot write the token data file: {err}"),
+            AuthorityError::Store(err) => err.fmt(f),
             AuthorityError::InvalidToken(err) => err.fmt(f),
-            AuthorityError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
+            AuthorityError::NotCurrent(why) => {
+                write!(f, "the authority is catching up with its store: {why}")
+            }
         }
     }
 }
@@ -230,29 +278,117 @@ impl fmt::Display for AuthorityError {
 impl std::error::Error for AuthorityError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            AuthorityError::Load(err) | AuthorityError::Persist(err) => Some(err),
+            AuthorityError::Store(err) => Some(err),
             AuthorityError::InvalidToken(err) => Some(err),
-            AuthorityError::NameTaken(_) => None,
+            AuthorityError::NotCurrent(_) => None,
         }
     }
 }
 
+impl From<StoreError> for AuthorityError {
+    fn from(err: StoreError) -> Self {
+        AuthorityError::Store(err)
+    }
+}
+
+/// Builds an [`Authority`] over a store of record: [`Authority::builder`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use protected_endpoint::authority::{Authority, User};
+/// use protected_endpoint::InMemoryTokenStore;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let authority = Authority::builder(Arc::new(InMemoryTokenStore::new()))
+///     .user(User::new("ops", "ops@example.com"))
+///     .use_flush_interval(Duration::from_secs(1))
+///     .build()
+///     .await
+///     .unwrap();
+/// assert_eq!(authority.user().name, "ops");
+/// # });
+/// ```
+#[must_use]
+pub struct AuthorityBuilder {
+    store: Arc<dyn TokenStore>,
+    user: User,
+    organization: Organization,
+    use_flush_interval: Duration,
+}
+
+impl AuthorityBuilder {
+    /// The user the management API reports (default: `admin`, `admin@localhost`).
+    pub fn user(mut self, user: User) -> Self {
+        self.user = user;
+        self
+    }
+
+    /// The organization the management API reports (default: `default`).
+    pub fn organization(mut self, organization: Organization) -> Self {
+        self.organization = organization;
+        self
+    }
+
+    /// How often last-used times are written to the store (default
+    /// [`DEFAULT_USE_FLUSH_INTERVAL`]).
+    pub fn use_flush_interval(mut self, interval: Duration) -> Self {
+        self.use_flush_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Loads every token into memory, starts following the store's changes and writing
+    /// last-used times, and returns the authority. Needs a tokio runtime.
+    pub async fn build(self) -> Result<Authority, AuthorityError> {
+        // Subscribe before loading: a change made in between is then seen twice (harmless),
+        // never missed.
+        let feed = self.store.watch().await?;
+        let tokens = InMemoryTokenStore::new();
+        let entries = self.store.load_all().await?;
+        let store_name = self.store.describe();
+        tokens
+            .replace_all(entries)
+            .map_err(|err| StoreError::unavailable(store_name, err))?;
+        let authority = Authority::assemble(self.store, tokens, self.user, self.organization);
+        follow::spawn(&authority, feed, self.use_flush_interval);
+        Ok(authority)
+    }
+}
+
 impl Authority {
-    fn with_store(store: InMemoryTokenStore, data_file: Option<DataFile>, fresh: bool) -> Self {
+    fn assemble(
+        store: Arc<dyn TokenStore>,
+        tokens: InMemoryTokenStore,
+        user: User,
+        organization: Organization,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
-                data_file,
-                write: tokio::sync::Mutex::new(()),
-                fresh: AtomicBool::new(fresh),
-                user: User::new("admin", "admin@localhost"),
-                organization: Organization::new("default", "default"),
+                tokens,
+                current: AtomicBool::new(true),
+                stale_reason: Mutex::new(None),
+                revocations: broadcast::channel(REVOCATION_BACKLOG).0,
+                closing: watch::channel(false).0,
+                alive: Mutex::new(None),
+                user,
+                organization,
             }),
         }
     }
 
+    /// An authority over `store`, to configure and [`build`](AuthorityBuilder::build).
+    pub fn builder(store: Arc<dyn TokenStore>) -> AuthorityBuilder {
+        AuthorityBuilder {
+            store,
+            user: User::new("admin", "admin@localhost"),
+            organization: Organization::new("default", "default"),
+            use_flush_interval: DEFAULT_USE_FLUSH_INTERVAL,
+        }
+    }
+
     /// An authority keeping its tokens in memory only (for tests and embedding; nothing
-    /// survives a restart).
+    /// survives a restart). Needs no runtime and starts no task.
     ///
     /// ```
     /// use protected_endpoint::authority::Authority;
@@ -261,79 +397,40 @@ impl Authority {
     /// let authority = Authority::in_memory();
     /// let admin = authority.bootstrap_admin().await.unwrap().expect("first start");
     /// assert!(authority.bootstrap_admin().await.unwrap().is_none(), "only once");
-    /// assert!(authority.store().verify_sync(&admin.secret).is_ok());
+    /// assert!(authority.tokens().verify_sync(&admin.secret).is_ok());
     /// # });
     /// ```
     pub fn in_memory() -> Self {
-        Self::with_store(InMemoryTokenStore::new(), None, true)
+        // The store of record is the read model itself: every change lands in both at once.
+        let tokens = InMemoryTokenStore::new();
+        Self::assemble(
+            Arc::new(tokens.clone()),
+            tokens,
+            User::new("admin", "admin@localhost"),
+            Organization::new("default", "default"),
+        )
     }
 
-    /// An authority keeping its tokens in the data file at `path`: claims it (another process
-    /// holding it is an error), loads it when it exists, and writes it on the first change
-    /// otherwise (see [`Authority::bootstrap_admin`]). A symbolic link is followed: the file
-    /// it names is the one written, and the link stays.
+    /// Opens the store `location` names (see [`StoreLocation`]: `memory`, `sqlite:PATH`,
+    /// `postgres://…`, a `.json` data file or any other path for SQLite) and builds an
+    /// authority over it with the defaults.
     ///
-    /// A file that cannot be read or parsed is an error, and is left untouched.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, AuthorityError> {
-        let file = TokenFileStore::open(path.into()).map_err(AuthorityError::Load)?;
-        let claim = file.claim().map_err(AuthorityError::Load)?;
-        let loaded = file.read_if_exists().map_err(AuthorityError::Load)?;
-        let fresh = loaded.is_none();
-        let store = InMemoryTokenStore::new();
-        let entries = loaded.map(|file| file.tokens).unwrap_or_default();
-        for (index, entry) in entries.into_iter().enumerate() {
-            // The loader checked every record and that uids and hashes are unique, so this
-            // cannot fail; if it does, the file is refused, not served in part.
-            let uid = entry.token.uid.clone();
-            store.import(entry.token, entry.hash).map_err(|err| {
-                AuthorityError::Load(TokenFileError::Content {
-                    path: file.path().to_owned(),
-                    source: FileContentError::Entry {
-                        index,
-                        uid: Some(uid),
-                        message: err.to_string(),
-                    },
-                })
-            })?;
-        }
-        let data_file = DataFile { store: file, claim };
-        Ok(Self::with_store(store, Some(data_file), fresh))
-    }
-
-    /// Sets the user the management API reports.
+    /// ```
+    /// use protected_endpoint::authority::Authority;
     ///
-    /// # Panics
-    ///
-    /// When called after the authority was cloned (configure it first).
-    pub fn with_user(mut self, user: User) -> Self {
-        self.inner_mut().user = user;
-        self
-    }
-
-    /// Sets the organization the management API reports.
-    ///
-    /// # Panics
-    ///
-    /// When called after the authority was cloned (configure it first).
-    pub fn with_organization(mut self, organization: Organization) -> Self {
-        self.inner_mut().organization = organization;
-        self
-    }
-
-    fn inner_mut(&mut self) -> &mut Inner {
-        Arc::get_mut(&mut self.inner).expect("configure the authority before cloning it")
-    }
-
-    /// The tokens, for reading and verifying (an in-process protected service can use it
-    /// as its verifier directly). Create and delete through the authority, not through the
-    /// store: only then are changes written to the data file.
-    pub fn store(&self) -> &InMemoryTokenStore {
-        &self.inner.store
-    }
-
-    /// The data file, if any.
-    pub fn data_file(&self) -> Option<&Path> {
-        self.inner.data_file.as_ref().map(|file| file.store.path())
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("tokens.db");
+    /// let authority = Authority::open(path.to_str().unwrap()).await.unwrap();
+    /// assert!(authority.bootstrap_admin().await.unwrap().is_some());
+    /// # });
+    /// ```
+    pub async fn open(location: &str) -> Result<Self, AuthorityError> {
+        let location: StoreLocation = location.parse().map_err(|message: String| {
+            StoreError::unavailable(location.to_owned(), message)
+        })?;
+        let store = location.open().await?;
+        Self::builder(store).build().await
     }
 
     /// The user the management API reports.
@@ -346,167 +443,204 @@ impl Authority {
         &self.inner.organization
     }
 
-    /// On the first start (no data file existed, or an in-memory authority) creates the admin
-    /// token, named [`ADMIN_TOKEN_NAME`], with [`all_scopes`] and access to every deployment,
-    /// and returns it: show its secret to the operator, it is not kept. Returns `None` on every
-    /// later call and every later start, even when all tokens were deleted since.
+    /// Every token, in memory, in step with the store: for reading and verifying (an
+    /// in-process protected service can use it as its verifier directly). Create and delete
+    /// through the authority, not here: only then are changes stored.
+    pub fn tokens(&self) -> &InMemoryTokenStore {
+        &self.inner.tokens
+    }
+
+    /// The store of record.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.inner.store
+    }
+
+    /// Whether the tokens in memory are in step with the store. `false` while the store's
+    /// change feed is down (a deletion made through another replica may be missing), until
+    /// everything was reloaded; introspection and the management API then answer 503.
+    pub fn is_current(&self) -> bool {
+        self.inner.current.load(Ordering::SeqCst)
+    }
+
+    /// Why the tokens in memory may be stale, when [`is_current`](Self::is_current) is false.
+    pub fn stale_reason(&self) -> Option<String> {
+        self.inner
+            .stale_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn check_current(&self) -> Result<(), AuthorityError> {
+        match self.is_current() {
+            true => Ok(()),
+            false => Err(AuthorityError::NotCurrent(
+                self.stale_reason()
+                    .unwrap_or_else(|| "the change feed is down".into()),
+            )),
+        }
+    }
+
+    /// Whether some live (unexpired) token can manage the authority: has the
+    /// `write_organization` scope. When none can, only [`mint_admin`](Self::mint_admin) gets
+    /// the operator back in.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// assert!(!authority.can_be_managed());
+    /// authority.bootstrap_admin().await.unwrap();
+    /// assert!(authority.can_be_managed());
+    /// # });
+    /// ```
+    pub fn can_be_managed(&self) -> bool {
+        let now = Utc::now();
+        self.inner.tokens.entries().iter().any(|entry| {
+            entry.token.scopes.contains(&Scope::WRITE_ORGANIZATION)
+                && entry.token.expires_at.is_none_or(|expiry| expiry > now)
+        })
+    }
+
+    /// On the first start of a store (it never held a first admin token, and holds no token)
+    /// creates the admin token, named [`ADMIN_TOKEN_NAME`], with [`all_scopes`] and access to
+    /// every deployment, and returns it: show its secret to the operator, it is not kept.
+    /// Returns `None` on every later call and every later start — and on a replica joining a
+    /// store another replica already started — even when all tokens were deleted since.
     pub async fn bootstrap_admin(&self) -> Result<Option<CreatedToken>, AuthorityError> {
-        let _write = self.inner.write.lock().await;
-        if !self.inner.fresh.load(Ordering::SeqCst) {
+        let (created, entry) = NewToken::new(ADMIN_TOKEN_NAME)
+            .scopes(all_scopes())
+            .mint_entry(Utc::now())
+            .map_err(AuthorityError::InvalidToken)?;
+        if !self.inner.store.insert_first_admin(entry.clone()).await? {
             return Ok(None);
         }
-        let created = self
-            .create_locked(NewToken::new(ADMIN_TOKEN_NAME).scopes(all_scopes()))
-            .await?;
-        self.inner.fresh.store(false, Ordering::SeqCst);
+        self.apply_created(entry);
+        audit::admin_minted(&created.token, "first start");
         Ok(Some(created))
     }
 
-    /// Creates a token and writes it durably before returning it. No permission check: the
-    /// management API checks the caller's scopes before calling this.
-    pub async fn create(&self, new: NewToken) -> Result<CreatedToken, AuthorityError> {
-        let _write = self.inner.write.lock().await;
-        self.create_locked(new).await
+    /// Mints a new admin token (every scope, every deployment) for the operator of an
+    /// authority nobody can manage any more (see [`can_be_managed`](Self::can_be_managed)).
+    /// Named `admin-<UTC time>` (names are unique); `by` says who asked, for the audit log
+    /// (`--mint-admin` on the command line says `operator (command line)`). There is no route
+    /// to this: it is for the process's operator only.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// let admin = authority.mint_admin("operator (test)").await.unwrap();
+    /// assert!(admin.token.name.starts_with("admin-"));
+    /// assert!(authority.can_be_managed());
+    /// # });
+    /// ```
+    pub async fn mint_admin(&self, by: &str) -> Result<CreatedToken, AuthorityError> {
+        let name = format!("{ADMIN_TOKEN_NAME}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+        let created = self.create(NewToken::new(name).scopes(all_scopes())).await?;
+        audit::admin_minted(&created.token, by);
+        Ok(created)
     }
 
-    async fn create_locked(&self, new: NewToken) -> Result<CreatedToken, AuthorityError> {
-        let created = self
-            .inner
-            .store
-            .create(new)
+    /// Creates a token and stores it durably before returning it. No permission check: the
+    /// management API checks the caller's scopes before calling this.
+    pub async fn create(&self, new: NewToken) -> Result<CreatedToken, AuthorityError> {
+        self.check_current()?;
+        let (created, entry) = new
+            .mint_entry(Utc::now())
             .map_err(AuthorityError::InvalidToken)?;
-        // Names are unique. Checked after creating, on the name as the store cleaned it up;
-        // the write lock keeps another create from slipping in between.
-        let name = &created.token.name;
-        if self
-            .inner
-            .store
-            .list(Some(name))
-            .iter()
-            .any(|token| token.name == *name && token.uid != created.token.uid)
-        {
-            self.inner.store.delete(&created.token.uid);
-            return Err(AuthorityError::NameTaken(created.token.name));
-        }
-        if let Err(err) = self.persist().await {
-            // Not durable, so not acknowledged: undo it. Its secret was never handed out.
-            self.inner.store.delete(&created.token.uid);
-            return Err(err);
-        }
+        self.inner.store.insert(entry.clone()).await?;
+        self.apply_created(entry);
         Ok(created)
     }
 
     /// Deletes the token with this uid, durably, returning its record (`None` when there is
-    /// no such token). It is refused from then on.
+    /// no such token). It is refused from then on, here at once, and by every `RemoteVerifier`
+    /// following the revocation stream as soon as the event reaches it.
     pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, AuthorityError> {
-        let _write = self.inner.write.lock().await;
-        let Some(entry) = self.inner.store.take(uid) else {
+        self.check_current()?;
+        let Some(entry) = self.inner.store.delete(uid).await? else {
             return Ok(None);
         };
-        if let Err(err) = self.persist().await {
-            // Not durable, so not acknowledged: put it back.
-            let _ = self.inner.store.import(entry.token, entry.hash);
-            return Err(err);
-        }
+        self.apply_deleted(uid, Some(entry.hash));
         Ok(Some(entry.token))
     }
 
-    /// Writes every token to the data file. Called with the write lock held.
-    async fn persist(&self) -> Result<(), AuthorityError> {
-        if self.inner.data_file.is_none() {
-            return Ok(());
-        }
-        let file = TokenFile::from(self.inner.store.entries());
-        let authority = self.clone();
-        // File I/O and fsync block: keep them off the async workers.
-        tokio::task::spawn_blocking(move || {
-            let data_file = authority.inner.data_file.as_ref().expect("checked above");
-            data_file.store.replace(&file, &data_file.claim)
-        })
-        .await
-        .map_err(|join| {
-            AuthorityError::Persist(TokenFileError::io(
-                self.data_file().unwrap_or(Path::new("")),
-                std::io::Error::other(join.to_string()),
-            ))
-        })?
-        .map_err(AuthorityError::Persist)
+    /// The token with this uid, from the store (with its last-used time as last written).
+    pub async fn get(&self, uid: &str) -> Result<Option<ApiToken>, AuthorityError> {
+        self.check_current()?;
+        Ok(self.inner.store.get(uid).await?)
     }
 
-    /// The management API and the introspection endpoint, ready to serve or to
-    /// [`merge`](Router::merge) into an app.
+    /// One page of tokens, searched and paged by the store.
+    pub async fn list(&self, query: &ListQuery) -> Result<TokenPage, AuthorityError> {
+        self.check_current()?;
+        Ok(self.inner.store.list(query).await?)
+    }
+
+    /// Adds tokens saved elsewhere (a token file, an old data file) to the store, skipping
+    /// uids it has already: see [`TokenStore::import`]. They are served at once.
+    pub async fn import(
+        &self,
+        entries: Vec<crate::record::TokenEntry>,
+    ) -> Result<ImportReport, AuthorityError> {
+        let report = self.inner.store.import(entries.clone()).await?;
+        if report.added > 0 {
+            for entry in entries {
+                self.apply_created(entry);
+            }
+        }
+        Ok(report)
+    }
+
+    /// A created token joins the read model (a no-op when it is there already: the in-memory
+    /// authority shares it with its store, and a feed may repeat a change).
+    fn apply_created(&self, entry: crate::record::TokenEntry) {
+        let _ = self.inner.tokens.import(entry.token, entry.hash);
+    }
+
+    /// A deleted token leaves the read model and is announced on the revocation stream.
+    fn apply_deleted(&self, uid: &str, hash: Option<TokenHash>) {
+        let taken = self.inner.tokens.take(uid).map(|entry| entry.hash);
+        if let Some(hash) = taken.or(hash) {
+            // No listener is not an error.
+            let _ = self.inner.revocations.send(RevocationEvent::Revoked(hash));
+        }
+    }
+
+    /// Ends every open revocation stream (listeners reconnect to another replica or later):
+    /// call it before a graceful shutdown, which would otherwise wait for them forever.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// let authority = Authority::in_memory();
+    /// authority.close_streams();
+    /// ```
+    pub fn close_streams(&self) {
+        self.inner.closing.send_replace(true);
+    }
+
+    /// The management API, the introspection endpoint, the revocation stream and the health
+    /// routes, ready to serve or to [`merge`](Router::merge) into an app.
     pub fn router(&self) -> Router {
-        api::router(self.clone()).merge(introspect::router(self.clone()))
+        api::router(self.clone())
+            .merge(introspect::router(self.clone()))
+            .merge(revocations::router(self.clone()))
+            .merge(health::router(self.clone()))
     }
 }
 
 impl fmt::Debug for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authority")
-            .field("tokens", &self.inner.store.len())
-            .field("data_file", &self.data_file())
+            .field("store", &self.inner.store.describe())
+            .field("tokens", &self.inner.tokens.len())
+            .field("current", &self.is_current())
             .field("user", &self.inner.user.name)
             .field("organization", &self.inner.organization.name)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_introspect_scope_is_valid_scope_syntax() {
-        assert_eq!(introspect_scope().as_str(), INTROSPECT_SCOPE);
-        assert_eq!(all_scopes().len(), 6);
-    }
-
-    #[tokio::test]
-    async fn a_change_that_cannot_be_written_is_rolled_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir(&data_dir).unwrap();
-        let path = data_dir.join("tokens.json");
-        let authority = Authority::open(&path).unwrap();
-        authority.bootstrap_admin().await.unwrap().unwrap();
-        let kept = authority.create(NewToken::new("kept")).await.unwrap();
-
-        // The directory vanishes: no write can succeed (even as root).
-        std::fs::remove_dir_all(&data_dir).unwrap();
-        let err = authority.create(NewToken::new("lost")).await.unwrap_err();
-        assert!(matches!(err, AuthorityError::Persist(_)), "{err}");
-        assert!(authority.store().list(Some("lost")).is_empty());
-        let err = authority.delete(&kept.token.uid).await.unwrap_err();
-        assert!(matches!(err, AuthorityError::Persist(_)), "{err}");
-        assert!(
-            authority.store().verify_sync(&kept.secret).is_ok(),
-            "still there"
-        );
-
-        // Writable again: changes go through, and the file has exactly the acknowledged ones.
-        std::fs::create_dir(&data_dir).unwrap();
-        authority.create(NewToken::new("later")).await.unwrap();
-        let reopened = Authority::open(&path).unwrap();
-        let mut names: Vec<String> = reopened
-            .store()
-            .list(None)
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        names.sort();
-        assert_eq!(names, ["admin", "kept", "later"]);
-        assert!(reopened.store().verify_sync(&kept.secret).is_ok());
-        assert!(reopened.bootstrap_admin().await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn names_are_unique() {
-        let authority = Authority::in_memory();
-        authority.create(NewToken::new("ci")).await.unwrap();
-        let err = authority.create(NewToken::new("  ci ")).await.unwrap_err();
-        assert!(matches!(err, AuthorityError::NameTaken(_)), "{err}");
-        assert_eq!(authority.store().len(), 1);
-        // A different case is a different name.
-        authority.create(NewToken::new("CI")).await.unwrap();
     }
 }
