@@ -1,37 +1,60 @@
-//! A token authority: the platform-compatible token management API and an RFC 7662
-//! introspection endpoint, keeping its tokens in a data file.
+//! A token authority: the platform-compatible token management API, an RFC 7662
+//! introspection endpoint and a revocation stream, over a store of your choice.
 //!
 //! ```text
-//! cargo run --example token_server --features authority -- --addr 127.0.0.1:3001 --data tokens.json
+//! cargo run --example token_server --features authority -- --addr 127.0.0.1:3001 --data tokens.db
 //! ```
 //!
-//! The first start (no data file yet) prints an admin token once, as `token: <secret>`; keep
-//! it. Then log in with the platform's CLI and manage tokens with its SDK:
+//! The first start on an empty store prints an admin token once, as `token: <secret>` (or
+//! writes it to `--admin-token-file`); keep it. Then log in with the platform's CLI and manage
+//! tokens with its SDK:
 //!
 //! ```text
 //! bentoml cloud login --endpoint http://127.0.0.1:3001 --api-token <secret>
 //! python -c 'import bentoml; print(bentoml.api_token.create(name="ci", scopes=["api"]))'
 //! ```
 //!
-//! Protected services verify tokens against `http://127.0.0.1:3001/oauth2/introspect` with a
-//! `RemoteVerifier` and a token of their own that has the `introspect` scope.
+//! Many replicas share one PostgreSQL database (`--database-url postgres://…`, feature
+//! `postgres`). Protected services verify tokens against `http://127.0.0.1:3001/oauth2/introspect`
+//! with a `RemoteVerifier` and a token of their own that has the `introspect` scope.
 
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use protected_endpoint::authority::Authority;
+use protected_endpoint::store::file::TokenFileStore;
+use protected_endpoint::store::StoreLocation;
+use protected_endpoint::CreatedToken;
 
-/// A token authority: management API and RFC 7662 introspection.
+/// A token authority: management API, RFC 7662 introspection and a revocation stream.
 #[derive(Parser)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3001")]
     addr: SocketAddr,
-    /// Data file the tokens are kept in (created on the first start). Without it, tokens live
-    /// in memory only and are lost on exit.
-    #[arg(long, value_name = "FILE")]
+    /// Where the tokens are kept: a `.json` path is a JSON data file (fine for small sets),
+    /// any other path a SQLite database. Created on the first start. Without it (and without
+    /// --database-url), tokens live in memory only and are lost on exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
     data: Option<PathBuf>,
+    /// A database instead: `sqlite:PATH` or `postgres://user:password@host/db` (many replicas
+    /// may share one PostgreSQL database).
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Load the tokens of a token file or an old JSON data file into the store at start.
+    /// Idempotent: tokens whose uid is stored already are skipped.
+    #[arg(long, value_name = "FILE")]
+    import: Option<PathBuf>,
+    /// Mint a new admin token at start (for an authority nobody can manage any more). The
+    /// secret is printed once (or written to --admin-token-file); the audit log records it.
+    #[arg(long)]
+    mint_admin: bool,
+    /// Write the admin token minted at start to this file (created with mode 0600, never
+    /// overwritten) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -47,28 +70,91 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
 
-    let authority = match &args.data {
-        Some(path) => Authority::open(path)?,
-        None => {
-            eprintln!("no --data file: tokens are kept in memory only and lost on exit");
-            Authority::in_memory()
+    let location = match (&args.database_url, &args.data) {
+        (Some(url), _) => url.parse::<StoreLocation>()?,
+        (None, Some(path)) => StoreLocation::from_data_path(path),
+        (None, None) => {
+            eprintln!("no --data or --database-url: tokens are kept in memory only and lost on exit");
+            StoreLocation::Memory
         }
     };
+    let store = location.open().await?;
+    let authority = Authority::builder(store).build().await?;
+    eprintln!("tokens kept in {location}");
+
+    if let Some(path) = &args.import {
+        let file = TokenFileStore::open(path)?.read()?;
+        let report = authority.import(file.tokens).await?;
+        eprintln!(
+            "imported {}: {} added, {} skipped (uid stored already)",
+            path.display(),
+            report.added,
+            report.skipped
+        );
+    }
+
     if let Some(admin) = authority.bootstrap_admin().await? {
         eprintln!("first start: created the admin token (shown once, keep it)");
-        println!("token: {}", admin.secret.expose());
+        hand_over(&admin, args.admin_token_file.as_deref())?;
+    } else if args.mint_admin {
+        let admin = authority.mint_admin("operator (command line)").await?;
+        eprintln!("--mint-admin: created admin token {:?} (shown once, keep it)", admin.token.name);
+        hand_over(&admin, args.admin_token_file.as_deref())?;
+    }
+    if !authority.can_be_managed() {
+        eprintln!(
+            "warning: no live token with the write_organization scope: nobody can manage this \
+             authority's tokens. Restart it with --mint-admin to get a new admin token."
+        );
     }
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let shutdown = authority.clone();
     axum::serve(listener, authority.router())
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Open revocation streams would keep a graceful shutdown waiting forever.
+            shutdown.close_streams();
         })
         .await?;
     Ok(())
+}
+
+/// Gives the operator the admin secret: on stdout, or in a new file only they can read.
+fn hand_over(admin: &CreatedToken, file: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(path) = file else {
+        println!("token: {}", admin.secret.expose());
+        return Ok(());
+    };
+    write_secret_file(path, admin.secret.expose()).map_err(|err| {
+        // The token exists now; say which one, so it can be deleted if the file is lost.
+        format!(
+            "cannot write the admin token to {}: {err} (token {} was created; delete it and retry)",
+            path.display(),
+            admin.token.uid
+        )
+    })?;
+    eprintln!("admin token written to {} (mode 0600)", path.display());
+    Ok(())
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    // A new file only: never truncate someone else's file, never follow a planted link.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
 }

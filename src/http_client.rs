@@ -27,7 +27,8 @@ impl Limits {
     pub(crate) fn client(&self) -> Result<reqwest::Client, reqwest::Error> {
         reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
-            .timeout(self.request_timeout)
+            // No total timeout on the client: every call bounds itself with the request
+            // timeout, and the revocation stream is a response that never ends.
             .redirect(reqwest::redirect::Policy::none())
             .build()
     }

@@ -245,7 +245,7 @@ async fn get_then_delete_then_the_uid_is_not_found_and_the_token_refused() {
         assert_eq!(body["error"], "not_found");
         assert!(body["message"].is_string());
     }
-    assert!(server.authority.store().get(uid).is_none());
+    assert!(server.authority.tokens().get(uid).is_none());
     // The deleted token is refused at once.
     let (status, _) = server
         .send(server.sdk(
@@ -315,7 +315,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         ))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
-    assert_eq!(server.authority.store().len(), 1, "only the admin token");
+    assert_eq!(server.authority.tokens().len(), 1, "only the admin token");
 }
 
 #[tokio::test]
@@ -353,7 +353,7 @@ async fn a_token_cannot_grant_what_its_creator_lacks() {
     let path = format!("/api/v1/api_tokens/{}", ok["uid"].as_str().unwrap());
     let (status, _) = server.send(server.sdk(Method::DELETE, &path, reader)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(server.authority.store().len(), 3);
+    assert_eq!(server.authority.tokens().len(), 3);
 }
 
 #[tokio::test]
@@ -452,11 +452,11 @@ async fn the_data_file_is_the_running_authoritys_alone() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tokens.json");
-    let authority = Authority::open(&data).unwrap();
+    let authority = Authority::open(&data).await.unwrap();
     let admin = authority.bootstrap_admin().await.unwrap().unwrap();
 
     // A second authority on the same file is refused at once.
-    let second = Authority::open(&data).expect_err("the file is locked");
+    let second = Authority::open(&data).await.expect_err("the file is locked");
     assert!(second.to_string().contains("locked"), "{second}");
 
     // The CLI's store cannot change the file under the running authority, so a delete made
@@ -468,10 +468,10 @@ async fn the_data_file_is_the_running_authoritys_alone() {
         .expect_err("the file is locked");
     assert!(refused.to_string().contains("locked"), "{refused}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    assert!(authority.store().verify_sync(&admin.secret).is_ok());
+    assert!(authority.tokens().verify_sync(&admin.secret).is_ok());
 
     // Once the authority is gone, the file is free again.
     drop(authority);
     assert!(store.get(&admin.token.uid).unwrap().is_some());
-    assert!(Authority::open(&data).is_ok());
+    assert!(Authority::open(&data).await.is_ok());
 }

@@ -70,7 +70,7 @@ impl Fixture {
     fn uids(&self) -> HashSet<String> {
         self.server
             .authority
-            .store()
+            .tokens()
             .list(None)
             .into_iter()
             .map(|t| t.uid)
@@ -126,7 +126,7 @@ async fn create_prints_the_secret_once_and_the_authority_stores_the_token_as_sen
     assert_eq!(token["scopes"], serde_json::json!(["api"]));
     assert_eq!(token["deployments"], serde_json::json!(["summarize"]));
     assert!(token["expired_at"].is_string());
-    let stored = fx.server.authority.store().get(&uid).expect("stored");
+    let stored = fx.server.authority.tokens().get(&uid).expect("stored");
     assert_eq!(stored.name, "ci");
     assert!(stored.deployments.allows("summarize") && !stored.deployments.allows("other"));
     assert!(stored.expires_at.is_some());
@@ -156,7 +156,7 @@ async fn in_text_mode_the_secret_is_alone_on_stdout_and_api_token_may_be_an_argu
     assert_no_secret(&output, admin);
     let secret = stdout(&output).trim().to_owned();
     assert!(secret.starts_with("pe_") && !secret.contains('\n'));
-    let store = fx.server.authority.store();
+    let store = fx.server.authority.tokens();
     assert!(store.verify_sync(&secret.as_str().into()).is_ok());
 }
 
@@ -190,7 +190,7 @@ async fn list_reads_every_page_and_searches() {
         .map(|t| t["uid"].as_str().unwrap().to_owned())
         .collect();
     assert!(uids.len() > 150);
-    assert_eq!(uids.len(), authority.store().len());
+    assert_eq!(uids.len(), authority.tokens().len());
     assert_eq!(uids.iter().cloned().collect::<HashSet<_>>(), fx.uids());
     let bulk = fx.ok_json(&["list", "--search", "bulk-"]).await;
     assert_eq!(bulk.as_array().unwrap().len(), 150);
@@ -232,7 +232,7 @@ async fn the_printed_secret_passes_a_service_until_delete_then_the_uid_is_not_fo
     // Delete: gone from the authority, refused by the service at once.
     let output = fx.ok(&["delete", uid]).await;
     assert!(stdout(&output).contains("Deleted token \"ci\""));
-    assert!(fx.server.authority.store().get(uid).is_none());
+    assert!(fx.server.authority.tokens().get(uid).is_none());
     assert_eq!(service.status(&secret).await, StatusCode::UNAUTHORIZED);
 
     // Get and delete again: a clean "not found", exit 1.
@@ -263,7 +263,7 @@ async fn a_wrong_api_token_changes_nothing() {
         .unwrap();
     let message = refusal["error_description"].as_str().unwrap();
 
-    let admin_uid = fx.server.authority.store().list(None)[0].uid.clone();
+    let admin_uid = fx.server.authority.tokens().list(None)[0].uid.clone();
     for args in [
         vec!["list"],
         vec!["create", "--name", "intruder", "--scope", "api"],
@@ -437,7 +437,7 @@ async fn a_redirect_is_not_followed_so_the_api_token_goes_nowhere_else() {
 async fn a_wrong_base_url_is_not_taken_for_no_such_token() {
     // A real authority, under the wrong prefix: a bare 404 is not "no such token".
     let fx = Fixture::start().await;
-    let admin_uid = fx.server.authority.store().list(None)[0].uid.clone();
+    let admin_uid = fx.server.authority.tokens().list(None)[0].uid.clone();
     let wrong_base = fx.server.url("/prefix");
     let output = run_async(
         &["token", "get", "--endpoint", &wrong_base, &admin_uid],

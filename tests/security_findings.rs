@@ -245,7 +245,7 @@ async fn the_authority_writes_through_a_symlinked_data_file() {
     let link = dir.path().join("data.json");
     std::os::unix::fs::symlink("tokens.json", &link).unwrap();
 
-    let authority = Authority::open(&link).unwrap();
+    let authority = Authority::open(&link).await.unwrap();
     let admin = authority.bootstrap_admin().await.unwrap().unwrap();
     authority.create(NewToken::new("ci")).await.unwrap();
     assert!(fs::symlink_metadata(&link)

@@ -33,6 +33,11 @@ pub struct TokenArgs {
         hide_env_values = true
     )]
     pub introspect_token: Option<String>,
+    /// With --introspect: how long an introspection answer is cached, in seconds (0: no
+    /// cache). Deletions reach the cache at once through the authority's revocation stream;
+    /// the TTL bounds how long a deleted token passes while that stream is down.
+    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "introspect")]
+    pub cache_ttl: u64,
 }
 
 /// The verifier the layer asks, and the secret of the demo token if one was created here.
@@ -51,7 +56,7 @@ impl TokenArgs {
             return from_file(path);
         }
         if let (Some(url), Some(token)) = (&self.introspect, &self.introspect_token) {
-            return from_authority(url, token);
+            return from_authority(url, token, self.cache_ttl);
         }
         let store = InMemoryTokenStore::new();
         let created = store.create(demo)?;
@@ -83,18 +88,27 @@ fn from_file(_path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> 
 }
 
 #[cfg(feature = "remote")]
-fn from_authority(url: &str, token: &str) -> Result<ChosenVerifier, Box<dyn Error>> {
+fn from_authority(url: &str, token: &str, cache_ttl: u64) -> Result<ChosenVerifier, Box<dyn Error>> {
     let verifier = protected_endpoint::verifier::remote::RemoteVerifier::builder(url)
         .bearer_token(token.to_owned())
+        .cache_ttl(std::time::Duration::from_secs(cache_ttl))
         .build()?;
+    let stream = match verifier.revocation_stream_url() {
+        Some(stream) => format!(", deletions followed at {stream}"),
+        None => String::new(),
+    };
     Ok(ChosenVerifier {
-        source: format!("tokens by introspection at {url}"),
+        source: format!("tokens by introspection at {url} (cached {cache_ttl} s{stream})"),
         verifier: Arc::new(verifier),
         new_token: None,
     })
 }
 
 #[cfg(not(feature = "remote"))]
-fn from_authority(_url: &str, _token: &str) -> Result<ChosenVerifier, Box<dyn Error>> {
+fn from_authority(
+    _url: &str,
+    _token: &str,
+    _cache_ttl: u64,
+) -> Result<ChosenVerifier, Box<dyn Error>> {
     Err("--introspect needs the `remote` feature: add `--features remote` to `cargo run`".into())
 }

@@ -79,8 +79,7 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let location = dir.path().join("tokens.json").display().to_string();
-//! let authority = Authority::open(&location).await.unwrap();
+//! let authority = Authority::open(dir.path().join("tokens.json")).await.unwrap();
 //! // On the very first start, an admin token with every scope; `None` ever after.
 //! if let Some(admin) = authority.bootstrap_admin().await.unwrap() {
 //!     println!("token: {}", admin.secret.expose());
@@ -421,14 +420,19 @@ impl Authority {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let dir = tempfile::tempdir().unwrap();
     /// let path = dir.path().join("tokens.db");
-    /// let authority = Authority::open(path.to_str().unwrap()).await.unwrap();
+    /// let authority = Authority::open(&path).await.unwrap();
     /// assert!(authority.bootstrap_admin().await.unwrap().is_some());
     /// # });
     /// ```
-    pub async fn open(location: &str) -> Result<Self, AuthorityError> {
-        let location: StoreLocation = location.parse().map_err(|message: String| {
-            StoreError::unavailable(location.to_owned(), message)
-        })?;
+    pub async fn open(location: impl AsRef<std::path::Path>) -> Result<Self, AuthorityError> {
+        let location = location.as_ref();
+        let location: StoreLocation = match location.to_str() {
+            Some(text) => text.parse().map_err(|message: String| {
+                StoreError::unavailable(text.to_owned(), message)
+            })?,
+            // Not UTF-8, so not a URL: a path.
+            None => StoreLocation::from_data_path(location),
+        };
         let store = location.open().await?;
         Self::builder(store).build().await
     }

@@ -31,7 +31,7 @@ impl AuthorityServer {
     /// An authority keeping its tokens in the data file at `path` (a fresh one: the admin
     /// token is minted).
     pub async fn with_data_file(path: &Path) -> Self {
-        Self::serve(Authority::open(path).unwrap()).await
+        Self::serve(Authority::open(path).await.unwrap()).await
     }
 
     async fn serve(authority: Authority) -> Self {

@@ -38,9 +38,21 @@
 //! - failures never.
 //!
 //! Concurrent requests with the same uncached token make **one** call; the others wait for it
-//! and share its answer (or its failure). The price of a cache is that a deleted token keeps
-//! passing until its entry expires: choose the TTL as the longest revocation delay you accept,
-//! or turn the cache off with [`no_cache`](RemoteVerifierBuilder::no_cache).
+//! and share its answer (or its failure).
+//!
+//! # Revocation stream
+//!
+//! The price of a cache would be that a deleted token keeps passing until its entry expires.
+//! So the verifier also follows the authority's revocation stream (server-sent events at
+//! `…/oauth2/revocations`, beside the introspection endpoint; this crate's authority serves
+//! it): each deleted token's hash is evicted the moment it arrives, so a deletion reaches every
+//! verifier within milliseconds even with a ten-minute TTL. On every (re)connect, and whenever
+//! the authority says events may have been missed, the whole cache is cleared. While the
+//! stream is down the verifier reconnects with backoff and cached answers live out their TTL:
+//! choose the TTL as the longest revocation delay you accept in that case. A plain RFC 7662
+//! server without a stream works as before, TTL only. Turn it off with
+//! [`revocation_stream(false)`](RemoteVerifierBuilder::revocation_stream), or the cache
+//! altogether with [`no_cache`](RemoteVerifierBuilder::no_cache).
 //!
 //! # Bring your own client
 //!
@@ -74,6 +86,7 @@
 mod cache;
 mod client;
 mod parse;
+mod stream;
 
 // The introspection answer parser is private; cargo-fuzz builds with `--cfg fuzzing`, and only
 // then does this hidden module expose it to `fuzz/fuzz_targets/introspection_answer.rs`.
@@ -97,6 +110,7 @@ pub mod __fuzz {
 }
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,6 +121,7 @@ use self::cache::{AnswerCache, Cached};
 pub use self::client::Credentials;
 use self::client::IntrospectionClient;
 use self::parse::Answer;
+use self::stream::RecentRevocations;
 use crate::http_client::Limits;
 use crate::token::{TokenHash, TokenSecret};
 use crate::token_info::TokenInfo;
@@ -140,6 +155,31 @@ struct Inner {
     cache: Option<AnswerCache>,
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
+    /// The authority's revocation stream, when followed.
+    revocations: Option<reqwest::Url>,
+    /// Whether the follower task was started (on the first verification: it needs a runtime).
+    stream_started: AtomicBool,
+    /// Whether the stream is up right now.
+    following: AtomicBool,
+    /// Hashes revoked lately, refused even if an answer in flight says active.
+    recent: RecentRevocations,
+}
+
+impl Inner {
+    /// Forgets every cached answer (events may have been missed).
+    fn forget_all(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate_all();
+        }
+    }
+
+    /// Forgets the answer for a revoked token, and refuses it from now on.
+    async fn forget_revoked(&self, hash: TokenHash) {
+        self.recent.remember(hash, self.cache_ttl);
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&hash).await;
+        }
+    }
 }
 
 impl RemoteVerifier {
@@ -158,6 +198,35 @@ impl RemoteVerifier {
             cache_ttl: DEFAULT_CACHE_TTL,
             negative_cache_ttl: DEFAULT_NEGATIVE_CACHE_TTL,
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            revocation_stream: true,
+            revocation_stream_url: None,
+        }
+    }
+
+    /// Whether the verifier is following the authority's revocation stream right now (it
+    /// connects on the first verification, and reconnects by itself when the stream breaks).
+    /// While it is, a token deleted at the authority is refused here within moments, whatever
+    /// the cache TTL; while it is not, cached answers live out their TTL.
+    pub fn follows_revocations(&self) -> bool {
+        self.inner.following.load(Ordering::SeqCst)
+    }
+
+    /// The revocation stream this verifier follows, if any.
+    pub fn revocation_stream_url(&self) -> Option<&str> {
+        self.inner.revocations.as_ref().map(reqwest::Url::as_str)
+    }
+
+    fn start_following(&self) {
+        let Some(url) = &self.inner.revocations else {
+            return;
+        };
+        if self.inner.stream_started.load(Ordering::Relaxed)
+            || tokio::runtime::Handle::try_current().is_err()
+        {
+            return;
+        }
+        if !self.inner.stream_started.swap(true, Ordering::SeqCst) {
+            stream::spawn(&self.inner, url.clone());
         }
     }
 
@@ -203,6 +272,7 @@ impl TokenVerifier for RemoteVerifier {
         if token.is_forged_own_token() {
             return Err(VerifyError::Invalid);
         }
+        self.start_following();
         // The HTTP call's future is kilobytes of state. It is boxed on its own, only when a
         // call is made, so that a cache hit (nearly every request) neither allocates nor
         // moves it: the future of `verify` itself stays small.
@@ -212,7 +282,7 @@ impl TokenVerifier for RemoteVerifier {
                 .map_err(VerifyError::unavailable)?,
             Some(cache) => {
                 let hash = TokenHash::of(token);
-                match cache.get(&hash).await {
+                let answer = match cache.get(&hash).await {
                     Some(answer) => answer,
                     None => Box::pin(cache.get_or_fetch(hash, async {
                         let answer = self.inner.client.introspect(token).await?;
@@ -220,7 +290,16 @@ impl TokenVerifier for RemoteVerifier {
                     }))
                     .await
                     .map_err(VerifyError::unavailable)?,
+                };
+                // An answer asked for before a revocation arrived may still say active.
+                if matches!(answer, Answer::Active(_))
+                    && !self.inner.recent.is_empty()
+                    && self.inner.recent.contains(&hash)
+                {
+                    cache.invalidate(&hash).await;
+                    return Err(VerifyError::Invalid);
                 }
+                answer
             }
         };
         match answer {
@@ -249,6 +328,7 @@ impl fmt::Debug for RemoteVerifier {
             .field("cache", &self.inner.cache.is_some())
             .field("cache_ttl", &self.inner.cache_ttl)
             .field("negative_cache_ttl", &self.inner.negative_cache_ttl)
+            .field("revocation_stream", &self.revocation_stream_url())
             .finish()
     }
 }
@@ -292,9 +372,51 @@ pub struct RemoteVerifierBuilder {
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
     cache_capacity: u64,
+    revocation_stream: bool,
+    revocation_stream_url: Option<String>,
 }
 
 impl RemoteVerifierBuilder {
+    /// Whether to follow the authority's revocation stream (default: yes). It is at the
+    /// introspection endpoint's sibling path — `…/revocations` beside `…/introspect`, as this
+    /// crate's authority serves it — or at [`revocation_stream_url`](Self::revocation_stream_url).
+    /// An authority without one (a 404) costs one request a minute, and the cache TTL alone
+    /// bounds how long a deleted token keeps passing. Without a cache there is nothing to evict
+    /// and no stream is followed.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    ///
+    /// let verifier = RemoteVerifier::builder("http://auth:3001/oauth2/introspect").build().unwrap();
+    /// assert_eq!(verifier.revocation_stream_url(), Some("http://auth:3001/oauth2/revocations"));
+    /// let ttl_only = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
+    ///     .revocation_stream(false)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(ttl_only.revocation_stream_url(), None);
+    /// ```
+    pub fn revocation_stream(mut self, follow: bool) -> Self {
+        self.revocation_stream = follow;
+        self
+    }
+
+    /// Follows the revocation stream at `url` (an `http` or `https` URL) instead of the default
+    /// path; it is asked with the verifier's own credentials.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    ///
+    /// let verifier = RemoteVerifier::builder("http://auth:3001/token/introspection")
+    ///     .revocation_stream_url("http://auth:3001/token/revocations")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(verifier.revocation_stream_url(), Some("http://auth:3001/token/revocations"));
+    /// ```
+    pub fn revocation_stream_url(mut self, url: impl Into<String>) -> Self {
+        self.revocation_stream_url = Some(url.into());
+        self
+    }
+
     /// Authenticates to the authority with `Authorization: Bearer <token>` (with this crate's
     /// authority: a token with the `introspect` scope).
     pub fn bearer_token(self, token: impl Into<TokenSecret>) -> Self {
@@ -407,6 +529,20 @@ impl RemoteVerifierBuilder {
         };
         let cache = (!self.cache_ttl.is_zero() && self.cache_capacity > 0)
             .then(|| AnswerCache::new(self.cache_capacity));
+        let revocations = match (&cache, self.revocation_stream, &self.revocation_stream_url) {
+            (Some(_), true, Some(url)) => {
+                let url = reqwest::Url::parse(url)
+                    .map_err(|err| BuildError(format!("invalid revocation stream URL: {err}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(BuildError(
+                        "the revocation stream URL must be http or https".into(),
+                    ));
+                }
+                Some(url)
+            }
+            (Some(_), true, None) => stream::default_url(&endpoint),
+            _ => None,
+        };
         Ok(RemoteVerifier {
             inner: Arc::new(Inner {
                 client: IntrospectionClient {
@@ -418,6 +554,10 @@ impl RemoteVerifierBuilder {
                 cache,
                 cache_ttl: self.cache_ttl,
                 negative_cache_ttl: self.negative_cache_ttl.min(self.cache_ttl),
+                revocations,
+                stream_started: AtomicBool::new(false),
+                following: AtomicBool::new(false),
+                recent: RecentRevocations::default(),
             }),
         })
     }
