@@ -173,8 +173,8 @@ struct Inner {
     stale_reason: Mutex<Option<String>>,
     /// Hashes of deleted tokens, for the revocation stream.
     revocations: broadcast::Sender<RevocationEvent>,
-    /// Set when the revocation streams must end (shutdown).
-    closing: watch::Sender<bool>,
+    /// Bumped when the revocation streams open at the time must end (shutdown).
+    closing: watch::Sender<u64>,
     /// Dropped with the authority, which ends its background tasks ([`follow`]).
     alive: Mutex<Option<watch::Sender<()>>>,
     user: User,
@@ -368,7 +368,7 @@ impl Authority {
                 current: AtomicBool::new(true),
                 stale_reason: Mutex::new(None),
                 revocations: broadcast::channel(REVOCATION_BACKLOG).0,
-                closing: watch::channel(false).0,
+                closing: watch::channel(0).0,
                 alive: Mutex::new(None),
                 user,
                 organization,
@@ -614,8 +614,9 @@ impl Authority {
         }
     }
 
-    /// Ends every open revocation stream (listeners reconnect to another replica or later):
-    /// call it before a graceful shutdown, which would otherwise wait for them forever.
+    /// Ends every revocation stream open now (listeners reconnect to another replica, or here
+    /// later; streams opened afterwards are not affected): call it before a graceful shutdown,
+    /// which would otherwise wait for them forever.
     ///
     /// ```
     /// use protected_endpoint::authority::Authority;
@@ -624,7 +625,7 @@ impl Authority {
     /// authority.close_streams();
     /// ```
     pub fn close_streams(&self) {
-        self.inner.closing.send_replace(true);
+        self.inner.closing.send_modify(|generation| *generation += 1);
     }
 
     /// The management API, the introspection endpoint, the revocation stream and the health

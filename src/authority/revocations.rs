@@ -73,8 +73,8 @@ fn events(authority: &Authority) -> impl Stream<Item = Result<Event, Infallible>
         Some((Ok(event), receiver))
     });
     let closed = async move {
-        // Already closing, or closing later: either ends the stream.
-        let _ = closing.wait_for(|closing| *closing).await;
+        // The next `close_streams` (or the authority going away) ends this stream.
+        let _ = closing.changed().await;
     };
     ready.chain(revoked).take_until(closed).boxed()
 }

@@ -65,6 +65,9 @@ impl AuthorityServer {
     /// connections until [`come_back`](Self::come_back).
     pub async fn go_away(&mut self) {
         if let Some(server) = self.server.take() {
+            // Revocation streams never end by themselves: end them, or the graceful
+            // shutdown waits for them forever.
+            self.authority.close_streams();
             server.shut_down().await;
         }
     }

@@ -144,8 +144,8 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
             match event {
                 Ok(Event::Ready) => {
                     // Whatever was revoked while we were away is unknown: forget everything.
-                    inner.forget_all();
                     inner.following.store(true, Ordering::SeqCst);
+                    inner.forget_all();
                     ready = true;
                 }
                 Ok(Event::Revoked(hash)) => inner.forget_revoked(hash).await,
