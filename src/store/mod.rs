@@ -31,7 +31,6 @@ use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
 use crate::record::{ApiToken, NewTokenError, TokenEntry};
-use crate::verifier::BoxError;
 
 /// A store of record for tokens: what an [`Authority`](crate::authority) runs over.
 ///
@@ -108,6 +107,9 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// `postgres://host/db` without the password, `memory`).
     fn describe(&self) -> String;
 }
+
+/// The cause of a [`StoreError::Unavailable`]: any error (a database driver's, an I/O error).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A stream of [`Change`]s, from [`TokenStore::watch`].
 pub type ChangeFeed = BoxStream<'static, Change>;
