@@ -8,6 +8,8 @@ pub mod cli;
 pub mod example;
 #[cfg(all(feature = "authority", feature = "remote"))]
 pub mod remote;
+#[cfg(feature = "authority")]
+pub mod token_server;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,334 @@
+//! The `token_server` example as an operator runs it: a child process on 127.0.0.1 (port 0),
+//! its stdout and stderr captured to files, called over real HTTP.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use protected_endpoint::authority::INTROSPECTION_PATH;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// Generous bound for the server to start or exit (it may have to be built first).
+pub const START_BOUND: Duration = Duration::from_secs(300);
+/// Bound for a line to show up in a log that is being written.
+pub const LOG_BOUND: Duration = Duration::from_secs(10);
+
+/// The management API's token collection.
+pub const TOKENS: &str = "/api/v1/api_tokens";
+
+/// `target/<profile>/examples/token_server`, built (or found up to date) by cargo with the
+/// features this test was built with, so the library is not rebuilt and the binary is never
+/// stale.
+pub fn token_server_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let binary = profile_dir
+                .join("examples")
+                .join(format!("token_server{}", std::env::consts::EXE_SUFFIX));
+            let features: Vec<&str> = [
+                ("file", cfg!(feature = "file")),
+                ("cli", cfg!(feature = "cli")),
+                ("authority-client", cfg!(feature = "authority-client")),
+                ("remote", cfg!(feature = "remote")),
+                ("rustls", cfg!(feature = "rustls")),
+                ("authority", cfg!(feature = "authority")),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .args(["build", "--example", "token_server", "--features"])
+                .arg(features.join(","))
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // Cargo gives this test its package's variables; build scripts that watch them
+            // would see a change and rebuild, for this build and the next `cargo test`.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                let package_var = [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+                if package_var
+                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
+                        .contains(&name.as_ref())
+                {
+                    cargo.env_remove(name.as_ref());
+                }
+            }
+            let output = cargo.output().expect("cargo runs");
+            assert!(
+                output.status.success(),
+                "building the token_server example failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(binary.exists(), "{} is missing", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// A `token_server` process; killed (SIGKILL) and reaped when dropped.
+pub struct TokenServer {
+    child: Child,
+    /// Where its stdout goes.
+    pub stdout_path: PathBuf,
+    /// Where its stderr goes: the tracing subscriber's lines (the audit log) and the notes.
+    pub stderr_path: PathBuf,
+    /// `http://127.0.0.1:PORT`, once it listens.
+    pub base: String,
+    /// The secret of a `token: <secret>` line on stdout, if this start printed one.
+    pub admin: Option<String>,
+    pub http: reqwest::Client,
+}
+
+impl TokenServer {
+    /// Starts `token_server --addr 127.0.0.1:0 ARGS…` with `RUST_LOG=info` (and without any
+    /// `DATABASE_URL` of the environment), its output in `dir`, and waits until it prints
+    /// `listening on`. Panics, with its stderr, if it exits first.
+    pub fn start<I, S>(dir: &Path, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut server = Self::spawn(dir, args);
+        let deadline = Instant::now() + START_BOUND;
+        loop {
+            let stdout = server.stdout();
+            if let Some(base) = stdout.lines().find_map(|l| l.strip_prefix("listening on ")) {
+                server.base = base.trim().to_owned();
+                server.admin = stdout
+                    .lines()
+                    .find_map(|line| line.strip_prefix("token: "))
+                    .map(|secret| secret.trim().to_owned());
+                return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!(
+                    "token_server exited ({status}) before listening; stderr:\n{}",
+                    server.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "token_server did not start in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `token_server --addr 127.0.0.1:0 ARGS…` expecting it to exit by itself (a refused
+    /// start): its exit status. Panics if it starts listening instead.
+    pub fn run_to_exit<I, S>(dir: &Path, args: I) -> (ExitStatus, Self)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut server = Self::spawn(dir, args);
+        let deadline = Instant::now() + START_BOUND;
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                return (status, server);
+            }
+            assert!(
+                !server.stdout().contains("listening on "),
+                "token_server started, but was expected to exit; stderr:\n{}",
+                server.stderr()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "token_server did not exit in time"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn spawn<I, S>(dir: &Path, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        // Each start in a test gets log files of its own.
+        static STARTS: AtomicUsize = AtomicUsize::new(0);
+        let n = STARTS.fetch_add(1, Ordering::SeqCst);
+        let stdout_path = dir.join(format!("token_server-{n}.stdout"));
+        let stderr_path = dir.join(format!("token_server-{n}.stderr"));
+        let child = Command::new(token_server_binary())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout_path).unwrap())
+            .stderr(File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("the token server starts");
+        Self {
+            child,
+            stdout_path,
+            stderr_path,
+            base: String::new(),
+            admin: None,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The admin token this start printed; panics if it printed none.
+    pub fn admin(&self) -> &str {
+        self.admin
+            .as_deref()
+            .expect("this start printed an admin token")
+    }
+
+    /// Everything it wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap()
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap()
+    }
+
+    /// The lines of the audit log (target `protected_endpoint::audit`) so far.
+    pub fn audit_lines(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|line| line.contains("protected_endpoint::audit"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (bounded) for an audit line holding every one of `parts`, and returns it.
+    pub fn audit_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + LOG_BOUND;
+        loop {
+            let found = self
+                .audit_lines()
+                .into_iter()
+                .find(|line| parts.iter().all(|part| line.contains(part)));
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no audit line with {parts:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (SIGKILL: what it acknowledged is on disk already) and waits for it.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `base` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A management call as the platform's SDK makes it (`X-YATAI-API-TOKEN`), with `token`
+    /// when there is one: the status and the JSON answer (`Null` when it is not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.header("X-YATAI-API-TOKEN", token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the authority answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates a token as `token`'s holder; panics unless it is created. Its uid and secret.
+    pub async fn created(&self, token: &str, body: Value) -> (String, String) {
+        let (status, created) = self
+            .call(Method::POST, TOKENS, Some(token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::OK, "create: {created}");
+        (
+            created["uid"].as_str().unwrap().to_owned(),
+            created["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Every token listed with `token` (which needs `read_organization`).
+    pub async fn list(&self, token: &str) -> Vec<Value> {
+        let path = format!("{TOKENS}?start=0&count=1000");
+        let (status, page) = self.call(Method::GET, &path, Some(token), None).await;
+        assert_eq!(status, StatusCode::OK, "list: {page}");
+        page["items"].as_array().unwrap().clone()
+    }
+
+    /// The uid of the listed token named `name`.
+    pub async fn uid_of(&self, token: &str, name: &str) -> String {
+        self.list(token)
+            .await
+            .iter()
+            .find(|item| item["name"] == name)
+            .unwrap_or_else(|| panic!("no token named {name}"))["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// RFC 7662: what the authority says about `token`, asked with `caller` (scope
+    /// `introspect`).
+    pub async fn introspect(&self, caller: &str, token: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url(INTROSPECTION_PATH))
+            .bearer_auth(caller)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("the authority answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Panics if any of `secrets` appears anywhere in `text` (`what` names it in the message).
+pub fn assert_no_secret(what: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!secret.is_empty());
+        assert!(
+            !text.contains(secret),
+            "a secret appears in {what}:\n{text}"
+        );
+    }
+}
