@@ -87,6 +87,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let authority = Authority::builder(store).build().await?;
     eprintln!("tokens kept in {location}");
 
+    // Before the first admin: an old data file brings its own admin token (and its name),
+    // so a store filled by an import mints none; --mint-admin gives one if it lacks one.
     if let Some(path) = &args.import {
         let file = TokenFileStore::open(path)?.read()?;
         let report = authority.import(file.tokens).await?;

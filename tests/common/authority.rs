@@ -34,17 +34,30 @@ impl AuthorityServer {
         Self::serve(Authority::open(path).await.unwrap()).await
     }
 
-    async fn serve(authority: Authority) -> Self {
+    /// An authority over the store `location` names (`sqlite:…`, `postgres://…`, a path), on a
+    /// fresh store: the admin token is minted.
+    pub async fn on_store(location: &str) -> Self {
+        Self::serve(Authority::open(location).await.unwrap()).await
+    }
+
+    /// Serves a fresh authority, minting its admin token.
+    pub async fn serve(authority: Authority) -> Self {
         let admin = authority
             .bootstrap_admin()
             .await
             .unwrap()
             .expect("a fresh authority mints an admin token");
+        Self::serve_with_admin(authority, admin.secret.expose()).await
+    }
+
+    /// Serves an authority whose admin token is known already (a replica joining a store, a
+    /// restart).
+    pub async fn serve_with_admin(authority: Authority, admin: &str) -> Self {
         let server = super::serve(authority.router()).await;
         Self {
             base: server.base.clone(),
             addr: server.addr,
-            admin: admin.secret.expose().to_owned(),
+            admin: admin.to_owned(),
             authority,
             http: super::client(),
             server: Some(server),
