@@ -26,7 +26,6 @@ use clap::Parser;
 use protected_endpoint::authority::Authority;
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::store::StoreLocation;
-use protected_endpoint::CreatedToken;
 
 /// A token authority: management API, RFC 7662 introspection and a revocation stream.
 #[derive(Parser)]
@@ -100,13 +99,36 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    if let Some(admin) = authority.bootstrap_admin().await? {
-        eprintln!("first start: created the admin token (shown once, keep it)");
-        hand_over(&admin, args.admin_token_file.as_deref())?;
-    } else if args.mint_admin {
-        let admin = authority.mint_admin("operator (command line)").await?;
-        eprintln!("--mint-admin: created admin token {:?} (shown once, keep it)", admin.token.name);
-        hand_over(&admin, args.admin_token_file.as_deref())?;
+    // The file for the admin secret is made before any token is minted: a file that cannot
+    // be made (it exists, say) must not leave a minted admin token whose secret nobody has.
+    let mut secret_file = args
+        .admin_token_file
+        .as_deref()
+        .map(|path| SecretFile::create(path).map_err(|err| cannot_write(path, err)))
+        .transpose()?;
+    let minted = match authority.bootstrap_admin().await? {
+        Some(admin) => {
+            eprintln!("first start: created the admin token (shown once, keep it)");
+            Some(admin)
+        }
+        None if args.mint_admin => {
+            let admin = authority.mint_admin("operator (command line)").await?;
+            eprintln!("--mint-admin: created admin token {:?} (shown once, keep it)", admin.token.name);
+            Some(admin)
+        }
+        None => None,
+    };
+    match (minted, secret_file.take()) {
+        (Some(admin), None) => println!("token: {}", admin.secret.expose()),
+        (Some(admin), Some(file)) => {
+            let path = file.path.clone();
+            file.write(admin.secret.expose())
+                .map_err(|err| cannot_write(&path, err))?;
+            eprintln!("admin token written to {} (mode 0600)", path.display());
+        }
+        // Nothing minted (a later start): the empty file made above goes again.
+        (None, Some(file)) => file.discard(),
+        (None, None) => {}
     }
     if !authority.can_be_managed() {
         eprintln!(
@@ -129,34 +151,42 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Gives the operator the admin secret: on stdout, or in a new file only they can read.
-fn hand_over(admin: &CreatedToken, file: Option<&Path>) -> Result<(), Box<dyn std::error::Error>> {
-    let Some(path) = file else {
-        println!("token: {}", admin.secret.expose());
-        return Ok(());
-    };
-    write_secret_file(path, admin.secret.expose()).map_err(|err| {
-        // The token exists now; say which one, so it can be deleted if the file is lost.
-        format!(
-            "cannot write the admin token to {}: {err} (token {} was created; delete it and retry)",
-            path.display(),
-            admin.token.uid
-        )
-    })?;
-    eprintln!("admin token written to {} (mode 0600)", path.display());
-    Ok(())
+fn cannot_write(path: &Path, err: std::io::Error) -> String {
+    format!(
+        "cannot write the admin token to {}: {err} (choose a file that does not exist yet)",
+        path.display()
+    )
 }
 
-fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    // A new file only: never truncate someone else's file, never follow a planted link.
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// A new file only its owner can read, for the admin secret.
+struct SecretFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl SecretFile {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        // A new file only: never truncate someone else's file, never follow a planted link.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file: options.open(path)?,
+        })
     }
-    let mut file = options.open(path)?;
-    writeln!(file, "{secret}")?;
-    file.sync_all()
+
+    fn write(mut self, secret: &str) -> std::io::Result<()> {
+        writeln!(self.file, "{secret}")?;
+        self.file.sync_all()
+    }
+
+    fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
 }

@@ -47,6 +47,9 @@ pub(super) fn router(authority: Authority) -> Router {
     let any_token = ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
+        // The responder names the caller of a refused call, so it needs the credential; the
+        // handlers behind these routes are ours and never log or forward a header.
+        .keep_credentials(true)
         .responder(responder);
     let read = any_token.clone().require_scope(Scope::READ_ORGANIZATION);
     let write = any_token.clone().require_scope(Scope::WRITE_ORGANIZATION);

@@ -58,7 +58,7 @@ pub(super) fn refused(by: &TokenInfo, method: &str, path: &str, status: u16, rea
         action = "refused",
         by_uid = by.uid(),
         by_name = by.name(),
-        method,
+        %method,
         path,
         status,
         reason,
