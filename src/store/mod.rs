@@ -287,7 +287,10 @@ impl fmt::Display for StoreError {
             StoreError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
             StoreError::DuplicateUid(uid) => write!(f, "a token with uid {uid:?} exists already"),
             StoreError::DuplicateHash(uid) => {
-                write!(f, "token {uid:?} has the same secret hash as a stored token")
+                write!(
+                    f,
+                    "token {uid:?} has the same secret hash as a stored token"
+                )
             }
             StoreError::InvalidRecord { uid, error } => write!(f, "token {uid:?}: {error}"),
             StoreError::Unavailable { store, source } => write!(f, "{store}: {source}"),

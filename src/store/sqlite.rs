@@ -115,10 +115,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
         let opened = |e: sqlx::Error| {
-            StoreError::unavailable(
-                &describe,
-                format!("cannot open the SQLite database: {e}"),
-            )
+            StoreError::unavailable(&describe, format!("cannot open the SQLite database: {e}"))
         };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -265,7 +262,10 @@ async fn migrate(pool: &SqlitePool, store: &str) -> Result<(), StoreError> {
     if current > known {
         return Err(sql::schema_too_new(store, current, known));
     }
-    for migration in sql::SQLITE_MIGRATIONS.iter().filter(|m| m.version > current) {
+    for migration in sql::SQLITE_MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current)
+    {
         let failed = |e| sql::migration_failed(store, migration, e);
         let mut tx = conn.begin().await.map_err(error)?;
         sqlx::raw_sql(migration.sql)
@@ -451,7 +451,12 @@ impl TokenStore for SqliteStore {
 
     async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM pe_tokens");
-        let mut conn = self.inner.reader.acquire().await.map_err(|e| self.error(e))?;
+        let mut conn = self
+            .inner
+            .reader
+            .acquire()
+            .await
+            .map_err(|e| self.error(e))?;
         let mut rows = sqlx::query(&sql).fetch(&mut *conn);
         let mut entries = Vec::new();
         // Decoded as they arrive: a million rows are never all held twice.
@@ -465,7 +470,8 @@ impl TokenStore for SqliteStore {
         let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
         let mut stored = HashSet::new();
         for chunk in entries.chunks(LOOKUP_CHUNK) {
-            let mut lookup = QueryBuilder::<Sqlite>::new("SELECT uid FROM pe_tokens WHERE uid IN (");
+            let mut lookup =
+                QueryBuilder::<Sqlite>::new("SELECT uid FROM pe_tokens WHERE uid IN (");
             let mut uids = lookup.separated(", ");
             for entry in chunk {
                 uids.push_bind(&entry.token.uid);

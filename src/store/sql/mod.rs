@@ -81,7 +81,11 @@ pub(crate) fn schema_too_new(store: &str, found: i64, known: i64) -> StoreError 
 }
 
 /// The error for a migration that failed: which one, and that nothing of it was applied.
-pub(crate) fn migration_failed(store: &str, migration: &Migration, error: sqlx::Error) -> StoreError {
+pub(crate) fn migration_failed(
+    store: &str,
+    migration: &Migration,
+    error: sqlx::Error,
+) -> StoreError {
     StoreError::unavailable(
         store,
         format!(
@@ -120,9 +124,13 @@ impl Encoded {
         }
         let deployments = match &token.deployments {
             DeploymentAccess::All => None,
-            DeploymentAccess::Only(names) => {
-                Some(names.iter().map(String::as_str).collect::<Vec<_>>().join(","))
-            }
+            DeploymentAccess::Only(names) => Some(
+                names
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         };
         Self {
             uid: token.uid.clone(),
@@ -134,7 +142,9 @@ impl Encoded {
             created_s: token.created_at.timestamp(),
             created_ns: i64::from(token.created_at.timestamp_subsec_nanos()),
             expires_s: token.expires_at.map(|t| t.timestamp()),
-            expires_ns: token.expires_at.map(|t| i64::from(t.timestamp_subsec_nanos())),
+            expires_ns: token
+                .expires_at
+                .map(|t| i64::from(t.timestamp_subsec_nanos())),
             // Seconds: what uses are recorded with (the in-memory store keeps the same).
             last_used_s: token.last_used_at.map(|t| t.timestamp()),
             hash: entry.hash.as_bytes().to_vec(),
@@ -189,8 +199,8 @@ pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreEr
         Some(names) => DeploymentAccess::only(names.split(','))
             .map_err(|e| broken(format!("deployments: {e}")))?,
     };
-    let created_at = time(row.created_s, row.created_ns)
-        .ok_or_else(|| invalid_time(row.uid, "created_at"))?;
+    let created_at =
+        time(row.created_s, row.created_ns).ok_or_else(|| invalid_time(row.uid, "created_at"))?;
     let expires_at = match (row.expires_s, row.expires_ns) {
         (None, _) => None,
         (Some(s), ns) => {
@@ -437,6 +447,9 @@ mod tests {
             hash: &[1, 2, 3],
         };
         let error = decode("sqlite:x", row).unwrap_err().to_string();
-        assert!(error.contains("\"u1\"") && error.contains("3 bytes"), "{error}");
+        assert!(
+            error.contains("\"u1\"") && error.contains("3 bytes"),
+            "{error}"
+        );
     }
 }
