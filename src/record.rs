@@ -359,7 +359,10 @@ impl NewToken {
     /// assert_eq!(entry.token, created.token);
     /// assert_eq!(entry.hash, TokenHash::of(&created.secret));
     /// ```
-    pub fn mint_entry(self, now: DateTime<Utc>) -> Result<(CreatedToken, TokenEntry), NewTokenError> {
+    pub fn mint_entry(
+        self,
+        now: DateTime<Utc>,
+    ) -> Result<(CreatedToken, TokenEntry), NewTokenError> {
         let minted = self.mint(now)?;
         let entry = TokenEntry::new(minted.record.clone(), minted.hash);
         Ok((minted.into_created(), entry))

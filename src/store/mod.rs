@@ -20,6 +20,14 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub mod file;
 pub mod memory;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite;
 
 mod location;
 
@@ -285,7 +293,10 @@ impl fmt::Display for StoreError {
             StoreError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
             StoreError::DuplicateUid(uid) => write!(f, "a token with uid {uid:?} exists already"),
             StoreError::DuplicateHash(uid) => {
-                write!(f, "token {uid:?} has the same secret hash as a stored token")
+                write!(
+                    f,
+                    "token {uid:?} has the same secret hash as a stored token"
+                )
             }
             StoreError::InvalidRecord { uid, error } => write!(f, "token {uid:?}: {error}"),
             StoreError::Unavailable { store, source } => write!(f, "{store}: {source}"),

@@ -6,6 +6,8 @@ pub mod authority;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod example;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(all(feature = "authority", feature = "remote"))]
 pub mod remote;
 #[cfg(feature = "authority")]

@@ -1,0 +1,654 @@
+//! [`PostgresStore`]: the tokens in PostgreSQL, shared by any number of authority replicas,
+//! which hear each other's changes through `LISTEN`/`NOTIFY`.
+//!
+//! Every change commits in one transaction with a `pg_notify('pe_tokens', '<op>:<uid>')`, so
+//! a notification is sent if and only if the change committed. [`TokenStore::watch`] turns
+//! them into [`Change`]s; after a lost connection it says [`Change::Lost`], reconnects with
+//! backoff and says [`Change::Resync`] (notifications sent meanwhile are gone for good).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::mpsc;
+
+use super::sql::{self, Encoded, RawRow, CHANNEL, COLUMNS, FIRST_ADMIN, INSERT_COLUMNS};
+use super::{
+    checked, Change, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore,
+    TokenUse,
+};
+use crate::record::{ApiToken, TokenEntry};
+
+/// How long a call waits for a pooled connection: a database that is down fails calls with
+/// [`StoreError::Unavailable`] within this, never hangs them.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connections per store (one more is held by each [`TokenStore::watch`] feed).
+const MAX_CONNECTIONS: u32 = 10;
+
+/// The key of the advisory lock migrations run under ("pe_migra"): replicas starting at once
+/// apply each migration once, one after the other.
+const MIGRATION_LOCK: i64 = 0x7065_5f6d_6967_7261;
+
+/// Rows per `INSERT … SELECT FROM UNNEST(…)` of an import, and uids per lookup.
+const IMPORT_CHUNK: usize = 10_000;
+
+/// After this long without a notification, the feed checks that its connection still
+/// answers: a connection can die without a word (a firewall forgetting an idle flow).
+const IDLE_CHECK: Duration = Duration::from_secs(30);
+
+/// How long that check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first and the longest wait between attempts to reconnect the feed.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Changes the feed holds for a slow reader.
+const FEED_BUFFER: usize = 1024;
+
+/// The tokens in a PostgreSQL database, shared by any number of processes.
+///
+/// A pool of connections that reconnects by itself when the database comes back; calls made
+/// while it is down fail within a few seconds with [`StoreError::Unavailable`]. The unique
+/// indexes settle races between replicas: two creating one name at once, exactly one wins and
+/// the other gets [`StoreError::NameTaken`]. Clones share the pool.
+///
+/// ```no_run
+/// use protected_endpoint::store::postgres::PostgresStore;
+/// use protected_endpoint::store::TokenStore;
+/// use protected_endpoint::NewToken;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = PostgresStore::connect("postgres://pe:secret@127.0.0.1/pe").await.unwrap();
+/// assert_eq!(store.describe(), "postgres://pe@127.0.0.1/pe");
+/// let (created, entry) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
+/// store.insert(entry).await.unwrap();
+/// assert!(store.get(&created.token.uid).await.unwrap().is_some());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    describe: String,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
+    /// with the query parameters libpq takes, e.g. `?sslmode=require`) and applies the
+    /// schema migrations it lacks. Fails with [`StoreError::Unavailable`] when the URL is not
+    /// one or the database does not answer within a few seconds; the error never shows the
+    /// password.
+    ///
+    /// ```
+    /// use protected_endpoint::store::postgres::PostgresStore;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // Port 1 of this machine: nothing listens there.
+    /// let error = PostgresStore::connect("postgres://pe:hunter2@127.0.0.1:1/pe")
+    ///     .await
+    ///     .unwrap_err()
+    ///     .to_string();
+    /// assert!(error.starts_with("postgres://pe@127.0.0.1:1/pe: "), "{error}");
+    /// assert!(!error.contains("hunter2"));
+    /// # });
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let describe = redact(url);
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::unavailable(&describe, format!("not a PostgreSQL URL: {e}"))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::unavailable(
+                    &describe,
+                    format!("cannot connect (is PostgreSQL running and the URL right?): {e}"),
+                )
+            })?;
+        migrate(&pool, &describe).await?;
+        Ok(Self {
+            inner: Arc::new(Inner { pool, describe }),
+        })
+    }
+
+    fn error(&self, error: sqlx::Error) -> StoreError {
+        sql::unavailable(&self.inner.describe, error)
+    }
+
+    fn decode(&self, row: &PgRow) -> Result<TokenEntry, StoreError> {
+        sql::decode_checked(&self.inner.describe, raw(row).map_err(|e| self.error(e))?)
+    }
+
+    async fn get_entry(&self, uid: &str) -> Result<Option<TokenEntry>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM pe_tokens WHERE uid = $1");
+        let row = sqlx::query(&sql)
+            .bind(uid)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// Which of `entry`'s uid, hash and name are stored already (for an import's error).
+    async fn stored_conflict(&self, entry: TokenEntry) -> Result<Option<sql::Unique>, StoreError> {
+        let row = sqlx::query(
+            "SELECT uid = $1, hash = $2, name = $3 FROM pe_tokens \
+             WHERE uid = $1 OR hash = $2 OR name = $3 LIMIT 1",
+        )
+        .bind(&entry.token.uid)
+        .bind(&entry.hash.as_bytes()[..])
+        .bind(&entry.token.name)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let is = |i: usize| row.try_get::<bool, _>(i).unwrap_or(false);
+        Ok(Some(if is(0) {
+            sql::Unique::Uid
+        } else if is(1) {
+            sql::Unique::Hash
+        } else {
+            sql::Unique::Name
+        }))
+    }
+
+    /// Inserts one row and its notification in `tx`.
+    async fn insert_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        row: &Encoded,
+    ) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO pe_tokens ({INSERT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        sqlx::query(&sql)
+            .bind(&row.uid)
+            .bind(&row.name)
+            .bind(&row.name_lower)
+            .bind(&row.description)
+            .bind(&row.scopes)
+            .bind(&row.deployments)
+            .bind(row.created_s)
+            .bind(row.created_ns)
+            .bind(row.expires_s)
+            .bind(row.expires_ns)
+            .bind(row.last_used_s)
+            .bind(&row.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::write_error(&self.inner.describe, e, &row.uid, &row.name))?;
+        notify(tx, &format!("created:{}", row.uid))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Relays notifications from `listener` to `feed` until the connection is lost (the
+    /// reason) or the feed is dropped (`None`).
+    async fn relay(
+        &self,
+        listener: &mut PgListener,
+        feed: &mpsc::Sender<Change>,
+    ) -> Option<String> {
+        loop {
+            let notification = match tokio::time::timeout(IDLE_CHECK, listener.try_recv()).await {
+                Ok(Ok(Some(notification))) => notification,
+                Ok(Ok(None)) => return Some("the connection to the database was lost".into()),
+                Ok(Err(e)) => return Some(format!("listening for changes failed: {e}")),
+                Err(_idle) => {
+                    let check = sqlx::query("SELECT 1").execute(&mut *listener);
+                    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err(e)) => return Some(format!("the listening connection failed: {e}")),
+                        Err(_) => {
+                            return Some(format!(
+                                "the listening connection did not answer within {} s",
+                                CHECK_TIMEOUT.as_secs()
+                            ));
+                        }
+                    }
+                }
+            };
+            let change = match notification.payload().split_once(':') {
+                Some(("created", uid)) => match self.get_entry(uid).await {
+                    Ok(Some(entry)) => Some(Change::Created(entry)),
+                    // Deleted again meanwhile: its deletion follows.
+                    Ok(None) => None,
+                    Err(StoreError::InvalidRecord { uid, error }) => {
+                        tracing::warn!(store = %self.inner.describe, %uid, %error,
+                            "a created token is refused: its record is invalid");
+                        None
+                    }
+                    // Not read: the reader would miss it, so start over as after a lost
+                    // connection.
+                    Err(error) => return Some(format!("cannot read token {uid:?}: {error}")),
+                },
+                Some(("deleted", uid)) => Some(Change::Deleted {
+                    uid: uid.to_owned(),
+                }),
+                // An import (or an operation of a newer version): reload everything.
+                _ => Some(Change::Resync),
+            };
+            if let Some(change) = change {
+                if feed.send(change).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// `pg_notify` on the store's channel, in the caller's transaction: sent when it commits.
+async fn notify(conn: &mut sqlx::PgConnection, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// A listener on the store's channel, reconnected by the feed itself (so it can say so).
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// The feed's task: relays notifications, and after a lost connection says
+/// [`Change::Lost`], reconnects with backoff, then says [`Change::Resync`]. Ends when the
+/// feed is dropped.
+async fn feed(store: PostgresStore, mut listener: PgListener, out: mpsc::Sender<Change>) {
+    loop {
+        let lost = tokio::select! {
+            () = out.closed() => return,
+            lost = store.relay(&mut listener, &out) => lost,
+        };
+        let Some(reason) = lost else { return };
+        tracing::warn!(store = %store.inner.describe, %reason, "change feed lost; reconnecting");
+        drop(listener);
+        if out.send(Change::Lost(reason)).await.is_err() {
+            return;
+        }
+        let mut delay = BACKOFF.0;
+        listener = loop {
+            tokio::select! {
+                () = out.closed() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            match listen(&store.inner.pool).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::debug!(store = %store.inner.describe, %error, "change feed: reconnect failed");
+                    delay = (delay * 2).min(BACKOFF.1);
+                }
+            }
+        };
+        tracing::info!(store = %store.inner.describe, "change feed reconnected; resyncing");
+        if out.send(Change::Resync).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Applies the migrations the database lacks, each in its own transaction under an advisory
+/// lock, so replicas starting at once never race.
+async fn migrate(pool: &PgPool, store: &str) -> Result<(), StoreError> {
+    let error = |e| sql::unavailable(store, e);
+    let known = sql::POSTGRES_MIGRATIONS.last().map_or(0, |m| m.version);
+    loop {
+        let mut tx = pool.begin().await.map_err(error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(error)?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS pe_schema_migrations (\
+               version BIGINT NOT NULL PRIMARY KEY, \
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(error)?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM pe_schema_migrations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(error)?;
+        if current > known {
+            return Err(sql::schema_too_new(store, current, known));
+        }
+        let Some(migration) = sql::POSTGRES_MIGRATIONS
+            .iter()
+            .find(|m| m.version > current)
+        else {
+            tx.commit().await.map_err(error)?;
+            return Ok(());
+        };
+        let failed = |e| sql::migration_failed(store, migration, e);
+        sqlx::raw_sql(migration.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query("INSERT INTO pe_schema_migrations (version) VALUES ($1)")
+            .bind(migration.version)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)?;
+    }
+}
+
+/// The columns of [`COLUMNS`], borrowed from the row.
+fn raw(row: &PgRow) -> Result<RawRow<'_>, sqlx::Error> {
+    Ok(RawRow {
+        uid: row.try_get(0)?,
+        name: row.try_get(1)?,
+        description: row.try_get(2)?,
+        scopes: row.try_get(3)?,
+        deployments: row.try_get(4)?,
+        created_s: row.try_get(5)?,
+        created_ns: row.try_get(6)?,
+        expires_s: row.try_get(7)?,
+        expires_ns: row.try_get(8)?,
+        last_used_s: row.try_get(9)?,
+        hash: row.try_get(10)?,
+    })
+}
+
+/// `url` without its password (in the user info or a `password` parameter), for logs and
+/// errors.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "postgres:(not a URL)".to_owned();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        None => tail.to_owned(),
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| {
+                    let key = pair.split('=').next().unwrap_or_default();
+                    !key.eq_ignore_ascii_case("password")
+                        && !key.eq_ignore_ascii_case("sslpassword")
+                })
+                .collect();
+            if kept.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// A PostgreSQL database shared by any number of processes; the
+/// [change feed](TokenStore::watch) carries every change any of them commits (this store's
+/// own included).
+#[async_trait::async_trait]
+impl TokenStore for PostgresStore {
+    async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError> {
+        let row = Encoded::new(&checked(entry)?);
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        self.insert_in(&mut tx, &row).await?;
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    async fn insert_first_admin(&self, entry: TokenEntry) -> Result<bool, StoreError> {
+        let row = Encoded::new(&checked(entry)?);
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        // The flag row first: a second replica doing the same waits on its key until this
+        // transaction ends, then finds it taken. Set once, never cleared, so a store whose
+        // tokens were all deleted mints no second first admin.
+        let flagged = sqlx::query(
+            "INSERT INTO pe_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(FIRST_ADMIN)
+        .bind(&row.uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.error(e))?;
+        if flagged.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pe_tokens)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        if any {
+            // Tokens imported before the first start: no first admin, and no flag either
+            // (as in memory).
+            return Ok(false);
+        }
+        self.insert_in(&mut tx, &row).await?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(true)
+    }
+
+    async fn get(&self, uid: &str) -> Result<Option<ApiToken>, StoreError> {
+        Ok(self.get_entry(uid).await?.map(|entry| entry.token))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<TokenPage, StoreError> {
+        let pattern = query.search.as_deref().map(sql::like_pattern);
+        let filter = if pattern.is_some() {
+            "WHERE name_lower LIKE $1 ESCAPE '\\'"
+        } else {
+            ""
+        };
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        // The total and the page from one snapshot.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        let count_sql = format!("SELECT count(*) FROM pe_tokens {filter}");
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        if let Some(pattern) = &pattern {
+            count = count.bind(pattern);
+        }
+        let total = count.fetch_one(&mut *tx).await.map_err(|e| self.error(e))?;
+        let (limit, offset) = if pattern.is_some() {
+            ("$2", "$3")
+        } else {
+            ("$1", "$2")
+        };
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM pe_tokens {filter} \
+             ORDER BY created_s, created_ns, uid LIMIT {limit} OFFSET {offset}"
+        );
+        let mut page = sqlx::query(&page_sql);
+        if let Some(pattern) = &pattern {
+            page = page.bind(pattern);
+        }
+        let rows = page
+            .bind(sql::sql_count(query.count))
+            .bind(sql::sql_count(query.start))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        let tokens = rows
+            .iter()
+            .map(|row| self.decode(row).map(|entry| entry.token))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(TokenPage::new(tokens, usize::try_from(total).unwrap_or(0)))
+    }
+
+    async fn delete(&self, uid: &str) -> Result<Option<TokenEntry>, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        let sql = format!("DELETE FROM pe_tokens WHERE uid = $1 RETURNING {COLUMNS}");
+        let Some(row) = sqlx::query(&sql)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(None);
+        };
+        // Not checked: deleting is how a row edited into something invalid is got rid of.
+        let entry = sql::decode(&self.inner.describe, raw(&row).map_err(|e| self.error(e))?)?;
+        notify(&mut tx, &format!("deleted:{uid}"))
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(Some(entry))
+    }
+
+    async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        let latest = sql::latest_uses(uses);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let (uids, times): (Vec<&str>, Vec<i64>) = latest.into_iter().unzip();
+        // One statement, so one transaction; never moves a time backwards.
+        sqlx::query(
+            "UPDATE pe_tokens AS t SET last_used_s = u.at \
+             FROM UNNEST($1::text[], $2::int8[]) AS u(uid, at) \
+             WHERE t.uid = u.uid AND (t.last_used_s IS NULL OR t.last_used_s < u.at)",
+        )
+        .bind(uids)
+        .bind(times)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM pe_tokens");
+        let mut conn = self.inner.pool.acquire().await.map_err(|e| self.error(e))?;
+        let mut rows = sqlx::query(&sql).fetch(&mut *conn);
+        let mut entries = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
+            entries.push(self.decode(&row)?);
+        }
+        Ok(entries)
+    }
+
+    async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut stored = HashSet::new();
+        for chunk in entries.chunks(IMPORT_CHUNK) {
+            let uids: Vec<&str> = chunk.iter().map(|e| e.token.uid.as_str()).collect();
+            let found: Vec<String> =
+                sqlx::query_scalar("SELECT uid FROM pe_tokens WHERE uid = ANY($1)")
+                    .bind(uids)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            stored.extend(found);
+        }
+        let (fresh, skipped) = sql::partition_import(entries, &stored)?;
+        let insert = format!(
+            "INSERT INTO pe_tokens ({INSERT_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+             $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[])"
+        );
+        for chunk in fresh.chunks(IMPORT_CHUNK) {
+            let rows: Vec<Encoded> = chunk.iter().map(Encoded::new).collect();
+            let column = |f: fn(&Encoded) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+            let number = |f: fn(&Encoded) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+            let result = sqlx::query(&insert)
+                .bind(column(|r| &r.uid))
+                .bind(column(|r| &r.name))
+                .bind(column(|r| &r.name_lower))
+                .bind(column(|r| &r.description))
+                .bind(column(|r| &r.scopes))
+                .bind(
+                    rows.iter()
+                        .map(|r| r.deployments.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.created_s).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.created_ns).collect::<Vec<_>>())
+                .bind(number(|r| r.expires_s))
+                .bind(number(|r| r.expires_ns))
+                .bind(number(|r| r.last_used_s))
+                .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await;
+            if let Err(error) = result {
+                if sql::unique_violation(&error).is_none() {
+                    return Err(self.error(error));
+                }
+                // Nothing of the import stays; then find which entry conflicts, the slow way.
+                tx.rollback().await.map_err(|e| self.error(e))?;
+                let conflict = sql::first_conflict(&fresh, |e| self.stored_conflict(e)).await?;
+                return Err(conflict.unwrap_or_else(|| self.error(error)));
+            }
+        }
+        if !fresh.is_empty() {
+            // One notification for the lot: the replicas reload (a hundred thousand
+            // notifications would be slower for everyone).
+            notify(&mut tx, &format!("import:{}", fresh.len()))
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(ImportReport::new(fresh.len(), skipped))
+    }
+
+    async fn watch(&self) -> Result<ChangeFeed, StoreError> {
+        let listener = listen(&self.inner.pool).await.map_err(|e| self.error(e))?;
+        let (tx, rx) = mpsc::channel(FEED_BUFFER);
+        tokio::spawn(feed(self.clone(), listener, tx));
+        Ok(Box::pin(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|change| (change, rx)) },
+        )))
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe.clone()
+    }
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("database", &self.inner.describe)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_drops_every_password() {
+        assert_eq!(redact("postgres://u:p@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
+        assert_eq!(redact("postgres://u:p:q@h"), "postgres://u@h");
+        assert_eq!(
+            redact("postgresql://h/db?password=x&sslmode=require"),
+            "postgresql://h/db?sslmode=require"
+        );
+        assert_eq!(redact("host=h password=x"), "postgres:(not a URL)");
+    }
+}

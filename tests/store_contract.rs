@@ -1,0 +1,724 @@
+//! The `TokenStore` contract: one suite, run against every backend — memory, SQLite (always)
+//! and PostgreSQL (when `TEST_DATABASE_URL` is set; each PostgreSQL test says `skipped`
+//! otherwise). Then what only a persistent store, SQLite or PostgreSQL must do.
+//!
+//! A store of your own runs the same suite: add a `Harness` variant and a line to
+//! `contract!`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use protected_endpoint::record::TokenEntry;
+use protected_endpoint::scope::{DeploymentAccess, Scope};
+use protected_endpoint::store::postgres::PostgresStore;
+use protected_endpoint::store::sqlite::SqliteStore;
+use protected_endpoint::store::{Change, ChangeFeed, ListQuery, StoreError, TokenStore, TokenUse};
+use protected_endpoint::token::TokenHash;
+use protected_endpoint::{InMemoryTokenStore, NewToken};
+
+use common::postgres::{fresh_database, TestDatabase};
+
+/// A bound on waiting for one change of a feed: far above the real figure (milliseconds),
+/// only there so a broken feed fails the test instead of hanging it.
+const FEED_BOUND: Duration = Duration::from_secs(20);
+
+/// One backend under test, with what the tests need besides the store: reopening it (a
+/// restart) and changing rows by hand.
+enum Harness {
+    Memory(Arc<InMemoryTokenStore>),
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
+impl Harness {
+    async fn memory() -> Option<Self> {
+        Some(Harness::Memory(Arc::new(InMemoryTokenStore::new())))
+    }
+
+    async fn sqlite() -> Option<Self> {
+        Some(Harness::Sqlite(tempfile::tempdir().unwrap()))
+    }
+
+    async fn postgres() -> Option<Self> {
+        fresh_database().await.map(Harness::Postgres)
+    }
+
+    fn sqlite_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("tokens.db")
+    }
+
+    /// The store (memory: the same one on every call; SQLite: opened anew, so the previous
+    /// one must be dropped first; PostgreSQL: a new connection, as another replica).
+    async fn open(&self) -> Arc<dyn TokenStore> {
+        match self {
+            Harness::Memory(store) => store.clone(),
+            Harness::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(Self::sqlite_path(dir)).await.unwrap())
+            }
+            Harness::Postgres(db) => Arc::new(PostgresStore::connect(&db.url).await.unwrap()),
+        }
+    }
+
+    /// A second writer on the same tokens, beside `store`: another replica on PostgreSQL,
+    /// the same store elsewhere (one process owns a SQLite file).
+    async fn second(&self, store: &Arc<dyn TokenStore>) -> Arc<dyn TokenStore> {
+        match self {
+            Harness::Postgres(_) => self.open().await,
+            _ => store.clone(),
+        }
+    }
+
+    /// Runs SQL on the database behind the store's back (a row edited by hand).
+    async fn execute(&self, sql: &str) {
+        use sqlx::Executor;
+        match self {
+            Harness::Memory(_) => unreachable!("memory has no SQL"),
+            Harness::Sqlite(dir) => {
+                let url = format!("sqlite://{}", Self::sqlite_path(dir).display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                pool.execute(sql).await.unwrap();
+                pool.close().await;
+            }
+            Harness::Postgres(db) => {
+                let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+                pool.execute(sql).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// A token named `name`, minted now.
+fn entry(name: &str) -> TokenEntry {
+    NewToken::new(name).mint_entry(Utc::now()).unwrap().1
+}
+
+/// A token named `name` created `seconds` after a fixed instant (with nanoseconds, which
+/// every store keeps).
+fn entry_at(name: &str, seconds: i64) -> TokenEntry {
+    let at = DateTime::from_timestamp(1_700_000_000 + seconds, 123_456_789).unwrap();
+    NewToken::new(name).mint_entry(at).unwrap().1
+}
+
+/// A token with every field set.
+fn full_entry(name: &str) -> TokenEntry {
+    let now = Utc::now();
+    NewToken::new(name)
+        .description("deploys\tthe models\nnightly")
+        .scopes([Scope::API, Scope::new("models:read").unwrap()])
+        .deployments(DeploymentAccess::only(["summarize", "translate.v2"]).unwrap())
+        .expires_at(now + chrono::Duration::days(30))
+        .mint_entry(now)
+        .unwrap()
+        .1
+}
+
+fn sorted(mut entries: Vec<TokenEntry>) -> Vec<TokenEntry> {
+    entries.sort_by(|a, b| a.token.uid.cmp(&b.token.uid));
+    entries
+}
+
+fn names(page: &[protected_endpoint::record::ApiToken]) -> Vec<&str> {
+    page.iter().map(|t| t.name.as_str()).collect()
+}
+
+async fn next_change(feed: &mut ChangeFeed) -> Change {
+    tokio::time::timeout(FEED_BOUND, feed.next())
+        .await
+        .expect("a change arrives")
+        .expect("the feed goes on")
+}
+
+// ---- The contract, for every backend ----
+
+async fn insert_then_get_answers_the_record(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("ci");
+    store.insert(entry.clone()).await.unwrap();
+    assert_eq!(
+        store.get(&entry.token.uid).await.unwrap(),
+        Some(entry.token)
+    );
+    assert_eq!(store.get("no-such-uid").await.unwrap(), None);
+    let none =
+        NewToken::new("none").deployments(DeploymentAccess::only(Vec::<String>::new()).unwrap());
+    let none = none.mint_entry(Utc::now()).unwrap().1;
+    store.insert(none.clone()).await.unwrap();
+    assert_eq!(store.get(&none.token.uid).await.unwrap(), Some(none.token));
+}
+
+async fn names_uids_and_hashes_are_unique(h: &Harness) {
+    let store = h.open().await;
+    let first = entry("ci");
+    store.insert(first.clone()).await.unwrap();
+    let same_name = entry("ci");
+    assert!(matches!(store.insert(same_name).await, Err(StoreError::NameTaken(n)) if n == "ci"));
+    let mut same_uid = entry("other");
+    same_uid.token.uid = first.token.uid.clone();
+    assert!(matches!(
+        store.insert(same_uid).await,
+        Err(StoreError::DuplicateUid(_))
+    ));
+    let mut same_hash = entry("third");
+    same_hash.hash = first.hash;
+    assert!(matches!(
+        store.insert(same_hash).await,
+        Err(StoreError::DuplicateHash(_))
+    ));
+    assert_eq!(store.list(&ListQuery::all()).await.unwrap().total, 1);
+}
+
+async fn two_concurrent_inserts_of_one_name_exactly_one_wins(h: &Harness) {
+    let a = h.open().await;
+    let b = h.second(&a).await;
+    for round in 0..10 {
+        let name = format!("race-{round}");
+        let (x, y) = (entry(&name), entry(&name));
+        let (a2, b2) = (a.clone(), b.clone());
+        let (rx, ry) = tokio::join!(
+            tokio::spawn(async move { a2.insert(x).await }),
+            tokio::spawn(async move { b2.insert(y).await })
+        );
+        let results = [rx.unwrap(), ry.unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::NameTaken(n)) if *n == name)));
+    }
+    assert_eq!(a.list(&ListQuery::all()).await.unwrap().total, 10);
+}
+
+async fn an_invalid_record_is_refused_and_nothing_stored(h: &Harness) {
+    let store = h.open().await;
+    let mut bad = entry("ok");
+    bad.token.name = "bell\u{7}".into();
+    assert!(matches!(
+        store.insert(bad).await,
+        Err(StoreError::InvalidRecord { .. })
+    ));
+    let mut bad_admin = entry("admin");
+    bad_admin.token.description = "\u{202e}".into();
+    assert!(store.insert_first_admin(bad_admin).await.is_err());
+    assert_eq!(store.list(&ListQuery::all()).await.unwrap().total, 0);
+}
+
+async fn the_first_admin_is_stored_once_and_never_again(h: &Harness) {
+    let store = h.open().await;
+    let admin = entry("admin");
+    assert!(store.insert_first_admin(admin.clone()).await.unwrap());
+    assert!(!store.insert_first_admin(entry("admin2")).await.unwrap());
+    store.delete(&admin.token.uid).await.unwrap().unwrap();
+    // Empty again, but bootstrapped once: no second first admin.
+    assert!(!store.insert_first_admin(entry("admin3")).await.unwrap());
+    assert_eq!(store.list(&ListQuery::all()).await.unwrap().total, 0);
+}
+
+async fn no_first_admin_into_a_store_holding_tokens(h: &Harness) {
+    let store = h.open().await;
+    store.insert(entry("imported")).await.unwrap();
+    assert!(!store.insert_first_admin(entry("admin")).await.unwrap());
+    assert_eq!(store.list(&ListQuery::all()).await.unwrap().total, 1);
+}
+
+async fn list_pages_oldest_first_with_the_total_of_all_matches(h: &Harness) {
+    let store = h.open().await;
+    for (i, name) in ["alpha 1", "Beta", "ALPHA 2", "gamma", "alphabet"]
+        .iter()
+        .enumerate()
+    {
+        store.insert(entry_at(name, i as i64)).await.unwrap();
+    }
+    let all = store.list(&ListQuery::all()).await.unwrap();
+    assert_eq!(
+        names(&all.tokens),
+        ["alpha 1", "Beta", "ALPHA 2", "gamma", "alphabet"]
+    );
+    assert_eq!(all.total, 5);
+    let alpha = store.list(&ListQuery::all().search("Alpha")).await.unwrap();
+    assert_eq!(
+        (names(&alpha.tokens), alpha.total),
+        (vec!["alpha 1", "ALPHA 2", "alphabet"], 3)
+    );
+    let page = store
+        .list(&ListQuery::all().search("alpha").start(1).count(1))
+        .await
+        .unwrap();
+    assert_eq!((names(&page.tokens), page.total), (vec!["ALPHA 2"], 3));
+    let past = store.list(&ListQuery::all().start(10)).await.unwrap();
+    assert_eq!((past.tokens.len(), past.total), (0, 5));
+    let none = store.list(&ListQuery::all().search("delta")).await.unwrap();
+    assert_eq!((none.tokens.len(), none.total), (0, 0));
+}
+
+async fn list_orders_equal_times_by_uid(h: &Harness) {
+    let store = h.open().await;
+    let (mut a, mut b) = (entry_at("a", 0), entry_at("b", 0));
+    a.token.uid = "zzzzzzzzzzzzzzzz".into();
+    b.token.uid = "0000000000000000".into();
+    store.insert(a).await.unwrap();
+    store.insert(b).await.unwrap();
+    let all = store.list(&ListQuery::all()).await.unwrap();
+    assert_eq!(names(&all.tokens), ["b", "a"]);
+}
+
+async fn search_wildcards_and_unicode_match_literally(h: &Harness) {
+    let store = h.open().await;
+    for name in [
+        "100% sure",
+        "1000 sure",
+        "snake_case",
+        "snakeXcase",
+        "back\\slash",
+        "ÄRGER",
+    ] {
+        store.insert(entry(name)).await.unwrap();
+    }
+    let found = |search: &'static str| {
+        let store = store.clone();
+        async move {
+            let page = store.list(&ListQuery::all().search(search)).await.unwrap();
+            page.tokens.into_iter().map(|t| t.name).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("0%").await, ["100% sure"]);
+    assert_eq!(found("e_c").await, ["snake_case"]);
+    assert_eq!(found("k\\s").await, ["back\\slash"]);
+    assert_eq!(found("ärger").await, ["ÄRGER"]);
+}
+
+async fn delete_answers_the_entry_once(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("ci");
+    store.insert(entry.clone()).await.unwrap();
+    assert_eq!(
+        store.delete(&entry.token.uid).await.unwrap(),
+        Some(entry.clone())
+    );
+    assert_eq!(store.delete(&entry.token.uid).await.unwrap(), None);
+    assert_eq!(store.get(&entry.token.uid).await.unwrap(), None);
+    // The name is free again.
+    store.insert(self::entry("ci")).await.unwrap();
+}
+
+async fn record_uses_keeps_the_latest_time_and_ignores_unknown_uids(h: &Harness) {
+    let store = h.open().await;
+    let entry = entry("ci");
+    let uid = entry.token.uid.clone();
+    store.insert(entry).await.unwrap();
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+    let used = |s: i64| TokenUse {
+        uid: uid.clone(),
+        at: at(s),
+    };
+    let unknown = TokenUse {
+        uid: "gone".into(),
+        at: at(0),
+    };
+    store
+        .record_uses(&[used(5), used(9), used(7), unknown])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&uid).await.unwrap().unwrap().last_used_at,
+        Some(at(9))
+    );
+    store.record_uses(&[used(1)]).await.unwrap();
+    assert_eq!(
+        store.get(&uid).await.unwrap().unwrap().last_used_at,
+        Some(at(9))
+    );
+    store.record_uses(&[]).await.unwrap();
+}
+
+async fn load_all_answers_every_entry_with_its_hash(h: &Harness) {
+    let store = h.open().await;
+    let entries: Vec<TokenEntry> = (0..50).map(|i| full_entry(&format!("t{i}"))).collect();
+    for entry in &entries {
+        store.insert(entry.clone()).await.unwrap();
+    }
+    assert_eq!(sorted(store.load_all().await.unwrap()), sorted(entries));
+}
+
+async fn import_is_idempotent_by_uid(h: &Harness) {
+    let store = h.open().await;
+    let first: Vec<TokenEntry> = (0..3).map(|i| entry(&format!("t{i}"))).collect();
+    let report = store.import(first.clone()).await.unwrap();
+    assert_eq!((report.added, report.skipped), (3, 0));
+    let mut again = first.clone();
+    again.push(entry("t3"));
+    let report = store.import(again.clone()).await.unwrap();
+    assert_eq!((report.added, report.skipped), (1, 3));
+    assert_eq!(sorted(store.load_all().await.unwrap()), sorted(again));
+}
+
+async fn a_stored_uid_is_skipped_unchecked(h: &Harness) {
+    let store = h.open().await;
+    let stored = entry("stored");
+    store.insert(stored.clone()).await.unwrap();
+    // Same uid, a record that would be refused: skipped, as memory does, not checked.
+    let mut skipped = stored.clone();
+    skipped.token.name = String::new();
+    let report = store.import(vec![skipped, entry("new")]).await.unwrap();
+    assert_eq!((report.added, report.skipped), (1, 1));
+}
+
+async fn import_is_all_or_nothing(h: &Harness) {
+    let store = h.open().await;
+    let taken = entry("taken");
+    store.insert(taken.clone()).await.unwrap();
+    let fresh = || {
+        (0..5)
+            .map(|i| entry(&format!("fresh{i}")))
+            .collect::<Vec<_>>()
+    };
+    let mut batch = fresh();
+    batch.push(entry("taken"));
+    assert!(matches!(store.import(batch).await, Err(StoreError::NameTaken(n)) if n == "taken"));
+    let mut batch = fresh();
+    let mut same_hash = entry("other");
+    same_hash.hash = taken.hash;
+    batch.push(same_hash);
+    assert!(matches!(
+        store.import(batch).await,
+        Err(StoreError::DuplicateHash(_))
+    ));
+    let mut batch = fresh();
+    batch.push(entry("fresh0"));
+    assert!(matches!(store.import(batch).await, Err(StoreError::NameTaken(n)) if n == "fresh0"));
+    let mut batch = fresh();
+    batch[2].token.name = "tab\u{1b}".into();
+    assert!(matches!(
+        store.import(batch).await,
+        Err(StoreError::InvalidRecord { .. })
+    ));
+    assert_eq!(store.load_all().await.unwrap(), vec![taken]);
+}
+
+async fn describe_names_the_store_without_a_password(h: &Harness) {
+    let described = h.open().await.describe();
+    match h {
+        Harness::Memory(_) => assert_eq!(described, "memory"),
+        Harness::Sqlite(_) => {
+            assert!(described.starts_with("sqlite:") && described.ends_with("tokens.db"))
+        }
+        Harness::Postgres(db) => {
+            assert!(described.starts_with("postgres://"), "{described}");
+            let password = db
+                .url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('@').next()?.split_once(':'));
+            if let Some((_, password)) = password {
+                assert!(!described.contains(&format!(":{password}@")), "{described}");
+            }
+        }
+    }
+}
+
+/// Generates one test per backend for every contract test: `memory::NAME`, `sqlite::NAME`,
+/// `postgres::NAME`.
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        contract!(@backend memory, memory, $($test),*);
+        contract!(@backend sqlite, sqlite, $($test),*);
+        contract!(@backend postgres, postgres, $($test),*);
+    };
+    (@backend $module:ident, $make:ident, $($test:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(harness) = super::Harness::$make().await {
+                        super::$test(&harness).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    insert_then_get_answers_the_record,
+    names_uids_and_hashes_are_unique,
+    two_concurrent_inserts_of_one_name_exactly_one_wins,
+    an_invalid_record_is_refused_and_nothing_stored,
+    the_first_admin_is_stored_once_and_never_again,
+    no_first_admin_into_a_store_holding_tokens,
+    list_pages_oldest_first_with_the_total_of_all_matches,
+    list_orders_equal_times_by_uid,
+    search_wildcards_and_unicode_match_literally,
+    delete_answers_the_entry_once,
+    record_uses_keeps_the_latest_time_and_ignores_unknown_uids,
+    load_all_answers_every_entry_with_its_hash,
+    import_is_idempotent_by_uid,
+    a_stored_uid_is_skipped_unchecked,
+    import_is_all_or_nothing,
+    describe_names_the_store_without_a_password,
+);
+
+// ---- What a persistent store (SQLite, PostgreSQL) must do as well ----
+
+async fn a_restart_keeps_everything(h: &Harness) {
+    let store = h.open().await;
+    let admin = full_entry("admin");
+    assert!(store.insert_first_admin(admin.clone()).await.unwrap());
+    let others: Vec<TokenEntry> = (0..20).map(|i| entry_at(&format!("t{i}"), i)).collect();
+    store.import(others.clone()).await.unwrap();
+    let used = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let uid = others[0].token.uid.clone();
+    store
+        .record_uses(&[TokenUse {
+            uid: uid.clone(),
+            at: used,
+        }])
+        .await
+        .unwrap();
+    let before = sorted(store.load_all().await.unwrap());
+    drop(store);
+
+    let store = h.open().await;
+    assert_eq!(sorted(store.load_all().await.unwrap()), before);
+    assert_eq!(
+        store.get(&uid).await.unwrap().unwrap().last_used_at,
+        Some(used)
+    );
+    assert!(!store.insert_first_admin(entry("admin2")).await.unwrap());
+    assert!(matches!(
+        store.insert(entry("admin")).await,
+        Err(StoreError::NameTaken(_))
+    ));
+}
+
+async fn the_first_admin_flag_survives_a_restart_of_an_emptied_store(h: &Harness) {
+    let store = h.open().await;
+    let admin = entry("admin");
+    assert!(store.insert_first_admin(admin.clone()).await.unwrap());
+    store.delete(&admin.token.uid).await.unwrap();
+    drop(store);
+    let store = h.open().await;
+    assert!(!store.insert_first_admin(entry("admin")).await.unwrap());
+}
+
+async fn a_row_edited_into_something_invalid_is_refused_on_read(h: &Harness) {
+    let store = h.open().await;
+    let entry = entry("fine");
+    let uid = entry.token.uid.clone();
+    store.insert(entry).await.unwrap();
+    let bell = if matches!(h, Harness::Postgres(_)) {
+        "chr(7)"
+    } else {
+        "char(7)"
+    };
+    h.execute(&format!(
+        "UPDATE pe_tokens SET name = 'bell' || {bell} WHERE uid = '{uid}'"
+    ))
+    .await;
+    assert!(
+        matches!(store.get(&uid).await, Err(StoreError::InvalidRecord { uid: u, .. }) if u == uid)
+    );
+    assert!(matches!(
+        store.load_all().await,
+        Err(StoreError::InvalidRecord { .. })
+    ));
+    assert!(store.list(&ListQuery::all()).await.is_err());
+    // Deleting is how it is got rid of.
+    assert!(store.delete(&uid).await.unwrap().is_some());
+    assert!(store.load_all().await.unwrap().is_empty());
+}
+
+async fn a_damaged_row_is_refused_naming_its_uid(h: &Harness) {
+    let store = h.open().await;
+    let entry = entry("fine");
+    let uid = entry.token.uid.clone();
+    store.insert(entry).await.unwrap();
+    h.execute(&format!(
+        "UPDATE pe_tokens SET scopes = 'two  spaces' WHERE uid = '{uid}'"
+    ))
+    .await;
+    let error = store.get(&uid).await.unwrap_err().to_string();
+    assert!(error.contains(&uid) && error.contains("damaged"), "{error}");
+}
+
+macro_rules! persistent {
+    ($($test:ident),* $(,)?) => {
+        mod persistent {
+            contract!(@backend sqlite, sqlite, $($test),*);
+            contract!(@backend postgres, postgres, $($test),*);
+            use super::Harness;
+            $(use super::$test;)*
+        }
+    };
+}
+
+persistent!(
+    a_restart_keeps_everything,
+    the_first_admin_flag_survives_a_restart_of_an_emptied_store,
+    a_row_edited_into_something_invalid_is_refused_on_read,
+    a_damaged_row_is_refused_naming_its_uid,
+);
+
+// ---- SQLite only ----
+
+#[tokio::test]
+async fn sqlite_a_second_open_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    let _store = SqliteStore::open(&path).await.unwrap();
+    let error = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }));
+    let error = error.to_string();
+    assert!(
+        error.contains("tokens.db.lock") && error.contains("another process"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_missing_directory_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = SqliteStore::open(dir.path().join("nope/tokens.db"))
+        .await
+        .unwrap_err();
+    let error = error.to_string();
+    assert!(
+        error.contains("nope") && error.contains("does not exist"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_feed_never_yields() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tokens.db"))
+        .await
+        .unwrap();
+    let mut feed = store.watch().await.unwrap();
+    store.insert(entry("ci")).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(50), feed.next())
+        .await
+        .is_err());
+}
+
+// ---- PostgreSQL only: replicas ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_first_admin_once_across_two_replicas_at_once() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let mut minted = 0;
+    for round in 0..5 {
+        // Two replicas starting at once on one database, each trying to bootstrap it.
+        let (a, b) = tokio::join!(
+            PostgresStore::connect(&db.url),
+            PostgresStore::connect(&db.url)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (ra, rb) = tokio::join!(
+            a.insert_first_admin(entry(&format!("admin-a{round}"))),
+            b.insert_first_admin(entry(&format!("admin-b{round}")))
+        );
+        minted += usize::from(ra.unwrap()) + usize::from(rb.unwrap());
+    }
+    assert_eq!(minted, 1);
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    assert_eq!(store.list(&ListQuery::all()).await.unwrap().total, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_through_a_reaches_the_feed_of_b() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let mut feed = b.watch().await.unwrap();
+    let entry = full_entry("ci");
+    a.insert(entry.clone()).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Created(entry.clone()));
+    a.delete(&entry.token.uid).await.unwrap();
+    let uid = entry.token.uid.clone();
+    assert_eq!(next_change(&mut feed).await, Change::Deleted { uid });
+    a.import(vec![self::entry("imported")]).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Resync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_failed_change_sends_no_notification() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let mut feed = b.watch().await.unwrap();
+    a.insert(entry("ci")).await.unwrap();
+    assert!(matches!(next_change(&mut feed).await, Change::Created(_)));
+    assert!(a.insert(entry("ci")).await.is_err());
+    let next = entry("next");
+    a.insert(next.clone()).await.unwrap();
+    // The refused insert sent nothing: the next change is the next token.
+    assert_eq!(next_change(&mut feed).await, Change::Created(next));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_feed_says_lost_then_resync_after_its_connection_is_killed() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let mut feed = b.watch().await.unwrap();
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true], "exactly the feed's connection listens");
+    assert!(matches!(next_change(&mut feed).await, Change::Lost(_)));
+    assert_eq!(next_change(&mut feed).await, Change::Resync);
+    // And it hears changes again.
+    let entry = entry("after");
+    a.insert(entry.clone()).await.unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Created(entry));
+}
+
+#[tokio::test]
+async fn postgres_a_database_that_is_down_is_unavailable_not_a_hang() {
+    // Port 1 of this machine: nothing listens. Needs no server, so it always runs.
+    let error = PostgresStore::connect("postgres://pe:secret@127.0.0.1:1/pe")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }));
+    let error = error.to_string();
+    assert!(
+        error.contains("127.0.0.1:1") && !error.contains("secret"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn hashes_are_kept_as_given() {
+    // Only hashes reach a store: the hash read back is the one given, byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tokens.db"))
+        .await
+        .unwrap();
+    let mut entry = entry("ci");
+    entry.hash = TokenHash::from_bytes([0xab; 32]);
+    store.insert(entry.clone()).await.unwrap();
+    assert_eq!(
+        store.delete(&entry.token.uid).await.unwrap().unwrap().hash,
+        entry.hash
+    );
+}
