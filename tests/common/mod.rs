@@ -7,6 +7,8 @@ pub mod authority;
 pub mod cli;
 pub mod example;
 #[cfg(feature = "postgres")]
+pub mod pg_cluster;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(all(feature = "authority", feature = "remote"))]
 pub mod remote;
