@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::authority::AuthorityServer;
-use common::example::example_binary;
 use common::pg_cluster::PrivateCluster;
 use common::postgres::fresh_database;
+use common::token_server::TokenServer;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -62,41 +60,6 @@ async fn postgres_restarted_under_load_fails_closed_then_recovers_by_itself() {
     server.created(json!({"name": "after"})).await;
 }
 
-/// A `token_server` process on `url`; killed (`kill -9`) when dropped.
-struct Replica {
-    child: Child,
-    base: String,
-    admin: Option<String>,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_replica(url: &str) -> Replica {
-    let mut child = Command::new(example_binary("token_server"))
-        .args(["--addr", "127.0.0.1:0", "--database-url", url])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut admin = None;
-    let base = loop {
-        let line = lines.next().expect("token_server printed no address").unwrap();
-        if let Some(secret) = line.strip_prefix("token: ") {
-            admin = Some(secret.to_owned());
-        } else if let Some(base) = line.strip_prefix("listening on ") {
-            break base.to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Replica { child, base, admin }
-}
-
 async fn create(http: &reqwest::Client, replica: &str, admin: &str, n: usize) -> Option<String> {
     let response = http
         .request(Method::POST, format!("{replica}/api/v1/api_tokens"))
@@ -114,10 +77,10 @@ async fn create(http: &reqwest::Client, replica: &str, admin: &str, n: usize) ->
 
 /// Whether `replica` says `token` is active, asking for up to 5 s (a replica hears of
 /// another's change within milliseconds).
-async fn active_on(http: &reqwest::Client, replica: &str, admin: &str, token: &str) -> bool {
+async fn active_on(replica: &TokenServer, admin: &str, token: &str) -> bool {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
-        if introspects_active(http, replica, admin, token).await {
+        if replica.introspect(admin, token).await["active"] == json!(true) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -125,33 +88,20 @@ async fn active_on(http: &reqwest::Client, replica: &str, admin: &str, token: &s
     false
 }
 
-async fn introspects_active(http: &reqwest::Client, replica: &str, admin: &str, token: &str) -> bool {
-    let answer: serde_json::Value = http
-        .post(format!("{replica}/oauth2/introspect"))
-        .bearer_auth(admin)
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["active"] == json!(true)
-}
-
 #[tokio::test]
 async fn kill_9_during_a_burst_of_creates_loses_nothing_acknowledged() {
     let Some(database) = fresh_database().await else { return };
-    let mut a = start_replica(&database.url);
-    let admin = a.admin.take().expect("the first replica mints the admin token");
-    let b = start_replica(&database.url);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ["--database-url", database.url.as_str()];
+    let a = TokenServer::start(dir.path(), store);
+    let admin = a.admin().to_owned();
+    let b = TokenServer::start(dir.path(), store);
     assert!(b.admin.is_none(), "a replica joining the store mints no admin token");
-    let http = reqwest::Client::new();
 
     let acks = Arc::new(AtomicUsize::new(0));
     let burst: Vec<_> = (0..400)
         .map(|n| {
-            let (http, base, admin) = (http.clone(), a.base.clone(), admin.clone());
+            let (http, base, admin) = (a.http.clone(), a.base.clone(), admin.clone());
             let acks = Arc::clone(&acks);
             tokio::spawn(async move {
                 let created = create(&http, &base, &admin, n).await;
@@ -163,7 +113,7 @@ async fn kill_9_during_a_burst_of_creates_loses_nothing_acknowledged() {
     while acks.load(Ordering::SeqCst) < 20 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    a.child.kill().unwrap(); // SIGKILL, mid-burst
+    a.stop(); // SIGKILL, mid-burst
     let mut acknowledged = vec![];
     for created in burst {
         acknowledged.extend(created.await.unwrap());
@@ -172,11 +122,11 @@ async fn kill_9_during_a_burst_of_creates_loses_nothing_acknowledged() {
     assert!(acknowledged.len() < 400, "the kill came after the burst: nothing was tested");
 
     for token in &acknowledged {
-        assert!(active_on(&http, &b.base, &admin, token).await, "lost on the other replica");
+        assert!(active_on(&b, &admin, token).await, "lost on the other replica");
     }
-    let restarted = start_replica(&database.url);
+    let restarted = TokenServer::start(dir.path(), store);
     assert!(restarted.admin.is_none());
     for token in &acknowledged {
-        assert!(active_on(&http, &restarted.base, &admin, token).await, "lost across the restart");
+        assert!(active_on(&restarted, &admin, token).await, "lost across the restart");
     }
 }

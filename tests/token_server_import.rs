@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::example::example_binary;
+use common::token_server::TokenServer;
 use protected_endpoint::record::TokenEntry;
 use protected_endpoint::store::file::{TokenFile, TokenFileFormat};
 use protected_endpoint::token::{TokenHash, TokenSecret};
@@ -40,53 +38,14 @@ fn token_file(path: &Path) -> [TokenSecret; 2] {
     secrets
 }
 
-/// Runs `token_server` with `args` until it listens; its stderr (what it said about the
-/// import) and base URL. The process is killed on return of the returned guard.
-fn start(args: &[&str]) -> (String, String, KillOnDrop) {
-    let mut child = Command::new(example_binary("token_server"))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = lines
-        .by_ref()
-        .map(Result::unwrap)
-        .find_map(|line| line.strip_prefix("listening on ").map(str::to_owned))
-        .expect("token_server printed no address");
-    std::thread::spawn(move || lines.for_each(drop));
-    let said = BufReader::new(stderr)
+/// The line the authority printed about the import.
+fn import_line(server: &TokenServer) -> String {
+    let stderr = server.stderr();
+    stderr
         .lines()
-        .map(Result::unwrap)
         .find(|line| line.contains("imported"))
-        .unwrap_or_default();
-    (base, said, KillOnDrop(child))
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn introspects_active(base: &str, caller: &str, token: &TokenSecret) -> bool {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/oauth2/introspect"))
-        .bearer_auth(caller)
-        .form(&[("token", token.expose())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["active"] == serde_json::json!(true)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Imports the file twice into the store `store` names (`--data …` or `--database-url …`):
@@ -99,15 +58,18 @@ async fn imports_once_then_skips(store: &[&str], dir: &Path) {
     let import = ["--import", file.to_str().unwrap()];
     // The file brings no admin token, so the store mints none: ask for one.
     let mint = ["--mint-admin", "--admin-token-file", admin_file.to_str().unwrap()];
-    let (_, said, started) = start(&[store, &import, &mint].concat());
+    let started = TokenServer::start(dir, [store, &import, &mint].concat());
+    let said = import_line(&started);
     assert!(said.contains(&format!("{TOKENS} added, 0 skipped")), "{said}");
-    drop(started);
-    let (base, said, _again) = start(&[store, &import].concat());
+    started.stop();
+    let again = TokenServer::start(dir, [store, &import].concat());
+    let said = import_line(&again);
     assert!(said.contains(&format!("0 added, {TOKENS} skipped")), "{said}");
 
     let admin = std::fs::read_to_string(&admin_file).unwrap();
     for token in [&first, &last] {
-        assert!(introspects_active(&base, admin.trim(), token).await);
+        let answer = again.introspect(admin.trim(), token.expose()).await;
+        assert_eq!(answer["active"], serde_json::json!(true), "{answer}");
     }
 }
 

@@ -40,6 +40,8 @@ pub fn token_server_binary() -> PathBuf {
                 ("remote", cfg!(feature = "remote")),
                 ("rustls", cfg!(feature = "rustls")),
                 ("authority", cfg!(feature = "authority")),
+                ("sqlite", cfg!(feature = "sqlite")),
+                ("postgres", cfg!(feature = "postgres")),
             ]
             .into_iter()
             .filter_map(|(name, on)| on.then_some(name))
