@@ -37,7 +37,10 @@ fn main() {
 async fn run(server: &str, rounds: usize) {
     let name = format!("pe_bench_{}", std::process::id());
     let mut admin = PgConnection::connect(server).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
     let url = with_database(server, &name);
 
     let a = Authority::open(&url).await.unwrap();
@@ -69,7 +72,10 @@ async fn run(server: &str, rounds: usize) {
             tokio::task::yield_now().await;
         }
         replicated.push(started.elapsed());
-        verifier.verify(&created.secret).await.expect("active, and now cached");
+        verifier
+            .verify(&created.secret)
+            .await
+            .expect("active, and now cached");
 
         let started = Instant::now();
         b.delete(&created.token.uid).await.unwrap();
@@ -92,8 +98,14 @@ async fn run(server: &str, rounds: usize) {
     println!("| path | p50 | p99 |");
     println!("|---|---:|---:|");
     row("create on A → active on B (read model)", &mut replicated);
-    row("delete on B → inactive on A (read model)", &mut revoked_on_a);
-    row("delete on B → refused by A's verifier (cached, TTL 600 s)", &mut refused_by_verifier);
+    row(
+        "delete on B → inactive on A (read model)",
+        &mut revoked_on_a,
+    );
+    row(
+        "delete on B → refused by A's verifier (cached, TTL 600 s)",
+        &mut refused_by_verifier,
+    );
 
     let probe = b
         .create(NewToken::new("probe").scopes(all_scopes()))
@@ -158,7 +170,9 @@ async fn serve(authority: &Authority) -> (reqwest::Client, String) {
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let host_end = base.rfind('/').filter(|&i| i > base.find("://").unwrap_or(0) + 2);
+    let host_end = base
+        .rfind('/')
+        .filter(|&i| i > base.find("://").unwrap_or(0) + 2);
     let base = host_end.map_or(base, |i| &base[..i]);
     match query {
         "" => format!("{base}/{name}"),

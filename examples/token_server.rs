@@ -78,7 +78,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         (Some(url), _) => url.parse::<StoreLocation>()?,
         (None, Some(path)) => StoreLocation::from_data_path(path),
         (None, None) => {
-            eprintln!("no --data or --database-url: tokens are kept in memory only and lost on exit");
+            eprintln!(
+                "no --data or --database-url: tokens are kept in memory only and lost on exit"
+            );
             StoreLocation::Memory
         }
     };
@@ -113,7 +115,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         None if args.mint_admin => {
             let admin = authority.mint_admin("operator (command line)").await?;
-            eprintln!("--mint-admin: created admin token {:?} (shown once, keep it)", admin.token.name);
+            eprintln!(
+                "--mint-admin: created admin token {:?} (shown once, keep it)",
+                admin.token.name
+            );
             Some(admin)
         }
         None => None,

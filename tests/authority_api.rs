@@ -456,7 +456,9 @@ async fn the_data_file_is_the_running_authoritys_alone() {
     let admin = authority.bootstrap_admin().await.unwrap().unwrap();
 
     // A second authority on the same file is refused at once.
-    let second = Authority::open(&data).await.expect_err("the file is locked");
+    let second = Authority::open(&data)
+        .await
+        .expect_err("the file is locked");
     assert!(second.to_string().contains("locked"), "{second}");
 
     // The CLI's store cannot change the file under the running authority, so a delete made

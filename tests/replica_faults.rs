@@ -25,20 +25,33 @@ async fn introspect_status(server: &AuthorityServer, token: &str) -> (StatusCode
 
 #[tokio::test]
 async fn postgres_restarted_under_load_fails_closed_then_recovers_by_itself() {
-    let Some(cluster) = PrivateCluster::start() else { return };
+    let Some(cluster) = PrivateCluster::start() else {
+        return;
+    };
     let server = AuthorityServer::on_store(&cluster.url).await;
     let mut acknowledged = vec![];
     for n in 0..20 {
-        acknowledged.push(server.created(json!({"name": format!("before {n}")})).await.1);
+        acknowledged.push(
+            server
+                .created(json!({"name": format!("before {n}")}))
+                .await
+                .1,
+        );
     }
 
     cluster.stop();
     let started = Instant::now();
     while server.authority.is_current() {
-        assert!(started.elapsed() < Duration::from_secs(35), "the outage went unnoticed");
+        assert!(
+            started.elapsed() < Duration::from_secs(35),
+            "the outage went unnoticed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(introspect_status(&server, &acknowledged[0]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        introspect_status(&server, &acknowledged[0]).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let (status, body) = server.create(json!({"name": "during"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
@@ -50,12 +63,19 @@ async fn postgres_restarted_under_load_fails_closed_then_recovers_by_itself() {
         if introspect_status(&server, &acknowledged[0]).await == (StatusCode::OK, true) {
             break;
         }
-        assert!(back.elapsed() < RECOVERY * 2, "no recovery within {:?}", RECOVERY * 2);
+        assert!(
+            back.elapsed() < RECOVERY * 2,
+            "no recovery within {:?}",
+            RECOVERY * 2
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("PostgreSQL back → serving again in {:?}", back.elapsed());
     for secret in &acknowledged {
-        assert_eq!(introspect_status(&server, secret).await, (StatusCode::OK, true));
+        assert_eq!(
+            introspect_status(&server, secret).await,
+            (StatusCode::OK, true)
+        );
     }
     server.created(json!({"name": "after"})).await;
 }
@@ -90,13 +110,18 @@ async fn active_on(replica: &TokenServer, admin: &str, token: &str) -> bool {
 
 #[tokio::test]
 async fn kill_9_during_a_burst_of_creates_loses_nothing_acknowledged() {
-    let Some(database) = fresh_database().await else { return };
+    let Some(database) = fresh_database().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let store = ["--database-url", database.url.as_str()];
     let a = TokenServer::start(dir.path(), store);
     let admin = a.admin().to_owned();
     let b = TokenServer::start(dir.path(), store);
-    assert!(b.admin.is_none(), "a replica joining the store mints no admin token");
+    assert!(
+        b.admin.is_none(),
+        "a replica joining the store mints no admin token"
+    );
 
     let acks = Arc::new(AtomicUsize::new(0));
     let burst: Vec<_> = (0..400)
@@ -118,15 +143,27 @@ async fn kill_9_during_a_burst_of_creates_loses_nothing_acknowledged() {
     for created in burst {
         acknowledged.extend(created.await.unwrap());
     }
-    eprintln!("{} of 400 creates acknowledged before kill -9", acknowledged.len());
-    assert!(acknowledged.len() < 400, "the kill came after the burst: nothing was tested");
+    eprintln!(
+        "{} of 400 creates acknowledged before kill -9",
+        acknowledged.len()
+    );
+    assert!(
+        acknowledged.len() < 400,
+        "the kill came after the burst: nothing was tested"
+    );
 
     for token in &acknowledged {
-        assert!(active_on(&b, &admin, token).await, "lost on the other replica");
+        assert!(
+            active_on(&b, &admin, token).await,
+            "lost on the other replica"
+        );
     }
     let restarted = TokenServer::start(dir.path(), store);
     assert!(restarted.admin.is_none());
     for token in &acknowledged {
-        assert!(active_on(&restarted, &admin, token).await, "lost across the restart");
+        assert!(
+            active_on(&restarted, &admin, token).await,
+            "lost across the restart"
+        );
     }
 }

@@ -36,7 +36,9 @@ async fn replicas(n: usize) -> Option<(TestDatabase, Vec<AuthorityServer>)> {
 
 /// Whether `replica` says `token` is active.
 async fn active(replica: &AuthorityServer, token: &str) -> bool {
-    let (status, answer) = replica.introspect(&replica.admin, &[("token", token)]).await;
+    let (status, answer) = replica
+        .introspect(&replica.admin, &[("token", token)])
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     answer["active"] == json!(true)
 }
@@ -53,8 +55,12 @@ async fn within(mut check: impl AsyncFnMut() -> bool) -> Duration {
 
 #[tokio::test]
 async fn a_token_created_on_one_replica_is_active_on_the_others_within_a_second() {
-    let Some((_db, replicas)) = replicas(3).await else { return };
-    let (_, secret) = replicas[0].created(json!({"name": "ci", "scopes": ["api"]})).await;
+    let Some((_db, replicas)) = replicas(3).await else {
+        return;
+    };
+    let (_, secret) = replicas[0]
+        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .await;
     for other in &replicas[1..] {
         let took = within(async || active(other, &secret).await).await;
         eprintln!("created on A → active on {} in {took:?}", other.base);
@@ -63,7 +69,9 @@ async fn a_token_created_on_one_replica_is_active_on_the_others_within_a_second(
 
 #[tokio::test]
 async fn a_token_deleted_on_one_replica_is_refused_by_every_replica_and_verifier() {
-    let Some((_db, replicas)) = replicas(2).await else { return };
+    let Some((_db, replicas)) = replicas(2).await else {
+        return;
+    };
     let (a, b) = (&replicas[0], &replicas[1]);
     let verifier = RemoteVerifier::builder(a.introspection_url())
         .bearer_token(a.resource_server_token().await)
@@ -71,7 +79,9 @@ async fn a_token_deleted_on_one_replica_is_refused_by_every_replica_and_verifier
         .build()
         .unwrap();
     let hello = serve_hello(verifier.clone()).await;
-    let (uid, secret) = a.created(json!({"name": "doomed", "scopes": ["api"]})).await;
+    let (uid, secret) = a
+        .created(json!({"name": "doomed", "scopes": ["api"]}))
+        .await;
     within(async || active(b, &secret).await).await;
     assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now");
     within(async || verifier.follows_revocations()).await;
@@ -80,37 +90,63 @@ async fn a_token_deleted_on_one_replica_is_refused_by_every_replica_and_verifier
     let on_a = within(async || !active(a, &secret).await).await;
     let at_verifier =
         within(async || hello.call(&secret).await.0 == StatusCode::UNAUTHORIZED).await;
-    eprintln!("deleted on B → inactive on A in {on_a:?}, refused by A's verifier in {at_verifier:?}");
+    eprintln!(
+        "deleted on B → inactive on A in {on_a:?}, refused by A's verifier in {at_verifier:?}"
+    );
 }
 
 #[tokio::test]
 async fn two_replicas_creating_one_name_at_once_one_wins_the_other_gets_409() {
-    let Some((_db, replicas)) = replicas(2).await else { return };
+    let Some((_db, replicas)) = replicas(2).await else {
+        return;
+    };
     let (a, b) = (&replicas[0], &replicas[1]);
     for round in 0..5 {
         let body = json!({"name": format!("race {round}")});
         let (first, second) = tokio::join!(a.create(body.clone()), b.create(body));
         let mut statuses = [first.0, second.0];
         statuses.sort();
-        assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT], "{first:?} {second:?}");
-        let loser = if first.0 == StatusCode::CONFLICT { &first.1 } else { &second.1 };
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "{first:?} {second:?}"
+        );
+        let loser = if first.0 == StatusCode::CONFLICT {
+            &first.1
+        } else {
+            &second.1
+        };
         assert_eq!(loser["error"], "conflict", "{loser}");
     }
 }
 
 #[tokio::test]
 async fn every_replica_lists_the_same_tokens_with_paging_by_the_store() {
-    let Some((_db, replicas)) = replicas(2).await else { return };
+    let Some((_db, replicas)) = replicas(2).await else {
+        return;
+    };
     for n in 0..5 {
-        replicas[n % 2].created(json!({"name": format!("t{n}")})).await;
+        replicas[n % 2]
+            .created(json!({"name": format!("t{n}")}))
+            .await;
     }
     let names = |page: &Value| -> Vec<String> {
-        page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect()
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     let path = "/api/v1/api_tokens?start=1&count=2&search=t";
     for replica in &replicas {
-        let (status, page) = replica.send(replica.sdk(Method::GET, path, &replica.admin)).await;
+        let (status, page) = replica
+            .send(replica.sdk(Method::GET, path, &replica.admin))
+            .await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        assert_eq!((page["total"].clone(), names(&page)), (json!(5), vec!["t1".to_owned(), "t2".to_owned()]));
+        assert_eq!(
+            (page["total"].clone(), names(&page)),
+            (json!(5), vec!["t1".to_owned(), "t2".to_owned()])
+        );
     }
 }

@@ -36,7 +36,9 @@ async fn cached_token(server: &AuthorityServer, follow: bool) -> Cached {
         .build()
         .unwrap();
     let hello = serve_hello(verifier.clone()).await;
-    let (uid, secret) = server.created(json!({"name": "ci", "scopes": ["api"]})).await;
+    let (uid, secret) = server
+        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .await;
     assert_eq!(hello.call(&secret).await.0, StatusCode::OK);
     Cached {
         verifier,
@@ -93,12 +95,16 @@ async fn without_the_stream_a_cached_token_passes_until_its_ttl() {
 #[tokio::test]
 async fn the_stream_needs_the_introspect_scope() {
     let server = AuthorityServer::in_memory().await;
-    let (_, api_only) = server.created(json!({"name": "api", "scopes": ["api"]})).await;
+    let (_, api_only) = server
+        .created(json!({"name": "api", "scopes": ["api"]}))
+        .await;
     let url = server.url(REVOCATIONS_PATH);
-    let status = |request: reqwest::RequestBuilder| async move {
-        request.send().await.unwrap().status()
-    };
-    assert_eq!(status(server.http.get(&url)).await, StatusCode::UNAUTHORIZED);
+    let status =
+        |request: reqwest::RequestBuilder| async move { request.send().await.unwrap().status() };
+    assert_eq!(
+        status(server.http.get(&url)).await,
+        StatusCode::UNAUTHORIZED
+    );
     let forbidden = server.http.get(&url).bearer_auth(&api_only);
     assert_eq!(status(forbidden).await, StatusCode::FORBIDDEN);
 }
@@ -117,12 +123,17 @@ async fn the_stream_carries_hashes_never_secrets() {
         .unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     let content_type = stream.headers()["content-type"].to_str().unwrap();
-    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
 
     let mut text = String::new();
     let hash = TokenHash::of(&TokenSecret::new(secret.clone())).to_string();
     while !text.contains("event: ready") {
-        text.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().unwrap()));
+        text.push_str(&String::from_utf8_lossy(
+            &stream.chunk().await.unwrap().unwrap(),
+        ));
     }
     server.delete(&uid).await;
     while !text.contains(&hash) {
@@ -143,7 +154,10 @@ async fn after_the_stream_breaks_the_cache_is_cleared_on_reconnect() {
     server.go_away().await;
     server.authority.delete(&cached.uid).await.unwrap();
     let down = within(AT_ONCE, async || !cached.verifier.follows_revocations()).await;
-    assert!(down.is_some(), "the verifier did not notice the stream ended");
+    assert!(
+        down.is_some(),
+        "the verifier did not notice the stream ended"
+    );
     server.come_back().await;
 
     let refused = within(Duration::from_secs(15), async || {

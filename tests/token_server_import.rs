@@ -33,7 +33,9 @@ fn token_file(path: &Path) -> [TokenSecret; 2] {
             TokenEntry::new(token, hash)
         })
         .collect();
-    let text = TokenFile::from(entries).to_text(TokenFileFormat::Json).unwrap();
+    let text = TokenFile::from(entries)
+        .to_text(TokenFileFormat::Json)
+        .unwrap();
     std::fs::write(path, text).unwrap();
     secrets
 }
@@ -57,14 +59,24 @@ async fn imports_once_then_skips(store: &[&str], dir: &Path) {
     let admin_file = dir.join("admin");
     let import = ["--import", file.to_str().unwrap()];
     // The file brings no admin token, so the store mints none: ask for one.
-    let mint = ["--mint-admin", "--admin-token-file", admin_file.to_str().unwrap()];
+    let mint = [
+        "--mint-admin",
+        "--admin-token-file",
+        admin_file.to_str().unwrap(),
+    ];
     let started = TokenServer::start(dir, [store, &import, &mint].concat());
     let said = import_line(&started);
-    assert!(said.contains(&format!("{TOKENS} added, 0 skipped")), "{said}");
+    assert!(
+        said.contains(&format!("{TOKENS} added, 0 skipped")),
+        "{said}"
+    );
     started.stop();
     let again = TokenServer::start(dir, [store, &import].concat());
     let said = import_line(&again);
-    assert!(said.contains(&format!("0 added, {TOKENS} skipped")), "{said}");
+    assert!(
+        said.contains(&format!("0 added, {TOKENS} skipped")),
+        "{said}"
+    );
 
     let admin = std::fs::read_to_string(&admin_file).unwrap();
     for token in [&first, &last] {
@@ -83,7 +95,9 @@ async fn a_100k_token_file_is_imported_into_sqlite_once() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn a_100k_token_file_is_imported_into_postgres_once() {
-    let Some(database) = common::postgres::fresh_database().await else { return };
+    let Some(database) = common::postgres::fresh_database().await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     imports_once_then_skips(&["--database-url", &database.url], dir.path()).await;
 }

@@ -36,7 +36,12 @@ pub struct TokenArgs {
     /// With --introspect: how long an introspection answer is cached, in seconds (0: no
     /// cache). Deletions reach the cache at once through the authority's revocation stream;
     /// the TTL bounds how long a deleted token passes while that stream is down.
-    #[arg(long, value_name = "SECS", default_value_t = 10, requires = "introspect")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 10,
+        requires = "introspect"
+    )]
     pub cache_ttl: u64,
 }
 
@@ -88,7 +93,11 @@ fn from_file(_path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> 
 }
 
 #[cfg(feature = "remote")]
-fn from_authority(url: &str, token: &str, cache_ttl: u64) -> Result<ChosenVerifier, Box<dyn Error>> {
+fn from_authority(
+    url: &str,
+    token: &str,
+    cache_ttl: u64,
+) -> Result<ChosenVerifier, Box<dyn Error>> {
     let verifier = protected_endpoint::verifier::remote::RemoteVerifier::builder(url)
         .bearer_token(token.to_owned())
         .cache_ttl(std::time::Duration::from_secs(cache_ttl))

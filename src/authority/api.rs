@@ -12,11 +12,11 @@ use serde_json::json;
 
 use super::audit::{self, AuditingResponder};
 use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER};
-use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::extract::TokenSource;
 use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
+use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::token::{redact_token_like, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::wire::{
@@ -366,10 +366,7 @@ async fn get_token(
     State(authority): State<Authority>,
     Path(uid): Path<String>,
 ) -> Result<Json<TokenObject>, ApiError> {
-    let token = authority
-        .get(&uid)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let token = authority.get(&uid).await?.ok_or_else(ApiError::not_found)?;
     Ok(Json(token_object(&authority, &token, None)))
 }
 

@@ -140,7 +140,10 @@ impl Authority {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         if !self.inner.current.swap(true, Ordering::SeqCst) {
-            tracing::info!(tokens = self.inner.tokens.len(), "tokens reloaded: serving again");
+            tracing::info!(
+                tokens = self.inner.tokens.len(),
+                "tokens reloaded: serving again"
+            );
         }
         Ok(())
     }

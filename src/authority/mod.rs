@@ -427,9 +427,9 @@ impl Authority {
     pub async fn open(location: impl AsRef<std::path::Path>) -> Result<Self, AuthorityError> {
         let location = location.as_ref();
         let location: StoreLocation = match location.to_str() {
-            Some(text) => text.parse().map_err(|message: String| {
-                StoreError::unavailable(text.to_owned(), message)
-            })?,
+            Some(text) => text
+                .parse()
+                .map_err(|message: String| StoreError::unavailable(text.to_owned(), message))?,
             // Not UTF-8, so not a URL: a path.
             None => StoreLocation::from_data_path(location),
         };
@@ -542,8 +542,13 @@ impl Authority {
     /// # });
     /// ```
     pub async fn mint_admin(&self, by: &str) -> Result<CreatedToken, AuthorityError> {
-        let name = format!("{ADMIN_TOKEN_NAME}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-        let created = self.create(NewToken::new(name).scopes(all_scopes())).await?;
+        let name = format!(
+            "{ADMIN_TOKEN_NAME}-{}",
+            Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
+        );
+        let created = self
+            .create(NewToken::new(name).scopes(all_scopes()))
+            .await?;
         audit::admin_minted(&created.token, by);
         Ok(created)
     }
@@ -625,7 +630,9 @@ impl Authority {
     /// authority.close_streams();
     /// ```
     pub fn close_streams(&self) {
-        self.inner.closing.send_modify(|generation| *generation += 1);
+        self.inner
+            .closing
+            .send_modify(|generation| *generation += 1);
     }
 
     /// The management API, the introspection endpoint, the revocation stream and the health

@@ -45,7 +45,9 @@ impl std::str::FromStr for StoreLocation {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("the store location is empty: give a path, sqlite:PATH or postgres://…".into());
+            return Err(
+                "the store location is empty: give a path, sqlite:PATH or postgres://…".into(),
+            );
         }
         if text == "memory" {
             return Ok(StoreLocation::Memory);
@@ -107,17 +109,17 @@ impl StoreLocation {
         match self {
             StoreLocation::Memory => Ok(Arc::new(InMemoryTokenStore::new())),
             #[cfg(feature = "file")]
-            StoreLocation::JsonFile(path) => Ok(Arc::new(super::file::JsonDataFile::open(
-                path.clone(),
-            )?)),
+            StoreLocation::JsonFile(path) => {
+                Ok(Arc::new(super::file::JsonDataFile::open(path.clone())?))
+            }
             #[cfg(feature = "sqlite")]
             StoreLocation::Sqlite(path) => Ok(Arc::new(
                 super::sqlite::SqliteStore::open(path.clone()).await?,
             )),
             #[cfg(feature = "postgres")]
-            StoreLocation::Postgres(url) => {
-                Ok(Arc::new(super::postgres::PostgresStore::connect(url).await?))
-            }
+            StoreLocation::Postgres(url) => Ok(Arc::new(
+                super::postgres::PostgresStore::connect(url).await?,
+            )),
             #[allow(unreachable_patterns)]
             other => Err(StoreError::unavailable(
                 other.to_string(),

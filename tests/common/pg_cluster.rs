@@ -57,7 +57,10 @@ impl PrivateCluster {
             assert!(status.success());
         }
         let data = cluster.dir.join("data");
-        cluster.run("initdb", &["-D", path(&data), "-U", "pe", "-A", "trust", "--no-sync"]);
+        cluster.run(
+            "initdb",
+            &["-D", path(&data), "-U", "pe", "-A", "trust", "--no-sync"],
+        );
         cluster.restart();
         Some(cluster)
     }
@@ -66,7 +69,10 @@ impl PrivateCluster {
     /// drop).
     pub fn stop(&self) {
         let data = self.dir.join("data");
-        self.run("pg_ctl", &["-D", path(&data), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", path(&data), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// Starts the server (again), waiting until it accepts connections.
@@ -80,7 +86,16 @@ impl PrivateCluster {
         let log = self.dir.join("server.log");
         self.run(
             "pg_ctl",
-            &["-D", path(&data), "-l", path(&log), "-o", &options, "-w", "start"],
+            &[
+                "-D",
+                path(&data),
+                "-l",
+                path(&log),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
         );
     }
 

@@ -44,7 +44,9 @@ impl RecentRevocations {
 
     pub(super) fn contains(&self, hash: &TokenHash) -> bool {
         let hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
-        hashes.get(hash).is_some_and(|until| *until > Instant::now())
+        hashes
+            .get(hash)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -299,7 +301,9 @@ mod tests {
     fn the_stream_sits_beside_the_introspection_endpoint() {
         let url = |s: &str| reqwest::Url::parse(s).unwrap();
         assert_eq!(
-            default_url(&url("http://a:1/oauth2/introspect")).unwrap().as_str(),
+            default_url(&url("http://a:1/oauth2/introspect"))
+                .unwrap()
+                .as_str(),
             "http://a:1/oauth2/revocations"
         );
         assert!(default_url(&url("http://a:1/token/info")).is_none());
