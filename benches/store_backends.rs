@@ -53,17 +53,20 @@ fn entries(prefix: &str, count: usize) -> Vec<TokenEntry> {
         .collect()
 }
 
-/// Fills `store` up to `size` tokens (it holds `held`), in imports of 100k.
+/// Fills `store` up to `size` tokens (it holds `held`), in imports of 100k: the time spent
+/// in `import` (minting the tokens is not counted).
 async fn seed(store: &dyn TokenStore, held: usize, size: usize) -> Duration {
-    let started = Instant::now();
+    let mut spent = Duration::ZERO;
     let mut next = held;
     while next < size {
         let batch = (size - next).min(100_000);
         let fresh: Vec<TokenEntry> = entries(&format!("seed{next}"), batch);
+        let started = Instant::now();
         store.import(fresh).await.unwrap();
+        spent += started.elapsed();
         next += batch;
     }
-    started.elapsed()
+    spent
 }
 
 async fn bench(label: &str, store: Arc<dyn TokenStore>, sizes: &[usize], ops: usize) {
@@ -75,11 +78,14 @@ async fn bench(label: &str, store: Arc<dyn TokenStore>, sizes: &[usize], ops: us
         let seeded = seed(store.as_ref(), held, size).await;
         let added = size - held;
         held = size;
-        let loaded = Instant::now();
-        let all = store.load_all().await.unwrap();
-        let load = loaded.elapsed();
-        assert_eq!(all.len(), size);
-        drop(all);
+        // The better of two: the machine may be busy with something else for one.
+        let mut load = Duration::MAX;
+        for _ in 0..2 {
+            let loaded = Instant::now();
+            let all = store.load_all().await.unwrap();
+            load = load.min(loaded.elapsed());
+            assert_eq!(all.len(), size);
+        }
 
         let fresh = entries(&format!("bench{size}"), ops);
         let uids: Vec<String> = fresh.iter().map(|e| e.token.uid.clone()).collect();
