@@ -98,7 +98,7 @@ pub mod __fuzz {
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -191,7 +191,7 @@ impl RemoteVerifier {
             }
             Answer::Inactive | Answer::Expired => self.inner.negative_cache_ttl,
         };
-        Cached { answer, ttl }
+        Cached::new(answer, ttl)
     }
 }
 
@@ -228,6 +228,22 @@ impl TokenVerifier for RemoteVerifier {
             Answer::Inactive => Err(VerifyError::Invalid),
             Answer::Expired => Err(VerifyError::Expired),
         }
+    }
+
+    /// Answers from the cache's hot table (an active answer within its TTL); `None`, so the
+    /// layer awaits `verify`, on anything else.
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        let hash = TokenHash::of_str(token);
+        let info = self
+            .inner
+            .cache
+            .as_ref()?
+            .hot(&hash, crate::clock::unix_nanos(now))?;
+        Some(Ok(info))
     }
 }
 
