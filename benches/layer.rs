@@ -456,7 +456,7 @@ fn main() {
     for case in &mut cases {
         let Case { name, make, run } = case;
         criterion.bench_function(name.as_str(), |b| {
-            b.iter_batched(|| make(), &mut *run, BatchSize::SmallInput)
+            b.iter_batched(&**make, &mut *run, BatchSize::SmallInput)
         });
     }
     // Every remote request after the checks was answered without the authority.

@@ -360,7 +360,7 @@ fn parse_bearer(value: &HeaderValue) -> Result<Option<Cow<'_, str>>, MalformedCr
     // The scheme is the leading run of token characters (RFC 7235 `auth-scheme`).
     let scheme_len = bytes
         .iter()
-        .position(|&b| !is_tchar(b))
+        .position(|&b| CHAR_CLASSES[usize::from(b)] & TCHAR == 0)
         .unwrap_or(bytes.len());
     if !bytes[..scheme_len].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
@@ -392,7 +392,12 @@ fn check_token(token: &[u8]) -> Result<&str, MalformedCredentials> {
     }
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
-    if body.is_empty() || !body.iter().all(|&b| is_b64token_char(b)) {
+    // One pass, one table lookup per byte and no branch per byte: the token is scanned on
+    // every request.
+    let b64token = body
+        .iter()
+        .fold(B64TOKEN, |all, &b| all & CHAR_CLASSES[usize::from(b)]);
+    if body.is_empty() || b64token == 0 {
         return Err(MalformedCredentials::new(
             "the access token has characters outside the RFC 6750 b64token syntax",
         ));
@@ -403,12 +408,34 @@ fn check_token(token: &[u8]) -> Result<&str, MalformedCredentials> {
     Ok(text)
 }
 
-fn is_b64token_char(b: u8) -> bool {
+const fn is_b64token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
+/// A bit of [`CHAR_CLASSES`]: the byte may stand in an RFC 6750 `b64token` (before `=`).
+const B64TOKEN: u8 = 1;
+/// A bit of [`CHAR_CLASSES`]: the byte is an RFC 7230 `tchar`.
+const TCHAR: u8 = 2;
+
+/// The classes of every byte, so the request path scans with lookups, not comparisons.
+const CHAR_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if is_b64token_char(byte) {
+            table[b] |= B64TOKEN;
+        }
+        if is_tchar(byte) {
+            table[b] |= TCHAR;
+        }
+        b += 1;
+    }
+    table
+};
+
 /// RFC 7230 `tchar`, the characters of a cookie name.
-fn is_tchar(b: u8) -> bool {
+const fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
