@@ -8,6 +8,8 @@
 #
 #   scripts/load.sh                                  (about 4 min once built; needs root to install wrk)
 #   DURATION=2s ROUNDS=1 EXTRAS=0 scripts/load.sh    (a short run, about 30 s)
+#   COMPARE_BIN=/path/to/other/load_server scripts/load.sh
+#                                (before/after: every row with both servers in turn, each round)
 #
 # On a machine with at least 2 cores, every server is pinned to core 0 with one tokio worker
 # and wrk to core 1, so the two do not fight over a core and the server's core is the
@@ -29,11 +31,14 @@ if ! command -v wrk >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
 
-# SERVER_BIN lets a second checkout's server run under this script (before/after comparisons).
+# SERVER_BIN lets a second checkout's server run under this script (before/after comparisons);
+# COMPARE_BIN adds a second server binary, driven beside the first in every round.
 if [[ -z "${SERVER_BIN:-}" ]]; then
     cargo build --quiet --release --example load_server --features "$FEATURES"
     SERVER_BIN=target/release/examples/load_server
 fi
+bins=("$SERVER_BIN")
+[[ -n "${COMPARE_BIN:-}" ]] && bins+=("$COMPARE_BIN")
 
 work="$(mktemp -d)"
 declare -A pid=() url=() token=() subject=()
@@ -59,7 +64,7 @@ fi
 start_server() {
     local name="$1" log="$work/$1.log"
     : >"$log"
-    TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "$SERVER_BIN" --mode "$2" "${@:3}" >"$log" 2>&1 &
+    TOKIO_WORKER_THREADS=1 "${pin_server[@]}" "${bin:-$SERVER_BIN}" --mode "$2" "${@:3}" >"$log" 2>&1 &
     pid[$name]=$!
     for _ in $(seq 600); do
         if grep -q '^listening on ' "$log"; then
@@ -123,57 +128,74 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) 
 
 echo "load.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds" >&2
 
-start_server none none
-start_server tower tower-http
-start_server memory memory --tokens 1000
-start_server file file --tokens 1000 --token-file "$work/tokens.json" --poll-ms 100
-start_server remote remote
-# A well-formed token (valid checksum) that no store holds.
-stranger="${token[none]}"
+# One set of servers per binary: NAME0 for SERVER_BIN, NAME1 for COMPARE_BIN.
+for b in "${!bins[@]}"; do
+    bin="${bins[$b]}"
+    start_server "none$b" none
+    start_server "tower$b" tower-http
+    start_server "memory$b" memory --tokens 1000
+    start_server "file$b" file --tokens 1000 --token-file "$work/tokens$b.json" --poll-ms 100
+    start_server "remote$b" remote
+done
+bin="$SERVER_BIN"
 
-# The rows of the ratio table: label, server, token, expected answer.
+# The rows of the ratio table: label, server, token, expected answer. The refused row sends a
+# well-formed token (valid checksum) that no store holds: the bare server's.
 labels=("bare axum, GET / -> ok" "tower-http bearer" "in-memory, 1k tokens, require_scope(API)"
     "file verifier, 1k tokens" "RemoteVerifier cache hit" "refused (unknown token, valid checksum)")
 servers=(none tower memory file remote memory)
-tokens=("${token[none]}" "${token[tower]}" "${token[memory]}" "${token[file]}" "${token[remote]}" "$stranger")
 expects=(ok ok ok ok ok refused)
+row_token() { # row_token ROW BIN
+    if [[ "$1" == 5 ]]; then echo "${token[none$2]}"; else echo "${token[${servers[$1]}$2]}"; fi
+}
 declare -A rates=() p99s=() cpus=()
 for round in $(seq "$ROUNDS"); do
     for i in "${!labels[@]}"; do
-        drive "${servers[$i]}" "${tokens[$i]}" "${expects[$i]}"
-        rates[$i]+=" $rate"; p99s[$i]+=" $p99"; cpus[$i]+=" $cpu"
-        printf '  round %d  %-42s %10.0f req/s   p99 %8.3f ms   server cpu %6.2f us/req\n' \
-            "$round" "${labels[$i]}" "$rate" "$p99" "$cpu" >&2
+        for b in "${!bins[@]}"; do
+            drive "${servers[$i]}$b" "$(row_token "$i" "$b")" "${expects[$i]}"
+            rates[$b,$i]+=" $rate"; p99s[$b,$i]+=" $p99"; cpus[$b,$i]+=" $cpu"
+            printf '  round %d  %-42s %s %10.0f req/s   p99 %8.3f ms   server cpu %6.2f us/req\n' \
+                "$round" "${labels[$i]}" "$b" "$rate" "$p99" "$cpu" >&2
+        done
     done
 done
-for name in none tower file remote; do stop_server "$name"; done
+for b in "${!bins[@]}"; do
+    for name in none tower file remote; do stop_server "$name$b"; done
+done
 
 # The authority: POST /oauth2/introspect with the caller's token, for the subject's token.
-start_server authority authority
-cat >"$work/introspect.lua" <<LUA
+# Then the RemoteVerifier miss path: the cache off, every request one introspection round
+# trip to an authority in the same process (same core). One connection gives the round trip
+# itself; CONNECTIONS connections give the rate.
+declare -A authority_rate=() authority_p99=() authority_cpu=()
+declare -A miss1_rate=() miss1_p50=() miss1_p99=() miss1_cpu=() miss_rate=() miss_p50=() miss_p99=() miss_cpu=()
+for b in "${!bins[@]}"; do
+    bin="${bins[$b]}"
+    start_server authority authority
+    cat >"$work/introspect.lua" <<LUA
 wrk.method = "POST"
 wrk.body = "token=${subject[authority]}"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 LUA
-path=/oauth2/introspect drive authority "${token[authority]}" ok -s "$work/introspect.lua"
-authority_rate="$rate" authority_p99="$p99" authority_cpu="$cpu"
-stop_server authority
+    path=/oauth2/introspect drive authority "${token[authority]}" ok -s "$work/introspect.lua"
+    authority_rate[$b]="$rate" authority_p99[$b]="$p99" authority_cpu[$b]="$cpu"
+    stop_server authority
 
-# The RemoteVerifier miss path: the cache off, every request one introspection round trip to
-# an authority in the same process (same core). One connection gives the round trip itself;
-# CONNECTIONS connections give the rate.
-start_server miss remote-miss
-CONNECTIONS=1 drive miss "${token[miss]}" ok
-miss1_rate="$rate" miss1_p50="$p50" miss1_p99="$p99" miss1_cpu="$cpu"
-drive miss "${token[miss]}" ok
-miss_rate="$rate" miss_p50="$p50" miss_p99="$p99" miss_cpu="$cpu"
-stop_server miss
-
+    start_server miss remote-miss
+    CONNECTIONS=1 drive miss "${token[miss]}" ok
+    miss1_rate[$b]="$rate" miss1_p50[$b]="$p50" miss1_p99[$b]="$p99" miss1_cpu[$b]="$cpu"
+    drive miss "${token[miss]}" ok
+    miss_rate[$b]="$rate" miss_p50[$b]="$p50" miss_p99[$b]="$p99" miss_cpu[$b]="$cpu"
+    stop_server miss
+done
+bin="$SERVER_BIN"
+for b in "${!bins[@]}"; do [[ "$b" == 0 ]] || stop_server "memory$b"; done
+token[memory]="${token[memory0]}"
 if [[ "$EXTRAS" == 1 ]]; then
     # The same token with its last (checksum) character changed: refused before any backend.
-    mt="${token[memory]}"
+    mt="${token[memory0]}"
     if [[ "${mt: -1}" == a ]]; then typo="${mt%?}b"; else typo="${mt%?}a"; fi
-    drive memory "$typo" refused
+    drive memory0 "$typo" refused
     extra_labels=("refused (bad checksum), in-memory"); extra_rates=("$rate"); extra_p99s=("$p99"); extra_cpus=("$cpu")
 
     # reload_during SERVER FILE EVERY LABEL: drives SERVER while rewriting its token file every
@@ -202,37 +224,40 @@ if [[ "$EXTRAS" == 1 ]]; then
     reload_during big "$work/big.json" 2 "file (100k), reloading every 2 s"
     stop_server big
 fi
-stop_server memory
+stop_server memory0
 
+for b in "${!bins[@]}"; do
 # shellcheck disable=SC2086
-base="$(median ${rates[0]})"
+base="$(median ${rates[$b,0]})"
 echo
-echo "Ratio table: req/s the median of $ROUNDS interleaved rounds of $DURATION (-c$CONNECTIONS); p99 and server CPU medians too."
+echo "Ratio table for ${bins[$b]}: req/s the median of $ROUNDS interleaved rounds of $DURATION (-c$CONNECTIONS); p99 and server CPU medians too."
 echo
 printf '| %-42s | %10s | %8s | %9s | %13s |\n' server "req/s" ratio "p99 (ms)" "server µs/req"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..44})" "$(printf -- '-%.0s' {1..11}):" \
     "$(printf -- '-%.0s' {1..9}):" "$(printf -- '-%.0s' {1..10}):" "$(printf -- '-%.0s' {1..14}):"
 for i in "${!labels[@]}"; do
     # shellcheck disable=SC2086
-    r="$(median ${rates[$i]})"; p="$(median ${p99s[$i]})"; c="$(median ${cpus[$i]})"
+    r="$(median ${rates[$b,$i]})"; p="$(median ${p99s[$b,$i]})"; c="$(median ${cpus[$b,$i]})"
     printf '| %-42s | %10.0f | %8.3f | %9.3f | %13.2f |\n' "${labels[$i]}" "$r" \
         "$(echo "$r / $base" | bc -l)" "$p" "$c"
 done
 echo
-echo "The authority and the RemoteVerifier miss path (one run each of $DURATION):"
+echo "The authority and the RemoteVerifier miss path for ${bins[$b]} (one run each of $DURATION):"
 echo
 printf '| %-58s | %10s | %9s | %9s | %13s |\n' row "req/s" "p50 (ms)" "p99 (ms)" "server µs/req"
 printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..60})" "$(printf -- '-%.0s' {1..11}):" \
     "$(printf -- '-%.0s' {1..10}):" "$(printf -- '-%.0s' {1..10}):" "$(printf -- '-%.0s' {1..14}):"
 printf '| %-58s | %10.0f | %9s | %9.3f | %13.2f |\n' "authority: POST /oauth2/introspect, one core, -c$CONNECTIONS" \
-    "$authority_rate" "" "$authority_p99" "$authority_cpu"
+    "${authority_rate[$b]}" "" "${authority_p99[$b]}" "${authority_cpu[$b]}"
 printf '| %-58s | %10.0f | %9.3f | %9.3f | %13.2f |\n' "RemoteVerifier miss (one round trip), -c1" \
-    "$miss1_rate" "$miss1_p50" "$miss1_p99" "$miss1_cpu"
+    "${miss1_rate[$b]}" "${miss1_p50[$b]}" "${miss1_p99[$b]}" "${miss1_cpu[$b]}"
 printf '| %-58s | %10.0f | %9.3f | %9.3f | %13.2f |\n' "RemoteVerifier miss, -c$CONNECTIONS" \
-    "$miss_rate" "$miss_p50" "$miss_p99" "$miss_cpu"
+    "${miss_rate[$b]}" "${miss_p50[$b]}" "${miss_p99[$b]}" "${miss_cpu[$b]}"
+done
+base="$(median ${rates[0,0]})"
 if [[ "$EXTRAS" == 1 ]]; then
     echo
-    echo "Extra rows (one run each, ratio to the bare median above):"
+    echo "Extra rows for $SERVER_BIN (one run each, ratio to its bare median):"
     echo
     for i in "${!extra_labels[@]}"; do
         printf '| %-42s | %10.0f | %8.3f | %9.3f | %13.2f |\n' "${extra_labels[$i]}" "${extra_rates[$i]}" \
