@@ -6,6 +6,11 @@
 //! cargo bench --bench layer --features file,remote,authority
 //! ```
 //!
+//! Beside the layer, two rows of the token authority's side: `accepted/remote_miss` (a
+//! `RemoteVerifier` without a cache: one loopback introspection round trip per request, to an
+//! authority on its own thread) and `authority/introspect` (the authority's router answering
+//! `POST /oauth2/introspect` in process, no socket).
+//!
 //! Every case sends its request through `ready().call()` on one service kept across
 //! iterations, inside a current-thread tokio runtime, and drops the response. Requests are
 //! built outside the timed part (`iter_batched`), so the numbers are the middleware's own
@@ -71,6 +76,19 @@ fn with_bad_checksum(secret: &TokenSecret) -> TokenSecret {
     token
 }
 
+/// `POST /oauth2/introspect` by `caller` about `token`, as a `RemoteVerifier` sends it.
+fn introspection_request(caller: &TokenSecret, token: &TokenSecret) -> Request<String> {
+    let mut request = Request::new(format!("token={}", token.expose()));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = INTROSPECTION_PATH.parse().expect("a path");
+    request.headers_mut().insert(AUTHORIZATION, bearer(caller));
+    request.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    request
+}
+
 fn request(authorization: Option<&HeaderValue>) -> Request<String> {
     let mut request = Request::new(String::new());
     if let Some(value) = authorization {
@@ -79,21 +97,45 @@ fn request(authorization: Option<&HeaderValue>) -> Request<String> {
     request
 }
 
-/// One benchmark case: a service and the `Authorization` its requests carry.
+/// One benchmark case: a service and the requests it is sent.
 struct Case<'a> {
     name: String,
-    authorization: Option<HeaderValue>,
+    /// Builds one request (outside the timed part).
+    make: Box<dyn Fn() -> Request<String> + 'a>,
     /// Sends one request through the service and drops the response.
     run: Box<dyn FnMut(Request<String>) + 'a>,
 }
 
 impl<'a> Case<'a> {
-    /// A case for `service`, after checking that one request gets `expected`.
+    /// A case for `service`, sending `GET /` with `authorization`, after checking that one
+    /// request gets `expected`.
     fn new<S, B>(
         rt: &'a Runtime,
         name: &str,
-        mut service: S,
+        service: S,
         authorization: Option<HeaderValue>,
+        expected: StatusCode,
+    ) -> Self
+    where
+        S: Service<Request<String>, Response = Response<B>> + 'a,
+        S::Error: Debug,
+    {
+        Self::with_requests(
+            rt,
+            name,
+            service,
+            move || request(authorization.as_ref()),
+            expected,
+        )
+    }
+
+    /// A case for `service`, sending the requests `make` builds, after checking that one
+    /// request gets `expected`.
+    fn with_requests<S, B>(
+        rt: &'a Runtime,
+        name: &str,
+        mut service: S,
+        make: impl Fn() -> Request<String> + 'a,
         expected: StatusCode,
     ) -> Self
     where
@@ -106,11 +148,11 @@ impl<'a> Case<'a> {
                 ready.call(request).await.expect("answered")
             })
         };
-        let status = send(request(authorization.as_ref())).status();
+        let status = send(make()).status();
         assert_eq!(status, expected, "{name}");
         Self {
             name: name.to_owned(),
-            authorization,
+            make: Box::new(make),
             run: Box::new(move |request| drop(send(request))),
         }
     }
@@ -121,7 +163,7 @@ impl<'a> Case<'a> {
 #[inline(never)]
 fn measured(case: &mut Case<'_>, iterations: u64) {
     for _ in 0..iterations {
-        let request = request(case.authorization.as_ref());
+        let request = (case.make)();
         (case.run)(request);
     }
 }
@@ -181,6 +223,14 @@ struct Fixtures {
     remote: RemoteVerifier,
     user_token: TokenSecret,
     calls: Arc<AtomicUsize>,
+    /// A verifier without a cache, asking a second authority (its own counter): every
+    /// request is one loopback introspection round trip.
+    remote_miss: RemoteVerifier,
+    miss_token: TokenSecret,
+    /// An authority answering introspection in process (no socket): its own cost.
+    authority: Authority,
+    introspector: TokenSecret,
+    subject: TokenSecret,
     _dir: tempfile::TempDir,
 }
 
@@ -213,6 +263,28 @@ fn fixtures() -> Fixtures {
             .expect("a valid endpoint")
     });
 
+    let (miss_endpoint, miss_service_token, miss_token, _miss_calls) = start_authority();
+    let remote_miss = rt.block_on(async {
+        RemoteVerifier::builder(miss_endpoint)
+            .bearer_token(miss_service_token)
+            .no_cache()
+            .build()
+            .expect("a valid endpoint")
+    });
+
+    let authority = Authority::in_memory();
+    let (introspector, subject) = rt.block_on(async {
+        let caller = authority
+            .create(NewToken::new("bench introspector").scopes([introspect_scope()]))
+            .await
+            .expect("created");
+        let subject = authority
+            .create(NewToken::new("bench subject").scopes([Scope::API]))
+            .await
+            .expect("created");
+        (caller.secret, subject.secret)
+    });
+
     Fixtures {
         rt,
         store,
@@ -222,6 +294,11 @@ fn fixtures() -> Fixtures {
         remote,
         user_token,
         calls,
+        remote_miss,
+        miss_token,
+        authority,
+        introspector,
+        subject,
         _dir: dir,
     }
 }
@@ -271,6 +348,20 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             "accepted/remote_cache_hit",
             ours(f.remote.clone()).layer(app()),
             Some(bearer(&f.user_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/remote_miss",
+            ours(f.remote_miss.clone()).layer(app()),
+            Some(bearer(&f.miss_token)),
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "authority/introspect",
+            f.authority.router(),
+            || introspection_request(&f.introspector, &f.subject),
             ok,
         ),
         Case::new(
@@ -363,13 +454,9 @@ fn main() {
 
     let mut criterion = Criterion::default().configure_from_args();
     for case in &mut cases {
-        let authorization = case.authorization.clone();
-        criterion.bench_function(&case.name, |b| {
-            b.iter_batched(
-                || request(authorization.as_ref()),
-                &mut case.run,
-                BatchSize::SmallInput,
-            )
+        let Case { name, make, run } = case;
+        criterion.bench_function(name.as_str(), |b| {
+            b.iter_batched(&**make, &mut *run, BatchSize::SmallInput)
         });
     }
     // Every remote request after the checks was answered without the authority.

@@ -13,9 +13,12 @@
 //! | `memory` | our layer, `InMemoryTokenStore` of `--tokens` tokens |
 //! | `file` | our layer, `TokenFileVerifier` over `--token-file` (written at start with `--tokens` tokens, then watched every `--poll-ms`) |
 //! | `remote` | our layer, `RemoteVerifier` asking a token authority started in this process on another loopback port, warmed so requests hit its cache |
+//! | `remote-miss` | the same with the cache off (`no_cache`): every request is one loopback introspection round trip |
+//! | `authority` | no route of ours: the token authority itself (`Authority::router`), for `POST /oauth2/introspect` |
 //!
 //! Our layer requires the `api` scope, which the token has. It prints `token: <secret>` (the
-//! token to send), for `file` also `loaded N tokens in X ms` (and later `reloaded N tokens`
+//! token to send; for `authority`, the caller's token with the `introspect` scope, and
+//! `subject: <secret>`, a user token to introspect), for `file` also `loaded N tokens in X ms` (and later `reloaded N tokens`
 //! after each reload), then `listening on http://<addr>`, and serves until killed.
 
 #[path = "../benches/common/mod.rs"]
@@ -44,6 +47,8 @@ enum Mode {
     Memory,
     File,
     Remote,
+    RemoteMiss,
+    Authority,
 }
 
 /// A one-route server behind the chosen protection, for load tests.
@@ -105,8 +110,23 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             (app.layer(ours(verifier)), secrets[0].clone())
         }
         Mode::Remote => {
-            let (verifier, token) = remote_verifier().await?;
+            let (verifier, token) = remote_verifier(true).await?;
             (app.layer(ours(verifier)), token)
+        }
+        Mode::RemoteMiss => {
+            let (verifier, token) = remote_verifier(false).await?;
+            (app.layer(ours(verifier)), token)
+        }
+        Mode::Authority => {
+            let authority = Authority::in_memory();
+            let caller = authority
+                .create(NewToken::new("load service").scopes([introspect_scope()]))
+                .await?;
+            let subject = authority
+                .create(NewToken::new("load user").scopes([Scope::API]))
+                .await?;
+            println!("subject: {}", subject.secret.expose());
+            (authority.router(), caller.secret)
         }
     };
 
@@ -144,8 +164,11 @@ fn ours<V: TokenVerifier>(verifier: V) -> ProtectedEndpointLayer<V> {
 }
 
 /// Starts a token authority on another loopback port and returns a `RemoteVerifier` asking
-/// it, whose cache already holds the answer for the returned user token.
-async fn remote_verifier() -> Result<(RemoteVerifier, TokenSecret), Box<dyn std::error::Error>> {
+/// it and a user token. With `cached`, the verifier's cache already holds the answer for that
+/// token; without, the cache is off and every request asks the authority.
+async fn remote_verifier(
+    cached: bool,
+) -> Result<(RemoteVerifier, TokenSecret), Box<dyn std::error::Error>> {
     let authority = Authority::in_memory();
     let service = authority
         .create(NewToken::new("load service").scopes([introspect_scope()]))
@@ -157,11 +180,13 @@ async fn remote_verifier() -> Result<(RemoteVerifier, TokenSecret), Box<dyn std:
     let endpoint = format!("http://{}{INTROSPECTION_PATH}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, authority.router()).await });
 
-    let verifier = RemoteVerifier::builder(endpoint)
-        .bearer_token(service.secret)
+    let builder = RemoteVerifier::builder(endpoint).bearer_token(service.secret);
+    let verifier = if cached {
         // Longer than the load test: every request after the first is a cache hit.
-        .cache_ttl(Duration::from_secs(3600))
-        .build()?;
+        builder.cache_ttl(Duration::from_secs(3600)).build()?
+    } else {
+        builder.no_cache().build()?
+    };
     verifier.verify(&user.secret).await?;
     Ok((verifier, user.secret))
 }

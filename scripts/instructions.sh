@@ -3,6 +3,7 @@
 # cross-check of the timed comparison that does not depend on the machine's load.
 #
 #   scripts/instructions.sh [ITERATIONS]      (default 2000; needs valgrind)
+#   LAYER_BIN=path/to/layer-<hash> scripts/instructions.sh   (an already built bench binary)
 #
 # Each case runs ITERATIONS requests inside `measured`; only that function (and what it
 # calls) is counted, so the fixtures' setup is left out. Prints instructions per request.
@@ -12,7 +13,9 @@ cd "$(dirname "$0")/.."
 iterations="${1:-2000}"
 command -v valgrind >/dev/null || { echo "instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-bin="$(cargo bench --all-features --bench layer --no-run --message-format=json 2>/dev/null \
+# LAYER_BIN lets a second checkout's bench binary run under this script (before/after).
+bin="${LAYER_BIN:-}"
+[[ -n "$bin" ]] || bin="$(cargo bench --all-features --bench layer --no-run --message-format=json 2>/dev/null \
     | grep '"name":"layer","src_path"' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4)"
 [[ -x "$bin" ]] || { echo "instructions.sh: could not build the layer bench" >&2; exit 1; }
 
@@ -25,6 +28,8 @@ cases=(
     accepted/memory
     accepted/static_file
     accepted/remote_cache_hit
+    accepted/remote_miss
+    authority/introspect
     refused/tower_http_bearer/no_token
     refused/tower_http_bearer/wrong_token
     refused/memory/no_token

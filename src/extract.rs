@@ -191,11 +191,11 @@ impl TokenSource {
     }
 
     /// Looks for this source's credential in the request head.
-    pub(crate) fn find(
+    pub(crate) fn find<'r>(
         &self,
-        headers: &HeaderMap,
-        uri: &Uri,
-    ) -> Result<Option<TokenSecret>, MalformedCredentials> {
+        headers: &'r HeaderMap,
+        uri: &'r Uri,
+    ) -> Result<Option<Cow<'r, str>>, MalformedCredentials> {
         match &self.0 {
             SourceKind::AuthorizationBearer => {
                 match single_header(headers, &AUTHORIZATION, "Authorization")? {
@@ -204,7 +204,7 @@ impl TokenSource {
                 }
             }
             SourceKind::Header(name) => match single_header(headers, name, name.as_str())? {
-                Some(value) => check_token(value.as_bytes()).map(Some),
+                Some(value) => check_token(value.as_bytes()).map(|t| Some(Cow::Borrowed(t))),
                 None => Ok(None),
             },
             SourceKind::Cookie(name) => find_cookie(headers, name),
@@ -259,7 +259,24 @@ pub fn extract_token<'s, B>(
     sources: &'s [TokenSource],
     request: &Request<B>,
 ) -> Result<Option<(TokenSecret, &'s TokenSource)>, MalformedCredentials> {
-    let mut found: Option<(TokenSecret, &TokenSource)> = None;
+    Ok(find_token(sources, request)?
+        .map(|(token, source)| (TokenSecret::new(token.into_owned()), source)))
+}
+
+/// [`extract_token`] without copying the token: it borrows from the request head (a query
+/// token is percent-decoded, so owned). What the layer uses, so a request answered on the
+/// synchronous path never copies its secret.
+pub(crate) fn find_token<'s, 'r, B>(
+    sources: &'s [TokenSource],
+    request: &'r Request<B>,
+) -> Result<Option<(Cow<'r, str>, &'s TokenSource)>, MalformedCredentials> {
+    // The common case, one source, without the loop's bookkeeping.
+    if let [source] = sources {
+        return Ok(source
+            .find(request.headers(), request.uri())?
+            .map(|token| (token, source)));
+    }
+    let mut found: Option<(Cow<'r, str>, &TokenSource)> = None;
     for source in sources {
         if let Some(token) = source.find(request.headers(), request.uri())? {
             if found.is_some() {
@@ -338,12 +355,12 @@ fn single_header<'h>(
 }
 
 /// Parses `Authorization: Bearer 1*SP b64token`. Another scheme is not ours: `Ok(None)`.
-fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, MalformedCredentials> {
+fn parse_bearer(value: &HeaderValue) -> Result<Option<Cow<'_, str>>, MalformedCredentials> {
     let bytes = value.as_bytes();
     // The scheme is the leading run of token characters (RFC 7235 `auth-scheme`).
     let scheme_len = bytes
         .iter()
-        .position(|&b| !is_tchar(b))
+        .position(|&b| CHAR_CLASSES[usize::from(b)] & TCHAR == 0)
         .unwrap_or(bytes.len());
     if !bytes[..scheme_len].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
@@ -355,7 +372,7 @@ fn parse_bearer(value: &HeaderValue) -> Result<Option<TokenSecret>, MalformedCre
             "the Bearer credentials are empty: expected `Bearer <token>`",
         ));
     }
-    check_token(token).map(Some)
+    check_token(token).map(|t| Some(Cow::Borrowed(t)))
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
@@ -364,7 +381,7 @@ fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
 }
 
 /// Checks the RFC 6750 `b64token` syntax and the length cap.
-fn check_token(token: &[u8]) -> Result<TokenSecret, MalformedCredentials> {
+fn check_token(token: &[u8]) -> Result<&str, MalformedCredentials> {
     if token.is_empty() {
         return Err(MalformedCredentials::new("the access token is empty"));
     }
@@ -375,7 +392,12 @@ fn check_token(token: &[u8]) -> Result<TokenSecret, MalformedCredentials> {
     }
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
-    if body.is_empty() || !body.iter().all(|&b| is_b64token_char(b)) {
+    // One pass, one table lookup per byte and no branch per byte: the token is scanned on
+    // every request.
+    let b64token = body
+        .iter()
+        .fold(B64TOKEN, |all, &b| all & CHAR_CLASSES[usize::from(b)]);
+    if body.is_empty() || b64token == 0 {
         return Err(MalformedCredentials::new(
             "the access token has characters outside the RFC 6750 b64token syntax",
         ));
@@ -383,15 +405,37 @@ fn check_token(token: &[u8]) -> Result<TokenSecret, MalformedCredentials> {
     // All bytes are ASCII, checked above.
     let text = std::str::from_utf8(token)
         .map_err(|_| MalformedCredentials::new("the access token has characters outside ASCII"))?;
-    Ok(TokenSecret::new(text))
+    Ok(text)
 }
 
-fn is_b64token_char(b: u8) -> bool {
+const fn is_b64token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
+/// A bit of [`CHAR_CLASSES`]: the byte may stand in an RFC 6750 `b64token` (before `=`).
+const B64TOKEN: u8 = 1;
+/// A bit of [`CHAR_CLASSES`]: the byte is an RFC 7230 `tchar`.
+const TCHAR: u8 = 2;
+
+/// The classes of every byte, so the request path scans with lookups, not comparisons.
+const CHAR_CLASSES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if is_b64token_char(byte) {
+            table[b] |= B64TOKEN;
+        }
+        if is_tchar(byte) {
+            table[b] |= TCHAR;
+        }
+        b += 1;
+    }
+    table
+};
+
 /// RFC 7230 `tchar`, the characters of a cookie name.
-fn is_tchar(b: u8) -> bool {
+const fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -429,10 +473,10 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
-fn find_cookie(
-    headers: &HeaderMap,
+fn find_cookie<'r>(
+    headers: &'r HeaderMap,
     name: &str,
-) -> Result<Option<TokenSecret>, MalformedCredentials> {
+) -> Result<Option<Cow<'r, str>>, MalformedCredentials> {
     let mut found = None;
     for (key, value) in cookie_pairs(headers) {
         if key != name.as_bytes() {
@@ -448,7 +492,7 @@ fn find_cookie(
             .strip_prefix(b"\"")
             .and_then(|v| v.strip_suffix(b"\""))
             .unwrap_or(value);
-        found = Some(check_token(value)?);
+        found = Some(Cow::Borrowed(check_token(value)?));
     }
     Ok(found)
 }
@@ -504,7 +548,7 @@ fn decode_component(component: &str) -> Cow<'_, str> {
     )
 }
 
-fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, MalformedCredentials> {
+fn find_query<'r>(uri: &'r Uri, name: &str) -> Result<Option<Cow<'r, str>>, MalformedCredentials> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
@@ -526,7 +570,8 @@ fn find_query(uri: &Uri, name: &str) -> Result<Option<TokenSecret>, MalformedCre
         }
         // In a query, `+` means space; a literal `+` of the token arrives as `%2B`.
         let decoded = decode_component(raw);
-        found = Some(check_token(decoded.as_bytes())?);
+        check_token(decoded.as_bytes())?;
+        found = Some(decoded);
     }
     Ok(found)
 }

@@ -156,7 +156,7 @@ impl TokenSecret {
     /// assert!(!TokenSecret::new("some-other-issuer-token").is_forged_own_token());
     /// ```
     pub fn is_forged_own_token(&self) -> bool {
-        self.0.starts_with(TOKEN_PREFIX) && !self.has_valid_format()
+        is_forged_own_token(&self.0)
     }
 }
 
@@ -204,21 +204,42 @@ fn base62_checksum(checksum: u32) -> [u8; CHECKSUM_LEN] {
     digits
 }
 
+/// [`TokenSecret::is_forged_own_token`] for a token not (yet) wrapped in a [`TokenSecret`].
+pub(crate) fn is_forged_own_token(token: &str) -> bool {
+    token.starts_with(TOKEN_PREFIX) && !has_valid_format(token)
+}
+
 fn has_valid_format(token: &str) -> bool {
     has_valid_format_bytes(token.as_bytes())
 }
 
+/// 1 for the 62 base62 characters, 0 for every other byte: the format check ANDs one lookup
+/// per character instead of branching on each.
+const IS_BASE62: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < BASE62.len() {
+        table[BASE62[i] as usize] = 1;
+        i += 1;
+    }
+    table
+};
+
 fn has_valid_format_bytes(bytes: &[u8]) -> bool {
-    if bytes.len() != TOKEN_LEN || !bytes.starts_with(TOKEN_PREFIX.as_bytes()) {
+    let Ok(token) = <&[u8; TOKEN_LEN]>::try_from(bytes) else {
+        return false;
+    };
+    if !token.starts_with(TOKEN_PREFIX.as_bytes()) {
         return false;
     }
-    let (body, checksum) = bytes.split_at(TOKEN_LEN - CHECKSUM_LEN);
-    if !body[TOKEN_PREFIX.len()..]
+    // One pass over the 36 base62 characters (randomness and checksum), no branch per byte.
+    let base62 = token[TOKEN_PREFIX.len()..]
         .iter()
-        .all(u8::is_ascii_alphanumeric)
-    {
+        .fold(1u8, |all, &b| all & IS_BASE62[usize::from(b)]);
+    if base62 == 0 {
         return false;
     }
+    let (body, checksum) = token.split_at(TOKEN_LEN - CHECKSUM_LEN);
     let expected = base62_checksum(crc32fast::hash(body));
     // The checksum is public information derived from the rest of the token, so an early-exit
     // compare leaks nothing; constant time costs nothing here either, so use it.
@@ -397,8 +418,60 @@ impl TokenHash {
 }
 
 impl PartialEq for TokenHash {
+    /// Constant time: the XOR of the two digests, word by word, OR-folded without an early
+    /// exit, then one constant-time test of the fold against zero.
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        let mut diff = 0u64;
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            diff |= word(a) ^ word(b);
+        }
+        diff.ct_eq(&0).into()
+    }
+}
+
+/// Eight bytes of a digest as a word.
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
+/// Builds the [`DigestHasher`] of the stores' hash indexes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct DigestHashing;
+
+impl std::hash::BuildHasher for DigestHashing {
+    type Hasher = DigestHasher;
+
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+/// The hasher of tables keyed by [`TokenHash`] whose keys the server chose (the stores' own
+/// indexes: every key is the SHA-256 of a secret minted or imported by an operator, never one
+/// a client picked). A SHA-256 digest is already uniformly spread, so its first eight bytes,
+/// multiplied once to spread them over the word, are the table hash: no SipHash rounds.
+/// Caches of client-sent tokens (the remote verifier's) keep a keyed hasher.
+pub(crate) struct DigestHasher(u64);
+
+const SPREAD: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(SPREAD);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // The length prefix of the digest's slice: the same for every key.
+        self.0 ^= n as u64;
     }
 }
 

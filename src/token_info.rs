@@ -46,6 +46,9 @@ struct TokenInfoInner {
     scopes: Vec<Scope>,
     deployments: DeploymentAccess,
     expires_at: Option<DateTime<Utc>>,
+    /// `expires_at` in nanoseconds since the Unix epoch, what the layer compares with its one
+    /// clock read per request (see `crate::clock`).
+    expires_at_nanos: Option<i128>,
     extensions: http::Extensions,
 }
 
@@ -68,6 +71,7 @@ impl TokenInfo {
             scopes: Vec::new(),
             deployments: DeploymentAccess::All,
             expires_at: None,
+            expires_at_nanos: None,
             extensions: http::Extensions::new(),
         }))
     }
@@ -123,7 +127,9 @@ impl TokenInfo {
     /// assert!(AccessPolicy::new().check(&info, expires_at).is_err());
     /// ```
     pub fn with_expires_at(mut self, expires_at: DateTime<Utc>) -> Self {
-        self.inner_mut().expires_at = Some(expires_at);
+        let inner = self.inner_mut();
+        inner.expires_at = Some(expires_at);
+        inner.expires_at_nanos = Some(crate::clock::chrono_unix_nanos(&expires_at));
         self
     }
 
@@ -241,6 +247,14 @@ impl TokenInfo {
     /// ```
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         has_expired(self.0.expires_at, now)
+    }
+
+    /// [`is_expired_at`](Self::is_expired_at) for a time in nanoseconds since the Unix epoch
+    /// (`crate::clock::unix_nanos`): the same answer, without calendar arithmetic.
+    pub(crate) fn is_expired_at_nanos(&self, now: i128) -> bool {
+        self.0
+            .expires_at_nanos
+            .is_some_and(|expires| expires <= now)
     }
 
     /// A value the verifier attached with [`TokenInfo::with_extension`].

@@ -9,6 +9,7 @@ use crate::extract::TokenSource;
 use crate::record::ApiToken;
 use crate::rejection::{Rejection, RejectionResponder};
 use crate::store::memory::InMemoryTokenStore;
+use crate::token::TokenSecret;
 use crate::token_info::TokenInfo;
 
 /// The `tracing` target of the audit log: `RUST_LOG=protected_endpoint::audit=info` shows it.
@@ -87,7 +88,11 @@ impl RejectionResponder for AuditingResponder {
             .sources
             .iter()
             .find_map(|source| source.find(&request.headers, &request.uri).ok().flatten())
-            .and_then(|token| self.tokens.verify_sync(&token).ok());
+            .and_then(|token| {
+                self.tokens
+                    .verify_sync(&TokenSecret::new(token.into_owned()))
+                    .ok()
+            });
         tracing::info!(
             target: AUDIT_TARGET,
             action = "refused",

@@ -2,14 +2,16 @@
 //! tokens come from, the policy, the realm, and who builds refusals.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::extract::TokenSource;
-use crate::policy::AccessPolicy;
-use crate::rejection::{Rejection, RejectionResponder};
+use crate::policy::{AccessPolicy, Denial};
+use crate::rejection::{is_grpc, Rejection, RejectionResponder};
+use crate::token_info::TokenInfo;
+use crate::verifier::VerifyError;
 
 /// The realm named in `WWW-Authenticate` challenges unless
 /// [`ProtectedEndpointLayer::realm`](super::ProtectedEndpointLayer::realm) sets another.
@@ -43,6 +45,97 @@ pub(crate) struct Config {
     /// Named in the challenges of the default responder (and only there).
     pub(crate) realm: String,
     pub(crate) responder: Responder,
+    /// The default responder's HTTP answers to the four refusals that do not depend on the
+    /// request, built on first use (the builder resets it whenever the configuration changes).
+    pub(crate) prebuilt: OnceLock<Prebuilt>,
+}
+
+/// A refusal: one of the four fixed ones (answered from [`Prebuilt`]) or any other.
+pub(crate) enum Refusal {
+    Fixed(Fixed),
+    Other(Rejection),
+}
+
+/// The refusals whose HTTP answer depends only on the realm.
+#[derive(Clone, Copy)]
+pub(crate) enum Fixed {
+    MissingCredentials,
+    InvalidToken,
+    ExpiredToken,
+    Unavailable,
+}
+
+impl Fixed {
+    fn rejection(self) -> Rejection {
+        match self {
+            Fixed::MissingCredentials => Rejection::missing_credentials(),
+            Fixed::InvalidToken => Rejection::invalid_token(),
+            Fixed::ExpiredToken => Rejection::expired_token(),
+            Fixed::Unavailable => Rejection::unavailable(),
+        }
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(error: VerifyError) -> Self {
+        Refusal::Fixed(match error {
+            VerifyError::Invalid => Fixed::InvalidToken,
+            VerifyError::Expired => Fixed::ExpiredToken,
+            VerifyError::Unavailable(source) => {
+                tracing::warn!(error = %source, "token verifier unavailable; refusing with 503");
+                Fixed::Unavailable
+            }
+        })
+    }
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::Expired => Refusal::Fixed(Fixed::ExpiredToken),
+            denial => Refusal::Other(denial.into()),
+        }
+    }
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal::Other(rejection)
+    }
+}
+
+/// One prebuilt answer: what `Rejection::http_response` builds, kept to be copied.
+#[derive(Clone)]
+struct PrebuiltResponse {
+    rejection: Rejection,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// The default responder's answers to the [`Fixed`] refusals for one realm.
+#[derive(Clone)]
+pub(crate) struct Prebuilt([PrebuiltResponse; 4]);
+
+impl Prebuilt {
+    fn new(realm: &str) -> Self {
+        let build = |fixed: Fixed| {
+            let rejection = fixed.rejection();
+            let (parts, body) = rejection.http_response(realm).into_parts();
+            PrebuiltResponse {
+                rejection,
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            }
+        };
+        Self([
+            build(Fixed::MissingCredentials),
+            build(Fixed::InvalidToken),
+            build(Fixed::ExpiredToken),
+            build(Fixed::Unavailable),
+        ])
+    }
 }
 
 /// Who builds the response to a refused request.
@@ -63,6 +156,7 @@ impl Default for Config {
             optional: false,
             realm: DEFAULT_REALM.to_owned(),
             responder: Responder::Default,
+            prebuilt: OnceLock::new(),
         }
     }
 }
@@ -83,6 +177,45 @@ impl Config {
             Responder::Default => rejection.response_for(&parts, &self.realm),
             Responder::Custom(responder) => responder.respond(&rejection, &parts),
         }
+    }
+
+    /// The response for `refusal`: a fixed refusal of the default responder to an HTTP (not
+    /// gRPC) caller is a copy of the prebuilt answer (the same bytes `refuse` would build),
+    /// anything else goes through [`refuse`](Self::refuse).
+    pub(crate) fn refuse_with<B>(&self, refusal: Refusal, request: Request<B>) -> Response<Bytes> {
+        let fixed = match refusal {
+            Refusal::Other(rejection) => return self.refuse(rejection, request),
+            Refusal::Fixed(fixed) => fixed,
+        };
+        let grpc = request.method() == Method::POST && is_grpc(request.headers());
+        if grpc || !matches!(self.responder, Responder::Default) {
+            return self.refuse(fixed.rejection(), request);
+        }
+        let prebuilt = &self.prebuilt.get_or_init(|| Prebuilt::new(&self.realm)).0[fixed as usize];
+        let (parts, _body) = request.into_parts();
+        tracing::debug!(
+            kind = ?prebuilt.rejection.kind(),
+            reason = prebuilt.rejection.description(),
+            method = %parts.method,
+            path = parts.uri.path(),
+            "refused request"
+        );
+        let mut response = Response::new(prebuilt.body.clone());
+        *response.status_mut() = prebuilt.status;
+        *response.headers_mut() = prebuilt.headers.clone();
+        response
+    }
+
+    /// The decision on a verifier's answer at `now` (nanoseconds since the Unix epoch): the
+    /// token's info if the policy lets it pass (the expiry re-checked), else the refusal.
+    pub(crate) fn decide(
+        &self,
+        verdict: Result<TokenInfo, VerifyError>,
+        now: i128,
+    ) -> Result<TokenInfo, Refusal> {
+        let info = verdict?;
+        self.policy.check_at_nanos(&info, now)?;
+        Ok(info)
     }
 }
 

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -14,8 +15,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::Config;
-use crate::rejection::Rejection;
+use super::config::{Config, Refusal};
+use crate::clock;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
@@ -72,23 +73,20 @@ impl<S, ReqBody> ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn calling(mut inner: S, request: Request<ReqBody>) -> Self {
+    /// The inner service was called already (with the request that passed): wait for it.
+    pub(crate) fn called(future: S::Future, private_cache: bool) -> Self {
         Self {
             state: State::Calling {
-                future: inner.call(request),
-                private_cache: false,
+                future,
+                private_cache,
             },
         }
     }
 
-    pub(crate) fn refused(
-        config: &Config,
-        rejection: Rejection,
-        request: Request<ReqBody>,
-    ) -> Self {
+    pub(crate) fn refused(config: &Config, refusal: Refusal, request: Request<ReqBody>) -> Self {
         Self {
             state: State::Refused {
-                response: Some(config.refuse(rejection, request)),
+                response: Some(config.refuse_with(refusal, request)),
             },
         }
     }
@@ -128,18 +126,9 @@ where
                     from_query,
                 } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
-                    let decision = match verdict {
-                        Ok(info) => match config.policy.check(&info, chrono::Utc::now()) {
-                            Ok(()) => Ok(info),
-                            Err(denial) => Err(Rejection::from(denial)),
-                        },
-                        Err(error) => {
-                            if let VerifyError::Unavailable(source) = &error {
-                                tracing::warn!(error = %source, "token verifier unavailable; refusing with 503");
-                            }
-                            Err(Rejection::from(error))
-                        }
-                    };
+                    // The answer may have taken a while: the expiry is checked now.
+                    let now = clock::unix_nanos(SystemTime::now());
+                    let decision = config.decide(verdict, now);
                     let (mut inner, mut request) = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
@@ -153,8 +142,8 @@ where
                                 private_cache,
                             });
                         }
-                        Err(rejection) => {
-                            let response = config.refuse(rejection, request);
+                        Err(refusal) => {
+                            let response = config.refuse_with(refusal, request);
                             this.state.set(State::Refused {
                                 response: Some(response),
                             });

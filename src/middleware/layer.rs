@@ -116,7 +116,10 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 
     fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+        let config = Arc::make_mut(&mut self.config);
+        // The prebuilt refusals depend on the configuration: build them anew when used.
+        config.prebuilt = std::sync::OnceLock::new();
+        config
     }
 
     /// The realm named in `WWW-Authenticate: Bearer realm="…"` (default [`DEFAULT_REALM`](super::DEFAULT_REALM)).

@@ -4,15 +4,18 @@
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::Config;
+use super::config::{Config, Fixed, Refusal};
 use super::future::{ResponseFuture, VerifyFuture};
-use crate::extract::{extract_token, strip_credential};
+use crate::clock;
+use crate::extract::{find_token, strip_credential};
 use crate::rejection::Rejection;
+use crate::token::TokenSecret;
 use crate::token_info::TokenInfo;
 use crate::verifier::TokenVerifier;
 
@@ -179,46 +182,87 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        // `self.inner` is the service that was polled ready: keep it for this request and
-        // leave a fresh clone behind for the next `poll_ready`.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-
-        let (token, from_query) = match extract_token(&self.config.sources, &request) {
+        let (verdict, source, now) = match find_token(&self.config.sources, &request) {
             Ok(Some((token, source))) => {
-                if !self.config.keep_credentials {
-                    strip_credential(source, &mut request);
-                }
-                (token, source.is_query())
+                // The request's one clock read: the verifier's expiry check and the policy's.
+                let now = SystemTime::now();
+                // The synchronous fast path: a verifier that knows the answer at once gives
+                // it here, from the token as it sits in the request (no copy, no future).
+                let verdict = match self.verifier.try_verify_sync(&token, now) {
+                    Some(verdict) => Ok(verdict),
+                    None => Err(TokenSecret::new(token.into_owned())),
+                };
+                (verdict, source, now)
             }
-            Ok(None) => {
-                // An outer layer already verified (and stripped) the credential: apply this
-                // layer's policy to its answer, so `layer(..)` around `route_layer(..)` with
-                // stricter scopes works.
-                if let Some(info) = request.extensions().get::<TokenInfo>() {
-                    return match self.config.policy.check(info, chrono::Utc::now()) {
-                        Ok(()) => ResponseFuture::calling(inner, request),
-                        Err(denial) => {
-                            ResponseFuture::refused(&self.config, denial.into(), request)
-                        }
-                    };
-                }
-                if self.config.optional {
-                    return ResponseFuture::calling(inner, request);
-                }
+            Ok(None) => return self.without_credentials(request),
+            Err(malformed) => {
                 return ResponseFuture::refused(
                     &self.config,
-                    Rejection::missing_credentials(),
+                    Rejection::from(malformed).into(),
                     request,
                 );
             }
-            Err(malformed) => {
-                return ResponseFuture::refused(&self.config, malformed.into(), request)
-            }
         };
+        if !self.config.keep_credentials {
+            strip_credential(source, &mut request);
+        }
+        let from_query = source.is_query();
 
-        let verifier = Arc::clone(&self.verifier);
-        let verify: VerifyFuture = Box::pin(async move { verifier.verify(&token).await });
-        ResponseFuture::verifying(verify, inner, request, Arc::clone(&self.config), from_query)
+        match verdict {
+            Ok(verdict) => match self.config.decide(verdict, clock::unix_nanos(now)) {
+                // Decided within `call`: `self.inner` is the service that was polled ready,
+                // and it is called right now, so it needs no clone.
+                Ok(info) => {
+                    request.extensions_mut().insert(info);
+                    ResponseFuture::called(self.inner.call(request), from_query)
+                }
+                Err(refusal) => ResponseFuture::refused(&self.config, refusal, request),
+            },
+            Err(secret) => {
+                // The answer must be awaited: keep the service that was polled ready for this
+                // request and leave a fresh clone behind for the next `poll_ready`.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let verifier = Arc::clone(&self.verifier);
+                let verify: VerifyFuture = Box::pin(async move { verifier.verify(&secret).await });
+                ResponseFuture::verifying(
+                    verify,
+                    inner,
+                    request,
+                    Arc::clone(&self.config),
+                    from_query,
+                )
+            }
+        }
+    }
+}
+
+impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
+    /// A request without credentials of its own.
+    fn without_credentials<ReqBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // An outer layer already verified (and stripped) the credential: apply this layer's
+        // policy to its answer, so `layer(..)` around `route_layer(..)` with stricter scopes
+        // works.
+        if let Some(info) = request.extensions().get::<TokenInfo>() {
+            let now = clock::unix_nanos(SystemTime::now());
+            return match self.config.policy.check_at_nanos(info, now) {
+                Ok(()) => ResponseFuture::called(self.inner.call(request), false),
+                Err(denial) => ResponseFuture::refused(&self.config, denial.into(), request),
+            };
+        }
+        if self.config.optional {
+            return ResponseFuture::called(self.inner.call(request), false);
+        }
+        ResponseFuture::refused(
+            &self.config,
+            Refusal::Fixed(Fixed::MissingCredentials),
+            request,
+        )
     }
 }

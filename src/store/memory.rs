@@ -44,7 +44,7 @@ use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry}
 use crate::store::{
     checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
 };
-use crate::token::TokenHash;
+use crate::token::{DigestHashing, TokenHash};
 use crate::token_info::TokenInfo;
 
 /// An in-memory token store, and a [`TokenVerifier`](crate::TokenVerifier) over it.
@@ -89,7 +89,7 @@ struct Tokens {
     // Both indexes are sets of entries keyed by a field of the entry itself (see `ByHash`,
     // `ByUid`) rather than maps from a copy of it: a table slot is then one pointer, which at
     // a million tokens saves about 150 bytes a token.
-    by_hash: HashSet<ByHash>,
+    by_hash: HashSet<ByHash, DigestHashing>,
     by_uid: HashSet<ByUid>,
     /// Names are unique, as in every store.
     by_name: HashSet<ByName>,
@@ -107,6 +107,10 @@ pub(crate) struct Entry {
     last_used: AtomicI64,
     /// The last use already handed out by [`InMemoryTokenStore::take_uses`].
     reported_use: AtomicI64,
+    /// Whether the secret of this entry is known to pass the `pe_` format check (or not to
+    /// claim it): checked once, on the first request that presents it, not on every one.
+    /// The hash identifies the secret, so the answer holds for every later request.
+    format_ok: AtomicBool,
 }
 
 impl Entry {
@@ -119,7 +123,21 @@ impl Entry {
             created_at: record.created_at,
             last_used: AtomicI64::new(last_used),
             reported_use: AtomicI64::new(last_used),
+            format_ok: AtomicBool::new(false),
         }
+    }
+
+    /// Whether `token` (whose hash is this entry's) may pass the `pe_` format rule: a token
+    /// with this crate's prefix and a bad checksum is refused even when its hash is stored.
+    pub(crate) fn format_allows(&self, token: &str) -> bool {
+        if self.format_ok.load(Ordering::Relaxed) {
+            return true;
+        }
+        let ok = !crate::token::is_forged_own_token(token);
+        if ok {
+            self.format_ok.store(true, Ordering::Relaxed);
+        }
+        ok
     }
 
     /// Records a use at `now` (Unix seconds).
@@ -472,12 +490,10 @@ impl InMemoryTokenStore {
         entries
     }
 
-    /// The entry stored for a secret hashing to `hash`: verification's one lookup.
-    pub(crate) fn lookup(&self, hash: &TokenHash) -> Option<Arc<Entry>> {
-        self.read()
-            .by_hash
-            .get(hash)
-            .map(|entry| Arc::clone(&entry.0))
+    /// `f` of the entry stored for a secret hashing to `hash` (verification's one lookup),
+    /// called under the read lock, so the entry is neither copied nor reference-counted.
+    pub(crate) fn with_entry<R>(&self, hash: &TokenHash, f: impl FnOnce(Option<&Entry>) -> R) -> R {
+        f(self.read().by_hash.get(hash).map(|entry| &*entry.0))
     }
 
     /// How many tokens are stored.

@@ -55,9 +55,10 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::clock;
 use crate::record::ApiToken;
 use crate::store::file::{read_file_capped, TokenFile, TokenFileError, TokenFileFormat};
-use crate::token::{TokenHash, TokenSecret};
+use crate::token::{DigestHashing, TokenHash, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::verifier::{TokenVerifier, VerifyError};
 
@@ -101,7 +102,7 @@ struct State {
 
 #[derive(Default)]
 struct TokenSet {
-    by_hash: HashMap<TokenHash, Arc<Entry>>,
+    by_hash: HashMap<TokenHash, Arc<Entry>, DigestHashing>,
 }
 
 struct Entry {
@@ -498,10 +499,16 @@ impl TokenFileVerifier {
 
     /// Verifies a token without going through a future: what the async verifier does.
     pub fn verify_sync(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
-        let hash = TokenHash::of(token);
+        self.verify_at(token.expose(), clock::unix_nanos(SystemTime::now()))
+    }
+
+    /// One hash, one lookup in the current set, the expiry at `now` (nanoseconds since the
+    /// Unix epoch).
+    fn verify_at(&self, token: &str, now: i128) -> Result<TokenInfo, VerifyError> {
+        let hash = TokenHash::of_str(token);
         let tokens = self.shared.tokens.load();
         let entry = tokens.by_hash.get(&hash).ok_or(VerifyError::Invalid)?;
-        if entry.info.is_expired_at(Utc::now()) {
+        if entry.info.is_expired_at_nanos(now) {
             return Err(VerifyError::Expired);
         }
         Ok(entry.info.clone())
@@ -512,6 +519,15 @@ impl TokenFileVerifier {
 impl TokenVerifier for TokenFileVerifier {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         self.verify_sync(token)
+    }
+
+    /// Always answers: the current set is in memory, reloads swap it atomically.
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        Some(self.verify_at(token, clock::unix_nanos(now)))
     }
 }
 

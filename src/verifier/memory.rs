@@ -1,8 +1,11 @@
 //! The [`InMemoryTokenStore`] as a verifier: hash the presented token, one lookup, the
 //! expiry, and a note of the use. No future waits on anything: the answer is known at once.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
-use chrono::Utc;
+
+use crate::clock;
 
 use crate::store::memory::InMemoryTokenStore;
 use crate::token::{TokenHash, TokenSecret};
@@ -29,20 +32,30 @@ impl InMemoryTokenStore {
     /// assert!(matches!(store.verify_sync(&made_up), Err(VerifyError::Invalid)));
     /// ```
     pub fn verify_sync(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
-        // A token with our prefix but a wrong checksum is a typo or a forgery: refuse it
-        // without a lookup. Tokens without the prefix may be imported ones minted elsewhere.
-        if token.is_forged_own_token() {
-            return Err(VerifyError::Invalid);
-        }
-        let entry = self
-            .lookup(&TokenHash::of(token))
-            .ok_or(VerifyError::Invalid)?;
-        let now = Utc::now();
-        if entry.info.is_expired_at(now) {
-            return Err(VerifyError::Expired);
-        }
-        entry.touch(now.timestamp());
-        Ok(entry.info.clone())
+        self.verify_at(token.expose(), clock::unix_nanos(SystemTime::now()))
+    }
+
+    /// The verification itself, at `now` (nanoseconds since the Unix epoch): one hash, one
+    /// lookup under the read lock; then, for a stored token only, the `pe_` format rule
+    /// (checked once per entry), the expiry and the note of the use. An unknown token is
+    /// [`VerifyError::Invalid`] whatever its format, so the checksum is not computed for it:
+    /// a bad checksum and an unknown token cost the same hash and the same lookup.
+    fn verify_at(&self, token: &str, now: i128) -> Result<TokenInfo, VerifyError> {
+        let hash = TokenHash::of_str(token);
+        self.with_entry(&hash, |entry| {
+            let entry = entry.ok_or(VerifyError::Invalid)?;
+            // A token with our prefix but a wrong checksum is a typo or a forgery: refused
+            // even if its hash was imported. Tokens without the prefix may be imported ones
+            // minted elsewhere.
+            if !entry.format_allows(token) {
+                return Err(VerifyError::Invalid);
+            }
+            if entry.info.is_expired_at_nanos(now) {
+                return Err(VerifyError::Expired);
+            }
+            entry.touch(clock::unix_seconds(now));
+            Ok(entry.info.clone())
+        })
     }
 }
 
@@ -51,6 +64,15 @@ impl TokenVerifier for InMemoryTokenStore {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         self.verify_sync(token)
     }
+
+    /// Always answers: the store never waits.
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        Some(self.verify_at(token, clock::unix_nanos(now)))
+    }
 }
 
 #[cfg(test)]
@@ -58,7 +80,7 @@ mod tests {
     use super::*;
     use crate::record::{InvalidRecord, NewToken, NewTokenError};
     use crate::scope::Scope;
-    use chrono::Duration;
+    use chrono::{Duration, Utc};
 
     #[test]
     fn create_verify_delete() {

@@ -66,6 +66,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
@@ -136,12 +137,67 @@ pub trait TokenVerifier: Send + Sync {
     /// # });
     /// ```
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError>;
+
+    /// The synchronous fast path: the answer [`verify`](Self::verify) would give for `token`
+    /// at `now`, if this verifier knows it without waiting for anything, or `None` if only
+    /// the async `verify` can tell. The default is `None`.
+    ///
+    /// The layer asks this first, reading the clock once for the whole request (`now` is
+    /// what it also checks the expiry with); an answer lets it decide within `call`,
+    /// without boxing a future or copying the token, and `None` sends the request down the
+    /// async path. Verifiers that never wait (the in-memory store, the token file) always
+    /// answer; `RemoteVerifier` answers from its cache and returns `None` on a miss.
+    ///
+    /// An answer must be exactly what `verify` would answer, with the same security: a
+    /// constant-time comparison of secrets, a known token past its expiry at `now` is
+    /// [`VerifyError::Expired`]. `token` is the secret itself: never log it.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken, TokenInfo, TokenVerifier, VerifyError};
+    /// use protected_endpoint::token::TokenSecret;
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let now = SystemTime::now();
+    ///
+    /// // The in-memory store answers at once, for known and unknown tokens alike.
+    /// let info = store.try_verify_sync(created.secret.expose(), now).unwrap().unwrap();
+    /// assert_eq!(info.name(), "ci");
+    /// assert!(matches!(store.try_verify_sync("pe_unknown", now), Some(Err(VerifyError::Invalid))));
+    ///
+    /// // A verifier that only implements `verify` leaves the layer to await it.
+    /// struct Async;
+    /// #[protected_endpoint::async_trait]
+    /// impl TokenVerifier for Async {
+    ///     async fn verify(&self, _token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+    ///         Err(VerifyError::Invalid)
+    ///     }
+    /// }
+    /// assert!(Async.try_verify_sync("anything", now).is_none());
+    /// ```
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        let _ = (token, now);
+        None
+    }
 }
 
 #[async_trait]
 impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         (**self).verify(token).await
+    }
+
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        (**self).try_verify_sync(token, now)
     }
 }
 
@@ -150,12 +206,28 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         (**self).verify(token).await
     }
+
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        (**self).try_verify_sync(token, now)
+    }
 }
 
 #[async_trait]
 impl<T: TokenVerifier + ?Sized> TokenVerifier for &T {
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         (**self).verify(token).await
+    }
+
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        (**self).try_verify_sync(token, now)
     }
 }
 
@@ -323,6 +395,25 @@ impl<A: TokenVerifier, B: TokenVerifier> TokenVerifier for Or<A, B> {
             },
         }
     }
+
+    /// The same rules as `verify`, answered at once when both verifiers that must be asked
+    /// answer at once; `None` (the async path asks them again) as soon as one cannot.
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        match self.first.try_verify_sync(token, now)? {
+            Ok(info) => Some(Ok(info)),
+            Err(VerifyError::Expired) => Some(Err(VerifyError::Expired)),
+            Err(VerifyError::Invalid) => self.fallback.try_verify_sync(token, now),
+            Err(first_error) => Some(match self.fallback.try_verify_sync(token, now)? {
+                Ok(info) => Ok(info),
+                Err(VerifyError::Expired) => Err(VerifyError::Expired),
+                Err(_) => Err(first_error),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +454,46 @@ mod tests {
             block_on(v.verify(&"x".into())),
             Err(VerifyError::Unavailable(_))
         ));
+    }
+
+    #[test]
+    fn the_sync_path_goes_through_pointers_and_or() {
+        use crate::record::NewToken;
+        use crate::store::memory::InMemoryTokenStore;
+        let now = SystemTime::now();
+        let store = InMemoryTokenStore::new();
+        let secret = store.create(NewToken::new("sync")).unwrap().secret;
+        let token = secret.expose();
+        let shared: Arc<dyn TokenVerifier> = Arc::new(store.clone());
+        assert!(matches!(shared.try_verify_sync(token, now), Some(Ok(_))));
+        let boxed: Box<dyn TokenVerifier> = Box::new(store.clone());
+        assert!(matches!(
+            boxed.try_verify_sync("x", now),
+            Some(Err(VerifyError::Invalid))
+        ));
+        let by_ref: &dyn TokenVerifier = &boxed;
+        assert!(matches!(
+            TokenVerifier::try_verify_sync(&by_ref, token, now),
+            Some(Ok(_))
+        ));
+        // A closure verifier only answers through `verify`.
+        assert!(fixed("a").try_verify_sync("a", now).is_none());
+        // `or`: answered at once while every verifier asked answers at once.
+        let other = InMemoryTokenStore::new();
+        assert!(matches!(
+            other.clone().or(store.clone()).try_verify_sync(token, now),
+            Some(Ok(_))
+        ));
+        assert!(matches!(
+            other.clone().or(store.clone()).try_verify_sync("x", now),
+            Some(Err(VerifyError::Invalid))
+        ));
+        assert!(matches!(
+            store.clone().or(fixed("a")).try_verify_sync(token, now),
+            Some(Ok(_))
+        ));
+        assert!(other.or(fixed("a")).try_verify_sync("a", now).is_none());
+        assert!(down().or(store).try_verify_sync(token, now).is_none());
     }
 
     #[test]

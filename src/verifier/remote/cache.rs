@@ -1,21 +1,65 @@
 //! The answer cache: keyed by the SHA-256 of the token, each entry with its own time to live,
 //! bounded in size, and single-flight on misses.
+//!
+//! In front of the moka cache sits a small **hot table** the layer's synchronous fast path
+//! reads (`TokenVerifier::try_verify_sync`): a fixed array of slots, each holding at most one
+//! active answer, indexed by the token hash and behind its own read-write lock. It is filled
+//! only from answers the moka cache holds (on a moka hit or a completed fetch), never serves an
+//! entry outside the wall-clock window `[stored, stored + TTL)` (bounded by the token's `exp`
+//! too), and every removal from moka reaches it:
+//!
+//! - `invalidate(hash)` and `invalidate_all()` clear the slot(s) after moka forgot the entry,
+//!   and bump a generation counter, so an answer read from moka before the invalidation and
+//!   stored after it is dropped instead of stored;
+//! - moka's evictions (size, expiry) clear the slot through the eviction listener;
+//! - an entry past its TTL is not served even before that (its deadline is checked with the
+//!   request's own clock read), and a wall clock that went backwards makes it a miss.
+//!
+//! Only active answers go in: negative answers come from tokens a client chose, so they would
+//! let anyone evict the hot entries of real callers; they stay in moka alone.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
 use moka::Expiry;
 
 use super::client::IntrospectionError;
 use super::parse::Answer;
+use crate::clock;
 use crate::token::TokenHash;
+use crate::token_info::TokenInfo;
 
 /// One cached answer and how long it may be used.
 #[derive(Clone)]
 pub(crate) struct Cached {
     pub(crate) answer: Answer,
     pub(crate) ttl: Duration,
+    /// The wall-clock window (nanoseconds since the Unix epoch) the hot table may serve it
+    /// in: from when it was made to `ttl` later, and never past the token's expiry. moka's
+    /// own expiry starts later (when it stores the entry), so the hot table's ends first.
+    valid_from: i128,
+    valid_until: i128,
+}
+
+impl Cached {
+    /// `answer`, to be kept for `ttl` from now.
+    pub(crate) fn new(answer: Answer, ttl: Duration) -> Self {
+        let now = clock::unix_nanos(SystemTime::now());
+        let mut valid_until = now.saturating_add(ttl.as_nanos() as i128);
+        if let Answer::Active(info) = &answer {
+            if let Some(expires) = info.expires_at() {
+                valid_until = valid_until.min(clock::chrono_unix_nanos(&expires));
+            }
+        }
+        Self {
+            answer,
+            ttl,
+            valid_from: now,
+            valid_until,
+        }
+    }
 }
 
 /// Each entry lives as long as its answer allows: positive answers until their TTL or the
@@ -38,26 +82,137 @@ impl Expiry<TokenHash, Cached> for PerEntryTtl {
     }
 }
 
+/// How many slots the hot table has (a power of two): a few distinct callers per service
+/// is the common case; two hot tokens sharing a slot only send each other to moka.
+const HOT_SLOTS: usize = 256;
+
+/// An active answer in the hot table.
+struct HotEntry {
+    hash: TokenHash,
+    info: TokenInfo,
+    valid_from: i128,
+    valid_until: i128,
+}
+
+/// The read-mostly table in front of moka. See the module documentation.
+struct HotTable {
+    slots: Box<[RwLock<Option<HotEntry>>]>,
+    /// Bumped by every invalidation: a store that began before one is dropped.
+    generation: AtomicU64,
+}
+
+impl HotTable {
+    fn new() -> Self {
+        Self {
+            slots: (0..HOT_SLOTS).map(|_| RwLock::new(None)).collect(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn slot(&self, hash: &TokenHash) -> &RwLock<Option<HotEntry>> {
+        let bytes = hash.as_bytes();
+        let index = usize::from(u16::from_le_bytes([bytes[0], bytes[1]])) % HOT_SLOTS;
+        &self.slots[index]
+    }
+
+    /// The active answer for `hash` at `now`, if the slot holds it and its window is open.
+    fn get(&self, hash: &TokenHash, now: i128) -> Option<TokenInfo> {
+        let slot = self
+            .slot(hash)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = slot.as_ref()?;
+        // `==` on hashes is constant time.
+        (entry.hash == *hash && entry.valid_from <= now && now < entry.valid_until)
+            .then(|| entry.info.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Stores an active answer read from moka, unless an invalidation happened since
+    /// `seen` (the generation read before moka was asked).
+    fn put(&self, hash: TokenHash, cached: &Cached, seen: u64) {
+        let Answer::Active(info) = &cached.answer else {
+            return;
+        };
+        let mut slot = self
+            .slot(&hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Checked under the slot's lock: an invalidation bumps the generation before it
+        // clears the slot under the same lock, so either it sees this entry and clears it, or
+        // this store sees the new generation and gives up.
+        if self.generation() != seen {
+            return;
+        }
+        *slot = Some(HotEntry {
+            hash,
+            info: info.clone(),
+            valid_from: cached.valid_from,
+            valid_until: cached.valid_until,
+        });
+    }
+
+    /// Forgets `hash`. With `bump`, stores that began before are dropped too.
+    fn remove(&self, hash: &TokenHash, bump: bool) {
+        let mut slot = self
+            .slot(hash)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if bump {
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        if slot.as_ref().is_some_and(|entry| entry.hash == *hash) {
+            *slot = None;
+        }
+    }
+
+    /// Forgets everything, and drops the stores that began before.
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for slot in self.slots.iter() {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+}
+
 /// The cache. Clones share the entries.
 #[derive(Clone)]
 pub(crate) struct AnswerCache {
     entries: Cache<TokenHash, Cached>,
+    hot: Arc<HotTable>,
 }
 
 impl AnswerCache {
     pub(crate) fn new(capacity: u64) -> Self {
+        let hot = Arc::new(HotTable::new());
+        let evicted = Arc::clone(&hot);
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(PerEntryTtl)
+                // Whatever moka drops (size, expiry, invalidation), the hot table drops too.
+                .eviction_listener(move |hash: Arc<TokenHash>, _, _| evicted.remove(&hash, false))
                 .build(),
+            hot,
         }
     }
 
+    /// The hot table's active answer for `hash` at `now` (nanoseconds since the Unix epoch):
+    /// the synchronous fast path, no future, no moka.
+    pub(crate) fn hot(&self, hash: &TokenHash, now: i128) -> Option<TokenInfo> {
+        self.hot.get(hash, now)
+    }
+
     /// The cached answer for `hash`, if there is one: the fast path, which builds (and
-    /// moves) no fetch future.
+    /// moves) no fetch future. An active answer goes into the hot table.
     pub(crate) async fn get(&self, hash: &TokenHash) -> Option<Answer> {
-        self.entries.get(hash).await.map(|cached| cached.answer)
+        let seen = self.hot.generation();
+        let cached = self.entries.get(hash).await?;
+        self.hot.put(*hash, &cached, seen);
+        Some(cached.answer)
     }
 
     /// The cached answer for `hash`, or the one `fetch` gets. Concurrent misses for the same
@@ -71,17 +226,126 @@ impl AnswerCache {
     where
         F: std::future::Future<Output = Result<Cached, IntrospectionError>>,
     {
-        self.entries
-            .try_get_with(hash, fetch)
-            .await
-            .map(|cached| cached.answer)
+        let seen = self.hot.generation();
+        let cached = self.entries.try_get_with(hash, fetch).await?;
+        self.hot.put(hash, &cached, seen);
+        Ok(cached.answer)
     }
 
+    /// Forgets the answer for `hash`, in moka and in the hot table (in that order, so no
+    /// request can copy it from one to the other in between).
     pub(crate) async fn invalidate(&self, hash: &TokenHash) {
         self.entries.invalidate(hash).await;
+        self.hot.remove(hash, true);
     }
 
+    /// Forgets every answer, in moka and in the hot table.
     pub(crate) fn invalidate_all(&self) {
         self.entries.invalidate_all();
+        self.hot.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(name: &str) -> Answer {
+        Answer::Active(TokenInfo::new(name, name))
+    }
+
+    fn now() -> i128 {
+        clock::unix_nanos(SystemTime::now())
+    }
+
+    #[tokio::test]
+    async fn the_hot_table_follows_moka() {
+        let cache = AnswerCache::new(100);
+        let (a, b) = (TokenHash::of_str("a"), TokenHash::of_str("b"));
+        let fetched = cache
+            .get_or_fetch(a, async {
+                Ok(Cached::new(active("a"), Duration::from_secs(60)))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(fetched, Answer::Active(_)));
+        assert_eq!(cache.hot(&a, now()).unwrap().name(), "a");
+        assert!(cache.hot(&b, now()).is_none());
+
+        // `invalidate` reaches the hot table.
+        cache.invalidate(&a).await;
+        assert!(cache.hot(&a, now()).is_none());
+        assert!(cache.get(&a).await.is_none());
+
+        // So does `invalidate_all`.
+        for (hash, name) in [(a, "a"), (b, "b")] {
+            cache
+                .get_or_fetch(hash, async move {
+                    Ok(Cached::new(active(name), Duration::from_secs(60)))
+                })
+                .await
+                .unwrap();
+            assert!(cache.hot(&hash, now()).is_some());
+        }
+        cache.invalidate_all();
+        assert!(cache.hot(&a, now()).is_none() && cache.hot(&b, now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_hot_table_keeps_the_ttl_and_only_active_answers() {
+        let cache = AnswerCache::new(100);
+        let a = TokenHash::of_str("a");
+        cache
+            .get_or_fetch(a, async {
+                Ok(Cached::new(active("a"), Duration::from_secs(2)))
+            })
+            .await
+            .unwrap();
+        let t = now();
+        assert!(cache.hot(&a, t).is_some());
+        // Past the TTL, and with a clock that went backwards: a miss.
+        assert!(cache.hot(&a, t + 2_000_000_000).is_none());
+        assert!(cache.hot(&a, t - 60_000_000_000).is_none());
+
+        // A token's expiry bounds the window too.
+        let b = TokenHash::of_str("b");
+        let soon = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+        let info = TokenInfo::new("b", "b").with_expires_at(soon);
+        cache
+            .get_or_fetch(b, async move {
+                Ok(Cached::new(Answer::Active(info), Duration::from_secs(60)))
+            })
+            .await
+            .unwrap();
+        assert!(cache.hot(&b, clock::chrono_unix_nanos(&soon) - 1).is_some());
+        assert!(cache.hot(&b, clock::chrono_unix_nanos(&soon)).is_none());
+
+        // Negative answers stay in moka alone.
+        let c = TokenHash::of_str("c");
+        cache
+            .get_or_fetch(c, async {
+                Ok(Cached::new(Answer::Inactive, Duration::from_secs(60)))
+            })
+            .await
+            .unwrap();
+        assert!(cache.hot(&c, now()).is_none());
+        assert!(matches!(cache.get(&c).await, Some(Answer::Inactive)));
+    }
+
+    #[test]
+    fn a_store_that_raced_an_invalidation_is_dropped() {
+        let table = HotTable::new();
+        let a = TokenHash::of_str("a");
+        let cached = Cached::new(active("a"), Duration::from_secs(60));
+        let seen = table.generation();
+        // The invalidation lands between the moka read and the store.
+        table.remove(&a, true);
+        table.put(a, &cached, seen);
+        assert!(table.get(&a, now()).is_none());
+        let seen = table.generation();
+        table.put(a, &cached, seen);
+        assert!(table.get(&a, now()).is_some());
+        table.clear();
+        assert!(table.get(&a, now()).is_none());
     }
 }

@@ -112,7 +112,7 @@ pub mod __fuzz {
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -260,7 +260,7 @@ impl RemoteVerifier {
             }
             Answer::Inactive | Answer::Expired => self.inner.negative_cache_ttl,
         };
-        Cached { answer, ttl }
+        Cached::new(answer, ttl)
     }
 }
 
@@ -307,6 +307,30 @@ impl TokenVerifier for RemoteVerifier {
             Answer::Inactive => Err(VerifyError::Invalid),
             Answer::Expired => Err(VerifyError::Expired),
         }
+    }
+
+    /// Answers from the cache's hot table (an active answer within its TTL), and refuses a
+    /// `pe_` token with a bad checksum at once (as `verify` does, without a call); `None`, so
+    /// the layer awaits `verify`, on anything else.
+    fn try_verify_sync(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        self.start_following();
+        if let Some(cache) = &self.inner.cache {
+            let now = crate::clock::unix_nanos(now);
+            let hash = TokenHash::of_str(token);
+            // A token revoked lately goes the slow way, which refuses it even if an answer
+            // that was in flight at the revocation says active.
+            let revoked = !self.inner.recent.is_empty() && self.inner.recent.contains(&hash);
+            if !revoked {
+                if let Some(info) = cache.hot(&hash, now) {
+                    return Some(Ok(info));
+                }
+            }
+        }
+        crate::token::is_forged_own_token(token).then_some(Err(VerifyError::Invalid))
     }
 }
 
