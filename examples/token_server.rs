@@ -39,8 +39,9 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
     data: Option<PathBuf>,
     /// A database instead: `sqlite:PATH` or `postgres://user:password@host/db` (many replicas
-    /// may share one PostgreSQL database).
-    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    /// may share one PostgreSQL database). Without this flag and without --data, the
+    /// environment's DATABASE_URL, if set.
+    #[arg(long, value_name = "URL")]
     database_url: Option<String>,
     /// Load the tokens of a token file or an old JSON data file into the store at start.
     /// Idempotent: tokens whose uid is stored already are skipped.
@@ -74,10 +75,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
 
-    let location = match (&args.database_url, &args.data) {
-        (Some(url), _) => url.parse::<StoreLocation>()?,
-        (None, Some(path)) => StoreLocation::from_data_path(path),
-        (None, None) => {
+    // DATABASE_URL is read only when no flag names a store: an explicit --data wins over an
+    // environment set up for something else.
+    let from_env = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let location = match (&args.database_url, &args.data, from_env) {
+        (Some(url), _, _) => url.parse::<StoreLocation>()?,
+        (None, Some(path), _) => StoreLocation::from_data_path(path),
+        (None, None, Some(url)) => url.parse::<StoreLocation>()?,
+        (None, None, None) => {
             eprintln!(
                 "no --data or --database-url: tokens are kept in memory only and lost on exit"
             );
