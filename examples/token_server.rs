@@ -77,7 +77,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     // DATABASE_URL is read only when no flag names a store: an explicit --data wins over an
     // environment set up for something else.
-    let from_env = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+    let from_env = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
     let location = match (&args.database_url, &args.data, from_env) {
         (Some(url), _, _) => url.parse::<StoreLocation>()?,
         (None, Some(path), _) => StoreLocation::from_data_path(path),
