@@ -281,7 +281,7 @@ pub(crate) fn write_error(store: &str, error: sqlx::Error, uid: &str, name: &str
 
 /// [`StoreError::Unavailable`] for a database error.
 pub(crate) fn unavailable(store: &str, error: sqlx::Error) -> StoreError {
-    let error: crate::verifier::BoxError = match error {
+    let error: crate::store::BoxError = match error {
         sqlx::Error::PoolTimedOut => "the database did not answer in time (is it running and \
                                       reachable?)"
             .into(),
