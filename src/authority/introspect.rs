@@ -16,16 +16,22 @@ use crate::token::TokenSecret;
 use crate::ProtectedEndpointLayer;
 
 pub(super) fn router(authority: Authority) -> Router {
-    // The caller (a resource server) authenticates with a token of its own, which must carry
-    // the introspect scope: knowing a token is no licence to ask about it.
-    let layer = ProtectedEndpointLayer::new(authority.tokens().clone())
-        .realm(REALM)
-        .token_source(TokenSource::header(API_TOKEN_HEADER))
-        .require_scope(introspect_scope());
     Router::new()
         .route(INTROSPECTION_PATH, post(introspect))
-        .route_layer(layer)
+        .route_layer(resource_server_layer(&authority))
         .with_state(authority)
+}
+
+/// The layer in front of what resource servers call (introspection, the revocation stream):
+/// the caller authenticates with a token of its own, which must carry the introspect scope —
+/// knowing a token is no licence to ask about it.
+pub(super) fn resource_server_layer(
+    authority: &Authority,
+) -> ProtectedEndpointLayer<crate::InMemoryTokenStore> {
+    ProtectedEndpointLayer::new(authority.tokens().clone())
+        .realm(REALM)
+        .token_source(TokenSource::header(API_TOKEN_HEADER))
+        .require_scope(introspect_scope())
 }
 
 #[derive(Deserialize)]

@@ -19,10 +19,7 @@ use axum::Router;
 use futures_util::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::api::REALM;
-use super::{introspect_scope, Authority, RevocationEvent, API_TOKEN_HEADER};
-use crate::extract::TokenSource;
-use crate::ProtectedEndpointLayer;
+use super::{Authority, RevocationEvent};
 
 /// The path of the revocation stream in [`Authority::router`].
 pub const REVOCATIONS_PATH: &str = "/oauth2/revocations";
@@ -31,14 +28,10 @@ pub const REVOCATIONS_PATH: &str = "/oauth2/revocations";
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 pub(super) fn router(authority: Authority) -> Router {
-    // Who may introspect may listen: the same scope.
-    let layer = ProtectedEndpointLayer::new(authority.tokens().clone())
-        .realm(REALM)
-        .token_source(TokenSource::header(API_TOKEN_HEADER))
-        .require_scope(introspect_scope());
+    // Who may introspect may listen: the same layer, the same scope.
     Router::new()
         .route(REVOCATIONS_PATH, get(revocations))
-        .route_layer(layer)
+        .route_layer(super::introspect::resource_server_layer(&authority))
         .with_state(authority)
 }
 
