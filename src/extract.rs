@@ -185,6 +185,12 @@ impl TokenSource {
         Self(SourceKind::Query("access_token".to_owned()))
     }
 
+    /// Whether this is a cookie source: the browser sends it by itself, so a request that
+    /// changes something needs proof that this site's own page sent it.
+    pub(crate) fn is_cookie(&self) -> bool {
+        matches!(self.0, SourceKind::Cookie(_))
+    }
+
     /// Whether this is the `access_token` query source.
     pub(crate) fn is_query(&self) -> bool {
         matches!(self.0, SourceKind::Query(_))

@@ -84,6 +84,7 @@ pub mod authority;
 #[cfg(feature = "authority-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authority-client")))]
 pub mod authority_client;
+pub mod browser;
 mod clock;
 pub mod extract;
 #[cfg(any(feature = "remote", feature = "authority-client"))]

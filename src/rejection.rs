@@ -72,6 +72,10 @@ pub enum RejectionKind {
     InsufficientScope,
     /// The verifier could not answer (503); the request did not pass.
     Unavailable,
+    /// A request authenticated by a cookie came from another site (403
+    /// `cross_site_request`): a form or script elsewhere must not act with a visitor's
+    /// cookie. See [`crate::browser`].
+    CrossSite,
 }
 
 /// A gRPC status code, as sent in `grpc-status`.
@@ -250,6 +254,26 @@ impl Rejection {
         )
     }
 
+    /// A cookie-authenticated request that changes something came from another site: 403
+    /// `cross_site_request`, without a `WWW-Authenticate` challenge (the token is fine; where
+    /// the request came from is not). See [`crate::browser`].
+    ///
+    /// ```
+    /// use protected_endpoint::{Rejection, RejectionKind};
+    ///
+    /// let rejection = Rejection::cross_site();
+    /// assert_eq!(rejection.kind(), RejectionKind::CrossSite);
+    /// assert_eq!(rejection.status(), 403);
+    /// assert_eq!(rejection.error_code(), Some("cross_site_request"));
+    /// assert!(rejection.www_authenticate("api").is_none());
+    /// ```
+    pub fn cross_site() -> Self {
+        Self::new(
+            RejectionKind::CrossSite,
+            "a request authenticated by a cookie must come from this site's own pages",
+        )
+    }
+
     /// What kind of refusal this is.
     ///
     /// ```
@@ -306,7 +330,7 @@ impl Rejection {
                 StatusCode::UNAUTHORIZED
             }
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
-            RejectionKind::InsufficientScope => StatusCode::FORBIDDEN,
+            RejectionKind::InsufficientScope | RejectionKind::CrossSite => StatusCode::FORBIDDEN,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -329,6 +353,7 @@ impl Rejection {
             RejectionKind::InvalidToken => Some("invalid_token"),
             RejectionKind::InsufficientScope => Some("insufficient_scope"),
             RejectionKind::Unavailable => Some("temporarily_unavailable"),
+            RejectionKind::CrossSite => Some("cross_site_request"),
         }
     }
 
@@ -345,7 +370,9 @@ impl Rejection {
     /// ```
     pub fn grpc_code(&self) -> GrpcCode {
         match self.kind {
-            RejectionKind::InsufficientScope => GrpcCode::PermissionDenied,
+            RejectionKind::InsufficientScope | RejectionKind::CrossSite => {
+                GrpcCode::PermissionDenied
+            }
             RejectionKind::Unavailable => GrpcCode::Unavailable,
             _ => GrpcCode::Unauthenticated,
         }
@@ -364,7 +391,11 @@ impl Rejection {
     /// );
     /// ```
     pub fn www_authenticate(&self, realm: &str) -> Option<HeaderValue> {
-        if self.kind == RejectionKind::Unavailable {
+        // Neither is about the token: no challenge to retry with another one.
+        if matches!(
+            self.kind,
+            RejectionKind::Unavailable | RejectionKind::CrossSite
+        ) {
             return None;
         }
         let mut challenge = String::with_capacity(

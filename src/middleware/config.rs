@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
+use crate::browser::{redirect_to_sign_in, BrowserSignIn};
 use crate::extract::TokenSource;
 use crate::policy::{AccessPolicy, Denial};
 use crate::rejection::{is_grpc, Rejection, RejectionResponder};
@@ -45,6 +46,8 @@ pub(crate) struct Config {
     /// Named in the challenges of the default responder (and only there).
     pub(crate) realm: String,
     pub(crate) responder: Responder,
+    /// Browser sign-in: refused navigations go to its page instead of a 401.
+    pub(crate) browser: Option<Arc<BrowserSignIn>>,
     /// The default responder's HTTP answers to the four refusals that do not depend on the
     /// request, built on first use (the builder resets it whenever the configuration changes).
     pub(crate) prebuilt: OnceLock<Prebuilt>,
@@ -156,6 +159,7 @@ impl Default for Config {
             optional: false,
             realm: DEFAULT_REALM.to_owned(),
             responder: Responder::Default,
+            browser: None,
             prebuilt: OnceLock::new(),
         }
     }
@@ -173,6 +177,11 @@ impl Config {
             path = parts.uri.path(),
             "refused request"
         );
+        if let Some(browser) = &self.browser {
+            if let Some(redirect) = redirect_to_sign_in(browser, &rejection, &parts) {
+                return redirect;
+            }
+        }
         match &self.responder {
             Responder::Default => rejection.response_for(&parts, &self.realm),
             Responder::Custom(responder) => responder.respond(&rejection, &parts),
@@ -188,7 +197,7 @@ impl Config {
             Refusal::Fixed(fixed) => fixed,
         };
         let grpc = request.method() == Method::POST && is_grpc(request.headers());
-        if grpc || !matches!(self.responder, Responder::Default) {
+        if grpc || !matches!(self.responder, Responder::Default) || self.browser.is_some() {
             return self.refuse(fixed.rejection(), request);
         }
         let prebuilt = &self.prebuilt.get_or_init(|| Prebuilt::new(&self.realm)).0[fixed as usize];
@@ -232,6 +241,7 @@ impl fmt::Debug for Config {
             .field("keep_credentials", &self.keep_credentials)
             .field("optional", &self.optional)
             .field("responder", &responder)
+            .field("browser", &self.browser)
             .finish()
     }
 }

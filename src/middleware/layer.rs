@@ -7,6 +7,7 @@ use tower_layer::Layer;
 
 use super::config::{Config, Responder};
 use super::service::ProtectedEndpoint;
+use crate::browser::{BrowserSignIn, SignIn};
 use crate::extract::TokenSource;
 use crate::policy::AccessPolicy;
 use crate::rejection::RejectionResponder;
@@ -487,6 +488,70 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     pub fn responder(mut self, responder: impl RejectionResponder) -> Self {
         self.config_mut().responder = Responder::Custom(Arc::new(responder));
         self
+    }
+
+    /// Lets people in from a browser: the layer accepts `sign_in`'s session cookie, and a
+    /// browser navigation without a valid session is redirected (`303`) to the sign-in page
+    /// instead of getting a 401. Mount the page with [`sign_in_service`](Self::sign_in_service).
+    /// API clients are answered as before. See [`crate::browser`] for the whole flow.
+    ///
+    /// ```
+    /// use protected_endpoint::browser::BrowserSignIn;
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response};
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .browser_sign_in(BrowserSignIn::new().path("/login"));
+    /// let navigation = Request::get("/reports")
+    ///     .header("accept", "text/html")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// let response = layer.layer(service_fn(ok)).oneshot(navigation).await.unwrap();
+    /// assert_eq!(response.status(), 303);
+    /// assert_eq!(response.headers()["location"], "/login?next=%2Freports");
+    /// # });
+    /// ```
+    pub fn browser_sign_in(self, sign_in: BrowserSignIn) -> Self {
+        let mut layer = self.token_source(sign_in.token_source());
+        layer.config_mut().browser = Some(Arc::new(sign_in));
+        layer
+    }
+
+    /// The sign-in page of this layer's [`browser_sign_in`](Self::browser_sign_in), to
+    /// mount (outside the layer) at [`BrowserSignIn::sign_in_path`]: it verifies a pasted
+    /// token with this layer's verifier and policy (its scopes and deployment), then sets
+    /// the session cookie.
+    ///
+    /// # Panics
+    ///
+    /// When [`browser_sign_in`](Self::browser_sign_in) was not called: the layer would not
+    /// accept the cookie the page sets.
+    ///
+    /// ```
+    /// use axum::Router;
+    /// use protected_endpoint::browser::BrowserSignIn;
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
+    ///
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .browser_sign_in(BrowserSignIn::new());
+    /// let app: Router = Router::new().route_service("/sign-in", layer.sign_in_service());
+    /// # let _ = app;
+    /// ```
+    pub fn sign_in_service(&self) -> SignIn<V> {
+        let settings = self
+            .config
+            .browser
+            .clone()
+            .expect("sign_in_service needs browser_sign_in(..) on the layer first");
+        SignIn::new(
+            Arc::clone(&self.verifier),
+            self.config.policy.clone(),
+            settings,
+        )
     }
 
     /// The verifier this layer asks.

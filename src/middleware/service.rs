@@ -12,6 +12,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::config::{Config, Fixed, Refusal};
 use super::future::{ResponseFuture, VerifyFuture};
+use crate::browser::{is_unsafe, request_origin, RequestOrigin};
 use crate::clock;
 use crate::extract::{find_token, strip_credential};
 use crate::rejection::Rejection;
@@ -183,6 +184,13 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let (verdict, source, now) = match find_token(&self.config.sources, &request) {
+            Ok(Some((_, source))) if source.is_cookie() && is_cross_site(&request) => {
+                return ResponseFuture::refused(
+                    &self.config,
+                    Rejection::cross_site().into(),
+                    request,
+                );
+            }
             Ok(Some((token, source))) => {
                 // The request's one clock read: the verifier's expiry check and the policy's.
                 let now = SystemTime::now();
@@ -265,4 +273,12 @@ impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
             request,
         )
     }
+}
+
+/// Whether `request` may change something and a page of another origin sent it: refused
+/// when its credential is a cookie, which the browser attaches whoever made the request.
+/// Clients that are not browsers send no `Sec-Fetch-Site` or `Origin` and pass.
+fn is_cross_site<B>(request: &Request<B>) -> bool {
+    is_unsafe(request.method())
+        && request_origin(request.headers(), request.uri()) == RequestOrigin::OtherSite
 }
