@@ -10,13 +10,17 @@
 //!
 //! Routes:
 //! - `GET /readyz`: 200, unprotected, for health checks and clients that poll it;
+//! - `GET /`: a page to paste text and read its summary (protected: a browser without a
+//!   session is sent to the sign-in page first);
+//! - `GET /sign-in` (open): paste a token once; `POST /sign-in` sets an `HttpOnly` cookie,
+//!   `DELETE /sign-in` signs out;
 //! - `GET /schema.json`: the service schema in the serving platform's (BentoML's) format
 //!   (protected);
 //! - `POST /summarize` with `{"text": "…"}`: a `text/plain` extractive summary, one line
 //!   ending with a newline (protected).
 //!
-//! Requests need `Authorization: Bearer <token>` with the `api` scope and access to the
-//! `summarize` deployment. A refused `GET /schema.json` also says, in its JSON body, what to
+//! Requests need `Authorization: Bearer <token>` (or, from a browser, the session cookie)
+//! with the `api` scope and access to the `summarize` deployment. A refused `GET /schema.json` also says, in its JSON body, what to
 //! send: the platform's Python client fetches the schema before anything else and reports a
 //! refusal there only as "Failed to fetch schema".
 
@@ -30,10 +34,12 @@ use std::process::ExitCode;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{request, Response};
+use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use clap::Parser;
+use protected_endpoint::browser::BrowserSignIn;
 use protected_endpoint::rejection::DefaultResponder;
 use protected_endpoint::{DeploymentAccess, Scope};
 use protected_endpoint::{NewToken, Rejection, RejectionKind, RejectionResponder};
@@ -106,6 +112,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         None => "$TOKEN".to_owned(),
     };
+    println!("open http://{addr}/ in a browser and paste the token to sign in");
     println!(
         "try:\n  curl -X POST http://{addr}/summarize -H \"Authorization: Bearer {token}\" -H 'content-type: application/json' -d '{{\"text\": \"Rust is fast. Rust is safe. The sky is blue. Many teams pick Rust for speed and safety.\"}}'"
     );
@@ -118,20 +125,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The service: `/readyz` open, the rest behind the token layer.
+/// The service: `/readyz` and the sign-in page open, the rest behind the token layer.
 fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
+    let layer = ProtectedEndpointLayer::from_arc(verifier)
+        .require_scope(Scope::API)
+        .deployment(DEPLOYMENT)
+        .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT)))
+        // People, too: a browser is sent to /sign-in once, then carries an HttpOnly cookie.
+        .browser_sign_in(BrowserSignIn::new().title("Summarize"));
     let protected = Router::new()
+        .route("/", get(page))
         .route("/schema.json", get(schema))
         .route("/summarize", post(summarize))
-        .route_layer(
-            ProtectedEndpointLayer::from_arc(verifier)
-                .require_scope(Scope::API)
-                .deployment(DEPLOYMENT)
-                .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT))),
-        );
+        .route_layer(layer.clone());
     Router::new()
         .route("/readyz", get(|| async { "ready\n" }))
+        .route_service(BrowserSignIn::new().sign_in_path(), layer.sign_in_service())
         .merge(protected)
+}
+
+/// The one-page UI: paste text, read the summary (it calls `POST /summarize` with the
+/// session cookie the sign-in page set).
+async fn page() -> Html<&'static str> {
+    Html(include_str!("shared/summarize.html"))
 }
 
 /// What to send, for a refused `GET /schema.json`.

@@ -46,12 +46,9 @@ pub(crate) fn redirect_to_sign_in(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if invalid
-        && settings
-            .token_source()
-            .find(&request.headers, &request.uri)
-            .is_ok_and(|found| found.is_some())
-    {
+    // The layer has stripped the credential by now; on a navigation it can only have been
+    // the session cookie (browsers send no other), so a stale one is cleared.
+    if invalid {
         headers.insert(
             SET_COOKIE,
             cookie::cleared(settings, cookie::secure_for(settings, request)),
