@@ -23,7 +23,8 @@ pub(crate) fn redirect_to_sign_in(
         RejectionKind::InvalidToken => true,
         _ => return None,
     };
-    if !is_navigation(request) {
+    // The sign-in page itself behind the layer would send the browser round in circles.
+    if !is_navigation(request) || request.uri.path() == settings.path {
         return None;
     }
     // Back to where the person was going, unless the URL carried a token: that must not be
@@ -131,6 +132,15 @@ mod tests {
         }
         let denied = Rejection::insufficient_scope("needs api", Some("api".into()));
         assert!(redirect_to_sign_in(&settings, &denied, &head("GET", "/", &[HTML])).is_none());
+    }
+
+    #[test]
+    fn the_sign_in_page_never_redirects_to_itself() {
+        let settings = BrowserSignIn::new();
+        let request = head("GET", "/sign-in?next=%2F", &[HTML]);
+        assert!(
+            redirect_to_sign_in(&settings, &Rejection::missing_credentials(), &request).is_none()
+        );
     }
 
     #[test]
