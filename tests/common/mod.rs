@@ -5,6 +5,8 @@
 pub mod authority;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "authority")]
+pub mod console;
 pub mod example;
 #[cfg(feature = "postgres")]
 pub mod pg_cluster;
