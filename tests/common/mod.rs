@@ -3,6 +3,8 @@
 
 #[cfg(feature = "authority")]
 pub mod authority;
+#[cfg(unix)]
+pub mod browser;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "authority")]
