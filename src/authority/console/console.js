@@ -58,12 +58,42 @@
     });
   }
 
-  // Dates as the person's own locale shows them.
-  var dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
-  function shownDate(iso) {
+  // Dates as the person's own locale shows them: the day in the table, the full time on
+  // hover; when a token was last used, as a distance from now ("2 hours ago").
+  var dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+  var relativeFormat = typeof Intl.RelativeTimeFormat === "function"
+    ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  var UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+    ["hour", 3600], ["minute", 60]];
+
+  function relativeText(date) {
+    var seconds = (date.getTime() - Date.now()) / 1000;
+    for (var i = 0; i < UNITS.length; i++) {
+      if (Math.abs(seconds) >= UNITS[i][1]) {
+        return relativeFormat.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+      }
+    }
+    return "just now";
+  }
+
+  // A <time> for `iso`, or null when there is none (or it cannot be read).
+  function timeElement(iso, relative) {
     if (!iso) { return null; }
     var date = new Date(iso);
-    return isNaN(date.getTime()) ? String(iso) : dateFormat.format(date);
+    if (isNaN(date.getTime())) { return null; }
+    var node = element("time", null,
+      relative && relativeFormat ? relativeText(date) : dayFormat.format(date));
+    node.dateTime = date.toISOString();
+    node.title = fullFormat.format(date);
+    return node;
+  }
+
+  // A table cell showing the time `iso`, or `none` when there is none.
+  function timeCell(row, iso, none, relative) {
+    var td = cell(row, null, "date");
+    td.appendChild(timeElement(iso, relative) || document.createTextNode(none));
+    return td;
   }
 
   function scopesText(scopes) {
@@ -117,18 +147,16 @@
     cell(row, token.description || "", "description");
     cell(row, scopesText(token.scopes), "scopes");
     cell(row, deploymentsText(token.deployments), "deployments");
-    cell(row, shownDate(token.created_at), "date");
-
-    var expires = cell(row, null, "date");
-    expires.appendChild(document.createTextNode(shownDate(token.expired_at) || "Never"));
+    timeCell(row, token.created_at, "", false);
+    var expires = timeCell(row, token.expired_at, "Never", false);
     if (token.is_expired) {
       expires.appendChild(document.createTextNode(" "));
       expires.appendChild(element("span", "badge expired", "Expired"));
       row.classList.add("is-expired");
     }
-    cell(row, shownDate(token.last_used_at) || "Never", "date");
+    timeCell(row, token.last_used_at, "Never", true);
 
-    var actions = cell(row, null, "actions");
+    var actions = cell(row, null, "row-actions");
     var remove = element("button", "button small danger-quiet", "Delete");
     remove.type = "button";
     remove.setAttribute("aria-label", "Delete token " + token.name);

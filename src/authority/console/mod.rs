@@ -45,11 +45,14 @@
 //! in the dialog that created it, and removed from the page when that dialog closes.
 
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Serialize;
 use serde_json::json;
@@ -75,7 +78,8 @@ const SIGN_IN_PATH: &str = "/console/sign-in";
 const COOKIE: &str = "pe_console";
 
 /// Only the console's own script, style and calls; nothing inline, nothing framed, no form
-/// posted elsewhere. `img-src data:` for small inline images the style sheet may use.
+/// posted elsewhere. Images may be the site's own or `data:` URLs written into the style
+/// sheet (none today), never another site's.
 const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
     connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
     base-uri 'none'";
@@ -142,7 +146,7 @@ pub(super) fn router(authority: Authority) -> Router {
         .route(
             "/console/api/tokens",
             get(api::list_tokens).route_layer(read).merge(
-                axum::routing::post(api::create_token)
+                post(api::create_token)
                     .route_layer(write.clone())
                     .route_layer(same_origin.clone()),
             ),
@@ -198,9 +202,9 @@ async fn page_html() -> Response {
             // The page is the same for everyone, but only the signed-in may have it, and a
             // signed-out browser must not show it from its cache.
             (CACHE_CONTROL, "no-store"),
-            (axum::http::header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
-            (axum::http::header::X_FRAME_OPTIONS, "DENY"),
-            (axum::http::header::REFERRER_POLICY, "no-referrer"),
+            (CONTENT_SECURITY_POLICY, PAGE_POLICY),
+            (X_FRAME_OPTIONS, "DENY"),
+            (REFERRER_POLICY, "no-referrer"),
         ],
         PAGE,
     )
