@@ -2,7 +2,7 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -205,14 +205,15 @@ async fn current_org(State(authority): State<Authority>) -> Json<OrganizationObj
     Json(authority.organization().into())
 }
 
+/// The query of a list call (shared with the console, which calls the same handler).
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     start: Option<usize>,
     count: Option<usize>,
     search: Option<String>,
 }
 
-async fn list_tokens(
+pub(super) async fn list_tokens(
     State(authority): State<Authority>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<TokenPage>, ApiError> {
@@ -245,9 +246,10 @@ async fn list_tokens(
     }))
 }
 
-async fn create_token(
+pub(super) async fn create_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
+    uri: Uri,
     body: Result<Json<CreateTokenBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|rejection| {
@@ -263,7 +265,8 @@ async fn create_token(
         )
     })?;
 
-    let refused = |error: ApiError| error.audited(&caller, "POST", TOKENS_PATH);
+    // The path called: the management API's, or the console's (same handler).
+    let refused = |error: ApiError| error.audited(&caller, "POST", uri.path());
     let scopes = body.scopes.unwrap_or_default();
     if let Some(missing) = scopes.iter().find(|scope| !caller.has_scope(scope)) {
         return Err(refused(ApiError::forbidden(format!(
@@ -370,7 +373,7 @@ async fn get_token(
     Ok(Json(token_object(&authority, &token, None)))
 }
 
-async fn delete_token(
+pub(super) async fn delete_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,

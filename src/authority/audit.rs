@@ -74,14 +74,17 @@ fn scope_list(token: &ApiToken) -> String {
 
 /// The management routes' responder: logs each refusal by the token layer (no token, a bad
 /// one, a missing scope), then answers as the default responder does.
+#[derive(Clone)]
 pub(super) struct AuditingResponder {
     pub(super) realm: &'static str,
     pub(super) tokens: InMemoryTokenStore,
     pub(super) sources: Vec<TokenSource>,
 }
 
-impl RejectionResponder for AuditingResponder {
-    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+impl AuditingResponder {
+    /// Logs the refusal of `request` with `status` and `reason`, naming the caller when its
+    /// credential (from one of `sources`) is a valid token.
+    pub(super) fn record(&self, request: &request::Parts, status: u16, reason: &str) {
         // Who it was, when the token is valid (a missing scope): looked up again here, as the
         // rejection carries no identity. An invalid token is never logged, not even in part.
         let caller = self
@@ -100,9 +103,19 @@ impl RejectionResponder for AuditingResponder {
             by_name = caller.as_ref().map_or("-", |info| info.name()),
             method = %request.method,
             path = request.uri.path(),
-            status = rejection.status().as_u16(),
-            reason = rejection.description(),
+            status,
+            reason,
             "management call refused"
+        );
+    }
+}
+
+impl RejectionResponder for AuditingResponder {
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+        self.record(
+            request,
+            rejection.status().as_u16(),
+            rejection.description(),
         );
         rejection.response_for(request, self.realm)
     }

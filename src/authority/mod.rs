@@ -25,6 +25,9 @@
 //! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
 //! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
+//! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
+//! | `/console/sign-in` | a token with `read_organization`, pasted once | the console's sign-in page ([`crate::browser`]) |
+//! | `/console/api/…` | the console's session cookie, same-origin for changes | the management API's handlers, for the console's page |
 //!
 //! A token object has the platform's members (`uid, created_at, updated_at, deleted_at, name,
 //! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
@@ -66,6 +69,19 @@
 //! Last-used times are counted in memory and written to the store in batches (every
 //! [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
 //!
+//! # The token console
+//!
+//! `GET /console` in a browser leads to a sign-in page, where a person pastes a token with
+//! `read_organization` once; the browser then keeps a session cookie (`pe_console`,
+//! `HttpOnly`, `SameSite=Strict`, for `/console` only, holding the token, so deleting the
+//! token ends the session). The page lists tokens (search, paging), creates them (the secret
+//! shown once, with the `bentoml cloud login` command to paste) and deletes them; a token
+//! without `write_organization` can look but not change anything. Its JSON calls go to the
+//! same handlers as the management API, behind layers that take the cookie alone and refuse
+//! any change that a page of another origin (or a client that is not a browser) sends. The
+//! management API does not accept the cookie. Nothing is fetched from elsewhere: the page,
+//! its script and its style are part of the binary.
+//!
 //! # Audit log
 //!
 //! Every create, delete, admin mint and refused management call is logged at INFO under the
@@ -92,6 +108,7 @@
 
 mod api;
 mod audit;
+mod console;
 mod follow;
 mod health;
 mod introspect;
@@ -635,10 +652,12 @@ impl Authority {
             .send_modify(|generation| *generation += 1);
     }
 
-    /// The management API, the introspection endpoint, the revocation stream and the health
-    /// routes, ready to serve or to [`merge`](Router::merge) into an app.
+    /// The management API, the introspection endpoint, the revocation stream, the health
+    /// routes and the token console (`/console`), ready to serve or to
+    /// [`merge`](Router::merge) into an app.
     pub fn router(&self) -> Router {
         api::router(self.clone())
+            .merge(console::router(self.clone()))
             .merge(introspect::router(self.clone()))
             .merge(revocations::router(self.clone()))
             .merge(health::router(self.clone()))

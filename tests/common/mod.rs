@@ -7,6 +7,8 @@ pub mod authority;
 pub mod browser;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "authority")]
+pub mod console;
 pub mod example;
 #[cfg(feature = "postgres")]
 pub mod pg_cluster;

@@ -1,0 +1,439 @@
+// The token console. Every value from the server is put on the page with textContent or
+// DOM properties, never parsed as HTML: a token's name or description is whatever its
+// creator typed.
+(function () {
+  "use strict";
+
+  var API = "/console/api";
+  var SIGN_IN = "/console/sign-in";
+  var PAGE_SIZE = 20;
+  var NO_TYPE = "Choose at least one token type: Developer Operations Access or Protected Endpoint Access";
+
+  var state = { start: 0, search: "", total: 0, canWrite: false, request: 0 };
+
+  function byId(id) { return document.getElementById(id); }
+
+  function element(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) { node.className = className; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+
+  // A session that ended (token deleted or expired, cookie gone) goes back to the sign-in
+  // page, which returns here afterwards.
+  function signInAgain() {
+    location.assign(SIGN_IN + "?next=" + encodeURIComponent("/console"));
+  }
+
+  // One JSON call to the console's API: resolves with the body of a success, rejects with
+  // an Error whose message is the server's own when it gave one.
+  function call(method, path, body) {
+    var options = {
+      method: method,
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { "Accept": "application/json" }
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(API + path, options).then(function (response) {
+      if (response.status === 401) {
+        signInAgain();
+        throw new Error("Your session has ended; sign in again.");
+      }
+      return response.text().then(function (text) {
+        var parsed = null;
+        try { parsed = text ? JSON.parse(text) : null; } catch (ignored) { parsed = null; }
+        if (response.ok) { return parsed; }
+        var message = parsed && (parsed.message || parsed.error_description);
+        var error = new Error(message || ("The request failed (HTTP " + response.status + ")."));
+        error.status = response.status;
+        throw error;
+      });
+    }, function () {
+      throw new Error("The token authority cannot be reached.");
+    });
+  }
+
+  // Dates as the person's own locale shows them: the day in the table, the full time on
+  // hover; when a token was last used, as a distance from now ("2 hours ago").
+  var dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  var fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+  var relativeFormat = typeof Intl.RelativeTimeFormat === "function"
+    ? new Intl.RelativeTimeFormat(undefined, { numeric: "auto" }) : null;
+  var UNITS = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+    ["hour", 3600], ["minute", 60]];
+
+  function relativeText(date) {
+    var seconds = (date.getTime() - Date.now()) / 1000;
+    for (var i = 0; i < UNITS.length; i++) {
+      if (Math.abs(seconds) >= UNITS[i][1]) {
+        return relativeFormat.format(Math.round(seconds / UNITS[i][1]), UNITS[i][0]);
+      }
+    }
+    return "just now";
+  }
+
+  // A <time> for `iso`, or null when there is none (or it cannot be read).
+  function timeElement(iso, relative) {
+    if (!iso) { return null; }
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) { return null; }
+    var node = element("time", null,
+      relative && relativeFormat ? relativeText(date) : dayFormat.format(date));
+    node.dateTime = date.toISOString();
+    node.title = fullFormat.format(date);
+    return node;
+  }
+
+  // A table cell showing the time `iso`, or `none` when there is none.
+  function timeCell(row, iso, none, relative) {
+    var td = cell(row, null, "date");
+    td.appendChild(timeElement(iso, relative) || document.createTextNode(none));
+    return td;
+  }
+
+  function scopesText(scopes) {
+    return scopes && scopes.length ? scopes.join(", ") : "None";
+  }
+
+  function deploymentsText(deployments) {
+    if (deployments === "*") { return "All Deployments"; }
+    if (Array.isArray(deployments) && deployments.length) { return deployments.join(", "); }
+    return "None";
+  }
+
+  // ---- the session ----
+
+  function loadSession() {
+    return call("GET", "/session").then(function (session) {
+      byId("signed-in-as").textContent = "Signed in as " + session.name;
+      state.canWrite = Boolean(session.can_write);
+      var note = byId("write-note");
+      var create = byId("create");
+      create.disabled = !state.canWrite;
+      if (state.canWrite) {
+        note.hidden = true;
+        create.removeAttribute("title");
+      } else {
+        note.textContent = "Your token (" + session.name + ") can read tokens but not create or " +
+          "delete them: that needs the scope write_organization.";
+        note.hidden = false;
+        create.title = "Needs the scope write_organization";
+      }
+    });
+  }
+
+  byId("sign-out").addEventListener("click", function () {
+    fetch(SIGN_IN, { method: "DELETE", credentials: "same-origin", cache: "no-store" })
+      .then(function () { location.assign(SIGN_IN); }, function () { location.assign(SIGN_IN); });
+  });
+
+  // ---- the list ----
+
+  function cell(row, text, className) {
+    var td = element("td", className, text);
+    row.appendChild(td);
+    return td;
+  }
+
+  function tokenRow(token) {
+    var row = element("tr");
+    row.dataset.uid = token.uid;
+    cell(row, token.name, "name");
+    cell(row, token.description || "", "description");
+    cell(row, scopesText(token.scopes), "scopes");
+    cell(row, deploymentsText(token.deployments), "deployments");
+    timeCell(row, token.created_at, "", false);
+    var expires = timeCell(row, token.expired_at, "Never", false);
+    if (token.is_expired) {
+      expires.appendChild(document.createTextNode(" "));
+      expires.appendChild(element("span", "badge expired", "Expired"));
+      row.classList.add("is-expired");
+    }
+    timeCell(row, token.last_used_at, "Never", true);
+
+    var actions = cell(row, null, "row-actions");
+    var remove = element("button", "button small danger-quiet", "Delete");
+    remove.type = "button";
+    remove.setAttribute("aria-label", "Delete token " + token.name);
+    if (state.canWrite) {
+      remove.addEventListener("click", function () { askDelete(token); });
+    } else {
+      remove.disabled = true;
+      remove.title = "Needs the scope write_organization";
+    }
+    actions.appendChild(remove);
+    return row;
+  }
+
+  function showTokens(page) {
+    var body = byId("tokens");
+    body.replaceChildren();
+    var items = page.items || [];
+    if (!items.length) {
+      var empty = element("tr", "empty");
+      var td = element("td", null, state.search ? "No token matches this search." : "No tokens yet.");
+      td.colSpan = 8;
+      empty.appendChild(td);
+      body.appendChild(empty);
+    }
+    items.forEach(function (token) { body.appendChild(tokenRow(token)); });
+    state.total = page.total || 0;
+    byId("range").textContent = items.length
+      ? (state.start + 1) + "\u2013" + (state.start + items.length) + " of " + state.total
+      : "0 of " + state.total;
+    byId("previous").disabled = state.start === 0;
+    byId("next").disabled = state.start + items.length >= state.total;
+  }
+
+  function loadTokens() {
+    // Only the answer to the latest request is shown: a slow answer to an older search must
+    // not replace a newer one.
+    var request = ++state.request;
+    var query = "?start=" + state.start + "&count=" + PAGE_SIZE +
+      "&search=" + encodeURIComponent(state.search);
+    return call("GET", "/tokens" + query).then(function (page) {
+      if (request !== state.request) { return; }
+      // A deletion may have emptied the last page: show the one before it.
+      if (!(page.items || []).length && state.start > 0) {
+        state.start = Math.max(0, state.start - PAGE_SIZE);
+        return loadTokens();
+      }
+      byId("list-error").textContent = "";
+      showTokens(page);
+    }, function (error) {
+      if (request === state.request) { byId("list-error").textContent = error.message; }
+    });
+  }
+
+  var searchTimer = null;
+  byId("search").addEventListener("input", function (event) {
+    clearTimeout(searchTimer);
+    var value = event.target.value.trim();
+    searchTimer = setTimeout(function () {
+      state.search = value;
+      state.start = 0;
+      loadTokens();
+    }, 250);
+  });
+
+  byId("previous").addEventListener("click", function () {
+    state.start = Math.max(0, state.start - PAGE_SIZE);
+    loadTokens();
+  });
+  byId("next").addEventListener("click", function () {
+    state.start += PAGE_SIZE;
+    loadTokens();
+  });
+
+  // ---- creating a token ----
+
+  var createDialog = byId("create-dialog");
+  var createForm = byId("create-form");
+  var createError = byId("create-error");
+  var devops = byId("devops-access");
+  var endpoint = byId("endpoint-access");
+  var allDeployments = byId("all-deployments");
+  var deploymentNames = byId("deployments");
+
+  function syncAccess() {
+    byId("scopes").disabled = !devops.checked;
+    byId("deployment-access").disabled = !endpoint.checked;
+    deploymentNames.disabled = !endpoint.checked || allDeployments.checked;
+  }
+  [devops, endpoint, allDeployments].forEach(function (box) {
+    box.addEventListener("change", syncAccess);
+  });
+
+  function resetCreate() {
+    createForm.reset();
+    createError.textContent = "";
+    byId("created-slot").replaceChildren();
+    byId("create-fields").hidden = false;
+    byId("create-submit").disabled = false;
+    syncAccess();
+  }
+
+  byId("create").addEventListener("click", function () {
+    if (!state.canWrite) { return; }
+    resetCreate();
+    createDialog.showModal();
+    byId("token-name").focus();
+  });
+  byId("create-cancel").addEventListener("click", function () { createDialog.close(); });
+
+  // Closing the dialog, however it is closed (Done, Cancel, Escape), takes the secret off the
+  // page: it is never shown again.
+  createDialog.addEventListener("close", function () {
+    var hadSecret = byId("created-slot").hasChildNodes();
+    resetCreate();
+    if (hadSecret) { loadTokens(); }
+  });
+
+  // The request body the management API takes, or an error message for the person.
+  function createBody() {
+    var name = byId("token-name").value.trim();
+    if (!name) { return { error: "Give the token a name." }; }
+    if (!devops.checked && !endpoint.checked) { return { error: NO_TYPE }; }
+    var scopes = [];
+    if (devops.checked) {
+      byId("scopes").querySelectorAll("input[type=checkbox]").forEach(function (box) {
+        if (box.checked) { scopes.push(box.value); }
+      });
+      if (!scopes.length) { return { error: "Choose at least one Developer Operations scope." }; }
+    }
+    var deployments = [];
+    if (endpoint.checked) {
+      if (allDeployments.checked) {
+        deployments = "*";
+      } else {
+        deployments = deploymentNames.value.split(",")
+          .map(function (part) { return part.trim(); })
+          .filter(function (part) { return part.length > 0; });
+        if (!deployments.length) {
+          return { error: "Choose All Deployments or name at least one deployment." };
+        }
+      }
+    }
+    var body = {
+      name: name,
+      description: byId("token-description").value.trim(),
+      scopes: scopes,
+      deployments: deployments
+    };
+    var expiry = byId("expired-at").value;
+    if (expiry) {
+      var at = new Date(expiry);
+      if (isNaN(at.getTime())) { return { error: "Expired At is not a date and time." }; }
+      body.expired_at = at.toISOString();
+    }
+    return { body: body };
+  }
+
+  createForm.addEventListener("submit", function (event) {
+    // The form is a `method=dialog` form: without this, pressing Submit would close it.
+    event.preventDefault();
+    createError.textContent = "";
+    var built = createBody();
+    if (built.error) {
+      createError.textContent = built.error;
+      return;
+    }
+    var submit = byId("create-submit");
+    submit.disabled = true;
+    call("POST", "/tokens", built.body).then(function (created) {
+      showSecret(created);
+    }, function (error) {
+      createError.textContent = error.message;
+      submit.disabled = false;
+    });
+  });
+
+  function copyText(text, input, status) {
+    function fallback() {
+      // Older browsers, or a page that is not a secure context: copy the selected field.
+      input.focus();
+      input.select();
+      var copied = false;
+      try { copied = document.execCommand("copy"); } catch (ignored) { copied = false; }
+      status.textContent = copied ? "Copied." : "Select the token and copy it.";
+    }
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(text).then(function () {
+        status.textContent = "Copied.";
+      }, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  // The secret, once: in a part of the dialog built now and removed when it closes.
+  function showSecret(created) {
+    byId("create-fields").hidden = true;
+    var secret = created.token;
+    var slot = byId("created-slot");
+    var section = element("div", "created");
+    section.appendChild(element("p", "success",
+      "Token " + created.name + " was created. Copy it now: it is not shown again."));
+
+    var field = element("div", "field");
+    var label = element("label", null, "API token");
+    label.htmlFor = "new-token";
+    var row = element("div", "copy-row");
+    var input = element("input", "secret");
+    input.id = "new-token";
+    input.readOnly = true;
+    input.value = secret;
+    input.spellcheck = false;
+    input.autocomplete = "off";
+    var copy = element("button", "button", "Copy");
+    copy.type = "button";
+    var status = element("span", "copy-status");
+    status.setAttribute("role", "status");
+    copy.addEventListener("click", function () { copyText(secret, input, status); });
+    row.appendChild(input);
+    row.appendChild(copy);
+    field.appendChild(label);
+    field.appendChild(row);
+    field.appendChild(status);
+    section.appendChild(field);
+
+    section.appendChild(element("p", "hint", "Log in with the BentoML CLI:"));
+    section.appendChild(element("pre", "command",
+      "bentoml cloud login --api-token " + secret + " --endpoint " + location.origin));
+
+    var actions = element("div", "actions");
+    var done = element("button", "button primary", "Done");
+    done.type = "button";
+    done.addEventListener("click", function () { createDialog.close(); });
+    actions.appendChild(done);
+    section.appendChild(actions);
+
+    slot.appendChild(section);
+    input.focus();
+    input.select();
+  }
+
+  // ---- deleting a token ----
+
+  var deleteDialog = byId("delete-dialog");
+  var deleting = null;
+
+  function askDelete(token) {
+    deleting = token;
+    byId("delete-question").textContent = "Delete token " + token.name +
+      "? Requests with it are refused from then on.";
+    byId("delete-error").textContent = "";
+    byId("delete-confirm").disabled = false;
+    deleteDialog.showModal();
+    byId("delete-cancel").focus();
+  }
+
+  byId("delete-cancel").addEventListener("click", function () { deleteDialog.close(); });
+  deleteDialog.addEventListener("close", function () { deleting = null; });
+
+  byId("delete-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (!deleting) { return; }
+    var confirm = byId("delete-confirm");
+    confirm.disabled = true;
+    call("DELETE", "/tokens/" + encodeURIComponent(deleting.uid)).then(function () {
+      deleteDialog.close();
+      loadTokens();
+    }, function (error) {
+      byId("delete-error").textContent = error.message;
+      confirm.disabled = false;
+    });
+  });
+
+  // ---- start ----
+
+  syncAccess();
+  loadSession().then(loadTokens, function (error) {
+    byId("list-error").textContent = error.message;
+  });
+})();
