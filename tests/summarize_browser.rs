@@ -139,3 +139,37 @@ async fn a_form_on_another_origin_cannot_post_with_the_visitors_cookie() {
     browser.wait_for_text("body", "cross_site_request").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_link_from_another_site_finds_the_session_without_a_second_sign_in() {
+    let Some(browser) =
+        browser("a_link_from_another_site_finds_the_session_without_a_second_sign_in").await
+    else {
+        return;
+    };
+    let (example, token) = start_summarize();
+    sign_in(&browser, &example.base, &token).await;
+
+    // `localhost` is another site than `127.0.0.1`: following the link, the browser sends no
+    // SameSite=Strict cookie, and the service sends it to the sign-in page, which finds the
+    // session with a same-site request of its own and goes on.
+    let target = format!("{}/", example.base);
+    let page =
+        format!(r#"<!doctype html><title>elsewhere</title><a href="{target}">Summarize</a>"#);
+    let elsewhere =
+        common::serve(Router::new().route("/", get(move || async move { Html(page) }))).await;
+    let link_page = elsewhere.url("/").replace("127.0.0.1", "localhost");
+    browser.goto(&link_page).await.unwrap();
+    browser
+        .find(fantoccini::Locator::LinkText("Summarize"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_path(&browser, "/").await;
+    browser.wait_for_text("h1", "Summarize").await;
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"));
+    browser.close().await;
+}

@@ -5,7 +5,10 @@
 //! Turn it on with [`ProtectedEndpointLayer::browser_sign_in`] and mount the page the layer
 //! then offers ([`ProtectedEndpointLayer::sign_in_service`]):
 //!
-//! - `GET /sign-in` is the page; it posts the pasted token as `Authorization: Bearer …`
+//! - `GET /sign-in` is the page (a person who followed a link from another site arrives
+//!   without the `SameSite=Strict` cookie; the page asks once, same-site, whether the session
+//!   opens the page they wanted, and goes on if it does); it posts the pasted token as
+//!   `Authorization: Bearer …`
 //!   (never in a URL or a form field a log could keep) to
 //! - `POST /sign-in`, which verifies it with the layer's verifier and policy and answers with
 //!   the session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, ending no later
