@@ -190,12 +190,15 @@ fn start_authority() -> (String, TokenSecret, TokenSecret, Arc<AtomicUsize>) {
     });
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    let router = authority
-        .router()
-        .layer(tower::util::MapRequestLayer::new(move |request| {
-            counter.fetch_add(1, Ordering::SeqCst);
+    let router = authority.router().layer(tower::util::MapRequestLayer::new(
+        move |request: axum::extract::Request| {
+            // Introspection calls only: the verifier's revocation stream is a request too.
+            if request.uri().path() == INTROSPECTION_PATH {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
             request
-        }));
+        },
+    ));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.set_nonblocking(true).expect("non-blocking");
     let addr = listener.local_addr().expect("bound");

@@ -42,13 +42,7 @@ async fn wait_for_path(browser: &Browser, path: &str) {
 async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/")).await.unwrap();
     wait_for_path(browser, "/sign-in").await;
-    browser
-        .labelled("API token")
-        .await
-        .send_keys(token)
-        .await
-        .unwrap();
-    browser.button("Sign in").await.click().await.unwrap();
+    browser.sign_in_with(token).await;
     wait_for_path(browser, "/").await;
 }
 
@@ -97,13 +91,7 @@ async fn a_wrong_token_is_refused_on_the_sign_in_page() {
         .goto(&format!("{}/sign-in", example.base))
         .await
         .unwrap();
-    browser
-        .labelled("API token")
-        .await
-        .send_keys("pe_not_a_real_token")
-        .await
-        .unwrap();
-    browser.button("Sign in").await.click().await.unwrap();
+    browser.sign_in_with("pe_not_a_real_token").await;
     browser.wait_for_text("#error", "not valid").await;
     let url = browser.current_url().await.unwrap();
     assert_eq!(url.path(), "/sign-in");

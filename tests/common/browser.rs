@@ -240,6 +240,18 @@ impl Browser {
         .await
     }
 
+    /// On a sign-in page of `protected_endpoint::browser` (the layer's or the console's):
+    /// pastes `token` into the field labelled "API token" and presses "Sign in", as a person
+    /// does.
+    pub async fn sign_in_with(&self, token: &str) {
+        self.labelled("API token")
+            .await
+            .send_keys(token)
+            .await
+            .unwrap();
+        self.button("Sign in").await.click().await.unwrap();
+    }
+
     /// Waits until the first element matching `css` shows `text` (in its rendered text, what a
     /// person reads), for at most [`WAIT`]: pages update after a click by themselves, and
     /// a bounded wait fails with what the page showed instead of hanging.

@@ -267,11 +267,17 @@
   byId("create-cancel").addEventListener("click", function () { createDialog.close(); });
 
   // Closing the dialog, however it is closed (Done, Cancel, Escape), takes the secret off the
-  // page: it is never shown again.
-  createDialog.addEventListener("close", function () {
-    var hadSecret = byId("created-slot").hasChildNodes();
+  // page: it is never shown again. It goes before the dialog closes (Done, and the `cancel`
+  // event of Escape), not only on `close`, which the browser fires a moment later.
+  var secretShown = false;
+  function forgetSecret() {
+    if (byId("created-slot").hasChildNodes()) { secretShown = true; }
     resetCreate();
-    if (hadSecret) { loadTokens(); }
+  }
+  createDialog.addEventListener("cancel", forgetSecret);
+  createDialog.addEventListener("close", function () {
+    forgetSecret();
+    if (secretShown) { secretShown = false; loadTokens(); }
   });
 
   // The request body the management API takes, or an error message for the person.
@@ -389,7 +395,7 @@
     var actions = element("div", "actions");
     var done = element("button", "button primary", "Done");
     done.type = "button";
-    done.addEventListener("click", function () { createDialog.close(); });
+    done.addEventListener("click", function () { forgetSecret(); createDialog.close(); });
     actions.appendChild(done);
     section.appendChild(actions);
 
