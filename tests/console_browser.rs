@@ -29,6 +29,13 @@ use serde_json::{json, Value};
 const NO_TYPE: &str =
     "Choose at least one token type: Developer Operations Access or Protected Endpoint Access";
 
+/// A browser and an authority in memory (its admin token in `server.admin`); `None`, with the
+/// harness's `skipped:` line, when there is no Chromium.
+async fn start(test: &str) -> Option<(Browser, AuthorityServer)> {
+    let browser = browser(test).await?;
+    Some((browser, AuthorityServer::in_memory().await))
+}
+
 /// Opens the console, is sent to its sign-in page, pastes `token` there and waits until the
 /// console shows who is signed in and its first page of tokens.
 async fn sign_in(browser: &Browser, server: &AuthorityServer, token: &str) {
@@ -150,10 +157,9 @@ async fn submit_and_read_secret(browser: &Browser) -> String {
 #[tokio::test]
 async fn signing_in_shows_the_token_list_and_no_script_can_read_the_session() {
     let test = "signing_in_shows_the_token_list_and_no_script_can_read_the_session";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     sign_in(&browser, &server, &server.admin).await;
 
     browser.wait_for_text("h1", "API Tokens").await;
@@ -169,10 +175,9 @@ async fn signing_in_shows_the_token_list_and_no_script_can_read_the_session() {
 #[tokio::test]
 async fn a_created_token_is_shown_once_and_works_over_http_and_the_platform_login() {
     let test = "a_created_token_is_shown_once_and_works_over_http_and_the_platform_login";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     sign_in(&browser, &server, &server.admin).await;
 
     fill_create_dialog(&browser, "ci-deploy", "summarize, translate").await;
@@ -228,10 +233,9 @@ async fn a_created_token_is_shown_once_and_works_over_http_and_the_platform_logi
 
 #[tokio::test]
 async fn escape_takes_the_secret_off_the_page() {
-    let Some(browser) = browser("escape_takes_the_secret_off_the_page").await else {
+    let Some((browser, server)) = start("escape_takes_the_secret_off_the_page").await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     sign_in(&browser, &server, &server.admin).await;
     fill_create_dialog(&browser, "grafana-readonly", "grafana").await;
     let secret = submit_and_read_secret(&browser).await;
@@ -247,10 +251,9 @@ async fn escape_takes_the_secret_off_the_page() {
 #[tokio::test]
 async fn a_token_deleted_in_the_console_is_refused_afterwards() {
     let test = "a_token_deleted_in_the_console_is_refused_afterwards";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     let (_, secret) = token_with_scopes(&server, "grafana-readonly", &["read_organization"]).await;
     sign_in(&browser, &server, &server.admin).await;
 
@@ -285,10 +288,9 @@ async fn a_token_deleted_in_the_console_is_refused_afterwards() {
 #[tokio::test]
 async fn a_token_with_no_type_is_refused_in_the_dialog_and_nothing_is_sent() {
     let test = "a_token_with_no_type_is_refused_in_the_dialog_and_nothing_is_sent";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     sign_in(&browser, &server, &server.admin).await;
 
     browser.button("Create").await.click().await.unwrap();
@@ -310,10 +312,10 @@ async fn a_token_with_no_type_is_refused_in_the_dialog_and_nothing_is_sent() {
 
 #[tokio::test]
 async fn the_servers_refusals_are_shown_in_the_dialog() {
-    let Some(browser) = browser("the_servers_refusals_are_shown_in_the_dialog").await else {
+    let Some((browser, server)) = start("the_servers_refusals_are_shown_in_the_dialog").await
+    else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     let scopes = ["read_organization", "write_organization"];
     let (_, writer) = token_with_scopes(&server, "writer", &scopes).await;
     sign_in(&browser, &server, &writer).await;
@@ -360,10 +362,9 @@ async fn the_servers_refusals_are_shown_in_the_dialog() {
 #[tokio::test]
 async fn a_read_only_session_cannot_create_and_the_server_refuses_a_forced_post() {
     let test = "a_read_only_session_cannot_create_and_the_server_refuses_a_forced_post";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     let (_, reader) = token_with_scopes(&server, "reader", &["read_organization"]).await;
     sign_in(&browser, &server, &reader).await;
 
@@ -390,10 +391,9 @@ async fn a_read_only_session_cannot_create_and_the_server_refuses_a_forced_post(
 #[tokio::test]
 async fn search_and_paging_go_through_the_server_twenty_at_a_time() {
     let test = "search_and_paging_go_through_the_server_twenty_at_a_time";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     for i in 1..=24 {
         let new = NewToken::new(format!("batch-{i:02}")).scopes([protected_endpoint::Scope::API]);
         server.authority.create(new).await.unwrap();
@@ -441,10 +441,9 @@ fn aged_token(name: &str, description: &str, fields: Value) -> (ApiToken, TokenH
 #[tokio::test]
 async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
     let test = "the_list_shows_each_tokens_access_expiry_and_last_use";
-    let Some(browser) = browser(test).await else {
+    let Some((browser, server)) = start(test).await else {
         return;
     };
-    let server = AuthorityServer::in_memory().await;
     let ago = |days: i64, hours: i64| {
         (Utc::now() - chrono::Duration::days(days) - chrono::Duration::hours(hours)).to_rfc3339()
     };
