@@ -13,6 +13,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io::Write;
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -97,7 +98,10 @@ pub async fn browser(test: &str) -> Option<Browser> {
             &["chromium", "chromium-browser", "google-chrome"],
         ),
     ) else {
-        eprintln!(
+        // Written to the stderr stream itself, not through `eprintln!`, which the test
+        // harness captures and hides for a passing test: a skip must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
             "skipped: {test}: headless Chromium not found (install Debian's chromium and \
              chromium-driver, or set PE_CHROMIUM and PE_CHROMEDRIVER)"
         );
