@@ -3,132 +3,23 @@
 
 #![cfg(all(feature = "authority", feature = "remote", unix))]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::Duration;
 
+use common::token_server::TokenServer;
 use protected_endpoint::authority::INTROSPECTION_PATH;
 use protected_endpoint::verifier::remote::RemoteVerifier;
 use protected_endpoint::{TokenVerifier, VerifyError};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-/// Generous bound for the server to start (it may have to be built first).
-const START_BOUND: Duration = Duration::from_secs(300);
-
-/// `target/debug/examples/token_server`, next to this test's `target/debug/deps/`, built
-/// (or found up to date) by cargo with the features this test was built with, so the lib is
-/// not rebuilt and the binary is never stale.
-fn token_server_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap();
-            let binary = profile_dir.join("examples").join("token_server");
-            let mut features = vec!["authority"];
-            if cfg!(feature = "remote") {
-                features.push("remote");
-            }
-            if cfg!(feature = "rustls") {
-                features.push("rustls");
-            }
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--example", "token_server", "--features"])
-                .arg(features.join(","))
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            // Cargo gives this test its package's variables; build scripts that watch them
-            // (ring's) would see a change and rebuild, for this build and the next `cargo test`.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_CRATE_",
-                    "CARGO_BIN_",
-                ]
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                        .contains(&name.as_ref())
-                {
-                    cargo.env_remove(name.as_ref());
-                }
-            }
-            let output = cargo.output().expect("cargo runs");
-            assert!(
-                output.status.success(),
-                "building the token_server example failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(binary.exists(), "{} is missing", binary.display());
-            binary
-        })
-        .clone()
-}
-
-/// A running token server; killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    /// The admin token, when this start printed one.
-    admin: Option<String>,
-}
-
-impl Server {
-    fn start(data: &Path) -> Self {
-        let child = Command::new(token_server_binary())
-            .args(["--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the token server starts");
-        // From here on, `Drop` kills and reaps the child whatever happens.
-        let mut server = Self {
-            child,
-            base: String::new(),
-            admin: None,
-        };
-        let stdout = server.child.stdout.take().unwrap();
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        loop {
-            let line = lines_rx
-                .recv_timeout(START_BOUND)
-                .expect("the token server prints its address");
-            if let Some(token) = line.strip_prefix("token: ") {
-                server.admin = Some(token.to_owned());
-            } else if let Some(base) = line.strip_prefix("listening on ") {
-                server.base = base.to_owned();
-                return server;
-            }
-        }
-    }
-
-    /// `kill -9`: no chance to flush or clean anything up.
-    fn kill_9(mut self) {
-        // `Child::kill` is SIGKILL on Unix.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `token_server --data <data>`, its logs beside the data file.
+fn start(data: &Path) -> TokenServer {
+    let dir = data.parent().expect("the data file is in a directory");
+    TokenServer::start(dir, [OsStr::new("--data"), data.as_os_str()])
 }
 
 async fn create(
@@ -163,8 +54,8 @@ fn verifier(base: &str, admin: &str) -> RemoteVerifier {
 }
 
 /// A fresh server on `data`, with the admin token its first start prints.
-fn first_start(data: &Path) -> (Server, String) {
-    let server = Server::start(data);
+fn first_start(data: &Path) -> (TokenServer, String) {
+    let server = start(data);
     let admin = server
         .admin
         .clone()
@@ -180,8 +71,8 @@ async fn restart_keeps(
     data: &Path,
     admin: &str,
     kept: &[(String, String)],
-) -> (Server, Vec<String>) {
-    let server = Server::start(data);
+) -> (TokenServer, Vec<String>) {
+    let server = start(data);
     assert!(
         server.admin.is_none(),
         "a restart must not mint another admin token"
@@ -248,7 +139,8 @@ async fn acknowledged_creates_and_deletes_survive_kill_9() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    server.kill_9();
+    // `stop` is SIGKILL: no chance to flush or clean anything up.
+    server.stop();
 
     let (server, uids) = restart_keeps(&data, &admin, &kept).await;
     assert!(
@@ -282,7 +174,8 @@ async fn creates_racing_with_kill_9_survive_once_acknowledged() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(30)).await;
-    server.kill_9();
+    // `stop` is SIGKILL: no chance to flush or clean anything up.
+    server.stop();
     for task in racing {
         if let Some(acknowledged) = task.await.unwrap() {
             kept.push(acknowledged);
@@ -300,15 +193,12 @@ fn a_corrupt_data_file_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tokens.json");
     std::fs::write(&data, "{ this is not a token file").unwrap();
-    let output = Command::new(token_server_binary())
-        .args(["--addr", "127.0.0.1:0", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, server) =
+        TokenServer::run_to_exit(dir.path(), [OsStr::new("--data"), data.as_os_str()]);
+    assert!(!status.success());
+    let stderr = server.stderr();
     assert!(stderr.contains("not a valid JSON token file"), "{stderr}");
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("token:"));
+    assert!(!server.stdout().contains("token:"));
     assert_eq!(
         std::fs::read_to_string(&data).unwrap(),
         "{ this is not a token file"
