@@ -42,6 +42,21 @@ pub enum Credentials {
 }
 
 impl Credentials {
+    /// `request` with these credentials: every call to the authority (introspection, the
+    /// revocation stream) authenticates the same way.
+    pub(super) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Credentials::None => request,
+            Credentials::Bearer(own) => request.bearer_auth(own.expose()),
+            Credentials::Basic {
+                client_id,
+                client_secret,
+            } => request.basic_auth(client_id, Some(client_secret.expose())),
+        }
+    }
+}
+
+impl Credentials {
     /// A bearer token of the verifier's own.
     pub fn bearer(token: impl Into<TokenSecret>) -> Self {
         Credentials::Bearer(token.into())
@@ -141,15 +156,12 @@ impl IntrospectionClient {
             .form(&[("token", token.expose())])
             // Also set on the request, so a client handed in by the user gets it too.
             .timeout(self.limits.request_timeout);
-        let request = match &self.credentials {
-            Credentials::None => request,
-            Credentials::Bearer(own) => request.bearer_auth(own.expose()),
-            Credentials::Basic {
-                client_id,
-                client_secret,
-            } => request.basic_auth(client_id, Some(client_secret.expose())),
-        };
-        let mut response = request.send().await.map_err(transport)?;
+        let mut response = self
+            .credentials
+            .apply(request)
+            .send()
+            .await
+            .map_err(transport)?;
 
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

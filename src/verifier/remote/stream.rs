@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use http::header::ACCEPT;
 use http::StatusCode;
 
-use super::client::Credentials;
 use super::Inner;
 use crate::token::TokenHash;
 
@@ -107,14 +106,7 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
         .http
         .get(url.clone())
         .header(ACCEPT, "text/event-stream");
-    let request = match &client.credentials {
-        Credentials::None => request,
-        Credentials::Bearer(own) => request.bearer_auth(own.expose()),
-        Credentials::Basic {
-            client_id,
-            client_secret,
-        } => request.basic_auth(client_id, Some(client_secret.expose())),
-    };
+    let request = client.credentials.apply(request);
     let connect = tokio::time::timeout(client.limits.request_timeout, request.send()).await;
     let mut response = match connect {
         Ok(Ok(response)) => response,
