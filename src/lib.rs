@@ -91,6 +91,7 @@ pub mod extract;
 mod http_client;
 pub mod middleware;
 pub mod policy;
+pub mod rate_limit;
 pub mod record;
 pub mod rejection;
 pub mod scope;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::rate_limit::RateLimit;
 use crate::record::{has_expired, ApiToken};
 use crate::scope::{DeploymentAccess, Scope};
 
@@ -49,6 +50,7 @@ struct TokenInfoInner {
     /// `expires_at` in nanoseconds since the Unix epoch, what the layer compares with its one
     /// clock read per request (see `crate::clock`).
     expires_at_nanos: Option<i128>,
+    rate_limit: Option<RateLimit>,
     extensions: http::Extensions,
 }
 
@@ -72,6 +74,7 @@ impl TokenInfo {
             deployments: DeploymentAccess::All,
             expires_at: None,
             expires_at_nanos: None,
+            rate_limit: None,
             extensions: http::Extensions::new(),
         }))
     }
@@ -130,6 +133,22 @@ impl TokenInfo {
         let inner = self.inner_mut();
         inner.expires_at = Some(expires_at);
         inner.expires_at_nanos = Some(crate::clock::chrono_unix_nanos(&expires_at));
+        self
+    }
+
+    /// The token's own rate limit, which the layer enforces (per process) after the policy
+    /// let the request pass: `429` with `Retry-After` and the IETF `RateLimit` headers once it
+    /// is spent.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("u1", "ci").with_rate_limit("100/1m".parse().unwrap());
+    /// assert_eq!(info.rate_limit().unwrap().limit(), 100);
+    /// assert_eq!(TokenInfo::new("u2", "web").rate_limit(), None);
+    /// ```
+    pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.inner_mut().rate_limit = Some(rate_limit);
         self
     }
 
@@ -257,6 +276,17 @@ impl TokenInfo {
             .is_some_and(|expires| expires <= now)
     }
 
+    /// The token's rate limit, if it has one (see [`with_rate_limit`](Self::with_rate_limit)).
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// assert!(TokenInfo::new("u", "n").rate_limit().is_none());
+    /// ```
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.0.rate_limit.as_ref()
+    }
+
     /// A value the verifier attached with [`TokenInfo::with_extension`].
     ///
     /// ```
@@ -282,6 +312,7 @@ impl fmt::Debug for TokenInfo {
             .field("scopes", &self.0.scopes)
             .field("deployments", &self.0.deployments)
             .field("expires_at", &self.0.expires_at)
+            .field("rate_limit", &self.0.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -294,7 +325,8 @@ impl PartialEq for TokenInfo {
                 && self.0.name == other.0.name
                 && self.0.scopes == other.0.scopes
                 && self.0.deployments == other.0.deployments
-                && self.0.expires_at == other.0.expires_at)
+                && self.0.expires_at == other.0.expires_at
+                && self.0.rate_limit == other.0.rate_limit)
     }
 }
 

@@ -1,0 +1,286 @@
+//! [`RateLimit`]: how many requests a token may make in a window of time — a leaf, shared by
+//! the record (a token may carry one), [`TokenInfo`](crate::TokenInfo) (what verifiers answer)
+//! and the layer, which enforces it per process.
+//!
+//! The serde form, in token files and the management API, names its unit:
+//!
+//! ```
+//! use std::time::Duration;
+//! use protected_endpoint::rate_limit::RateLimit;
+//!
+//! let limit: RateLimit = serde_json::from_str(r#"{"limit": 100, "duration_ms": 60000}"#).unwrap();
+//! assert_eq!(limit, RateLimit::new(100, Duration::from_secs(60)).unwrap());
+//! assert_eq!(limit.to_string(), "100/1m");
+//! assert_eq!("100/1m".parse::<RateLimit>().unwrap(), limit);
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The most requests a limit may allow in its window.
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::rate_limit::{RateLimit, MAX_LIMIT};
+///
+/// assert!(RateLimit::new(MAX_LIMIT, Duration::from_secs(1)).is_ok());
+/// assert!(RateLimit::new(MAX_LIMIT + 1, Duration::from_secs(1)).is_err());
+/// ```
+pub const MAX_LIMIT: u32 = 1_000_000_000;
+
+/// The shortest window a limit may have: one millisecond.
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::rate_limit::{RateLimit, MIN_DURATION};
+///
+/// assert!(RateLimit::new(1, MIN_DURATION).is_ok());
+/// assert!(RateLimit::new(1, Duration::from_micros(999)).is_err());
+/// ```
+pub const MIN_DURATION: Duration = Duration::from_millis(1);
+
+/// The longest window a limit may have: 30 days.
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::rate_limit::{RateLimit, MAX_DURATION};
+///
+/// assert!(RateLimit::new(1, MAX_DURATION).is_ok());
+/// assert!(RateLimit::new(1, MAX_DURATION + Duration::from_millis(1)).is_err());
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+/// At most `limit` requests per `duration`, as a token bucket (GCRA): a client may spend the
+/// whole `limit` at once, then gets one more every `duration / limit`.
+///
+/// Whole milliseconds from [`MIN_DURATION`] to [`MAX_DURATION`]; `limit` from 1 to
+/// [`MAX_LIMIT`].
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::rate_limit::RateLimit;
+///
+/// let limit = RateLimit::new(10, Duration::from_secs(1)).unwrap();
+/// assert_eq!(limit.limit(), 10);
+/// assert_eq!(limit.duration(), Duration::from_secs(1));
+/// assert!(RateLimit::new(0, Duration::from_secs(1)).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RateLimitForm", into = "RateLimitForm")]
+pub struct RateLimit {
+    limit: u32,
+    duration_ms: u64,
+}
+
+impl RateLimit {
+    /// `limit` requests per `duration` (whole milliseconds).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::rate_limit::RateLimit;
+    ///
+    /// let err = RateLimit::new(5, Duration::from_micros(1500)).unwrap_err();
+    /// assert_eq!(err.to_string(), "a rate limit's duration must be whole milliseconds");
+    /// ```
+    pub fn new(limit: u32, duration: Duration) -> Result<Self, RateLimitError> {
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(RateLimitError(format!(
+                "a rate limit must allow 1 to {MAX_LIMIT} requests, not {limit}"
+            )));
+        }
+        if duration.subsec_nanos() % 1_000_000 != 0 {
+            return Err(RateLimitError(
+                "a rate limit's duration must be whole milliseconds".into(),
+            ));
+        }
+        if !(MIN_DURATION..=MAX_DURATION).contains(&duration) {
+            return Err(RateLimitError(
+                "a rate limit's duration must be from 1 ms to 30 days".into(),
+            ));
+        }
+        Ok(Self {
+            limit,
+            duration_ms: duration.as_millis() as u64,
+        })
+    }
+
+    /// How many requests the window allows.
+    ///
+    /// ```
+    /// let limit: protected_endpoint::rate_limit::RateLimit = "5/1s".parse().unwrap();
+    /// assert_eq!(limit.limit(), 5);
+    /// ```
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// The window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let limit: protected_endpoint::rate_limit::RateLimit = "5/2h".parse().unwrap();
+    /// assert_eq!(limit.duration(), Duration::from_secs(7200));
+    /// ```
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.duration_ms)
+    }
+}
+
+/// `100/1m`: the limit, a slash, and the window as a number and a unit (`ms`, `s`, `m`, `h`,
+/// `d`; the largest unit that divides it when displayed).
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 4] = [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ];
+        let (unit, size) = UNITS
+            .iter()
+            .find(|(_, size)| self.duration_ms % size == 0)
+            .copied()
+            .unwrap_or(("ms", 1));
+        write!(f, "{}/{}{unit}", self.limit, self.duration_ms / size)
+    }
+}
+
+/// Parses `LIMIT/DURATION`, the form the CLI takes: `100/1m`, `5/1s`, `1000/1h`, `50/500ms`.
+/// A window without a number means one of its unit (`100/m`).
+///
+/// ```
+/// use protected_endpoint::rate_limit::RateLimit;
+///
+/// assert_eq!("100/m".parse::<RateLimit>().unwrap().to_string(), "100/1m");
+/// assert_eq!("50/500ms".parse::<RateLimit>().unwrap().to_string(), "50/500ms");
+/// let err = "100 per minute".parse::<RateLimit>().unwrap_err();
+/// assert!(err.to_string().contains("LIMIT/DURATION"), "{err}");
+/// ```
+impl FromStr for RateLimit {
+    type Err = RateLimitError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let form_error = || {
+            RateLimitError(format!(
+                "`{text}` is not a rate limit: write LIMIT/DURATION, e.g. 100/1m (units: ms, s, m, h, d)"
+            ))
+        };
+        let (limit, window) = text.trim().split_once('/').ok_or_else(form_error)?;
+        let limit: u32 = limit.trim().parse().map_err(|_| form_error())?;
+        let window = window.trim();
+        let digits = window
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(window.len());
+        let (count, unit) = window.split_at(digits);
+        let count: u64 = if count.is_empty() {
+            1
+        } else {
+            count.parse().map_err(|_| form_error())?
+        };
+        let unit_ms: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(form_error()),
+        };
+        let duration_ms = count.checked_mul(unit_ms).ok_or_else(form_error)?;
+        RateLimit::new(limit, Duration::from_millis(duration_ms))
+    }
+}
+
+/// A rate limit out of range or written wrongly; the message says which rule it broke.
+///
+/// ```
+/// use std::time::Duration;
+/// use protected_endpoint::rate_limit::RateLimit;
+///
+/// let err = RateLimit::new(1, Duration::from_secs(31 * 86_400)).unwrap_err();
+/// assert!(err.to_string().contains("30 days"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitError(String);
+
+impl fmt::Display for RateLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RateLimitError {}
+
+/// The serde form: `{"limit": 100, "duration_ms": 60000}`, checked on the way in.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitForm {
+    limit: u32,
+    duration_ms: u64,
+}
+
+impl TryFrom<RateLimitForm> for RateLimit {
+    type Error = RateLimitError;
+
+    fn try_from(form: RateLimitForm) -> Result<Self, Self::Error> {
+        let duration = Duration::from_millis(form.duration_ms);
+        RateLimit::new(form.limit, duration)
+    }
+}
+
+impl From<RateLimit> for RateLimitForm {
+    fn from(limit: RateLimit) -> Self {
+        Self {
+            limit: limit.limit,
+            duration_ms: limit.duration_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_serde_forms_are_refused() {
+        for json in [
+            r#"{"limit": 0, "duration_ms": 1000}"#,
+            r#"{"limit": 1, "duration_ms": 0}"#,
+            r#"{"limit": 1, "duration_ms": 2592000001}"#,
+            r#"{"limit": 1}"#,
+            r#"{"limit": 1, "duration_ms": 1000, "burst": 3}"#,
+        ] {
+            assert!(serde_json::from_str::<RateLimit>(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn display_and_parse_round_trip() {
+        for text in [
+            "1/1ms", "7/1500ms", "100/1s", "100/90s", "3/1m", "9/2h", "1/30d",
+        ] {
+            let limit: RateLimit = text.parse().unwrap();
+            assert_eq!(limit.to_string(), text);
+            let json = serde_json::to_string(&limit).unwrap();
+            assert_eq!(serde_json::from_str::<RateLimit>(&json).unwrap(), limit);
+        }
+    }
+
+    #[test]
+    fn malformed_text_is_refused() {
+        for text in [
+            "",
+            "100",
+            "/1m",
+            "x/1m",
+            "100/1y",
+            "100/-1s",
+            "100/99999999999999999d",
+        ] {
+            assert!(text.parse::<RateLimit>().is_err(), "{text}");
+        }
+    }
+}
