@@ -96,6 +96,7 @@ pub mod record;
 pub mod rejection;
 pub mod scope;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod token_info;
 pub mod verifier;

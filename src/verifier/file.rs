@@ -517,6 +517,10 @@ impl TokenFileVerifier {
 
 #[async_trait]
 impl TokenVerifier for TokenFileVerifier {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         self.verify_sync(token)
     }

@@ -61,6 +61,10 @@ impl InMemoryTokenStore {
 
 #[async_trait]
 impl TokenVerifier for InMemoryTokenStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         self.verify_sync(token)
     }

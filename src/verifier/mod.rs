@@ -184,6 +184,20 @@ pub trait TokenVerifier: Send + Sync {
         let _ = (token, now);
         None
     }
+
+    /// A short name for the kind of verifier, the `verifier` label of the
+    /// `protected_endpoint_verification_duration_seconds` histogram
+    /// ([`telemetry`](crate::telemetry)). The built-in verifiers say `memory`, `file` and
+    /// `remote`; `or` combines two; others say `custom` unless they choose a name.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, TokenVerifier};
+    ///
+    /// assert_eq!(InMemoryTokenStore::new().kind(), "memory");
+    /// ```
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 }
 
 #[async_trait]
@@ -198,6 +212,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Arc<T> {
         now: SystemTime,
     ) -> Option<Result<TokenInfo, VerifyError>> {
         (**self).try_verify_sync(token, now)
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 }
 
@@ -214,6 +232,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for Box<T> {
     ) -> Option<Result<TokenInfo, VerifyError>> {
         (**self).try_verify_sync(token, now)
     }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
 }
 
 #[async_trait]
@@ -228,6 +250,10 @@ impl<T: TokenVerifier + ?Sized> TokenVerifier for &T {
         now: SystemTime,
     ) -> Option<Result<TokenInfo, VerifyError>> {
         (**self).try_verify_sync(token, now)
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
     }
 }
 
@@ -413,6 +439,10 @@ impl<A: TokenVerifier, B: TokenVerifier> TokenVerifier for Or<A, B> {
                 Err(_) => Err(first_error),
             }),
         }
+    }
+
+    fn kind(&self) -> &'static str {
+        "or"
     }
 }
 

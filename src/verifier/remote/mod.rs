@@ -266,6 +266,10 @@ impl RemoteVerifier {
 
 #[async_trait]
 impl TokenVerifier for RemoteVerifier {
+    fn kind(&self) -> &'static str {
+        "remote"
+    }
+
     async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
         // A token with this crate's prefix but a wrong checksum is a typo or a forgery: refuse
         // it without a call to the authority (or a cache slot), as the in-memory store does.
