@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -52,9 +52,6 @@ pin_project! {
     {
         Verifying {
             verify: VerifyFuture,
-            // The verifier's kind and when it was asked: the verification histogram.
-            verifier: &'static str,
-            started: Instant,
             pending: Option<(S, Request<ReqBody>)>,
             config: Arc<Config>,
             from_query: bool,
@@ -104,7 +101,6 @@ where
 
     pub(crate) fn verifying(
         verify: VerifyFuture,
-        verifier: &'static str,
         inner: S,
         request: Request<ReqBody>,
         config: Arc<Config>,
@@ -113,8 +109,6 @@ where
         Self {
             state: State::Verifying {
                 verify,
-                verifier,
-                started: Instant::now(),
                 pending: Some((inner, request)),
                 config,
                 from_query,
@@ -135,14 +129,11 @@ where
             match this.state.as_mut().project() {
                 StateProj::Verifying {
                     verify,
-                    verifier,
-                    started,
                     pending,
                     config,
                     from_query,
                 } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
-                    config.record_verification(verifier, started.elapsed());
                     // The answer may have taken a while: the expiry is checked now.
                     let now = clock::unix_nanos(SystemTime::now());
                     let decision = config.decide(verdict, now);
