@@ -89,6 +89,7 @@ mod clock;
 pub mod extract;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
+pub mod limit;
 pub mod middleware;
 pub mod policy;
 pub mod rate_limit;

@@ -18,6 +18,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 /// The most requests a limit may allow in its window.
@@ -191,6 +192,39 @@ impl FromStr for RateLimit {
         };
         let duration_ms = count.checked_mul(unit_ms).ok_or_else(form_error)?;
         RateLimit::new(limit, Duration::from_millis(duration_ms))
+    }
+}
+
+/// The IETF rate-limit fields (draft-ietf-httpapi-ratelimit-headers) of one answer to a
+/// token with a limit: `RateLimit-Policy: "token";q=LIMIT;w=SECONDS` (the quota and its window)
+/// and `RateLimit: "token";r=REMAINING;t=SECONDS` (what is left and when the window is whole
+/// again).
+#[derive(Debug, Clone)]
+pub(crate) struct LimitHeaders {
+    policy: HeaderValue,
+    state: HeaderValue,
+}
+
+pub(crate) static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+pub(crate) static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+impl LimitHeaders {
+    /// The fields for `limit` with `remaining` requests left, whole in `reset_seconds`.
+    pub(crate) fn new(limit: &RateLimit, remaining: u32, reset_seconds: u64) -> Self {
+        // The window in whole seconds, rounded up: the field takes no fractions.
+        let window = limit.duration_ms.div_ceil(1000);
+        let policy = format!("\"token\";q={};w={window}", limit.limit);
+        let state = format!("\"token\";r={remaining};t={reset_seconds}");
+        // Digits, quotes and `;=` only: always a valid header value.
+        Self {
+            policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
+            state: HeaderValue::try_from(state).unwrap_or(HeaderValue::from_static("")),
+        }
+    }
+
+    pub(crate) fn insert_into(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY.clone(), self.policy.clone());
+        headers.insert(RATELIMIT.clone(), self.state.clone());
     }
 }
 

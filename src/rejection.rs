@@ -10,6 +10,9 @@
 //! | unknown, revoked or expired token | 401 | `error="invalid_token"` | 16 `UNAUTHENTICATED` |
 //! | missing scope or deployment access | 403 | `error="insufficient_scope"`, `scope="…"` | 7 `PERMISSION_DENIED` |
 //! | verifier unavailable | 503 | none | 14 `UNAVAILABLE` |
+//! | cookie-borne change from another site | 403 `cross_site_request` | none | 7 `PERMISSION_DENIED` |
+//! | too many failed guesses from the client ([`FailureThrottle`](crate::limit::FailureThrottle)) | 429 `too_many_failed_attempts`, `Retry-After` | none | 8 `RESOURCE_EXHAUSTED` |
+//! | the token's own rate limit spent ([`RateLimit`](crate::rate_limit::RateLimit)) | 429 `rate_limited`, `Retry-After`, `RateLimit`, `RateLimit-Policy` | none | 8 `RESOURCE_EXHAUSTED` |
 //!
 //! Malformed credentials map to `UNAUTHENTICATED` for gRPC callers, not `INVALID_ARGUMENT`:
 //! the call's arguments are fine, its credentials are not, and clients retry authentication
@@ -39,14 +42,16 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{request, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::extract::MalformedCredentials;
 use crate::policy::Denial;
+use crate::rate_limit::{LimitHeaders, RateLimit};
 use crate::verifier::VerifyError;
 
 /// What kind of refusal a [`Rejection`] is.
@@ -76,6 +81,13 @@ pub enum RejectionKind {
     /// `cross_site_request`): a form or script elsewhere must not act with a visitor's
     /// cookie. See [`crate::browser`].
     CrossSite,
+    /// The client made too many failed attempts (unknown, expired or malformed credentials)
+    /// and must wait (429 `too_many_failed_attempts`, `Retry-After`). See
+    /// [`FailureThrottle`](crate::limit::FailureThrottle).
+    Throttled,
+    /// The token's own rate limit is spent for now (429 `rate_limited`, `Retry-After` and the
+    /// IETF `RateLimit` headers). See [`RateLimit`](crate::rate_limit::RateLimit).
+    RateLimited,
 }
 
 /// A gRPC status code, as sent in `grpc-status`.
@@ -97,6 +109,8 @@ pub enum GrpcCode {
     PermissionDenied,
     /// 14: the service cannot answer now; retry later.
     Unavailable,
+    /// 8: the caller spent a quota (too many failed attempts, or its token's rate limit).
+    ResourceExhausted,
 }
 
 impl GrpcCode {
@@ -114,6 +128,7 @@ impl GrpcCode {
             GrpcCode::Unauthenticated => 16,
             GrpcCode::PermissionDenied => 7,
             GrpcCode::Unavailable => 14,
+            GrpcCode::ResourceExhausted => 8,
         }
     }
 
@@ -122,6 +137,7 @@ impl GrpcCode {
             GrpcCode::Unauthenticated => "16",
             GrpcCode::PermissionDenied => "7",
             GrpcCode::Unavailable => "14",
+            GrpcCode::ResourceExhausted => "8",
         })
     }
 }
@@ -145,6 +161,10 @@ pub struct Rejection {
     kind: RejectionKind,
     description: Cow<'static, str>,
     scope: Option<Arc<str>>,
+    /// Whole seconds to wait, for `Retry-After` (429s).
+    retry_after: Option<u64>,
+    /// The `RateLimit-Policy` and `RateLimit` fields of a token's spent limit.
+    limit_headers: Option<Box<LimitHeaders>>,
 }
 
 impl Rejection {
@@ -153,6 +173,8 @@ impl Rejection {
             kind,
             description: description.into(),
             scope: None,
+            retry_after: None,
+            limit_headers: None,
         }
     }
 
@@ -274,6 +296,74 @@ impl Rejection {
         )
     }
 
+    /// Too many failed attempts from this client: 429 `too_many_failed_attempts` with
+    /// `Retry-After` (whole seconds, rounded up, at least 1) and no challenge, before any
+    /// verifier is asked. See [`FailureThrottle`](crate::limit::FailureThrottle).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::{Rejection, RejectionKind};
+    ///
+    /// let rejection = Rejection::throttled(Duration::from_millis(1500));
+    /// assert_eq!(rejection.kind(), RejectionKind::Throttled);
+    /// assert_eq!(rejection.status(), 429);
+    /// assert_eq!(rejection.retry_after(), Some(Duration::from_secs(2)));
+    /// let response = rejection.http_response("api");
+    /// assert_eq!(response.headers()["retry-after"], "2");
+    /// assert!(response.headers().get("www-authenticate").is_none());
+    /// ```
+    pub fn throttled(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(whole_seconds(retry_after)),
+            ..Self::new(
+                RejectionKind::Throttled,
+                "too many failed attempts from this client; retry later",
+            )
+        }
+    }
+
+    /// The token's own rate limit is spent: 429 `rate_limited` with `Retry-After` and the IETF
+    /// `RateLimit-Policy` / `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers), e.g.
+    /// `RateLimit-Policy: "token";q=100;w=60` and `RateLimit: "token";r=0;t=1`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::{Rejection, RejectionKind};
+    ///
+    /// let limit = "100/1m".parse().unwrap();
+    /// let rejection = Rejection::rate_limited(&limit, Duration::from_millis(600));
+    /// assert_eq!(rejection.kind(), RejectionKind::RateLimited);
+    /// let response = rejection.http_response("api");
+    /// assert_eq!(response.status(), 429);
+    /// assert_eq!(response.headers()["retry-after"], "1");
+    /// assert_eq!(response.headers()["ratelimit-policy"], r#""token";q=100;w=60"#);
+    /// assert_eq!(response.headers()["ratelimit"], r#""token";r=0;t=1"#);
+    /// ```
+    pub fn rate_limited(limit: &RateLimit, retry_after: Duration) -> Self {
+        let retry_after = whole_seconds(retry_after);
+        Self {
+            retry_after: Some(retry_after),
+            limit_headers: Some(Box::new(LimitHeaders::new(limit, 0, retry_after))),
+            ..Self::new(
+                RejectionKind::RateLimited,
+                "the token's rate limit is spent; retry later",
+            )
+        }
+    }
+
+    /// How long the client should wait before trying again (429s), in whole seconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::Rejection;
+    ///
+    /// assert_eq!(Rejection::invalid_token().retry_after(), None);
+    /// assert_eq!(Rejection::throttled(Duration::ZERO).retry_after(), Some(Duration::from_secs(1)));
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after.map(Duration::from_secs)
+    }
+
     /// What kind of refusal this is.
     ///
     /// ```
@@ -332,6 +422,7 @@ impl Rejection {
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
             RejectionKind::InsufficientScope | RejectionKind::CrossSite => StatusCode::FORBIDDEN,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RejectionKind::Throttled | RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -354,6 +445,8 @@ impl Rejection {
             RejectionKind::InsufficientScope => Some("insufficient_scope"),
             RejectionKind::Unavailable => Some("temporarily_unavailable"),
             RejectionKind::CrossSite => Some("cross_site_request"),
+            RejectionKind::Throttled => Some("too_many_failed_attempts"),
+            RejectionKind::RateLimited => Some("rate_limited"),
         }
     }
 
@@ -374,6 +467,7 @@ impl Rejection {
                 GrpcCode::PermissionDenied
             }
             RejectionKind::Unavailable => GrpcCode::Unavailable,
+            RejectionKind::Throttled | RejectionKind::RateLimited => GrpcCode::ResourceExhausted,
             _ => GrpcCode::Unauthenticated,
         }
     }
@@ -391,10 +485,13 @@ impl Rejection {
     /// );
     /// ```
     pub fn www_authenticate(&self, realm: &str) -> Option<HeaderValue> {
-        // Neither is about the token: no challenge to retry with another one.
+        // None is about the token: no challenge to retry with another one.
         if matches!(
             self.kind,
-            RejectionKind::Unavailable | RejectionKind::CrossSite
+            RejectionKind::Unavailable
+                | RejectionKind::CrossSite
+                | RejectionKind::Throttled
+                | RejectionKind::RateLimited
         ) {
             return None;
         }
@@ -458,6 +555,7 @@ impl Rejection {
         if let Some(challenge) = self.www_authenticate(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
+        self.insert_wait_headers(headers);
         response
     }
 
@@ -490,7 +588,18 @@ impl Rejection {
         if let Some(challenge) = self.www_authenticate(realm) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
+        self.insert_wait_headers(headers);
         response
+    }
+
+    /// `Retry-After` and the `RateLimit` fields of a 429, on HTTP and gRPC answers alike.
+    fn insert_wait_headers(&self, headers: &mut http::HeaderMap) {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(limit_headers) = &self.limit_headers {
+            limit_headers.insert_into(headers);
+        }
     }
 
     /// The default response for the request whose head is `request`: gRPC when it is a `POST`
@@ -564,6 +673,12 @@ pub fn is_grpc(headers: &http::HeaderMap) -> bool {
 }
 
 /// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
+/// Seconds to wait, rounded up and at least 1: `Retry-After: 0` would invite a retry storm.
+fn whole_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
 const GRPC_MESSAGE_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Appends `value` as the inside of an RFC 6750 quoted-string, whose characters are limited to

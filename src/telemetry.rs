@@ -21,8 +21,11 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 /// (unknown, revoked or disabled token), `expired`, `insufficient_scope` (scopes or deployment
 /// access), `cross_site` (a cookie-borne change from another origin), `unavailable` (the
 /// verifier could not answer), `throttled` (too many failed guesses from the client),
-/// `rate_limited` (the token's own limit is spent) or `rejected` (any other refusal a custom
-/// verifier or policy returns).
+/// or `rate_limited` (the token's own limit is spent). Requests an optional layer lets through
+/// without credentials are not counted.
+///
+/// The counters are registered with the recorder on a layer's first decision: install the
+/// recorder before serving.
 ///
 /// ```
 /// assert_eq!(protected_endpoint::telemetry::DECISIONS, "protected_endpoint_decisions_total");

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use chrono::Utc;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde_json::json;
 use tower_service::Service;
 
 use super::{cookie, request_origin, BrowserSignIn, RequestOrigin};
 use crate::extract::{extract_token, TokenSource};
+use crate::limit::SharedThrottle;
 use crate::policy::AccessPolicy;
 use crate::rejection::Rejection;
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -66,6 +67,8 @@ pub struct SignIn<V: ?Sized> {
     policy: AccessPolicy,
     settings: Arc<BrowserSignIn>,
     page: Arc<str>,
+    /// The layer's failed-guess throttle: a wrong token pasted here is a guess too.
+    throttle: Option<SharedThrottle>,
 }
 
 impl<V: ?Sized> SignIn<V> {
@@ -73,6 +76,7 @@ impl<V: ?Sized> SignIn<V> {
         verifier: Arc<V>,
         policy: AccessPolicy,
         settings: Arc<BrowserSignIn>,
+        throttle: Option<SharedThrottle>,
     ) -> Self {
         let page = PAGE
             .replace("{{title}}", &html_text(&settings.title))
@@ -82,6 +86,7 @@ impl<V: ?Sized> SignIn<V> {
             policy,
             settings,
             page: page.into(),
+            throttle,
         }
     }
 }
@@ -93,6 +98,7 @@ impl<V: ?Sized> Clone for SignIn<V> {
             policy: self.policy.clone(),
             settings: Arc::clone(&self.settings),
             page: Arc::clone(&self.page),
+            throttle: self.throttle.clone(),
         }
     }
 }
@@ -168,6 +174,31 @@ impl<V: TokenVerifier + ?Sized> SignIn<V> {
         if request_origin(request.headers(), request.uri()) != RequestOrigin::SameOrigin {
             return Ok(cross_site());
         }
+        let client = self
+            .throttle
+            .as_ref()
+            .and_then(|throttle| throttle.key(request.headers(), request.extensions()));
+        if let (Some(throttle), Some(client)) = (&self.throttle, client) {
+            if let Some(wait) = throttle.wait(client) {
+                let rejection = Rejection::throttled(wait);
+                let mut response = failure(
+                    rejection.status(),
+                    "too_many_failed_attempts",
+                    "too many wrong tokens from here; wait a moment and try again",
+                );
+                if let Some(wait) = rejection.retry_after() {
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from(wait.as_secs()));
+                }
+                return Ok(response);
+            }
+        }
+        let failed_guess = || {
+            if let (Some(throttle), Some(client)) = (&self.throttle, client) {
+                throttle.failed(client);
+            }
+        };
         let sources = [TokenSource::authorization_bearer()];
         let secret = match extract_token(&sources, &request) {
             Ok(Some((secret, _))) => secret,
@@ -179,6 +210,7 @@ impl<V: TokenVerifier + ?Sized> SignIn<V> {
                 ))
             }
             Err(malformed) => {
+                failed_guess();
                 let rejection = Rejection::from(malformed);
                 return Ok(failure(
                     StatusCode::BAD_REQUEST,
@@ -190,18 +222,20 @@ impl<V: TokenVerifier + ?Sized> SignIn<V> {
         let info = match self.verifier.verify(&secret).await {
             Ok(info) => info,
             Err(VerifyError::Invalid) => {
+                failed_guess();
                 return Ok(failure(
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
                     "this token is not valid: it may be mistyped, or it was deleted",
-                ))
+                ));
             }
             Err(VerifyError::Expired) => {
+                failed_guess();
                 return Ok(failure(
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
                     "this token has expired",
-                ))
+                ));
             }
             Err(VerifyError::Unavailable(source)) => {
                 tracing::warn!(error = %source, "token verifier unavailable; sign-in refused");

@@ -9,8 +9,11 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::browser::{redirect_to_sign_in, BrowserSignIn};
 use crate::extract::TokenSource;
+use crate::limit::{SharedThrottle, TokenRateLimits};
 use crate::policy::{AccessPolicy, Denial};
-use crate::rejection::{is_grpc, Rejection, RejectionResponder};
+use crate::rate_limit::LimitHeaders;
+use crate::rejection::{is_grpc, Rejection, RejectionKind, RejectionResponder};
+use crate::telemetry;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
@@ -51,6 +54,114 @@ pub(crate) struct Config {
     /// The default responder's HTTP answers to the four refusals that do not depend on the
     /// request, built on first use (the builder resets it whenever the configuration changes).
     pub(crate) prebuilt: OnceLock<Prebuilt>,
+    /// The failed-guess throttle, when turned on.
+    pub(crate) throttle: Option<SharedThrottle>,
+    /// The buckets of tokens that carry a rate limit (shared by every clone of the layer).
+    pub(crate) rate_limits: Arc<TokenRateLimits>,
+    /// The decision counters for this realm, registered with the recorder on first use.
+    pub(crate) metrics: OnceLock<DecisionMetrics>,
+}
+
+/// A request the layer let through: the token's info, and the `RateLimit` fields for the
+/// answer when the token has a limit.
+pub(crate) struct Accepted {
+    pub(crate) info: TokenInfo,
+    pub(crate) limit_headers: Option<Box<LimitHeaders>>,
+}
+
+/// What the layer decided, as the `outcome` label of `protected_endpoint_decisions_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Accepted,
+    Missing,
+    Malformed,
+    Invalid,
+    Expired,
+    InsufficientScope,
+    CrossSite,
+    Unavailable,
+    Throttled,
+    RateLimited,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 10] = [
+        Outcome::Accepted,
+        Outcome::Missing,
+        Outcome::Malformed,
+        Outcome::Invalid,
+        Outcome::Expired,
+        Outcome::InsufficientScope,
+        Outcome::CrossSite,
+        Outcome::Unavailable,
+        Outcome::Throttled,
+        Outcome::RateLimited,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Missing => "missing",
+            Outcome::Malformed => "malformed",
+            Outcome::Invalid => "invalid",
+            Outcome::Expired => "expired",
+            Outcome::InsufficientScope => "insufficient_scope",
+            Outcome::CrossSite => "cross_site",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Throttled => "throttled",
+            Outcome::RateLimited => "rate_limited",
+        }
+    }
+
+    /// A failed guess: what the throttle counts against the client.
+    fn is_failed_guess(self) -> bool {
+        matches!(
+            self,
+            Outcome::Malformed | Outcome::Invalid | Outcome::Expired
+        )
+    }
+
+    fn of(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::Fixed(Fixed::MissingCredentials) => Outcome::Missing,
+            Refusal::Fixed(Fixed::InvalidToken) => Outcome::Invalid,
+            Refusal::Fixed(Fixed::ExpiredToken) => Outcome::Expired,
+            Refusal::Fixed(Fixed::Unavailable) => Outcome::Unavailable,
+            Refusal::Other(rejection) => match rejection.kind() {
+                RejectionKind::MissingCredentials => Outcome::Missing,
+                RejectionKind::InvalidRequest => Outcome::Malformed,
+                RejectionKind::InvalidToken => Outcome::Invalid,
+                RejectionKind::InsufficientScope => Outcome::InsufficientScope,
+                RejectionKind::Unavailable => Outcome::Unavailable,
+                RejectionKind::CrossSite => Outcome::CrossSite,
+                RejectionKind::Throttled => Outcome::Throttled,
+                RejectionKind::RateLimited => Outcome::RateLimited,
+            },
+        }
+    }
+}
+
+/// One counter handle per outcome, for one realm: registered once, so a decision costs an
+/// increment (an atomic add with a recorder, nothing without one) and no label lookup.
+#[derive(Clone)]
+pub(crate) struct DecisionMetrics {
+    decisions: [metrics::Counter; Outcome::ALL.len()],
+    verification: OnceLock<metrics::Histogram>,
+}
+
+impl DecisionMetrics {
+    fn new(realm: &str) -> Self {
+        Self {
+            decisions: Outcome::ALL.map(|outcome| {
+                metrics::counter!(
+                    telemetry::DECISIONS,
+                    "outcome" => outcome.label(),
+                    "realm" => realm.to_owned()
+                )
+            }),
+            verification: OnceLock::new(),
+        }
+    }
 }
 
 /// A refusal: one of the four fixed ones (answered from [`Prebuilt`]) or any other.
@@ -161,6 +272,9 @@ impl Default for Config {
             responder: Responder::Default,
             browser: None,
             prebuilt: OnceLock::new(),
+            throttle: None,
+            rate_limits: Arc::new(TokenRateLimits::new()),
+            metrics: OnceLock::new(),
         }
     }
 }
@@ -192,6 +306,15 @@ impl Config {
     /// gRPC) caller is a copy of the prebuilt answer (the same bytes `refuse` would build),
     /// anything else goes through [`refuse`](Self::refuse).
     pub(crate) fn refuse_with<B>(&self, refusal: Refusal, request: Request<B>) -> Response<Bytes> {
+        let outcome = Outcome::of(&refusal);
+        self.count(outcome);
+        if outcome.is_failed_guess() {
+            if let Some(throttle) = &self.throttle {
+                if let Some(client) = throttle.key(request.headers(), request.extensions()) {
+                    throttle.failed(client);
+                }
+            }
+        }
         let fixed = match refusal {
             Refusal::Other(rejection) => return self.refuse(rejection, request),
             Refusal::Fixed(fixed) => fixed,
@@ -217,14 +340,42 @@ impl Config {
 
     /// The decision on a verifier's answer at `now` (nanoseconds since the Unix epoch): the
     /// token's info if the policy lets it pass (the expiry re-checked), else the refusal.
+    /// Then, the token's own rate limit is spent (a refusal) or its fields are kept for the
+    /// answer.
     pub(crate) fn decide(
         &self,
         verdict: Result<TokenInfo, VerifyError>,
         now: i128,
-    ) -> Result<TokenInfo, Refusal> {
+    ) -> Result<Accepted, Refusal> {
         let info = verdict?;
         self.policy.check_at_nanos(&info, now)?;
-        Ok(info)
+        let limit_headers = self.rate_limits.check(&info)?;
+        self.count(Outcome::Accepted);
+        tracing::debug!(uid = info.uid(), name = info.name(), "accepted request");
+        Ok(Accepted {
+            info,
+            limit_headers,
+        })
+    }
+
+    /// Counts one decision.
+    pub(crate) fn count(&self, outcome: Outcome) {
+        self.decision_metrics().decisions[outcome as usize].increment(1);
+    }
+
+    /// Records how long the verifier took on the asynchronous path.
+    pub(crate) fn record_verification(&self, verifier: &'static str, took: std::time::Duration) {
+        self.decision_metrics()
+            .verification
+            .get_or_init(
+                || metrics::histogram!(telemetry::VERIFICATION_DURATION, "verifier" => verifier),
+            )
+            .record(took.as_secs_f64());
+    }
+
+    fn decision_metrics(&self) -> &DecisionMetrics {
+        self.metrics
+            .get_or_init(|| DecisionMetrics::new(&self.realm))
     }
 }
 
@@ -242,6 +393,7 @@ impl fmt::Debug for Config {
             .field("optional", &self.optional)
             .field("responder", &responder)
             .field("browser", &self.browser)
+            .field("throttle", &self.throttle)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL};
@@ -17,6 +17,7 @@ use tower_service::Service;
 use super::body::ResponseBody;
 use super::config::{Config, Refusal};
 use crate::clock;
+use crate::rate_limit::LimitHeaders;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
@@ -51,6 +52,9 @@ pin_project! {
     {
         Verifying {
             verify: VerifyFuture,
+            // The verifier's kind and when it was asked: the verification histogram.
+            verifier: &'static str,
+            started: Instant,
             pending: Option<(S, Request<ReqBody>)>,
             config: Arc<Config>,
             from_query: bool,
@@ -61,6 +65,8 @@ pin_project! {
             // RFC 6750 §2.3: a success for a token sent in the query gets
             // `Cache-Control: private`.
             private_cache: bool,
+            // The `RateLimit` fields of a token with a limit.
+            limit_headers: Option<Box<LimitHeaders>>,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -74,11 +80,16 @@ where
     S: Service<Request<ReqBody>>,
 {
     /// The inner service was called already (with the request that passed): wait for it.
-    pub(crate) fn called(future: S::Future, private_cache: bool) -> Self {
+    pub(crate) fn called(
+        future: S::Future,
+        private_cache: bool,
+        limit_headers: Option<Box<LimitHeaders>>,
+    ) -> Self {
         Self {
             state: State::Calling {
                 future,
                 private_cache,
+                limit_headers,
             },
         }
     }
@@ -93,6 +104,7 @@ where
 
     pub(crate) fn verifying(
         verify: VerifyFuture,
+        verifier: &'static str,
         inner: S,
         request: Request<ReqBody>,
         config: Arc<Config>,
@@ -101,6 +113,8 @@ where
         Self {
             state: State::Verifying {
                 verify,
+                verifier,
+                started: Instant::now(),
                 pending: Some((inner, request)),
                 config,
                 from_query,
@@ -121,11 +135,14 @@ where
             match this.state.as_mut().project() {
                 StateProj::Verifying {
                     verify,
+                    verifier,
+                    started,
                     pending,
                     config,
                     from_query,
                 } => {
                     let verdict = ready!(verify.as_mut().poll(cx));
+                    config.record_verification(verifier, started.elapsed());
                     // The answer may have taken a while: the expiry is checked now.
                     let now = clock::unix_nanos(SystemTime::now());
                     let decision = config.decide(verdict, now);
@@ -133,13 +150,14 @@ where
                         .take()
                         .expect("ResponseFuture polled after completion");
                     match decision {
-                        Ok(info) => {
-                            request.extensions_mut().insert(info);
+                        Ok(accepted) => {
+                            request.extensions_mut().insert(accepted.info);
                             let private_cache = *from_query;
                             let future = inner.call(request);
                             this.state.set(State::Calling {
                                 future,
                                 private_cache,
+                                limit_headers: accepted.limit_headers,
                             });
                         }
                         Err(refusal) => {
@@ -153,11 +171,16 @@ where
                 StateProj::Calling {
                     future,
                     private_cache,
+                    limit_headers,
                 } => {
                     let private_cache = *private_cache;
                     let mut result = ready!(future.poll(cx));
+                    let limit_headers = limit_headers.take();
                     this.state.set(State::Done);
                     if let Ok(response) = &mut result {
+                        if let Some(limit_headers) = limit_headers {
+                            limit_headers.insert_into(response.headers_mut());
+                        }
                         if private_cache && response.status().is_success() {
                             response
                                 .headers_mut()

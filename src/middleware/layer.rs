@@ -9,6 +9,7 @@ use super::config::{Config, Responder};
 use super::service::ProtectedEndpoint;
 use crate::browser::{BrowserSignIn, SignIn};
 use crate::extract::TokenSource;
+use crate::limit::FailureThrottle;
 use crate::policy::AccessPolicy;
 use crate::rejection::RejectionResponder;
 use crate::scope::Scope;
@@ -120,6 +121,8 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         let config = Arc::make_mut(&mut self.config);
         // The prebuilt refusals depend on the configuration: build them anew when used.
         config.prebuilt = std::sync::OnceLock::new();
+        // So are the decision counters (their `realm` label).
+        config.metrics = std::sync::OnceLock::new();
         config
     }
 
@@ -521,6 +524,47 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         layer
     }
 
+    /// Throttle failed guesses per client: after a burst of malformed, unknown or expired
+    /// credentials from one client, its next requests with credentials get
+    /// `429 too_many_failed_attempts` with `Retry-After`, before the verifier is asked (see
+    /// [`FailureThrottle`] for the defaults and the memory bound). Valid tokens spend nothing,
+    /// and one client's failures never slow another. The sign-in page of
+    /// [`browser_sign_in`](Self::browser_sign_in) shares the throttle.
+    ///
+    /// The client is its peer address by default: with axum, serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`; behind a proxy, use
+    /// [`ClientKey::forwarded_for`](crate::limit::ClientKey::forwarded_for).
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use protected_endpoint::limit::FailureThrottle;
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response};
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .throttle_failures(FailureThrottle::new().burst(2));
+    /// let service = layer.layer(service_fn(ok));
+    /// let guess = || {
+    ///     let mut request = Request::get("/").header("authorization", "Bearer guess").body(String::new()).unwrap();
+    ///     request.extensions_mut().insert(SocketAddr::from(([192, 0, 2, 1], 5000)));
+    ///     request
+    /// };
+    /// assert_eq!(service.clone().oneshot(guess()).await.unwrap().status(), 401);
+    /// assert_eq!(service.clone().oneshot(guess()).await.unwrap().status(), 401);
+    /// let throttled = service.clone().oneshot(guess()).await.unwrap();
+    /// assert_eq!(throttled.status(), 429);
+    /// assert!(throttled.headers().contains_key("retry-after"));
+    /// # });
+    /// ```
+    pub fn throttle_failures(mut self, throttle: FailureThrottle) -> Self {
+        self.config_mut().throttle = Some(Arc::new(throttle.build()));
+        self
+    }
+
     /// The sign-in page of this layer's [`browser_sign_in`](Self::browser_sign_in), to
     /// mount (outside the layer) at [`BrowserSignIn::sign_in_path`]: it verifies a pasted
     /// token with this layer's verifier and policy (its scopes and deployment), then sets
@@ -551,6 +595,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
             Arc::clone(&self.verifier),
             self.config.policy.clone(),
             settings,
+            self.config.throttle.clone(),
         )
     }
 

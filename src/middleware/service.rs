@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::{Config, Fixed, Refusal};
+use super::config::{Config, Fixed, Outcome, Refusal};
 use super::future::{ResponseFuture, VerifyFuture};
 use crate::browser::{is_unsafe, request_origin, RequestOrigin};
 use crate::clock;
@@ -183,7 +183,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let (verdict, source, now) = match find_token(&self.config.sources, &request) {
+        let found = find_token(&self.config.sources, &request);
+        // A client that failed too often waits, whatever it sends, before any verifier call.
+        if let (Some(throttle), Ok(Some(_)) | Err(_)) = (&self.config.throttle, &found) {
+            if let Some(wait) = throttle
+                .key(request.headers(), request.extensions())
+                .and_then(|client| throttle.wait(client))
+            {
+                drop(found);
+                return ResponseFuture::refused(
+                    &self.config,
+                    Rejection::throttled(wait).into(),
+                    request,
+                );
+            }
+        }
+        let (verdict, source, now) = match found {
             Ok(Some((_, source))) if source.is_cookie() && is_cross_site(&request) => {
                 return ResponseFuture::refused(
                     &self.config,
@@ -220,9 +235,13 @@ where
             Ok(verdict) => match self.config.decide(verdict, clock::unix_nanos(now)) {
                 // Decided within `call`: `self.inner` is the service that was polled ready,
                 // and it is called right now, so it needs no clone.
-                Ok(info) => {
-                    request.extensions_mut().insert(info);
-                    ResponseFuture::called(self.inner.call(request), from_query)
+                Ok(accepted) => {
+                    request.extensions_mut().insert(accepted.info);
+                    ResponseFuture::called(
+                        self.inner.call(request),
+                        from_query,
+                        accepted.limit_headers,
+                    )
                 }
                 Err(refusal) => ResponseFuture::refused(&self.config, refusal, request),
             },
@@ -232,9 +251,11 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let verifier = Arc::clone(&self.verifier);
+                let kind = self.verifier.kind();
                 let verify: VerifyFuture = Box::pin(async move { verifier.verify(&secret).await });
                 ResponseFuture::verifying(
                     verify,
+                    kind,
                     inner,
                     request,
                     Arc::clone(&self.config),
@@ -260,12 +281,15 @@ impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
         if let Some(info) = request.extensions().get::<TokenInfo>() {
             let now = clock::unix_nanos(SystemTime::now());
             return match self.config.policy.check_at_nanos(info, now) {
-                Ok(()) => ResponseFuture::called(self.inner.call(request), false),
+                Ok(()) => {
+                    self.config.count(Outcome::Accepted);
+                    ResponseFuture::called(self.inner.call(request), false, None)
+                }
                 Err(denial) => ResponseFuture::refused(&self.config, denial.into(), request),
             };
         }
         if self.config.optional {
-            return ResponseFuture::called(self.inner.call(request), false);
+            return ResponseFuture::called(self.inner.call(request), false, None);
         }
         ResponseFuture::refused(
             &self.config,
