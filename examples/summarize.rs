@@ -140,6 +140,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The service: `/readyz` and the sign-in page open, the rest behind the token layer.
 fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
     let layer = ProtectedEndpointLayer::from_arc(verifier)
+        // The realm of the challenges (`SchemaHint`'s responder says `summarize` too) and
+        // the `realm` label of the decision counters on /metrics.
+        .realm(DEPLOYMENT)
         .require_scope(Scope::API)
         .deployment(DEPLOYMENT)
         .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT)))

@@ -53,6 +53,9 @@ pub const THROTTLE_CLIENTS: &str = "protected_endpoint_throttle_clients";
 
 /// Counter: `RemoteVerifier` answers found in its cache (the hot table or the cache behind it).
 ///
+/// Registered with the recorder on the verifier's first lookup (as is
+/// [`REMOTE_CACHE_MISSES`]): install the recorder before serving.
+///
 /// ```
 /// assert!(protected_endpoint::telemetry::REMOTE_CACHE_HITS.ends_with("_total"));
 /// ```

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use protected_endpoint::authority::INTROSPECTION_PATH;
 use protected_endpoint::telemetry::{
-    INTROSPECTION_CALLS, REMOTE_CACHE_EVICTIONS, REMOTE_CACHE_HITS, REMOTE_CACHE_MISSES,
-    REVOCATION_EVENTS, REVOCATION_STREAM_CONNECTED,
+    DECISIONS, INTROSPECTION_CALLS, REMOTE_CACHE_EVICTIONS, REMOTE_CACHE_HITS, REMOTE_CACHE_MISSES,
+    REVOCATION_EVENTS, REVOCATION_STREAM_CONNECTED, VERIFICATION_DURATION,
 };
 use protected_endpoint::token::TokenSecret;
 use reqwest::{Method, StatusCode};
@@ -31,6 +31,14 @@ fn http() -> reqwest::Client {
 fn summarize(env: &[(&str, &str)], args: &[&str]) -> Example {
     built_example("summarize");
     start_example("summarize", env, args)
+}
+
+/// The summarize example's realm: the `realm` label of its decisions.
+const REALM: &str = "summarize";
+
+/// `protected_endpoint_decisions_total{outcome, realm="summarize"}`.
+fn decisions(scrape: &Scrape, outcome: &str) -> f64 {
+    scrape.value(DECISIONS, &[("outcome", outcome), ("realm", REALM)])
 }
 
 /// `POST /summarize` with `token` (none: no credentials): the status.
@@ -140,7 +148,90 @@ async fn the_remote_verifier_counts_its_cache_calls_and_stream() {
     assert_eq!(s.value(REVOCATION_STREAM_CONNECTED, &[]), 1.0);
     assert_eq!(s.value(REVOCATION_EVENTS, &[("event", "ready")]), 1.0);
     assert_eq!(s.value(REVOCATION_EVENTS, &[("event", "resync")]), 0.0);
+
+    // The layer's side of the same traffic: 2 accepted; the forged, the unknown and the
+    // deleted token invalid.
+    assert_eq!(decisions(&s, "accepted"), 2.0, "{}", s.text);
+    assert_eq!(decisions(&s, "invalid"), 3.0, "{}", s.text);
+    // Timed on the async path only: the three misses (the hot-table hit and the forged
+    // token were answered at once), as a Prometheus histogram with buckets.
+    let count = format!("{VERIFICATION_DURATION}_count");
+    assert_eq!(
+        s.value(&count, &[("verifier", "remote")]),
+        3.0,
+        "{}",
+        s.text
+    );
+    assert_eq!(s.types[VERIFICATION_DURATION], "histogram");
+    let bucket = format!("{VERIFICATION_DURATION}_bucket");
+    assert_eq!(
+        s.value(&bucket, &[("verifier", "remote"), ("le", "+Inf")]),
+        3.0
+    );
+    assert!(s.series(&bucket).len() > 2, "{}", s.text);
     assert_no_secret(&s, &[&token, &introspect, &admin, unknown.expose()]);
+}
+
+/// The layer's decisions by outcome, after known traffic to the summarize example with its
+/// in-memory demo token.
+#[tokio::test]
+async fn decisions_are_counted_by_outcome_and_realm() {
+    let example = summarize(&[], &["--metrics"]);
+    let token = example.token.clone().expect("the demo token");
+    let http = http();
+
+    let before = scrape(&http, &example.base).await;
+    assert_eq!(decisions(&before, "accepted"), 0.0);
+
+    for _ in 0..3 {
+        assert_eq!(call(&http, &example, Some(&token)).await, StatusCode::OK);
+    }
+    let unknown = TokenSecret::generate();
+    for wrong in ["pe_not_a_token", unknown.expose()] {
+        assert_eq!(
+            call(&http, &example, Some(wrong)).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(call(&http, &example, None).await, StatusCode::UNAUTHORIZED);
+    // A bearer credential with a space in it: malformed, 400.
+    let status = http
+        .post(format!("{}/summarize", example.base))
+        .header("authorization", "Bearer two words")
+        .json(&json!({"text": "x."}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Open routes are not decisions.
+    let ready = http.get(format!("{}/readyz", example.base)).send().await;
+    assert_eq!(ready.unwrap().status(), StatusCode::OK);
+
+    let s = scrape(&http, &example.base).await;
+    assert_eq!(decisions(&s, "accepted"), 3.0, "{}", s.text);
+    assert_eq!(decisions(&s, "invalid"), 2.0, "{}", s.text);
+    assert_eq!(decisions(&s, "missing"), 1.0, "{}", s.text);
+    assert_eq!(decisions(&s, "malformed"), 1.0, "{}", s.text);
+    let total: f64 = s
+        .series(DECISIONS)
+        .iter()
+        .map(|labels| {
+            assert!(labels.contains(&("realm".to_owned(), REALM.to_owned())));
+            let labels: Vec<(&str, &str)> = labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            s.value(DECISIONS, &labels)
+        })
+        .sum();
+    assert_eq!(total, 7.0, "every decision once, scrapes none:\n{}", s.text);
+    assert!(s.help.contains_key(DECISIONS), "described: {}", s.text);
+    // The in-memory store answers on the sync path: nothing timed.
+    assert!(s
+        .series(&format!("{VERIFICATION_DURATION}_count"))
+        .is_empty());
+    assert_no_secret(&s, &[&token, unknown.expose()]);
 }
 
 /// Failed introspection calls are counted by kind: nobody listening (`connect`) and an
@@ -177,6 +268,7 @@ async fn failed_introspection_calls_are_counted_by_kind() {
     );
     // Failures are not cached: both were misses.
     assert_eq!(s.value(REMOTE_CACHE_MISSES, &[]), 2.0);
+    assert_eq!(decisions(&s, "unavailable"), 2.0, "{}", s.text);
     assert_eq!(s.value(REMOTE_CACHE_HITS, &[]), 0.0);
     assert_eq!(s.value(REVOCATION_STREAM_CONNECTED, &[]), 0.0);
     drop(example);

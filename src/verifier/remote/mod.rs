@@ -69,7 +69,9 @@
 //! | [`REVOCATION_EVENTS`](crate::telemetry::REVOCATION_EVENTS) | `event`: `ready`, `revoked`, `resync` | events received |
 //!
 //! A cache hit on the layer's synchronous path costs one counter increment; no label holds a
-//! token, a hash, a URL or an address.
+//! token, a hash, a URL or an address. The hit and miss counters are registered with the
+//! recorder on the verifier's first lookup, like the layer's decision counters: install the
+//! recorder before serving.
 //!
 //! # Bring your own client
 //!
@@ -128,7 +130,7 @@ pub mod __fuzz {
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -181,9 +183,26 @@ struct Inner {
     following: AtomicBool,
     /// Hashes revoked lately, refused even if an answer in flight says active.
     recent: RecentRevocations,
+    /// The hit and miss counters, registered with the recorder on first use: a hit then
+    /// costs one increment (an atomic add with a recorder, nothing without one), not a
+    /// registry lookup per request.
+    hits: OnceLock<metrics::Counter>,
+    misses: OnceLock<metrics::Counter>,
 }
 
 impl Inner {
+    fn hit(&self) {
+        self.hits
+            .get_or_init(|| metrics::counter!(REMOTE_CACHE_HITS))
+            .increment(1);
+    }
+
+    fn miss(&self) {
+        self.misses
+            .get_or_init(|| metrics::counter!(REMOTE_CACHE_MISSES))
+            .increment(1);
+    }
+
     /// Forgets every cached answer (events may have been missed).
     fn forget_all(&self) {
         if let Some(cache) = &self.cache {
@@ -309,11 +328,11 @@ impl TokenVerifier for RemoteVerifier {
                 let hash = TokenHash::of(token);
                 let answer = match cache.get(&hash).await {
                     Some(answer) => {
-                        metrics::counter!(REMOTE_CACHE_HITS).increment(1);
+                        self.inner.hit();
                         answer
                     }
                     None => {
-                        metrics::counter!(REMOTE_CACHE_MISSES).increment(1);
+                        self.inner.miss();
                         Box::pin(cache.get_or_fetch(hash, async {
                             let answer = self.inner.client.introspect(token).await?;
                             Ok(self.cached(answer))
@@ -359,7 +378,7 @@ impl TokenVerifier for RemoteVerifier {
                 if let Some(info) = cache.hot(&hash, now) {
                     // The one recording on this path: a miss here is not counted, since
                     // `verify` looks again (and counts what it finds).
-                    metrics::counter!(REMOTE_CACHE_HITS).increment(1);
+                    self.inner.hit();
                     return Some(Ok(info));
                 }
             }
@@ -616,6 +635,8 @@ impl RemoteVerifierBuilder {
                 stream_started: AtomicBool::new(false),
                 following: AtomicBool::new(false),
                 recent: RecentRevocations::default(),
+                hits: OnceLock::new(),
+                misses: OnceLock::new(),
             }),
         })
     }
