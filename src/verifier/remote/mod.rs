@@ -61,8 +61,8 @@
 //!
 //! | metric | labels | counts |
 //! |---|---|---|
-//! | [`REMOTE_CACHE_HITS`](crate::telemetry::REMOTE_CACHE_HITS) | | answers from the hot table or the cache |
-//! | [`REMOTE_CACHE_MISSES`](crate::telemetry::REMOTE_CACHE_MISSES) | | lookups that led to a call (or joined one in flight) |
+//! | [`REMOTE_CACHE_HITS`] | | answers from the hot table or the cache |
+//! | [`REMOTE_CACHE_MISSES`] | | lookups that led to a call (or joined one in flight) |
 //! | [`REMOTE_CACHE_EVICTIONS`](crate::telemetry::REMOTE_CACHE_EVICTIONS) | `reason`: `revoked`, `resync`, `invalidated`, `capacity` | answers removed before their time |
 //! | [`INTROSPECTION_CALLS`](crate::telemetry::INTROSPECTION_CALLS) | `result`: `active`, `inactive`, `connect`, `timeout`, `status`, `body` | calls to the authority |
 //! | [`REVOCATION_STREAM_CONNECTED`](crate::telemetry::REVOCATION_STREAM_CONNECTED) | | verifiers following the stream right now (gauge) |
