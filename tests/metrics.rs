@@ -16,6 +16,7 @@ use protected_endpoint::token::TokenSecret;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use common::authority::AuthorityServer;
 use common::example::{start_example, Example};
 use common::token_server::{TokenServer, TOKENS};
 use prom::{built_example, scrape, scrape_until, Scrape};
@@ -295,6 +296,117 @@ async fn failed_introspection_calls_are_counted_by_kind() {
     assert_eq!(s.series(INTROSPECTION_CALLS).len(), 1, "{}", s.text);
     assert_eq!(s.value(REVOCATION_STREAM_CONNECTED, &[]), 0.0);
     assert_eq!(s.value(REVOCATION_EVENTS, &[("event", "ready")]), 0.0);
+}
+
+/// An answer that is not JSON is a `body` failure, an authority that does not answer in time
+/// (2 s, the verifier's default) a `timeout`: introspection endpoints that misbehave, served
+/// here in-process.
+#[tokio::test]
+async fn misbehaving_introspection_endpoints_are_counted_by_kind() {
+    use axum::routing::post;
+    let app = axum::Router::new()
+        .route(
+            "/html/oauth2/introspect",
+            post(|| async { axum::response::Html("<h1>sign in</h1>") }),
+        )
+        .route(
+            "/slow/oauth2/introspect",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "too late"
+            }),
+        );
+    let server = common::serve(app).await;
+    let http = http();
+    let token = TokenSecret::generate();
+    let own = TokenSecret::generate();
+    for (path, kind) in [("html", "body"), ("slow", "timeout")] {
+        let url = format!("{}/{path}/oauth2/introspect", server.base);
+        let example = summarize(
+            &[("INTROSPECT_TOKEN", own.expose())],
+            &["--introspect", &url, "--metrics"],
+        );
+        assert_eq!(
+            call(&http, &example, Some(token.expose())).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let s = scrape(&http, &example.base).await;
+        assert_eq!(
+            s.value(INTROSPECTION_CALLS, &[("result", kind)]),
+            1.0,
+            "{}",
+            s.text
+        );
+        assert_eq!(s.series(INTROSPECTION_CALLS).len(), 1, "{}", s.text);
+        assert_eq!(decisions(&s, "unavailable"), 1.0, "{}", s.text);
+    }
+}
+
+/// The authority goes away and comes back: the gauge drops to 0 and returns to 1, the new
+/// `ready` clears the cache, and the answer it held is counted as a `resync` eviction.
+#[tokio::test]
+async fn a_reconnect_clears_the_cache_and_is_counted() {
+    let mut authority = AuthorityServer::in_memory().await;
+    let (_, introspect) = authority
+        .created(json!({"name": "summarize-service", "scopes": ["introspect"]}))
+        .await;
+    let (_, token) = authority
+        .created(json!({"name": "caller", "scopes": ["api"]}))
+        .await;
+    let url = authority.introspection_url();
+    let example = summarize(
+        &[("INTROSPECT_TOKEN", &introspect)],
+        &["--introspect", &url, "--cache-ttl", "600", "--metrics"],
+    );
+    let http = http();
+    assert_eq!(
+        call(&http, &example, Some("pe_not_a_token")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    scrape_until(&http, &example.base, "the stream to connect", |s| {
+        s.value(REVOCATION_STREAM_CONNECTED, &[]) == 1.0
+    })
+    .await;
+    // One answer in the cache.
+    assert_eq!(call(&http, &example, Some(&token)).await, StatusCode::OK);
+
+    authority.go_away().await;
+    let away = scrape_until(&http, &example.base, "the stream to drop", |s| {
+        s.value(REVOCATION_STREAM_CONNECTED, &[]) == 0.0
+    })
+    .await;
+    assert_eq!(away.value(REVOCATION_EVENTS, &[("event", "ready")]), 1.0);
+    assert!(
+        away.series(REMOTE_CACHE_EVICTIONS).is_empty(),
+        "{}",
+        away.text
+    );
+
+    authority.come_back().await;
+    let back = scrape_until(&http, &example.base, "the stream to reconnect", |s| {
+        s.value(REVOCATION_STREAM_CONNECTED, &[]) == 1.0
+    })
+    .await;
+    assert_eq!(back.value(REVOCATION_EVENTS, &[("event", "ready")]), 2.0);
+    assert_eq!(
+        back.value(REMOTE_CACHE_EVICTIONS, &[("reason", "resync")]),
+        1.0,
+        "{}",
+        back.text
+    );
+    assert_eq!(
+        back.series(REMOTE_CACHE_EVICTIONS).len(),
+        1,
+        "{}",
+        back.text
+    );
+
+    // The cleared answer is asked for again.
+    assert_eq!(call(&http, &example, Some(&token)).await, StatusCode::OK);
+    let s = scrape(&http, &example.base).await;
+    assert_eq!(s.value(REMOTE_CACHE_MISSES, &[]), 2.0, "{}", s.text);
+    assert_eq!(s.value(INTROSPECTION_CALLS, &[("result", "active")]), 2.0);
+    assert_eq!(s.value(REMOTE_CACHE_HITS, &[]), 0.0);
 }
 
 /// Without `--metrics` there is no `/metrics` (404) on either example; with it, it is served
