@@ -38,6 +38,7 @@ use criterion::{BatchSize, Criterion};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
+use protected_endpoint::limit::FailureThrottle;
 use protected_endpoint::token::TokenSecret;
 use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
@@ -86,6 +87,13 @@ fn introspection_request(caller: &TokenSecret, token: &TokenSecret) -> Request<S
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-www-form-urlencoded"),
     );
+    request
+}
+
+/// `request` as if it came from one client's connection (the throttle's key).
+fn from_peer(mut request: Request<String>) -> Request<String> {
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 1], 40_000));
+    request.extensions_mut().insert(peer);
     request
 }
 
@@ -317,6 +325,22 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
     let unknown = TokenSecret::generate();
     let (ok, unauthorized) = (StatusCode::OK, StatusCode::UNAUTHORIZED);
 
+    let unknown_bearer = bearer(&unknown);
+    // A client that spent its burst of failures: refused before the verifier.
+    let throttled = ours(f.store.clone())
+        .throttle_failures(
+            FailureThrottle::new()
+                .burst(1)
+                .refill_every(Duration::from_secs(3600)),
+        )
+        .layer(app());
+    let spent = rt.block_on(
+        throttled
+            .clone()
+            .oneshot(from_peer(request(Some(&bearer(&unknown))))),
+    );
+    assert_eq!(spent.expect("answered").status(), unauthorized);
+
     vec![
         Case::new(
             rt,
@@ -337,6 +361,15 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             "accepted/memory",
             ours(f.store.clone()).layer(app()),
             Some(bearer(&f.memory_token)),
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "accepted/memory_throttle_on",
+            ours(f.store.clone())
+                .throttle_failures(FailureThrottle::new())
+                .layer(app()),
+            || from_peer(request(Some(&bearer(&f.memory_token)))),
             ok,
         ),
         Case::new(
@@ -401,6 +434,13 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             ours(f.store.clone()).layer(app()),
             Some(bearer(&unknown)),
             unauthorized,
+        ),
+        Case::with_requests(
+            rt,
+            "refused/memory/throttled",
+            throttled,
+            move || from_peer(request(Some(&unknown_bearer))),
+            StatusCode::TOO_MANY_REQUESTS,
         ),
         Case::new(
             rt,

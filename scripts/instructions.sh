@@ -4,6 +4,7 @@
 #
 #   scripts/instructions.sh [ITERATIONS]      (default 2000; needs valgrind)
 #   LAYER_BIN=path/to/layer-<hash> scripts/instructions.sh   (an already built bench binary)
+#   CASES="accepted/memory refused/memory/throttled" scripts/instructions.sh   (only these cases)
 #
 # Each case runs ITERATIONS requests inside `measured`; only that function (and what it
 # calls) is counted, so the fixtures' setup is left out. Prints instructions per request.
@@ -26,6 +27,7 @@ cases=(
     accepted/no_layer
     accepted/tower_http_bearer
     accepted/memory
+    accepted/memory_throttle_on
     accepted/static_file
     accepted/remote_cache_hit
     accepted/remote_miss
@@ -35,10 +37,14 @@ cases=(
     refused/memory/no_token
     refused/memory/bad_checksum
     refused/memory/unknown_token
+    refused/memory/throttled
     refused/static_file/unknown_token
     refused/remote/bad_checksum
     refused/remote/unknown_token_cached
 )
+
+# CASES picks some (an older bench binary lacks the newer cases).
+if [[ -n "${CASES:-}" ]]; then read -r -a cases <<<"$CASES"; fi
 
 printf '%-40s %22s\n' case instructions/request
 for case in "${cases[@]}"; do

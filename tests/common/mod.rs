@@ -136,6 +136,34 @@ pub async fn serve_on(addr: SocketAddr, app: Router) -> Server {
     .await
 }
 
+/// Serves `app` on an ephemeral port of 127.0.0.1 with each connection's peer address in
+/// the requests (axum's `ConnectInfo<SocketAddr>`): what the failed-guess throttle keys on.
+pub async fn serve_with_peers(app: Router) -> Server {
+    Server::start_graceful_on(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        |listener, shutdown| async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .unwrap();
+        },
+    )
+    .await
+}
+
+/// A client whose connections come from `local` (any 127.x.y.z is this machine's loopback):
+/// a second "client machine" for tests that tell clients apart by address.
+pub fn client_from(local: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .local_address(std::net::IpAddr::from(local))
+        .build()
+        .unwrap()
+}
+
 /// A free port of 127.0.0.1, left closed.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
