@@ -26,7 +26,7 @@
 //! verifier (`mod.rs`), which knows which lookups are the request's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
@@ -198,6 +198,9 @@ impl AnswerCache {
     pub(crate) fn new(capacity: u64) -> Self {
         let hot = Arc::new(HotTable::new());
         let evicted = Arc::clone(&hot);
+        // Registered on the first capacity eviction, then one increment each: a flood of
+        // distinct unknown tokens evicts on nearly every miss.
+        let capacity_evictions = OnceLock::<metrics::Counter>::new();
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
@@ -208,7 +211,10 @@ impl AnswerCache {
                     // Dropped (or not admitted) to stay within the capacity. The listener runs
                     // in moka's housekeeping, not per request.
                     if cause == RemovalCause::Size {
-                        metrics::counter!(REMOTE_CACHE_EVICTIONS, "reason" => "capacity")
+                        capacity_evictions
+                            .get_or_init(|| {
+                                metrics::counter!(REMOTE_CACHE_EVICTIONS, "reason" => "capacity")
+                            })
                             .increment(1);
                     }
                 })
