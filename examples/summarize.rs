@@ -6,10 +6,13 @@
 //! cargo run --example summarize --features file -- --tokens tokens.json   # tokens from a file
 //! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features remote -- \
 //!   --introspect http://127.0.0.1:3001/oauth2/introspect                  # a token authority
+//! cargo run --example summarize -- --metrics                  # and Prometheus text at /metrics
 //! ```
 //!
 //! Routes:
 //! - `GET /readyz`: 200, unprotected, for health checks and clients that poll it;
+//! - `GET /metrics` (only with `--metrics`): the crate's metrics as Prometheus text,
+//!   unprotected like `/readyz` (a scraper has no API token; bind privately or firewall it);
 //! - `GET /`: a page to paste text and read its summary (protected: a browser without a
 //!   session is sent to the sign-in page first);
 //! - `GET /sign-in` (open): paste a token once; `POST /sign-in` sets an `HttpOnly` cookie,
@@ -24,6 +27,8 @@
 //! send: the platform's Python client fetches the schema before anything else and reports a
 //! refusal there only as "Failed to fetch schema".
 
+#[path = "shared/metrics.rs"]
+mod metrics_endpoint;
 #[path = "shared/summarizer.rs"]
 mod summarizer;
 #[path = "shared/token_args.rs"]
@@ -62,6 +67,8 @@ struct Args {
     addr: SocketAddr,
     #[command(flatten)]
     tokens: token_args::TokenArgs,
+    #[command(flatten)]
+    metrics: metrics_endpoint::MetricsArgs,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +95,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // First, so that everything built after records into it.
+    let metrics = args.metrics.router()?;
 
     let chosen = args.tokens.verifier(
         NewToken::new("summarize-demo")
@@ -100,7 +109,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
     let addr = listener.local_addr()?;
-    let app = app(chosen.verifier);
+    // `/metrics` sits beside the protected routes, outside the token layer (see
+    // shared/metrics.rs), so scrapes are not decisions of the layer either.
+    let app = app(chosen.verifier).merge(metrics);
+    args.metrics.announce(addr);
 
     println!("listening on http://{addr}");
     println!("verifying {}", chosen.source);
@@ -128,6 +140,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 /// The service: `/readyz` and the sign-in page open, the rest behind the token layer.
 fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
     let layer = ProtectedEndpointLayer::from_arc(verifier)
+        // The realm of the challenges (`SchemaHint`'s responder says `summarize` too) and
+        // the `realm` label of the decision counters on /metrics.
+        .realm(DEPLOYMENT)
         .require_scope(Scope::API)
         .deployment(DEPLOYMENT)
         .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT)))

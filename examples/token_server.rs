@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --example token_server --features authority -- --addr 127.0.0.1:3001 --data tokens.db
+//! cargo run --example token_server --features authority -- --metrics   # Prometheus text at /metrics
 //! ```
 //!
 //! The first start on an empty store prints an admin token once, as `token: <secret>` (or
@@ -17,10 +18,17 @@
 //! Many replicas share one PostgreSQL database (`--database-url postgres://…`, feature
 //! `postgres`). Protected services verify tokens against `http://127.0.0.1:3001/oauth2/introspect`
 //! with a `RemoteVerifier` and a token of their own that has the `introspect` scope.
+//!
+//! With `--metrics`, `GET /metrics` serves the crate's metrics (the authority's and its own
+//! token layer's) as Prometheus text, without a token, beside the authority's routes: bind the
+//! authority privately or firewall `/metrics`.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+#[path = "shared/metrics.rs"]
+mod metrics_endpoint;
 
 use clap::Parser;
 use protected_endpoint::authority::Authority;
@@ -55,6 +63,8 @@ struct Args {
     /// overwritten) instead of printing it.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: metrics_endpoint::MetricsArgs,
 }
 
 #[tokio::main]
@@ -74,6 +84,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Before the authority is built, so its work from the first start is counted.
+    let metrics = args.metrics.router()?;
 
     // DATABASE_URL is read only when no flag names a store: an explicit --data wins over an
     // environment set up for something else.
@@ -150,10 +162,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    args.metrics.announce(addr);
+    println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     let shutdown = authority.clone();
-    axum::serve(listener, authority.router())
+    // `/metrics` beside the authority's own routes (and outside its token layers).
+    axum::serve(listener, authority.router().merge(metrics))
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
             // Open revocation streams would keep a graceful shutdown waiting forever.

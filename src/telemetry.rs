@@ -53,6 +53,9 @@ pub const THROTTLE_CLIENTS: &str = "protected_endpoint_throttle_clients";
 
 /// Counter: `RemoteVerifier` answers found in its cache (the hot table or the cache behind it).
 ///
+/// Registered with the recorder on the verifier's first lookup (as is
+/// [`REMOTE_CACHE_MISSES`]): install the recorder before serving.
+///
 /// ```
 /// assert!(protected_endpoint::telemetry::REMOTE_CACHE_HITS.ends_with("_total"));
 /// ```
@@ -66,10 +69,13 @@ pub const REMOTE_CACHE_HITS: &str = "protected_endpoint_remote_cache_hits_total"
 /// ```
 pub const REMOTE_CACHE_MISSES: &str = "protected_endpoint_remote_cache_misses_total";
 
-/// Counter: answers removed from a `RemoteVerifier`'s cache before their time, labelled
-/// `reason`: `revoked` (the revocation stream said so), `resync` (the stream reconnected and
-/// the cache was cleared), `invalidated` (the application asked) or `capacity` (the cache was
-/// full).
+/// Counter: answers removed from a `RemoteVerifier`'s cache before their time, one per
+/// answer, labelled `reason`: `revoked` (the revocation stream named the token, or an answer
+/// in flight at its revocation was dropped), `resync` (the stream (re)connected or said events
+/// may have been missed, and every answer held was cleared), `invalidated` (the application
+/// called `invalidate` or `invalidate_all`) or `capacity` (dropped, or not admitted, to keep
+/// the cache within its capacity). Answers that live out their TTL are not counted, nor are
+/// removals of answers the cache did not hold.
 ///
 /// ```
 /// assert!(protected_endpoint::telemetry::REMOTE_CACHE_EVICTIONS.ends_with("_total"));
@@ -77,16 +83,20 @@ pub const REMOTE_CACHE_MISSES: &str = "protected_endpoint_remote_cache_misses_to
 pub const REMOTE_CACHE_EVICTIONS: &str = "protected_endpoint_remote_cache_evictions_total";
 
 /// Counter: introspection calls a `RemoteVerifier` made, labelled `result`: `active`,
-/// `inactive`, or a failure kind — `connect`, `timeout`, `status` (not 200), `body` (not
-/// JSON, too large or not an RFC 7662 answer).
+/// `inactive` (an answer already past its `exp` included), or a failure kind — `connect`
+/// (connecting, sending or reading failed: refused, reset, TLS), `timeout` (no full answer
+/// within the request timeout), `status` (not 200; a 401 or 403 to the verifier's own
+/// credentials included), `body` (not JSON, too large or not an RFC 7662 answer).
 ///
 /// ```
 /// assert!(protected_endpoint::telemetry::INTROSPECTION_CALLS.ends_with("_total"));
 /// ```
 pub const INTROSPECTION_CALLS: &str = "protected_endpoint_introspection_calls_total";
 
-/// Gauge: 1 while a `RemoteVerifier` follows the authority's revocation stream, 0 while it
-/// is reconnecting.
+/// Gauge: 1 while a `RemoteVerifier` follows the authority's revocation stream (from its
+/// `ready` event until the connection ends), 0 while it is reconnecting or before its first
+/// verification (the stream starts then). With several verifiers in one process it is how many
+/// of them follow their stream right now.
 ///
 /// ```
 /// assert_eq!(
@@ -97,7 +107,8 @@ pub const INTROSPECTION_CALLS: &str = "protected_endpoint_introspection_calls_to
 pub const REVOCATION_STREAM_CONNECTED: &str = "protected_endpoint_revocation_stream_connected";
 
 /// Counter: events a `RemoteVerifier` received on the revocation stream, labelled `event`:
-/// `ready`, `revoked`, `resync`.
+/// `ready` (once per connection), `revoked`, `resync`. Event types this version does not
+/// know are not counted.
 ///
 /// ```
 /// assert!(protected_endpoint::telemetry::REVOCATION_EVENTS.ends_with("_total"));
@@ -176,7 +187,7 @@ pub fn describe() {
     );
     describe_gauge!(
         REVOCATION_STREAM_CONNECTED,
-        "1 while a RemoteVerifier follows the revocation stream, 0 while reconnecting."
+        "RemoteVerifiers following the revocation stream right now (1 or 0 with one verifier)."
     );
     describe_counter!(
         REVOCATION_EVENTS,

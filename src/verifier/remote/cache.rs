@@ -17,17 +17,26 @@
 //!
 //! Only active answers go in: negative answers come from tokens a client chose, so they would
 //! let anyone evict the hot entries of real callers; they stay in moka alone.
+//!
+//! Metrics ([`crate::telemetry`]): the cache counts what it removes before its time
+//! ([`REMOTE_CACHE_EVICTIONS`]): `invalidate` and `invalidate_all` say why (their caller
+//! names the reason), and moka's eviction listener counts `capacity` for entries dropped to
+//! stay within the size bound (`RemovalCause::Size`). Expiry is not counted: an entry that
+//! lived out its TTL was not removed before its time. Hits and misses are counted by the
+//! verifier (`mod.rs`), which knows which lookups are the request's.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::Expiry;
 
 use super::client::IntrospectionError;
 use super::parse::Answer;
 use crate::clock;
+use crate::telemetry::REMOTE_CACHE_EVICTIONS;
 use crate::token::TokenHash;
 use crate::token_info::TokenInfo;
 
@@ -189,12 +198,26 @@ impl AnswerCache {
     pub(crate) fn new(capacity: u64) -> Self {
         let hot = Arc::new(HotTable::new());
         let evicted = Arc::clone(&hot);
+        // Registered on the first capacity eviction, then one increment each: a flood of
+        // distinct unknown tokens evicts on nearly every miss.
+        let capacity_evictions = OnceLock::<metrics::Counter>::new();
         Self {
             entries: Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(PerEntryTtl)
                 // Whatever moka drops (size, expiry, invalidation), the hot table drops too.
-                .eviction_listener(move |hash: Arc<TokenHash>, _, _| evicted.remove(&hash, false))
+                .eviction_listener(move |hash: Arc<TokenHash>, _, cause| {
+                    evicted.remove(&hash, false);
+                    // Dropped (or not admitted) to stay within the capacity. The listener runs
+                    // in moka's housekeeping, not per request.
+                    if cause == RemovalCause::Size {
+                        capacity_evictions
+                            .get_or_init(|| {
+                                metrics::counter!(REMOTE_CACHE_EVICTIONS, "reason" => "capacity")
+                            })
+                            .increment(1);
+                    }
+                })
                 .build(),
             hot,
         }
@@ -233,16 +256,50 @@ impl AnswerCache {
     }
 
     /// Forgets the answer for `hash`, in moka and in the hot table (in that order, so no
-    /// request can copy it from one to the other in between).
-    pub(crate) async fn invalidate(&self, hash: &TokenHash) {
-        self.entries.invalidate(hash).await;
+    /// request can copy it from one to the other in between). An answer that was there is
+    /// counted as an eviction for `reason`.
+    pub(crate) async fn invalidate(&self, hash: &TokenHash, reason: Eviction) {
+        let removed = self.entries.remove(hash).await.is_some();
         self.hot.remove(hash, true);
+        if removed {
+            metrics::counter!(REMOTE_CACHE_EVICTIONS, "reason" => reason.label()).increment(1);
+        }
     }
 
-    /// Forgets every answer, in moka and in the hot table.
-    pub(crate) fn invalidate_all(&self) {
+    /// Forgets every answer, in moka and in the hot table; the answers it held are counted as
+    /// evictions for `reason`.
+    pub(crate) fn invalidate_all(&self, reason: Eviction) {
+        // Counted before they go, by a walk over the entries: this happens on a reconnect or
+        // an application's call, never per request. moka's `entry_count` would be cheaper
+        // but lags behind recent inserts.
+        let held = self.entries.iter().count() as u64;
         self.entries.invalidate_all();
         self.hot.clear();
+        if held > 0 {
+            metrics::counter!(REMOTE_CACHE_EVICTIONS, "reason" => reason.label()).increment(held);
+        }
+    }
+}
+
+/// Why answers are removed from the cache before their time: the `reason` label of
+/// [`REMOTE_CACHE_EVICTIONS`] (`capacity` is counted by the eviction listener).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Eviction {
+    /// The revocation stream said the token was deleted.
+    Revoked,
+    /// The stream (re)connected or said events may have been missed: everything goes.
+    Resync,
+    /// The application asked (`RemoteVerifier::invalidate`, `invalidate_all`).
+    Invalidated,
+}
+
+impl Eviction {
+    fn label(self) -> &'static str {
+        match self {
+            Eviction::Revoked => "revoked",
+            Eviction::Resync => "resync",
+            Eviction::Invalidated => "invalidated",
+        }
     }
 }
 
@@ -273,7 +330,7 @@ mod tests {
         assert!(cache.hot(&b, now()).is_none());
 
         // `invalidate` reaches the hot table.
-        cache.invalidate(&a).await;
+        cache.invalidate(&a, Eviction::Invalidated).await;
         assert!(cache.hot(&a, now()).is_none());
         assert!(cache.get(&a).await.is_none());
 
@@ -287,7 +344,7 @@ mod tests {
                 .unwrap();
             assert!(cache.hot(&hash, now()).is_some());
         }
-        cache.invalidate_all();
+        cache.invalidate_all(Eviction::Invalidated);
         assert!(cache.hot(&a, now()).is_none() && cache.hot(&b, now()).is_none());
     }
 
@@ -330,6 +387,74 @@ mod tests {
             .unwrap();
         assert!(cache.hot(&c, now()).is_none());
         assert!(matches!(cache.get(&c).await, Some(Answer::Inactive)));
+    }
+
+    /// Runs `body` on a current-thread runtime with a Prometheus recorder of its own (local to
+    /// this thread, so parallel tests do not see each other's counts); the rendered text.
+    fn recorded<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) -> String {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        metrics::with_local_recorder(&recorder, || rt.block_on(body()));
+        handle.render()
+    }
+
+    fn evictions(text: &str, reason: &str) -> Option<u64> {
+        let series = format!("{REMOTE_CACHE_EVICTIONS}{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map(|value| value.parse().unwrap())
+    }
+
+    async fn fill(cache: &AnswerCache, names: &[&'static str]) {
+        for name in names {
+            cache
+                .get_or_fetch(TokenHash::of_str(name), async move {
+                    Ok(Cached::new(active(name), Duration::from_secs(60)))
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn evictions_are_counted_by_reason() {
+        let text = recorded(|| async {
+            let cache = AnswerCache::new(100);
+            fill(&cache, &["a", "b", "c"]).await;
+            // Only what was there counts: `a` once, an unknown hash never.
+            cache
+                .invalidate(&TokenHash::of_str("a"), Eviction::Revoked)
+                .await;
+            cache
+                .invalidate(&TokenHash::of_str("a"), Eviction::Revoked)
+                .await;
+            cache
+                .invalidate(&TokenHash::of_str("nobody"), Eviction::Invalidated)
+                .await;
+            // The two left, cleared at once.
+            cache.invalidate_all(Eviction::Resync);
+            // An empty cache cleared: nothing.
+            cache.invalidate_all(Eviction::Invalidated);
+        });
+        assert_eq!(evictions(&text, "revoked"), Some(1), "{text}");
+        assert_eq!(evictions(&text, "resync"), Some(2), "{text}");
+        assert_eq!(evictions(&text, "invalidated"), None, "{text}");
+        assert_eq!(evictions(&text, "capacity"), None, "{text}");
+    }
+
+    #[test]
+    fn a_full_cache_counts_capacity_evictions() {
+        let text = recorded(|| async {
+            let cache = AnswerCache::new(1);
+            fill(&cache, &["a", "b", "c"]).await;
+            cache.entries.run_pending_tasks().await;
+        });
+        // Three answers, room for one: two dropped (evicted or not admitted), whichever.
+        assert_eq!(evictions(&text, "capacity"), Some(2), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use http::StatusCode;
 
 use super::parse::{parse_answer, Answer, MalformedAnswer};
 use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadError};
+use crate::telemetry::INTROSPECTION_CALLS;
 use crate::token::TokenSecret;
 
 /// How the verifier proves to the authority that it may introspect tokens.
@@ -116,6 +117,23 @@ impl fmt::Display for IntrospectionError {
     }
 }
 
+impl IntrospectionError {
+    /// The `result` label of [`INTROSPECTION_CALLS`] for this failure.
+    fn kind(&self) -> &'static str {
+        match self {
+            // reqwest's own timeout (set on the request too) is a timeout, not a transport
+            // failure.
+            IntrospectionError::Transport(err) if err.is_timeout() => "timeout",
+            IntrospectionError::Transport(_) => "connect",
+            IntrospectionError::Timeout(_) => "timeout",
+            IntrospectionError::Unauthorized(_) | IntrospectionError::Status(_) => "status",
+            IntrospectionError::ContentType(_)
+            | IntrospectionError::TooLarge(_)
+            | IntrospectionError::Malformed(_) => "body",
+        }
+    }
+}
+
 impl std::error::Error for IntrospectionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -136,16 +154,24 @@ pub(crate) struct IntrospectionClient {
 
 impl IntrospectionClient {
     /// Asks the authority about `token`. The whole call, body included, is bounded by the
-    /// request timeout.
+    /// request timeout. Each call is counted in [`INTROSPECTION_CALLS`] by its result.
     pub(crate) async fn introspect(
         &self,
         token: &TokenSecret,
     ) -> Result<Answer, IntrospectionError> {
         let timeout = self.limits.request_timeout;
-        match tokio::time::timeout(timeout, self.call(token)).await {
+        let result = match tokio::time::timeout(timeout, self.call(token)).await {
             Ok(result) => result,
             Err(_elapsed) => Err(IntrospectionError::Timeout(timeout)),
-        }
+        };
+        let label = match &result {
+            Ok(Answer::Active(_)) => "active",
+            // An answer past its `exp` is as good as inactive.
+            Ok(Answer::Inactive | Answer::Expired) => "inactive",
+            Err(err) => err.kind(),
+        };
+        metrics::counter!(INTROSPECTION_CALLS, "result" => label).increment(1);
+        result
     }
 
     async fn call(&self, token: &TokenSecret) -> Result<Answer, IntrospectionError> {

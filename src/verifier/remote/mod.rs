@@ -54,6 +54,25 @@
 //! [`revocation_stream(false)`](RemoteVerifierBuilder::revocation_stream), or the cache
 //! altogether with [`no_cache`](RemoteVerifierBuilder::no_cache).
 //!
+//! # Metrics
+//!
+//! Through the [`metrics`] facade (nothing is recorded until the application installs a
+//! recorder; see [`telemetry`](crate::telemetry) for every name):
+//!
+//! | metric | labels | counts |
+//! |---|---|---|
+//! | [`REMOTE_CACHE_HITS`] | | answers from the hot table or the cache |
+//! | [`REMOTE_CACHE_MISSES`] | | lookups that led to a call (or joined one in flight) |
+//! | [`REMOTE_CACHE_EVICTIONS`](crate::telemetry::REMOTE_CACHE_EVICTIONS) | `reason`: `revoked`, `resync`, `invalidated`, `capacity` | answers removed before their time |
+//! | [`INTROSPECTION_CALLS`](crate::telemetry::INTROSPECTION_CALLS) | `result`: `active`, `inactive`, `connect`, `timeout`, `status`, `body` | calls to the authority |
+//! | [`REVOCATION_STREAM_CONNECTED`](crate::telemetry::REVOCATION_STREAM_CONNECTED) | | verifiers following the stream right now (gauge) |
+//! | [`REVOCATION_EVENTS`](crate::telemetry::REVOCATION_EVENTS) | `event`: `ready`, `revoked`, `resync` | events received |
+//!
+//! A cache hit on the layer's synchronous path costs one counter increment; no label holds a
+//! token, a hash, a URL or an address. The hit and miss counters are registered with the
+//! recorder on the verifier's first lookup, like the layer's decision counters: install the
+//! recorder before serving.
+//!
 //! # Bring your own client
 //!
 //! By default the verifier builds a pooled [`reqwest::Client`] (HTTP/1.1, and HTTP/2 when TLS
@@ -111,18 +130,19 @@ pub mod __fuzz {
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::Utc;
 
-use self::cache::{AnswerCache, Cached};
+use self::cache::{AnswerCache, Cached, Eviction};
 pub use self::client::Credentials;
 use self::client::IntrospectionClient;
 use self::parse::Answer;
 use self::stream::RecentRevocations;
 use crate::http_client::Limits;
+use crate::telemetry::{REMOTE_CACHE_HITS, REMOTE_CACHE_MISSES};
 use crate::token::{TokenHash, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -163,13 +183,30 @@ struct Inner {
     following: AtomicBool,
     /// Hashes revoked lately, refused even if an answer in flight says active.
     recent: RecentRevocations,
+    /// The hit and miss counters, registered with the recorder on first use: a hit then
+    /// costs one increment (an atomic add with a recorder, nothing without one), not a
+    /// registry lookup per request.
+    hits: OnceLock<metrics::Counter>,
+    misses: OnceLock<metrics::Counter>,
 }
 
 impl Inner {
+    fn hit(&self) {
+        self.hits
+            .get_or_init(|| metrics::counter!(REMOTE_CACHE_HITS))
+            .increment(1);
+    }
+
+    fn miss(&self) {
+        self.misses
+            .get_or_init(|| metrics::counter!(REMOTE_CACHE_MISSES))
+            .increment(1);
+    }
+
     /// Forgets every cached answer (events may have been missed).
     fn forget_all(&self) {
         if let Some(cache) = &self.cache {
-            cache.invalidate_all();
+            cache.invalidate_all(Eviction::Resync);
         }
     }
 
@@ -177,7 +214,7 @@ impl Inner {
     async fn forget_revoked(&self, hash: TokenHash) {
         self.recent.remember(hash, self.cache_ttl);
         if let Some(cache) = &self.cache {
-            cache.invalidate(&hash).await;
+            cache.invalidate(&hash, Eviction::Revoked).await;
         }
     }
 }
@@ -236,17 +273,20 @@ impl RemoteVerifier {
     }
 
     /// Forgets the cached answer for `token`, so the next request asks the authority again
-    /// (for instance right after deleting the token through a management API).
+    /// (for instance right after deleting the token through a management API). Counted as
+    /// an eviction with `reason="invalidated"` if there was one.
     pub async fn invalidate(&self, token: &TokenSecret) {
         if let Some(cache) = &self.inner.cache {
-            cache.invalidate(&TokenHash::of(token)).await;
+            cache
+                .invalidate(&TokenHash::of(token), Eviction::Invalidated)
+                .await;
         }
     }
 
-    /// Forgets every cached answer.
+    /// Forgets every cached answer (counted as evictions with `reason="invalidated"`).
     pub fn invalidate_all(&self) {
         if let Some(cache) = &self.inner.cache {
-            cache.invalidate_all();
+            cache.invalidate_all(Eviction::Invalidated);
         }
     }
 
@@ -287,20 +327,26 @@ impl TokenVerifier for RemoteVerifier {
             Some(cache) => {
                 let hash = TokenHash::of(token);
                 let answer = match cache.get(&hash).await {
-                    Some(answer) => answer,
-                    None => Box::pin(cache.get_or_fetch(hash, async {
-                        let answer = self.inner.client.introspect(token).await?;
-                        Ok(self.cached(answer))
-                    }))
-                    .await
-                    .map_err(VerifyError::unavailable)?,
+                    Some(answer) => {
+                        self.inner.hit();
+                        answer
+                    }
+                    None => {
+                        self.inner.miss();
+                        Box::pin(cache.get_or_fetch(hash, async {
+                            let answer = self.inner.client.introspect(token).await?;
+                            Ok(self.cached(answer))
+                        }))
+                        .await
+                        .map_err(VerifyError::unavailable)?
+                    }
                 };
                 // An answer asked for before a revocation arrived may still say active.
                 if matches!(answer, Answer::Active(_))
                     && !self.inner.recent.is_empty()
                     && self.inner.recent.contains(&hash)
                 {
-                    cache.invalidate(&hash).await;
+                    cache.invalidate(&hash, Eviction::Revoked).await;
                     return Err(VerifyError::Invalid);
                 }
                 answer
@@ -330,6 +376,9 @@ impl TokenVerifier for RemoteVerifier {
             let revoked = !self.inner.recent.is_empty() && self.inner.recent.contains(&hash);
             if !revoked {
                 if let Some(info) = cache.hot(&hash, now) {
+                    // The one recording on this path: a miss here is not counted, since
+                    // `verify` looks again (and counts what it finds).
+                    self.inner.hit();
                     return Some(Ok(info));
                 }
             }
@@ -586,6 +635,8 @@ impl RemoteVerifierBuilder {
                 stream_started: AtomicBool::new(false),
                 following: AtomicBool::new(false),
                 recent: RecentRevocations::default(),
+                hits: OnceLock::new(),
+                misses: OnceLock::new(),
             }),
         })
     }

@@ -2,6 +2,11 @@
 //! `/oauth2/revocations`): each `revoked` hash is evicted from the cache at once, and the whole
 //! cache is cleared whenever events may have been missed (on every (re)connect, and on
 //! `resync`). While the stream is down, cached answers expire by their TTL as before.
+//!
+//! Metrics: every event received is counted ([`REVOCATION_EVENTS`], by `event`), and
+//! [`REVOCATION_STREAM_CONNECTED`] is raised by one from `ready` until the connection ends
+//! (a guard lowers it, whichever way the connection or the task ends), so it reads 1 while
+//! the one verifier of a process follows the stream and 0 while it reconnects.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -12,6 +17,7 @@ use http::header::ACCEPT;
 use http::StatusCode;
 
 use super::Inner;
+use crate::telemetry::{REVOCATION_EVENTS, REVOCATION_STREAM_CONNECTED};
 use crate::token::TokenHash;
 
 /// The first wait before reconnecting; doubled after each failure up to [`MAX_BACKOFF`].
@@ -124,6 +130,7 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
     // ends this task even while the stream is quiet.
     let mut parser = EventParser::default();
     let mut ready = false;
+    let mut connected: Option<Connected> = None;
     loop {
         let chunk = match tokio::time::timeout(IDLE_LIMIT, response.chunk()).await {
             Ok(Ok(Some(chunk))) => chunk,
@@ -135,12 +142,19 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
             return Outcome::Followed;
         };
         for event in parser.feed(&chunk) {
+            if let Ok(event) = &event {
+                if let Some(label) = event.label() {
+                    metrics::counter!(REVOCATION_EVENTS, "event" => label).increment(1);
+                }
+            }
             match event {
                 Ok(Event::Ready) => {
                     // Whatever was revoked while we were away is unknown: forget everything.
                     inner.following.store(true, Ordering::SeqCst);
                     inner.forget_all();
                     ready = true;
+                    // After the clearing: a scrape that sees 1 sees the cache cleared too.
+                    connected.get_or_insert_with(Connected::new);
                 }
                 Ok(Event::Revoked(hash)) => inner.forget_revoked(hash).await,
                 Ok(Event::Resync) => inner.forget_all(),
@@ -151,6 +165,23 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
                 }
             }
         }
+    }
+}
+
+/// One connection that is up (`ready` seen): [`REVOCATION_STREAM_CONNECTED`] is one higher
+/// while it lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!(REVOCATION_STREAM_CONNECTED).increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!(REVOCATION_STREAM_CONNECTED).decrement(1.0);
     }
 }
 
@@ -171,6 +202,18 @@ enum Event {
     Resync,
     /// An event type this version does not know: ignored, for forward compatibility.
     Other,
+}
+
+impl Event {
+    /// The `event` label of [`REVOCATION_EVENTS`]; unknown events are not counted.
+    fn label(&self) -> Option<&'static str> {
+        match self {
+            Event::Ready => Some("ready"),
+            Event::Revoked(_) => Some("revoked"),
+            Event::Resync => Some("resync"),
+            Event::Other => None,
+        }
+    }
 }
 
 /// A minimal server-sent events parser (the subset the authority sends: `event:` and `data:`
