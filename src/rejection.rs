@@ -12,7 +12,7 @@
 //! | verifier unavailable | 503 | none | 14 `UNAVAILABLE` |
 //! | cookie-borne change from another site | 403 `cross_site_request` | none | 7 `PERMISSION_DENIED` |
 //! | too many failed guesses from the client ([`FailureThrottle`](crate::limit::FailureThrottle)) | 429 `too_many_failed_attempts`, `Retry-After` | none | 8 `RESOURCE_EXHAUSTED` |
-//! | the token's own rate limit spent ([`RateLimit`](crate::rate_limit::RateLimit)) | 429 `rate_limited`, `Retry-After`, `RateLimit`, `RateLimit-Policy` | none | 8 `RESOURCE_EXHAUSTED` |
+//! | the token's own rate limit spent ([`RateLimit`]) | 429 `rate_limited`, `Retry-After`, `RateLimit`, `RateLimit-Policy` | none | 8 `RESOURCE_EXHAUSTED` |
 //!
 //! Malformed credentials map to `UNAUTHENTICATED` for gRPC callers, not `INVALID_ARGUMENT`:
 //! the call's arguments are fine, its credentials are not, and clients retry authentication
@@ -86,7 +86,7 @@ pub enum RejectionKind {
     /// [`FailureThrottle`](crate::limit::FailureThrottle).
     Throttled,
     /// The token's own rate limit is spent for now (429 `rate_limited`, `Retry-After` and the
-    /// IETF `RateLimit` headers). See [`RateLimit`](crate::rate_limit::RateLimit).
+    /// IETF `RateLimit` headers). See [`RateLimit`].
     RateLimited,
 }
 
