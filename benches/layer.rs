@@ -325,7 +325,8 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
     let unknown = TokenSecret::generate();
     let (ok, unauthorized) = (StatusCode::OK, StatusCode::UNAUTHORIZED);
 
-    let unknown_bearer = bearer(&unknown);
+    // Built once, like the header values `Case::new` clones: the requests' making is counted.
+    let (memory_bearer, unknown_bearer) = (bearer(&f.memory_token), bearer(&unknown));
     // A client that spent its burst of failures: refused before the verifier.
     let throttled = ours(f.store.clone())
         .throttle_failures(
@@ -369,7 +370,7 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             ours(f.store.clone())
                 .throttle_failures(FailureThrottle::new())
                 .layer(app()),
-            || from_peer(request(Some(&bearer(&f.memory_token)))),
+            move || from_peer(request(Some(&memory_bearer))),
             ok,
         ),
         Case::new(
