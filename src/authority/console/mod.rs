@@ -15,7 +15,9 @@
 //! | `GET /console/api/session` | session, `read_organization` | `{"name","uid","scopes","deployments","expires_at","can_write"}` of the signed-in token |
 //! | `GET /console/api/tokens?start&count&search` | session, `read_organization` | what `GET /api/v1/api_tokens` answers |
 //! | `POST /console/api/tokens` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens` answers: the secret, once |
-//! | `DELETE /console/api/tokens/{uid}` | session, `write_organization`, same origin | what `DELETE /api/v1/api_tokens/{uid}` answers |
+//! | `DELETE /console/api/tokens/{uid}` | session, `write_organization`, same origin | what `DELETE /api/v1/api_tokens/{uid}` answers (with `revoked`, the count) |
+//! | `POST /console/api/tokens/{uid}/disable`, `…/enable` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens/{uid}/disable` (`/enable`) answers |
+//! | `POST /console/api/tokens/{uid}/reroll` `{"grace_period_seconds"}` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens/{uid}/reroll` answers: the new secret, once |
 //!
 //! The JSON routes are the management API's own handlers (same checks, same audit lines, same
 //! answers) behind other layers: the console's accept only the session cookie, the management
@@ -154,6 +156,24 @@ pub(super) fn router(authority: Authority) -> Router {
         .route(
             "/console/api/tokens/{uid}",
             delete(api::delete_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/disable",
+            post(api::disable_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/enable",
+            post(api::enable_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/reroll",
+            post(api::reroll_token)
                 .route_layer(write)
                 .route_layer(same_origin),
         )
