@@ -817,6 +817,29 @@ impl Authority {
         for hash in retired {
             self.revoke(hash);
         }
+        // A replaced secret in its grace period: answers about it from now on carry the end
+        // of the grace period as their `exp`, but a verifier may hold an answer from before
+        // the reroll; it is told when the grace period ends.
+        if let Some(previous) = after.previous.filter(|previous| previous.valid_until > now) {
+            self.revoke_at(previous.hash, previous.valid_until);
+        }
+    }
+
+    /// Announces `hash` as revoked on the revocation stream at `at` (on this process's
+    /// runtime; the authority is held weakly, so a dropped authority announces nothing).
+    fn revoke_at(&self, hash: TokenHash, at: DateTime<Utc>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime, no stream listener to tell either.
+            return;
+        };
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(inner) = weak.upgrade() {
+                Authority { inner }.revoke(hash);
+            }
+        });
     }
 
     /// Tells every revocation stream's listener to stop accepting `hash`.
