@@ -227,7 +227,7 @@ impl TokenStore for JsonDataFile {
                         })
                         .map_err(|err| StoreError::from_new_token(uid.clone(), err))
                 },
-                |tokens, changed| undo_change(tokens, changed),
+                undo_change,
             )
             .await?;
         Ok(changed.map(|(_, after)| after))
@@ -251,7 +251,7 @@ impl TokenStore for JsonDataFile {
                     })
                     .map_err(|err| StoreError::from_new_token(uid.clone(), err))
             },
-            |tokens, changed| undo_change(tokens, changed),
+            undo_change,
         )
         .await
     }
