@@ -535,6 +535,7 @@ impl NewToken {
     }
 
     /// The token creating this one (an authority sets it from the caller).
+    #[cfg_attr(not(feature = "authority"), allow(dead_code))]
     pub(crate) fn parent_uid(mut self, uid: impl Into<String>) -> Self {
         self.parent_uid = Some(uid.into());
         self

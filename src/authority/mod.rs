@@ -386,6 +386,7 @@ impl AuthorityBuilder {
             .replace_all(entries)
             .map_err(|err| StoreError::unavailable(store_name, err))?;
         let authority = Authority::assemble(self.store, tokens, self.user, self.organization);
+        authority.count_tokens();
         follow::spawn(&authority, feed, self.use_flush_interval);
         Ok(authority)
     }

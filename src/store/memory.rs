@@ -866,6 +866,7 @@ impl InMemoryTokenStore {
     }
 
     /// Puts an entry back as it was taken out (its replaced secret and counts included).
+    #[cfg_attr(not(any(feature = "file", feature = "authority")), allow(dead_code))]
     pub(crate) fn restore(&self, mut entry: TokenEntry) -> Result<(), NewTokenError> {
         entry.check()?;
         entry.token.scopes.sort();
