@@ -671,3 +671,79 @@ async fn postgres_replicas_hear_disable_reroll_and_lineage_deletes() {
         .await;
     }
 }
+
+// ---- durability ----
+
+/// Disables, reroll-with-grace and a rate limit survive a restart of a persistent store.
+async fn lifecycle_survives_a_restart(location: &str) {
+    let mut server = AuthorityServer::on_store(location).await;
+    let managing = ["api", "read_organization", "write_organization"];
+    let (parent_uid, old) = server
+        .created(json!({"name": "lead", "scopes": managing,
+            "rate_limit": {"limit": 7, "duration_ms": 1000}}))
+        .await;
+    let (status, child) = server
+        .create_as(&old, json!({"name": "child", "scopes": ["api"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let child_uid = child["uid"].as_str().unwrap().to_owned();
+    let child_secret = child["token"].as_str().unwrap().to_owned();
+    post(
+        &server,
+        &server.admin,
+        &token_path(&child_uid, "disable"),
+        json!({}),
+    )
+    .await;
+    let (status, rerolled) = post(
+        &server,
+        &server.admin,
+        &token_path(&parent_uid, "reroll"),
+        json!({"grace_period_seconds": 3600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rerolled}");
+    let new = rerolled["token"].as_str().unwrap().to_owned();
+    let admin = server.admin.clone();
+    server.go_away().await;
+    drop(server);
+
+    let authority = Authority::open(location).await.unwrap();
+    let tokens = authority.tokens();
+    let verify = |secret: &str| tokens.verify_sync(&TokenSecret::new(secret));
+    assert!(verify(&child_secret).is_err(), "still disabled");
+    let info = verify(&old).expect("the old secret is still in its grace period");
+    assert_eq!(info.uid(), parent_uid);
+    assert_eq!(info.rate_limit().unwrap().to_string(), "7/1s");
+    assert!(
+        info.expires_at().is_some(),
+        "capped at the end of the grace period"
+    );
+    assert_eq!(verify(&new).unwrap().uid(), parent_uid);
+    let child = authority.get(&child_uid).await.unwrap().unwrap();
+    assert_eq!(child.parent_uid.as_deref(), Some(parent_uid.as_str()));
+    assert!(!child.enabled);
+    let served = AuthorityServer::serve_with_admin(authority, &admin).await;
+    let (_, deleted) = served
+        .send(served.sdk(
+            Method::DELETE,
+            &format!("/api/v1/api_tokens/{parent_uid}"),
+            &admin,
+        ))
+        .await;
+    assert_eq!(deleted["revoked"], 2, "the lineage survived the restart");
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_lifecycle_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("sqlite:{}", dir.path().join("tokens.db").display());
+    lifecycle_survives_a_restart(&location).await;
+}
+
+#[tokio::test]
+async fn a_data_file_keeps_the_lifecycle_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("tokens.json").display().to_string();
+    lifecycle_survives_a_restart(&location).await;
+}
