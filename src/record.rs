@@ -154,8 +154,9 @@ fn is_true(value: &bool) -> bool {
 /// assert_eq!((usage.valid, usage.expired, usage.disabled), (2, 0, 0));
 /// assert_eq!(usage.total(), 2);
 /// ```
+// Unknown members are ignored, not refused: a newer authority may count more outcomes, and
+// its token objects must still read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenUsage {
     /// Accepted verifications.

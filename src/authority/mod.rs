@@ -72,8 +72,22 @@
 //! introspection and the management API answer 503 and `/readyz` says not ready, until it has
 //! reloaded.
 //!
-//! Last-used times are counted in memory and written to the store in batches (every
-//! [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
+//! Last-used times and verification counts by outcome (`valid`, `expired`, `disabled`: what
+//! introspection and the management API's own token checks see; a `RemoteVerifier`'s cache
+//! hits never reach the authority) are counted in memory and written to the store in batches
+//! (every [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
+//!
+//! # The lifecycle
+//!
+//! A token can be disabled (refused as unknown until enabled again), rerolled (a new secret for
+//! the same uid, every other field and its children kept; the old secret works for a grace
+//! period of at most [`MAX_REROLL_GRACE`], and answers about it expire with it), and deleted
+//! with its lineage: every token records the token that created it (`parent_uid`), and
+//! deleting a token deletes every token whose chain of creators leads to it, in one change of
+//! the store. Every secret that stops working is announced on the revocation stream. Rerolling
+//! is how an admin token is rotated without revoking what it created. Changing a token needs
+//! `write_organization` and every grant of that token (its scopes, deployments and lifetime
+//! within the caller's): a reroll hands out its new secret.
 //!
 //! # The token console
 //!
@@ -81,7 +95,8 @@
 //! `read_organization` once; the browser then keeps a session cookie (`pe_console`,
 //! `HttpOnly`, `SameSite=Strict`, for `/console` only, holding the token, so deleting the
 //! token ends the session). The page lists tokens (search, paging), creates them (the secret
-//! shown once, with the `bentoml cloud login` command to paste) and deletes them; a token
+//! shown once, with the `bentoml cloud login` command to paste), disables, enables, rerolls
+//! (the new secret shown once too) and deletes them; a token
 //! without `write_organization` can look but not change anything. Its JSON calls go to the
 //! same handlers as the management API, behind layers that take the cookie alone and refuse
 //! any change that a page of another origin (or a client that is not a browser) sends. The
@@ -90,7 +105,8 @@
 //!
 //! # Audit log
 //!
-//! Every create, delete, admin mint and refused management call is logged at INFO under the
+//! Every create, delete (with each token of its lineage), disable, enable, reroll, admin mint
+//! and refused management call is logged at INFO under the
 //! target [`AUDIT_TARGET`] (`protected_endpoint::audit`): who (the caller's uid and name), what
 //! (the token's uid and name) and, for a refusal, why. Never a secret.
 //!
@@ -795,8 +811,9 @@ impl Authority {
             // Not in the read model (its creation is still on the way): it joins now.
             Ok(None) => self.apply_created(after.clone()),
             Err(err) => {
-                // The read model refused what the store holds: serve nothing stale.
-                tracing::warn!(%uid, error = %err, "a changed token cannot be applied; reloading");
+                // The read model refused what the store holds: serve nothing stale, the token
+                // is out of memory until the next reload.
+                tracing::warn!(%uid, error = %err, "a changed token cannot be applied; refusing it");
                 self.inner.tokens.take(&uid);
             }
         }

@@ -1,6 +1,7 @@
 //! The token console: the authority's own web page at `/console`, where a person signs in with
-//! a token once and then lists, creates and deletes tokens, like the platform's "API Tokens"
-//! page. One HTML page, one script and one style sheet, embedded in the binary: no CDN, no
+//! a token once and then lists, creates, disables, enables, rerolls and deletes tokens, like
+//! the platform's "API Tokens" page (plus the lifecycle: status, rate limit and use counts in
+//! the list). One HTML page, one script and one style sheet, embedded in the binary: no CDN, no
 //! build step, it works offline.
 //!
 //! # Routes
@@ -44,7 +45,8 @@
 //! Its `Content-Security-Policy` allows only its own script, style and calls
 //! (`default-src 'none'`, no inline code), no framing, no foreign form targets. The script
 //! renders every value with DOM text APIs, never as HTML. A new token's secret is shown once,
-//! in the dialog that created it, and removed from the page when that dialog closes.
+//! in the dialog that created it, and removed from the page when that dialog closes; a
+//! rerolled token's new secret the same way, in the reroll dialog.
 
 use axum::extract::{Request, State};
 use axum::http::header::{
