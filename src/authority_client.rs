@@ -9,7 +9,9 @@
 //! | [`list`](AuthorityClient::list) | `GET /api/v1/api_tokens?start=…&count=100&search=…`, page after page |
 //! | [`create`](AuthorityClient::create) | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` |
 //! | [`get`](AuthorityClient::get) | `GET /api/v1/api_tokens/{uid}` |
-//! | [`delete`](AuthorityClient::delete) | `DELETE /api/v1/api_tokens/{uid}` |
+//! | [`delete`](AuthorityClient::delete), [`delete_counted`](AuthorityClient::delete_counted) | `DELETE /api/v1/api_tokens/{uid}` (at this crate's authority, the token's lineage too; the answer's `revoked` counts it) |
+//! | [`disable`](AuthorityClient::disable), [`enable`](AuthorityClient::enable) | `POST /api/v1/api_tokens/{uid}/disable` (`/enable`) |
+//! | [`reroll`](AuthorityClient::reroll) | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds"}` |
 //!
 //! The caller's API token goes in `Authorization: Bearer <token>`; it needs
 //! `read_organization` to read and `write_organization` to create or delete.
@@ -40,7 +42,14 @@
 //! for token in client.list(Some("ci")).await? {
 //!     println!("{} {}", token.uid, token.name);
 //! }
-//! client.delete(&created.token.uid).await?;
+//! // A new secret for the same token; the old one works for an hour more.
+//! let rerolled = client.reroll(&created.token.uid, std::time::Duration::from_secs(3600)).await?;
+//! println!("{}", rerolled.expect("the token exists").secret.expose()); // shown this once
+//! client.disable(&created.token.uid).await?;
+//! client.enable(&created.token.uid).await?;
+//! if let Some((token, revoked)) = client.delete_counted(&created.token.uid).await? {
+//!     println!("deleted {}: {revoked} tokens revoked", token.name);
+//! }
 //! # Ok(())
 //! # }
 //! # // Only built: running it needs an authority.

@@ -358,6 +358,14 @@ pub struct PreviousSecret {
 
 impl PreviousSecret {
     /// A replaced secret hashing to `hash`, valid until `valid_until`.
+    ///
+    /// ```
+    /// use protected_endpoint::record::PreviousSecret;
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let hash = TokenHash::of_str("old");
+    /// assert_eq!(PreviousSecret::new(hash, chrono::Utc::now()).hash, hash);
+    /// ```
     pub fn new(hash: TokenHash, valid_until: DateTime<Utc>) -> Self {
         Self { hash, valid_until }
     }

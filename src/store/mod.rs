@@ -96,6 +96,20 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Enables or disables the token with this uid, keeping everything else. Returns the
     /// entry as stored now; `None` when there is no such token. Setting the state it has is
     /// not an error (and changes nothing).
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let entry = store.set_enabled(&created.token.uid, false).await.unwrap().unwrap();
+    /// assert!(!entry.token.enabled);
+    /// assert!(store.verify_sync(&created.secret).is_err());
+    /// assert!(store.set_enabled("no-such-uid", true).await.unwrap().is_none());
+    /// # });
+    /// ```
     async fn set_enabled(&self, uid: &str, enabled: bool)
         -> Result<Option<TokenEntry>, StoreError>;
 
@@ -104,6 +118,28 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// (kept in [`TokenEntry::previous`]); without, it stops at once. A secret replaced by an
     /// earlier reroll is forgotten. Returns the entry before and after; `None` when there is
     /// no such token. Fails, changing nothing, when `hash` is stored already.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::token::{TokenHash, TokenSecret};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let new = TokenSecret::generate();
+    /// let until = Utc::now() + Duration::minutes(5);
+    /// let (before, after) = store
+    ///     .reroll(&created.token.uid, TokenHash::of(&new), Some(until))
+    ///     .await
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(after.previous.unwrap().hash, before.hash);
+    /// assert!(store.verify_sync(&new).is_ok());
+    /// assert!(store.verify_sync(&created.secret).is_ok(), "for five minutes");
+    /// # });
+    /// ```
     async fn reroll(
         &self,
         uid: &str,
@@ -115,6 +151,23 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// [`parent_uid`](ApiToken::parent_uid)s leads to it, in one atomic change. Returns every
     /// deleted entry, the token itself first (what verifiers must stop accepting); empty when
     /// there is no such token.
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let (_, parent) = NewToken::new("lead").mint_entry(chrono::Utc::now()).unwrap();
+    /// let (_, mut child) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
+    /// child.token.parent_uid = Some(parent.token.uid.clone());
+    /// store.insert(parent.clone()).await.unwrap();
+    /// store.insert(child).await.unwrap();
+    /// let deleted = store.delete_lineage(&parent.token.uid).await.unwrap();
+    /// assert_eq!(deleted.len(), 2);
+    /// assert_eq!(deleted[0].token.uid, parent.token.uid);
+    /// # });
+    /// ```
     async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError>;
 
     /// Records when tokens were last used, by uid. Called in batches (every few seconds), never
@@ -190,6 +243,11 @@ pub struct TokenUse {
 
 impl TokenUse {
     /// A use of `uid` at `at`, with no counts.
+    ///
+    /// ```
+    /// let used = protected_endpoint::store::TokenUse::new("u1", None);
+    /// assert!(used.at.is_none() && used.usage.is_empty());
+    /// ```
     pub fn new(uid: impl Into<String>, at: Option<DateTime<Utc>>) -> Self {
         Self {
             uid: uid.into(),
@@ -199,6 +257,14 @@ impl TokenUse {
     }
 
     /// With these counts.
+    ///
+    /// ```
+    /// use protected_endpoint::record::TokenUsage;
+    /// use protected_endpoint::store::TokenUse;
+    ///
+    /// let used = TokenUse::new("u1", None).usage(TokenUsage::new(0, 0, 1));
+    /// assert_eq!(used.usage.disabled, 1);
+    /// ```
     pub fn usage(mut self, usage: TokenUsage) -> Self {
         self.usage = usage;
         self
