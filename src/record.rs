@@ -146,7 +146,7 @@ fn is_true(value: &bool) -> bool {
 /// ```
 /// use protected_endpoint::{InMemoryTokenStore, NewToken};
 ///
-/// let store = InMemoryTokenStore::new();
+/// let store = InMemoryTokenStore::counting_usage(); // as an authority's read model
 /// let created = store.create(NewToken::new("ci")).unwrap();
 /// store.verify_sync(&created.secret).unwrap();
 /// store.verify_sync(&created.secret).unwrap();

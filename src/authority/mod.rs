@@ -395,7 +395,7 @@ impl AuthorityBuilder {
         // Subscribe before loading: a change made in between is then seen twice (harmless),
         // never missed.
         let feed = self.store.watch().await?;
-        let tokens = InMemoryTokenStore::new();
+        let tokens = InMemoryTokenStore::counting_usage();
         let entries = self.store.load_all().await?;
         let store_name = self.store.describe();
         tokens
@@ -455,7 +455,7 @@ impl Authority {
     /// ```
     pub fn in_memory() -> Self {
         // The store of record is the read model itself: every change lands in both at once.
-        let tokens = InMemoryTokenStore::new();
+        let tokens = InMemoryTokenStore::counting_usage();
         Self::assemble(
             Arc::new(tokens.clone()),
             tokens,

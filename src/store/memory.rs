@@ -84,6 +84,8 @@ pub struct InMemoryTokenStore {
     tokens: Arc<RwLock<Tokens>>,
     /// Whether a first admin token was ever stored ([`TokenStore::insert_first_admin`]).
     bootstrapped: Arc<AtomicBool>,
+    /// Whether verification counts its outcomes per token ([`Self::counting_usage`]).
+    count_usage: bool,
 }
 
 #[derive(Default)]
@@ -467,6 +469,37 @@ impl InMemoryTokenStore {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose verifications count their outcome (`valid`, `expired`,
+    /// `disabled`) in each token's [`usage`](ApiToken::usage), as an authority's read model
+    /// does. A plain [`new`](Self::new) store only records the last use (once a second), so a
+    /// token used from many cores at once costs no shared write per request. Clones made
+    /// from it count too.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::counting_usage();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// store.clone().verify_sync(&created.secret).unwrap();
+    /// assert_eq!(store.get(&created.token.uid).unwrap().usage.valid, 1);
+    ///
+    /// let plain = InMemoryTokenStore::new();
+    /// let created = plain.create(NewToken::new("ci")).unwrap();
+    /// plain.verify_sync(&created.secret).unwrap();
+    /// assert!(plain.get(&created.token.uid).unwrap().usage.is_empty());
+    /// ```
+    pub fn counting_usage() -> Self {
+        Self {
+            count_usage: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether verifications count their outcome ([`counting_usage`](Self::counting_usage)).
+    pub(crate) fn counts_usage(&self) -> bool {
+        self.count_usage
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Tokens> {

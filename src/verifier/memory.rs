@@ -19,8 +19,9 @@ impl InMemoryTokenStore {
     /// A token with this crate's prefix but a bad checksum is refused; a known token past
     /// its expiry is [`VerifyError::Expired`]; a disabled one [`VerifyError::Invalid`]. The
     /// secret a reroll replaced verifies until its grace period ends, with the token's info
-    /// (its expiry capped at the end of the grace period). Each outcome is counted in the
-    /// token's [`usage`](crate::record::ApiToken::usage).
+    /// (its expiry capped at the end of the grace period). A store made with
+    /// [`counting_usage`](Self::counting_usage) counts each outcome in the token's
+    /// [`usage`](crate::record::ApiToken::usage).
     ///
     /// ```
     /// use protected_endpoint::token::TokenSecret;
@@ -44,7 +45,7 @@ impl InMemoryTokenStore {
     /// [`VerifyError::Invalid`] whatever its format, so the checksum is not computed for it:
     /// a bad checksum and an unknown token cost the same hash and the same lookup.
     fn verify_at(&self, token: &str, now: i128) -> Result<TokenInfo, VerifyError> {
-        self.verify_counted(token, now, true)
+        self.verify_counted(token, now, self.counts_usage())
     }
 
     /// The verification, counting the outcome in the token's usage when `count` (not for a
