@@ -451,7 +451,8 @@ async fn lifecycle_fields_are_kept(h: &Harness) {
     assert!(loaded.contains(&entry), "{loaded:?}");
     // Imported too, with every field.
     let mut imported = lifecycle_entry("imported", &parent);
-    imported.previous = None;
+    let until = DateTime::from_timestamp(1_900_000_001, 3).unwrap();
+    imported.previous = Some(PreviousSecret::new(TokenHash::of_str("imported old"), until));
     store.import(vec![imported.clone()]).await.unwrap();
     assert!(store.load_all().await.unwrap().contains(&imported));
 }
