@@ -452,7 +452,10 @@ async fn lifecycle_fields_are_kept(h: &Harness) {
     // Imported too, with every field.
     let mut imported = lifecycle_entry("imported", &parent);
     let until = DateTime::from_timestamp(1_900_000_001, 3).unwrap();
-    imported.previous = Some(PreviousSecret::new(TokenHash::of_str("imported old"), until));
+    imported.previous = Some(PreviousSecret::new(
+        TokenHash::of_str("imported old"),
+        until,
+    ));
     store.import(vec![imported.clone()]).await.unwrap();
     assert!(store.load_all().await.unwrap().contains(&imported));
 }
