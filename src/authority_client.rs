@@ -9,7 +9,9 @@
 //! | [`list`](AuthorityClient::list) | `GET /api/v1/api_tokens?start=…&count=100&search=…`, page after page |
 //! | [`create`](AuthorityClient::create) | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` |
 //! | [`get`](AuthorityClient::get) | `GET /api/v1/api_tokens/{uid}` |
-//! | [`delete`](AuthorityClient::delete) | `DELETE /api/v1/api_tokens/{uid}` |
+//! | [`delete`](AuthorityClient::delete), [`delete_counted`](AuthorityClient::delete_counted) | `DELETE /api/v1/api_tokens/{uid}` (at this crate's authority, the token's lineage too; the answer's `revoked` counts it) |
+//! | [`disable`](AuthorityClient::disable), [`enable`](AuthorityClient::enable) | `POST /api/v1/api_tokens/{uid}/disable` (`/enable`) |
+//! | [`reroll`](AuthorityClient::reroll) | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds"}` |
 //!
 //! The caller's API token goes in `Authorization: Bearer <token>`; it needs
 //! `read_organization` to read and `write_organization` to create or delete.
@@ -40,7 +42,14 @@
 //! for token in client.list(Some("ci")).await? {
 //!     println!("{} {}", token.uid, token.name);
 //! }
-//! client.delete(&created.token.uid).await?;
+//! // A new secret for the same token; the old one works for an hour more.
+//! let rerolled = client.reroll(&created.token.uid, std::time::Duration::from_secs(3600)).await?;
+//! println!("{}", rerolled.expect("the token exists").secret.expose()); // shown this once
+//! client.disable(&created.token.uid).await?;
+//! client.enable(&created.token.uid).await?;
+//! if let Some((token, revoked)) = client.delete_counted(&created.token.uid).await? {
+//!     println!("deleted {}: {revoked} tokens revoked", token.name);
+//! }
 //! # Ok(())
 //! # }
 //! # // Only built: running it needs an authority.
@@ -60,7 +69,7 @@ use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadEr
 use crate::record::{ApiToken, CreatedToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{contains_minted_token, redact_token_like, TokenSecret};
-use crate::wire::{CreateTokenBody, TokenObject, TokenPage, TOKENS_PATH};
+use crate::wire::{CreateTokenBody, DeleteAnswer, RerollBody, TokenObject, TokenPage, TOKENS_PATH};
 
 /// How long connecting to the authority may take by default: 5 seconds.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -400,6 +409,7 @@ impl AuthorityClient {
                 .expires_at
                 .map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, false)),
             deployments: new.deployments.clone(),
+            rate_limit: new.rate_limit,
         };
         let body = serde_json::to_vec(&body)
             .map_err(|err| ClientError::Malformed(format!("cannot encode the request: {err}")))?;
@@ -425,12 +435,120 @@ impl AuthorityClient {
         Ok(CreatedToken { token, secret })
     }
 
-    /// Deletes the token with this uid and returns its record, or `None` when the authority
-    /// has no such token (404).
+    /// Deletes the token with this uid (and, at an authority of this crate, every token it
+    /// created, transitively) and returns its record, or `None` when the authority has no such
+    /// token (404).
     pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
+        Ok(self.delete_counted(uid).await?.map(|(token, _)| token))
+    }
+
+    /// Deletes the token with this uid like [`delete`](Self::delete), and says how many
+    /// tokens were revoked: itself and every token it created, transitively (1 from a server
+    /// that does not say).
+    pub async fn delete_counted(
+        &self,
+        uid: &str,
+    ) -> Result<Option<(ApiToken, usize)>, ClientError> {
         let url = self.tokens_url(Some(uid))?;
-        let answer = self.call::<TokenObject>(self.http.delete(url)).await;
+        let answer = self.call::<DeleteAnswer>(self.http.delete(url)).await;
+        let answer = match answer {
+            Ok(answer) => Ok(Some(answer)),
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => Ok(None),
+            Err(err) => Err(err),
+        };
+        let counted = answer.and_then(|answer| {
+            answer
+                .map(|answer| Ok((self.checked(answer.token)?.0, answer.revoked)))
+                .transpose()
+        });
+        self.scrubbed(counted)
+    }
+
+    /// Disables the token with this uid (refused as unknown until enabled again) and returns
+    /// its record, or `None` when the authority has no such token (404).
+    pub async fn disable(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
+        self.lifecycle_call(uid, "disable").await
+    }
+
+    /// Enables the token with this uid again and returns its record, or `None` when the
+    /// authority has no such token (404).
+    pub async fn enable(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
+        self.lifecycle_call(uid, "enable").await
+    }
+
+    async fn lifecycle_call(
+        &self,
+        uid: &str,
+        action: &str,
+    ) -> Result<Option<ApiToken>, ClientError> {
+        let request = self
+            .http
+            .post(self.token_action_url(uid, action)?)
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}");
+        let answer = self.call::<TokenObject>(request).await;
         self.scrubbed(self.record_or_none(answer))
+    }
+
+    /// Gives the token with this uid a new secret, keeping everything else; the old secret
+    /// keeps working for `grace` (zero: not at all). The answer holds the new secret, which
+    /// the authority never shows again; `None` when it has no such token (404).
+    pub async fn reroll(
+        &self,
+        uid: &str,
+        grace: Duration,
+    ) -> Result<Option<CreatedToken>, ClientError> {
+        self.scrubbed(self.reroll_once(uid, grace).await)
+    }
+
+    async fn reroll_once(
+        &self,
+        uid: &str,
+        grace: Duration,
+    ) -> Result<Option<CreatedToken>, ClientError> {
+        let body = serde_json::to_vec(&RerollBody {
+            grace_period_seconds: Some(grace.as_secs()),
+        })
+        .map_err(|err| ClientError::Malformed(format!("cannot encode the request: {err}")))?;
+        let request = self
+            .http
+            .post(self.token_action_url(uid, "reroll")?)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let object = match self.call::<TokenObject>(request).await {
+            Ok(object) => object,
+            Err(ClientError::Api { status, .. }) if status == StatusCode::NOT_FOUND => {
+                return Ok(None)
+            }
+            Err(err) => return Err(err),
+        };
+        let (token, secret) = self.checked(object)?;
+        let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
+            ClientError::Malformed(format!(
+                "the authority rerolled token {:?} but sent no secret",
+                token.uid
+            ))
+        })?;
+        if secret == self.api_token {
+            return Err(ClientError::Malformed(
+                "the authority answered with this client's own API token as the new secret"
+                    .to_owned(),
+            ));
+        }
+        Ok(Some(CreatedToken { token, secret }))
+    }
+
+    /// `<endpoint>/api/v1/api_tokens/<uid>/<action>`.
+    fn token_action_url(&self, uid: &str, action: &str) -> Result<Url, ClientError> {
+        let mut url = self.tokens_url(Some(uid))?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                ClientError::InvalidConfig(
+                    "invalid endpoint: the URL cannot have a path".to_owned(),
+                )
+            })?
+            .push(action);
+        Ok(url)
     }
 
     /// A token object, parsed, and refused when any of its text holds a secret: this

@@ -24,6 +24,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use rand::Rng;
 
+use crate::rate_limit::RateLimit;
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{contains_minted_token, TokenHash, TokenSecret};
 
@@ -109,6 +110,120 @@ pub struct ApiToken {
     /// When a request last used the token (to the second), if ever.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Whether the token works. A disabled token is refused as unknown (401 `invalid_token`,
+    /// introspection `{"active": false}`) until it is enabled again; it keeps its uid, its
+    /// secret and its children. `true` when the serde form leaves it out, and left out when
+    /// `true`, so files written before it existed read (and are written) as they were.
+    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    /// The uid of the token that created this one through an authority, if any (the first
+    /// admin, `--mint-admin`, imports and token files have none). Deleting a token through
+    /// an authority deletes, transitively, every token whose parent chain leads to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_uid: Option<String>,
+    /// How many requests the token may make per window, per replica of a protected service,
+    /// if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Verifications of the token counted by outcome, as its authority saw them (written to
+    /// the store in batches, like [`last_used_at`](Self::last_used_at)).
+    #[serde(default, skip_serializing_if = "TokenUsage::is_empty")]
+    pub usage: TokenUsage,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+/// How often a token was presented, by outcome: what its authority's read model counted
+/// (the management API's own token checks and introspection). A `RemoteVerifier`'s cache hits
+/// never reach the authority, so they are not counted: these are authority-side counts.
+///
+/// ```
+/// use protected_endpoint::{InMemoryTokenStore, NewToken};
+///
+/// let store = InMemoryTokenStore::counting_usage(); // as an authority's read model
+/// let created = store.create(NewToken::new("ci")).unwrap();
+/// store.verify_sync(&created.secret).unwrap();
+/// store.verify_sync(&created.secret).unwrap();
+/// let usage = store.get(&created.token.uid).unwrap().usage;
+/// assert_eq!((usage.valid, usage.expired, usage.disabled), (2, 0, 0));
+/// assert_eq!(usage.total(), 2);
+/// ```
+// Unknown members are ignored, not refused: a newer authority may count more outcomes, and
+// its token objects must still read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokenUsage {
+    /// Accepted verifications.
+    #[serde(default)]
+    pub valid: u64,
+    /// Refusals because the token had expired.
+    #[serde(default)]
+    pub expired: u64,
+    /// Refusals because the token was disabled.
+    #[serde(default)]
+    pub disabled: u64,
+}
+
+impl TokenUsage {
+    /// Counts of `valid`, `expired` and `disabled` verifications.
+    ///
+    /// ```
+    /// use protected_endpoint::record::TokenUsage;
+    ///
+    /// let usage = TokenUsage::new(3, 1, 0);
+    /// assert_eq!(usage.valid, 3);
+    /// assert!(!usage.is_empty());
+    /// assert!(TokenUsage::default().is_empty());
+    /// ```
+    pub fn new(valid: u64, expired: u64, disabled: u64) -> Self {
+        Self {
+            valid,
+            expired,
+            disabled,
+        }
+    }
+
+    /// Whether nothing was counted.
+    ///
+    /// ```
+    /// assert!(protected_endpoint::record::TokenUsage::default().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    /// Every counted verification, whatever its outcome (saturating).
+    ///
+    /// ```
+    /// assert_eq!(protected_endpoint::record::TokenUsage::new(1, 2, 3).total(), 6);
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.valid
+            .saturating_add(self.expired)
+            .saturating_add(self.disabled)
+    }
+
+    /// These counts plus `other`'s (saturating): how a batch of counts is added to a store's.
+    ///
+    /// ```
+    /// use protected_endpoint::record::TokenUsage;
+    ///
+    /// let sum = TokenUsage::new(1, 0, 2).plus(TokenUsage::new(4, 1, 0));
+    /// assert_eq!(sum, TokenUsage::new(5, 1, 2));
+    /// ```
+    pub fn plus(self, other: TokenUsage) -> TokenUsage {
+        TokenUsage {
+            valid: self.valid.saturating_add(other.valid),
+            expired: self.expired.saturating_add(other.expired),
+            disabled: self.disabled.saturating_add(other.disabled),
+        }
+    }
 }
 
 impl ApiToken {
@@ -153,12 +268,106 @@ pub struct TokenEntry {
     pub token: ApiToken,
     /// The SHA-256 hash of the token's secret, `sha256:<64 lowercase hex>`.
     pub hash: TokenHash,
+    /// The secret this one replaced in a reroll, while its grace period lasts: it still
+    /// verifies until [`PreviousSecret::valid_until`]. Never listed; only stores keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousSecret>,
 }
 
 impl TokenEntry {
     /// An entry for `token` whose secret hashes to `hash`.
     pub fn new(token: ApiToken, hash: TokenHash) -> Self {
-        Self { token, hash }
+        Self {
+            token,
+            hash,
+            previous: None,
+        }
+    }
+
+    /// The hashes that verify for this entry at `now`: its secret's, and the previous
+    /// secret's while its grace period lasts.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::record::PreviousSecret;
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// let now = Utc::now();
+    /// let (_, mut entry) = NewToken::new("ci").mint_entry(now).unwrap();
+    /// let old = TokenHash::of_str("old secret");
+    /// entry.previous = Some(PreviousSecret::new(old, now + Duration::hours(1)));
+    /// assert_eq!(entry.live_hashes(now), vec![entry.hash, old]);
+    /// assert_eq!(entry.live_hashes(now + Duration::hours(2)), vec![entry.hash]);
+    /// ```
+    pub fn live_hashes(&self, now: DateTime<Utc>) -> Vec<TokenHash> {
+        let mut hashes = vec![self.hash];
+        if let Some(previous) = &self.previous {
+            if previous.valid_until > now {
+                hashes.push(previous.hash);
+            }
+        }
+        hashes
+    }
+
+    /// Checks the record ([`ApiToken::check`]) and the previous secret: a storable time,
+    /// and a hash other than the current one.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::record::PreviousSecret;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// let (_, mut entry) = NewToken::new("ci").mint_entry(Utc::now()).unwrap();
+    /// assert!(entry.check().is_ok());
+    /// entry.previous = Some(PreviousSecret::new(entry.hash, Utc::now() + Duration::hours(1)));
+    /// assert_eq!(entry.check().unwrap_err().field(), "previous");
+    /// ```
+    pub fn check(&self) -> Result<(), InvalidRecord> {
+        self.token.check()?;
+        if let Some(previous) = &self.previous {
+            check_timestamp("previous", previous.valid_until)?;
+            if previous.hash == self.hash {
+                return Err(InvalidRecord::PreviousIsCurrent);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The secret a reroll replaced, known by its hash, and until when it still verifies.
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use protected_endpoint::record::PreviousSecret;
+/// use protected_endpoint::token::TokenHash;
+///
+/// let until = Utc::now() + Duration::minutes(5);
+/// let previous = PreviousSecret::new(TokenHash::of_str("old"), until);
+/// assert_eq!(previous.valid_until, until);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PreviousSecret {
+    /// The SHA-256 hash of the replaced secret.
+    pub hash: TokenHash,
+    /// The end of its grace period: from this instant on it is refused.
+    pub valid_until: DateTime<Utc>,
+}
+
+impl PreviousSecret {
+    /// A replaced secret hashing to `hash`, valid until `valid_until`.
+    ///
+    /// ```
+    /// use protected_endpoint::record::PreviousSecret;
+    /// use protected_endpoint::token::TokenHash;
+    ///
+    /// let hash = TokenHash::of_str("old");
+    /// assert_eq!(PreviousSecret::new(hash, chrono::Utc::now()).hash, hash);
+    /// ```
+    pub fn new(hash: TokenHash, valid_until: DateTime<Utc>) -> Self {
+        Self { hash, valid_until }
     }
 }
 
@@ -192,6 +401,9 @@ pub struct NewToken {
     /// authority.
     pub(crate) deployments: Option<DeploymentAccess>,
     pub(crate) expires_at: Option<DateTime<Utc>>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    /// Set by an authority: the caller's token.
+    pub(crate) parent_uid: Option<String>,
 }
 
 impl NewToken {
@@ -217,6 +429,8 @@ impl NewToken {
             scopes: Vec::new(),
             deployments: None,
             expires_at: None,
+            rate_limit: None,
+            parent_uid: None,
         }
     }
 
@@ -312,6 +526,30 @@ impl NewToken {
         self
     }
 
+    /// How many requests the token may make per window (enforced by each protected service's
+    /// layer, per replica).
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci").rate_limit("100/1m".parse().unwrap())).unwrap();
+    /// assert_eq!(created.token.rate_limit.unwrap().to_string(), "100/1m");
+    /// let info = store.verify_sync(&created.secret).unwrap();
+    /// assert_eq!(info.rate_limit().unwrap().limit(), 100);
+    /// ```
+    pub fn rate_limit(mut self, rate_limit: RateLimit) -> Self {
+        self.rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// The token creating this one (an authority sets it from the caller).
+    #[cfg_attr(not(feature = "authority"), allow(dead_code))]
+    pub(crate) fn parent_uid(mut self, uid: impl Into<String>) -> Self {
+        self.parent_uid = Some(uid.into());
+        self
+    }
+
     /// Checks the arguments and mints the token at `now`: a fresh uid, a fresh secret, the
     /// record a store keeps, and the hash of the secret. How every store creates a token.
     pub(crate) fn mint(self, now: DateTime<Utc>) -> Result<Minted, NewTokenError> {
@@ -332,6 +570,10 @@ impl NewToken {
             created_at: now,
             expires_at: self.expires_at,
             last_used_at: None,
+            enabled: true,
+            parent_uid: self.parent_uid,
+            rate_limit: self.rate_limit,
+            usage: TokenUsage::default(),
         };
         record.check()?;
         let secret = TokenSecret::generate();
@@ -578,6 +820,15 @@ impl ApiToken {
         if let Some(last_used_at) = self.last_used_at {
             check_timestamp("last_used_at", last_used_at)?;
         }
+        if let Some(parent_uid) = &self.parent_uid {
+            // The same rules as a uid: a parent is named by one. A token cannot be its own
+            // parent (its lineage would never end).
+            if check_uid(parent_uid).is_err() || *parent_uid == self.uid {
+                return Err(InvalidRecord::InvalidParentUid);
+            }
+        }
+        // `rate_limit` is checked when it is built ([`RateLimit::new`], also on the way in
+        // from serde): an out-of-range limit cannot exist.
         Ok(())
     }
 }
@@ -708,6 +959,10 @@ pub enum InvalidRecord {
         /// Why.
         reason: &'static str,
     },
+    /// `parent_uid` breaks the uid rules, or names the token itself.
+    InvalidParentUid,
+    /// The previous secret of a reroll is the current one.
+    PreviousIsCurrent,
     /// `expired_at` is not after `created_at`.
     ExpiryNotAfterCreation {
         /// The record's `created_at`.
@@ -729,6 +984,8 @@ impl InvalidRecord {
     pub fn field(&self) -> &'static str {
         match self {
             InvalidRecord::InvalidUid => "uid",
+            InvalidRecord::InvalidParentUid => "parent_uid",
+            InvalidRecord::PreviousIsCurrent => "previous",
             InvalidRecord::EmptyName => "name",
             InvalidRecord::ExpiryNotAfterCreation { .. } => "expired_at",
             InvalidRecord::TooLong { field, .. }
@@ -745,6 +1002,14 @@ impl fmt::Display for InvalidRecord {
             InvalidRecord::InvalidUid => write!(
                 f,
                 "uid must be 1 to {MAX_UID_LEN} printable ASCII characters without spaces"
+            ),
+            InvalidRecord::InvalidParentUid => write!(
+                f,
+                "parent_uid must be 1 to {MAX_UID_LEN} printable ASCII characters without \
+                 spaces, and not the token's own uid"
+            ),
+            InvalidRecord::PreviousIsCurrent => f.write_str(
+                "previous (the secret a reroll replaced) must differ from the current secret",
             ),
             InvalidRecord::EmptyName => f.write_str("name must be non-empty: a token needs a name"),
             InvalidRecord::TooLong { field, max } => {
@@ -862,6 +1127,18 @@ mod tests {
             (
                 "last_used_at",
                 Box::new(|r| r.last_used_at = Some(at("2016-12-31T23:59:60Z"))),
+            ),
+            (
+                "parent_uid",
+                Box::new(|r| r.parent_uid = Some("a b".into())),
+            ),
+            (
+                "parent_uid",
+                Box::new(|r| r.parent_uid = Some(r.uid.clone())),
+            ),
+            (
+                "parent_uid",
+                Box::new(|r| r.parent_uid = Some(glued.clone())),
             ),
         ];
         for (field, break_it) in cases {

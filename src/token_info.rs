@@ -331,8 +331,8 @@ impl PartialEq for TokenInfo {
 }
 
 impl From<&ApiToken> for TokenInfo {
-    /// The info a verifier answers for a stored record: uid, name, scopes, deployments and
-    /// expiry.
+    /// The info a verifier answers for a stored record: uid, name, scopes, deployments,
+    /// expiry and rate limit.
     ///
     /// ```
     /// use protected_endpoint::{InMemoryTokenStore, NewToken, Scope, TokenInfo};
@@ -346,13 +346,16 @@ impl From<&ApiToken> for TokenInfo {
     /// assert_eq!(info.expires_at(), None);
     /// ```
     fn from(record: &ApiToken) -> Self {
-        let info = TokenInfo::new(&record.uid, &record.name)
+        let mut info = TokenInfo::new(&record.uid, &record.name)
             .with_scopes(record.scopes.iter().cloned())
             .with_deployments(record.deployments.clone());
-        match record.expires_at {
-            Some(expires_at) => info.with_expires_at(expires_at),
-            None => info,
+        if let Some(expires_at) = record.expires_at {
+            info = info.with_expires_at(expires_at);
         }
+        if let Some(rate_limit) = record.rate_limit {
+            info = info.with_rate_limit(rate_limit);
+        }
+        info
     }
 }
 

@@ -7,7 +7,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::record::ApiToken;
+use crate::rate_limit::RateLimit;
+use crate::record::{ApiToken, TokenUsage};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::TokenSecret;
 
@@ -49,6 +50,37 @@ pub(crate) struct CreateTokenBody {
     /// Our extension: `"*"` or a list of names. Unset: the creator's own access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) deployments: Option<DeploymentAccess>,
+    /// Our extension: `{"limit": 100, "duration_ms": 60000}`. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_limit: Option<RateLimit>,
+}
+
+/// The body of `POST /api/v1/api_tokens/{uid}/reroll`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RerollBody {
+    /// How long the replaced secret keeps working, in seconds; 0 (or unset): not at all.
+    #[serde(default)]
+    pub(crate) grace_period_seconds: Option<u64>,
+}
+
+/// The answer to `DELETE /api/v1/api_tokens/{uid}`: the deleted token, as before, and how
+/// many tokens were revoked with it (itself and every token it created, transitively).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct DeleteAnswer {
+    #[serde(flatten)]
+    pub(crate) token: TokenObject,
+    /// Absent from the platform's answer (and ours before lineage): then 1.
+    #[serde(default = "one")]
+    pub(crate) revoked: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 /// The user a token object names (`GET /api/v1/auth/current` answers the same shape).
@@ -112,8 +144,9 @@ pub(crate) struct OrganizationObject {
     pub(crate) resource: Resource,
 }
 
-/// A token as the management API shows it: the platform's members, plus `deployments`, plus
-/// `token` (the secret) in the answer to a create only.
+/// A token as the management API shows it: the platform's members, plus `deployments`,
+/// `enabled`, `parent_uid`, `rate_limit` and `usage`, plus `token` (the secret) in the
+/// answer to a create or a reroll only.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct TokenObject {
     #[serde(flatten)]
@@ -138,6 +171,16 @@ pub(crate) struct TokenObject {
     pub(crate) is_global_access: Option<bool>,
     #[serde(default)]
     pub(crate) deployments: Option<DeploymentAccess>,
+    /// Our extensions (the platform's SDK ignores members it does not know): whether the
+    /// token works, which token created it, its rate limit and its verification counts.
+    #[serde(default = "enabled_by_default")]
+    pub(crate) enabled: bool,
+    #[serde(default)]
+    pub(crate) parent_uid: Option<String>,
+    #[serde(default)]
+    pub(crate) rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub(crate) usage: Option<TokenUsage>,
     /// The secret: only in the answer to a create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
@@ -172,6 +215,10 @@ impl TokenObject {
             is_organization_token: true,
             is_global_access: Some(record.deployments.is_all()),
             deployments: Some(record.deployments.clone()),
+            enabled: record.enabled,
+            parent_uid: record.parent_uid.clone(),
+            rate_limit: record.rate_limit,
+            usage: Some(record.usage),
             token: secret.map(|secret| secret.expose().to_owned()),
         }
     }
@@ -201,6 +248,10 @@ impl TokenObject {
             created_at: resource.created_at,
             expires_at: self.expired_at,
             last_used_at: self.last_used_at,
+            enabled: self.enabled,
+            parent_uid: self.parent_uid,
+            rate_limit: self.rate_limit,
+            usage: self.usage.unwrap_or_default(),
         };
         Ok((record, self.token.map(TokenSecret::new)))
     }

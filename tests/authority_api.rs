@@ -42,6 +42,12 @@ const TOKEN_KEYS: &[&str] = &[
     "is_organization_token",
     "is_global_access",
     "deployments",
+    // Our lifecycle extensions: the platform's SDK structures its objects ignoring members it
+    // does not know, so extra members leave its calls and shapes unchanged.
+    "enabled",
+    "parent_uid",
+    "rate_limit",
+    "usage",
 ];
 
 const ORG_KEYS: &[&str] = &[

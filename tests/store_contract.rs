@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use protected_endpoint::record::TokenEntry;
+use protected_endpoint::record::{PreviousSecret, TokenEntry, TokenUsage};
 use protected_endpoint::scope::{DeploymentAccess, Scope};
 use protected_endpoint::store::postgres::PostgresStore;
 use protected_endpoint::store::sqlite::SqliteStore;
@@ -314,14 +314,8 @@ async fn record_uses_keeps_the_latest_time_and_ignores_unknown_uids(h: &Harness)
     let uid = entry.token.uid.clone();
     store.insert(entry).await.unwrap();
     let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
-    let used = |s: i64| TokenUse {
-        uid: uid.clone(),
-        at: at(s),
-    };
-    let unknown = TokenUse {
-        uid: "gone".into(),
-        at: at(0),
-    };
+    let used = |s: i64| TokenUse::new(uid.clone(), Some(at(s)));
+    let unknown = TokenUse::new("gone", Some(at(0)));
     store
         .record_uses(&[used(5), used(9), used(7), unknown])
         .await
@@ -423,6 +417,175 @@ async fn describe_names_the_store_without_a_password(h: &Harness) {
     }
 }
 
+/// A token named `name` created by `parent` (as an authority creates one for a caller).
+fn child_of(parent: &TokenEntry, name: &str) -> TokenEntry {
+    let mut child = entry(name);
+    child.token.parent_uid = Some(parent.token.uid.clone());
+    child
+}
+
+/// An entry whose every lifecycle field differs from its default.
+fn lifecycle_entry(name: &str, parent: &TokenEntry) -> TokenEntry {
+    let mut entry = full_entry(name);
+    entry.token.enabled = false;
+    entry.token.parent_uid = Some(parent.token.uid.clone());
+    entry.token.rate_limit = Some("100/1m".parse().unwrap());
+    entry.token.usage = TokenUsage::new(7, 2, 1);
+    let until = DateTime::from_timestamp(1_900_000_000, 987_654_321).unwrap();
+    entry.previous = Some(PreviousSecret::new(
+        TokenHash::of_str("an old secret"),
+        until,
+    ));
+    entry
+}
+
+async fn lifecycle_fields_are_kept(h: &Harness) {
+    let store = h.open().await;
+    let parent = entry("parent");
+    store.insert(parent.clone()).await.unwrap();
+    let entry = lifecycle_entry("ci", &parent);
+    store.insert(entry.clone()).await.unwrap();
+    let stored = store.get(&entry.token.uid).await.unwrap().unwrap();
+    assert_eq!(stored, entry.token);
+    let loaded = store.load_all().await.unwrap();
+    assert!(loaded.contains(&entry), "{loaded:?}");
+    // Imported too, with every field.
+    let mut imported = lifecycle_entry("imported", &parent);
+    let until = DateTime::from_timestamp(1_900_000_001, 3).unwrap();
+    imported.previous = Some(PreviousSecret::new(
+        TokenHash::of_str("imported old"),
+        until,
+    ));
+    store.import(vec![imported.clone()]).await.unwrap();
+    assert!(store.load_all().await.unwrap().contains(&imported));
+}
+
+async fn a_child_of_a_missing_parent_is_refused(h: &Harness) {
+    let store = h.open().await;
+    let ghost = entry("ghost");
+    let orphan = child_of(&ghost, "orphan");
+    assert!(matches!(
+        store.insert(orphan.clone()).await,
+        Err(StoreError::ParentMissing(uid)) if uid == ghost.token.uid
+    ));
+    assert_eq!(store.get(&orphan.token.uid).await.unwrap(), None);
+}
+
+async fn set_enabled_keeps_everything_else(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("ci");
+    let uid = entry.token.uid.clone();
+    store.insert(entry.clone()).await.unwrap();
+    let disabled = store.set_enabled(&uid, false).await.unwrap().unwrap();
+    let mut expected = entry.clone();
+    expected.token.enabled = false;
+    assert_eq!(disabled, expected);
+    assert_eq!(store.get(&uid).await.unwrap().unwrap(), expected.token);
+    // Twice is fine and changes nothing.
+    assert_eq!(
+        store.set_enabled(&uid, false).await.unwrap().unwrap(),
+        expected
+    );
+    let enabled = store.set_enabled(&uid, true).await.unwrap().unwrap();
+    assert_eq!(enabled, entry);
+    assert_eq!(store.load_all().await.unwrap(), vec![entry]);
+    assert_eq!(store.set_enabled("no-such-uid", false).await.unwrap(), None);
+}
+
+async fn reroll_keeps_the_uid_and_every_other_field(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("ci");
+    let uid = entry.token.uid.clone();
+    store.insert(entry.clone()).await.unwrap();
+    let until = DateTime::from_timestamp(1_900_000_000, 5).unwrap();
+    let first = TokenHash::of_str("first new secret");
+    let (before, after) = store
+        .reroll(&uid, first, Some(until))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before, entry);
+    assert_eq!(after.token, entry.token);
+    assert_eq!(after.hash, first);
+    assert_eq!(after.previous, Some(PreviousSecret::new(entry.hash, until)));
+    assert_eq!(store.load_all().await.unwrap(), vec![after.clone()]);
+
+    // Again without grace: the first secret is forgotten, the second replaced at once.
+    let second = TokenHash::of_str("second new secret");
+    let (before, after) = store.reroll(&uid, second, None).await.unwrap().unwrap();
+    assert_eq!(before.hash, first);
+    assert_eq!((after.hash, after.previous), (second, None));
+    assert_eq!(store.load_all().await.unwrap(), vec![after.clone()]);
+
+    // Another token's secret is refused, and nothing changes.
+    let other = self::entry("other");
+    store.insert(other.clone()).await.unwrap();
+    assert!(matches!(
+        store.reroll(&uid, other.hash, None).await,
+        Err(StoreError::DuplicateHash(_))
+    ));
+    assert_eq!(store.get(&uid).await.unwrap().unwrap(), after.token);
+    let reloaded = store.load_all().await.unwrap();
+    assert!(reloaded.contains(&after), "{reloaded:?}");
+    assert_eq!(
+        store
+            .reroll("no-such-uid", TokenHash::of_str("x"), None)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn delete_lineage_takes_every_descendant_at_once(h: &Harness) {
+    let store = h.open().await;
+    let root = entry("root");
+    let child = child_of(&root, "child");
+    let grandchild = child_of(&child, "grandchild");
+    let sibling = child_of(&root, "sibling");
+    let unrelated = entry("unrelated");
+    for entry in [&root, &child, &grandchild, &sibling, &unrelated] {
+        store.insert(entry.clone()).await.unwrap();
+    }
+    let deleted = store.delete_lineage(&child.token.uid).await.unwrap();
+    assert_eq!(deleted, vec![child.clone(), grandchild.clone()]);
+    let deleted = store.delete_lineage(&root.token.uid).await.unwrap();
+    assert_eq!(deleted, vec![root.clone(), sibling.clone()]);
+    assert_eq!(store.load_all().await.unwrap(), vec![unrelated.clone()]);
+    assert!(store
+        .delete_lineage(&root.token.uid)
+        .await
+        .unwrap()
+        .is_empty());
+    // A lone token is its own lineage.
+    assert_eq!(
+        store.delete_lineage(&unrelated.token.uid).await.unwrap(),
+        vec![unrelated]
+    );
+}
+
+async fn record_uses_adds_the_counts(h: &Harness) {
+    let store = h.open().await;
+    let entry = entry("ci");
+    let uid = entry.token.uid.clone();
+    store.insert(entry).await.unwrap();
+    let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    store
+        .record_uses(&[
+            TokenUse::new(uid.clone(), Some(at)).usage(TokenUsage::new(3, 1, 0)),
+            // Only refused since: no time, counts only.
+            TokenUse::new(uid.clone(), None).usage(TokenUsage::new(0, 0, 2)),
+        ])
+        .await
+        .unwrap();
+    store
+        .record_uses(&[TokenUse::new(uid.clone(), None).usage(TokenUsage::new(1, 0, 0))])
+        .await
+        .unwrap();
+    let token = store.get(&uid).await.unwrap().unwrap();
+    assert_eq!(token.usage, TokenUsage::new(4, 1, 2));
+    assert_eq!(token.last_used_at, Some(at));
+}
+
 /// Generates one test per backend for every contract test: `memory::NAME`, `sqlite::NAME`,
 /// `postgres::NAME`.
 macro_rules! contract {
@@ -462,6 +625,12 @@ contract!(
     a_stored_uid_is_skipped_unchecked,
     import_is_all_or_nothing,
     describe_names_the_store_without_a_password,
+    lifecycle_fields_are_kept,
+    a_child_of_a_missing_parent_is_refused,
+    set_enabled_keeps_everything_else,
+    reroll_keeps_the_uid_and_every_other_field,
+    delete_lineage_takes_every_descendant_at_once,
+    record_uses_adds_the_counts,
 );
 
 // ---- What a persistent store (SQLite, PostgreSQL) must do as well ----
@@ -475,10 +644,7 @@ async fn a_restart_keeps_everything(h: &Harness) {
     let used = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
     let uid = others[0].token.uid.clone();
     store
-        .record_uses(&[TokenUse {
-            uid: uid.clone(),
-            at: used,
-        }])
+        .record_uses(&[TokenUse::new(uid.clone(), Some(used)).usage(TokenUsage::new(4, 1, 2))])
         .await
         .unwrap();
     let before = sorted(store.load_all().await.unwrap());
@@ -649,6 +815,121 @@ async fn postgres_a_change_through_a_reaches_the_feed_of_b() {
     assert_eq!(next_change(&mut feed).await, Change::Deleted { uid });
     a.import(vec![self::entry("imported")]).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::Resync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lifecycle_changes_reach_the_feed_of_b() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let root = entry("root");
+    let child = child_of(&root, "child");
+    a.insert(root.clone()).await.unwrap();
+    a.insert(child.clone()).await.unwrap();
+    let mut feed = b.watch().await.unwrap();
+    let disabled = a
+        .set_enabled(&child.token.uid, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Updated(disabled));
+    let until = Utc::now() + chrono::Duration::minutes(5);
+    let (_, rerolled) = a
+        .reroll(&root.token.uid, TokenHash::of_str("new"), Some(until))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next_change(&mut feed).await, Change::Updated(rerolled));
+    a.delete_lineage(&root.token.uid).await.unwrap();
+    let mut deleted = vec![next_change(&mut feed).await, next_change(&mut feed).await];
+    deleted.sort_by_key(|change| format!("{change:?}"));
+    let mut expected = vec![
+        Change::Deleted {
+            uid: root.token.uid.clone(),
+        },
+        Change::Deleted {
+            uid: child.token.uid.clone(),
+        },
+    ];
+    expected.sort_by_key(|change| format!("{change:?}"));
+    assert_eq!(deleted, expected);
+}
+
+/// The first schema's tables and one row, as a version 1 build left them.
+const VERSION_1_ROW: &str = "INSERT INTO pe_tokens (uid, name, name_lower, description, scopes, \
+    deployments, created_s, created_ns, expires_s, expires_ns, last_used_s, hash) VALUES \
+    ('olduid01', 'old ci', 'old ci', 'from before', 'api read_organization', NULL, \
+     1700000000, 5, NULL, NULL, 1700000100, \
+     X'00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff')";
+
+#[tokio::test]
+async fn sqlite_a_version_1_database_upgrades_in_place() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+             applied_at TEXT NOT NULL); \
+             INSERT INTO pe_schema_migrations VALUES (1, '2026-01-01T00:00:00Z')",
+        )
+        .await
+        .unwrap();
+        pool.execute(VERSION_1_ROW).await.unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let token = store.get("olduid01").await.unwrap().unwrap();
+    assert_eq!(token.name, "old ci");
+    assert_eq!(token.scopes, [Scope::API, Scope::READ_ORGANIZATION]);
+    assert!(token.enabled);
+    assert_eq!((token.parent_uid, token.rate_limit), (None, None));
+    assert_eq!(token.usage, TokenUsage::default());
+    assert_eq!(token.last_used_at.unwrap().timestamp(), 1_700_000_100);
+    // The upgraded row takes every new operation.
+    store.set_enabled("olduid01", false).await.unwrap().unwrap();
+    let child = child_of(&store.load_all().await.unwrap()[0], "child");
+    store.insert(child).await.unwrap();
+    assert_eq!(store.delete_lineage("olduid01").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn postgres_a_version_1_database_upgrades_in_place() {
+    use sqlx::Executor;
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        pool.execute(include_str!("../migrations/postgres/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+             INSERT INTO pe_schema_migrations (version) VALUES (1)",
+        )
+        .await
+        .unwrap();
+        pool.execute(VERSION_1_ROW.replace("X'", "'\\x").as_str())
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let token = store.get("olduid01").await.unwrap().unwrap();
+    assert_eq!(token.name, "old ci");
+    assert!(token.enabled);
+    assert_eq!(token.usage, TokenUsage::default());
+    store.set_enabled("olduid01", false).await.unwrap().unwrap();
+    assert!(!store.get("olduid01").await.unwrap().unwrap().enabled);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

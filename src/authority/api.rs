@@ -1,5 +1,6 @@
 //! The management API, in the platform's wire shapes.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode, Uri};
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::audit::{self, AuditingResponder};
-use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER};
+use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER, MAX_REROLL_GRACE};
 use crate::extract::TokenSource;
 use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
@@ -20,7 +21,8 @@ use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::token::{redact_token_like, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::wire::{
-    CreateTokenBody, OrganizationObject, Resource, TokenObject, TokenPage, UserObject, TOKENS_PATH,
+    CreateTokenBody, DeleteAnswer, OrganizationObject, RerollBody, Resource, TokenObject,
+    TokenPage, UserObject, TOKENS_PATH,
 };
 
 /// The realm named in the management API's `WWW-Authenticate` challenges.
@@ -72,7 +74,19 @@ pub(super) fn router(authority: Authority) -> Router {
             &format!("{TOKENS_PATH}/{{uid}}"),
             get(get_token)
                 .route_layer(read)
-                .merge(delete(delete_token).route_layer(write)),
+                .merge(delete(delete_token).route_layer(write.clone())),
+        )
+        .route(
+            &format!("{TOKENS_PATH}/{{uid}}/disable"),
+            post(disable_token).route_layer(write.clone()),
+        )
+        .route(
+            &format!("{TOKENS_PATH}/{{uid}}/enable"),
+            post(enable_token).route_layer(write.clone()),
+        )
+        .route(
+            &format!("{TOKENS_PATH}/{{uid}}/reroll"),
+            post(reroll_token).route_layer(write),
         )
         .with_state(authority)
 }
@@ -130,6 +144,12 @@ impl From<AuthorityError> for ApiError {
     fn from(err: AuthorityError) -> Self {
         match err {
             AuthorityError::InvalidToken(err) => ApiError::bad_request(err.to_string()),
+            AuthorityError::InvalidArgument(why) => ApiError::bad_request(why),
+            AuthorityError::Store(StoreError::ParentMissing(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the calling token was deleted meanwhile; nothing was created",
+            ),
             AuthorityError::Store(StoreError::NameTaken(_)) => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string())
             }
@@ -281,10 +301,15 @@ pub(super) async fn create_token(
             "a token cannot reach deployments the caller's token cannot reach",
         )));
     }
+    // The new token's lineage: deleting the caller deletes it too.
     let mut new = NewToken::new(body.name)
         .description(body.description.unwrap_or_default())
         .scopes(scopes)
-        .deployments(deployments);
+        .deployments(deployments)
+        .parent_uid(caller.uid());
+    if let Some(rate_limit) = body.rate_limit {
+        new = new.rate_limit(rate_limit);
+    }
     let requested_expiry = body
         .expired_at
         .as_deref()
@@ -377,16 +402,145 @@ pub(super) async fn delete_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
     Path(uid): Path<String>,
+) -> Result<Json<DeleteAnswer>, ApiError> {
+    let deleted = {
+        let authority = authority.clone();
+        tokio::spawn(async move { authority.delete_lineage(&uid).await })
+            .await
+            .map_err(join_error)??
+    };
+    let Some((token, descendants)) = deleted.split_first() else {
+        return Err(ApiError::not_found());
+    };
+    audit::lineage_deleted(&caller, token, descendants);
+    Ok(Json(DeleteAnswer {
+        token: token_object(&authority, token, None),
+        revoked: deleted.len(),
+    }))
+}
+
+/// Whether `caller` may change `target`: it holds every scope of the target, reaches every
+/// deployment the target reaches, and does not expire before it. A reroll hands out the
+/// target's new secret, so without this a weaker token could take a stronger one's powers.
+fn manages(caller: &TokenInfo, target: &ApiToken) -> bool {
+    let outlived = match (caller.expires_at(), target.expires_at) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(limit), Some(expiry)) => expiry > limit,
+    };
+    caller.uid() == target.uid
+        || (target.scopes.iter().all(|scope| caller.has_scope(scope))
+            && within(&target.deployments, caller.deployments())
+            && !outlived)
+}
+
+/// The token with this uid, from the read model, when `caller` may change it: 404 when there
+/// is none, 403 (audited) when it is beyond the caller's own grants.
+fn managed_target(
+    authority: &Authority,
+    caller: &TokenInfo,
+    uid: &str,
+    method_path: (&str, &str),
+) -> Result<ApiToken, ApiError> {
+    let target = authority
+        .tokens()
+        .get(uid)
+        .ok_or_else(ApiError::not_found)?;
+    if !manages(caller, &target) {
+        let (method, path) = method_path;
+        return Err(ApiError::forbidden(
+            "a token can only change tokens whose scopes, deployments and lifetime are \
+             within its own",
+        )
+        .audited(caller, method, path));
+    }
+    Ok(target)
+}
+
+pub(super) async fn disable_token(
+    state: State<Authority>,
+    caller: Extension<TokenInfo>,
+    uri: Uri,
+    uid: Path<String>,
 ) -> Result<Json<TokenObject>, ApiError> {
+    set_enabled(state, caller, uri, uid, false).await
+}
+
+pub(super) async fn enable_token(
+    state: State<Authority>,
+    caller: Extension<TokenInfo>,
+    uri: Uri,
+    uid: Path<String>,
+) -> Result<Json<TokenObject>, ApiError> {
+    set_enabled(state, caller, uri, uid, true).await
+}
+
+async fn set_enabled(
+    State(authority): State<Authority>,
+    Extension(caller): Extension<TokenInfo>,
+    uri: Uri,
+    Path(uid): Path<String>,
+    enabled: bool,
+) -> Result<Json<TokenObject>, ApiError> {
+    managed_target(&authority, &caller, &uid, ("POST", uri.path()))?;
     let token = {
         let authority = authority.clone();
-        tokio::spawn(async move { authority.delete(&uid).await })
+        tokio::spawn(async move { authority.set_enabled(&uid, enabled).await })
             .await
             .map_err(join_error)??
             .ok_or_else(ApiError::not_found)?
     };
-    audit::deleted(&caller, &token);
+    audit::enabled_set(&caller, &token, enabled);
     Ok(Json(token_object(&authority, &token, None)))
+}
+
+pub(super) async fn reroll_token(
+    State(authority): State<Authority>,
+    Extension(caller): Extension<TokenInfo>,
+    uri: Uri,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // An empty body is a reroll without grace; anything else must be the JSON object.
+    let body: RerollBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RerollBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::bad_request(format!(
+                "the body must be {{\"grace_period_seconds\": N}} with N a whole number of \
+                 seconds from 0 to {}: {}",
+                MAX_REROLL_GRACE.as_secs(),
+                redact_token_like(&err.to_string())
+            ))
+        })?
+    };
+    let grace = body.grace_period_seconds.unwrap_or(0);
+    if grace > MAX_REROLL_GRACE.as_secs() {
+        return Err(ApiError::bad_request(format!(
+            "grace_period_seconds must be at most {} (30 days), not {grace}",
+            MAX_REROLL_GRACE.as_secs()
+        )));
+    }
+    managed_target(&authority, &caller, &uid, ("POST", uri.path()))?;
+    let rerolled = {
+        let authority = authority.clone();
+        let grace = std::time::Duration::from_secs(grace);
+        tokio::spawn(async move { authority.reroll(&uid, grace).await })
+            .await
+            .map_err(join_error)??
+            .ok_or_else(ApiError::not_found)?
+    };
+    audit::rerolled(&caller, &rerolled.token, grace);
+    // The answer carries the new secret, as a create's does: no cache may keep it.
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(token_object(
+            &authority,
+            &rerolled.token,
+            Some(&rerolled.secret),
+        )),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::extract::TokenSource;
 use crate::record::ApiToken;
 use crate::rejection::{Rejection, RejectionResponder};
 use crate::store::memory::InMemoryTokenStore;
-use crate::token::TokenSecret;
 use crate::token_info::TokenInfo;
 
 /// The `tracing` target of the audit log: `RUST_LOG=protected_endpoint::audit=info` shows it.
@@ -28,7 +27,9 @@ pub(super) fn created(by: &TokenInfo, token: &ApiToken) {
     );
 }
 
-pub(super) fn deleted(by: &TokenInfo, token: &ApiToken) {
+/// A delete that took the token's lineage with it: `revoked` counts the token itself and
+/// every descendant; each descendant gets a line of its own too.
+pub(super) fn lineage_deleted(by: &TokenInfo, token: &ApiToken, descendants: &[ApiToken]) {
     tracing::info!(
         target: AUDIT_TARGET,
         action = "delete",
@@ -36,7 +37,52 @@ pub(super) fn deleted(by: &TokenInfo, token: &ApiToken) {
         by_name = by.name(),
         token_uid = %token.uid,
         token_name = %token.name,
+        revoked = descendants.len() + 1,
         "token deleted"
+    );
+    for descendant in descendants {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            action = "delete_descendant",
+            by_uid = by.uid(),
+            by_name = by.name(),
+            token_uid = %descendant.uid,
+            token_name = %descendant.name,
+            parent_uid = descendant.parent_uid.as_deref().unwrap_or("-"),
+            root_uid = %token.uid,
+            "token deleted with its creator"
+        );
+    }
+}
+
+/// A token disabled (`enabled == false`) or enabled again.
+pub(super) fn enabled_set(by: &TokenInfo, token: &ApiToken, enabled: bool) {
+    let (action, message) = match enabled {
+        true => ("enable", "token enabled"),
+        false => ("disable", "token disabled"),
+    };
+    tracing::info!(
+        target: AUDIT_TARGET,
+        action,
+        by_uid = by.uid(),
+        by_name = by.name(),
+        token_uid = %token.uid,
+        token_name = %token.name,
+        "{message}"
+    );
+}
+
+/// A token given a new secret; the old one works for `grace_seconds` more.
+pub(super) fn rerolled(by: &TokenInfo, token: &ApiToken, grace_seconds: u64) {
+    tracing::info!(
+        target: AUDIT_TARGET,
+        action = "reroll",
+        by_uid = by.uid(),
+        by_name = by.name(),
+        token_uid = %token.uid,
+        token_name = %token.name,
+        grace_seconds,
+        "token rerolled"
     );
 }
 
@@ -92,9 +138,9 @@ impl AuditingResponder {
             .iter()
             .find_map(|source| source.find(&request.headers, &request.uri).ok().flatten())
             .and_then(|token| {
-                self.tokens
-                    .verify_sync(&TokenSecret::new(token.into_owned()))
-                    .ok()
+                // A second look, not a use: not counted in the token's usage again.
+                let now = crate::clock::unix_nanos(std::time::SystemTime::now());
+                self.tokens.verify_counted(&token, now, false).ok()
             });
         tracing::info!(
             target: AUDIT_TARGET,

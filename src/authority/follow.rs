@@ -51,6 +51,7 @@ async fn follow_changes(weak: Weak<Inner>, mut feed: ChangeFeed, mut dropped: wa
         };
         match change {
             Change::Created(entry) => authority.apply_created(entry),
+            Change::Updated(entry) => authority.apply_updated(None, entry),
             Change::Deleted { uid } => authority.apply_deleted(&uid, None),
             Change::Lost(reason) => authority.mark_stale(reason),
             Change::Resync => {
@@ -134,6 +135,7 @@ impl Authority {
             .replace_all(entries)
             .map_err(|err| crate::store::StoreError::unavailable(store, err))?;
         let _ = self.inner.revocations.send(RevocationEvent::Resync);
+        self.count_tokens();
         *self
             .inner
             .stale_reason

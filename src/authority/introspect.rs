@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::api::REALM;
 use super::{introspect_scope, Authority, API_TOKEN_HEADER, INTROSPECTION_PATH};
 use crate::extract::TokenSource;
+use crate::telemetry;
 use crate::token::TokenSecret;
 use crate::ProtectedEndpointLayer;
 
@@ -51,11 +52,13 @@ async fn introspect(
         Ok(Form(IntrospectionRequest {
             token: Some(token), ..
         })) => token,
-        Ok(_) => return invalid_request("the `token` parameter is missing"),
-        Err(rejection) => return invalid_request(&rejection.body_text()),
+        Ok(_) => return refused("the `token` parameter is missing"),
+        Err(rejection) => return refused(&rejection.body_text()),
     };
     // While the tokens in memory may miss a deletion, no token is vouched for: fail closed.
     if !authority.is_current() {
+        metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => "unavailable")
+            .increment(1);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CACHE_CONTROL, "no-store")],
@@ -64,7 +67,13 @@ async fn introspect(
         )
             .into_response();
     }
-    let answer = match authority.tokens().verify_sync(&TokenSecret::new(token)) {
+    let verified = authority.tokens().verify_sync(&TokenSecret::new(token));
+    let result = match &verified {
+        Ok(_) => "active",
+        Err(_) => "inactive",
+    };
+    metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => result).increment(1);
+    let answer = match verified {
         Ok(info) => {
             let mut answer = Map::new();
             answer.insert("active".into(), Value::Bool(true));
@@ -91,6 +100,13 @@ async fn introspect(
                 "deployments".into(),
                 serde_json::to_value(info.deployments()).unwrap_or(Value::Null),
             );
+            // An extension member, only when set: `{"limit": 100, "duration_ms": 60000}`.
+            if let Some(rate_limit) = info.rate_limit() {
+                answer.insert(
+                    "rate_limit".into(),
+                    serde_json::to_value(rate_limit).unwrap_or(Value::Null),
+                );
+            }
             Value::Object(answer)
         }
         // Unknown, deleted, expired or malformed: RFC 7662 §2.2 says exactly this, and no more.
@@ -98,6 +114,12 @@ async fn introspect(
     };
     // The answer is about a credential: no cache on the way may keep it.
     ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+}
+
+/// A request without a token to look at: counted, then answered 400.
+fn refused(description: &str) -> Response {
+    metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => "refused").increment(1);
+    invalid_request(description)
 }
 
 fn invalid_request(description: &str) -> Response {

@@ -20,7 +20,9 @@
 //! | `GET /api/v1/api_tokens?start=0&count=100&search=S` | `read_organization` | `{"start","count","total","items":[token…]}` |
 //! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` | `write_organization` | the new token, with `"token"` (the secret) in this answer only |
 //! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
-//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token, or 404 |
+//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
+//! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
+//! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
 //! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
 //! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
@@ -32,7 +34,11 @@
 //! A token object has the platform's members (`uid, created_at, updated_at, deleted_at, name,
 //! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
 //! is_expired, is_api_token, is_organization_token, is_global_access`) plus `deployments`
-//! (`"*"` or a list of deployment names). Timestamps are ISO 8601 in UTC; `expired_at` is
+//! (`"*"` or a list of deployment names), `enabled`, `parent_uid` (the token that created it),
+//! `rate_limit` (`{"limit", "duration_ms"}` or `null`) and `usage` (`{"valid", "expired",
+//! "disabled"}`: verifications this authority saw, written to the store in batches; a
+//! `RemoteVerifier`'s cache hits never reach it and are not counted). A create body may carry
+//! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
 //! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
 //! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
 //! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token), 409 (a token of
@@ -66,8 +72,22 @@
 //! introspection and the management API answer 503 and `/readyz` says not ready, until it has
 //! reloaded.
 //!
-//! Last-used times are counted in memory and written to the store in batches (every
-//! [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
+//! Last-used times and verification counts by outcome (`valid`, `expired`, `disabled`: what
+//! introspection and the management API's own token checks see; a `RemoteVerifier`'s cache
+//! hits never reach the authority) are counted in memory and written to the store in batches
+//! (every [`DEFAULT_USE_FLUSH_INTERVAL`]), never once per request.
+//!
+//! # The lifecycle
+//!
+//! A token can be disabled (refused as unknown until enabled again), rerolled (a new secret for
+//! the same uid, every other field and its children kept; the old secret works for a grace
+//! period of at most [`MAX_REROLL_GRACE`], and answers about it expire with it), and deleted
+//! with its lineage: every token records the token that created it (`parent_uid`), and
+//! deleting a token deletes every token whose chain of creators leads to it, in one change of
+//! the store. Every secret that stops working is announced on the revocation stream. Rerolling
+//! is how an admin token is rotated without revoking what it created. Changing a token needs
+//! `write_organization` and every grant of that token (its scopes, deployments and lifetime
+//! within the caller's): a reroll hands out its new secret.
 //!
 //! # The token console
 //!
@@ -75,7 +95,8 @@
 //! `read_organization` once; the browser then keeps a session cookie (`pe_console`,
 //! `HttpOnly`, `SameSite=Strict`, for `/console` only, holding the token, so deleting the
 //! token ends the session). The page lists tokens (search, paging), creates them (the secret
-//! shown once, with the `bentoml cloud login` command to paste) and deletes them; a token
+//! shown once, with the `bentoml cloud login` command to paste), disables, enables, rerolls
+//! (the new secret shown once too) and deletes them; a token
 //! without `write_organization` can look but not change anything. Its JSON calls go to the
 //! same handlers as the management API, behind layers that take the cookie alone and refuse
 //! any change that a page of another origin (or a client that is not a browser) sends. The
@@ -84,7 +105,8 @@
 //!
 //! # Audit log
 //!
-//! Every create, delete, admin mint and refused management call is logged at INFO under the
+//! Every create, delete (with each token of its lineage), disable, enable, reroll, admin mint
+//! and refused management call is logged at INFO under the
 //! target [`AUDIT_TARGET`] (`protected_endpoint::audit`): who (the caller's uid and name), what
 //! (the token's uid and name) and, for a refusal, why. Never a secret.
 //!
@@ -126,11 +148,12 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
-use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError};
+use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
 use crate::scope::Scope;
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{ImportReport, ListQuery, StoreError, StoreLocation, TokenPage, TokenStore};
-use crate::token::TokenHash;
+use crate::telemetry;
+use crate::token::{TokenHash, TokenSecret};
 
 /// The path of the RFC 7662 introspection endpoint in [`Authority::router`].
 pub const INTROSPECTION_PATH: &str = "/oauth2/introspect";
@@ -207,6 +230,15 @@ pub(crate) enum RevocationEvent {
     Resync,
 }
 
+/// The longest grace period a reroll may give the replaced secret: 30 days.
+///
+/// ```
+/// use protected_endpoint::authority::MAX_REROLL_GRACE;
+///
+/// assert_eq!(MAX_REROLL_GRACE.as_secs(), 30 * 86_400);
+/// ```
+pub const MAX_REROLL_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
 /// The user the management API reports (`GET /api/v1/auth/current`): the operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -270,6 +302,9 @@ pub enum AuthorityError {
     /// The tokens in memory may be stale (the store's change feed is down): changes wait until
     /// it is back, so none is made on a stale view.
     NotCurrent(String),
+    /// An argument is out of range (a reroll's grace period longer than
+    /// [`MAX_REROLL_GRACE`]); the text says which and why.
+    InvalidArgument(String),
 }
 
 impl AuthorityError {
@@ -287,6 +322,7 @@ impl fmt::Display for AuthorityError {
             AuthorityError::NotCurrent(why) => {
                 write!(f, "the authority is catching up with its store: {why}")
             }
+            AuthorityError::InvalidArgument(why) => f.write_str(why),
         }
     }
 }
@@ -296,7 +332,7 @@ impl std::error::Error for AuthorityError {
         match self {
             AuthorityError::Store(err) => Some(err),
             AuthorityError::InvalidToken(err) => Some(err),
-            AuthorityError::NotCurrent(_) => None,
+            AuthorityError::NotCurrent(_) | AuthorityError::InvalidArgument(_) => None,
         }
     }
 }
@@ -359,13 +395,14 @@ impl AuthorityBuilder {
         // Subscribe before loading: a change made in between is then seen twice (harmless),
         // never missed.
         let feed = self.store.watch().await?;
-        let tokens = InMemoryTokenStore::new();
+        let tokens = InMemoryTokenStore::counting_usage();
         let entries = self.store.load_all().await?;
         let store_name = self.store.describe();
         tokens
             .replace_all(entries)
             .map_err(|err| StoreError::unavailable(store_name, err))?;
         let authority = Authority::assemble(self.store, tokens, self.user, self.organization);
+        authority.count_tokens();
         follow::spawn(&authority, feed, self.use_flush_interval);
         Ok(authority)
     }
@@ -418,7 +455,7 @@ impl Authority {
     /// ```
     pub fn in_memory() -> Self {
         // The store of record is the read model itself: every change lands in both at once.
-        let tokens = InMemoryTokenStore::new();
+        let tokens = InMemoryTokenStore::counting_usage();
         Self::assemble(
             Arc::new(tokens.clone()),
             tokens,
@@ -502,7 +539,7 @@ impl Authority {
         }
     }
 
-    /// Whether some live (unexpired) token can manage the authority: has the
+    /// Whether some live (enabled, unexpired) token can manage the authority: has the
     /// `write_organization` scope. When none can, only [`mint_admin`](Self::mint_admin) gets
     /// the operator back in.
     ///
@@ -519,7 +556,8 @@ impl Authority {
     pub fn can_be_managed(&self) -> bool {
         let now = Utc::now();
         self.inner.tokens.entries().iter().any(|entry| {
-            entry.token.scopes.contains(&Scope::WRITE_ORGANIZATION)
+            entry.token.enabled
+                && entry.token.scopes.contains(&Scope::WRITE_ORGANIZATION)
                 && entry.token.expires_at.is_none_or(|expiry| expiry > now)
         })
     }
@@ -538,6 +576,7 @@ impl Authority {
             return Ok(None);
         }
         self.apply_created(entry);
+        metrics::counter!(telemetry::AUTHORITY_TOKENS_CREATED).increment(1);
         audit::admin_minted(&created.token, "first start");
         Ok(Some(created))
     }
@@ -579,19 +618,134 @@ impl Authority {
             .map_err(AuthorityError::InvalidToken)?;
         self.inner.store.insert(entry.clone()).await?;
         self.apply_created(entry);
+        metrics::counter!(telemetry::AUTHORITY_TOKENS_CREATED).increment(1);
         Ok(created)
     }
 
-    /// Deletes the token with this uid, durably, returning its record (`None` when there is
-    /// no such token). It is refused from then on, here at once, and by every `RemoteVerifier`
-    /// following the revocation stream as soon as the event reaches it.
+    /// Deletes the token with this uid and every token it created, transitively (see
+    /// [`delete_lineage`](Self::delete_lineage)), returning its record (`None` when there is
+    /// no such token).
     pub async fn delete(&self, uid: &str) -> Result<Option<ApiToken>, AuthorityError> {
+        Ok(self.delete_lineage(uid).await?.into_iter().next())
+    }
+
+    /// Deletes the token with this uid and, transitively, every token whose chain of
+    /// creators leads to it, durably and at once (one change of the store). Returns their
+    /// records, the token itself first; empty when there is no such token. Each is refused
+    /// from then on, here at once, and by every `RemoteVerifier` following the revocation
+    /// stream as soon as the event reaches it.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+    /// let deleted = authority.delete_lineage(&admin.token.uid).await.unwrap();
+    /// assert_eq!(deleted.len(), 1);
+    /// assert!(authority.tokens().verify_sync(&admin.secret).is_err());
+    /// # });
+    /// ```
+    pub async fn delete_lineage(&self, uid: &str) -> Result<Vec<ApiToken>, AuthorityError> {
         self.check_current()?;
-        let Some(entry) = self.inner.store.delete(uid).await? else {
+        let deleted = self.inner.store.delete_lineage(uid).await?;
+        for entry in &deleted {
+            self.apply_deleted(&entry.token.uid, Some(entry.hash));
+            if let Some(previous) = &entry.previous {
+                self.revoke(previous.hash);
+            }
+        }
+        if !deleted.is_empty() {
+            metrics::counter!(telemetry::AUTHORITY_TOKENS_DELETED).increment(deleted.len() as u64);
+        }
+        Ok(deleted.into_iter().map(|entry| entry.token).collect())
+    }
+
+    /// Disables (`false`) or enables (`true`) the token with this uid, durably, returning its
+    /// record as it is now (`None` when there is no such token). A disabled token is refused
+    /// as unknown, here at once and by every `RemoteVerifier` following the revocation
+    /// stream; enabled again, it works again with the same secret.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+    /// let ci = authority.create(protected_endpoint::NewToken::new("ci")).await.unwrap();
+    ///
+    /// authority.set_enabled(&ci.token.uid, false).await.unwrap().unwrap();
+    /// assert!(authority.tokens().verify_sync(&ci.secret).is_err());
+    /// authority.set_enabled(&ci.token.uid, true).await.unwrap().unwrap();
+    /// assert!(authority.tokens().verify_sync(&ci.secret).is_ok());
+    /// # let _ = admin;
+    /// # });
+    /// ```
+    pub async fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<ApiToken>, AuthorityError> {
+        self.check_current()?;
+        let Some(after) = self.inner.store.set_enabled(uid, enabled).await? else {
             return Ok(None);
         };
-        self.apply_deleted(uid, Some(entry.hash));
-        Ok(Some(entry.token))
+        let token = after.token.clone();
+        self.apply_updated(None, after);
+        Ok(Some(token))
+    }
+
+    /// Gives the token with this uid a new secret, durably, keeping its uid and every other
+    /// field (its children keep their parent): how a token, an admin token included, is
+    /// rotated. The old secret keeps working for `grace` (zero: it is refused at once), at
+    /// most [`MAX_REROLL_GRACE`]. Returns the record and the new secret, shown this once;
+    /// `None` when there is no such token.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
+    /// let new = authority.reroll(&admin.token.uid, Duration::ZERO).await.unwrap().unwrap();
+    /// assert_eq!(new.token.uid, admin.token.uid);
+    /// assert!(authority.tokens().verify_sync(&admin.secret).is_err());
+    /// assert!(authority.tokens().verify_sync(&new.secret).is_ok());
+    /// # });
+    /// ```
+    pub async fn reroll(
+        &self,
+        uid: &str,
+        grace: Duration,
+    ) -> Result<Option<CreatedToken>, AuthorityError> {
+        if grace > MAX_REROLL_GRACE {
+            return Err(AuthorityError::InvalidArgument(format!(
+                "the grace period must be at most {} days ({} seconds)",
+                MAX_REROLL_GRACE.as_secs() / 86_400,
+                MAX_REROLL_GRACE.as_secs()
+            )));
+        }
+        self.check_current()?;
+        let secret = TokenSecret::generate();
+        let hash = TokenHash::of(&secret);
+        let previous_until = match grace.is_zero() {
+            true => None,
+            false => Some(
+                Utc::now()
+                    + chrono::Duration::from_std(grace).map_err(|_| {
+                        AuthorityError::InvalidArgument("the grace period is too long".into())
+                    })?,
+            ),
+        };
+        let Some((before, after)) = self.inner.store.reroll(uid, hash, previous_until).await?
+        else {
+            return Ok(None);
+        };
+        let token = after.token.clone();
+        self.apply_updated(Some(before), after);
+        metrics::counter!(telemetry::AUTHORITY_TOKENS_CREATED).increment(1);
+        Ok(Some(CreatedToken { token, secret }))
     }
 
     /// The token with this uid, from the store (with its last-used time as last written).
@@ -608,10 +762,7 @@ impl Authority {
 
     /// Adds tokens saved elsewhere (a token file, an old data file) to the store, skipping
     /// uids it has already: see [`TokenStore::import`]. They are served at once.
-    pub async fn import(
-        &self,
-        entries: Vec<crate::record::TokenEntry>,
-    ) -> Result<ImportReport, AuthorityError> {
+    pub async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, AuthorityError> {
         let report = self.inner.store.import(entries.clone()).await?;
         if report.added > 0 {
             for entry in entries {
@@ -623,17 +774,101 @@ impl Authority {
 
     /// A created token joins the read model (a no-op when it is there already: the in-memory
     /// authority shares it with its store, and a feed may repeat a change).
-    fn apply_created(&self, entry: crate::record::TokenEntry) {
-        let _ = self.inner.tokens.import(entry.token, entry.hash);
+    fn apply_created(&self, entry: TokenEntry) {
+        let _ = self.inner.tokens.restore(entry);
+        self.count_tokens();
     }
 
     /// A deleted token leaves the read model and is announced on the revocation stream.
     fn apply_deleted(&self, uid: &str, hash: Option<TokenHash>) {
-        let taken = self.inner.tokens.take(uid).map(|entry| entry.hash);
-        if let Some(hash) = taken.or(hash) {
-            // No listener is not an error.
-            let _ = self.inner.revocations.send(RevocationEvent::Revoked(hash));
+        let taken = self.inner.tokens.take(uid);
+        if let Some(previous) = taken.as_ref().and_then(|entry| entry.previous) {
+            self.revoke(previous.hash);
         }
+        if let Some(hash) = taken.map(|entry| entry.hash).or(hash) {
+            self.revoke(hash);
+        }
+        self.count_tokens();
+    }
+
+    /// A changed token (enabled, disabled, rerolled) replaces its old state in the read
+    /// model; every secret that stopped verifying is announced on the revocation stream.
+    /// `before` is the state the store changed, when known (else the read model's).
+    fn apply_updated(&self, before: Option<TokenEntry>, after: TokenEntry) {
+        let uid = after.token.uid.clone();
+        let before = before.or_else(|| self.inner.tokens.get_entry(&uid));
+        let replaced = {
+            let after = after.clone();
+            self.inner.tokens.change(&uid, move |entry| {
+                entry.token.enabled = after.token.enabled;
+                entry.hash = after.hash;
+                entry.previous = after.previous;
+                Ok(())
+            })
+        };
+        match replaced {
+            Ok(Some(_)) => {}
+            // Not in the read model (its creation is still on the way): it joins now.
+            Ok(None) => self.apply_created(after.clone()),
+            Err(err) => {
+                // The read model refused what the store holds: serve nothing stale, the token
+                // is out of memory until the next reload.
+                tracing::warn!(%uid, error = %err, "a changed token cannot be applied; refusing it");
+                self.inner.tokens.take(&uid);
+            }
+        }
+        let now = Utc::now();
+        let live: Vec<TokenHash> = match after.token.enabled {
+            true => after.live_hashes(now),
+            false => Vec::new(),
+        };
+        let mut retired: Vec<TokenHash> = Vec::new();
+        let known = before.iter().chain(std::iter::once(&after));
+        for entry in known {
+            let hashes = std::iter::once(entry.hash).chain(entry.previous.map(|p| p.hash));
+            for hash in hashes {
+                if !live.contains(&hash) && !retired.contains(&hash) {
+                    retired.push(hash);
+                }
+            }
+        }
+        for hash in retired {
+            self.revoke(hash);
+        }
+        // A replaced secret in its grace period: answers about it from now on carry the end
+        // of the grace period as their `exp`, but a verifier may hold an answer from before
+        // the reroll; it is told when the grace period ends.
+        if let Some(previous) = after.previous.filter(|previous| previous.valid_until > now) {
+            self.revoke_at(previous.hash, previous.valid_until);
+        }
+    }
+
+    /// Announces `hash` as revoked on the revocation stream at `at` (on this process's
+    /// runtime; the authority is held weakly, so a dropped authority announces nothing).
+    fn revoke_at(&self, hash: TokenHash, at: DateTime<Utc>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime, no stream listener to tell either.
+            return;
+        };
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        let weak = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(inner) = weak.upgrade() {
+                Authority { inner }.revoke(hash);
+            }
+        });
+    }
+
+    /// Tells every revocation stream's listener to stop accepting `hash`.
+    fn revoke(&self, hash: TokenHash) {
+        // No listener is not an error.
+        let _ = self.inner.revocations.send(RevocationEvent::Revoked(hash));
+    }
+
+    /// The tokens gauge, after the read model changed size.
+    fn count_tokens(&self) {
+        metrics::gauge!(telemetry::AUTHORITY_TOKENS).set(self.inner.tokens.len() as f64);
     }
 
     /// Ends every revocation stream open now (listeners reconnect to another replica, or here

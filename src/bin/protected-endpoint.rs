@@ -29,6 +29,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
 use protected_endpoint::authority_client::{
     AuthorityClient, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+use protected_endpoint::rate_limit::RateLimit;
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::token::{redact_token_like, TokenHash, TokenSecret};
@@ -80,13 +81,40 @@ enum TokenCommand {
         /// The token's uid.
         uid: String,
     },
-    /// Delete a token: servers refuse it after their next reload (file) or once their cache
-    /// entry expires (authority).
+    /// Delete a token: servers refuse it after their next reload (file) or at once through
+    /// the revocation stream (authority). On an authority, every token it created goes too,
+    /// transitively; the count is printed.
     Delete {
         #[command(flatten)]
         target: Target,
         /// The token's uid.
         uid: String,
+    },
+    /// Disable a token: refused as unknown (401) until enabled again; it keeps its secret.
+    Disable {
+        #[command(flatten)]
+        target: Target,
+        /// The token's uid.
+        uid: String,
+    },
+    /// Enable a disabled token again: its secret works again.
+    Enable {
+        #[command(flatten)]
+        target: Target,
+        /// The token's uid.
+        uid: String,
+    },
+    /// Give a token a new secret (printed once), keeping its uid, scopes and children; the
+    /// old secret keeps working for the grace period.
+    Reroll {
+        #[command(flatten)]
+        target: Target,
+        /// The token's uid.
+        uid: String,
+        /// How long the old secret keeps working: `0` (not at all) or a number and a unit,
+        /// s, m, h, d or w (`1h`); at most 30 days.
+        #[arg(long, value_name = "DURATION", value_parser = parse_grace, default_value = "0")]
+        grace: Duration,
     },
     /// Read a secret on standard input and print its `sha256:` hash, as token files hold it.
     Hash,
@@ -209,16 +237,55 @@ impl Backend {
         }
     }
 
-    fn delete(&self, uid: &str) -> Result<Option<ApiToken>, Failure> {
+    /// Deletes the token; with how many tokens were revoked (itself and, on an authority,
+    /// its descendants).
+    fn delete(&self, uid: &str) -> Result<Option<(ApiToken, usize)>, Failure> {
         match self {
             Backend::File(store) => {
-                if !store.path().exists() {
-                    return Err(Failure(format!("{}: no such file", store.path().display())));
-                }
-                Ok(store.delete(uid)?)
+                self.existing_file()?;
+                Ok(store.delete(uid)?.map(|token| (token, 1)))
             }
             Backend::Remote { client, runtime } => {
-                Self::remote(runtime, client, client.delete(uid))
+                Self::remote(runtime, client, client.delete_counted(uid))
+            }
+        }
+    }
+
+    /// A file command on a file that is not there is an error, not an empty success.
+    fn existing_file(&self) -> Result<(), Failure> {
+        match self {
+            Backend::File(store) if !store.path().exists() => {
+                Err(Failure(format!("{}: no such file", store.path().display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn set_enabled(&self, uid: &str, enabled: bool) -> Result<Option<ApiToken>, Failure> {
+        match self {
+            Backend::File(store) => {
+                self.existing_file()?;
+                Ok(store.set_enabled(uid, enabled)?)
+            }
+            Backend::Remote { client, runtime } => match enabled {
+                true => Self::remote(runtime, client, client.enable(uid)),
+                false => Self::remote(runtime, client, client.disable(uid)),
+            },
+        }
+    }
+
+    fn reroll(
+        &self,
+        uid: &str,
+        grace: std::time::Duration,
+    ) -> Result<Option<CreatedToken>, Failure> {
+        match self {
+            Backend::File(store) => {
+                self.existing_file()?;
+                Ok(store.reroll(uid, grace)?)
+            }
+            Backend::Remote { client, runtime } => {
+                Self::remote(runtime, client, client.reroll(uid, grace))
             }
         }
     }
@@ -265,6 +332,28 @@ struct CreateArgs {
     /// Expire the token at this instant (RFC 3339, e.g. `2027-01-01T00:00:00Z`).
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     expires_at: Option<DateTime<Utc>>,
+    /// Limit the token's requests per window, enforced by each protected service (per
+    /// replica): `LIMIT/DURATION`, e.g. `100/1m` (units ms, s, m, h, d).
+    #[arg(long, value_name = "LIMIT/DURATION", value_parser = parse_rate_limit)]
+    rate_limit: Option<RateLimit>,
+}
+
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    text.parse()
+        .map_err(|e: protected_endpoint::rate_limit::RateLimitError| e.to_string())
+}
+
+/// A reroll's grace period: `0`, or a duration as [`parse_duration`] reads it, at most 30
+/// days.
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    let grace = match text.trim() {
+        "0" => Duration::zero(),
+        text => parse_duration(text)?,
+    };
+    if grace > Duration::days(30) {
+        return Err("the grace period must be at most 30 days (30d)".to_owned());
+    }
+    Ok(grace)
 }
 
 fn parse_scope(text: &str) -> Result<Scope, String> {
@@ -374,8 +463,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match command {
         TokenCommand::Create(args) => create(args, output),
         TokenCommand::List { target, search } => {
-            let tokens = Backend::open(target)?.list(search.as_deref())?;
-            show(output, &tokens, |tokens| print_table(tokens))
+            let backend = Backend::open(target)?;
+            let tokens = backend.list(search.as_deref())?;
+            show(output, &tokens, |tokens| print_table(tokens))?;
+            file_usage_note(&backend, output);
+            Ok(())
         }
         TokenCommand::Get { target, uid } => {
             let backend = Backend::open(target)?;
@@ -383,13 +475,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 output,
                 &found(backend.get(&uid)?, &backend, &uid)?,
                 print_token,
-            )
+            )?;
+            file_usage_note(&backend, output);
+            Ok(())
         }
         TokenCommand::Delete { target, uid } => {
             let backend = Backend::open(target)?;
-            let token = found(backend.delete(&uid)?, &backend, &uid)?;
+            let (token, revoked) = match backend.delete(&uid)? {
+                Some(deleted) => deleted,
+                None => return Err(found(None, &backend, &uid).unwrap_err()),
+            };
             match output {
-                Output::Json => print_json(&token),
+                Output::Json => {
+                    let mut value = serde_json::to_value(&token)?;
+                    value["revoked"] = json!(revoked);
+                    print_json(&value)
+                }
                 Output::Text => {
                     println_out(&format!(
                         "Deleted token {:?} (uid {}) from {}.",
@@ -397,14 +498,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         token.uid,
                         backend.place()
                     ))?;
+                    println_out(&match revoked {
+                        1 => "Revoked 1 token.".to_owned(),
+                        n => format!(
+                            "Revoked {n} tokens: this one and {} it created (directly or not).",
+                            n - 1
+                        ),
+                    })?;
                     note(match backend {
                         Backend::File(_) => "servers watching the file refuse it from their next reload (about a second)",
-                        Backend::Remote { .. } => "services asking the authority refuse it once their cached answer expires (at once without a cache)",
+                        Backend::Remote { .. } => "services following the authority's revocation stream refuse them at once; others once their cached answer expires",
                     });
                     Ok(())
                 }
             }
         }
+        TokenCommand::Disable { target, uid } => set_enabled(target, &uid, false, output),
+        TokenCommand::Enable { target, uid } => set_enabled(target, &uid, true, output),
+        TokenCommand::Reroll { target, uid, grace } => reroll(target, &uid, grace, output),
         TokenCommand::Hash => hash(output),
     }
 }
@@ -462,6 +573,9 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
     if let Some(at) = expires_at {
         new = new.expires_at(at);
     }
+    if let Some(rate_limit) = args.rate_limit {
+        new = new.rate_limit(rate_limit);
+    }
     let created = backend.create(new)?;
 
     // The record passes through `scrub` like everything else; the new secret is the one
@@ -495,6 +609,67 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
             "warning: the token has no scopes; a server that requires one (such as `api`) refuses it"
         );
     }
+    Ok(())
+}
+
+/// Usage and lineage exist only at an authority: a token file's columns for them stay empty.
+fn file_usage_note(backend: &Backend, output: Output) {
+    if matches!(backend, Backend::File(_)) && output == Output::Text {
+        note("last use, use counts and lineage are kept by a token authority (--endpoint); a token file has none");
+    }
+}
+
+fn set_enabled(target: Target, uid: &str, enabled: bool, output: Output) -> Result<(), Failure> {
+    let backend = Backend::open(target)?;
+    let token = found(backend.set_enabled(uid, enabled)?, &backend, uid)?;
+    match output {
+        Output::Json => print_json(&token),
+        Output::Text => {
+            let (done, effect) = match enabled {
+                true => ("Enabled", "its secret works again"),
+                false => ("Disabled", "it is refused until enabled again"),
+            };
+            println_out(&format!(
+                "{done} token {:?} (uid {}) on {}: {effect}.",
+                token.name,
+                token.uid,
+                backend.place()
+            ))
+        }
+    }
+}
+
+fn reroll(target: Target, uid: &str, grace: Duration, output: Output) -> Result<(), Failure> {
+    let backend = Backend::open(target)?;
+    let grace_std = grace.to_std().unwrap_or_default();
+    let created = match backend.reroll(uid, grace_std)? {
+        Some(created) => created,
+        None => return Err(found(None, &backend, uid).unwrap_err()),
+    };
+    // As for a create: the new secret is the one thing printed as it is.
+    match output {
+        Output::Json => {
+            let token: serde_json::Value =
+                serde_json::from_str(&scrub(&serde_json::to_string(&created.token)?))?;
+            let created = json!({"token": token, "secret": created.secret.expose()});
+            print_raw(&serde_json::to_string_pretty(&created)?)?
+        }
+        Output::Text => print_raw(created.secret.expose())?,
+    }
+    let old = match grace.num_seconds() {
+        0 => "the old secret stopped working".to_owned(),
+        seconds => format!("the old secret keeps working for {seconds} s"),
+    };
+    note(&format!(
+        "rerolled token {:?} (uid {}) on {}: {old}",
+        created.token.name,
+        created.token.uid,
+        backend.place()
+    ));
+    let _ = writeln!(
+        io::stderr(),
+        "warning: this is the only time the new secret is shown. Store it now: it cannot be recovered."
+    );
     Ok(())
 }
 
@@ -578,7 +753,7 @@ fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
     if tokens.is_empty() {
         return println_out("No tokens.");
     }
-    let rows: Vec<[String; 6]> = tokens
+    let rows: Vec<[String; 10]> = tokens
         .iter()
         .map(|t| {
             [
@@ -588,17 +763,32 @@ fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
                 deployments(t),
                 when(Some(t.created_at)),
                 when(t.expires_at),
+                state(t).to_owned(),
+                rate_limit(t),
+                when(t.last_used_at),
+                usage(t),
             ]
         })
         .collect();
-    let header = ["UID", "NAME", "SCOPES", "DEPLOYMENTS", "CREATED", "EXPIRES"];
+    let header = [
+        "UID",
+        "NAME",
+        "SCOPES",
+        "DEPLOYMENTS",
+        "CREATED",
+        "EXPIRES",
+        "STATE",
+        "RATE LIMIT",
+        "LAST USED",
+        "USES (OK/EXPIRED/DISABLED)",
+    ];
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: [&str; 10]| {
         cells
             .iter()
             .zip(widths)
@@ -623,7 +813,7 @@ fn print_token(token: &ApiToken) -> Result<(), Failure> {
         &token.description
     };
     println_out(&format!(
-        "uid:          {}\nname:         {}\ndescription:  {}\nscopes:       {}\ndeployments:  {}\ncreated_at:   {}\nexpired_at:   {}",
+        "uid:          {}\nname:         {}\ndescription:  {}\nscopes:       {}\ndeployments:  {}\ncreated_at:   {}\nexpired_at:   {}\nstate:        {}\nrate_limit:   {}\nparent_uid:   {}\nlast_used_at: {}\nusage:        {}",
         token.uid,
         token.name,
         description,
@@ -631,5 +821,29 @@ fn print_token(token: &ApiToken) -> Result<(), Failure> {
         deployments(token),
         when(Some(token.created_at)),
         when(token.expires_at),
+        state(token),
+        rate_limit(token),
+        token.parent_uid.as_deref().unwrap_or("-"),
+        when(token.last_used_at),
+        usage(token),
     ))
+}
+
+fn state(token: &ApiToken) -> &'static str {
+    match token.enabled {
+        true => "enabled",
+        false => "disabled",
+    }
+}
+
+fn rate_limit(token: &ApiToken) -> String {
+    token
+        .rate_limit
+        .map_or_else(|| "-".to_owned(), |limit| limit.to_string())
+}
+
+/// Verification counts: `valid/expired/disabled`.
+fn usage(token: &ApiToken) -> String {
+    let usage = token.usage;
+    format!("{}/{}/{}", usage.valid, usage.expired, usage.disabled)
 }

@@ -32,15 +32,17 @@
 //! ```
 
 use std::borrow::Borrow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
-use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
+use crate::record::{
+    ApiToken, CreatedToken, NewToken, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
+};
 use crate::store::{
     checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
 };
@@ -82,6 +84,8 @@ pub struct InMemoryTokenStore {
     tokens: Arc<RwLock<Tokens>>,
     /// Whether a first admin token was ever stored ([`TokenStore::insert_first_admin`]).
     bootstrapped: Arc<AtomicBool>,
+    /// Whether verification counts its outcomes per token ([`Self::counting_usage`]).
+    count_usage: bool,
 }
 
 #[derive(Default)]
@@ -93,6 +97,9 @@ struct Tokens {
     by_uid: HashSet<ByUid>,
     /// Names are unique, as in every store.
     by_name: HashSet<ByName>,
+    /// The secrets replaced by a reroll whose grace period may not be over: few, and only for
+    /// a while, so a plain map.
+    by_previous: HashMap<TokenHash, Arc<Entry>, DigestHashing>,
 }
 
 /// One stored token. The record's uid, name, scopes, deployments and expiry live once, in
@@ -102,27 +109,100 @@ pub(crate) struct Entry {
     pub(crate) info: TokenInfo,
     description: String,
     created_at: DateTime<Utc>,
+    enabled: bool,
+    parent_uid: Option<String>,
+    previous: Option<Previous>,
     /// Unix seconds of the last use, 0 for never: an atomic, so verification only reads the
     /// lock and updates this in place.
     last_used: AtomicI64,
     /// The last use already handed out by [`InMemoryTokenStore::take_uses`].
     reported_use: AtomicI64,
+    /// Verifications by outcome, counted in place like `last_used`.
+    usage: Counts,
+    /// The counts already handed out by [`InMemoryTokenStore::take_uses`].
+    reported_usage: Counts,
     /// Whether the secret of this entry is known to pass the `pe_` format check (or not to
     /// claim it): checked once, on the first request that presents it, not on every one.
     /// The hash identifies the secret, so the answer holds for every later request.
     format_ok: AtomicBool,
 }
 
+/// The secret a reroll replaced, while its grace period may last.
+struct Previous {
+    secret: PreviousSecret,
+    /// `secret.valid_until` in nanoseconds since the Unix epoch, for the request clock.
+    until_nanos: i128,
+    /// What the old secret verifies as: the token's info with its expiry capped at the end
+    /// of the grace period, so that a cache (a `RemoteVerifier`'s, through introspection's
+    /// `exp`) never keeps it longer.
+    info: TokenInfo,
+}
+
+/// Which verification outcome to count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    Valid,
+    Expired,
+    Disabled,
+}
+
+#[derive(Default)]
+struct Counts([AtomicU64; 3]);
+
+impl Counts {
+    fn of(usage: TokenUsage) -> Self {
+        Self([
+            AtomicU64::new(usage.valid),
+            AtomicU64::new(usage.expired),
+            AtomicU64::new(usage.disabled),
+        ])
+    }
+
+    fn load(&self) -> TokenUsage {
+        let [valid, expired, disabled] = &self.0;
+        TokenUsage::new(
+            valid.load(Ordering::Relaxed),
+            expired.load(Ordering::Relaxed),
+            disabled.load(Ordering::Relaxed),
+        )
+    }
+
+    fn add(&self, usage: TokenUsage) {
+        let [valid, expired, disabled] = &self.0;
+        valid.fetch_add(usage.valid, Ordering::Relaxed);
+        expired.fetch_add(usage.expired, Ordering::Relaxed);
+        disabled.fetch_add(usage.disabled, Ordering::Relaxed);
+    }
+}
+
 impl Entry {
-    fn new(record: ApiToken, hash: TokenHash) -> Self {
+    fn new(entry: TokenEntry) -> Self {
+        let record = entry.token;
         let last_used = record.last_used_at.map_or(0, |t| t.timestamp());
+        let info = TokenInfo::from(&record);
+        let previous = entry.previous.map(|secret| {
+            let capped = match record.expires_at {
+                Some(expires_at) if expires_at < secret.valid_until => expires_at,
+                _ => secret.valid_until,
+            };
+            Previous {
+                until_nanos: crate::clock::chrono_unix_nanos(&secret.valid_until),
+                info: info.clone().with_expires_at(capped),
+                secret,
+            }
+        });
         Self {
-            hash,
-            info: TokenInfo::from(&record),
+            hash: entry.hash,
+            info,
             description: record.description,
             created_at: record.created_at,
+            enabled: record.enabled,
+            parent_uid: record.parent_uid,
+            previous,
             last_used: AtomicI64::new(last_used),
             reported_use: AtomicI64::new(last_used),
+            usage: Counts::of(record.usage),
+            reported_usage: Counts::of(record.usage),
             format_ok: AtomicBool::new(false),
         }
     }
@@ -140,6 +220,20 @@ impl Entry {
         ok
     }
 
+    /// Whether the token works (it may still have expired).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// What the replaced secret of a reroll verifies as, while its grace period lasts at
+    /// `now` (nanoseconds since the Unix epoch).
+    pub(crate) fn previous_info(&self, now: i128) -> Option<&TokenInfo> {
+        self.previous
+            .as_ref()
+            .filter(|previous| previous.until_nanos > now)
+            .map(|previous| &previous.info)
+    }
+
     /// Records a use at `now` (Unix seconds).
     pub(crate) fn touch(&self, now: i64) {
         // Write only when the second changed, so hot tokens do not bounce a cache line
@@ -149,6 +243,16 @@ impl Entry {
         if self.last_used.load(Ordering::Relaxed) < now {
             self.last_used.fetch_max(now, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one verification with this outcome.
+    pub(crate) fn count(&self, outcome: Outcome) {
+        let index = match outcome {
+            Outcome::Valid => 0,
+            Outcome::Expired => 1,
+            Outcome::Disabled => 2,
+        };
+        self.usage.0[index].fetch_add(1, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> ApiToken {
@@ -164,7 +268,61 @@ impl Entry {
             last_used_at: (last_used != 0)
                 .then(|| DateTime::from_timestamp(last_used, 0))
                 .flatten(),
+            enabled: self.enabled,
+            parent_uid: self.parent_uid.clone(),
+            rate_limit: self.info.rate_limit().copied(),
+            usage: self.usage.load(),
         }
+    }
+
+    /// The record with its hash and the replaced secret, as a store keeps it.
+    fn full(&self) -> TokenEntry {
+        let mut entry = TokenEntry::new(self.snapshot(), self.hash);
+        entry.previous = self.previous.as_ref().map(|previous| previous.secret);
+        entry
+    }
+
+    /// For a reload: this entry holds what the store has; `old` (the same token in memory
+    /// before) may have counted uses not handed out yet, which are kept.
+    fn keep_pending_from(&self, old: &Entry) {
+        self.touch(old.last_used.load(Ordering::Relaxed));
+        let reported = old.reported_use.load(Ordering::Relaxed);
+        self.reported_use.fetch_max(reported, Ordering::Relaxed);
+        self.usage.add(old.pending_usage());
+    }
+
+    /// For a change made here: this entry was built from `old`'s snapshot (its counts as
+    /// they are), and hands out only what `old` had not handed out yet.
+    fn continue_from(&self, old: &Entry) {
+        self.touch(old.last_used.load(Ordering::Relaxed));
+        let reported = old.reported_use.load(Ordering::Relaxed);
+        self.reported_use.store(reported, Ordering::Relaxed);
+        let reported = old.reported_usage.load();
+        let [valid, expired, disabled] = &self.reported_usage.0;
+        valid.store(reported.valid, Ordering::Relaxed);
+        expired.store(reported.expired, Ordering::Relaxed);
+        disabled.store(reported.disabled, Ordering::Relaxed);
+        self.usage.add(old.pending_since(self.usage.load()));
+    }
+
+    /// What was counted and not handed out yet.
+    fn pending_usage(&self) -> TokenUsage {
+        let (used, reported) = (self.usage.load(), self.reported_usage.load());
+        TokenUsage::new(
+            used.valid.saturating_sub(reported.valid),
+            used.expired.saturating_sub(reported.expired),
+            used.disabled.saturating_sub(reported.disabled),
+        )
+    }
+
+    /// What was counted after `seen` was read (by requests racing a change).
+    fn pending_since(&self, seen: TokenUsage) -> TokenUsage {
+        let used = self.usage.load();
+        TokenUsage::new(
+            used.valid.saturating_sub(seen.valid),
+            used.expired.saturating_sub(seen.expired),
+            used.disabled.saturating_sub(seen.disabled),
+        )
     }
 }
 
@@ -259,7 +417,7 @@ impl Tokens {
         if self.by_uid.contains(record.uid.as_str()) {
             return Some(NewTokenError::DuplicateUid(record.uid.clone()));
         }
-        if self.by_hash.contains(hash) {
+        if self.by_hash.contains(hash) || self.by_previous.contains_key(hash) {
             return Some(NewTokenError::DuplicateHash(record.uid.clone()));
         }
         if self.by_name.contains(record.name.as_str()) {
@@ -271,14 +429,28 @@ impl Tokens {
     /// Adds an entry to every index. The caller checked [`Tokens::conflict`].
     fn insert(&mut self, entry: Entry) {
         let entry = Arc::new(entry);
+        if let Some(previous) = &entry.previous {
+            self.by_previous
+                .insert(previous.secret.hash, Arc::clone(&entry));
+        }
         self.by_hash.insert(ByHash(Arc::clone(&entry)));
         self.by_name.insert(ByName(Arc::clone(&entry)));
         self.by_uid.insert(ByUid(entry));
     }
 
+    /// Whether `hash` verifies for a token other than `uid`.
+    fn conflict_of_hash(&self, hash: &TokenHash, uid: &str) -> bool {
+        let other = |entry: &Entry| entry.info.uid() != uid;
+        self.by_hash.get(hash).is_some_and(|entry| other(&entry.0))
+            || self.by_previous.get(hash).is_some_and(|entry| other(entry))
+    }
+
     /// Removes the entry with this uid from every index.
     fn remove(&mut self, uid: &str) -> Option<Arc<Entry>> {
         let entry = self.by_uid.take(uid)?.0;
+        if let Some(previous) = &entry.previous {
+            self.by_previous.remove(&previous.secret.hash);
+        }
         self.by_hash.remove(&entry.hash);
         self.by_name.remove(entry.info.name());
         Some(entry)
@@ -297,6 +469,37 @@ impl InMemoryTokenStore {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose verifications count their outcome (`valid`, `expired`,
+    /// `disabled`) in each token's [`usage`](ApiToken::usage), as an authority's read model
+    /// does. A plain [`new`](Self::new) store only records the last use (once a second), so a
+    /// token used from many cores at once costs no shared write per request. Clones made
+    /// from it count too.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::counting_usage();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// store.clone().verify_sync(&created.secret).unwrap();
+    /// assert_eq!(store.get(&created.token.uid).unwrap().usage.valid, 1);
+    ///
+    /// let plain = InMemoryTokenStore::new();
+    /// let created = plain.create(NewToken::new("ci")).unwrap();
+    /// plain.verify_sync(&created.secret).unwrap();
+    /// assert!(plain.get(&created.token.uid).unwrap().usage.is_empty());
+    /// ```
+    pub fn counting_usage() -> Self {
+        Self {
+            count_usage: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether verifications count their outcome ([`counting_usage`](Self::counting_usage)).
+    pub(crate) fn counts_usage(&self) -> bool {
+        self.count_usage
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Tokens> {
@@ -334,7 +537,10 @@ impl InMemoryTokenStore {
         while tokens.by_uid.contains(minted.record.uid.as_str()) {
             minted.redraw_uid();
         }
-        tokens.insert(Entry::new(minted.record.clone(), minted.hash));
+        tokens.insert(Entry::new(TokenEntry::new(
+            minted.record.clone(),
+            minted.hash,
+        )));
         Ok(minted.into_created())
     }
 
@@ -375,7 +581,7 @@ impl InMemoryTokenStore {
         if let Some(conflict) = tokens.conflict(&record, &hash) {
             return Err(conflict);
         }
-        tokens.insert(Entry::new(record, hash));
+        tokens.insert(Entry::new(TokenEntry::new(record, hash)));
         Ok(())
     }
 
@@ -461,7 +667,7 @@ impl InMemoryTokenStore {
     /// ```
     pub fn take(&self, uid: &str) -> Option<TokenEntry> {
         let entry = self.write().remove(uid)?;
-        Some(TokenEntry::new(entry.snapshot(), entry.hash))
+        Some(entry.full())
     }
 
     /// Every token with the hash of its secret, oldest first: what a store that writes
@@ -482,7 +688,7 @@ impl InMemoryTokenStore {
             .read()
             .by_hash
             .iter()
-            .map(|entry| TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+            .map(|entry| entry.0.full())
             .collect();
         entries.sort_by(|a, b| {
             (a.token.created_at, &a.token.uid).cmp(&(b.token.created_at, &b.token.uid))
@@ -492,8 +698,21 @@ impl InMemoryTokenStore {
 
     /// `f` of the entry stored for a secret hashing to `hash` (verification's one lookup),
     /// called under the read lock, so the entry is neither copied nor reference-counted.
-    pub(crate) fn with_entry<R>(&self, hash: &TokenHash, f: impl FnOnce(Option<&Entry>) -> R) -> R {
-        f(self.read().by_hash.get(hash).map(|entry| &*entry.0))
+    /// A secret replaced by a reroll is found too: `f` is then told so (`true`), and decides
+    /// whether its grace period still lasts.
+    pub(crate) fn with_entry<R>(
+        &self,
+        hash: &TokenHash,
+        f: impl FnOnce(Option<(&Entry, bool)>) -> R,
+    ) -> R {
+        let tokens = self.read();
+        let found = match tokens.by_hash.get(hash) {
+            Some(entry) => Some((&*entry.0, false)),
+            // Almost always empty: an unknown token then costs the one lookup it did before.
+            None if tokens.by_previous.is_empty() => None,
+            None => tokens.by_previous.get(hash).map(|entry| (&**entry, true)),
+        };
+        f(found)
     }
 
     /// How many tokens are stored.
@@ -549,9 +768,21 @@ impl InMemoryTokenStore {
                 let entry = &entry.0;
                 let used = entry.last_used.load(Ordering::Relaxed);
                 let reported = entry.reported_use.fetch_max(used, Ordering::Relaxed);
-                (used > reported).then(|| TokenUse {
+                let counted = entry.usage.load();
+                let handed_out = entry.reported_usage.load();
+                let usage = TokenUsage::new(
+                    counted.valid.saturating_sub(handed_out.valid),
+                    counted.expired.saturating_sub(handed_out.expired),
+                    counted.disabled.saturating_sub(handed_out.disabled),
+                );
+                entry.reported_usage.add(usage);
+                let at = (used > reported)
+                    .then(|| DateTime::from_timestamp(used, 0))
+                    .flatten();
+                (at.is_some() || !usage.is_empty()).then(|| TokenUse {
                     uid: entry.info.uid().to_owned(),
-                    at: DateTime::from_timestamp(used, 0).unwrap_or_default(),
+                    at,
+                    usage,
                 })
             })
             .collect()
@@ -573,23 +804,21 @@ impl InMemoryTokenStore {
     /// ```
     pub fn replace_all(&self, entries: Vec<TokenEntry>) -> Result<(), NewTokenError> {
         let mut fresh = Tokens::default();
-        for entry in entries {
-            let mut record = entry.token;
-            record.check()?;
-            record.scopes.sort();
-            record.scopes.dedup();
-            if let Some(conflict) = fresh.conflict(&record, &entry.hash) {
+        for mut entry in entries {
+            entry.check()?;
+            entry.token.scopes.sort();
+            entry.token.scopes.dedup();
+            if let Some(conflict) = fresh.conflict(&entry.token, &entry.hash) {
                 return Err(conflict);
             }
-            fresh.insert(Entry::new(record, entry.hash));
+            fresh.insert(Entry::new(entry));
         }
         let mut tokens = self.write();
         for entry in &fresh.by_uid {
             if let Some(old) = tokens.by_uid.get(entry.uid()) {
-                if old.0.hash == entry.0.hash {
-                    entry.0.touch(old.0.last_used.load(Ordering::Relaxed));
-                    let reported = old.0.reported_use.load(Ordering::Relaxed);
-                    entry.0.reported_use.fetch_max(reported, Ordering::Relaxed);
+                // The same token (a reroll changes the hash, not the uid or creation time).
+                if old.0.created_at == entry.0.created_at {
+                    entry.0.keep_pending_from(&old.0);
                 }
             }
         }
@@ -609,10 +838,127 @@ impl InMemoryTokenStore {
     /// assert_eq!(entry.hash, TokenHash::of(&created.secret));
     /// ```
     pub fn get_entry(&self, uid: &str) -> Option<TokenEntry> {
-        self.read()
-            .by_uid
-            .get(uid)
-            .map(|entry| TokenEntry::new(entry.0.snapshot(), entry.0.hash))
+        self.read().by_uid.get(uid).map(|entry| entry.0.full())
+    }
+}
+
+impl InMemoryTokenStore {
+    /// Changes the entry with this uid with `change` (which may change anything but the uid
+    /// and the name), under the write lock: checked, then swapped in whole, with the uses
+    /// counted so far. Answers the entry before and after; `None` when there is no such uid.
+    /// Fails, changing nothing, when the changed entry is invalid or its new hash is taken.
+    pub(crate) fn change(
+        &self,
+        uid: &str,
+        change: impl FnOnce(&mut TokenEntry) -> Result<(), NewTokenError>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, NewTokenError> {
+        let mut tokens = self.write();
+        let Some(old) = tokens.by_uid.get(uid).map(|entry| Arc::clone(&entry.0)) else {
+            return Ok(None);
+        };
+        let before = old.full();
+        let mut after = before.clone();
+        change(&mut after)?;
+        after.token.uid = before.token.uid.clone();
+        after.token.name = before.token.name.clone();
+        after.check()?;
+        if after.hash != before.hash && tokens.conflict_of_hash(&after.hash, uid) {
+            return Err(NewTokenError::DuplicateHash(uid.to_owned()));
+        }
+        if let Some(previous) = &after.previous {
+            if previous.hash != before.hash
+                && before.previous.is_none_or(|p| p.hash != previous.hash)
+                && tokens.conflict_of_hash(&previous.hash, uid)
+            {
+                return Err(NewTokenError::DuplicateHash(uid.to_owned()));
+            }
+        }
+        tokens.remove(uid);
+        let entry = Entry::new(after.clone());
+        entry.continue_from(&old);
+        if entry.hash == old.hash && old.format_ok.load(Ordering::Relaxed) {
+            entry.format_ok.store(true, Ordering::Relaxed);
+        }
+        tokens.insert(entry);
+        Ok(Some((before, after)))
+    }
+
+    /// [`TokenStore::insert`]: checked, unique, and only while its parent is stored (under
+    /// the write lock, so a lineage delete cannot leave it behind).
+    pub(crate) fn insert_entry(&self, entry: TokenEntry) -> Result<(), StoreError> {
+        let entry = checked(entry)?;
+        let mut tokens = self.write();
+        if let Some(parent) = &entry.token.parent_uid {
+            if !tokens.by_uid.contains(parent.as_str()) {
+                return Err(StoreError::ParentMissing(parent.clone()));
+            }
+        }
+        if let Some(conflict) = tokens.conflict(&entry.token, &entry.hash) {
+            return Err(StoreError::from_new_token(entry.token.uid, conflict));
+        }
+        tokens.insert(Entry::new(entry));
+        Ok(())
+    }
+
+    /// Puts an entry back as it was taken out (its replaced secret and counts included).
+    #[cfg_attr(not(any(feature = "file", feature = "authority")), allow(dead_code))]
+    pub(crate) fn restore(&self, mut entry: TokenEntry) -> Result<(), NewTokenError> {
+        entry.check()?;
+        entry.token.scopes.sort();
+        entry.token.scopes.dedup();
+        let mut tokens = self.write();
+        if let Some(conflict) = tokens.conflict(&entry.token, &entry.hash) {
+            return Err(conflict);
+        }
+        tokens.insert(Entry::new(entry));
+        Ok(())
+    }
+
+    /// Deletes the token with this uid and every token whose chain of parents leads to it,
+    /// at once (under one write lock: no token can be created meanwhile by one being deleted).
+    /// Returns them, the token itself first; empty when there is no such uid.
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("lonely")).unwrap();
+    /// let taken = store.take_lineage(&created.token.uid);
+    /// assert_eq!(taken.len(), 1);
+    /// assert!(store.verify_sync(&created.secret).is_err());
+    /// assert!(store.take_lineage(&created.token.uid).is_empty());
+    /// ```
+    pub fn take_lineage(&self, uid: &str) -> Vec<TokenEntry> {
+        let mut tokens = self.write();
+        if !tokens.by_uid.contains(uid) {
+            return Vec::new();
+        }
+        // Children by parent, built once per deletion: lineage deletes are rare, and an
+        // index kept for them would cost every token memory.
+        let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+        for entry in &tokens.by_uid {
+            if let Some(parent) = entry.0.parent_uid.as_deref() {
+                children.entry(parent).or_default().push(entry.uid());
+            }
+        }
+        let mut doomed: Vec<String> = vec![uid.to_owned()];
+        let mut seen: HashSet<String> = HashSet::from([uid.to_owned()]);
+        let mut next = 0;
+        while next < doomed.len() {
+            let parent = doomed[next].clone();
+            next += 1;
+            for child in children.get(parent.as_str()).into_iter().flatten() {
+                if seen.insert((*child).to_owned()) {
+                    doomed.push((*child).to_owned());
+                }
+            }
+        }
+        drop(children);
+        doomed
+            .iter()
+            .filter_map(|uid| tokens.remove(uid))
+            .map(|entry| entry.full())
+            .collect()
     }
 }
 
@@ -622,9 +968,7 @@ impl InMemoryTokenStore {
 #[async_trait::async_trait]
 impl TokenStore for InMemoryTokenStore {
     async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError> {
-        let uid = entry.token.uid.clone();
-        self.import(entry.token, entry.hash)
-            .map_err(|error| StoreError::from_new_token(uid, error))
+        self.insert_entry(entry)
     }
 
     async fn insert_first_admin(&self, entry: TokenEntry) -> Result<bool, StoreError> {
@@ -633,7 +977,7 @@ impl TokenStore for InMemoryTokenStore {
             return Ok(false);
         }
         let entry = checked(entry)?;
-        tokens.insert(Entry::new(entry.token, entry.hash));
+        tokens.insert(Entry::new(entry));
         self.bootstrapped.store(true, Ordering::SeqCst);
         Ok(true)
     }
@@ -657,11 +1001,52 @@ impl TokenStore for InMemoryTokenStore {
         Ok(self.take(uid))
     }
 
+    async fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let changed = self.change(uid, |entry| {
+            entry.token.enabled = enabled;
+            Ok(())
+        });
+        changed
+            .map(|found| found.map(|(_, after)| after))
+            .map_err(|error| StoreError::from_new_token(uid.to_owned(), error))
+    }
+
+    async fn reroll(
+        &self,
+        uid: &str,
+        hash: TokenHash,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.change(uid, |entry| {
+            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
+            entry.hash = hash;
+            Ok(())
+        })
+        .map_err(|error| StoreError::from_new_token(uid.to_owned(), error))
+    }
+
+    async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError> {
+        Ok(self.take_lineage(uid))
+    }
+
     async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         let tokens = self.read();
         for used in uses {
             if let Some(entry) = tokens.by_uid.get(used.uid.as_str()) {
-                entry.0.touch(used.at.timestamp());
+                if let Some(at) = used.at {
+                    entry.0.touch(at.timestamp());
+                    entry
+                        .0
+                        .reported_use
+                        .fetch_max(at.timestamp(), Ordering::Relaxed);
+                }
+                // Counted elsewhere and handed to this store: kept, and not handed out again.
+                entry.0.usage.add(used.usage);
+                entry.0.reported_usage.add(used.usage);
             }
         }
         Ok(())
@@ -688,11 +1073,11 @@ impl TokenStore for InMemoryTokenStore {
             if let Some(error) = conflict {
                 return Err(StoreError::from_new_token(entry.token.uid, error));
             }
-            seen.insert(Entry::new(entry.token.clone(), entry.hash));
+            seen.insert(Entry::new(entry.clone()));
             fresh.push(entry);
         }
         for entry in fresh {
-            tokens.insert(Entry::new(entry.token, entry.hash));
+            tokens.insert(Entry::new(entry));
             report.added += 1;
         }
         Ok(report)

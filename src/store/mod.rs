@@ -38,7 +38,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
-use crate::record::{ApiToken, NewTokenError, TokenEntry};
+use crate::record::{ApiToken, NewTokenError, TokenEntry, TokenUsage};
+use crate::token::TokenHash;
 
 /// A store of record for tokens: what an [`Authority`](crate::authority) runs over.
 ///
@@ -73,7 +74,8 @@ use crate::record::{ApiToken, NewTokenError, TokenEntry};
 #[async_trait::async_trait]
 pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a new token. Fails, storing nothing, when its uid, hash or name is taken
-    /// ([`StoreError::NameTaken`] and friends) or the store cannot be written.
+    /// ([`StoreError::NameTaken`] and friends), when it names a parent that is not stored
+    /// ([`StoreError::ParentMissing`]: a lineage delete won), or the store cannot be written.
     async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError>;
 
     /// Stores the first admin token: only when the store holds no token and never held a
@@ -91,9 +93,86 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// accepting). `None` when there is no such token.
     async fn delete(&self, uid: &str) -> Result<Option<TokenEntry>, StoreError>;
 
+    /// Enables or disables the token with this uid, keeping everything else. Returns the
+    /// entry as stored now; `None` when there is no such token. Setting the state it has is
+    /// not an error (and changes nothing).
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let entry = store.set_enabled(&created.token.uid, false).await.unwrap().unwrap();
+    /// assert!(!entry.token.enabled);
+    /// assert!(store.verify_sync(&created.secret).is_err());
+    /// assert!(store.set_enabled("no-such-uid", true).await.unwrap().is_none());
+    /// # });
+    /// ```
+    async fn set_enabled(&self, uid: &str, enabled: bool)
+        -> Result<Option<TokenEntry>, StoreError>;
+
+    /// Gives the token with this uid a new secret, known by `hash`, keeping its uid and every
+    /// other field. With `previous_until`, the replaced secret keeps verifying until then
+    /// (kept in [`TokenEntry::previous`]); without, it stops at once. A secret replaced by an
+    /// earlier reroll is forgotten. Returns the entry before and after; `None` when there is
+    /// no such token. Fails, changing nothing, when `hash` is stored already.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::token::{TokenHash, TokenSecret};
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let new = TokenSecret::generate();
+    /// let until = Utc::now() + Duration::minutes(5);
+    /// let (before, after) = store
+    ///     .reroll(&created.token.uid, TokenHash::of(&new), Some(until))
+    ///     .await
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(after.previous.unwrap().hash, before.hash);
+    /// assert!(store.verify_sync(&new).is_ok());
+    /// assert!(store.verify_sync(&created.secret).is_ok(), "for five minutes");
+    /// # });
+    /// ```
+    async fn reroll(
+        &self,
+        uid: &str,
+        hash: TokenHash,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError>;
+
+    /// Deletes the token with this uid and, transitively, every token whose chain of
+    /// [`parent_uid`](ApiToken::parent_uid)s leads to it, in one atomic change. Returns every
+    /// deleted entry, the token itself first (what verifiers must stop accepting); empty when
+    /// there is no such token.
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let (_, parent) = NewToken::new("lead").mint_entry(chrono::Utc::now()).unwrap();
+    /// let (_, mut child) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
+    /// child.token.parent_uid = Some(parent.token.uid.clone());
+    /// store.insert(parent.clone()).await.unwrap();
+    /// store.insert(child).await.unwrap();
+    /// let deleted = store.delete_lineage(&parent.token.uid).await.unwrap();
+    /// assert_eq!(deleted.len(), 2);
+    /// assert_eq!(deleted[0].token.uid, parent.token.uid);
+    /// # });
+    /// ```
+    async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError>;
+
     /// Records when tokens were last used, by uid. Called in batches (every few seconds), never
     /// once per request; an unknown uid (deleted meanwhile) is ignored. A time earlier than the
-    /// one stored leaves it.
+    /// one stored leaves it. The [`TokenUse::usage`] counts are added to the stored ones.
     async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
 
     /// Every token with its hash: what an authority loads into memory at start.
@@ -128,6 +207,8 @@ pub type ChangeFeed = BoxStream<'static, Change>;
 pub enum Change {
     /// A token was created (or imported).
     Created(TokenEntry),
+    /// A token was changed (enabled, disabled or rerolled): its entry as stored now.
+    Updated(TokenEntry),
     /// The token with this uid was deleted.
     Deleted {
         /// The deleted token's uid.
@@ -140,13 +221,54 @@ pub enum Change {
     Lost(String),
 }
 
-/// When a token was last used, for [`TokenStore::record_uses`].
+/// When a token was last used and how often it was verified since the last batch, for
+/// [`TokenStore::record_uses`].
+///
+/// ```
+/// use protected_endpoint::record::TokenUsage;
+/// use protected_endpoint::store::TokenUse;
+///
+/// let used = TokenUse::new("u1", Some(chrono::Utc::now())).usage(TokenUsage::new(3, 0, 1));
+/// assert_eq!(used.usage.valid, 3);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenUse {
     /// The token's uid.
     pub uid: String,
-    /// When it was last used.
-    pub at: DateTime<Utc>,
+    /// When it was last used (`None`: not since the last batch, only refused).
+    pub at: Option<DateTime<Utc>>,
+    /// Verifications by outcome since the last batch: added to the stored counts.
+    pub usage: TokenUsage,
+}
+
+impl TokenUse {
+    /// A use of `uid` at `at`, with no counts.
+    ///
+    /// ```
+    /// let used = protected_endpoint::store::TokenUse::new("u1", None);
+    /// assert!(used.at.is_none() && used.usage.is_empty());
+    /// ```
+    pub fn new(uid: impl Into<String>, at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            uid: uid.into(),
+            at,
+            usage: TokenUsage::default(),
+        }
+    }
+
+    /// With these counts.
+    ///
+    /// ```
+    /// use protected_endpoint::record::TokenUsage;
+    /// use protected_endpoint::store::TokenUse;
+    ///
+    /// let used = TokenUse::new("u1", None).usage(TokenUsage::new(0, 0, 1));
+    /// assert_eq!(used.usage.disabled, 1);
+    /// ```
+    pub fn usage(mut self, usage: TokenUsage) -> Self {
+        self.usage = usage;
+        self
+    }
 }
 
 /// Which tokens [`TokenStore::list`] answers: the platform API's `search`, `start`, `count`.
@@ -259,6 +381,9 @@ pub enum StoreError {
     DuplicateUid(String),
     /// A token with the same secret hash exists already (its uid is given).
     DuplicateHash(String),
+    /// The token a new one names as its parent is not stored (it was deleted meanwhile, with
+    /// its lineage): its uid.
+    ParentMissing(String),
     /// A record breaks the rules of [`ApiToken::check`]: one to be stored, or one read back
     /// (a row changed by hand).
     InvalidRecord {
@@ -298,6 +423,10 @@ impl fmt::Display for StoreError {
                     "token {uid:?} has the same secret hash as a stored token"
                 )
             }
+            StoreError::ParentMissing(uid) => write!(
+                f,
+                "the creating token {uid:?} does not exist any more (it was deleted)"
+            ),
             StoreError::InvalidRecord { uid, error } => write!(f, "token {uid:?}: {error}"),
             StoreError::Unavailable { store, source } => write!(f, "{store}: {source}"),
         }
@@ -316,7 +445,7 @@ impl std::error::Error for StoreError {
 
 /// Checks a record read back from a store, as it was checked when stored.
 pub(crate) fn checked(mut entry: TokenEntry) -> Result<TokenEntry, StoreError> {
-    if let Err(error) = entry.token.check() {
+    if let Err(error) = entry.check() {
         return Err(StoreError::InvalidRecord {
             uid: entry.token.uid,
             error: error.into(),

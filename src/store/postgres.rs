@@ -22,7 +22,10 @@ use super::{
     checked, Change, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore,
     TokenUse,
 };
-use crate::record::{ApiToken, TokenEntry};
+use chrono::{DateTime, Utc};
+
+use crate::record::{ApiToken, PreviousSecret, TokenEntry};
+use crate::token::TokenHash;
 
 /// How long a call waits for a pooled connection: a database that is down fails calls with
 /// [`StoreError::Unavailable`] within this, never hangs them.
@@ -164,16 +167,73 @@ impl PostgresStore {
         }))
     }
 
+    /// Reads the entry with this uid (locking its row), changes it with `change` (its state
+    /// or secret, nothing else) and writes it back with an `updated` notification, in one
+    /// transaction. Answers the entry before and after.
+    async fn change(
+        &self,
+        uid: &str,
+        change: impl FnOnce(&mut TokenEntry),
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        let select = format!("SELECT {COLUMNS} FROM pe_tokens WHERE uid = $1 FOR UPDATE");
+        let Some(row) = sqlx::query(&select)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(None);
+        };
+        let before = self.decode(&row)?;
+        let mut after = before.clone();
+        change(&mut after);
+        let after = checked(after)?;
+        let row = Encoded::new(&after);
+        sqlx::query(
+            "UPDATE pe_tokens SET enabled = $1, hash = $2, previous_hash = $3, \
+             previous_until_s = $4, previous_until_ns = $5 WHERE uid = $6",
+        )
+        .bind(row.enabled)
+        .bind(&row.hash)
+        .bind(&row.previous_hash)
+        .bind(row.previous_until_s)
+        .bind(row.previous_until_ns)
+        .bind(uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql::write_error(&self.inner.describe, e, uid, &row.name))?;
+        notify(&mut tx, &format!("updated:{uid}"))
+            .await
+            .map_err(|e| self.error(e))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(Some((before, after)))
+    }
+
     /// Inserts one row and its notification in `tx`.
     async fn insert_in(
         &self,
         tx: &mut sqlx::PgConnection,
         row: &Encoded,
     ) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO pe_tokens ({INSERT_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        );
+        if let Some(parent) = &row.parent_uid {
+            // `FOR SHARE` waits for a lineage delete of the parent running now and then finds
+            // it gone, so no child outlives the deletion of its parent on any replica.
+            let exists = sqlx::query("SELECT 1 FROM pe_tokens WHERE uid = $1 FOR SHARE")
+                .bind(parent)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?
+                .is_some();
+            if !exists {
+                return Err(StoreError::ParentMissing(parent.clone()));
+            }
+        }
+        let values = (1..=INSERT_COLUMNS.split(',').count())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO pe_tokens ({INSERT_COLUMNS}) VALUES ({values})");
         sqlx::query(&sql)
             .bind(&row.uid)
             .bind(&row.name)
@@ -187,6 +247,16 @@ impl PostgresStore {
             .bind(row.expires_ns)
             .bind(row.last_used_s)
             .bind(&row.hash)
+            .bind(row.enabled)
+            .bind(&row.parent_uid)
+            .bind(row.rate_limit)
+            .bind(row.rate_window_ms)
+            .bind(&row.previous_hash)
+            .bind(row.previous_until_s)
+            .bind(row.previous_until_ns)
+            .bind(row.uses_valid)
+            .bind(row.uses_expired)
+            .bind(row.uses_disabled)
             .execute(&mut *tx)
             .await
             .map_err(|e| sql::write_error(&self.inner.describe, e, &row.uid, &row.name))?;
@@ -233,6 +303,13 @@ impl PostgresStore {
                     }
                     // Not read: the reader would miss it, so start over as after a lost
                     // connection.
+                    Err(error) => return Some(format!("cannot read token {uid:?}: {error}")),
+                },
+                Some(("updated", uid)) => match self.get_entry(uid).await {
+                    Ok(Some(entry)) => Some(Change::Updated(entry)),
+                    // Deleted meanwhile: its deletion follows.
+                    Ok(None) => None,
+                    // Not read (or unreadable): the reader must not keep the old state.
                     Err(error) => return Some(format!("cannot read token {uid:?}: {error}")),
                 },
                 Some(("deleted", uid)) => Some(Change::Deleted {
@@ -367,6 +444,16 @@ fn raw(row: &PgRow) -> Result<RawRow<'_>, sqlx::Error> {
         expires_ns: row.try_get(8)?,
         last_used_s: row.try_get(9)?,
         hash: row.try_get(10)?,
+        enabled: row.try_get(11)?,
+        parent_uid: row.try_get(12)?,
+        rate_limit: row.try_get(13)?,
+        rate_window_ms: row.try_get(14)?,
+        previous_hash: row.try_get(15)?,
+        previous_until_s: row.try_get(16)?,
+        previous_until_ns: row.try_get(17)?,
+        uses_valid: row.try_get(18)?,
+        uses_expired: row.try_get(19)?,
+        uses_disabled: row.try_get(20)?,
     })
 }
 
@@ -519,20 +606,85 @@ impl TokenStore for PostgresStore {
         Ok(Some(entry))
     }
 
+    async fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let changed = self
+            .change(uid, |entry| {
+                entry.token.enabled = enabled;
+            })
+            .await?;
+        Ok(changed.map(|(_, after)| after))
+    }
+
+    async fn reroll(
+        &self,
+        uid: &str,
+        hash: TokenHash,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.change(uid, |entry| {
+            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
+            entry.hash = hash;
+        })
+        .await
+    }
+
+    async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError> {
+        let mut tx = self.inner.pool.begin().await.map_err(|e| self.error(e))?;
+        let sql = format!(
+            "WITH RECURSIVE lineage(uid) AS (\
+               SELECT uid FROM pe_tokens WHERE uid = $1 \
+               UNION SELECT t.uid FROM pe_tokens t JOIN lineage l ON t.parent_uid = l.uid) \
+             DELETE FROM pe_tokens WHERE uid IN (SELECT uid FROM lineage) RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(uid)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        // Not checked: deleting is how a row edited into something invalid is got rid of.
+        let entries = rows
+            .iter()
+            .map(|row| sql::decode(&self.inner.describe, raw(row).map_err(|e| self.error(e))?))
+            .collect::<Result<Vec<_>, _>>()?;
+        for entry in &entries {
+            notify(&mut tx, &format!("deleted:{}", entry.token.uid))
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(sql::root_first(uid, entries))
+    }
+
     async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         let latest = sql::latest_uses(uses);
         if latest.is_empty() {
             return Ok(());
         }
-        let (uids, times): (Vec<&str>, Vec<i64>) = latest.into_iter().unzip();
-        // One statement, so one transaction; never moves a time backwards.
+        let uids: Vec<&str> = latest.iter().map(|u| u.uid).collect();
+        let times: Vec<Option<i64>> = latest.iter().map(|u| u.at).collect();
+        let counts = |f: fn(&sql::UseBatch<'_>) -> i64| latest.iter().map(f).collect::<Vec<_>>();
+        // One statement, so one transaction; never moves a time backwards; the counts add up.
         sqlx::query(
-            "UPDATE pe_tokens AS t SET last_used_s = u.at \
-             FROM UNNEST($1::text[], $2::int8[]) AS u(uid, at) \
-             WHERE t.uid = u.uid AND (t.last_used_s IS NULL OR t.last_used_s < u.at)",
+            "UPDATE pe_tokens AS t SET \
+               last_used_s = CASE WHEN u.at IS NOT NULL \
+                 AND (t.last_used_s IS NULL OR t.last_used_s < u.at) THEN u.at \
+                 ELSE t.last_used_s END, \
+               uses_valid = t.uses_valid + u.valid, \
+               uses_expired = t.uses_expired + u.expired, \
+               uses_disabled = t.uses_disabled + u.disabled \
+             FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) \
+               AS u(uid, at, valid, expired, disabled) \
+             WHERE t.uid = u.uid",
         )
         .bind(uids)
         .bind(times)
+        .bind(counts(|u| u.valid))
+        .bind(counts(|u| u.expired))
+        .bind(counts(|u| u.disabled))
         .execute(&self.inner.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -567,7 +719,9 @@ impl TokenStore for PostgresStore {
         let insert = format!(
             "INSERT INTO pe_tokens ({INSERT_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[])"
+             $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[], \
+             $13::bool[], $14::text[], $15::int8[], $16::int8[], $17::bytea[], $18::int8[], \
+             $19::int8[], $20::int8[], $21::int8[], $22::int8[])"
         );
         for chunk in fresh.chunks(IMPORT_CHUNK) {
             let rows: Vec<Encoded> = chunk.iter().map(Encoded::new).collect();
@@ -590,6 +744,24 @@ impl TokenStore for PostgresStore {
                 .bind(number(|r| r.expires_ns))
                 .bind(number(|r| r.last_used_s))
                 .bind(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.enabled).collect::<Vec<_>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.parent_uid.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(number(|r| r.rate_limit))
+                .bind(number(|r| r.rate_window_ms))
+                .bind(
+                    rows.iter()
+                        .map(|r| r.previous_hash.as_deref())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(number(|r| r.previous_until_s))
+                .bind(number(|r| r.previous_until_ns))
+                .bind(rows.iter().map(|r| r.uses_valid).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.uses_expired).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.uses_disabled).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await;
             if let Err(error) = result {

@@ -26,7 +26,10 @@ use super::sql::{self, Encoded, RawRow, COLUMNS, FIRST_ADMIN, INSERT_COLUMNS};
 use super::{
     checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
 };
-use crate::record::{ApiToken, TokenEntry};
+use chrono::{DateTime, Utc};
+
+use crate::record::{ApiToken, PreviousSecret, TokenEntry};
+use crate::token::TokenHash;
 
 /// How long a statement waits for SQLite's own lock (a checkpoint, a reader) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,8 +37,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers: listing and loading run beside writes (WAL lets them).
 const READERS: u32 = 4;
 
-/// Rows per multi-row `INSERT` of an import: 12 columns each, well under SQLite's 32 766
-/// bound variables per statement.
+/// Rows per multi-row `INSERT` of an import: 22 columns each, under SQLite's 32 766 bound
+/// variables per statement.
 const IMPORT_CHUNK: usize = 1_000;
 
 /// Uids per `IN (…)` lookup of an import.
@@ -201,6 +204,48 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Reads the entry with this uid, changes it with `change` (its state or secret, nothing
+    /// else) and writes it back, in one transaction of the one writer. Answers the entry
+    /// before and after.
+    async fn change(
+        &self,
+        uid: &str,
+        change: impl FnOnce(&mut TokenEntry),
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
+        let select = format!("SELECT {COLUMNS} FROM pe_tokens WHERE uid = ?");
+        let Some(row) = sqlx::query(&select)
+            .bind(uid)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            return Ok(None);
+        };
+        let before = self.decode(&row)?;
+        let mut after = before.clone();
+        change(&mut after);
+        let after = checked(after)?;
+        let row = Encoded::new(&after);
+        sqlx::query(
+            "UPDATE pe_tokens SET enabled = ?, hash = ?, previous_hash = ?, \
+             previous_until_s = ?, previous_until_ns = ? WHERE uid = ?",
+        )
+        .bind(row.enabled)
+        .bind(&row.hash)
+        .bind(&row.previous_hash)
+        .bind(row.previous_until_s)
+        .bind(row.previous_until_ns)
+        .bind(uid)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| sql::write_error(&self.inner.describe, e, uid, &row.name))?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(Some((before, after)))
+    }
+}
+
 /// Claims `<file>.lock` beside the database, failing at once if another store holds it.
 fn claim(path: &Path) -> Result<fs::File, String> {
     let mut name = path.file_name().map(|n| n.to_os_string()).ok_or_else(|| {
@@ -307,11 +352,22 @@ fn raw(row: &SqliteRow) -> Result<RawRow<'_>, sqlx::Error> {
         expires_ns: row.try_get(8)?,
         last_used_s: row.try_get(9)?,
         hash: row.try_get(10)?,
+        enabled: row.try_get(11)?,
+        parent_uid: row.try_get(12)?,
+        rate_limit: row.try_get(13)?,
+        rate_window_ms: row.try_get(14)?,
+        previous_hash: row.try_get(15)?,
+        previous_until_s: row.try_get(16)?,
+        previous_until_ns: row.try_get(17)?,
+        uses_valid: row.try_get(18)?,
+        uses_expired: row.try_get(19)?,
+        uses_disabled: row.try_get(20)?,
     })
 }
 
 fn insert_sql() -> String {
-    format!("INSERT INTO pe_tokens ({INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    let values = vec!["?"; INSERT_COLUMNS.split(',').count()].join(", ");
+    format!("INSERT INTO pe_tokens ({INSERT_COLUMNS}) VALUES ({values})")
 }
 
 fn bind_row<'q>(
@@ -331,6 +387,16 @@ fn bind_row<'q>(
         .bind(row.expires_ns)
         .bind(row.last_used_s)
         .bind(&row.hash)
+        .bind(row.enabled)
+        .bind(&row.parent_uid)
+        .bind(row.rate_limit)
+        .bind(row.rate_window_ms)
+        .bind(&row.previous_hash)
+        .bind(row.previous_until_s)
+        .bind(row.previous_until_ns)
+        .bind(row.uses_valid)
+        .bind(row.uses_expired)
+        .bind(row.uses_disabled)
 }
 
 /// One SQLite database file; no other process can write it, so the
@@ -339,12 +405,74 @@ fn bind_row<'q>(
 impl TokenStore for SqliteStore {
     async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError> {
         let row = Encoded::new(&checked(entry)?);
+        let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
+        if let Some(parent) = &row.parent_uid {
+            // The one writer connection: a lineage delete cannot run between this check and
+            // the insert, so no child outlives the deletion of its parent.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pe_tokens WHERE uid = ?)")
+                    .bind(parent)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            if !exists {
+                return Err(StoreError::ParentMissing(parent.clone()));
+            }
+        }
         let sql = insert_sql();
         bind_row(sqlx::query(&sql), &row)
-            .execute(&self.inner.writer)
+            .execute(&mut *tx)
             .await
             .map_err(|e| sql::write_error(&self.inner.describe, e, &row.uid, &row.name))?;
-        Ok(())
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    async fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let changed = self
+            .change(uid, |entry| {
+                entry.token.enabled = enabled;
+            })
+            .await?;
+        Ok(changed.map(|(_, after)| after))
+    }
+
+    async fn reroll(
+        &self,
+        uid: &str,
+        hash: TokenHash,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.change(uid, |entry| {
+            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
+            entry.hash = hash;
+        })
+        .await
+    }
+
+    async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError> {
+        let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
+        let sql = format!(
+            "WITH RECURSIVE lineage(uid) AS (\
+               SELECT uid FROM pe_tokens WHERE uid = ?1 \
+               UNION SELECT t.uid FROM pe_tokens t JOIN lineage l ON t.parent_uid = l.uid) \
+             DELETE FROM pe_tokens WHERE uid IN (SELECT uid FROM lineage) RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(uid)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        // Not checked: deleting is how a row edited into something invalid is got rid of.
+        let entries = rows
+            .iter()
+            .map(|row| sql::decode(&self.inner.describe, raw(row).map_err(|e| self.error(e))?))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(sql::root_first(uid, entries))
     }
 
     async fn insert_first_admin(&self, entry: TokenEntry) -> Result<bool, StoreError> {
@@ -443,13 +571,21 @@ impl TokenStore for SqliteStore {
             return Ok(());
         }
         let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
-        for (uid, at) in latest {
+        for used in latest {
+            // Never moves a time backwards; the counts add up.
             sqlx::query(
-                "UPDATE pe_tokens SET last_used_s = ?1 \
-                 WHERE uid = ?2 AND (last_used_s IS NULL OR last_used_s < ?1)",
+                "UPDATE pe_tokens SET \
+                   last_used_s = CASE WHEN ?1 IS NOT NULL \
+                     AND (last_used_s IS NULL OR last_used_s < ?1) THEN ?1 ELSE last_used_s END, \
+                   uses_valid = uses_valid + ?2, uses_expired = uses_expired + ?3, \
+                   uses_disabled = uses_disabled + ?4 \
+                 WHERE uid = ?5",
             )
-            .bind(at)
-            .bind(uid)
+            .bind(used.at)
+            .bind(used.valid)
+            .bind(used.expired)
+            .bind(used.disabled)
+            .bind(used.uid)
             .execute(&mut *tx)
             .await
             .map_err(|e| self.error(e))?;
@@ -510,7 +646,17 @@ impl TokenStore for SqliteStore {
                     .push_bind(row.expires_s)
                     .push_bind(row.expires_ns)
                     .push_bind(row.last_used_s)
-                    .push_bind(&row.hash);
+                    .push_bind(&row.hash)
+                    .push_bind(row.enabled)
+                    .push_bind(&row.parent_uid)
+                    .push_bind(row.rate_limit)
+                    .push_bind(row.rate_window_ms)
+                    .push_bind(&row.previous_hash)
+                    .push_bind(row.previous_until_s)
+                    .push_bind(row.previous_until_ns)
+                    .push_bind(row.uses_valid)
+                    .push_bind(row.uses_expired)
+                    .push_bind(row.uses_disabled);
             });
             if let Err(error) = insert.build().execute(&mut *tx).await {
                 if sql::unique_violation(&error).is_none() {

@@ -107,26 +107,51 @@ struct TokenSet {
 
 struct Entry {
     record: ApiToken,
+    /// What the token verifies as; for the secret a reroll replaced, the same with its
+    /// expiry capped at the end of the grace period.
     info: TokenInfo,
+    /// For the secret a reroll replaced: the end of its grace period, in nanoseconds since
+    /// the Unix epoch.
+    valid_until: Option<i128>,
 }
 
 impl TokenSet {
     fn from_file(file: TokenFile) -> Self {
-        let by_hash = file
-            .tokens
-            .into_iter()
-            .map(|entry| {
-                let info = TokenInfo::from(&entry.token);
-                (
-                    entry.hash,
+        let mut by_hash: HashMap<TokenHash, Arc<Entry>, DigestHashing> = HashMap::default();
+        for entry in file.tokens {
+            let info = TokenInfo::from(&entry.token);
+            if let Some(previous) = entry.previous {
+                let capped = match entry.token.expires_at {
+                    Some(expiry) if expiry < previous.valid_until => expiry,
+                    _ => previous.valid_until,
+                };
+                by_hash.insert(
+                    previous.hash,
                     Arc::new(Entry {
-                        record: entry.token,
-                        info,
+                        record: entry.token.clone(),
+                        info: info.clone().with_expires_at(capped),
+                        valid_until: Some(clock::chrono_unix_nanos(&previous.valid_until)),
                     }),
-                )
-            })
-            .collect();
+                );
+            }
+            by_hash.insert(
+                entry.hash,
+                Arc::new(Entry {
+                    record: entry.token,
+                    info,
+                    valid_until: None,
+                }),
+            );
+        }
         Self { by_hash }
+    }
+
+    /// How many tokens (not secrets: a rerolled token in its grace period has two).
+    fn tokens(&self) -> usize {
+        self.by_hash
+            .values()
+            .filter(|entry| entry.valid_until.is_none())
+            .count()
     }
 }
 
@@ -232,7 +257,7 @@ impl TokenFileVerifierBuilder {
         let tokens = TokenSet::from_file(file);
         tracing::debug!(
             path = %self.path.display(),
-            tokens = tokens.by_hash.len(),
+            tokens = tokens.tokens(),
             "token file loaded"
         );
         let shared = Arc::new(Shared {
@@ -351,7 +376,7 @@ impl Shared {
         match outcome {
             Ok(file) => {
                 let set = TokenSet::from_file(file);
-                let count = set.by_hash.len();
+                let count = set.tokens();
                 self.tokens.store(Arc::new(set));
                 state.loaded_at = Utc::now();
                 if state.error.take().is_some() {
@@ -376,7 +401,7 @@ impl Shared {
         tracing::warn!(
             path = %self.path.display(),
             error = %message,
-            tokens = self.tokens.load().by_hash.len(),
+            tokens = self.tokens.load().tokens(),
             "token file not reloaded; still serving the last good set"
         );
         state.error = Some(ReloadError {
@@ -475,7 +500,7 @@ impl TokenFileVerifier {
 
     /// How many tokens are served.
     pub fn len(&self) -> usize {
-        self.shared.tokens.load().by_hash.len()
+        self.shared.tokens.load().tokens()
     }
 
     /// Whether no token is served.
@@ -491,6 +516,7 @@ impl TokenFileVerifier {
             .load()
             .by_hash
             .values()
+            .filter(|entry| entry.valid_until.is_none())
             .map(|entry| entry.record.clone())
             .collect();
         records.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -508,6 +534,11 @@ impl TokenFileVerifier {
         let hash = TokenHash::of_str(token);
         let tokens = self.shared.tokens.load();
         let entry = tokens.by_hash.get(&hash).ok_or(VerifyError::Invalid)?;
+        // A disabled token reads as unknown; a replaced secret is unknown once its grace
+        // period is over.
+        if !entry.record.enabled || entry.valid_until.is_some_and(|until| until <= now) {
+            return Err(VerifyError::Invalid);
+        }
         if entry.info.is_expired_at_nanos(now) {
             return Err(VerifyError::Expired);
         }

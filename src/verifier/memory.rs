@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::clock;
 
-use crate::store::memory::InMemoryTokenStore;
+use crate::store::memory::{InMemoryTokenStore, Outcome};
 use crate::token::{TokenHash, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::verifier::{TokenVerifier, VerifyError};
@@ -16,8 +16,12 @@ impl InMemoryTokenStore {
     /// Verifies a token without going through a future: what the async verifier does. A
     /// success records the use (see [`get`](Self::get)).
     ///
-    /// A token with this crate's prefix but a bad checksum is refused without a lookup; a
-    /// known token past its expiry is [`VerifyError::Expired`].
+    /// A token with this crate's prefix but a bad checksum is refused; a known token past
+    /// its expiry is [`VerifyError::Expired`]; a disabled one [`VerifyError::Invalid`]. The
+    /// secret a reroll replaced verifies until its grace period ends, with the token's info
+    /// (its expiry capped at the end of the grace period). A store made with
+    /// [`counting_usage`](Self::counting_usage) counts each outcome in the token's
+    /// [`usage`](crate::record::ApiToken::usage).
     ///
     /// ```
     /// use protected_endpoint::token::TokenSecret;
@@ -41,20 +45,55 @@ impl InMemoryTokenStore {
     /// [`VerifyError::Invalid`] whatever its format, so the checksum is not computed for it:
     /// a bad checksum and an unknown token cost the same hash and the same lookup.
     fn verify_at(&self, token: &str, now: i128) -> Result<TokenInfo, VerifyError> {
+        self.verify_counted(token, now, self.counts_usage())
+    }
+
+    /// The verification, counting the outcome in the token's usage when `count` (not for a
+    /// second look at a token already verified, such as the audit log's).
+    pub(crate) fn verify_counted(
+        &self,
+        token: &str,
+        now: i128,
+        count: bool,
+    ) -> Result<TokenInfo, VerifyError> {
         let hash = TokenHash::of_str(token);
-        self.with_entry(&hash, |entry| {
-            let entry = entry.ok_or(VerifyError::Invalid)?;
-            // A token with our prefix but a wrong checksum is a typo or a forgery: refused
-            // even if its hash was imported. Tokens without the prefix may be imported ones
-            // minted elsewhere.
-            if !entry.format_allows(token) {
+        self.with_entry(&hash, |found| {
+            let (entry, replaced) = found.ok_or(VerifyError::Invalid)?;
+            // The secret a reroll replaced verifies, as the token, until its grace period
+            // ends; then it is unknown.
+            let info = if replaced {
+                let info = entry.previous_info(now).ok_or(VerifyError::Invalid)?;
+                if crate::token::is_forged_own_token(token) {
+                    return Err(VerifyError::Invalid);
+                }
+                info
+            } else {
+                // A token with our prefix but a wrong checksum is a typo or a forgery:
+                // refused even if its hash was imported. Tokens without the prefix may be
+                // imported ones minted elsewhere.
+                if !entry.format_allows(token) {
+                    return Err(VerifyError::Invalid);
+                }
+                &entry.info
+            };
+            let counted = |outcome| {
+                if count {
+                    entry.count(outcome);
+                }
+            };
+            // Disabled reads as unknown to the caller: nothing tells a holder of the secret
+            // that it may work again later.
+            if !entry.is_enabled() {
+                counted(Outcome::Disabled);
                 return Err(VerifyError::Invalid);
             }
             if entry.info.is_expired_at_nanos(now) {
+                counted(Outcome::Expired);
                 return Err(VerifyError::Expired);
             }
             entry.touch(clock::unix_seconds(now));
-            Ok(entry.info.clone())
+            counted(Outcome::Valid);
+            Ok(info.clone())
         })
     }
 }

@@ -155,19 +155,67 @@
       row.classList.add("is-expired");
     }
     timeCell(row, token.last_used_at, "Never", true);
+    var enabled = token.enabled !== false;
+    var status = cell(row, null, "status");
+    status.appendChild(element("span", enabled ? "badge enabled" : "badge disabled",
+      enabled ? "Enabled" : "Disabled"));
+    if (!enabled) { row.classList.add("is-disabled"); }
+    cell(row, rateLimitText(token.rate_limit), "rate-limit");
+    cell(row, usageText(token.usage), "usage");
 
     var actions = cell(row, null, "row-actions");
-    var remove = element("button", "button small danger-quiet", "Delete");
-    remove.type = "button";
-    remove.setAttribute("aria-label", "Delete token " + token.name);
-    if (state.canWrite) {
-      remove.addEventListener("click", function () { askDelete(token); });
-    } else {
-      remove.disabled = true;
-      remove.title = "Needs the scope write_organization";
-    }
+    actions.appendChild(rowAction(enabled ? "Disable" : "Enable", token,
+      function () { setEnabled(token, !enabled); }));
+    actions.appendChild(rowAction("Reroll", token, function () { askReroll(token); }));
+    var remove = rowAction("Delete", token, function () { askDelete(token); });
+    remove.className = "button small danger-quiet";
     actions.appendChild(remove);
     return row;
+  }
+
+  // A button of a row: `label` for token `token`, calling `act` when the session may write.
+  function rowAction(label, token, act) {
+    var button = element("button", "button small", label);
+    button.type = "button";
+    button.setAttribute("aria-label", label + " token " + token.name);
+    if (state.canWrite) {
+      button.addEventListener("click", act);
+    } else {
+      button.disabled = true;
+      button.title = "Needs the scope write_organization";
+    }
+    return button;
+  }
+
+  // `100/1m`, as the CLI writes it: the largest unit that divides the window.
+  function rateLimitText(limit) {
+    if (!limit || typeof limit.limit !== "number" || typeof limit.duration_ms !== "number") {
+      return "None";
+    }
+    var units = [["d", 86400000], ["h", 3600000], ["m", 60000], ["s", 1000], ["ms", 1]];
+    for (var i = 0; i < units.length; i++) {
+      if (limit.duration_ms % units[i][1] === 0) {
+        return limit.limit + "/" + (limit.duration_ms / units[i][1]) + units[i][0];
+      }
+    }
+    return limit.limit + "/" + limit.duration_ms + "ms";
+  }
+
+  function usageText(usage) {
+    if (!usage) { return "0 / 0 / 0"; }
+    return (usage.valid || 0) + " / " + (usage.expired || 0) + " / " + (usage.disabled || 0);
+  }
+
+  // The `{limit, duration_ms}` the API takes for `text` (`100/1m`), null for none, or an
+  // error message.
+  var RATE_UNITS = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
+  function parseRateLimit(text) {
+    if (!text) { return { value: null }; }
+    var match = /^(\d+)\/(\d+)(ms|s|m|h|d)$/.exec(text);
+    if (!match) {
+      return { error: "Write the rate limit as LIMIT/DURATION, e.g. 100/1m (units ms, s, m, h, d)." };
+    }
+    return { value: { limit: Number(match[1]), duration_ms: Number(match[2]) * RATE_UNITS[match[3]] } };
   }
 
   function showTokens(page) {
@@ -177,7 +225,7 @@
     if (!items.length) {
       var empty = element("tr", "empty");
       var td = element("td", null, state.search ? "No token matches this search." : "No tokens yet.");
-      td.colSpan = 8;
+      td.colSpan = 11;
       empty.appendChild(td);
       body.appendChild(empty);
     }
@@ -311,6 +359,9 @@
       scopes: scopes,
       deployments: deployments
     };
+    var rateLimit = parseRateLimit(byId("rate-limit").value.trim());
+    if (rateLimit.error) { return { error: rateLimit.error }; }
+    if (rateLimit.value) { body.rate_limit = rateLimit.value; }
     var expiry = byId("expired-at").value;
     if (expiry) {
       var at = new Date(expiry);
@@ -360,11 +411,17 @@
   // The secret, once: in a part of the dialog built now and removed when it closes.
   function showSecret(created) {
     byId("create-fields").hidden = true;
+    secretSection(byId("created-slot"), created,
+      "Token " + created.name + " was created. Copy it now: it is not shown again.",
+      function () { forgetSecret(); createDialog.close(); });
+  }
+
+  // A new secret (of a create or a reroll) in `slot`: the field, Copy, the login command and
+  // Done, which calls `done`.
+  function secretSection(slot, created, message, done) {
     var secret = created.token;
-    var slot = byId("created-slot");
     var section = element("div", "created");
-    section.appendChild(element("p", "success",
-      "Token " + created.name + " was created. Copy it now: it is not shown again."));
+    section.appendChild(element("p", "success", message));
 
     var field = element("div", "field");
     var label = element("label", null, "API token");
@@ -393,16 +450,86 @@
       "bentoml cloud login --api-token " + secret + " --endpoint " + location.origin));
 
     var actions = element("div", "actions");
-    var done = element("button", "button primary", "Done");
-    done.type = "button";
-    done.addEventListener("click", function () { forgetSecret(); createDialog.close(); });
-    actions.appendChild(done);
+    var doneButton = element("button", "button primary", "Done");
+    doneButton.type = "button";
+    doneButton.addEventListener("click", done);
+    actions.appendChild(doneButton);
     section.appendChild(actions);
 
     slot.appendChild(section);
     input.focus();
     input.select();
   }
+
+  // ---- disabling, enabling and rerolling a token ----
+
+  function setEnabled(token, enabled) {
+    var action = enabled ? "/enable" : "/disable";
+    byId("list-error").textContent = "";
+    call("POST", "/tokens/" + encodeURIComponent(token.uid) + action, {}).then(function (changed) {
+      byId("list-status").textContent = "Token " + changed.name +
+        (enabled ? " is enabled: its secret works again." : " is disabled: it is refused until enabled again.");
+      loadTokens();
+    }, function (error) {
+      byId("list-error").textContent = error.message;
+    });
+  }
+
+  var rerollDialog = byId("reroll-dialog");
+  var rerolling = null;
+
+  function resetReroll() {
+    byId("rerolled-slot").replaceChildren();
+    byId("reroll-fields").hidden = false;
+    byId("reroll-error").textContent = "";
+    byId("reroll-confirm").disabled = false;
+  }
+
+  function askReroll(token) {
+    rerolling = token;
+    resetReroll();
+    byId("reroll-grace").value = "3600";
+    byId("reroll-question").textContent = "Give token " + token.name + " a new secret? " +
+      "Its uid, scopes and the tokens it created stay; the old secret works for the time " +
+      "chosen below, then never again.";
+    rerollDialog.showModal();
+    byId("reroll-grace").focus();
+  }
+
+  // As for a create: the new secret leaves the page before the dialog closes, however it
+  // is closed.
+  var rerolledShown = false;
+  function forgetRerolled() {
+    if (byId("rerolled-slot").hasChildNodes()) { rerolledShown = true; }
+    resetReroll();
+  }
+  rerollDialog.addEventListener("cancel", forgetRerolled);
+  rerollDialog.addEventListener("close", function () {
+    forgetRerolled();
+    rerolling = null;
+    if (rerolledShown) { rerolledShown = false; loadTokens(); }
+  });
+  byId("reroll-cancel").addEventListener("click", function () { rerollDialog.close(); });
+
+  byId("reroll-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (!rerolling) { return; }
+    var confirm = byId("reroll-confirm");
+    confirm.disabled = true;
+    var grace = Number(byId("reroll-grace").value);
+    call("POST", "/tokens/" + encodeURIComponent(rerolling.uid) + "/reroll",
+      { grace_period_seconds: grace }).then(function (rerolled) {
+      byId("reroll-fields").hidden = true;
+      var old = grace === 0 ? "The old secret no longer works." :
+        "The old secret works until " + fullFormat.format(new Date(Date.now() + grace * 1000)) + ".";
+      secretSection(byId("rerolled-slot"), rerolled,
+        "Token " + rerolled.name + " has a new secret. Copy it now: it is not shown again. " + old,
+        function () { forgetRerolled(); rerollDialog.close(); });
+    }, function (error) {
+      byId("reroll-error").textContent = error.message;
+      confirm.disabled = false;
+    });
+  });
 
   // ---- deleting a token ----
 
@@ -412,7 +539,8 @@
   function askDelete(token) {
     deleting = token;
     byId("delete-question").textContent = "Delete token " + token.name +
-      "? Requests with it are refused from then on.";
+      "? Requests with it are refused from then on. Every token it created (and the tokens " +
+      "those created) is deleted with it.";
     byId("delete-error").textContent = "";
     byId("delete-confirm").disabled = false;
     deleteDialog.showModal();
@@ -427,7 +555,10 @@
     if (!deleting) { return; }
     var confirm = byId("delete-confirm");
     confirm.disabled = true;
-    call("DELETE", "/tokens/" + encodeURIComponent(deleting.uid)).then(function () {
+    call("DELETE", "/tokens/" + encodeURIComponent(deleting.uid)).then(function (deleted) {
+      var revoked = deleted && typeof deleted.revoked === "number" ? deleted.revoked : 1;
+      byId("list-status").textContent = "Deleted token " + deleted.name + ": " +
+        (revoked === 1 ? "1 token revoked." : revoked + " tokens revoked (it and the tokens it created).");
       deleteDialog.close();
       loadTokens();
     }, function (error) {

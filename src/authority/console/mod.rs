@@ -1,6 +1,7 @@
 //! The token console: the authority's own web page at `/console`, where a person signs in with
-//! a token once and then lists, creates and deletes tokens, like the platform's "API Tokens"
-//! page. One HTML page, one script and one style sheet, embedded in the binary: no CDN, no
+//! a token once and then lists, creates, disables, enables, rerolls and deletes tokens, like
+//! the platform's "API Tokens" page (plus the lifecycle: status, rate limit and use counts in
+//! the list). One HTML page, one script and one style sheet, embedded in the binary: no CDN, no
 //! build step, it works offline.
 //!
 //! # Routes
@@ -15,7 +16,9 @@
 //! | `GET /console/api/session` | session, `read_organization` | `{"name","uid","scopes","deployments","expires_at","can_write"}` of the signed-in token |
 //! | `GET /console/api/tokens?start&count&search` | session, `read_organization` | what `GET /api/v1/api_tokens` answers |
 //! | `POST /console/api/tokens` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens` answers: the secret, once |
-//! | `DELETE /console/api/tokens/{uid}` | session, `write_organization`, same origin | what `DELETE /api/v1/api_tokens/{uid}` answers |
+//! | `DELETE /console/api/tokens/{uid}` | session, `write_organization`, same origin | what `DELETE /api/v1/api_tokens/{uid}` answers (with `revoked`, the count) |
+//! | `POST /console/api/tokens/{uid}/disable`, `…/enable` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens/{uid}/disable` (`/enable`) answers |
+//! | `POST /console/api/tokens/{uid}/reroll` `{"grace_period_seconds"}` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens/{uid}/reroll` answers: the new secret, once |
 //!
 //! The JSON routes are the management API's own handlers (same checks, same audit lines, same
 //! answers) behind other layers: the console's accept only the session cookie, the management
@@ -42,7 +45,8 @@
 //! Its `Content-Security-Policy` allows only its own script, style and calls
 //! (`default-src 'none'`, no inline code), no framing, no foreign form targets. The script
 //! renders every value with DOM text APIs, never as HTML. A new token's secret is shown once,
-//! in the dialog that created it, and removed from the page when that dialog closes.
+//! in the dialog that created it, and removed from the page when that dialog closes; a
+//! rerolled token's new secret the same way, in the reroll dialog.
 
 use axum::extract::{Request, State};
 use axum::http::header::{
@@ -154,6 +158,24 @@ pub(super) fn router(authority: Authority) -> Router {
         .route(
             "/console/api/tokens/{uid}",
             delete(api::delete_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/disable",
+            post(api::disable_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/enable",
+            post(api::enable_token)
+                .route_layer(write.clone())
+                .route_layer(same_origin.clone()),
+        )
+        .route(
+            "/console/api/tokens/{uid}/reroll",
+            post(api::reroll_token)
                 .route_layer(write)
                 .route_layer(same_origin),
         )

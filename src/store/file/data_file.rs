@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::{FileClaim, TokenFile, TokenFileError, TokenFileStore};
-use crate::record::{ApiToken, TokenEntry};
+use chrono::{DateTime, Utc};
+
+use crate::record::{ApiToken, PreviousSecret, TokenEntry};
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
     ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
 };
+use crate::token::TokenHash;
 
 /// A store of record in one token file (`{"tokens": [{…record, "hash": "sha256:…"}]}`, the
 /// format [`TokenFileStore`] and the file verifier read), kept whole in memory and rewritten
@@ -125,6 +128,28 @@ impl JsonDataFile {
     }
 }
 
+/// Puts back the entry a change replaced, after the file could not be written.
+fn undo_change(tokens: &InMemoryTokenStore, changed: &Option<(TokenEntry, TokenEntry)>) {
+    if let Some((before, _)) = changed {
+        let before = before.clone();
+        let _ = tokens.change(&before.token.uid.clone(), move |entry| {
+            *entry = before;
+            Ok(())
+        });
+    }
+}
+
+/// Puts back entries taken out, after the file could not be written.
+fn restore_all(
+    tokens: &InMemoryTokenStore,
+    entries: Vec<TokenEntry>,
+) -> Result<(), crate::record::NewTokenError> {
+    for entry in entries {
+        tokens.restore(entry)?;
+    }
+    Ok(())
+}
+
 fn describe(path: &Path) -> String {
     format!("token data file {}", path.display())
 }
@@ -134,12 +159,7 @@ impl TokenStore for JsonDataFile {
     async fn insert(&self, entry: TokenEntry) -> Result<(), StoreError> {
         let uid = entry.token.uid.clone();
         self.change(
-            move |tokens| {
-                let uid = entry.token.uid.clone();
-                tokens
-                    .import(entry.token, entry.hash)
-                    .map_err(|err| StoreError::from_new_token(uid, err))
-            },
+            move |tokens| tokens.insert_entry(entry),
             move |tokens, _| {
                 tokens.take(&uid);
             },
@@ -184,8 +204,64 @@ impl TokenStore for JsonDataFile {
             move |tokens| Ok(tokens.take(&uid)),
             |tokens, taken: &Option<TokenEntry>| {
                 if let Some(entry) = taken {
-                    let _ = tokens.import(entry.token.clone(), entry.hash);
+                    let _ = tokens.restore(entry.clone());
                 }
+            },
+        )
+        .await
+    }
+
+    async fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let uid = uid.to_owned();
+        let changed = self
+            .change(
+                move |tokens| {
+                    tokens
+                        .change(&uid, |entry| {
+                            entry.token.enabled = enabled;
+                            Ok(())
+                        })
+                        .map_err(|err| StoreError::from_new_token(uid.clone(), err))
+                },
+                undo_change,
+            )
+            .await?;
+        Ok(changed.map(|(_, after)| after))
+    }
+
+    async fn reroll(
+        &self,
+        uid: &str,
+        hash: TokenHash,
+        previous_until: Option<DateTime<Utc>>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let uid = uid.to_owned();
+        self.change(
+            move |tokens| {
+                tokens
+                    .change(&uid, |entry| {
+                        entry.previous =
+                            previous_until.map(|until| PreviousSecret::new(entry.hash, until));
+                        entry.hash = hash;
+                        Ok(())
+                    })
+                    .map_err(|err| StoreError::from_new_token(uid.clone(), err))
+            },
+            undo_change,
+        )
+        .await
+    }
+
+    async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError> {
+        let uid = uid.to_owned();
+        self.change(
+            move |tokens| Ok(tokens.take_lineage(&uid)),
+            |tokens, taken: &Vec<TokenEntry>| {
+                let _ = restore_all(tokens, taken.clone());
             },
         )
         .await

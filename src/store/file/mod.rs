@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
-use crate::token::TokenHash;
+use crate::token::{TokenHash, TokenSecret};
 
 /// Changes a token file the way the platform's token API changes its store: `create` (the
 /// secret is returned once and only its hash is written), `list`, `get`, `delete`.
@@ -246,6 +246,85 @@ impl TokenFileStore {
                 None => Ok((None, false)),
             },
         )
+    }
+
+    /// Enables or disables the token with this uid, returning its record (`None`, and no
+    /// write, when there is none). A verifier watching the file refuses a disabled token
+    /// after its next reload.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let record = store.set_enabled(&created.token.uid, false).unwrap().unwrap();
+    /// assert!(!record.enabled);
+    /// assert!(!store.get(&created.token.uid).unwrap().unwrap().enabled);
+    /// ```
+    pub fn set_enabled(
+        &self,
+        uid: &str,
+        enabled: bool,
+    ) -> Result<Option<ApiToken>, FileStoreError> {
+        self.update(
+            |file| match file.tokens.iter_mut().find(|e| e.token.uid == uid) {
+                Some(entry) => {
+                    let changed = entry.token.enabled != enabled;
+                    entry.token.enabled = enabled;
+                    Ok((Some(entry.token.clone()), changed))
+                }
+                None => Ok((None, false)),
+            },
+        )
+    }
+
+    /// Gives the token with this uid a new secret, keeping its uid and every other field;
+    /// the old secret keeps verifying for `grace` (zero: not at all). Returns the record and
+    /// the new secret, shown this once; `None` (and no write) when there is no such token.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let new = store.reroll(&created.token.uid, Duration::from_secs(60)).unwrap().unwrap();
+    /// let entry = store.read().unwrap().get(&created.token.uid).unwrap().clone();
+    /// assert_eq!(entry.hash, TokenHash::of(&new.secret));
+    /// assert_eq!(entry.previous.unwrap().hash, TokenHash::of(&created.secret));
+    /// ```
+    pub fn reroll(
+        &self,
+        uid: &str,
+        grace: std::time::Duration,
+    ) -> Result<Option<CreatedToken>, FileStoreError> {
+        let grace = chrono::Duration::from_std(grace).map_err(|_| {
+            FileStoreError::from(NewTokenError::Invalid(
+                crate::record::InvalidRecord::UnreadableTimestamp {
+                    field: "previous",
+                    reason: "the grace period is too long",
+                },
+            ))
+        })?;
+        let secret = TokenSecret::generate();
+        let hash = TokenHash::of(&secret);
+        let now = Utc::now();
+        self.update(|file| {
+            let Some(entry) = file.tokens.iter_mut().find(|e| e.token.uid == uid) else {
+                return Ok((None, false));
+            };
+            entry.previous = (grace > chrono::Duration::zero())
+                .then(|| crate::record::PreviousSecret::new(entry.hash, now + grace));
+            entry.hash = hash;
+            entry.check().map_err(NewTokenError::from)?;
+            let token = entry.token.clone();
+            Ok((Some(CreatedToken { token, secret }), true))
+        })
     }
 
     /// The locked read-modify-write every change goes through. `change` returns its result

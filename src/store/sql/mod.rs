@@ -22,18 +22,27 @@
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::record::{ApiToken, InvalidRecord, NewTokenError, TokenEntry};
+use crate::rate_limit::RateLimit;
+use crate::record::{
+    ApiToken, InvalidRecord, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
+};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::TokenHash;
 
 /// The columns every read selects, in the order [`RawRow`] has them.
 pub(crate) const COLUMNS: &str = "uid, name, description, scopes, deployments, created_s, \
-                                  created_ns, expires_s, expires_ns, last_used_s, hash";
+                                  created_ns, expires_s, expires_ns, last_used_s, hash, \
+                                  enabled, parent_uid, rate_limit, rate_window_ms, \
+                                  previous_hash, previous_until_s, previous_until_ns, \
+                                  uses_valid, uses_expired, uses_disabled";
 
 /// The columns every insert writes, in the order [`Encoded`] has them.
 pub(crate) const INSERT_COLUMNS: &str = "uid, name, name_lower, description, scopes, \
                                          deployments, created_s, created_ns, expires_s, \
-                                         expires_ns, last_used_s, hash";
+                                         expires_ns, last_used_s, hash, enabled, parent_uid, \
+                                         rate_limit, rate_window_ms, previous_hash, \
+                                         previous_until_s, previous_until_ns, uses_valid, \
+                                         uses_expired, uses_disabled";
 
 /// The notification channel of the PostgreSQL store.
 #[cfg(feature = "postgres")]
@@ -54,19 +63,33 @@ pub(crate) struct Migration {
 
 /// The SQLite migrations, oldest first. Never edit one that has shipped: add another.
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tokens",
-    sql: include_str!("../../../migrations/sqlite/0001_tokens.sql"),
-}];
+pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tokens",
+        sql: include_str!("../../../migrations/sqlite/0001_tokens.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lifecycle",
+        sql: include_str!("../../../migrations/sqlite/0002_lifecycle.sql"),
+    },
+];
 
 /// The PostgreSQL migrations, oldest first. Never edit one that has shipped: add another.
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tokens",
-    sql: include_str!("../../../migrations/postgres/0001_tokens.sql"),
-}];
+pub(crate) const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tokens",
+        sql: include_str!("../../../migrations/postgres/0001_tokens.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lifecycle",
+        sql: include_str!("../../../migrations/postgres/0002_lifecycle.sql"),
+    },
+];
 
 /// The error for a database whose schema is newer than this build: an older binary must not
 /// write a layout it does not know.
@@ -109,6 +132,16 @@ pub(crate) struct Encoded {
     pub(crate) expires_ns: Option<i64>,
     pub(crate) last_used_s: Option<i64>,
     pub(crate) hash: Vec<u8>,
+    pub(crate) enabled: bool,
+    pub(crate) parent_uid: Option<String>,
+    pub(crate) rate_limit: Option<i64>,
+    pub(crate) rate_window_ms: Option<i64>,
+    pub(crate) previous_hash: Option<Vec<u8>>,
+    pub(crate) previous_until_s: Option<i64>,
+    pub(crate) previous_until_ns: Option<i64>,
+    pub(crate) uses_valid: i64,
+    pub(crate) uses_expired: i64,
+    pub(crate) uses_disabled: i64,
 }
 
 impl Encoded {
@@ -148,8 +181,27 @@ impl Encoded {
             // Seconds: what uses are recorded with (the in-memory store keeps the same).
             last_used_s: token.last_used_at.map(|t| t.timestamp()),
             hash: entry.hash.as_bytes().to_vec(),
+            enabled: token.enabled,
+            parent_uid: token.parent_uid.clone(),
+            rate_limit: token.rate_limit.map(|limit| i64::from(limit.limit())),
+            rate_window_ms: token
+                .rate_limit
+                .map(|limit| i64::try_from(limit.duration().as_millis()).unwrap_or(i64::MAX)),
+            previous_hash: entry.previous.map(|p| p.hash.as_bytes().to_vec()),
+            previous_until_s: entry.previous.map(|p| p.valid_until.timestamp()),
+            previous_until_ns: entry
+                .previous
+                .map(|p| i64::from(p.valid_until.timestamp_subsec_nanos())),
+            uses_valid: count(token.usage.valid),
+            uses_expired: count(token.usage.expired),
+            uses_disabled: count(token.usage.disabled),
         }
     }
+}
+
+/// A count as a signed 64-bit column (saturating: no count reaches it).
+pub(crate) fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// One row as read, borrowed from the database's row: [`decode`] turns it into an entry.
@@ -165,6 +217,16 @@ pub(crate) struct RawRow<'r> {
     pub(crate) expires_ns: Option<i64>,
     pub(crate) last_used_s: Option<i64>,
     pub(crate) hash: &'r [u8],
+    pub(crate) enabled: bool,
+    pub(crate) parent_uid: Option<&'r str>,
+    pub(crate) rate_limit: Option<i64>,
+    pub(crate) rate_window_ms: Option<i64>,
+    pub(crate) previous_hash: Option<&'r [u8]>,
+    pub(crate) previous_until_s: Option<i64>,
+    pub(crate) previous_until_ns: Option<i64>,
+    pub(crate) uses_valid: i64,
+    pub(crate) uses_expired: i64,
+    pub(crate) uses_disabled: i64,
 }
 
 /// Turns a row into an entry, without the rules of [`ApiToken::check`] (see [`super::checked`]
@@ -211,6 +273,37 @@ pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreEr
         None => None,
         Some(s) => Some(time(s, 0).ok_or_else(|| invalid_time(row.uid, "last_used_at"))?),
     };
+    let rate_limit = match (row.rate_limit, row.rate_window_ms) {
+        (None, None) => None,
+        (Some(limit), Some(window)) => {
+            let limit = u32::try_from(limit)
+                .map_err(|_| broken(format!("rate_limit {limit} is out of range")))?;
+            let window = u64::try_from(window)
+                .map_err(|_| broken(format!("rate_window_ms {window} is negative")))?;
+            Some(
+                RateLimit::new(limit, std::time::Duration::from_millis(window))
+                    .map_err(|e| broken(format!("rate limit: {e}")))?,
+            )
+        }
+        _ => {
+            return Err(broken(
+                "rate_limit and rate_window_ms must be set together".into(),
+            ))
+        }
+    };
+    let previous = match (row.previous_hash, row.previous_until_s) {
+        (None, _) => None,
+        (Some(previous), Some(s)) => {
+            let previous: [u8; 32] = previous.try_into().map_err(|_| {
+                broken(format!("previous_hash is {} bytes, not 32", previous.len()))
+            })?;
+            let until = time(s, row.previous_until_ns.unwrap_or(0))
+                .ok_or_else(|| invalid_time(row.uid, "previous"))?;
+            Some(PreviousSecret::new(TokenHash::from_bytes(previous), until))
+        }
+        (Some(_), None) => return Err(broken("previous_hash without previous_until_s".into())),
+    };
+    let usage = |n: i64| u64::try_from(n).unwrap_or(0);
     let token = ApiToken {
         uid: row.uid.to_owned(),
         name: row.name.to_owned(),
@@ -220,8 +313,18 @@ pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreEr
         created_at,
         expires_at,
         last_used_at,
+        enabled: row.enabled,
+        parent_uid: row.parent_uid.map(str::to_owned),
+        rate_limit,
+        usage: TokenUsage::new(
+            usage(row.uses_valid),
+            usage(row.uses_expired),
+            usage(row.uses_disabled),
+        ),
     };
-    Ok(TokenEntry::new(token, TokenHash::from_bytes(hash)))
+    let mut entry = TokenEntry::new(token, TokenHash::from_bytes(hash));
+    entry.previous = previous;
+    Ok(entry)
 }
 
 /// A row read back for serving: [`decode`], then the rules every record obeys.
@@ -340,18 +443,51 @@ pub(crate) fn partition_import(
     Ok((fresh, skipped))
 }
 
-/// The latest uses by uid (one per uid, the latest time wins), sorted by uid so that two
-/// writers updating the same rows lock them in the same order.
-pub(crate) fn latest_uses(uses: &[super::TokenUse]) -> Vec<(&str, i64)> {
-    let mut latest = std::collections::BTreeMap::new();
+/// One token's batch of uses: the latest time (seconds) and the counts to add.
+pub(crate) struct UseBatch<'a> {
+    pub(crate) uid: &'a str,
+    pub(crate) at: Option<i64>,
+    pub(crate) valid: i64,
+    pub(crate) expired: i64,
+    pub(crate) disabled: i64,
+}
+
+/// The uses by uid (one per uid: the latest time wins, the counts add up), sorted by uid so
+/// that two writers updating the same rows lock them in the same order.
+pub(crate) fn latest_uses(uses: &[super::TokenUse]) -> Vec<UseBatch<'_>> {
+    let mut latest: std::collections::BTreeMap<&str, (Option<i64>, TokenUsage)> =
+        std::collections::BTreeMap::new();
     for used in uses {
-        let at = used.at.timestamp();
-        latest
+        let at = used.at.map(|at| at.timestamp());
+        let slot = latest
             .entry(used.uid.as_str())
-            .and_modify(|t: &mut i64| *t = (*t).max(at))
-            .or_insert(at);
+            .or_insert((None, TokenUsage::default()));
+        slot.0 = slot.0.max(at);
+        slot.1 = slot.1.plus(used.usage);
     }
-    latest.into_iter().collect()
+    latest
+        .into_iter()
+        .map(|(uid, (at, usage))| UseBatch {
+            uid,
+            at,
+            valid: count(usage.valid),
+            expired: count(usage.expired),
+            disabled: count(usage.disabled),
+        })
+        .collect()
+}
+
+/// Orders the entries a lineage delete returned (in no particular order) with the token
+/// itself first, then by creation.
+pub(crate) fn root_first(uid: &str, mut entries: Vec<TokenEntry>) -> Vec<TokenEntry> {
+    entries.sort_by(|a, b| {
+        (a.token.uid != uid, a.token.created_at, &a.token.uid).cmp(&(
+            b.token.uid != uid,
+            b.token.created_at,
+            &b.token.uid,
+        ))
+    });
+    entries
 }
 
 /// The first conflict among `fresh` (entries to import, not stored yet) with each other or
@@ -413,6 +549,14 @@ mod tests {
             .mint_entry(Utc::now())
             .unwrap();
         entry.token.last_used_at = DateTime::from_timestamp(1_700_000_000, 0);
+        entry.token.enabled = false;
+        entry.token.parent_uid = Some("parent1".into());
+        entry.token.rate_limit = Some("100/1m".parse().unwrap());
+        entry.token.usage = TokenUsage::new(7, 2, 1);
+        entry.previous = Some(PreviousSecret::new(
+            TokenHash::of_str("old"),
+            Utc::now() + chrono::Duration::seconds(30),
+        ));
         let e = Encoded::new(&entry);
         assert_eq!(e.name_lower, "ci ü");
         let row = RawRow {
@@ -427,6 +571,16 @@ mod tests {
             expires_ns: e.expires_ns,
             last_used_s: e.last_used_s,
             hash: &e.hash,
+            enabled: e.enabled,
+            parent_uid: e.parent_uid.as_deref(),
+            rate_limit: e.rate_limit,
+            rate_window_ms: e.rate_window_ms,
+            previous_hash: e.previous_hash.as_deref(),
+            previous_until_s: e.previous_until_s,
+            previous_until_ns: e.previous_until_ns,
+            uses_valid: e.uses_valid,
+            uses_expired: e.uses_expired,
+            uses_disabled: e.uses_disabled,
         };
         assert_eq!(decode_checked("test", row).unwrap(), entry);
     }
@@ -445,6 +599,16 @@ mod tests {
             expires_ns: None,
             last_used_s: None,
             hash: &[1, 2, 3],
+            enabled: true,
+            parent_uid: None,
+            rate_limit: None,
+            rate_window_ms: None,
+            previous_hash: None,
+            previous_until_s: None,
+            previous_until_ns: None,
+            uses_valid: 0,
+            uses_expired: 0,
+            uses_disabled: 0,
         };
         let error = decode("sqlite:x", row).unwrap_err().to_string();
         assert!(

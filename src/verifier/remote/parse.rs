@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::rate_limit::RateLimit;
 use crate::record::has_expired;
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token_info::TokenInfo;
@@ -44,6 +45,12 @@ struct Wire {
     /// serializes to.
     #[serde(default)]
     deployments: Option<DeploymentAccess>,
+    /// Our extension member: `{"limit": 100, "duration_ms": 60000}`, the form
+    /// [`RateLimit`] serializes to; checked like every other member, so an out-of-range or
+    /// misshapen limit makes the whole answer malformed (fail closed: a limit must not be
+    /// dropped silently).
+    #[serde(default)]
+    rate_limit: Option<RateLimit>,
 }
 
 /// Why an answer could not be read.
@@ -110,6 +117,9 @@ pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, Ma
         .with_deployments(wire.deployments.unwrap_or_default());
     if let Some(expires_at) = expires_at {
         info = info.with_expires_at(expires_at);
+    }
+    if let Some(rate_limit) = wire.rate_limit {
+        info = info.with_rate_limit(rate_limit);
     }
     Ok(Answer::Active(info))
 }
@@ -179,6 +189,31 @@ mod tests {
         assert!(info.deployments().allows("summarize"));
         assert!(!info.deployments().allows("translate"));
         assert_eq!(info.expires_at().unwrap().timestamp(), exp);
+    }
+
+    #[test]
+    fn a_rate_limit_is_read_and_a_bad_one_fails_the_answer() {
+        let Answer::Active(info) = parse(
+            r#"{"active": true, "sub": "u", "rate_limit": {"limit": 5, "duration_ms": 1000}}"#,
+        )
+        .unwrap() else {
+            panic!("expected an active answer");
+        };
+        assert_eq!(info.rate_limit().unwrap().to_string(), "5/1s");
+        let Answer::Active(info) =
+            parse(r#"{"active": true, "sub": "u", "rate_limit": null}"#).unwrap()
+        else {
+            panic!("expected an active answer");
+        };
+        assert!(info.rate_limit().is_none());
+        for bad in [
+            r#"{"active": true, "rate_limit": {"limit": 0, "duration_ms": 1000}}"#,
+            r#"{"active": true, "rate_limit": {"limit": 5}}"#,
+            r#"{"active": true, "rate_limit": "5/1s"}"#,
+            r#"{"active": true, "rate_limit": {"limit": -1, "duration_ms": 1000}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
