@@ -73,7 +73,8 @@ pub const REMOTE_CACHE_MISSES: &str = "protected_endpoint_remote_cache_misses_to
 /// answer, labelled `reason`: `revoked` (the revocation stream named the token, or an answer
 /// in flight at its revocation was dropped), `resync` (the stream (re)connected or said events
 /// may have been missed, and every answer held was cleared), `invalidated` (the application
-/// called `invalidate` or `invalidate_all`) or `capacity` (dropped, or not admitted, to keep
+/// called `invalidate` or `invalidate_all`), `restored` (the refusal cached while a token was
+/// disabled, once the stream said it was enabled) or `capacity` (dropped, or not admitted, to keep
 /// the cache within its capacity). Answers that live out their TTL are not counted, nor are
 /// removals of answers the cache did not hold.
 ///
@@ -107,7 +108,7 @@ pub const INTROSPECTION_CALLS: &str = "protected_endpoint_introspection_calls_to
 pub const REVOCATION_STREAM_CONNECTED: &str = "protected_endpoint_revocation_stream_connected";
 
 /// Counter: events a `RemoteVerifier` received on the revocation stream, labelled `event`:
-/// `ready` (once per connection), `revoked`, `resync`. Event types this version does not
+/// `ready` (once per connection), `revoked`, `restored`, `resync`. Event types this version does not
 /// know are not counted.
 ///
 /// ```

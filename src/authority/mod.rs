@@ -228,6 +228,9 @@ pub(crate) enum RevocationEvent {
     Revoked(TokenHash),
     /// The authority reloaded its tokens and may have missed deletions: forget every answer.
     Resync,
+    /// The token with this hash verifies again (it was enabled): forget that it was revoked,
+    /// and any refusal cached while it was disabled.
+    Restored(TokenHash),
 }
 
 /// The longest grace period a reroll may give the replaced secret: 30 days.
@@ -687,11 +690,14 @@ impl Authority {
         enabled: bool,
     ) -> Result<Option<ApiToken>, AuthorityError> {
         self.check_current()?;
+        // Taken first: the store of record may be the read model itself (in memory), and
+        // then it has changed by the time the store answers.
+        let before = self.inner.tokens.get_entry(uid);
         let Some(after) = self.inner.store.set_enabled(uid, enabled).await? else {
             return Ok(None);
         };
         let token = after.token.clone();
-        self.apply_updated(None, after);
+        self.apply_updated(before, after);
         Ok(Some(token))
     }
 
@@ -822,6 +828,19 @@ impl Authority {
             true => after.live_hashes(now),
             false => Vec::new(),
         };
+        // Secrets that verify now and did not before (an enabled token): a verifier that
+        // heard them revoked must stop refusing them.
+        let live_before: Vec<TokenHash> = match &before {
+            Some(entry) if entry.token.enabled => entry.live_hashes(now),
+            Some(_) => Vec::new(),
+            None => live.clone(),
+        };
+        for hash in live.iter().filter(|hash| !live_before.contains(hash)) {
+            let _ = self
+                .inner
+                .revocations
+                .send(RevocationEvent::Restored(*hash));
+        }
         let mut retired: Vec<TokenHash> = Vec::new();
         let known = before.iter().chain(std::iter::once(&after));
         for entry in known {

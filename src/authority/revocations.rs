@@ -2,7 +2,9 @@
 //! `RemoteVerifier`s to evict them from their caches at once.
 //!
 //! Events: `ready` once the listener is subscribed (anything deleted from then on will be
-//! sent); `revoked` with `{"hash": "sha256:<64 hex>"}` per deleted token; `resync` when the
+//! sent); `revoked` with `{"hash": "sha256:<64 hex>"}` per secret that stopped verifying (a
+//! deleted, disabled or rerolled token); `restored` with the same shape when a secret verifies
+//! again (an enabled token: listeners forget they heard it revoked); `resync` when the
 //! listener may have missed events (it fell behind, or this authority reloaded its tokens) —
 //! the listener then forgets every cached answer. A comment every
 //! [`KEEP_ALIVE`] keeps proxies from closing an idle stream and lets the listener notice a
@@ -57,6 +59,9 @@ fn events(authority: &Authority) -> impl Stream<Item = Result<Event, Infallible>
         let event = match receiver.recv().await {
             Ok(RevocationEvent::Revoked(hash)) => Event::default()
                 .event("revoked")
+                .data(format!(r#"{{"hash":"{hash}"}}"#)),
+            Ok(RevocationEvent::Restored(hash)) => Event::default()
+                .event("restored")
                 .data(format!(r#"{{"hash":"{hash}"}}"#)),
             Ok(RevocationEvent::Resync) | Err(RecvError::Lagged(_)) => {
                 Event::default().event("resync").data("{}")

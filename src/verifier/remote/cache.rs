@@ -291,6 +291,8 @@ pub(crate) enum Eviction {
     Resync,
     /// The application asked (`RemoteVerifier::invalidate`, `invalidate_all`).
     Invalidated,
+    /// The stream said the token verifies again: the refusal cached while it was disabled.
+    Restored,
 }
 
 impl Eviction {
@@ -299,6 +301,7 @@ impl Eviction {
             Eviction::Revoked => "revoked",
             Eviction::Resync => "resync",
             Eviction::Invalidated => "invalidated",
+            Eviction::Restored => "restored",
         }
     }
 }

@@ -217,6 +217,15 @@ impl Inner {
             cache.invalidate(&hash, Eviction::Revoked).await;
         }
     }
+
+    /// `hash` verifies again: it is no longer refused as recently revoked, and the refusal
+    /// cached while its token was disabled goes.
+    async fn forget_restored(&self, hash: TokenHash) {
+        self.recent.forget(&hash);
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&hash, Eviction::Restored).await;
+        }
+    }
 }
 
 impl RemoteVerifier {

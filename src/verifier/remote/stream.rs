@@ -54,6 +54,12 @@ impl RecentRevocations {
             .is_some_and(|until| *until > Instant::now())
     }
 
+    /// Forgets that `hash` was revoked (its token was enabled again).
+    pub(super) fn forget(&self, hash: &TokenHash) {
+        let mut hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+        hashes.remove(hash);
+    }
+
     pub(super) fn is_empty(&self) -> bool {
         self.hashes
             .lock()
@@ -157,6 +163,7 @@ async fn listen(inner: &Arc<Inner>, weak: &Weak<Inner>, url: &reqwest::Url) -> O
                     connected.get_or_insert_with(Connected::new);
                 }
                 Ok(Event::Revoked(hash)) => inner.forget_revoked(hash).await,
+                Ok(Event::Restored(hash)) => inner.forget_restored(hash).await,
                 Ok(Event::Resync) => inner.forget_all(),
                 Ok(Event::Other) => {}
                 Err(reason) => {
@@ -199,6 +206,8 @@ fn ended(ready: bool, reason: &str) -> Outcome {
 enum Event {
     Ready,
     Revoked(TokenHash),
+    /// The secret verifies again (its token was enabled).
+    Restored(TokenHash),
     Resync,
     /// An event type this version does not know: ignored, for forward compatibility.
     Other,
@@ -210,6 +219,7 @@ impl Event {
         match self {
             Event::Ready => Some("ready"),
             Event::Revoked(_) => Some("revoked"),
+            Event::Restored(_) => Some("restored"),
             Event::Resync => Some("resync"),
             Event::Other => None,
         }
@@ -265,6 +275,10 @@ impl EventParser {
             "revoked" => match revoked_hash(&data) {
                 Some(hash) => Event::Revoked(hash),
                 None => return Some(Err("a revoked event without a valid hash".to_owned())),
+            },
+            "restored" => match revoked_hash(&data) {
+                Some(hash) => Event::Restored(hash),
+                None => return Some(Err("a restored event without a valid hash".to_owned())),
             },
             _ => Event::Other,
         }))
@@ -330,6 +344,19 @@ mod tests {
         assert!(matches!(events.as_slice(), [Err(_)]));
         let long = vec![b'a'; MAX_LINE + 1];
         assert!(matches!(parser.feed(&long).as_slice(), [Err(_)]));
+    }
+
+    #[test]
+    fn a_restored_event_names_its_hash() {
+        let hash = TokenHash::of(&crate::token::TokenSecret::generate());
+        let mut parser = EventParser::default();
+        let text = format!("event: restored\ndata: {{\"hash\":\"{hash}\"}}\n\n");
+        assert_eq!(
+            parser.feed(text.as_bytes()),
+            vec![Ok(Event::Restored(hash))]
+        );
+        let events = parser.feed(b"event: restored\ndata: {}\n\n");
+        assert!(matches!(events.as_slice(), [Err(_)]));
     }
 
     #[test]
