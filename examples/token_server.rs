@@ -19,6 +19,10 @@
 //! `postgres`). Protected services verify tokens against `http://127.0.0.1:3001/oauth2/introspect`
 //! with a `RemoteVerifier` and a token of their own that has the `introspect` scope.
 //!
+//! Failed guesses are throttled per client: after 10 bad tokens in a row, a client gets `429`
+//! with `Retry-After` (one more guess a second) before any lookup. Behind a reverse proxy, name
+//! the header it sets with `--client-ip-header x-forwarded-for`; `--no-throttle` turns it off.
+//!
 //! With `--metrics`, `GET /metrics` serves the crate's metrics (the authority's and its own
 //! token layer's) as Prometheus text, without a token, beside the authority's routes: bind the
 //! authority privately or firewall `/metrics`.
@@ -32,6 +36,7 @@ mod metrics_endpoint;
 
 use clap::Parser;
 use protected_endpoint::authority::Authority;
+use protected_endpoint::limit::{ClientKey, FailureThrottle};
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::store::StoreLocation;
 
@@ -63,8 +68,25 @@ struct Args {
     /// overwritten) instead of printing it.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Behind a reverse proxy: the header it puts the client's address in (e.g.
+    /// `x-forwarded-for`; the rightmost entry counts). The failed-guess throttle then tells
+    /// clients apart by it instead of by the connection's peer (the proxy). Only with a proxy
+    /// that always sets it: otherwise clients choose their own key.
+    #[arg(long, value_name = "HEADER", value_parser = header_name)]
+    client_ip_header: Option<String>,
+    /// Turn the failed-guess throttle off (by default a client that sends 10 bad tokens in a
+    /// row gets 429 for a second per further guess).
+    #[arg(long, conflicts_with = "client_ip_header")]
+    no_throttle: bool,
     #[command(flatten)]
     metrics: metrics_endpoint::MetricsArgs,
+}
+
+/// A valid header name, checked while parsing the flags (so a typo is a usage error).
+fn header_name(text: &str) -> Result<String, String> {
+    http::HeaderName::try_from(text)
+        .map(|_| text.to_ascii_lowercase())
+        .map_err(|_| format!("`{text}` is not a header name"))
 }
 
 #[tokio::main]
@@ -104,7 +126,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let store = location.open().await?;
-    let authority = Authority::builder(store).build().await?;
+    let builder = Authority::builder(store);
+    let builder = match (&args.client_ip_header, args.no_throttle) {
+        (_, true) => builder.no_throttle(),
+        (Some(header), false) => builder
+            .throttle_failures(FailureThrottle::new().client_key(ClientKey::forwarded_for(header))),
+        (None, false) => builder,
+    };
+    let authority = builder.build().await?;
     eprintln!("tokens kept in {location}");
 
     // Before the first admin: an old data file brings its own admin token (and its name),
@@ -168,13 +197,18 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     std::io::stdout().flush()?;
     let shutdown = authority.clone();
     // `/metrics` beside the authority's own routes (and outside its token layers).
-    axum::serve(listener, authority.router().merge(metrics))
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            // Open revocation streams would keep a graceful shutdown waiting forever.
-            shutdown.close_streams();
-        })
-        .await?;
+    // With each connection's peer address in its requests: what the throttle keys on.
+    let app = authority.router().merge(metrics);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // Open revocation streams would keep a graceful shutdown waiting forever.
+        shutdown.close_streams();
+    })
+    .await?;
     Ok(())
 }
 

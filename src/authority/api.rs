@@ -52,7 +52,8 @@ pub(super) fn router(authority: Authority) -> Router {
         // The responder names the caller of a refused call, so it needs the credential; the
         // handlers behind these routes are ours and never log or forward a header.
         .keep_credentials(true)
-        .responder(responder);
+        .responder(responder)
+        .shared_throttle(authority.throttle());
     let read = any_token.clone().require_scope(Scope::READ_ORGANIZATION);
     let write = any_token.clone().require_scope(Scope::WRITE_ORGANIZATION);
     Router::new()

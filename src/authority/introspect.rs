@@ -33,6 +33,7 @@ pub(super) fn resource_server_layer(
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
         .require_scope(introspect_scope())
+        .shared_throttle(authority.throttle())
 }
 
 #[derive(Deserialize)]

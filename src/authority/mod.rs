@@ -148,6 +148,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
 
+use crate::limit::{FailureThrottle, SharedThrottle};
 use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
 use crate::scope::Scope;
 use crate::store::memory::InMemoryTokenStore;
@@ -219,6 +220,10 @@ struct Inner {
     alive: Mutex<Option<watch::Sender<()>>>,
     user: User,
     organization: Organization,
+    /// The failed-guess throttle every token layer of the authority shares (management API,
+    /// introspection, revocation stream, console and its sign-in), so a scanner's guesses
+    /// anywhere count against one bucket.
+    throttle: Option<SharedThrottle>,
 }
 
 /// What the revocation stream tells its listeners.
@@ -370,6 +375,7 @@ pub struct AuthorityBuilder {
     user: User,
     organization: Organization,
     use_flush_interval: Duration,
+    throttle: Option<FailureThrottle>,
 }
 
 impl AuthorityBuilder {
@@ -392,6 +398,50 @@ impl AuthorityBuilder {
         self
     }
 
+    /// How the authority throttles failed guesses: every request with credentials to its
+    /// management API, introspection endpoint, revocation stream and console (the sign-in
+    /// page too) counts against the client's bucket when it fails, and a client that spent
+    /// its burst gets `429 too_many_failed_attempts` before any lookup (see
+    /// [`FailureThrottle`]). On by default with [`FailureThrottle::new`]'s settings, keyed by
+    /// the peer address: serve [`Authority::router`] with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, or behind a proxy give a
+    /// [`ClientKey::forwarded_for`](crate::limit::ClientKey::forwarded_for) key.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    /// use protected_endpoint::limit::{ClientKey, FailureThrottle};
+    /// use protected_endpoint::InMemoryTokenStore;
+    /// use std::sync::Arc;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let authority = Authority::builder(Arc::new(InMemoryTokenStore::new()))
+    ///     .throttle_failures(FailureThrottle::new().client_key(ClientKey::forwarded_for("x-real-ip")))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// # let _ = authority;
+    /// # });
+    /// ```
+    pub fn throttle_failures(mut self, throttle: FailureThrottle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// No failed-guess throttle (e.g. when a proxy in front already limits clients).
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    /// use protected_endpoint::InMemoryTokenStore;
+    /// use std::sync::Arc;
+    ///
+    /// let builder = Authority::builder(Arc::new(InMemoryTokenStore::new())).no_throttle();
+    /// # let _ = builder;
+    /// ```
+    pub fn no_throttle(mut self) -> Self {
+        self.throttle = None;
+        self
+    }
+
     /// Loads every token into memory, starts following the store's changes and writing
     /// last-used times, and returns the authority. Needs a tokio runtime.
     pub async fn build(self) -> Result<Authority, AuthorityError> {
@@ -404,7 +454,9 @@ impl AuthorityBuilder {
         tokens
             .replace_all(entries)
             .map_err(|err| StoreError::unavailable(store_name, err))?;
-        let authority = Authority::assemble(self.store, tokens, self.user, self.organization);
+        let throttle = self.throttle.map(|throttle| Arc::new(throttle.build()));
+        let authority =
+            Authority::assemble(self.store, tokens, self.user, self.organization, throttle);
         authority.count_tokens();
         follow::spawn(&authority, feed, self.use_flush_interval);
         Ok(authority)
@@ -417,6 +469,7 @@ impl Authority {
         tokens: InMemoryTokenStore,
         user: User,
         organization: Organization,
+        throttle: Option<SharedThrottle>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -429,6 +482,7 @@ impl Authority {
                 alive: Mutex::new(None),
                 user,
                 organization,
+                throttle,
             }),
         }
     }
@@ -440,6 +494,7 @@ impl Authority {
             user: User::new("admin", "admin@localhost"),
             organization: Organization::new("default", "default"),
             use_flush_interval: DEFAULT_USE_FLUSH_INTERVAL,
+            throttle: Some(FailureThrottle::new()),
         }
     }
 
@@ -464,6 +519,7 @@ impl Authority {
             tokens,
             User::new("admin", "admin@localhost"),
             Organization::new("default", "default"),
+            Some(Arc::new(FailureThrottle::new().build())),
         )
     }
 
@@ -492,6 +548,11 @@ impl Authority {
         };
         let store = location.open().await?;
         Self::builder(store).build().await
+    }
+
+    /// The throttle the authority's layers share (crate-private: the layers take it).
+    pub(crate) fn throttle(&self) -> Option<SharedThrottle> {
+        self.inner.throttle.clone()
     }
 
     /// The user the management API reports.

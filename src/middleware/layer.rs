@@ -565,6 +565,17 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         self
     }
 
+    /// A throttle shared with other layers (the authority's, so that a scanner's guesses on
+    /// any of its routes count against one bucket).
+    #[cfg(feature = "authority")]
+    pub(crate) fn shared_throttle(
+        mut self,
+        throttle: Option<crate::limit::SharedThrottle>,
+    ) -> Self {
+        self.config_mut().throttle = throttle;
+        self
+    }
+
     /// The sign-in page of this layer's [`browser_sign_in`](Self::browser_sign_in), to
     /// mount (outside the layer) at [`BrowserSignIn::sign_in_path`]: it verifies a pasted
     /// token with this layer's verifier and policy (its scopes and deployment), then sets

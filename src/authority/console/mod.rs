@@ -114,6 +114,7 @@ fn session_layer(
         .token_sources([settings.token_source()])
         .require_scope(scope)
         .browser_sign_in(settings)
+        .shared_throttle(authority.throttle())
 }
 
 /// The console's routes (see the [module](self)).
