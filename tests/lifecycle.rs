@@ -745,3 +745,36 @@ async fn a_data_file_keeps_the_lifecycle_across_a_restart() {
     let location = dir.path().join("tokens.json").display().to_string();
     lifecycle_survives_a_restart(&location).await;
 }
+
+#[tokio::test]
+async fn a_token_created_with_a_rate_limit_is_limited_by_every_service_that_verifies_it() {
+    let server = AuthorityServer::in_memory().await;
+    let (local, remote, _verifier) = both_services(&server).await;
+    // Three requests a window of three seconds, one back a second: the requests below come
+    // well within a second of each other.
+    let (_, secret) = server
+        .created(json!({
+            "name": "metered", "scopes": ["api"], "deployments": ["summarize"],
+            "rate_limit": {"limit": 3, "duration_ms": 3000}
+        }))
+        .await;
+
+    for service in [&local, &remote] {
+        for _ in 0..3 {
+            assert_eq!(service.status(&secret).await, StatusCode::OK);
+        }
+        let refused = reqwest::Client::new()
+            .get(&service.url)
+            .bearer_auth(&secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["ratelimit-policy"], r#""token";q=3;w=3"#);
+        assert!(refused.headers().contains_key("retry-after"));
+    }
+    // Each service counts on its own (per process): both recover after a request's worth.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(local.status(&secret).await, StatusCode::OK);
+    assert_eq!(remote.status(&secret).await, StatusCode::OK);
+}

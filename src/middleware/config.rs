@@ -348,7 +348,11 @@ impl Config {
         now: i128,
     ) -> Result<Accepted, Refusal> {
         let info = verdict?;
-        self.policy.check_at_nanos(&info, now)?;
+        if let Err(denial) = self.policy.check_at_nanos(&info, now) {
+            // Who was refused (the refusal's own line says why; it has no token to name).
+            tracing::debug!(uid = info.uid(), name = info.name(), "token refused by the policy");
+            return Err(denial.into());
+        }
         let limit_headers = self.rate_limits.check(&info)?;
         self.count(Outcome::Accepted);
         tracing::debug!(uid = info.uid(), name = info.name(), "accepted request");
