@@ -19,7 +19,7 @@ use serde_json::json;
 use common::authority::AuthorityServer;
 use common::example::{start_example, Example};
 use common::token_server::{TokenServer, TOKENS};
-use prom::{built_example, scrape, scrape_until, Scrape};
+use prom::{scrape, scrape_until, Scrape};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -28,9 +28,8 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// The summarize example, freshly built with this test's features, started with `args`.
+/// The summarize example (built with this test's features), started with `args`.
 fn summarize(env: &[(&str, &str)], args: &[&str]) -> Example {
-    built_example("summarize");
     start_example("summarize", env, args)
 }
 

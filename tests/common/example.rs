@@ -21,35 +21,62 @@ impl Drop for Example {
     }
 }
 
-/// `target/<profile>/examples/<name>`, built first if this test run did not build it.
+/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with the features
+/// this test was built with, once per test process: so the library is not rebuilt for it, and
+/// a binary left from an older build or other features is never the one tested.
 pub fn example_binary(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let deps = std::env::current_exe().unwrap();
-    let profile_dir = deps.parent().unwrap().parent().unwrap();
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
     let binary = profile_dir
         .join("examples")
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--example", name]);
-        // The features this test run was built with, so the example can do what it tests.
-        let features: Vec<&str> = [
-            ("file", cfg!(feature = "file")),
-            ("remote", cfg!(feature = "remote")),
-        ]
-        .into_iter()
-        .filter_map(|(name, on)| on.then_some(name))
-        .collect();
-        if !features.is_empty() {
-            build.args(["--features", &features.join(",")]);
-        }
-        let status = build
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the {name} example failed");
+    if built.iter().any(|done| done == name) {
+        return binary;
     }
+    let features: Vec<&str> = [
+        ("file", cfg!(feature = "file")),
+        ("cli", cfg!(feature = "cli")),
+        ("authority-client", cfg!(feature = "authority-client")),
+        ("remote", cfg!(feature = "remote")),
+        ("rustls", cfg!(feature = "rustls")),
+        ("axum", cfg!(feature = "axum")),
+        ("authority", cfg!(feature = "authority")),
+        ("sqlite", cfg!(feature = "sqlite")),
+        ("postgres", cfg!(feature = "postgres")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if !features.is_empty() {
+        cargo.args(["--features", &features.join(",")]);
+    }
+    // Cargo gives this test its package's variables; build scripts that watch them would see
+    // a change and rebuild, for this build and the next `cargo test`.
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        let package_var = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| var.starts_with(prefix));
+        if package_var
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&var.as_ref())
+        {
+            cargo.env_remove(var.as_ref());
+        }
+    }
+    let output = cargo.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building the {name} example failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(binary.exists(), "{} is missing", binary.display());
+    built.push(name.to_owned());
     binary
 }
 

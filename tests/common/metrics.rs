@@ -5,9 +5,6 @@
 //! test compiles it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -17,63 +14,6 @@ pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4";
 
 /// Bound for a value to show up on `/metrics` (an event still on its way).
 pub const SCRAPE_BOUND: Duration = Duration::from_secs(20);
-
-/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with this test's
-/// features, every time: a binary left from an older build must not be the one tested.
-pub fn built_example(name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    // The same feature list as tests/common/token_server.rs, so the library is built once.
-    let features: Vec<&str> = [
-        ("file", cfg!(feature = "file")),
-        ("cli", cfg!(feature = "cli")),
-        ("authority-client", cfg!(feature = "authority-client")),
-        ("remote", cfg!(feature = "remote")),
-        ("rustls", cfg!(feature = "rustls")),
-        ("authority", cfg!(feature = "authority")),
-        ("sqlite", cfg!(feature = "sqlite")),
-        ("postgres", cfg!(feature = "postgres")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect();
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--example", name, "--features"])
-        .arg(features.join(","))
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // As in tests/common/token_server.rs: the package's variables cargo gave this test would
-    // look like a change to build scripts that watch them.
-    for (var, _) in std::env::vars_os() {
-        let var = var.to_string_lossy();
-        let package_var = [
-            "CARGO_PKG_",
-            "CARGO_MANIFEST_",
-            "CARGO_CRATE_",
-            "CARGO_BIN_",
-        ]
-        .iter()
-        .any(|prefix| var.starts_with(prefix));
-        if package_var
-            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&var.as_ref())
-        {
-            cargo.env_remove(var.as_ref());
-        }
-    }
-    let output = cargo.output().expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "building the {name} example failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(binary.exists(), "{} is missing", binary.display());
-    binary
-}
 
 /// One scrape of `/metrics`: every sample, by metric name and labels.
 #[derive(Debug, Default)]

@@ -6,7 +6,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use protected_endpoint::authority::INTROSPECTION_PATH;
@@ -21,65 +20,10 @@ pub const LOG_BOUND: Duration = Duration::from_secs(10);
 /// The management API's token collection.
 pub const TOKENS: &str = "/api/v1/api_tokens";
 
-/// `target/<profile>/examples/token_server`, built (or found up to date) by cargo with the
-/// features this test was built with, so the library is not rebuilt and the binary is never
-/// stale.
+/// `target/<profile>/examples/token_server`, built with this test's features
+/// ([`example_binary`](super::example::example_binary)).
 pub fn token_server_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().unwrap().parent().unwrap();
-            let binary = profile_dir
-                .join("examples")
-                .join(format!("token_server{}", std::env::consts::EXE_SUFFIX));
-            let features: Vec<&str> = [
-                ("file", cfg!(feature = "file")),
-                ("cli", cfg!(feature = "cli")),
-                ("authority-client", cfg!(feature = "authority-client")),
-                ("remote", cfg!(feature = "remote")),
-                ("rustls", cfg!(feature = "rustls")),
-                ("authority", cfg!(feature = "authority")),
-                ("sqlite", cfg!(feature = "sqlite")),
-                ("postgres", cfg!(feature = "postgres")),
-            ]
-            .into_iter()
-            .filter_map(|(name, on)| on.then_some(name))
-            .collect();
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .args(["build", "--example", "token_server", "--features"])
-                .arg(features.join(","))
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            // Cargo gives this test its package's variables; build scripts that watch them
-            // would see a change and rebuild, for this build and the next `cargo test`.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                let package_var = [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_CRATE_",
-                    "CARGO_BIN_",
-                ]
-                .iter()
-                .any(|prefix| name.starts_with(prefix));
-                if package_var
-                    || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"]
-                        .contains(&name.as_ref())
-                {
-                    cargo.env_remove(name.as_ref());
-                }
-            }
-            let output = cargo.output().expect("cargo runs");
-            assert!(
-                output.status.success(),
-                "building the token_server example failed:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            assert!(binary.exists(), "{} is missing", binary.display());
-            binary
-        })
-        .clone()
+    super::example::example_binary("token_server")
 }
 
 /// A `token_server` process; killed (SIGKILL) and reaped when dropped.
