@@ -284,6 +284,25 @@ impl TokenEntry {
         }
     }
 
+    /// The entry after a reroll to `hash`: the current secret becomes the previous one, valid
+    /// until `previous_until` (`None`: refused at once). What every store applies.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// let now = Utc::now();
+    /// let (_, mut entry) = NewToken::new("ci").mint_entry(now).unwrap();
+    /// let old = entry.hash;
+    /// entry.reroll(TokenHash::of_str("new secret"), Some(now + Duration::hours(1)));
+    /// assert_eq!(entry.live_hashes(now), vec![TokenHash::of_str("new secret"), old]);
+    /// ```
+    pub fn reroll(&mut self, hash: TokenHash, previous_until: Option<DateTime<Utc>>) {
+        self.previous = previous_until.map(|until| PreviousSecret::new(self.hash, until));
+        self.hash = hash;
+    }
+
     /// The hashes that verify for this entry at `now`: its secret's, and the previous
     /// secret's while its grace period lasts.
     ///

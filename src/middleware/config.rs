@@ -350,7 +350,11 @@ impl Config {
         let info = verdict?;
         if let Err(denial) = self.policy.check_at_nanos(&info, now) {
             // Who was refused (the refusal's own line says why; it has no token to name).
-            tracing::debug!(uid = info.uid(), name = info.name(), "token refused by the policy");
+            tracing::debug!(
+                uid = info.uid(),
+                name = info.name(),
+                "token refused by the policy"
+            );
             return Err(denial.into());
         }
         let limit_headers = self.rate_limits.check(&info)?;

@@ -1022,8 +1022,7 @@ impl TokenStore for InMemoryTokenStore {
         previous_until: Option<DateTime<Utc>>,
     ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
         self.change(uid, |entry| {
-            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
-            entry.hash = hash;
+            entry.reroll(hash, previous_until);
             Ok(())
         })
         .map_err(|error| StoreError::from_new_token(uid.to_owned(), error))

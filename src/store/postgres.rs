@@ -24,7 +24,7 @@ use super::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::record::{ApiToken, PreviousSecret, TokenEntry};
+use crate::record::{ApiToken, TokenEntry};
 use crate::token::TokenHash;
 
 /// How long a call waits for a pooled connection: a database that is down fails calls with
@@ -626,8 +626,7 @@ impl TokenStore for PostgresStore {
         previous_until: Option<DateTime<Utc>>,
     ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
         self.change(uid, |entry| {
-            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
-            entry.hash = hash;
+            entry.reroll(hash, previous_until);
         })
         .await
     }

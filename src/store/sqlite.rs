@@ -28,7 +28,7 @@ use super::{
 };
 use chrono::{DateTime, Utc};
 
-use crate::record::{ApiToken, PreviousSecret, TokenEntry};
+use crate::record::{ApiToken, TokenEntry};
 use crate::token::TokenHash;
 
 /// How long a statement waits for SQLite's own lock (a checkpoint, a reader) before failing.
@@ -447,8 +447,7 @@ impl TokenStore for SqliteStore {
         previous_until: Option<DateTime<Utc>>,
     ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
         self.change(uid, |entry| {
-            entry.previous = previous_until.map(|until| PreviousSecret::new(entry.hash, until));
-            entry.hash = hash;
+            entry.reroll(hash, previous_until);
         })
         .await
     }

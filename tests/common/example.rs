@@ -60,9 +60,14 @@ pub fn example_binary(name: &str) -> PathBuf {
     // a change and rebuild, for this build and the next `cargo test`.
     for (var, _) in std::env::vars_os() {
         let var = var.to_string_lossy();
-        let package_var = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_"]
-            .iter()
-            .any(|prefix| var.starts_with(prefix));
+        let package_var = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| var.starts_with(prefix));
         if package_var
             || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&var.as_ref())
         {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::{FileClaim, TokenFile, TokenFileError, TokenFileStore};
 use chrono::{DateTime, Utc};
 
-use crate::record::{ApiToken, PreviousSecret, TokenEntry};
+use crate::record::{ApiToken, TokenEntry};
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
     ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
@@ -244,9 +244,7 @@ impl TokenStore for JsonDataFile {
             move |tokens| {
                 tokens
                     .change(&uid, |entry| {
-                        entry.previous =
-                            previous_until.map(|until| PreviousSecret::new(entry.hash, until));
-                        entry.hash = hash;
+                        entry.reroll(hash, previous_until);
                         Ok(())
                     })
                     .map_err(|err| StoreError::from_new_token(uid.clone(), err))

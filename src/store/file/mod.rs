@@ -318,9 +318,10 @@ impl TokenFileStore {
             let Some(entry) = file.tokens.iter_mut().find(|e| e.token.uid == uid) else {
                 return Ok((None, false));
             };
-            entry.previous = (grace > chrono::Duration::zero())
-                .then(|| crate::record::PreviousSecret::new(entry.hash, now + grace));
-            entry.hash = hash;
+            entry.reroll(
+                hash,
+                (grace > chrono::Duration::zero()).then(|| now + grace),
+            );
             entry.check().map_err(NewTokenError::from)?;
             let token = entry.token.clone();
             Ok((Some(CreatedToken { token, secret }), true))
