@@ -465,7 +465,8 @@ async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
             "summarize-prod",
             "Calls the summarize and translate endpoints",
             json!({"scopes": ["api"], "deployments": ["summarize", "translate"],
-                   "created_at": ago(12, 1), "expired_at": ahead(60)}),
+                   "created_at": ago(12, 1), "expired_at": ahead(60),
+                   "rate_limit": {"limit": 100, "duration_ms": 60000}}),
         ),
         aged_token(
             "staging-smoke-test",
@@ -481,7 +482,7 @@ async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
     browser.wait_for_text("#range", "1\u{2013}5 of 5").await;
 
     const ROWS: &str = "return [...document.querySelectorAll('#tokens tr')].map((tr) => \
-        [...tr.querySelectorAll('td')].slice(0, 7).map((td) => td.innerText.trim()))";
+        [...tr.querySelectorAll('td')].slice(0, 10).map((td) => td.innerText.trim()))";
     let rows: Vec<Vec<String>> = browser.eval(ROWS).await;
     let row = |name: &str| rows.iter().find(|row| row[0] == name).unwrap().clone();
     let grafana = row("grafana-readonly");
@@ -490,14 +491,17 @@ async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
     let summarize = row("summarize-prod");
     assert_eq!(summarize[3], "summarize, translate");
     assert_eq!(summarize[6], "Never");
+    assert_eq!(summarize[8], "100/1m");
+    assert_eq!(row("ci-deploy")[8], "None");
     assert_eq!(row("ci-deploy")[3], "All Deployments");
     assert!(row("staging-smoke-test")[5].ends_with("Expired"));
     assert!(!row("ci-deploy")[5].contains("Expired"));
     assert_eq!(row("admin")[5], "Never");
 
     if let Some(path) = std::env::var_os("PE_CONSOLE_SCREENSHOT") {
-        // Tall enough for the whole page, pager included.
-        browser.set_window_size(1280, 1000).await.unwrap();
+        // Wide enough for every column (status, rate limit, uses, actions) and tall enough
+        // for the whole page, pager included.
+        browser.set_window_size(1800, 1000).await.unwrap();
         let png = browser.screenshot().await.unwrap();
         std::fs::write(&path, png).unwrap();
         eprintln!(
