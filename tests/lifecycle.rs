@@ -778,3 +778,27 @@ async fn a_token_created_with_a_rate_limit_is_limited_by_every_service_that_veri
     assert_eq!(local.status(&secret).await, StatusCode::OK);
     assert_eq!(remote.status(&secret).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_weaker_token_cannot_delete_a_stronger_one_and_its_lineage() {
+    let server = AuthorityServer::in_memory().await;
+    // May manage tokens, but only with the `api` scope: not the admin's peer.
+    let (_, manager) = server
+        .created(json!({"name": "manager", "scopes": ["api", "read_organization", "write_organization"]}))
+        .await;
+    let (admin_uid, _) = server
+        .created(json!({"name": "second admin", "scopes": ["api", "introspect", "read_organization", "write_organization"]}))
+        .await;
+    let path = format!("/api/v1/api_tokens/{admin_uid}");
+    let (status, body) = server
+        .send(server.sdk(Method::DELETE, &path, &manager))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // Nothing was deleted; the admin may delete it.
+    assert_eq!(get(&server, &admin_uid).await["uid"], admin_uid);
+    let (status, body) = server
+        .send(server.sdk(Method::DELETE, &path, &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["revoked"], 1);
+}

@@ -402,8 +402,12 @@ async fn get_token(
 pub(super) async fn delete_token(
     State(authority): State<Authority>,
     Extension(caller): Extension<TokenInfo>,
+    uri: Uri,
     Path(uid): Path<String>,
 ) -> Result<Json<DeleteAnswer>, ApiError> {
+    // A delete takes the token's whole lineage with it: a token limited to some scopes or
+    // deployments must not be able to wipe out an admin token and everything it created.
+    managed_target(&authority, &caller, &uid, ("DELETE", uri.path()))?;
     let deleted = {
         let authority = authority.clone();
         tokio::spawn(async move { authority.delete_lineage(&uid).await })
@@ -420,9 +424,10 @@ pub(super) async fn delete_token(
     }))
 }
 
-/// Whether `caller` may change `target`: it holds every scope of the target, reaches every
-/// deployment the target reaches, and does not expire before it. A reroll hands out the
-/// target's new secret, so without this a weaker token could take a stronger one's powers.
+/// Whether `caller` may change or delete `target`: it holds every scope of the target, reaches
+/// every deployment the target reaches, and does not expire before it. A reroll hands out the
+/// target's new secret and a delete revokes everything the target created, so without this a
+/// weaker token could take a stronger one's powers or revoke them.
 fn manages(caller: &TokenInfo, target: &ApiToken) -> bool {
     let outlived = match (caller.expires_at(), target.expires_at) {
         (None, _) => false,

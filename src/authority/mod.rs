@@ -55,7 +55,9 @@
 //! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope, which
 //! a resource server's own token carries.
 //!
-//! `write_organization` may delete any token, its own included. An authority no live token
+//! `write_organization` may delete its own token and any token within its grants (every scope
+//! of the target its own, the target's deployments within its own, no later expiry): a delete
+//! revokes the target's whole lineage, so a weaker token may not revoke a stronger one's. An authority no live token
 //! can manage ([`Authority::can_be_managed`]) still verifies and introspects; the operator gets
 //! a new admin token with [`Authority::mint_admin`] (`token_server --mint-admin`), which is
 //! never reachable over the network and leaves a line in the audit log.
