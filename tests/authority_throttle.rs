@@ -114,13 +114,15 @@ async fn a_configured_throttle_applies_to_the_console_sign_in() {
 #[tokio::test]
 async fn token_server_throttles_by_default_and_not_with_no_throttle() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TokenServer::start(dir.path(), ["--data", "tokens.db"]);
+    let data = dir.path().join("tokens.db");
+    let data = data.to_str().unwrap();
+    let server = TokenServer::start(dir.path(), ["--data", data]);
     let statuses = guess_statuses(&server.url(TOKENS), 12).await;
     assert_eq!(statuses[..10], [StatusCode::UNAUTHORIZED; 10]);
     assert_eq!(statuses[10..], [StatusCode::TOO_MANY_REQUESTS; 2]);
     server.stop();
 
-    let open = TokenServer::start(dir.path(), ["--data", "tokens.db", "--no-throttle"]);
+    let open = TokenServer::start(dir.path(), ["--data", data, "--no-throttle"]);
     let statuses = guess_statuses(&open.url(TOKENS), 12).await;
     assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 12]);
     open.stop();
