@@ -27,6 +27,7 @@
 
 mod client_key;
 mod per_token;
+mod prune;
 mod throttle;
 
 pub use client_key::ClientKey;

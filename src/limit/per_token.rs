@@ -4,14 +4,14 @@
 use std::fmt;
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use super::prune::PruneGate;
 use crate::rate_limit::{LimitHeaders, RateLimit};
 use crate::rejection::Rejection;
 use crate::token_info::TokenInfo;
@@ -24,8 +24,7 @@ pub(crate) struct TokenRateLimits {
     /// allocates nothing.
     hasher: RandomState,
     clock: DefaultClock,
-    started: Instant,
-    last_pruned_ms: AtomicU64,
+    prune: PruneGate,
 }
 
 /// How often buckets that refilled are forgotten.
@@ -37,8 +36,7 @@ impl TokenRateLimits {
             limiters: DashMap::new(),
             hasher: RandomState::new(),
             clock: DefaultClock::default(),
-            started: Instant::now(),
-            last_pruned_ms: AtomicU64::new(0),
+            prune: PruneGate::new(),
         }
     }
 
@@ -80,14 +78,7 @@ impl TokenRateLimits {
     }
 
     fn prune_if_due(&self) {
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let last = self.last_pruned_ms.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(last) < PRUNE_EVERY.as_millis() as u64
-            || self
-                .last_pruned_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        if !self.prune.due(PRUNE_EVERY) {
             return;
         }
         for limiter in self.limiters.iter() {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{Extensions, HeaderMap};
 
+use super::prune::PruneGate;
 use super::ClientKey;
 use crate::telemetry;
 
@@ -145,8 +146,7 @@ impl FailureThrottle {
             failures: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
             blocked: DashMap::new(),
             clock: DefaultClock::default(),
-            started: Instant::now(),
-            last_pruned_ms: AtomicU64::new(0),
+            prune: PruneGate::new(),
             warned_no_key: AtomicBool::new(false),
             warned_full: AtomicBool::new(false),
             settings: self,
@@ -167,8 +167,7 @@ pub(crate) struct Throttle {
     /// request with credentials, so the wait is known without spending a cell.
     blocked: DashMap<IpAddr, Instant>,
     clock: DefaultClock,
-    started: Instant,
-    last_pruned_ms: AtomicU64,
+    prune: PruneGate,
     warned_no_key: AtomicBool,
     warned_full: AtomicBool,
     settings: FailureThrottle,
@@ -225,16 +224,9 @@ impl Throttle {
 
     /// Forgets clients whose buckets refilled: once a minute, or once a second while full.
     fn prune_if_due(&self) {
-        let now_ms = self.started.elapsed().as_millis() as u64;
-        let last = self.last_pruned_ms.load(Ordering::Relaxed);
         let full = self.failures.len() >= self.settings.max_clients;
-        let due = if full { 1_000 } else { 60_000 };
-        if now_ms.saturating_sub(last) < due
-            || self
-                .last_pruned_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
+        let every = Duration::from_secs(if full { 1 } else { 60 });
+        if !self.prune.due(every) {
             return;
         }
         self.failures.retain_recent();
