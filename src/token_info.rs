@@ -51,6 +51,9 @@ struct TokenInfoInner {
     /// clock read per request (see `crate::clock`).
     expires_at_nanos: Option<i128>,
     rate_limit: Option<RateLimit>,
+    /// Set when the secret presented was replaced by a reroll and is in its grace period:
+    /// when that period ends.
+    replaced_secret_until: Option<DateTime<Utc>>,
     extensions: http::Extensions,
 }
 
@@ -75,6 +78,7 @@ impl TokenInfo {
             expires_at: None,
             expires_at_nanos: None,
             rate_limit: None,
+            replaced_secret_until: None,
             extensions: http::Extensions::new(),
         }))
     }
@@ -150,6 +154,39 @@ impl TokenInfo {
     pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
         self.inner_mut().rate_limit = Some(rate_limit);
         self
+    }
+
+    /// Marks this answer as one for a secret a reroll replaced, which keeps working until
+    /// `until` (its grace period) so that callers can switch over. Such a secret may do what
+    /// its token does and nothing that changes a token: the token authority refuses it every
+    /// change (create, delete, disable, enable, reroll), and a browser session opened with it
+    /// ends.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let until = Utc::now() + Duration::minutes(5);
+    /// let info = TokenInfo::new("u1", "ci").with_replaced_secret(until);
+    /// assert!(info.is_replaced_secret());
+    /// assert_eq!(info.replaced_secret_until(), Some(until));
+    /// assert!(!TokenInfo::new("u1", "ci").is_replaced_secret());
+    /// ```
+    pub fn with_replaced_secret(mut self, until: DateTime<Utc>) -> Self {
+        self.inner_mut().replaced_secret_until = Some(until);
+        self
+    }
+
+    /// Whether the secret presented is one a reroll replaced, in its grace period (see
+    /// [`with_replaced_secret`](Self::with_replaced_secret)).
+    pub fn is_replaced_secret(&self) -> bool {
+        self.0.replaced_secret_until.is_some()
+    }
+
+    /// When the grace period of a replaced secret ends, if the secret presented is one (see
+    /// [`with_replaced_secret`](Self::with_replaced_secret)).
+    pub fn replaced_secret_until(&self) -> Option<DateTime<Utc>> {
+        self.0.replaced_secret_until
     }
 
     /// Attaches a value of the verifier's own (a tenant id, a rate-limit class, ...), read
@@ -313,6 +350,7 @@ impl fmt::Debug for TokenInfo {
             .field("deployments", &self.0.deployments)
             .field("expires_at", &self.0.expires_at)
             .field("rate_limit", &self.0.rate_limit)
+            .field("replaced_secret_until", &self.0.replaced_secret_until)
             .finish_non_exhaustive()
     }
 }
@@ -326,7 +364,8 @@ impl PartialEq for TokenInfo {
                 && self.0.scopes == other.0.scopes
                 && self.0.deployments == other.0.deployments
                 && self.0.expires_at == other.0.expires_at
-                && self.0.rate_limit == other.0.rate_limit)
+                && self.0.rate_limit == other.0.rate_limit
+                && self.0.replaced_secret_until == other.0.replaced_secret_until)
     }
 }
 

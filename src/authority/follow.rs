@@ -98,6 +98,7 @@ async fn flush_uses(weak: Weak<Inner>, every: Duration, mut dropped: watch::Rece
             return;
         };
         authority.flush_uses().await;
+        authority.flush_deployments().await;
     }
 }
 

@@ -133,6 +133,7 @@
 mod api;
 mod audit;
 mod console;
+mod deployments;
 mod follow;
 mod health;
 mod introspect;
@@ -226,6 +227,8 @@ struct Inner {
     /// introspection, revocation stream, console and its sign-in), so a scanner's guesses
     /// anywhere count against one bucket.
     throttle: Option<SharedThrottle>,
+    /// The deployments protected services said they protect, since the last flush.
+    deployments: deployments::Heard,
 }
 
 /// What the revocation stream tells its listeners.
@@ -485,6 +488,7 @@ impl Authority {
                 user,
                 organization,
                 throttle,
+                deployments: deployments::Heard::default(),
             }),
         }
     }

@@ -32,11 +32,11 @@
 //! ```
 
 use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -44,7 +44,8 @@ use crate::record::{
     ApiToken, CreatedToken, NewToken, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
 };
 use crate::store::{
-    checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
+    checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
+    StoredSession, TokenPage, TokenStore, TokenUse,
 };
 use crate::token::{DigestHashing, TokenHash};
 use crate::token_info::TokenInfo;
@@ -86,6 +87,10 @@ pub struct InMemoryTokenStore {
     bootstrapped: Arc<AtomicBool>,
     /// Whether verification counts its outcomes per token ([`Self::counting_usage`]).
     count_usage: bool,
+    /// Browser sessions, when this store is an authority's store of record.
+    sessions: Arc<Mutex<HashMap<SessionIdHash, StoredSession>>>,
+    /// The deployments protected services said they protect, and when they last said so.
+    deployments_seen: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>>,
 }
 
 #[derive(Default)]
@@ -187,7 +192,10 @@ impl Entry {
             };
             Previous {
                 until_nanos: crate::clock::chrono_unix_nanos(&secret.valid_until),
-                info: info.clone().with_expires_at(capped),
+                info: info
+                    .clone()
+                    .with_expires_at(capped)
+                    .with_replaced_secret(secret.valid_until),
                 secret,
             }
         });
@@ -1084,6 +1092,60 @@ impl TokenStore for InMemoryTokenStore {
 
     async fn watch(&self) -> Result<ChangeFeed, StoreError> {
         Ok(Box::pin(futures_util::stream::pending()))
+    }
+
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions.contains_key(&session.id_hash) {
+            return Err(StoreError::unavailable(
+                self.describe(),
+                "a session with this id exists already",
+            ));
+        }
+        sessions.insert(session.id_hash, session);
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(sessions.get(id_hash).cloned())
+    }
+
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(sessions.remove(id_hash).is_some())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = sessions.len();
+        sessions.retain(|_, session| session.expires_at > now);
+        Ok(before - sessions.len())
+    }
+
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        let mut known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for deployment in seen {
+            let at = known
+                .entry(deployment.name.clone())
+                .or_insert(deployment.last_seen_at);
+            *at = (*at).max(deployment.last_seen_at);
+        }
+        Ok(())
+    }
+
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        let known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(known
+            .iter()
+            .map(|(name, at)| DeploymentSeen::new(name.clone(), *at))
+            .collect())
     }
 
     fn describe(&self) -> String {

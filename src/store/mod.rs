@@ -190,9 +190,143 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// harmless.
     async fn watch(&self) -> Result<ChangeFeed, StoreError>;
 
+    /// Stores a browser session (see [`StoredSession`]). Fails when its id hash is stored
+    /// already (ids are 128 random bits: it does not happen by chance).
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        let _ = session;
+        Err(self.no_sessions())
+    }
+
+    /// The session whose id has this hash, expired or not (the caller checks
+    /// [`StoredSession::expires_at`]); `None` when there is none.
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        let _ = id_hash;
+        Err(self.no_sessions())
+    }
+
+    /// Deletes the session whose id has this hash (signing out); whether there was one.
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        let _ = id_hash;
+        Err(self.no_sessions())
+    }
+
+    /// Deletes every session that ended at or before `now`; how many.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let _ = now;
+        Err(self.no_sessions())
+    }
+
+    /// Records that protected services said they protect these deployments (an authority
+    /// learns them from the resource servers that introspect or follow its revocation
+    /// stream). Upserts by name; a time earlier than the one stored leaves it.
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        let _ = seen;
+        Err(self.no_sessions())
+    }
+
+    /// Every deployment recorded by [`record_deployments_seen`](Self::record_deployments_seen),
+    /// by name.
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        Err(self.no_sessions())
+    }
+
     /// Where the tokens are kept, for logs (`sqlite:/var/lib/pe/tokens.db`,
     /// `postgres://host/db` without the password, `memory`).
     fn describe(&self) -> String;
+
+    // INTERIM (issue 21, removed before landing): the stores that do not keep sessions and
+    // deployments yet answer this.
+    #[doc(hidden)]
+    fn no_sessions(&self) -> StoreError {
+        StoreError::unavailable(
+            self.describe(),
+            "this store keeps no browser sessions or deployments yet",
+        )
+    }
+}
+
+/// The SHA-256 of a browser session's id: what a store keys a [`StoredSession`] by. The id
+/// itself lives only in the browser's cookie.
+pub type SessionIdHash = [u8; 32];
+
+/// A browser session as a store keeps it (see [`browser`](crate::browser)): the hash of its
+/// id, the token it was opened with (its uid, and its secret sealed with a key that only the
+/// browser's cookie holds), and when it ends. Neither the cookie's value nor a usable secret is
+/// ever stored.
+///
+/// ```
+/// use chrono::{Duration, Utc};
+/// use protected_endpoint::store::StoredSession;
+///
+/// let session = StoredSession::new([7; 32], "uid-1", vec![1, 2, 3], Utc::now() + Duration::hours(1));
+/// assert_eq!(session.token_uid, "uid-1");
+/// assert!(!format!("{session:?}").contains("[1, 2, 3]"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredSession {
+    /// The SHA-256 of the session's id.
+    pub id_hash: SessionIdHash,
+    /// The uid of the token the session was opened with.
+    pub token_uid: String,
+    /// The token's secret, sealed (authenticated encryption) with the key in the cookie.
+    pub sealed_secret: Vec<u8>,
+    /// When the session ends: its length, and never after the token.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl StoredSession {
+    /// A session with these fields.
+    pub fn new(
+        id_hash: SessionIdHash,
+        token_uid: impl Into<String>,
+        sealed_secret: Vec<u8>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id_hash,
+            token_uid: token_uid.into(),
+            sealed_secret,
+            expires_at,
+        }
+    }
+}
+
+impl fmt::Debug for StoredSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSession")
+            .field("token_uid", &self.token_uid)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deployment a protected service said it protects, and when it last said so (see
+/// [`TokenStore::record_deployments_seen`]).
+///
+/// ```
+/// use protected_endpoint::store::DeploymentSeen;
+///
+/// let seen = DeploymentSeen::new("summarize", chrono::Utc::now());
+/// assert_eq!(seen.name, "summarize");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeploymentSeen {
+    /// The deployment's name (a valid deployment name).
+    pub name: String,
+    /// When a service last said it protects it.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+impl DeploymentSeen {
+    /// `name`, seen at `last_seen_at`.
+    pub fn new(name: impl Into<String>, last_seen_at: DateTime<Utc>) -> Self {
+        Self {
+            name: name.into(),
+            last_seen_at,
+        }
+    }
 }
 
 /// The cause of a [`StoreError::Unavailable`]: any error (a database driver's, an I/O error).
