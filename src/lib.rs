@@ -87,6 +87,7 @@ pub mod authority_client;
 pub mod browser;
 mod clock;
 pub mod extract;
+pub mod grant;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
 pub mod limit;

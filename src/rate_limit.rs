@@ -129,6 +129,27 @@ impl RateLimit {
     pub fn duration(&self) -> Duration {
         Duration::from_millis(self.duration_ms)
     }
+
+    /// Whether this limit lets a token make no more requests over time than `other` does:
+    /// its rate (requests per unit of time, `limit / duration`) is at most `other`'s. How an
+    /// authority keeps a token from giving a child, or managing a token with, a looser limit
+    /// than its own. The window's size does not matter, only the rate: `60/1m` is within
+    /// `1/1s`.
+    ///
+    /// ```
+    /// use protected_endpoint::rate_limit::RateLimit;
+    ///
+    /// let per_minute: RateLimit = "100/1m".parse().unwrap();
+    /// assert!("10/1m".parse::<RateLimit>().unwrap().is_within(&per_minute));
+    /// assert!("6000/1h".parse::<RateLimit>().unwrap().is_within(&per_minute), "the same rate");
+    /// assert!(!"2/1s".parse::<RateLimit>().unwrap().is_within(&per_minute), "120 a minute");
+    /// ```
+    pub fn is_within(&self, other: &RateLimit) -> bool {
+        // limit / duration <= other.limit / other.duration, cross-multiplied: exact, and
+        // far from overflowing (10^9 × 2.6·10^9 < 2^128).
+        u128::from(self.limit) * u128::from(other.duration_ms)
+            <= u128::from(other.limit) * u128::from(self.duration_ms)
+    }
 }
 
 /// `100/1m`: the limit, a slash, and the window as a number and a unit (`ms`, `s`, `m`, `h`,

@@ -1,22 +1,27 @@
 //! The management API, in the platform's wire shapes.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode, Uri};
+use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::audit::{self, AuditingResponder};
 use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER, MAX_REROLL_GRACE};
 use crate::extract::TokenSource;
+use crate::grant::{Grant, GrantRefusal};
 use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
-use crate::scope::{DeploymentAccess, Scope};
+use crate::scope::Scope;
 use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::token::{redact_token_like, TokenSecret};
 use crate::token_info::TokenInfo;
@@ -89,6 +94,9 @@ pub(super) fn router(authority: Authority) -> Router {
             &format!("{TOKENS_PATH}/{{uid}}/reroll"),
             post(reroll_token).route_layer(write),
         )
+        // Outermost: a query with a control character is refused before anything reads it,
+        // on every route, the ones that ignore their query included.
+        .route_layer(from_fn(refuse_control_characters))
         .with_state(authority)
 }
 
@@ -110,10 +118,6 @@ impl ApiError {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "insufficient_scope", message)
     }
 
     fn not_found() -> Self {
@@ -178,6 +182,70 @@ impl From<AuthorityError> for ApiError {
     }
 }
 
+impl From<GrantRefusal> for ApiError {
+    fn from(refusal: GrantRefusal) -> Self {
+        let code = match refusal {
+            // Machine-readable, so a client knows to switch to the token's new secret.
+            GrantRefusal::ReplacedSecret => "replaced_secret",
+            _ => "insufficient_scope",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, refusal.to_string())
+    }
+}
+
+/// A query without a control character in any parameter (name or value), deserialized into
+/// `T`: what every handler that reads its query takes, here and in the console. A NUL or
+/// another control character (Unicode `Cc`) is no part of any name, search or number, and
+/// some stores refuse it as an error of their own (PostgreSQL: "invalid byte sequence", a
+/// 503); it is a 400 `invalid_request` naming the parameter, before the store is asked.
+pub(super) struct CheckedQuery<T>(pub(super) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for CheckedQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        check_query(&parts.uri)?;
+        let Query(query) = Query::<T>::try_from_uri(&parts.uri).map_err(|rejection| {
+            // serde's message may quote a value of the query, and a value may be a secret.
+            ApiError::bad_request(redact_token_like(&rejection.body_text()))
+        })?;
+        Ok(Self(query))
+    }
+}
+
+/// The management API's routes refuse a control character in any query parameter, whether
+/// the handler reads its query or not (see [`CheckedQuery`]).
+async fn refuse_control_characters(request: Request, next: Next) -> Response {
+    match check_query(request.uri()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The one check: every parameter of `uri`'s query, decoded, free of control characters.
+fn check_query(uri: &Uri) -> Result<(), ApiError> {
+    let Some(query) = uri.query() else {
+        return Ok(());
+    };
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| percent_decode_str(text).decode_utf8_lossy().into_owned();
+        let (name, value) = (decode(name), decode(value));
+        let Some(control) = name.chars().chain(value.chars()).find(|c| c.is_control()) else {
+            continue;
+        };
+        // The name as text a log or a terminal shows safely: escaped, short, no token in it.
+        let shown: String = name.chars().take(64).collect();
+        return Err(ApiError::bad_request(format!(
+            "the query parameter {:?} holds a control character (U+{:04X}); no query \
+             parameter may hold one",
+            redact_token_like(&shown),
+            u32::from(control)
+        )));
+    }
+    Ok(())
+}
+
 impl From<&User> for UserObject {
     fn from(user: &User) -> Self {
         UserObject {
@@ -236,14 +304,8 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list_tokens(
     State(authority): State<Authority>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    CheckedQuery(query): CheckedQuery<ListQuery>,
 ) -> Result<Json<TokenPage>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::bad_request(format!(
-            "start and count must be non-negative integers: {}",
-            rejection.body_text()
-        ))
-    })?;
     let start = query.start.unwrap_or(0);
     let count = query.count.unwrap_or(DEFAULT_PAGE).min(MAX_PAGE);
     let page = authority
@@ -288,49 +350,23 @@ pub(super) async fn create_token(
 
     // The path called: the management API's, or the console's (same handler).
     let refused = |error: ApiError| error.audited(&caller, "POST", uri.path());
-    let scopes = body.scopes.unwrap_or_default();
-    if let Some(missing) = scopes.iter().find(|scope| !caller.has_scope(scope)) {
-        return Err(refused(ApiError::forbidden(format!(
-            "a token cannot grant the scope {missing}: the caller's token lacks it"
-        ))));
-    }
-    let deployments = body
-        .deployments
-        .unwrap_or_else(|| caller.deployments().clone());
-    if !within(&deployments, caller.deployments()) {
-        return Err(refused(ApiError::forbidden(
-            "a token cannot reach deployments the caller's token cannot reach",
-        )));
-    }
-    // The new token's lineage: deleting the caller deletes it too.
     let mut new = NewToken::new(body.name)
         .description(body.description.unwrap_or_default())
-        .scopes(scopes)
-        .deployments(deployments)
-        .parent_uid(caller.uid());
+        .scopes(body.scopes.unwrap_or_default());
+    if let Some(deployments) = body.deployments {
+        new = new.deployments(deployments);
+    }
     if let Some(rate_limit) = body.rate_limit {
         new = new.rate_limit(rate_limit);
     }
-    let requested_expiry = body
-        .expired_at
-        .as_deref()
-        .map(parse_timestamp)
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    // A token cannot outlive its creator: a short-lived token must not mint a permanent one.
-    // Without an expiry of its own, the new token expires with its creator.
-    let expires_at = match (requested_expiry, caller.expires_at()) {
-        (Some(requested), Some(limit)) if requested > limit => {
-            return Err(refused(ApiError::forbidden(
-                "a token cannot outlive the caller's token: its expired_at must not be later",
-            )));
-        }
-        (Some(requested), _) => Some(requested),
-        (None, limit) => limit,
-    };
-    if let Some(expires_at) = expires_at {
-        new = new.expires_at(expires_at);
+    if let Some(expired_at) = body.expired_at.as_deref() {
+        new = new.expires_at(parse_timestamp(expired_at).map_err(ApiError::bad_request)?);
     }
+    // Who may grant what is the token domain's rule: checked there, with what the new token
+    // inherits (expiry, rate limit) and its parent filled in.
+    let new = Grant::by(&caller)
+        .create(new)
+        .map_err(|refusal| refused(ApiError::from(refusal)))?;
     // On a task of its own, so a client hanging up mid-write cannot cancel the rollback.
     let created = {
         let authority = authority.clone();
@@ -359,15 +395,6 @@ fn join_error(err: tokio::task::JoinError) -> ApiError {
         "internal",
         "the change could not be completed",
     )
-}
-
-/// Whether access `inner` is no wider than `outer`.
-fn within(inner: &DeploymentAccess, outer: &DeploymentAccess) -> bool {
-    match (inner, outer) {
-        (_, DeploymentAccess::All) => true,
-        (DeploymentAccess::All, DeploymentAccess::Only(_)) => false,
-        (DeploymentAccess::Only(inner), DeploymentAccess::Only(outer)) => inner.is_subset(outer),
-    }
 }
 
 /// ISO 8601 with an offset, or naive (taken as UTC: the SDK sends `datetime.isoformat()` of
@@ -407,7 +434,7 @@ pub(super) async fn delete_token(
 ) -> Result<Json<DeleteAnswer>, ApiError> {
     // A delete takes the token's whole lineage with it: a token limited to some scopes or
     // deployments must not be able to wipe out an admin token and everything it created.
-    managed_target(&authority, &caller, &uid, ("DELETE", uri.path()))?;
+    managed_target(&authority, &caller, &uid, ("DELETE", uri.path())).await?;
     let deleted = {
         let authority = authority.clone();
         tokio::spawn(async move { authority.delete_lineage(&uid).await })
@@ -424,42 +451,26 @@ pub(super) async fn delete_token(
     }))
 }
 
-/// Whether `caller` may change or delete `target`: it holds every scope of the target, reaches
-/// every deployment the target reaches, and does not expire before it. A reroll hands out the
-/// target's new secret and a delete revokes everything the target created, so without this a
-/// weaker token could take a stronger one's powers or revoke them.
-fn manages(caller: &TokenInfo, target: &ApiToken) -> bool {
-    let outlived = match (caller.expires_at(), target.expires_at) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(limit), Some(expiry)) => expiry > limit,
-    };
-    caller.uid() == target.uid
-        || (target.scopes.iter().all(|scope| caller.has_scope(scope))
-            && within(&target.deployments, caller.deployments())
-            && !outlived)
-}
-
-/// The token with this uid, from the read model, when `caller` may change it: 404 when there
-/// is none, 403 (audited) when it is beyond the caller's own grants.
-fn managed_target(
+/// The token with this uid when `caller` may change it ([`Grant::change`]): 404 when there
+/// is none, 403 (audited) when the caller may not. Read from the read model, or from the
+/// store when the read model does not know the uid yet: a token just created through
+/// another replica, whose `Created` change is still on its way, is the store's already, and
+/// a 404 would tell the client it is gone when it is not. (The change itself then teaches
+/// the read model, as that `Created` change would.)
+async fn managed_target(
     authority: &Authority,
     caller: &TokenInfo,
     uid: &str,
     method_path: (&str, &str),
 ) -> Result<ApiToken, ApiError> {
-    let target = authority
-        .tokens()
-        .get(uid)
-        .ok_or_else(ApiError::not_found)?;
-    if !manages(caller, &target) {
+    let target = match authority.tokens().get(uid) {
+        Some(target) => target,
+        None => authority.get(uid).await?.ok_or_else(ApiError::not_found)?,
+    };
+    Grant::by(caller).change(&target).map_err(|refusal| {
         let (method, path) = method_path;
-        return Err(ApiError::forbidden(
-            "a token can only change tokens whose scopes, deployments and lifetime are \
-             within its own",
-        )
-        .audited(caller, method, path));
-    }
+        ApiError::from(refusal).audited(caller, method, path)
+    })?;
     Ok(target)
 }
 
@@ -488,7 +499,7 @@ async fn set_enabled(
     Path(uid): Path<String>,
     enabled: bool,
 ) -> Result<Json<TokenObject>, ApiError> {
-    managed_target(&authority, &caller, &uid, ("POST", uri.path()))?;
+    managed_target(&authority, &caller, &uid, ("POST", uri.path())).await?;
     let token = {
         let authority = authority.clone();
         tokio::spawn(async move { authority.set_enabled(&uid, enabled).await })
@@ -527,7 +538,7 @@ pub(super) async fn reroll_token(
             MAX_REROLL_GRACE.as_secs()
         )));
     }
-    managed_target(&authority, &caller, &uid, ("POST", uri.path()))?;
+    managed_target(&authority, &caller, &uid, ("POST", uri.path())).await?;
     let rerolled = {
         let authority = authority.clone();
         let grace = std::time::Duration::from_secs(grace);
@@ -577,18 +588,5 @@ mod tests {
         ] {
             assert!(parse_timestamp(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn deployment_access_narrows_only() {
-        let some = DeploymentAccess::only(["a", "b"]).unwrap();
-        let one = DeploymentAccess::only(["a"]).unwrap();
-        let other = DeploymentAccess::only(["c"]).unwrap();
-        assert!(within(&DeploymentAccess::All, &DeploymentAccess::All));
-        assert!(within(&some, &DeploymentAccess::All));
-        assert!(within(&one, &some));
-        assert!(!within(&some, &one));
-        assert!(!within(&other, &some));
-        assert!(!within(&DeploymentAccess::All, &some));
     }
 }

@@ -1,13 +1,23 @@
-//! The audit log: one INFO line under [`AUDIT_TARGET`] for every create, delete, admin mint
-//! and refused management call. Who and what by uid and name; never a secret.
+//! The audit log: one INFO line under [`AUDIT_TARGET`] for every change of state (create,
+//! delete, disable, enable, reroll, admin mint) and for every change a valid token was
+//! refused. Who and what by uid and name; never a secret.
+//!
+//! Refusals of callers without a valid token (no token, an unknown, expired, disabled or
+//! malformed one, a throttled client) are never written here: anyone can make them, as fast
+//! as they like, and a line for each would flood the log and bury the lines that matter.
+//! The token layer counts every one of them in `protected_endpoint_decisions_total`
+//! ([`DECISIONS`](crate::telemetry::DECISIONS)), by `outcome` (`missing`, `invalid`,
+//! `expired`, `malformed`, `throttled`, ...) with `realm="token-authority"`, and logs it at
+//! `DEBUG`.
 
 use axum::http::request;
 use bytes::Bytes;
 use http::Response;
 
+use crate::browser::is_unsafe;
 use crate::extract::TokenSource;
 use crate::record::ApiToken;
-use crate::rejection::{Rejection, RejectionResponder};
+use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
 use crate::store::memory::InMemoryTokenStore;
 use crate::token_info::TokenInfo;
 
@@ -118,8 +128,8 @@ fn scope_list(token: &ApiToken) -> String {
     scopes.join(" ")
 }
 
-/// The management routes' responder: logs each refusal by the token layer (no token, a bad
-/// one, a missing scope), then answers as the default responder does.
+/// The management routes' responder: logs a refusal by the token layer when a valid token
+/// was refused a change (a missing scope), then answers as the default responder does.
 #[derive(Clone)]
 pub(super) struct AuditingResponder {
     pub(super) realm: &'static str,
@@ -128,11 +138,15 @@ pub(super) struct AuditingResponder {
 }
 
 impl AuditingResponder {
-    /// Logs the refusal of `request` with `status` and `reason`, naming the caller when its
-    /// credential (from one of `sources`) is a valid token.
+    /// Logs the refusal of `request` with `status` and `reason` when it is a change
+    /// (`POST`, `DELETE`, ...) and its credential (from one of `sources`) is a valid token,
+    /// naming that token. Anything else is not audited (see the [module](self)).
     pub(super) fn record(&self, request: &request::Parts, status: u16, reason: &str) {
-        // Who it was, when the token is valid (a missing scope): looked up again here, as the
-        // rejection carries no identity. An invalid token is never logged, not even in part.
+        if !is_unsafe(&request.method) {
+            return;
+        }
+        // Who it was: looked up again here, as the rejection carries no identity. An
+        // invalid token is never logged, not even in part.
         let caller = self
             .sources
             .iter()
@@ -142,27 +156,34 @@ impl AuditingResponder {
                 let now = crate::clock::unix_nanos(std::time::SystemTime::now());
                 self.tokens.verify_counted(&token, now, false).ok()
             });
-        tracing::info!(
-            target: AUDIT_TARGET,
-            action = "refused",
-            by_uid = caller.as_ref().map_or("-", |info| info.uid()),
-            by_name = caller.as_ref().map_or("-", |info| info.name()),
-            method = %request.method,
-            path = request.uri.path(),
+        let Some(caller) = caller else {
+            return;
+        };
+        refused(
+            &caller,
+            request.method.as_str(),
+            request.uri.path(),
             status,
             reason,
-            "management call refused"
         );
     }
 }
 
 impl RejectionResponder for AuditingResponder {
     fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
-        self.record(
-            request,
-            rejection.status().as_u16(),
-            rejection.description(),
-        );
+        // Only these refusals can be of a valid token: the policy denied it, or a browser
+        // sent its cookie from another site. The others are anonymous by nature (and a
+        // token's own rate limit is capacity, not a permission): counted, not audited.
+        if matches!(
+            rejection.kind(),
+            RejectionKind::InsufficientScope | RejectionKind::CrossSite
+        ) {
+            self.record(
+                request,
+                rejection.status().as_u16(),
+                rejection.description(),
+            );
+        }
         rejection.response_for(request, self.realm)
     }
 }
