@@ -47,10 +47,12 @@ pub(crate) struct CreateTokenBody {
     /// ISO 8601, with an offset or naive; parsed by the authority, which says why it refuses.
     #[serde(default)]
     pub(crate) expired_at: Option<String>,
-    /// Our extension: `"*"` or a list of names. Unset: the creator's own access.
+    /// Our extension: `"*"` or a list of names. Unset (the platform's SDK never sends it):
+    /// no deployment at all, a Developer Operations token (see `crate::grant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) deployments: Option<DeploymentAccess>,
-    /// Our extension: `{"limit": 100, "duration_ms": 60000}`. Unset: no limit.
+    /// Our extension: `{"limit": 100, "duration_ms": 60000}`. Unset: the creator's own limit
+    /// (none when the creator has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RateLimit>,
 }

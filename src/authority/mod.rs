@@ -18,15 +18,15 @@
 //! | `GET /api/v1/auth/current` | any valid token | the user `{"name","email","first_name","last_name"}` |
 //! | `GET /api/v1/current_org` | any valid token | the organization |
 //! | `GET /api/v1/api_tokens?start=0&count=100&search=S` | `read_organization` | `{"start","count","total","items":[token…]}` |
-//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` | `write_organization` | the new token, with `"token"` (the secret) in this answer only |
+//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments","rate_limit"}` | `write_organization`, and every grant asked for (see the permission model) | the new token, with `"token"` (the secret) in this answer only |
 //! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
-//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
+//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization`, and every grant of the token | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
 //! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
 //! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
-//! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
+//! | `GET /readyz` | nothing; a token with `read_organization` for the details | `200 {"status":"ready"}`, or `503 {"status":"not ready"}` while the tokens in memory may be stale (the store's change feed is down); with an operator's token also `store`, and `tokens` or `reason` |
 //! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
 //! | `/console/sign-in` | a token with `read_organization`, pasted once | the console's sign-in page ([`crate::browser`]) |
 //! | `/console/api/…` | the console's session cookie, same-origin for changes | the management API's handlers, for the console's page |
@@ -41,26 +41,38 @@
 //! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
 //! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
 //! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
-//! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token), 409 (a token of
-//! that name exists already) or 503 (the store is unavailable: nothing was changed); refusals
-//! by the token layer itself use its RFC 6750 shape.
+//! input, a control character in any query parameter), 401 (no or bad token), 403 (a missing
+//! scope or grant: `insufficient_scope`; a reroll's replaced secret asking for a change:
+//! `replaced_secret`), 404 (no such token), 409 (a token of that name exists already) or 503
+//! (the store is unavailable: nothing was changed); refusals by the token layer itself use
+//! its RFC 6750 shape. A call by uid (get, delete, disable, enable, reroll) on a replica whose
+//! tokens in memory have not yet heard of a token just created elsewhere is answered from
+//! the store: never a 404 for a token the store holds.
 //!
 //! # The permission model
 //!
 //! One organization, one user (the operator), any number of tokens. Reading tokens needs the
-//! `read_organization` scope, creating and deleting them `write_organization`. A token cannot
-//! grant what its creator lacks: every scope of the new token must be one of the creator's,
-//! and a creator limited to some deployments can only create tokens limited to (some of)
-//! those. A new token reaches the creator's deployments unless the request names fewer. The
-//! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope, which
-//! a resource server's own token carries.
+//! `read_organization` scope, creating and changing them `write_organization`. Who may grant
+//! what is a rule of the token domain, [`crate::grant`], which the API asks before every
+//! create and every change: a token cannot grant what its creator lacks (every scope its
+//! creator's, its deployments within its creator's, no later expiry, no higher rate limit;
+//! without an expiry or a rate limit of its own it gets its creator's). A create that names
+//! no `deployments` — the platform's SDK never does — gets **no** deployment access: a
+//! Developer Operations token, as on the platform, where `is_global_access` defaults to
+//! false; ask for `"deployments": ["summarize"]` or `"*"` to reach deployments. The
+//! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope,
+//! which a resource server's own token carries.
 //!
-//! `write_organization` may delete its own token and any token within its grants (every scope
-//! of the target its own, the target's deployments within its own, no later expiry): a delete
-//! revokes the target's whole lineage, so a weaker token may not revoke a stronger one's. An authority no live token
-//! can manage ([`Authority::can_be_managed`]) still verifies and introspects; the operator gets
-//! a new admin token with [`Authority::mint_admin`] (`token_server --mint-admin`), which is
-//! never reachable over the network and leaves a line in the audit log.
+//! `write_organization` may change (delete, disable, enable, reroll) its own token and any
+//! token within its grants (every scope of the target its own, the target's deployments
+//! within its own, no later expiry, no looser rate limit): a delete revokes the target's
+//! whole lineage and a reroll hands out its new secret, so a weaker token may take neither a
+//! stronger one's powers nor revoke them. A reroll's replaced secret, during its grace
+//! period, may make the calls its token may make but never create or change a token, its own
+//! included (403 `replaced_secret`). An authority no live token can manage
+//! ([`Authority::can_be_managed`]) still verifies and introspects; the operator gets a new
+//! admin token with [`Authority::mint_admin`] (`token_server --mint-admin`), which is never
+//! reachable over the network and leaves a line in the audit log.
 //!
 //! # Stores, replicas and durability
 //!
@@ -107,10 +119,13 @@
 //!
 //! # Audit log
 //!
-//! Every create, delete (with each token of its lineage), disable, enable, reroll, admin mint
-//! and refused management call is logged at INFO under the
-//! target [`AUDIT_TARGET`] (`protected_endpoint::audit`): who (the caller's uid and name), what
-//! (the token's uid and name) and, for a refusal, why. Never a secret.
+//! Every create, delete (with each token of its lineage), disable, enable, reroll and admin
+//! mint, and every change a valid token was refused, is logged at INFO under the target
+//! [`AUDIT_TARGET`] (`protected_endpoint::audit`): who (the caller's uid and name), what (the
+//! token's uid and name) and, for a refusal, why. Never a secret. Calls refused for want of a
+//! valid token (none, unknown, expired, disabled, malformed, or a throttled client) are not
+//! audited — anyone can send them as fast as they like — but counted in
+//! `protected_endpoint_decisions_total{outcome, realm="token-authority"}`.
 //!
 //! # Example
 //!
@@ -680,7 +695,8 @@ impl Authority {
     }
 
     /// Creates a token and stores it durably before returning it. No permission check: the
-    /// management API checks the caller's scopes before calling this.
+    /// management API asks [`Grant::create`](crate::grant::Grant::create) (what the caller
+    /// may grant) before calling this.
     pub async fn create(&self, new: NewToken) -> Result<CreatedToken, AuthorityError> {
         self.check_current()?;
         let (created, entry) = new
