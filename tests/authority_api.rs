@@ -149,8 +149,9 @@ async fn create_answers_the_platform_shape_with_the_secret() {
     assert_eq!(created["last_used_at"], Value::Null);
     assert_eq!(created["is_expired"], false);
     assert_eq!(created["is_api_token"], true);
-    assert_eq!(created["is_global_access"], true);
-    assert_eq!(created["deployments"], "*");
+    // The SDK sends no deployments: a Developer Operations token, as on the platform.
+    assert_eq!(created["is_global_access"], false);
+    assert_eq!(created["deployments"], json!([]));
     assert_eq!(
         keys(&created["user"]),
         BTreeSet::from(["name", "email", "first_name", "last_name"])
@@ -345,12 +346,20 @@ async fn a_token_cannot_grant_what_its_creator_lacks() {
         let (status, answer) = server.create_as(&manager, body.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body} → {answer}");
     }
-    // Within its own reach it may create; by default the new token reaches what it reaches.
+    // Within its own reach it may create; a token that names no deployments reaches none.
     let (status, ok) = server
         .create_as(&manager, json!({"name": "d", "scopes": ["api"]}))
         .await;
     assert_eq!(status, StatusCode::OK, "{ok}");
-    assert_eq!(ok["deployments"], json!(["summarize"]));
+    assert_eq!(ok["deployments"], json!([]));
+    let (status, reaching) = server
+        .create_as(
+            &manager,
+            json!({"name": "d2", "scopes": ["api"], "deployments": ["summarize"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reaching}");
+    assert_eq!(reaching["deployments"], json!(["summarize"]));
 
     // A token without write_organization cannot create, nor delete.
     let reader = ok["token"].as_str().unwrap();
@@ -359,7 +368,7 @@ async fn a_token_cannot_grant_what_its_creator_lacks() {
     let path = format!("/api/v1/api_tokens/{}", ok["uid"].as_str().unwrap());
     let (status, _) = server.send(server.sdk(Method::DELETE, &path, reader)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(server.authority.tokens().len(), 3);
+    assert_eq!(server.authority.tokens().len(), 4);
 }
 
 #[tokio::test]
@@ -482,4 +491,300 @@ async fn the_data_file_is_the_running_authoritys_alone() {
     drop(authority);
     assert!(store.get(&admin.token.uid).unwrap().is_some());
     assert!(Authority::open(&data).await.is_ok());
+}
+
+/// What `bentoml.api_token.create(name, description=…, scopes=…)` sends: the platform's SDK
+/// leaves out every member that is `None`, and knows no `deployments`.
+fn sdk_create_body(name: &str) -> Value {
+    json!({"name": name, "description": "from the SDK", "scopes": ["api"]})
+}
+
+#[tokio::test]
+async fn a_create_in_the_sdks_shape_reaches_no_deployment() {
+    let server = AuthorityServer::in_memory().await;
+    let hello = common::serve_hello(server.authority.tokens().clone()).await;
+    let (status, sdk) = server.create(sdk_create_body("sdk")).await;
+    assert_eq!(status, StatusCode::OK, "{sdk}");
+    assert_eq!(sdk["is_global_access"], false, "{sdk}");
+    assert_eq!(sdk["deployments"], json!([]), "{sdk}");
+    let (status, refusal) = hello.call(sdk["token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refusal}");
+    assert!(refusal.contains("summarize"), "{refusal}");
+
+    // The same from a creator that reaches one deployment, or every one: never inherited.
+    for reach in [json!(["summarize"]), json!("*")] {
+        let body = json!({"name": format!("lead {reach}"), "deployments": reach,
+                          "scopes": ["api", "write_organization"]});
+        let (_, lead) = server.created(body).await;
+        let (status, child) = server
+            .create_as(&lead, sdk_create_body(&format!("child {reach}")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{child}");
+        assert_eq!(child["deployments"], json!([]), "{child}");
+        let stored = server
+            .authority
+            .tokens()
+            .get(child["uid"].as_str().unwrap());
+        assert!(!stored.unwrap().deployments.allows("summarize"));
+    }
+
+    // Named, the deployment is reached.
+    let body = json!({"name": "named", "scopes": ["api"], "deployments": ["summarize"]});
+    let (_, named) = server.created(body).await;
+    assert_eq!(hello.call(&named).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_control_character_in_any_query_parameter_is_a_400_naming_it() {
+    let server = AuthorityServer::in_memory().await;
+    let admin_uid = server.list("count=1").await["items"][0]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = format!("/api/v1/api_tokens/{admin_uid}");
+    let cases = [
+        (
+            Method::GET,
+            "/api/v1/api_tokens?search=%00".to_owned(),
+            r#""search""#,
+        ),
+        (
+            Method::GET,
+            "/api/v1/api_tokens?search=a%0Ab".to_owned(),
+            r#""search""#,
+        ),
+        (
+            Method::GET,
+            "/api/v1/api_tokens?start=0&search=%09".to_owned(),
+            r#""search""#,
+        ),
+        (
+            Method::GET,
+            "/api/v1/api_tokens?search=%7F".to_owned(),
+            r#""search""#,
+        ),
+        // U+0085 (NEXT LINE): a control character outside ASCII.
+        (
+            Method::GET,
+            "/api/v1/api_tokens?search=%C2%85".to_owned(),
+            r#""search""#,
+        ),
+        (
+            Method::GET,
+            "/api/v1/api_tokens?se%01arch=x".to_owned(),
+            r#""se\u{1}arch""#,
+        ),
+        (Method::GET, format!("{one}?x=%1B"), r#""x""#),
+        (Method::DELETE, format!("{one}?why=%00"), r#""why""#),
+        (Method::POST, format!("{one}/disable?why=%00"), r#""why""#),
+        (
+            Method::GET,
+            "/api/v1/auth/current?a=%00".to_owned(),
+            r#""a""#,
+        ),
+    ];
+    for (method, path, named) in cases {
+        let (status, answer) = server
+            .send(server.sdk(method.clone(), &path, &server.admin))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {answer}");
+        assert_eq!(answer["error"], "invalid_request", "{answer}");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(named), "{path}: {message}");
+    }
+    // Nothing was deleted or disabled; what is not a control character is searched as ever.
+    assert!(server.authority.tokens().get(&admin_uid).unwrap().enabled);
+    for search in ["%20admin", "adm%C3%AFn", "%E2%80%8B"] {
+        let page = server.list(&format!("search={search}")).await;
+        assert!(page["total"].is_u64(), "{page}");
+    }
+
+    // The console's JSON API calls the same handler, and refuses the same.
+    let cookie = common::console::session(&server, &server.admin).await;
+    let response = common::console::call(
+        &server,
+        Method::GET,
+        "/console/api/tokens?search=%00",
+        &cookie,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.unwrap();
+    assert!(answer["message"].as_str().unwrap().contains(r#""search""#));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn on_postgresql_a_nul_in_a_search_is_a_400_not_an_outage() {
+    let Some(database) = common::postgres::fresh_database().await else {
+        return;
+    };
+    let server = AuthorityServer::on_store(&database.url).await;
+    let path = "/api/v1/api_tokens?search=%00";
+    let (status, answer) = server
+        .send(server.sdk(Method::GET, path, &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(server.list("search=admin").await["total"], 1);
+}
+
+/// `GET /readyz` with `token` as a bearer (when given) and `host` as the `Host` header.
+async fn readyz(server: &AuthorityServer, token: Option<&str>, host: &str) -> (StatusCode, Value) {
+    let mut request = server.http.get(server.url("/readyz")).header("host", host);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    server.send(request).await
+}
+
+#[tokio::test]
+async fn readyz_tells_anyone_the_status_and_only_an_operator_the_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AuthorityServer::with_data_file(&dir.path().join("tokens.json")).await;
+    let folder = dir.path().display().to_string();
+    let (_, api_only) = server
+        .created(json!({"name": "svc", "scopes": ["api", "read_cluster"]}))
+        .await;
+    for host in [
+        server.addr.to_string().as_str(),
+        "localhost",
+        "evil.example",
+    ] {
+        for token in [None, Some(api_only.as_str())] {
+            let (status, body) = readyz(&server, token, host).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body, json!({"status": "ready"}), "{host} {token:?}");
+        }
+    }
+
+    let (status, details) = readyz(&server, Some(&server.admin), "evil.example").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(details["status"], "ready");
+    assert_eq!(details["tokens"], 2);
+    assert!(
+        details["store"].as_str().unwrap().contains(&folder),
+        "{details}"
+    );
+    // The SDK's header works as well as a bearer.
+    let request = server
+        .http
+        .get(server.url("/readyz"))
+        .header("x-yatai-api-token", &server.admin);
+    assert_eq!(server.send(request).await.1, details);
+
+    // A token the authority does not know is refused, as by every route: no oracle.
+    let (status, _) = readyz(&server, Some("pe_unknown"), "localhost").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn readyz_says_not_ready_to_anyone_and_why_only_to_an_operator() {
+    use protected_endpoint::store::Change;
+
+    let (store, feed) = common::feed_store::FeedStore::new();
+    let authority = Authority::builder(store).build().await.unwrap();
+    let server = AuthorityServer::serve(authority).await;
+    feed.send(Change::Lost("the test cut the feed".into()))
+        .await
+        .unwrap();
+    let mut not_ready = (StatusCode::OK, Value::Null);
+    for _ in 0..500 {
+        not_ready = readyz(&server, None, "localhost").await;
+        if not_ready.0 != StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        not_ready,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready"})
+        )
+    );
+    let (status, details) = readyz(&server, Some(&server.admin), "localhost").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(details["reason"], "the test cut the feed", "{details}");
+    assert_eq!(details["store"], "a test's store", "{details}");
+}
+
+/// `POST /api/v1/api_tokens/{uid}/{action}` with an empty JSON body, as the holder of `token`.
+async fn act(server: &AuthorityServer, token: &str, uid: &str, action: &str) -> StatusCode {
+    let path = format!("/api/v1/api_tokens/{uid}/{action}");
+    server
+        .send(server.sdk(Method::POST, &path, token).body("{}"))
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn a_rate_limited_token_mints_no_faster_child_and_changes_no_faster_token() {
+    let server = AuthorityServer::in_memory().await;
+    // A limit the test's own calls as the lead stay well within.
+    let per_minute = json!({"limit": 1000, "duration_ms": 60000});
+    let managing = ["api", "read_organization", "write_organization"];
+    let (lead_uid, lead) = server
+        .created(json!({"name": "lead", "scopes": managing, "rate_limit": per_minute}))
+        .await;
+
+    // Without a limit of its own, a child gets its creator's, as it gets its expiry.
+    let (status, child) = server
+        .create_as(&lead, json!({"name": "inherits", "scopes": ["api"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    assert_eq!(child["rate_limit"], per_minute);
+    // Never a higher rate, whatever the window; the same rate or a lower one is fine.
+    for faster in [
+        json!({"limit": 1001, "duration_ms": 60000}),
+        json!({"limit": 1, "duration_ms": 59}),
+    ] {
+        let body = json!({"name": "faster", "scopes": ["api"], "rate_limit": faster});
+        let (status, answer) = server.create_as(&lead, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{faster}: {answer}");
+        assert_eq!(answer["error"], "insufficient_scope");
+        assert!(
+            answer["message"].as_str().unwrap().contains("1000/1m"),
+            "{answer}"
+        );
+    }
+    for (n, within) in [
+        json!({"limit": 60000, "duration_ms": 3600000}),
+        json!({"limit": 1, "duration_ms": 60000}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"name": format!("slow {n}"), "rate_limit": within});
+        let (status, answer) = server.create_as(&lead, body).await;
+        assert_eq!(status, StatusCode::OK, "{within}: {answer}");
+    }
+
+    // It changes no token without a limit, or with a higher one; it does change its own
+    // children and itself.
+    let (unlimited, _) = server.created(json!({"name": "unlimited"})).await;
+    let faster = json!({"name": "fast", "rate_limit": {"limit": 2000, "duration_ms": 60000}});
+    let (fast, _) = server.created(faster).await;
+    for uid in [&unlimited, &fast] {
+        for action in ["disable", "reroll"] {
+            assert_eq!(
+                act(&server, &lead, uid, action).await,
+                StatusCode::FORBIDDEN
+            );
+        }
+        let path = format!("/api/v1/api_tokens/{uid}");
+        let (status, _) = server.send(server.sdk(Method::DELETE, &path, &lead)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(server.authority.tokens().get(uid).unwrap().enabled);
+    }
+    let child_uid = child["uid"].as_str().unwrap();
+    assert_eq!(
+        act(&server, &lead, child_uid, "disable").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        act(&server, &lead, &lead_uid, "reroll").await,
+        StatusCode::OK
+    );
 }

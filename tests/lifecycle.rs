@@ -116,7 +116,7 @@ async fn disable_refuses_everywhere_then_enable_accepts_again() {
     let server = AuthorityServer::in_memory().await;
     let (local, remote, _verifier) = both_services(&server).await;
     let (uid, secret) = server
-        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     assert_eq!(local.status(&secret).await, StatusCode::OK);
     assert_eq!(remote.status(&secret).await, StatusCode::OK, "cached now");
@@ -199,7 +199,7 @@ async fn reroll_with_grace_both_secrets_work_then_only_the_new() {
     let server = AuthorityServer::in_memory().await;
     let (local, remote, _verifier) = both_services(&server).await;
     let (uid, old) = server
-        .created(json!({"name": "ci", "scopes": ["api"], "description": "kept"}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"], "description": "kept"}))
         .await;
     assert_eq!(remote.status(&old).await, StatusCode::OK);
 
@@ -253,7 +253,7 @@ async fn reroll_without_grace_refuses_the_old_secret_at_once() {
     let server = AuthorityServer::in_memory().await;
     let (local, remote, _verifier) = both_services(&server).await;
     let (uid, old) = server
-        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     assert_eq!(remote.status(&old).await, StatusCode::OK, "cached now");
     let (status, rerolled) = post(
@@ -328,10 +328,13 @@ async fn deleting_a_parent_revokes_its_children_and_grandchildren() {
     let (local, remote, _verifier) = both_services(&server).await;
     let managing = ["api", "read_organization", "write_organization"];
     let (parent_uid, parent) = server
-        .created(json!({"name": "team lead", "scopes": managing}))
+        .created(json!({"name": "team lead", "scopes": managing, "deployments": ["summarize"]}))
         .await;
     let (status, child) = server
-        .create_as(&parent, json!({"name": "team ci", "scopes": managing}))
+        .create_as(
+            &parent,
+            json!({"name": "team ci", "scopes": managing, "deployments": ["summarize"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{child}");
     assert_eq!(child["parent_uid"], parent_uid);
@@ -339,14 +342,14 @@ async fn deleting_a_parent_revokes_its_children_and_grandchildren() {
     let (status, grandchild) = server
         .create_as(
             &child_secret,
-            json!({"name": "nightly job", "scopes": ["api"]}),
+            json!({"name": "nightly job", "scopes": ["api"], "deployments": ["summarize"]}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{grandchild}");
     assert_eq!(grandchild["parent_uid"], child["uid"]);
     let grandchild_secret = grandchild["token"].as_str().unwrap().to_owned();
     let (_, unrelated) = server
-        .created(json!({"name": "unrelated", "scopes": ["api"]}))
+        .created(json!({"name": "unrelated", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     let family = [&parent, &child_secret, &grandchild_secret];
     for secret in family.iter().copied().chain([&unrelated]) {
@@ -599,9 +602,14 @@ async fn postgres_replicas_hear_disable_reroll_and_lineage_deletes() {
     // A verifier following replica B, with a ten-minute cache.
     let (local_b, remote_b, _verifier) = both_services(&b).await;
     let managing = ["api", "read_organization", "write_organization"];
-    let (parent_uid, parent) = a.created(json!({"name": "lead", "scopes": managing})).await;
+    let (parent_uid, parent) = a
+        .created(json!({"name": "lead", "scopes": managing, "deployments": ["summarize"]}))
+        .await;
     let (status, child) = a
-        .create_as(&parent, json!({"name": "ci", "scopes": ["api"]}))
+        .create_as(
+            &parent,
+            json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{child}");
     let child_uid = child["uid"].as_str().unwrap().to_owned();

@@ -80,7 +80,7 @@ async fn a_token_deleted_on_one_replica_is_refused_by_every_replica_and_verifier
         .unwrap();
     let hello = serve_hello(verifier.clone()).await;
     let (uid, secret) = a
-        .created(json!({"name": "doomed", "scopes": ["api"]}))
+        .created(json!({"name": "doomed", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     within(async || active(b, &secret).await).await;
     assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now");

@@ -42,9 +42,8 @@ async fn readyz(
     State(authority): State<Authority>,
     caller: Option<Extension<TokenInfo>>,
 ) -> Response {
-    let operator = caller.is_some_and(|Extension(caller)| {
-        caller.has_scope(&Scope::READ_ORGANIZATION)
-    });
+    let operator =
+        caller.is_some_and(|Extension(caller)| caller.has_scope(&Scope::READ_ORGANIZATION));
     let reason = authority.stale_reason();
     let ready = reason.is_none() && authority.is_current();
     let (status, text) = match ready {
@@ -57,7 +56,8 @@ async fn readyz(
         match ready {
             true => body["tokens"] = json!(authority.tokens().len()),
             false => {
-                body["reason"] = json!(reason.unwrap_or_else(|| "the store's change feed is down".into()))
+                body["reason"] =
+                    json!(reason.unwrap_or_else(|| "the store's change feed is down".into()))
             }
         }
     }

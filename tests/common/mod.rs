@@ -10,6 +10,8 @@ pub mod cli;
 #[cfg(feature = "authority")]
 pub mod console;
 pub mod example;
+#[cfg(feature = "authority")]
+pub mod feed_store;
 #[cfg(feature = "postgres")]
 pub mod pg_cluster;
 #[cfg(feature = "postgres")]
