@@ -810,3 +810,173 @@ async fn a_weaker_token_cannot_delete_a_stronger_one_and_its_lineage() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["revoked"], 1);
 }
+
+#[tokio::test]
+async fn a_replaced_secret_may_read_and_call_but_never_change_a_token_or_mint_one() {
+    let server = AuthorityServer::in_memory().await;
+    let (local, remote, _verifier) = both_services(&server).await;
+    let managing = ["api", "read_organization", "write_organization"];
+    let (uid, old) = server
+        .created(json!({"name": "lead", "scopes": managing, "deployments": ["summarize"]}))
+        .await;
+    let (status, child) = server
+        .create_as(&old, json!({"name": "ci", "scopes": ["api"]}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{child}");
+    let child_uid = child["uid"].as_str().unwrap().to_owned();
+    let (status, rerolled) = post(
+        &server,
+        &server.admin,
+        &token_path(&uid, "reroll"),
+        json!({"grace_period_seconds": 600}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rerolled}");
+    let new = rerolled["token"].as_str().unwrap().to_owned();
+
+    // The old secret, in its grace period, tries to take the token over (a reroll of its own
+    // token with no grace would kill the owner's new secret), and everything else that
+    // changes a token or mints one.
+    let mut attempts = vec![
+        (
+            Method::POST,
+            token_path(&uid, "reroll"),
+            json!({"grace_period_seconds": 0}),
+        ),
+        (Method::POST, token_path(&uid, "disable"), json!({})),
+        (Method::POST, token_path(&uid, "enable"), json!({})),
+        (
+            Method::POST,
+            "/api/v1/api_tokens".to_owned(),
+            json!({"name": "backdoor"}),
+        ),
+    ];
+    for target in [&uid, &child_uid] {
+        let path = format!("/api/v1/api_tokens/{target}");
+        attempts.push((Method::DELETE, path, json!({})));
+    }
+    attempts.push((Method::POST, token_path(&child_uid, "reroll"), json!({})));
+    for (method, path, body) in attempts {
+        let (status, answer) = server
+            .send(
+                server
+                    .sdk(method.clone(), &path, &old)
+                    .body(body.to_string()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {answer}");
+        assert_eq!(answer["error"], "replaced_secret", "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("new secret"),
+            "{answer}"
+        );
+    }
+    assert!(!server.names().await.contains(&"backdoor".to_owned()));
+
+    // It still reads and calls what its token may call; nothing changed for the owner.
+    let (status, listed) = server
+        .send(server.sdk(Method::GET, "/api/v1/api_tokens", &old))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let (status, _) = server
+        .send(server.sdk(Method::GET, &format!("/api/v1/api_tokens/{uid}"), &old))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for secret in [&old, &new] {
+        assert_eq!(local.status(secret).await, StatusCode::OK);
+        assert_eq!(remote.status(secret).await, StatusCode::OK);
+    }
+    assert!(get(&server, &child_uid).await["enabled"] == true);
+    let (status, _) = post(&server, &new, &token_path(&child_uid, "disable"), json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the new secret changes what the token may"
+    );
+}
+
+#[tokio::test]
+async fn every_call_by_uid_answers_from_the_store_when_the_read_model_has_not_heard_of_it() {
+    use protected_endpoint::store::TokenStore;
+    use protected_endpoint::{DeploymentAccess, InMemoryTokenStore, NewToken, Scope};
+
+    // The store of record is in memory and feeds no changes to the authority's read model
+    // (loaded once, at build): a token put in the store directly is what a replica sees of
+    // a token another replica just created, before its notification arrives.
+    let store = Arc::new(InMemoryTokenStore::new());
+    let authority = Authority::builder(store.clone()).build().await.unwrap();
+    let server = AuthorityServer::serve(authority).await;
+    let local = serve_hello(server.authority.tokens().clone()).await;
+    let elsewhere = async |name: &str| {
+        let new = NewToken::new(name)
+            .scopes([Scope::API])
+            .deployments(DeploymentAccess::only(["summarize"]).unwrap());
+        let (created, entry) = new.mint_entry(chrono::Utc::now()).unwrap();
+        store.insert(entry).await.unwrap();
+        assert!(server.authority.tokens().get(&created.token.uid).is_none());
+        (created.token.uid, created.secret.expose().to_owned())
+    };
+
+    let (uid, _) = elsewhere("read").await;
+    assert_eq!(get(&server, &uid).await["name"], "read");
+
+    // Each change answers from the store, and teaches the read model the token as it is now.
+    let (uid, secret) = elsewhere("disabled").await;
+    let (status, answer) = post(
+        &server,
+        &server.admin,
+        &token_path(&uid, "disable"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, &answer["enabled"]),
+        (StatusCode::OK, &json!(false)),
+        "{answer}"
+    );
+    assert_eq!(local.status(&secret).await, StatusCode::UNAUTHORIZED);
+
+    let (uid, secret) = elsewhere("enabled").await;
+    let (status, answer) = post(
+        &server,
+        &server.admin,
+        &token_path(&uid, "enable"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(local.status(&secret).await, StatusCode::OK);
+
+    let (uid, old) = elsewhere("rerolled").await;
+    let (status, answer) = post(
+        &server,
+        &server.admin,
+        &token_path(&uid, "reroll"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        local.status(answer["token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    assert_eq!(local.status(&old).await, StatusCode::UNAUTHORIZED);
+
+    let (uid, _) = elsewhere("deleted").await;
+    let path = format!("/api/v1/api_tokens/{uid}");
+    let (status, answer) = server
+        .send(server.sdk(Method::DELETE, &path, &server.admin))
+        .await;
+    assert_eq!(
+        (status, &answer["revoked"]),
+        (StatusCode::OK, &json!(1)),
+        "{answer}"
+    );
+    assert!(store.get(&uid).is_none(), "gone from the store");
+
+    // Still a 404 for a token nobody holds.
+    let (status, _) = server
+        .send(server.sdk(Method::DELETE, "/api/v1/api_tokens/nobody", &server.admin))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
