@@ -578,7 +578,7 @@ fn the_authority_logs_no_secret_it_creates_introspects_or_deletes() {
         let admin = secrets.add(server.admin.as_str());
         let resource_server = secrets.add(server.resource_server_token().await);
         let (client_uid, client) = server
-            .created(json!({"name": "client", "scopes": ["api"]}))
+            .created(json!({"name": "client", "scopes": ["api"], "deployments": ["summarize"]}))
             .await;
         let client = secrets.add(client);
         let (wrong_admin, never_issued) = (secrets.generate(), secrets.generate());
