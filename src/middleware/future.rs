@@ -15,7 +15,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::{Config, Refusal};
+use super::config::Config;
+use crate::rejection::Refusal;
 use crate::clock;
 use crate::rate_limit::LimitHeaders;
 use crate::token_info::TokenInfo;

@@ -34,12 +34,14 @@ mod config;
 mod future;
 mod layer;
 mod service;
+mod sign_in;
 
 pub use self::body::ResponseBody;
 pub use self::config::DEFAULT_REALM;
 pub use self::future::ResponseFuture;
 pub use self::layer::ProtectedEndpointLayer;
 pub use self::service::ProtectedEndpoint;
+pub use self::sign_in::{SignIn, SignInFuture};
 
 #[cfg(test)]
 mod tests {
