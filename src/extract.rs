@@ -847,10 +847,19 @@ mod tests {
         // Over HTTPS the session is `__Host-` only: a plain one may have been planted.
         assert_eq!(extract(&auto, &cookies("pe_session=plain", true)), Ok(None));
         let both = "pe_session=planted; __Host-pe_session=ours";
-        assert_eq!(extract(&auto, &cookies(both, true)), Ok(Some("ours".into())));
-        assert_eq!(extract(&auto, &cookies(both, false)), Ok(Some("ours".into())));
+        assert_eq!(
+            extract(&auto, &cookies(both, true)),
+            Ok(Some("ours".into()))
+        );
+        assert_eq!(
+            extract(&auto, &cookies(both, false)),
+            Ok(Some("ours".into()))
+        );
         let forced = vec![TokenSource::session("pe_session", Some(true))];
-        assert_eq!(extract(&forced, &cookies("pe_session=plain", false)), Ok(None));
+        assert_eq!(
+            extract(&forced, &cookies("pe_session=plain", false)),
+            Ok(None)
+        );
         let plain_only = vec![TokenSource::session("pe_session", Some(false))];
         assert_eq!(
             extract(&plain_only, &cookies(both, false)),

@@ -28,7 +28,12 @@ pub(crate) fn cleared(settings: &BrowserSignIn, secure: bool) -> HeaderValue {
     header(settings, "", 0, secure).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn header(settings: &BrowserSignIn, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+fn header(
+    settings: &BrowserSignIn,
+    value: &str,
+    max_age: u64,
+    secure: bool,
+) -> Option<HeaderValue> {
     // The value is base64url and a dot, and the name and path were checked by the builder:
     // this is a valid header value.
     let cookie = if secure {

@@ -58,7 +58,13 @@ impl OriginRule {
 
     /// Whether the request whose credential came from a cookie (or not) is refused: it may
     /// change something and does not prove it came from this origin.
-    pub(crate) fn refuses(self, cookie: bool, method: &Method, headers: &HeaderMap, uri: &Uri) -> bool {
+    pub(crate) fn refuses(
+        self,
+        cookie: bool,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> bool {
         (cookie || self.any_credential)
             && is_unsafe(method)
             && match request_origin(headers, uri) {
@@ -193,7 +199,11 @@ mod tests {
         same.insert("sec-fetch-site", "same-origin".parse().unwrap());
         let none = HeaderMap::new();
         let post = Method::POST;
-        for rule in [OriginRule::COOKIES, OriginRule::COOKIES_SAME_ORIGIN, OriginRule::SIGN_IN] {
+        for rule in [
+            OriginRule::COOKIES,
+            OriginRule::COOKIES_SAME_ORIGIN,
+            OriginRule::SIGN_IN,
+        ] {
             assert!(rule.refuses(true, &post, &other, &uri), "{rule:?}");
             assert!(!rule.refuses(true, &post, &same, &uri), "{rule:?}");
             assert!(!rule.refuses(true, &Method::GET, &other, &uri), "{rule:?}");

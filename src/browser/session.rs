@@ -339,9 +339,9 @@ impl Sessions {
         self.prune_ended().await;
         let cookie = SessionCookie::random();
         let id_hash = cookie.id_hash();
-        let sealed = cookie
-            .seal(&id_hash, secret)
-            .ok_or_else(|| StoreError::unavailable("browser sessions", "the secret cannot be sealed"))?;
+        let sealed = cookie.seal(&id_hash, secret).ok_or_else(|| {
+            StoreError::unavailable("browser sessions", "the secret cannot be sealed")
+        })?;
         let session = StoredSession::new(id_hash, info.uid(), sealed, expires_at);
         self.store.insert(session).await?;
         Ok(cookie.encode())
@@ -456,7 +456,10 @@ mod tests {
         let secret = TokenSecret::new("pe_secret".to_owned());
         let sealed = cookie.seal(&id_hash, &secret).unwrap();
         assert!(!sealed.windows(9).any(|w| w == b"pe_secret"));
-        assert_eq!(cookie.open(&id_hash, &sealed).unwrap().expose(), "pe_secret");
+        assert_eq!(
+            cookie.open(&id_hash, &sealed).unwrap().expose(),
+            "pe_secret"
+        );
         // Another key, another session's id, a changed byte: nothing.
         assert!(SessionCookie::random().open(&id_hash, &sealed).is_none());
         assert!(cookie.open(&[0; 32], &sealed).is_none());
@@ -487,6 +490,9 @@ mod tests {
             .resolve(SessionCookie::parse(&value).unwrap(), &tokens)
             .await;
         assert!(matches!(refused, Err(VerifyError::Invalid)));
-        assert!(store.is_empty(), "the session of a deleted token is deleted");
+        assert!(
+            store.is_empty(),
+            "the session of a deleted token is deleted"
+        );
     }
 }

@@ -95,9 +95,11 @@ pub(crate) async fn open_session(
         return Err(Rejection::replaced_secret());
     }
     let now = Utc::now();
-    let length = chrono::Duration::from_std(settings.session_length)
-        .unwrap_or(chrono::Duration::MAX);
-    let mut ends = now.checked_add_signed(length).unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+    let length =
+        chrono::Duration::from_std(settings.session_length).unwrap_or(chrono::Duration::MAX);
+    let mut ends = now
+        .checked_add_signed(length)
+        .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
     if let Some(token_ends) = info.expires_at() {
         ends = ends.min(token_ends);
     }
@@ -117,8 +119,8 @@ pub(crate) async fn open_session(
         .await
         .map_err(|error| Rejection::from(VerifyError::unavailable(error)))?;
     let secure = cookie::secure_for(settings, request);
-    let set_cookie = cookie::session(settings, &value, max_age, secure)
-        .ok_or_else(Rejection::unavailable)?;
+    let set_cookie =
+        cookie::session(settings, &value, max_age, secure).ok_or_else(Rejection::unavailable)?;
     tracing::debug!(token = info.name(), uid = info.uid(), "browser signed in");
     let body = json!({
         "name": info.name(),
@@ -131,7 +133,10 @@ pub(crate) async fn open_session(
 
 /// Ends the session the request's cookie names (signing out), in its store: afterwards a
 /// copy of the cookie opens nothing, on any replica sharing the store.
-pub(crate) async fn end_session(settings: &BrowserSignIn, request: &Parts) -> Result<(), Rejection> {
+pub(crate) async fn end_session(
+    settings: &BrowserSignIn,
+    request: &Parts,
+) -> Result<(), Rejection> {
     let Some(session) = session_cookie(settings, request) else {
         return Ok(());
     };

@@ -16,9 +16,9 @@ use tower_service::Service;
 
 use super::body::ResponseBody;
 use super::config::Config;
-use crate::rejection::Refusal;
 use crate::clock;
 use crate::rate_limit::LimitHeaders;
+use crate::rejection::Refusal;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
