@@ -158,7 +158,10 @@ async fn signing_in_sets_an_http_only_strict_cookie_the_layer_accepts() {
             .ends_with("; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"),
         "{cookie}"
     );
-    assert!(!cookie.contains(&token), "the cookie names a session, not the token");
+    assert!(
+        !cookie.contains(&token),
+        "the cookie names a session, not the token"
+    );
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["name"], "alice");
 

@@ -48,7 +48,10 @@ async fn signing_in_sets_a_strict_http_only_cookie_for_the_console_alone() {
     assert_eq!(response.status(), StatusCode::OK);
     let cookie = response.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.starts_with("pe_console="), "{cookie}");
-    assert!(!cookie.contains(&server.admin), "the cookie names a session, not the token");
+    assert!(
+        !cookie.contains(&server.admin),
+        "the cookie names a session, not the token"
+    );
     assert!(cookie.contains("; Path=/console;"), "{cookie}");
     assert!(cookie.contains("; HttpOnly"), "{cookie}");
     assert!(cookie.contains("; SameSite=Strict"), "{cookie}");
