@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | `GET /console` | a session of a token with `read_organization` | the page; a browser without a valid session is sent (`303`) to the sign-in page, anything else gets the layer's 401 |
 //! | `GET /console/sign-in` | nothing | the sign-in page ([`crate::browser`]) |
-//! | `POST /console/sign-in` | `Authorization: Bearer` with `read_organization`, same origin | sets the session cookie |
-//! | `DELETE /console/sign-in` | not another site | clears it (signs out) |
+//! | `POST /console/sign-in` | `Authorization: Bearer` with `read_organization`, same origin | opens a session (in the authority's store) and sets its cookie |
+//! | `DELETE /console/sign-in` | not another site | ends the session in the store and clears the cookie (signs out) |
 //! | `GET /console/assets/console.js`, `GET /console/assets/console.css` | nothing | the page's script and style (`Cache-Control: no-cache`) |
 //! | `GET /console/api/session` | session, `read_organization` | `{"name","uid","scopes","deployments","expires_at","can_write"}` of the signed-in token |
 //! | `GET /console/api/tokens?start&count&search` | session, `read_organization` | what `GET /api/v1/api_tokens` answers |
