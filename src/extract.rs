@@ -200,8 +200,9 @@ impl TokenSource {
     /// key, never a token; the layer resolves it through its session store. Read as
     /// `__Host-<name>` when it may have been set `Secure` (`secure` is not `Some(false)`), and
     /// as `<name>` unless it must have been (`secure` is `Some(true)`, or unset and the request
-    /// came over HTTPS): a cookie without the prefix, which another port or subdomain of the
-    /// host may have planted, is never read where ours carries it.
+    /// came over HTTPS, by its URI or `X-Forwarded-Proto`): a cookie without the prefix, which
+    /// another port or subdomain of the host may have planted, is never read where ours
+    /// carries it.
     pub(crate) fn session(name: &str, secure: Option<bool>) -> Self {
         Self(SourceKind::Session(SessionCookieNames {
             plain: name.to_owned(),
@@ -251,7 +252,10 @@ impl TokenSource {
                         return Ok(Some(value));
                     }
                 }
-                let secure = names.secure.unwrap_or_else(|| is_https(headers, uri));
+                // Not the `Origin`: on a request from another site's page it names that site.
+                let secure = names
+                    .secure
+                    .unwrap_or_else(|| came_over_https(headers, uri));
                 if secure {
                     return Ok(None);
                 }
@@ -388,17 +392,23 @@ impl fmt::Display for MalformedCredentials {
 impl std::error::Error for MalformedCredentials {}
 
 /// Whether the request came over HTTPS: its URI says so, a TLS-terminating proxy's
-/// `X-Forwarded-Proto` does, or the page that sent it has an `https://` `Origin`.
+/// `X-Forwarded-Proto` does, or the page that sent it has an `https://` `Origin` (a sign-in
+/// from this site's own page).
 pub(crate) fn is_https(headers: &HeaderMap, uri: &Uri) -> bool {
-    let header_is = |name: &str, prefix: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.to_ascii_lowercase().starts_with(prefix))
-    };
-    uri.scheme_str() == Some("https")
-        || header_is("x-forwarded-proto", "https")
-        || header_is("origin", "https://")
+    came_over_https(headers, uri) || header_starts(headers, "origin", "https://")
+}
+
+/// Whether the request's own transport was HTTPS: its URI, or a TLS-terminating proxy's
+/// `X-Forwarded-Proto`.
+fn came_over_https(headers: &HeaderMap, uri: &Uri) -> bool {
+    uri.scheme_str() == Some("https") || header_starts(headers, "x-forwarded-proto", "https")
+}
+
+fn header_starts(headers: &HeaderMap, name: &str, prefix: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with(prefix))
 }
 
 /// Removes the credential `source` found from `request`.
