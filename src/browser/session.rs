@@ -318,6 +318,7 @@ const fn encoded_len(bytes: usize) -> usize {
 pub(crate) struct Sessions {
     store: Arc<dyn SessionStore>,
     prune: PruneGate,
+    prune_every: Duration,
 }
 
 impl Sessions {
@@ -325,6 +326,7 @@ impl Sessions {
         Self {
             store,
             prune: PruneGate::new(),
+            prune_every: PRUNE_EVERY,
         }
     }
 
@@ -405,7 +407,7 @@ impl Sessions {
 
     /// Prunes ended sessions, at most once per [`PRUNE_EVERY`]; a failure is only logged.
     async fn prune_ended(&self) {
-        if !self.prune.due(PRUNE_EVERY) {
+        if !self.prune.due(self.prune_every) {
             return;
         }
         match self.store.delete_expired(Utc::now()).await {
@@ -467,6 +469,28 @@ mod tests {
         *changed.last_mut().unwrap() ^= 1;
         assert!(cookie.open(&id_hash, &changed).is_none());
         assert!(cookie.open(&id_hash, &sealed[..10]).is_none());
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_are_pruned_when_the_gate_opens() {
+        let tokens = InMemoryTokenStore::new();
+        let created = tokens.create(NewToken::new("alice")).unwrap();
+        let info = tokens.verify_sync(&created.secret).unwrap();
+        let store = MemorySessions::new();
+        let ended = Utc::now() - chrono::Duration::seconds(1);
+        store
+            .insert(StoredSession::new([9; 32], "uid", vec![0; 40], ended))
+            .await
+            .unwrap();
+        let mut sessions = Sessions::new(Arc::new(store.clone()));
+        // Not before the interval: the ended session stays (pruning is not per request).
+        let later = Utc::now() + chrono::Duration::hours(1);
+        sessions.open(&created.secret, &info, later).await.unwrap();
+        assert_eq!(store.len(), 2);
+        sessions.prune_every = Duration::ZERO;
+        sessions.open(&created.secret, &info, later).await.unwrap();
+        assert_eq!(store.len(), 2, "the ended one pruned, a new one opened");
+        assert!(store.get(&[9; 32]).await.unwrap().is_none());
     }
 
     #[tokio::test]
