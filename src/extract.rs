@@ -88,6 +88,17 @@ enum SourceKind {
     Header(HeaderName),
     Cookie(String),
     Query(String),
+    Session(SessionCookieNames),
+}
+
+/// The names of a browser session's cookie: `__Host-<name>` when it was set `Secure`
+/// (HTTPS), `<name>` otherwise.
+#[derive(Clone, PartialEq, Eq)]
+struct SessionCookieNames {
+    plain: String,
+    host: String,
+    /// As configured (`Some`), or decided per request (`None`: HTTPS gets `Secure`).
+    secure: Option<bool>,
 }
 
 impl TokenSource {
@@ -185,10 +196,30 @@ impl TokenSource {
         Self(SourceKind::Query("access_token".to_owned()))
     }
 
+    /// A browser session's cookie (see [`crate::browser`]): its value is a session's id and
+    /// key, never a token; the layer resolves it through its session store. Read as
+    /// `__Host-<name>` when it may have been set `Secure` (`secure` is not `Some(false)`), and
+    /// as `<name>` unless it must have been (`secure` is `Some(true)`, or unset and the request
+    /// came over HTTPS, by its URI or `X-Forwarded-Proto`): a cookie without the prefix, which
+    /// another port or subdomain of the host may have planted, is never read where ours
+    /// carries it.
+    pub(crate) fn session(name: &str, secure: Option<bool>) -> Self {
+        Self(SourceKind::Session(SessionCookieNames {
+            plain: name.to_owned(),
+            host: format!("__Host-{name}"),
+            secure,
+        }))
+    }
+
     /// Whether this is a cookie source: the browser sends it by itself, so a request that
     /// changes something needs proof that this site's own page sent it.
     pub(crate) fn is_cookie(&self) -> bool {
-        matches!(self.0, SourceKind::Cookie(_))
+        matches!(self.0, SourceKind::Cookie(_) | SourceKind::Session(_))
+    }
+
+    /// Whether this is a browser session's cookie, resolved through a session store.
+    pub(crate) fn is_session(&self) -> bool {
+        matches!(self.0, SourceKind::Session(_))
     }
 
     /// Whether this is the `access_token` query source.
@@ -215,6 +246,21 @@ impl TokenSource {
             },
             SourceKind::Cookie(name) => find_cookie(headers, name),
             SourceKind::Query(name) => find_query(uri, name),
+            SourceKind::Session(names) => {
+                if names.secure != Some(false) {
+                    if let Some(value) = find_cookie(headers, &names.host)? {
+                        return Ok(Some(value));
+                    }
+                }
+                // Not the `Origin`: on a request from another site's page it names that site.
+                let secure = names
+                    .secure
+                    .unwrap_or_else(|| came_over_https(headers, uri));
+                if secure {
+                    return Ok(None);
+                }
+                find_cookie(headers, &names.plain)
+            }
         }
     }
 
@@ -229,6 +275,10 @@ impl TokenSource {
             }
             SourceKind::Cookie(name) => strip_cookie(request.headers_mut(), name),
             SourceKind::Query(name) => strip_query(request.uri_mut(), name),
+            SourceKind::Session(names) => {
+                strip_cookie(request.headers_mut(), &names.host);
+                strip_cookie(request.headers_mut(), &names.plain);
+            }
         }
     }
 }
@@ -240,6 +290,7 @@ impl fmt::Debug for TokenSource {
             SourceKind::Header(name) => write!(f, "Header({name})"),
             SourceKind::Cookie(name) => write!(f, "Cookie({name})"),
             SourceKind::Query(name) => write!(f, "Query({name})"),
+            SourceKind::Session(names) => write!(f, "Session({})", names.plain),
         }
     }
 }
@@ -339,6 +390,26 @@ impl fmt::Display for MalformedCredentials {
 }
 
 impl std::error::Error for MalformedCredentials {}
+
+/// Whether the request came over HTTPS: its URI says so, a TLS-terminating proxy's
+/// `X-Forwarded-Proto` does, or the page that sent it has an `https://` `Origin` (a sign-in
+/// from this site's own page).
+pub(crate) fn is_https(headers: &HeaderMap, uri: &Uri) -> bool {
+    came_over_https(headers, uri) || header_starts(headers, "origin", "https://")
+}
+
+/// Whether the request's own transport was HTTPS: its URI, or a TLS-terminating proxy's
+/// `X-Forwarded-Proto`.
+fn came_over_https(headers: &HeaderMap, uri: &Uri) -> bool {
+    uri.scheme_str() == Some("https") || header_starts(headers, "x-forwarded-proto", "https")
+}
+
+fn header_starts(headers: &HeaderMap, name: &str, prefix: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().starts_with(prefix))
+}
 
 /// Removes the credential `source` found from `request`.
 pub(crate) fn strip_credential<B>(source: &TokenSource, request: &mut Request<B>) {
@@ -767,6 +838,47 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(extract(&sources, &space), Err(Malformed));
+    }
+
+    #[test]
+    fn a_session_cookie_is_read_by_the_name_it_was_set_with() {
+        let auto = vec![TokenSource::session("pe_session", None)];
+        let cookies = |value: &str, https: bool| {
+            let mut builder = Request::builder().header(COOKIE, value);
+            if https {
+                builder = builder.header("x-forwarded-proto", "https");
+            }
+            builder.body(()).unwrap()
+        };
+        assert_eq!(
+            extract(&auto, &cookies("pe_session=plain", false)),
+            Ok(Some("plain".into()))
+        );
+        // Over HTTPS the session is `__Host-` only: a plain one may have been planted.
+        assert_eq!(extract(&auto, &cookies("pe_session=plain", true)), Ok(None));
+        let both = "pe_session=planted; __Host-pe_session=ours";
+        assert_eq!(
+            extract(&auto, &cookies(both, true)),
+            Ok(Some("ours".into()))
+        );
+        assert_eq!(
+            extract(&auto, &cookies(both, false)),
+            Ok(Some("ours".into()))
+        );
+        let forced = vec![TokenSource::session("pe_session", Some(true))];
+        assert_eq!(
+            extract(&forced, &cookies("pe_session=plain", false)),
+            Ok(None)
+        );
+        let plain_only = vec![TokenSource::session("pe_session", Some(false))];
+        assert_eq!(
+            extract(&plain_only, &cookies(both, false)),
+            Ok(Some("planted".into()))
+        );
+
+        let mut request = cookies("a=1; __Host-pe_session=x; pe_session=y", false);
+        strip_credential(&auto[0], &mut request);
+        assert_eq!(request.headers()[COOKIE], "a=1");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Every refusal, in one place: which [`Rejection`] each reason gets (malformed
 //! credentials, a verifier's [`VerifyError`], a policy's [`Denial`]), and how a rejection
 //! becomes a response: RFC 6750 for HTTP callers, a trailers-only gRPC status for gRPC
-//! callers.
+//! callers. The layer, its browser sessions and its sign-in page all refuse through this
+//! mapping; none has refusal texts of its own.
 //!
 //! | refusal | HTTP | `WWW-Authenticate` | gRPC status |
 //! |---|---|---|---|
@@ -52,6 +53,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use crate::extract::MalformedCredentials;
 use crate::policy::Denial;
 use crate::rate_limit::{LimitHeaders, RateLimit};
+use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
 /// What kind of refusal a [`Rejection`] is.
@@ -237,6 +239,15 @@ impl Rejection {
     /// ```
     pub fn expired_token() -> Self {
         Self::new(RejectionKind::InvalidToken, "the access token has expired")
+    }
+
+    /// The secret was replaced by a reroll and is in its grace period: it still works for
+    /// calls, but opens no browser session (a session opened with it ends at the reroll).
+    pub(crate) fn replaced_secret() -> Self {
+        Self::new(
+            RejectionKind::InvalidToken,
+            "this secret was replaced by a reroll: sign in with the token's new secret",
+        )
     }
 
     /// The token lacks a scope or deployment access. `scope` is the space-separated list of
@@ -707,11 +718,7 @@ fn push_quoted_string_content(out: &mut String, value: &str) {
 /// ```
 impl From<VerifyError> for Rejection {
     fn from(error: VerifyError) -> Self {
-        match error {
-            VerifyError::Invalid => Rejection::invalid_token(),
-            VerifyError::Expired => Rejection::expired_token(),
-            VerifyError::Unavailable(_) => Rejection::unavailable(),
-        }
+        Fixed::from(error).rejection()
     }
 }
 
@@ -733,7 +740,7 @@ impl From<VerifyError> for Rejection {
 impl From<Denial> for Rejection {
     fn from(denial: Denial) -> Self {
         match denial {
-            Denial::Expired => Rejection::expired_token(),
+            Denial::Expired => Fixed::ExpiredToken.rejection(),
             Denial::MissingScope { ref required, .. } => Self {
                 scope: Some(Arc::clone(required)),
                 ..Self::new(RejectionKind::InsufficientScope, denial.to_string())
@@ -762,6 +769,104 @@ impl From<Denial> for Rejection {
 impl From<MalformedCredentials> for Rejection {
     fn from(malformed: MalformedCredentials) -> Self {
         Rejection::invalid_request(malformed.into_description())
+    }
+}
+
+/// A refusal on its way to a response, as the layer decides it: one of the four whose HTTP
+/// answer depends only on the realm (the layer copies a prebuilt answer for those), a token
+/// the policy or its rate limit refused (who it was rides along, for the responder), or any
+/// other rejection.
+pub(crate) enum Refusal {
+    Fixed(Fixed),
+    /// A valid token refused by the policy or its own rate limit: its [`TokenInfo`] goes into
+    /// the request's extensions before the responder sees it, so a responder can say who was
+    /// refused without looking the credential up again.
+    Denied(Rejection, TokenInfo),
+    Other(Rejection),
+}
+
+/// The refusals whose HTTP answer depends only on the realm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fixed {
+    MissingCredentials,
+    InvalidToken,
+    ExpiredToken,
+    Unavailable,
+}
+
+impl Fixed {
+    /// Its rejection: the one text and code each of them has.
+    pub(crate) fn rejection(self) -> Rejection {
+        match self {
+            Fixed::MissingCredentials => Rejection::missing_credentials(),
+            Fixed::InvalidToken => Rejection::invalid_token(),
+            Fixed::ExpiredToken => Rejection::expired_token(),
+            Fixed::Unavailable => Rejection::unavailable(),
+        }
+    }
+}
+
+impl From<VerifyError> for Fixed {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Invalid => Fixed::InvalidToken,
+            VerifyError::Expired => Fixed::ExpiredToken,
+            VerifyError::Unavailable(source) => {
+                // The caller learns only "unavailable"; the operator learns why.
+                tracing::warn!(error = %source, "token verifier unavailable; refusing with 503");
+                Fixed::Unavailable
+            }
+        }
+    }
+}
+
+impl From<VerifyError> for Refusal {
+    fn from(error: VerifyError) -> Self {
+        Refusal::Fixed(error.into())
+    }
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        match denial {
+            Denial::Expired => Refusal::Fixed(Fixed::ExpiredToken),
+            denial => Refusal::Other(denial.into()),
+        }
+    }
+}
+
+impl From<MalformedCredentials> for Refusal {
+    fn from(malformed: MalformedCredentials) -> Self {
+        Refusal::Other(malformed.into())
+    }
+}
+
+impl From<Rejection> for Refusal {
+    fn from(rejection: Rejection) -> Self {
+        Refusal::Other(rejection)
+    }
+}
+
+impl Refusal {
+    /// A valid token refused by the policy (`denial`): an expired one is a fixed refusal,
+    /// anything else names the token to the responder.
+    pub(crate) fn denied(denial: Denial, info: TokenInfo) -> Self {
+        match denial {
+            Denial::Expired => Refusal::Fixed(Fixed::ExpiredToken),
+            denial => Refusal::Denied(denial.into(), info),
+        }
+    }
+
+    /// What kind of refusal it is.
+    pub(crate) fn kind(&self) -> RejectionKind {
+        match self {
+            Refusal::Fixed(Fixed::MissingCredentials) => RejectionKind::MissingCredentials,
+            Refusal::Fixed(Fixed::InvalidToken | Fixed::ExpiredToken) => {
+                RejectionKind::InvalidToken
+            }
+            Refusal::Fixed(Fixed::Unavailable) => RejectionKind::Unavailable,
+            Refusal::Denied(rejection, _) | Refusal::Other(rejection) => rejection.kind(),
+        }
     }
 }
 

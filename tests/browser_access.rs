@@ -1,6 +1,7 @@
 //! Browser access to a protected service (`ProtectedEndpointLayer::browser_sign_in`), over
-//! real HTTP: the sign-in page, the session cookie, redirects for navigations, and the
-//! refusal of cross-site writes. The same flow in a real browser: tests/summarize_browser.rs.
+//! real HTTP: the sign-in page and its headers, the session cookie, redirects for
+//! navigations, and the refusal of cross-site writes. Sessions themselves: tests/sessions.rs;
+//! the same flow in a real browser: tests/summarize_browser.rs and tests/sessions_browser.rs.
 
 mod common;
 
@@ -65,6 +66,15 @@ fn set_cookie(headers: &HeaderMap) -> &str {
 
 const NAVIGATION: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 
+/// The `name=value` of the session cookie `response` sets.
+fn session_cookie(response: &reqwest::Response) -> String {
+    set_cookie(response.headers())
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn a_browser_without_a_session_is_sent_to_the_sign_in_page() {
     let store = InMemoryTokenStore::new();
@@ -80,10 +90,40 @@ async fn a_browser_without_a_session_is_sent_to_the_sign_in_page() {
 
     let page = client().get(server.url("/sign-in")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<label for="token">API token</label>"#));
     assert!(html.contains("Sign in to Reports"));
+}
+
+#[tokio::test]
+async fn the_sign_in_page_runs_no_inline_code_but_its_own_and_cannot_be_framed() {
+    let store = InMemoryTokenStore::new();
+    let server = serve(&store).await;
+    let page = client().get(server.url("/sign-in")).send().await.unwrap();
+    let headers = page.headers().clone();
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert!(policy.starts_with("default-src 'none'; "), "{policy}");
+    // The one script and the one style of the page are allowed by their hashes.
+    let html = page.text().await.unwrap();
+    for (tag, directive) in [("script", "script-src"), ("style", "style-src")] {
+        let text = html
+            .split_once(&format!("<{tag}>"))
+            .and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")))
+            .unwrap()
+            .0;
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(text));
+        assert!(
+            policy.contains(&format!("{directive} 'sha256-{hash}'")),
+            "{policy}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -112,10 +152,15 @@ async fn signing_in_sets_an_http_only_strict_cookie_the_layer_accepts() {
     let token = api_token(&store, "alice");
     let response = sign_in(&server, &token).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let cookie = set_cookie(response.headers()).to_owned();
-    assert_eq!(
-        cookie,
-        format!("pe_session={token}; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict")
+    let cookie = session_cookie(&response);
+    assert!(
+        set_cookie(response.headers())
+            .ends_with("; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(&token),
+        "the cookie names a session, not the token"
     );
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["name"], "alice");
@@ -123,7 +168,7 @@ async fn signing_in_sets_an_http_only_strict_cookie_the_layer_accepts() {
     let page = client()
         .get(server.url("/"))
         .header("accept", NAVIGATION)
-        .header("cookie", format!("pe_session={token}"))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
@@ -143,22 +188,23 @@ async fn the_session_ends_with_the_token() {
         )
         .unwrap();
     let response = sign_in(&server, created.secret.expose()).await;
-    let cookie = set_cookie(response.headers());
-    let max_age: u64 = cookie
+    let set = set_cookie(response.headers());
+    let max_age: u64 = set
         .split("Max-Age=")
         .nth(1)
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=120).contains(&max_age), "{cookie}");
+    assert!((1..=120).contains(&max_age), "{set}");
 
     // Deleted: the cookie is refused at once, and a navigation clears it.
+    let cookie = session_cookie(&response);
     assert!(store.delete(&created.token.uid).is_some());
     let page = client()
         .get(server.url("/"))
         .header("accept", NAVIGATION)
-        .header("cookie", format!("pe_session={}", created.secret.expose()))
+        .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
@@ -211,10 +257,11 @@ async fn a_cookie_authenticated_write_from_another_site_is_refused() {
     let store = InMemoryTokenStore::new();
     let server = serve(&store).await;
     let token = api_token(&store, "alice");
+    let cookie = session_cookie(&sign_in(&server, &token).await);
     let write = |headers: &'static [(&'static str, &'static str)]| {
         let mut request = client()
             .post(server.url("/write"))
-            .header("cookie", format!("pe_session={token}"));
+            .header("cookie", &cookie);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

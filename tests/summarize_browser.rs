@@ -92,7 +92,10 @@ async fn a_wrong_token_is_refused_on_the_sign_in_page() {
         .await
         .unwrap();
     browser.sign_in_with("pe_not_a_real_token").await;
-    browser.wait_for_text("#error", "not valid").await;
+    // The layer's own refusal, in its words.
+    browser
+        .wait_for_text("#error", "the access token is unknown or revoked")
+        .await;
     let url = browser.current_url().await.unwrap();
     assert_eq!(url.path(), "/sign-in");
     browser.close().await;

@@ -1,73 +1,62 @@
 //! The `Set-Cookie` values of a browser session.
 //!
-//! The cookie holds the token itself, so the layer verifies it like any other credential
-//! (a deleted or expired token ends the session at once, on every replica, with no session
-//! store). It is `HttpOnly` (no script can read it), `SameSite=Strict` (no other site's page
-//! makes the browser send it), `Secure` over HTTPS, and ends no later than the token.
+//! The cookie holds a session's id and key (see `session.rs`), never the token. It is
+//! `HttpOnly` (no script can read it), `SameSite=Strict` (no other site's page makes the
+//! browser send it) and ends with the session. Over HTTPS it is `Secure` and named
+//! `__Host-<name>` with `Path=/` and no `Domain`, as the prefix requires: a browser then
+//! accepts it only from this host over HTTPS, so no subdomain can set or shadow it. Over
+//! HTTP it is `<name>`, for the configured path.
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-use http::header::ORIGIN;
 use http::request::Parts;
 use http::HeaderValue;
 
 use super::BrowserSignIn;
+use crate::extract::is_https;
 
-/// The cookie that carries `token` for at most the session length, and never past
-/// `expires_at`; `None` when the token has no time left.
+/// The cookie that carries the session `value` for `max_age` seconds.
 pub(super) fn session(
     settings: &BrowserSignIn,
-    token: &str,
-    expires_at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
+    value: &str,
+    max_age: u64,
     secure: bool,
 ) -> Option<HeaderValue> {
-    let mut max_age = settings.session_length;
-    if let Some(expires_at) = expires_at {
-        let left = (expires_at - now).to_std().unwrap_or(Duration::ZERO);
-        max_age = max_age.min(left);
-    }
-    let seconds = max_age.as_secs();
-    if seconds == 0 {
-        return None;
-    }
-    value(settings, token, seconds, secure)
+    header(settings, value, max_age, secure)
 }
 
 /// The cookie that ends the session now.
 pub(crate) fn cleared(settings: &BrowserSignIn, secure: bool) -> HeaderValue {
-    value(settings, "", 0, secure).unwrap_or(HeaderValue::from_static(""))
+    header(settings, "", 0, secure).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn value(settings: &BrowserSignIn, token: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    // The token went through the b64token check (no `;`, space or quote), and the name and
-    // path were checked by the builder: this is a valid header value.
-    HeaderValue::try_from(format!(
-        "{}={token}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}",
-        settings.cookie, settings.cookie_path
-    ))
-    .ok()
-}
-
-/// Whether the cookie gets `Secure` for this request: as configured, else when the request
-/// came over HTTPS (its URI, a TLS-terminating proxy's `X-Forwarded-Proto`, or the page's
-/// `Origin`).
-pub(crate) fn secure_for(settings: &BrowserSignIn, request: &Parts) -> bool {
-    if let Some(secure) = settings.secure {
-        return secure;
-    }
-    let header_is = |name, prefix: &str| {
-        request
-            .headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| value.to_ascii_lowercase().starts_with(prefix))
+fn header(
+    settings: &BrowserSignIn,
+    value: &str,
+    max_age: u64,
+    secure: bool,
+) -> Option<HeaderValue> {
+    // The value is base64url and a dot, and the name and path were checked by the builder:
+    // this is a valid header value.
+    let cookie = if secure {
+        format!(
+            "__Host-{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict; Secure",
+            settings.cookie
+        )
+    } else {
+        format!(
+            "{}={value}; Path={}; Max-Age={max_age}; HttpOnly; SameSite=Strict",
+            settings.cookie, settings.cookie_path
+        )
     };
-    request.uri.scheme_str() == Some("https")
-        || header_is("x-forwarded-proto", "https")
-        || header_is(ORIGIN.as_str(), "https://")
+    HeaderValue::try_from(cookie).ok()
+}
+
+/// Whether the cookie is `Secure` (and `__Host-`) for this request: as configured, else when
+/// the request came over HTTPS (its URI, a TLS-terminating proxy's `X-Forwarded-Proto`, or
+/// the page's `Origin`).
+pub(crate) fn secure_for(settings: &BrowserSignIn, request: &Parts) -> bool {
+    settings
+        .secure
+        .unwrap_or_else(|| is_https(&request.headers, &request.uri))
 }
 
 #[cfg(test)]
@@ -75,27 +64,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn session_cookie_is_http_only_strict_and_ends_with_the_token() {
-        let settings = BrowserSignIn::new();
-        let now = Utc::now();
-        let cookie = session(
-            &settings,
-            "pe_abc",
-            Some(now + chrono::Duration::seconds(90)),
-            now,
-            false,
-        )
-        .unwrap();
+    fn session_cookie_is_http_only_strict_and_host_prefixed_over_https() {
+        let settings = BrowserSignIn::new().cookie_path("/app");
+        let plain = session(&settings, "id.key", 90, false).unwrap();
         assert_eq!(
-            cookie,
-            "pe_session=pe_abc; Path=/; Max-Age=90; HttpOnly; SameSite=Strict"
+            plain,
+            "pe_session=id.key; Path=/app; Max-Age=90; HttpOnly; SameSite=Strict"
         );
-        let long = session(&settings, "pe_abc", None, now, true).unwrap();
+        let secure = session(&settings, "id.key", 90, true).unwrap();
         assert_eq!(
-            long,
-            "pe_session=pe_abc; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict; Secure"
+            secure,
+            "__Host-pe_session=id.key; Path=/; Max-Age=90; HttpOnly; SameSite=Strict; Secure"
         );
-        assert!(session(&settings, "pe_abc", Some(now), now, false).is_none());
+        assert_eq!(
+            cleared(&settings, true),
+            "__Host-pe_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
+        );
     }
 
     #[test]

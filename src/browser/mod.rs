@@ -1,6 +1,6 @@
 //! Browser access to a protected service: a sign-in page where a person pastes a token once,
-//! an `HttpOnly` cookie the layer accepts from then on, and a redirect to that page for a
-//! browser that arrives without one.
+//! an opaque, server-side session the layer accepts from then on, and a redirect to that page
+//! for a browser that arrives without one.
 //!
 //! Turn it on with [`ProtectedEndpointLayer::browser_sign_in`] and mount the page the layer
 //! then offers ([`ProtectedEndpointLayer::sign_in_service`]):
@@ -10,23 +10,50 @@
 //!   opens the page they wanted, and goes on if it does); it posts the pasted token as
 //!   `Authorization: Bearer …`
 //!   (never in a URL or a form field a log could keep) to
-//! - `POST /sign-in`, which verifies it with the layer's verifier and policy and answers with
-//!   the session cookie: `HttpOnly`, `SameSite=Strict`, `Secure` over HTTPS, ending no later
-//!   than the token (and after [`BrowserSignIn::session_length`] at most);
-//! - `DELETE /sign-in` signs out (the cookie is cleared).
+//! - `POST /sign-in`, which runs the layer's own decision on it (origin, throttle, verifier,
+//!   policy: the same refusals, from the same mapping) and opens a session: the answer sets
+//!   the session cookie;
+//! - `DELETE /sign-in` signs out: the session is deleted from its store and the cookie
+//!   cleared, so a copy of the cookie is useless afterwards.
 //!
-//! The layer then
+//! # Sessions
 //!
-//! - accepts the cookie like any other credential (a deleted or expired token is refused at
-//!   once: the cookie holds the token, verified on every request, so there is no session
-//!   store to keep in step);
+//! The cookie holds a random session id and a random key, never the token. The
+//! [`SessionStore`] keeps the id's SHA-256, the token's uid, the token's secret sealed with the
+//! key (XChaCha20-Poly1305) and when the session ends: its
+//! [length](BrowserSignIn::session_length), and never after the token. So a stolen store row
+//! opens nothing, and a stolen cookie is a session (ended by sign-out and by its length), never
+//! a token that works elsewhere. On each request with the cookie the layer opens the secret
+//! with the cookie's key and verifies it with its verifier: a token deleted, disabled, expired
+//! or rerolled (even with a grace period) ends its sessions at once. A store that cannot answer
+//! is a 503. Sessions live in [`MemorySessions`] by default (one process); replicas share them
+//! through a shared store ([`TokenStoreSessions`], or your own [`SessionStore`]).
+//!
+//! The cookie is `HttpOnly` and `SameSite=Strict`. Over HTTPS it is `Secure` and named
+//! `__Host-pe_session` (`Path=/`, no `Domain`: no subdomain can set or shadow it), over HTTP
+//! `pe_session`; the layer reads the name that matches how the request came.
+//!
+//! Cookies are not isolated by port: another service on another port of the same host
+//! receives them and can set them. What it receives is a session id and key, never a token:
+//! nothing that works against another service or the token authority, and nothing that
+//! outlives a sign-out. It can plant a session of its own (login CSRF: the visitor then acts
+//! as the planter's token, whose name the page shows); the sign-in page's and the layer's
+//! origin checks stop other origins' *pages* from signing a visitor in or acting with the
+//! cookie, and `__Host-` over HTTPS stops other subdomains, but neither stops a service on
+//! another port of the same host that sets the cookie itself.
+//!
+//! # The layer, with browser sign-in
+//!
+//! - accepts the session cookie like any other credential;
 //! - answers a browser navigation (`GET` asking for `text/html`) that has no credentials, or
-//!   a cookie whose token is no longer valid, with `303 See Other` to the sign-in page, which
-//!   sends the person back afterwards; API clients keep their RFC 6750 401;
+//!   a session that ended, with `303 See Other` to the sign-in page, which sends the person
+//!   back afterwards (only ever to a page of this origin); API clients keep their RFC 6750 401;
 //! - refuses, with 403 `cross_site_request`, a cookie-authenticated request that may change
 //!   something (`POST`, `PUT`, `DELETE`, …) when the browser says another page sent it
 //!   (`Sec-Fetch-Site`, else `Origin`): a form on another site cannot act with a visitor's
-//!   cookie. This holds for every cookie [`TokenSource`], with or without the sign-in page.
+//!   cookie. This holds for every cookie [`TokenSource`], with or without the sign-in page;
+//!   [`BrowserSignIn::require_same_origin`] also refuses such requests without any browser
+//!   header.
 //!
 //! # Example
 //!
@@ -67,13 +94,17 @@
 mod cookie;
 mod origin;
 mod redirect;
+mod session;
 mod sign_in;
 
-pub use self::sign_in::{SignIn, SignInFuture};
+pub use self::session::{MemorySessions, SessionStore, TokenStoreSessions};
 
-pub(crate) use self::origin::{is_unsafe, request_origin, RequestOrigin};
+pub(crate) use self::origin::{request_origin, OriginRule, RequestOrigin};
 pub(crate) use self::redirect::redirect_to_sign_in;
+pub(crate) use self::session::{SessionCookie, Sessions};
+pub(crate) use self::sign_in::{cleared, end_session, open_session, signed_out, SignInPage};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::extract::TokenSource;
@@ -90,7 +121,10 @@ pub const DEFAULT_SESSION_LENGTH: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// How browser sign-in works for one layer: the cookie's name and path, where the sign-in
 /// page is, where a person lands after signing in, the page's title, how long a session
-/// lasts. See the [module](self) for the whole flow.
+/// lasts and where sessions are kept. See the [module](self) for the whole flow.
+///
+/// Clones share the session store: give the layers that must accept the same sessions (and
+/// their sign-in page) clones of one `BrowserSignIn`, or one shared [`SessionStore`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -112,6 +146,8 @@ pub struct BrowserSignIn {
     pub(crate) title: String,
     pub(crate) secure: Option<bool>,
     pub(crate) session_length: Duration,
+    pub(crate) sessions: Arc<Sessions>,
+    pub(crate) same_origin_only: bool,
 }
 
 impl Default for BrowserSignIn {
@@ -123,7 +159,8 @@ impl Default for BrowserSignIn {
 impl BrowserSignIn {
     /// The defaults: cookie [`DEFAULT_COOKIE`] for the whole site (`Path=/`), the page at
     /// [`DEFAULT_SIGN_IN_PATH`], landing on `/`, sessions of [`DEFAULT_SESSION_LENGTH`] at
-    /// most, `Secure` cookies whenever the request came over HTTPS.
+    /// most kept in a new [`MemorySessions`], `Secure` `__Host-` cookies whenever the request
+    /// came over HTTPS.
     ///
     /// ```
     /// use protected_endpoint::browser::{BrowserSignIn, DEFAULT_SIGN_IN_PATH};
@@ -139,32 +176,39 @@ impl BrowserSignIn {
             title: "this service".to_owned(),
             secure: None,
             session_length: DEFAULT_SESSION_LENGTH,
+            sessions: Arc::new(Sessions::new(Arc::new(MemorySessions::new()))),
+            same_origin_only: false,
         }
     }
 
-    /// The session cookie's name.
+    /// The session cookie's name over HTTP; over HTTPS it is `__Host-` and this name.
     ///
     /// # Panics
     ///
-    /// When `name` is not a valid cookie name (see [`TokenSource::cookie`]).
+    /// When `name` is not a valid cookie name (see [`TokenSource::cookie`]) or already starts
+    /// with `__` (the prefix is added over HTTPS).
     ///
     /// ```
     /// use protected_endpoint::browser::BrowserSignIn;
-    /// use protected_endpoint::extract::TokenSource;
     ///
     /// let sign_in = BrowserSignIn::new().cookie_name("summarize_session");
-    /// assert_eq!(sign_in.token_source(), TokenSource::cookie("summarize_session"));
+    /// assert_eq!(format!("{:?}", sign_in.token_source()), "Session(summarize_session)");
     /// ```
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
         // Checks the name the same way the layer's cookie source does.
         let _ = TokenSource::cookie(name.clone());
+        assert!(
+            !name.starts_with("__"),
+            "{name:?}: the __Host- prefix is added over HTTPS; name the cookie without it"
+        );
         self.cookie = name;
         self
     }
 
-    /// The `Path` the cookie is sent for (default `/`): a service under a prefix keeps its
-    /// session to itself with `.cookie_path("/app")`.
+    /// The `Path` the cookie is sent for over HTTP (default `/`): a service under a prefix
+    /// keeps its session to itself with `.cookie_path("/app")`. Over HTTPS the `__Host-`
+    /// cookie is for `Path=/`, as the prefix requires.
     ///
     /// # Panics
     ///
@@ -230,9 +274,9 @@ impl BrowserSignIn {
         self
     }
 
-    /// Whether the cookie is `Secure` (sent over HTTPS only) whatever the request says. By
-    /// default it is whenever the request came over HTTPS: directly, through a proxy that
-    /// sets `X-Forwarded-Proto: https`, or from an `https://` page.
+    /// Whether the cookie is `Secure` (sent over HTTPS only, named `__Host-…`) whatever the
+    /// request says. By default it is whenever the request came over HTTPS: directly, through a
+    /// proxy that sets `X-Forwarded-Proto: https`, or from an `https://` page.
     ///
     /// ```
     /// use protected_endpoint::browser::BrowserSignIn;
@@ -261,6 +305,40 @@ impl BrowserSignIn {
         self
     }
 
+    /// Where sessions are kept (default: a new [`MemorySessions`] per `BrowserSignIn`, shared
+    /// by its clones). Replicas behind one load balancer need a shared store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use protected_endpoint::browser::{BrowserSignIn, TokenStoreSessions};
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// let sign_in = BrowserSignIn::new()
+    ///     .sessions(TokenStoreSessions::new(Arc::new(InMemoryTokenStore::new())));
+    /// # let _ = sign_in;
+    /// ```
+    pub fn sessions(mut self, store: impl SessionStore) -> Self {
+        self.sessions = Arc::new(Sessions::new(Arc::new(store)));
+        self
+    }
+
+    /// Requires positive proof of this origin (`Sec-Fetch-Site: same-origin`, or an `Origin`
+    /// naming this host) for every cookie-authenticated request that may change something,
+    /// refusing with 403 `cross_site_request` also a request that sends neither header (by
+    /// default such a request passes: it is no browser, so no visitor's cookie rides along).
+    /// For pages that only browsers use, like the token console.
+    ///
+    /// ```
+    /// use protected_endpoint::browser::BrowserSignIn;
+    ///
+    /// let sign_in = BrowserSignIn::new().require_same_origin(true);
+    /// # let _ = sign_in;
+    /// ```
+    pub fn require_same_origin(mut self, required: bool) -> Self {
+        self.same_origin_only = required;
+        self
+    }
+
     /// The path of the sign-in page.
     ///
     /// ```
@@ -273,16 +351,29 @@ impl BrowserSignIn {
     }
 
     /// The token source of the session cookie, which
-    /// [`browser_sign_in`](crate::ProtectedEndpointLayer::browser_sign_in) adds to the layer.
+    /// [`browser_sign_in`](crate::ProtectedEndpointLayer::browser_sign_in) adds to the layer:
+    /// its value names a session, which the layer resolves through the session store (a layer
+    /// without `browser_sign_in` refuses it as an unknown token).
     ///
     /// ```
     /// use protected_endpoint::browser::BrowserSignIn;
     /// use protected_endpoint::extract::TokenSource;
     ///
-    /// assert_eq!(BrowserSignIn::new().token_source(), TokenSource::cookie("pe_session"));
+    /// let source = BrowserSignIn::new().token_source();
+    /// assert_eq!(format!("{source:?}"), "Session(pe_session)");
+    /// assert_ne!(source, TokenSource::cookie("pe_session"));
     /// ```
     pub fn token_source(&self) -> TokenSource {
-        TokenSource::cookie(self.cookie.clone())
+        TokenSource::session(&self.cookie, self.secure)
+    }
+
+    /// The origin rule of a layer with this sign-in.
+    pub(crate) fn origin_rule(&self) -> OriginRule {
+        if self.same_origin_only {
+            OriginRule::COOKIES_SAME_ORIGIN
+        } else {
+            OriginRule::COOKIES
+        }
     }
 }
 

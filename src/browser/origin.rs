@@ -22,6 +22,59 @@ pub(crate) enum RequestOrigin {
     Unknown,
 }
 
+/// The one rule about where a request that may change something (`POST`, `DELETE`, …) must
+/// come from, before any credential is looked at: which credentials it covers, and whether a
+/// request with no browser header at all ([`RequestOrigin::Unknown`]) counts as proof.
+///
+/// - [`COOKIES`](Self::COOKIES), every layer's: a cookie (sent by the browser whoever made
+///   the request) from a page of another origin is refused; clients that are not browsers
+///   pass (no visitor's cookie rides along on their requests).
+/// - [`COOKIES_SAME_ORIGIN`](Self::COOKIES_SAME_ORIGIN), with
+///   [`BrowserSignIn::require_same_origin`](super::BrowserSignIn::require_same_origin): a
+///   cookie needs positive proof of this origin (a page for browsers alone, like the console).
+/// - [`SIGN_IN`](Self::SIGN_IN), the sign-in page's: any credential needs positive proof
+///   (signing a visitor in with someone else's token is an attack too: login CSRF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OriginRule {
+    /// Every credential, not only cookies.
+    any_credential: bool,
+    /// A request without `Sec-Fetch-Site` or `Origin` is refused too.
+    same_origin_only: bool,
+}
+
+impl OriginRule {
+    pub(crate) const COOKIES: Self = Self {
+        any_credential: false,
+        same_origin_only: false,
+    };
+    pub(crate) const COOKIES_SAME_ORIGIN: Self = Self {
+        any_credential: false,
+        same_origin_only: true,
+    };
+    pub(crate) const SIGN_IN: Self = Self {
+        any_credential: true,
+        same_origin_only: true,
+    };
+
+    /// Whether the request whose credential came from a cookie (or not) is refused: it may
+    /// change something and does not prove it came from this origin.
+    pub(crate) fn refuses(
+        self,
+        cookie: bool,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> bool {
+        (cookie || self.any_credential)
+            && is_unsafe(method)
+            && match request_origin(headers, uri) {
+                RequestOrigin::SameOrigin => false,
+                RequestOrigin::OtherSite => true,
+                RequestOrigin::Unknown => self.same_origin_only,
+            }
+    }
+}
+
 /// Whether `method` may change something (anything but `GET`, `HEAD`, `OPTIONS`, `TRACE`).
 pub(crate) fn is_unsafe(method: &Method) -> bool {
     !matches!(
@@ -135,6 +188,30 @@ mod tests {
     #[test]
     fn no_browser_headers_is_unknown() {
         assert_eq!(origin_of(&[("host", "a.test")]), RequestOrigin::Unknown);
+    }
+
+    #[test]
+    fn each_origin_rule_asks_its_own_proof() {
+        let uri = Uri::from_static("/");
+        let mut other = HeaderMap::new();
+        other.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        let mut same = HeaderMap::new();
+        same.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        let none = HeaderMap::new();
+        let post = Method::POST;
+        for rule in [
+            OriginRule::COOKIES,
+            OriginRule::COOKIES_SAME_ORIGIN,
+            OriginRule::SIGN_IN,
+        ] {
+            assert!(rule.refuses(true, &post, &other, &uri), "{rule:?}");
+            assert!(!rule.refuses(true, &post, &same, &uri), "{rule:?}");
+            assert!(!rule.refuses(true, &Method::GET, &other, &uri), "{rule:?}");
+        }
+        assert!(!OriginRule::COOKIES.refuses(true, &post, &none, &uri));
+        assert!(OriginRule::COOKIES_SAME_ORIGIN.refuses(true, &post, &none, &uri));
+        assert!(!OriginRule::COOKIES.refuses(false, &post, &other, &uri));
+        assert!(OriginRule::SIGN_IN.refuses(false, &post, &none, &uri));
     }
 
     #[test]

@@ -33,11 +33,17 @@ pub(crate) fn redirect_to_sign_in(
         Some(target) if !target.as_str().contains("access_token") => target.as_str(),
         _ => request.uri.path(),
     };
-    let location = format!(
-        "{}?next={}",
-        settings.path,
-        utf8_percent_encode(next, NON_ALPHANUMERIC)
-    );
+    // Only a path of this site: `//host/…` would be another site once resolved (the page
+    // checks again, on its side, whatever `next` it is given).
+    let location = if is_site_path(next) {
+        format!(
+            "{}?next={}",
+            settings.path,
+            utf8_percent_encode(next, NON_ALPHANUMERIC)
+        )
+    } else {
+        settings.path.clone()
+    };
     let mut response = Response::new(Bytes::from_static(b"Sign in first.\n"));
     *response.status_mut() = StatusCode::SEE_OTHER;
     let headers = response.headers_mut();
@@ -56,6 +62,17 @@ pub(crate) fn redirect_to_sign_in(
         );
     }
     Some(response)
+}
+
+/// Whether `target` is a path of this site, whatever parser reads it: it starts with one
+/// `/`, and holds no backslash (read as `/` by browsers) or control character (dropped by
+/// them), so it can never turn into `//host`.
+pub(crate) fn is_site_path(target: &str) -> bool {
+    target.starts_with('/')
+        && !target.starts_with("//")
+        && !target
+            .bytes()
+            .any(|b| b == b'\\' || b.is_ascii_control() || b == b' ')
 }
 
 /// A person opening a page: a `GET` or `HEAD` the browser marks as a navigation, or that
@@ -109,7 +126,7 @@ mod tests {
     #[test]
     fn a_stale_session_cookie_is_cleared() {
         let settings = BrowserSignIn::new();
-        let request = head("GET", "/", &[HTML, ("cookie", "pe_session=pe_gone")]);
+        let request = head("GET", "/", &[HTML, ("cookie", "pe_session=gone.key")]);
         let response =
             redirect_to_sign_in(&settings, &Rejection::invalid_token(), &request).unwrap();
         let cleared = response.headers()[SET_COOKIE].to_str().unwrap();
@@ -141,6 +158,19 @@ mod tests {
         assert!(
             redirect_to_sign_in(&settings, &Rejection::missing_credentials(), &request).is_none()
         );
+    }
+
+    #[test]
+    fn only_a_path_of_this_site_becomes_next() {
+        let settings = BrowserSignIn::new();
+        let request = head("GET", "//evil.test/x", &[HTML]);
+        let response =
+            redirect_to_sign_in(&settings, &Rejection::missing_credentials(), &request).unwrap();
+        assert_eq!(response.headers()[LOCATION], "/sign-in");
+        for bad in ["//host", "/\\host", "/\thost", "host", "", "/a\nb"] {
+            assert!(!is_site_path(bad), "{bad:?}");
+        }
+        assert!(is_site_path("/reports?week=3#top"));
     }
 
     #[test]

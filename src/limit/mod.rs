@@ -32,5 +32,6 @@ mod throttle;
 
 pub use client_key::ClientKey;
 pub(crate) use per_token::TokenRateLimits;
+pub(crate) use prune::PruneGate;
 pub use throttle::FailureThrottle;
 pub(crate) use throttle::SharedThrottle;

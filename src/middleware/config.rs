@@ -7,12 +7,12 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::browser::{redirect_to_sign_in, BrowserSignIn};
+use crate::browser::{redirect_to_sign_in, BrowserSignIn, OriginRule};
 use crate::extract::TokenSource;
 use crate::limit::{SharedThrottle, TokenRateLimits};
-use crate::policy::{AccessPolicy, Denial};
+use crate::policy::AccessPolicy;
 use crate::rate_limit::LimitHeaders;
-use crate::rejection::{is_grpc, Rejection, RejectionKind, RejectionResponder};
+use crate::rejection::{is_grpc, Fixed, Refusal, Rejection, RejectionKind, RejectionResponder};
 use crate::telemetry;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
@@ -49,8 +49,12 @@ pub(crate) struct Config {
     /// Named in the challenges of the default responder (and only there).
     pub(crate) realm: String,
     pub(crate) responder: Responder,
-    /// Browser sign-in: refused navigations go to its page instead of a 401.
+    /// Browser sign-in: refused navigations go to its page instead of a 401, and its
+    /// session cookie is resolved through its session store.
     pub(crate) browser: Option<Arc<BrowserSignIn>>,
+    /// Which credentials a request that may change something must prove came from this
+    /// origin, and how much proof counts (see `browser::origin`).
+    pub(crate) origin: OriginRule,
     /// The default responder's HTTP answers to the four refusals that do not depend on the
     /// request, built on first use (the builder resets it whenever the configuration changes).
     pub(crate) prebuilt: OnceLock<Prebuilt>,
@@ -122,21 +126,18 @@ impl Outcome {
     }
 
     fn of(refusal: &Refusal) -> Self {
-        match refusal {
-            Refusal::Fixed(Fixed::MissingCredentials) => Outcome::Missing,
-            Refusal::Fixed(Fixed::InvalidToken) => Outcome::Invalid,
-            Refusal::Fixed(Fixed::ExpiredToken) => Outcome::Expired,
-            Refusal::Fixed(Fixed::Unavailable) => Outcome::Unavailable,
-            Refusal::Other(rejection) => match rejection.kind() {
-                RejectionKind::MissingCredentials => Outcome::Missing,
-                RejectionKind::InvalidRequest => Outcome::Malformed,
-                RejectionKind::InvalidToken => Outcome::Invalid,
-                RejectionKind::InsufficientScope => Outcome::InsufficientScope,
-                RejectionKind::Unavailable => Outcome::Unavailable,
-                RejectionKind::CrossSite => Outcome::CrossSite,
-                RejectionKind::Throttled => Outcome::Throttled,
-                RejectionKind::RateLimited => Outcome::RateLimited,
-            },
+        if let Refusal::Fixed(Fixed::ExpiredToken) = refusal {
+            return Outcome::Expired;
+        }
+        match refusal.kind() {
+            RejectionKind::MissingCredentials => Outcome::Missing,
+            RejectionKind::InvalidRequest => Outcome::Malformed,
+            RejectionKind::InvalidToken => Outcome::Invalid,
+            RejectionKind::InsufficientScope => Outcome::InsufficientScope,
+            RejectionKind::Unavailable => Outcome::Unavailable,
+            RejectionKind::CrossSite => Outcome::CrossSite,
+            RejectionKind::Throttled => Outcome::Throttled,
+            RejectionKind::RateLimited => Outcome::RateLimited,
         }
     }
 }
@@ -161,60 +162,6 @@ impl DecisionMetrics {
             }),
             verification: OnceLock::new(),
         }
-    }
-}
-
-/// A refusal: one of the four fixed ones (answered from [`Prebuilt`]) or any other.
-pub(crate) enum Refusal {
-    Fixed(Fixed),
-    Other(Rejection),
-}
-
-/// The refusals whose HTTP answer depends only on the realm.
-#[derive(Clone, Copy)]
-pub(crate) enum Fixed {
-    MissingCredentials,
-    InvalidToken,
-    ExpiredToken,
-    Unavailable,
-}
-
-impl Fixed {
-    fn rejection(self) -> Rejection {
-        match self {
-            Fixed::MissingCredentials => Rejection::missing_credentials(),
-            Fixed::InvalidToken => Rejection::invalid_token(),
-            Fixed::ExpiredToken => Rejection::expired_token(),
-            Fixed::Unavailable => Rejection::unavailable(),
-        }
-    }
-}
-
-impl From<VerifyError> for Refusal {
-    fn from(error: VerifyError) -> Self {
-        Refusal::Fixed(match error {
-            VerifyError::Invalid => Fixed::InvalidToken,
-            VerifyError::Expired => Fixed::ExpiredToken,
-            VerifyError::Unavailable(source) => {
-                tracing::warn!(error = %source, "token verifier unavailable; refusing with 503");
-                Fixed::Unavailable
-            }
-        })
-    }
-}
-
-impl From<Denial> for Refusal {
-    fn from(denial: Denial) -> Self {
-        match denial {
-            Denial::Expired => Refusal::Fixed(Fixed::ExpiredToken),
-            denial => Refusal::Other(denial.into()),
-        }
-    }
-}
-
-impl From<Rejection> for Refusal {
-    fn from(rejection: Rejection) -> Self {
-        Refusal::Other(rejection)
     }
 }
 
@@ -271,6 +218,7 @@ impl Default for Config {
             realm: DEFAULT_REALM.to_owned(),
             responder: Responder::Default,
             browser: None,
+            origin: OriginRule::COOKIES,
             prebuilt: OnceLock::new(),
             throttle: None,
             rate_limits: Arc::new(TokenRateLimits::new()),
@@ -280,17 +228,28 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The configuration of a layer's sign-in page: the layer's decision (throttle, policy,
+    /// rate limits, realm, responder), with the bearer token as the only source, kept for
+    /// the step that seals it into a session, and the sign-in's origin rule (any credential
+    /// needs a same-origin browser request). No redirects: a sign-in is no navigation.
+    pub(crate) fn for_sign_in(layer: &Config) -> Config {
+        Config {
+            sources: vec![TokenSource::authorization_bearer()],
+            keep_credentials: true,
+            optional: false,
+            browser: None,
+            origin: OriginRule::SIGN_IN,
+            prebuilt: OnceLock::new(),
+            metrics: OnceLock::new(),
+            ..layer.clone()
+        }
+    }
+
     /// The response for a refused request. The request body is dropped unread; the refusal is
     /// logged at `DEBUG` without any header value or the query string.
     pub(crate) fn refuse<B>(&self, rejection: Rejection, request: Request<B>) -> Response<Bytes> {
         let (parts, _body) = request.into_parts();
-        tracing::debug!(
-            kind = ?rejection.kind(),
-            reason = rejection.description(),
-            method = %parts.method,
-            path = parts.uri.path(),
-            "refused request"
-        );
+        log_refusal(&rejection, &parts);
         if let Some(browser) = &self.browser {
             if let Some(redirect) = redirect_to_sign_in(browser, &rejection, &parts) {
                 return redirect;
@@ -305,7 +264,11 @@ impl Config {
     /// The response for `refusal`: a fixed refusal of the default responder to an HTTP (not
     /// gRPC) caller is a copy of the prebuilt answer (the same bytes `refuse` would build),
     /// anything else goes through [`refuse`](Self::refuse).
-    pub(crate) fn refuse_with<B>(&self, refusal: Refusal, request: Request<B>) -> Response<Bytes> {
+    pub(crate) fn refuse_with<B>(
+        &self,
+        refusal: Refusal,
+        mut request: Request<B>,
+    ) -> Response<Bytes> {
         let outcome = Outcome::of(&refusal);
         self.count(outcome);
         if outcome.is_failed_guess() {
@@ -317,6 +280,10 @@ impl Config {
         }
         let fixed = match refusal {
             Refusal::Other(rejection) => return self.refuse(rejection, request),
+            Refusal::Denied(rejection, info) => {
+                request.extensions_mut().insert(info);
+                return self.refuse(rejection, request);
+            }
             Refusal::Fixed(fixed) => fixed,
         };
         let grpc = request.method() == Method::POST && is_grpc(request.headers());
@@ -325,13 +292,7 @@ impl Config {
         }
         let prebuilt = &self.prebuilt.get_or_init(|| Prebuilt::new(&self.realm)).0[fixed as usize];
         let (parts, _body) = request.into_parts();
-        tracing::debug!(
-            kind = ?prebuilt.rejection.kind(),
-            reason = prebuilt.rejection.description(),
-            method = %parts.method,
-            path = parts.uri.path(),
-            "refused request"
-        );
+        log_refusal(&prebuilt.rejection, &parts);
         let mut response = Response::new(prebuilt.body.clone());
         *response.status_mut() = prebuilt.status;
         *response.headers_mut() = prebuilt.headers.clone();
@@ -355,9 +316,12 @@ impl Config {
                 name = info.name(),
                 "token refused by the policy"
             );
-            return Err(denial.into());
+            return Err(Refusal::denied(denial, info));
         }
-        let limit_headers = self.rate_limits.check(&info)?;
+        let limit_headers = match self.rate_limits.check(&info) {
+            Ok(limit_headers) => limit_headers,
+            Err(spent) => return Err(Refusal::Denied(spent, info)),
+        };
         self.count(Outcome::Accepted);
         tracing::debug!(uid = info.uid(), name = info.name(), "accepted request");
         Ok(Accepted {
@@ -387,6 +351,18 @@ impl Config {
     }
 }
 
+/// The one `DEBUG` line of a refusal: kind, reason, method and path, never a header value or
+/// the query.
+fn log_refusal(rejection: &Rejection, parts: &http::request::Parts) {
+    tracing::debug!(
+        kind = ?rejection.kind(),
+        reason = rejection.description(),
+        method = %parts.method,
+        path = parts.uri.path(),
+        "refused request"
+    );
+}
+
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let responder = match self.responder {
@@ -401,6 +377,7 @@ impl fmt::Debug for Config {
             .field("optional", &self.optional)
             .field("responder", &responder)
             .field("browser", &self.browser)
+            .field("origin", &self.origin)
             .field("throttle", &self.throttle)
             .finish()
     }

@@ -15,9 +15,10 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::{Config, Refusal};
+use super::config::Config;
 use crate::clock;
 use crate::rate_limit::LimitHeaders;
+use crate::rejection::Refusal;
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 

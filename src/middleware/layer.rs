@@ -7,7 +7,8 @@ use tower_layer::Layer;
 
 use super::config::{Config, Responder};
 use super::service::ProtectedEndpoint;
-use crate::browser::{BrowserSignIn, SignIn};
+use super::sign_in::SignIn;
+use crate::browser::BrowserSignIn;
 use crate::extract::TokenSource;
 use crate::limit::FailureThrottle;
 use crate::policy::AccessPolicy;
@@ -520,7 +521,9 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// ```
     pub fn browser_sign_in(self, sign_in: BrowserSignIn) -> Self {
         let mut layer = self.token_source(sign_in.token_source());
-        layer.config_mut().browser = Some(Arc::new(sign_in));
+        let config = layer.config_mut();
+        config.origin = sign_in.origin_rule();
+        config.browser = Some(Arc::new(sign_in));
         layer
     }
 
@@ -577,9 +580,9 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 
     /// The sign-in page of this layer's [`browser_sign_in`](Self::browser_sign_in), to
-    /// mount (outside the layer) at [`BrowserSignIn::sign_in_path`]: it verifies a pasted
-    /// token with this layer's verifier and policy (its scopes and deployment), then sets
-    /// the session cookie.
+    /// mount (outside the layer) at [`BrowserSignIn::sign_in_path`]: a pasted token goes
+    /// through this layer's own decision (its throttle, verifier, policy and responder), then
+    /// a session is opened in the sign-in's session store and its cookie set.
     ///
     /// # Panics
     ///
@@ -602,12 +605,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
             .browser
             .clone()
             .expect("sign_in_service needs browser_sign_in(..) on the layer first");
-        SignIn::new(
-            Arc::clone(&self.verifier),
-            self.config.policy.clone(),
-            settings,
-            self.config.throttle.clone(),
-        )
+        SignIn::new(Arc::clone(&self.verifier), &self.config, settings)
     }
 
     /// The verifier this layer asks.

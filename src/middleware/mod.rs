@@ -7,13 +7,17 @@
 //! 1. `service.rs`: `call` keeps the inner service that was polled ready and leaves a clone
 //!    behind; [`extract`](crate::extract) finds the one credential (none → 401, or a pass in
 //!    optional mode, or this layer's policy applied to an outer layer's `TokenInfo`;
-//!    malformed → 400) and strips it from the request.
+//!    malformed → 400) and strips it from the request. A browser session's cookie is
+//!    resolved through the session store ([`crate::browser`]) on the asynchronous path.
 //! 2. `future.rs`: the verifier's answer is awaited; the [`AccessPolicy`](crate::policy::AccessPolicy)
 //!    judges it (expiry, scopes, deployment); a pass puts the
 //!    [`TokenInfo`](crate::TokenInfo) into the request's extensions and calls the inner
 //!    service; a refusal becomes a response through [`rejection`](crate::rejection) and the
 //!    configured responder (`config.rs`).
 //! 3. `body.rs`: the response body is the inner body or the refusal's bytes.
+//!
+//! [`SignIn`] (`sign_in.rs`), the sign-in page of a layer with browser sign-in, runs this
+//! same decision on a pasted token before it opens a session.
 //!
 //! ```
 //! use axum::{routing::get, Extension, Router};
@@ -34,12 +38,14 @@ mod config;
 mod future;
 mod layer;
 mod service;
+mod sign_in;
 
 pub use self::body::ResponseBody;
 pub use self::config::DEFAULT_REALM;
 pub use self::future::ResponseFuture;
 pub use self::layer::ProtectedEndpointLayer;
 pub use self::service::ProtectedEndpoint;
+pub use self::sign_in::{SignIn, SignInFuture};
 
 #[cfg(test)]
 mod tests {

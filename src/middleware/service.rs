@@ -10,12 +10,12 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::{Config, Fixed, Outcome, Refusal};
+use super::config::{Config, Outcome};
 use super::future::{ResponseFuture, VerifyFuture};
-use crate::browser::{is_unsafe, request_origin, RequestOrigin};
+use crate::browser::SessionCookie;
 use crate::clock;
 use crate::extract::{find_token, strip_credential};
-use crate::rejection::Rejection;
+use crate::rejection::{Fixed, Refusal, Rejection};
 use crate::token::TokenSecret;
 use crate::token_info::TokenInfo;
 use crate::verifier::TokenVerifier;
@@ -199,12 +199,28 @@ where
             }
         }
         let (verdict, source, now) = match found {
-            Ok(Some((_, source))) if source.is_cookie() && is_cross_site(&request) => {
+            Ok(Some((_, source)))
+                if self.config.origin.refuses(
+                    source.is_cookie(),
+                    request.method(),
+                    request.headers(),
+                    request.uri(),
+                ) =>
+            {
                 return ResponseFuture::refused(
                     &self.config,
                     Rejection::cross_site().into(),
                     request,
                 );
+            }
+            // A browser session: always the asynchronous path (its store is asked).
+            Ok(Some((value, source))) if source.is_session() => {
+                let session = SessionCookie::parse(&value);
+                drop(value);
+                if !self.config.keep_credentials {
+                    strip_credential(source, &mut request);
+                }
+                return self.session(session, request);
             }
             Ok(Some((token, source))) => {
                 // The request's one clock read: the verifier's expiry check and the policy's.
@@ -219,11 +235,7 @@ where
             }
             Ok(None) => return self.without_credentials(request),
             Err(malformed) => {
-                return ResponseFuture::refused(
-                    &self.config,
-                    Rejection::from(malformed).into(),
-                    request,
-                );
+                return ResponseFuture::refused(&self.config, malformed.into(), request);
             }
         };
         if !self.config.keep_credentials {
@@ -246,10 +258,6 @@ where
                 Err(refusal) => ResponseFuture::refused(&self.config, refusal, request),
             },
             Err(secret) => {
-                // The answer must be awaited: keep the service that was polled ready for this
-                // request and leave a fresh clone behind for the next `poll_ready`.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
                 let verifier = Arc::clone(&self.verifier);
                 let config = Arc::clone(&self.config);
                 // Timed inside the boxed future: the layer's own future stays as small as it
@@ -260,15 +268,60 @@ where
                     config.record_verification(verifier.kind(), started.elapsed());
                     verdict
                 });
-                ResponseFuture::verifying(
-                    verify,
-                    inner,
-                    request,
-                    Arc::clone(&self.config),
-                    from_query,
-                )
+                self.awaiting(verify, request, from_query)
             }
         }
+    }
+}
+
+impl<S, V> ProtectedEndpoint<S, V>
+where
+    V: TokenVerifier + ?Sized + 'static,
+{
+    /// A request with a browser session's cookie: resolved through the layer's session store
+    /// (its secret opened with the cookie's key, then verified), then decided as any token.
+    /// A malformed cookie, or one this layer has no sessions for, is an unknown token.
+    fn session<ReqBody>(
+        &mut self,
+        session: Option<SessionCookie>,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+    {
+        let (Some(session), Some(browser)) = (session, &self.config.browser) else {
+            return ResponseFuture::refused(
+                &self.config,
+                Refusal::Fixed(Fixed::InvalidToken),
+                request,
+            );
+        };
+        let sessions = Arc::clone(&browser.sessions);
+        let verifier = Arc::clone(&self.verifier);
+        let config = Arc::clone(&self.config);
+        let verify: VerifyFuture = Box::pin(async move {
+            let started = Instant::now();
+            let verdict = sessions.resolve(session, &*verifier).await;
+            config.record_verification(verifier.kind(), started.elapsed());
+            verdict
+        });
+        self.awaiting(verify, request, false)
+    }
+
+    /// The answer must be awaited: keep the service that was polled ready for this request
+    /// and leave a fresh clone behind for the next `poll_ready`.
+    fn awaiting<ReqBody>(
+        &mut self,
+        verify: VerifyFuture,
+        request: Request<ReqBody>,
+        from_query: bool,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>> + Clone,
+    {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::verifying(verify, inner, request, Arc::clone(&self.config), from_query)
     }
 }
 
@@ -291,6 +344,7 @@ impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
                     self.config.count(Outcome::Accepted);
                     ResponseFuture::called(self.inner.call(request), false, None)
                 }
+                // The outer layer's `TokenInfo` is in the extensions already, for the responder.
                 Err(denial) => ResponseFuture::refused(&self.config, denial.into(), request),
             };
         }
@@ -303,12 +357,4 @@ impl<S, V: ?Sized> ProtectedEndpoint<S, V> {
             request,
         )
     }
-}
-
-/// Whether `request` may change something and a page of another origin sent it: refused
-/// when its credential is a cookie, which the browser attaches whoever made the request.
-/// Clients that are not browsers send no `Sec-Fetch-Site` or `Origin` and pass.
-fn is_cross_site<B>(request: &Request<B>) -> bool {
-    is_unsafe(request.method())
-        && request_origin(request.headers(), request.uri()) == RequestOrigin::OtherSite
 }

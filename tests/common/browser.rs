@@ -256,6 +256,27 @@ impl Browser {
         self.button("Sign in").await.click().await.unwrap();
     }
 
+    /// Waits, at most [`WAIT`], until the browser's address passes `settled` (a navigation or
+    /// a redirect takes a moment), and answers it; fails with the address it stayed at.
+    pub async fn wait_for_url(
+        &self,
+        what: &str,
+        settled: impl Fn(&reqwest::Url) -> bool,
+    ) -> reqwest::Url {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let url = self.current_url().await.unwrap();
+            if settled(&url) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the browser stayed at {url} instead of going to {what}"
+            );
+            tokio::time::sleep(PERIOD).await;
+        }
+    }
+
     /// Waits until the first element matching `css` shows `text` (in its rendered text, what a
     /// person reads), for at most [`WAIT`]: pages update after a click by themselves, and
     /// a bounded wait fails with what the page showed instead of hanging.

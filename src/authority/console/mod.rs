@@ -10,8 +10,8 @@
 //! |---|---|---|
 //! | `GET /console` | a session of a token with `read_organization` | the page; a browser without a valid session is sent (`303`) to the sign-in page, anything else gets the layer's 401 |
 //! | `GET /console/sign-in` | nothing | the sign-in page ([`crate::browser`]) |
-//! | `POST /console/sign-in` | `Authorization: Bearer` with `read_organization`, same origin | sets the session cookie |
-//! | `DELETE /console/sign-in` | not another site | clears it (signs out) |
+//! | `POST /console/sign-in` | `Authorization: Bearer` with `read_organization`, same origin | opens a session (in the authority's store) and sets its cookie |
+//! | `DELETE /console/sign-in` | not another site | ends the session in the store and clears the cookie (signs out) |
 //! | `GET /console/assets/console.js`, `GET /console/assets/console.css` | nothing | the page's script and style (`Cache-Control: no-cache`) |
 //! | `GET /console/api/session` | session, `read_organization` | `{"name","uid","scopes","deployments","expires_at","can_write"}` of the signed-in token |
 //! | `GET /console/api/tokens?start&count&search` | session, `read_organization` | what `GET /api/v1/api_tokens` answers |
@@ -24,12 +24,17 @@
 //! answers) behind other layers: the console's accept only the session cookie, the management
 //! API's (`/api/v1/…`) only tokens in headers. Neither accepts the other's credential.
 //!
-//! # The session cookie
+//! # The session
 //!
-//! `pe_console`, for `Path=/console` only, `HttpOnly` (no script, the console's included, can
-//! read it), `SameSite=Strict`, `Secure` over HTTPS. It holds the token itself and is verified
-//! on every request, so deleting the token ends its sessions at once; it lasts 12 hours at
-//! most and never longer than the token.
+//! Signing in opens a browser session ([`crate::browser`]): the cookie holds a random session
+//! id and key, never the token; the authority's store of record keeps the session (the id's
+//! hash, the token's secret sealed with the key, its end), so every replica on one
+//! PostgreSQL database knows it, and signing out on one ends it on all. The cookie is
+//! `HttpOnly` (no script, the console's included, can read it) and `SameSite=Strict`; over
+//! HTTPS it is `__Host-pe_console` (`Secure`, `Path=/`, as the prefix requires), over HTTP
+//! `pe_console` for `Path=/console` only. Each request opens the sealed secret with the
+//! cookie's key and verifies it, so deleting, disabling or rerolling the token ends its
+//! sessions at once; a session lasts 12 hours at most and never longer than the token.
 //!
 //! # Cross-site requests
 //!
@@ -37,8 +42,8 @@
 //! top of that, every console call that changes something (`POST`, `DELETE`) must say it came
 //! from this origin: `Sec-Fetch-Site: same-origin`, or an `Origin` naming this host. Anything
 //! else, a request with neither header included (the console is for browsers, which always
-//! send one), is refused with 403 `{"error": "cross_site_request", "message": …}` before the
-//! token is even looked at, and the refusal is audited.
+//! send one), is refused by the token layer with 403 `cross_site_request` before the session
+//! is even looked at ([`BrowserSignIn::require_same_origin`]), and the refusal is audited.
 //!
 //! # The page
 //!
@@ -48,24 +53,26 @@
 //! in the dialog that created it, and removed from the page when that dialog closes; a
 //! rerolled token's new secret the same way, in the reroll dialog.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::{from_fn_with_state, map_response, Next};
+use axum::http::{request, HeaderValue};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
+use bytes::Bytes;
 use serde::Serialize;
-use serde_json::json;
 
 use super::api::{self, REALM};
-use super::audit::AuditingResponder;
+use super::audit::{self, AuditingResponder};
 use super::Authority;
-use crate::browser::{request_origin, BrowserSignIn, RequestOrigin};
+use crate::browser::{BrowserSignIn, TokenStoreSessions};
 use crate::middleware::ProtectedEndpointLayer;
+use crate::rejection::{Rejection, RejectionResponder};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::store::memory::InMemoryTokenStore;
 use crate::token_info::TokenInfo;
@@ -88,56 +95,50 @@ const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'sel
     connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; \
     base-uri 'none'";
 
-const CROSS_SITE_MESSAGE: &str =
-    "tokens are created and deleted from the console's own page, not from another site";
-
 /// The browser sign-in of every console layer, in one place: the layers and the sign-in page
-/// must agree on the cookie, or a session would work on one route and not the next.
-fn sign_in() -> BrowserSignIn {
+/// must agree on the cookie and share the sessions, or a session would work on one route and
+/// not the next. Sessions live in the authority's store of record, shared by its replicas.
+fn sign_in(authority: &Authority) -> BrowserSignIn {
     BrowserSignIn::new()
         .path(SIGN_IN_PATH)
         .cookie_name(COOKIE)
         .cookie_path(PATH)
         .landing(PATH)
         .title("the token authority")
+        .sessions(TokenStoreSessions::new(Arc::clone(authority.store())))
+        // The console's calls come from its page alone: positive proof of origin, always.
+        .require_same_origin(true)
 }
 
 /// A console layer: the session cookie only (a bearer token does not count here, so the
 /// console's routes are reached from the page alone), requiring `scope`.
 fn session_layer(
     authority: &Authority,
+    settings: &BrowserSignIn,
     scope: Scope,
 ) -> ProtectedEndpointLayer<InMemoryTokenStore> {
-    let settings = sign_in();
     ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_sources([settings.token_source()])
         .require_scope(scope)
-        .browser_sign_in(settings)
+        .browser_sign_in(settings.clone())
         .shared_throttle(authority.throttle())
 }
 
 /// The console's routes (see the [module](self)).
 pub(super) fn router(authority: Authority) -> Router {
-    let page = session_layer(&authority, Scope::READ_ORGANIZATION);
-    // Refusals of the JSON routes are audited like the management API's.
-    let responder = AuditingResponder {
+    let settings = sign_in(&authority);
+    let page = session_layer(&authority, &settings, Scope::READ_ORGANIZATION);
+    // Refusals of the JSON routes are audited like the management API's. The cookie is no
+    // token to look up: a refused session's token is named from what the layer decided.
+    let responder = NamingResponder(AuditingResponder {
         realm: REALM,
         tokens: authority.tokens().clone(),
-        sources: vec![sign_in().token_source()],
-    };
-    let audited = |scope| {
-        session_layer(&authority, scope)
-            // The responder names the caller of a refused call, so it needs the cookie; the
-            // handlers behind these routes never log or forward a header.
-            .keep_credentials(true)
-            .responder(responder.clone())
-    };
+        sources: Vec::new(),
+    });
+    let audited = |scope| session_layer(&authority, &settings, scope).responder(responder.clone());
     let read = audited(Scope::READ_ORGANIZATION);
     let write = audited(Scope::WRITE_ORGANIZATION);
-    // Outside the token layer (the last `route_layer` is the outermost): a cross-site call is
-    // refused before anything else looks at it.
-    let same_origin = from_fn_with_state(responder, same_origin_only);
     Router::new()
         .route(PATH, get(page_html).route_layer(page.clone()))
         .route("/console/", get(|| async { Redirect::to(PATH) }))
@@ -150,60 +151,52 @@ pub(super) fn router(authority: Authority) -> Router {
         )
         .route(
             "/console/api/tokens",
-            get(api::list_tokens).route_layer(read).merge(
-                post(api::create_token)
-                    .route_layer(write.clone())
-                    .route_layer(same_origin.clone()),
-            ),
+            get(api::list_tokens)
+                .route_layer(read)
+                .merge(post(api::create_token).route_layer(write.clone())),
         )
         .route(
             "/console/api/tokens/{uid}",
-            delete(api::delete_token)
-                .route_layer(write.clone())
-                .route_layer(same_origin.clone()),
+            delete(api::delete_token).route_layer(write.clone()),
         )
         .route(
             "/console/api/tokens/{uid}/disable",
-            post(api::disable_token)
-                .route_layer(write.clone())
-                .route_layer(same_origin.clone()),
+            post(api::disable_token).route_layer(write.clone()),
         )
         .route(
             "/console/api/tokens/{uid}/enable",
-            post(api::enable_token)
-                .route_layer(write.clone())
-                .route_layer(same_origin.clone()),
+            post(api::enable_token).route_layer(write.clone()),
         )
         .route(
             "/console/api/tokens/{uid}/reroll",
-            post(api::reroll_token)
-                .route_layer(write)
-                .route_layer(same_origin),
+            post(api::reroll_token).route_layer(write),
         )
         .route_layer(map_response(console_headers))
         .with_state(authority)
 }
 
-/// Refuses a call that may change something unless the browser says this origin's page made
-/// it. Stricter than the token layer's own check, which lets clients that send no browser
-/// header through: the console's routes are for its page alone.
-async fn same_origin_only(
-    State(responder): State<AuditingResponder>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request_origin(request.headers(), request.uri()) == RequestOrigin::SameOrigin {
-        return next.run(request).await;
+/// The console layers' responder: audits each refusal like the management API's, naming the
+/// token when the layer knew it (a session whose token lacks a scope), as the default
+/// responder answers.
+#[derive(Clone)]
+struct NamingResponder(AuditingResponder);
+
+impl RejectionResponder for NamingResponder {
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
+        match request.extensions.get::<TokenInfo>() {
+            Some(caller) => {
+                audit::refused(
+                    caller,
+                    request.method.as_str(),
+                    request.uri.path(),
+                    rejection.status().as_u16(),
+                    rejection.description(),
+                );
+                rejection.response_for(request, REALM)
+            }
+            None => self.0.respond(rejection, request),
+        }
     }
-    let (parts, _body) = request.into_parts();
-    let status = StatusCode::FORBIDDEN;
-    responder.record(&parts, status.as_u16(), CROSS_SITE_MESSAGE);
-    (
-        status,
-        [(CACHE_CONTROL, "no-store")],
-        Json(json!({"error": "cross_site_request", "message": CROSS_SITE_MESSAGE})),
-    )
-        .into_response()
 }
 
 /// Every console answer: its content type is the one to use (a JSON answer is never run as a
