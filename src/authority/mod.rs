@@ -981,6 +981,7 @@ impl Authority {
             .merge(console::router(self.clone()))
             .merge(introspect::router(self.clone()))
             .merge(revocations::router(self.clone()))
+            .merge(deployments::router(self.clone()))
             .merge(health::router(self.clone()))
     }
 }

@@ -702,9 +702,7 @@ impl RemoteVerifierBuilder {
         }
         if let Some(name) = &self.deployment {
             if !is_deployment_name(name) {
-                return Err(BuildError(
-                    InvalidDeploymentName(name.clone()).to_string(),
-                ));
+                return Err(BuildError(InvalidDeploymentName(name.clone()).to_string()));
             }
         }
         let http = match self.client {
@@ -806,7 +804,10 @@ mod tests {
                 .deployment(bad)
                 .build()
                 .unwrap_err();
-            assert!(error.to_string().contains("invalid deployment name"), "{error}");
+            assert!(
+                error.to_string().contains("invalid deployment name"),
+                "{error}"
+            );
         }
         let verifier = RemoteVerifier::builder("http://127.0.0.1:1/token/introspect")
             .revocation_stream_url("http://127.0.0.1:1/stream?v=2")

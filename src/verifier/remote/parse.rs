@@ -241,8 +241,7 @@ mod tests {
             assert!(info.deployments().is_none(), "{json}");
             assert!(!info.deployments().allows("summarize"), "{json}");
         }
-        let Answer::Active(info) = parse(r#"{"active": true, "deployments": "*"}"#).unwrap()
-        else {
+        let Answer::Active(info) = parse(r#"{"active": true, "deployments": "*"}"#).unwrap() else {
             panic!("expected an active answer");
         };
         assert!(info.deployments().is_all());
