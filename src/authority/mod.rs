@@ -23,8 +23,9 @@
 //! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
-//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
-//! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
+//! | `GET /api/v1/protected_deployments` | `read_organization` | `{"items": [{"name", "last_seen_at"}…]}`: the deployments protected services said they protect, by name |
+//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name |
+//! | `GET /oauth2/revocations` (`?deployment=NAME`, as for introspection) | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
 //! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
 //! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
@@ -45,15 +46,40 @@
 //! that name exists already) or 503 (the store is unavailable: nothing was changed); refusals
 //! by the token layer itself use its RFC 6750 shape.
 //!
+//! # Two token types
+//!
+//! As on the platform, a token has **Developer Operations Access**, its scopes, for managing
+//! the platform (`api`, `read_organization`, `write_organization`, `read_cluster`,
+//! `write_cluster`, and this authority's [`INTROSPECT_SCOPE`]), and **Protected Endpoint
+//! Access**, its `deployments`, for calling protected deployments: named ones, or All
+//! Deployments (`"*"`). A token may have either or both. A protected deployment (a layer with
+//! `.deployment(name)`) admits a token by its deployment access alone; a token with only
+//! Developer Operations Access (`"deployments": []`) is refused by every deployment (403
+//! `insufficient_scope`, "the token has no access to the deployment …"). Scopes still gate
+//! this authority's own routes, and any service that asks for one with `require_scope`.
+//!
+//! A token gets Protected Endpoint Access only when its creator says so: in the console
+//! (Protected Endpoint Access, then All Deployments or the deployments to call), with the
+//! CLI (`token create --deployment NAME`, repeated, or `--all-deployments`), or through the
+//! API (`"deployments": ["summarize"]` or `"*"` in the create body). A create without
+//! `deployments` gets **none**: the platform's SDK (`bentoml.api_token.create(name,
+//! scopes=…)`) sends no deployments, and the platform itself makes such a token not global
+//! (`is_global_access` false), so a wider access is never guessed.
+//!
+//! The deployments to choose from are those protected services named: a `RemoteVerifier`
+//! built with `.deployment(name)` sends the name with every introspection call and on the
+//! revocation stream; the authority keeps each with when it last heard it (in its store, with
+//! the last-used times), lists them at `GET /api/v1/protected_deployments`, and its console
+//! offers them as checkboxes. A name not heard yet is still accepted.
+//!
 //! # The permission model
 //!
 //! One organization, one user (the operator), any number of tokens. Reading tokens needs the
 //! `read_organization` scope, creating and deleting them `write_organization`. A token cannot
 //! grant what its creator lacks: every scope of the new token must be one of the creator's,
 //! and a creator limited to some deployments can only create tokens limited to (some of)
-//! those. A new token reaches the creator's deployments unless the request names fewer. The
-//! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope, which
-//! a resource server's own token carries.
+//! those. The introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`]
+//! scope, which a resource server's own token carries.
 //!
 //! `write_organization` may delete its own token and any token within its grants (every scope
 //! of the target its own, the target's deployments within its own, no later expiry): a delete
