@@ -195,13 +195,10 @@ async fn an_authority_over_a_store_writes_the_deployments_it_heard() {
     assert_eq!(server.protected_deployment_names().await, ["summarize"]);
 }
 
-/// Needs the SQL side of `TokenStore::record_deployments_seen` (h-store's branch): until it
-/// lands, SQLite answers that it keeps no deployments and this test fails in `until_stored`.
-#[tokio::test]
-async fn sqlite_keeps_the_deployments_heard_across_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let location = format!("sqlite:{}", dir.path().join("tokens.db").display());
-    let mut server = AuthorityServer::on_store(&location).await;
+/// Serves an authority on the store at `location`, lets a deployment be heard and written,
+/// restarts the authority on the same store and lists the deployments again.
+async fn deployments_survive_a_restart(location: &str) {
+    let mut server = AuthorityServer::on_store(location).await;
     let summarize = server.deployment("summarize").await;
     summarize.call("unknown-token").await;
     until_stored(&server.authority, "summarize").await;
@@ -210,7 +207,26 @@ async fn sqlite_keeps_the_deployments_heard_across_a_restart() {
     server.go_away().await;
     drop(server);
 
-    let server =
-        AuthorityServer::serve_with_admin(Authority::open(&location).await.unwrap(), &admin).await;
+    let authority = Authority::open(location).await.unwrap();
+    let server = AuthorityServer::serve_with_admin(authority, &admin).await;
     assert_eq!(server.protected_deployment_names().await, ["summarize"]);
+}
+
+/// Needs the SQL side of `TokenStore::record_deployments_seen` (h-store's branch): until it
+/// is merged, SQLite answers that it keeps no deployments and this fails in `until_stored`.
+#[tokio::test]
+async fn sqlite_keeps_the_deployments_heard_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    deployments_survive_a_restart(&format!(
+        "sqlite:{}",
+        dir.path().join("tokens.db").display()
+    ))
+    .await;
+}
+
+/// Needs h-store's branch too (the data file's side of `record_deployments_seen`).
+#[tokio::test]
+async fn a_data_file_keeps_the_deployments_heard_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    deployments_survive_a_restart(&dir.path().join("tokens.json").display().to_string()).await;
 }

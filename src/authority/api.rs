@@ -17,7 +17,6 @@ use crate::extract::TokenSource;
 use crate::middleware::ProtectedEndpointLayer;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
-use crate::store::memory::InMemoryTokenStore;
 use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::token::{redact_token_like, TokenSecret};
 use crate::token_info::TokenInfo;
@@ -39,7 +38,7 @@ const DEFAULT_PAGE: usize = 20;
 /// sends), every refusal audited, the authority's shared throttle.
 pub(super) fn management_layer(
     authority: &Authority,
-) -> ProtectedEndpointLayer<InMemoryTokenStore> {
+) -> ProtectedEndpointLayer<crate::store::memory::InMemoryTokenStore> {
     // Every refusal by the layer leaves a line in the audit log.
     let responder = AuditingResponder {
         realm: REALM,

@@ -6,46 +6,6 @@
 //! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`]; it
 //! follows [`REVOCATIONS_PATH`] by itself, so a deleted token is refused everywhere at once.
 //!
-//! # Routes
-//!
-//! The management API is wire-compatible with the platform's token REST API, so its Python
-//! SDK (`bentoml cloud login --endpoint … --api-token …`, then `bentoml.api_token.list/create/
-//! get/delete`) works against it unchanged. Credentials come as `Authorization: Bearer <token>`
-//! or `X-YATAI-API-TOKEN: <token>` (what the SDK sends).
-//!
-//! | route | needs | answers |
-//! |---|---|---|
-//! | `GET /api/v1/auth/current` | any valid token | the user `{"name","email","first_name","last_name"}` |
-//! | `GET /api/v1/current_org` | any valid token | the organization |
-//! | `GET /api/v1/api_tokens?start=0&count=100&search=S` | `read_organization` | `{"start","count","total","items":[token…]}` |
-//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` | `write_organization` | the new token, with `"token"` (the secret) in this answer only |
-//! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
-//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
-//! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
-//! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
-//! | `GET /api/v1/protected_deployments` | `read_organization` | `{"items": [{"name", "last_seen_at"}…]}`: the deployments protected services said they protect, by name |
-//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name |
-//! | `GET /oauth2/revocations` (`?deployment=NAME`, as for introspection) | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
-//! | `GET /healthz` | nothing | `200 ok`: the process answers |
-//! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
-//! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
-//! | `/console/sign-in` | a token with `read_organization`, pasted once | the console's sign-in page ([`crate::browser`]) |
-//! | `/console/api/…` | the console's session cookie, same-origin for changes | the management API's handlers, for the console's page |
-//!
-//! A token object has the platform's members (`uid, created_at, updated_at, deleted_at, name,
-//! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
-//! is_expired, is_api_token, is_organization_token, is_global_access`) plus `deployments`
-//! (`"*"` or a list of deployment names), `enabled`, `parent_uid` (the token that created it),
-//! `rate_limit` (`{"limit", "duration_ms"}` or `null`) and `usage` (`{"valid", "expired",
-//! "disabled"}`: verifications this authority saw, written to the store in batches; a
-//! `RemoteVerifier`'s cache hits never reach it and are not counted). A create body may carry
-//! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
-//! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
-//! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
-//! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token), 409 (a token of
-//! that name exists already) or 503 (the store is unavailable: nothing was changed); refusals
-//! by the token layer itself use its RFC 6750 shape.
-//!
 //! # Two token types
 //!
 //! As on the platform, a token has **Developer Operations Access**, its scopes, for managing
@@ -67,10 +27,52 @@
 //! (`is_global_access` false), so a wider access is never guessed.
 //!
 //! The deployments to choose from are those protected services named: a `RemoteVerifier`
-//! built with `.deployment(name)` sends the name with every introspection call and on the
-//! revocation stream; the authority keeps each with when it last heard it (in its store, with
-//! the last-used times), lists them at `GET /api/v1/protected_deployments`, and its console
-//! offers them as checkboxes. A name not heard yet is still accepted.
+//! built with `.deployment(name)` sends the name with every introspection call (the form
+//! parameter `deployment=NAME`, which RFC 7662 §2.1 lets a server take) and on the revocation
+//! stream (`?deployment=NAME`); a value that is not a deployment name is a 400. The authority
+//! keeps each name with when it last heard it (in its store, with the last-used times), lists
+//! them at `GET /api/v1/protected_deployments` (`read_organization`: `{"items": [{"name",
+//! "last_seen_at"}…]}`, by name), and its console offers them as checkboxes. A name not heard
+//! yet is still accepted.
+//!
+//! # Routes
+//!
+//! The management API is wire-compatible with the platform's token REST API, so its Python
+//! SDK (`bentoml cloud login --endpoint … --api-token …`, then `bentoml.api_token.list/create/
+//! get/delete`) works against it unchanged. Credentials come as `Authorization: Bearer <token>`
+//! or `X-YATAI-API-TOKEN: <token>` (what the SDK sends).
+//!
+//! | route | needs | answers |
+//! |---|---|---|
+//! | `GET /api/v1/auth/current` | any valid token | the user `{"name","email","first_name","last_name"}` |
+//! | `GET /api/v1/current_org` | any valid token | the organization |
+//! | `GET /api/v1/api_tokens?start=0&count=100&search=S` | `read_organization` | `{"start","count","total","items":[token…]}` |
+//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments"}` | `write_organization` | the new token, with `"token"` (the secret) in this answer only |
+//! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
+//! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization` | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
+//! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
+//! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
+//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
+//! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
+//! | `GET /healthz` | nothing | `200 ok`: the process answers |
+//! | `GET /readyz` | nothing | `200 {"status":"ready",…}`, or `503` while the tokens in memory may be stale (the store's change feed is down) |
+//! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
+//! | `/console/sign-in` | a token with `read_organization`, pasted once | the console's sign-in page ([`crate::browser`]) |
+//! | `/console/api/…` | the console's session cookie, same-origin for changes | the management API's handlers, for the console's page |
+//!
+//! A token object has the platform's members (`uid, created_at, updated_at, deleted_at, name,
+//! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
+//! is_expired, is_api_token, is_organization_token, is_global_access`) plus `deployments`
+//! (`"*"` or a list of deployment names), `enabled`, `parent_uid` (the token that created it),
+//! `rate_limit` (`{"limit", "duration_ms"}` or `null`) and `usage` (`{"valid", "expired",
+//! "disabled"}`: verifications this authority saw, written to the store in batches; a
+//! `RemoteVerifier`'s cache hits never reach it and are not counted). A create body may carry
+//! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
+//! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
+//! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
+//! input), 401 (no or bad token), 403 (a missing scope), 404 (no such token), 409 (a token of
+//! that name exists already) or 503 (the store is unavailable: nothing was changed); refusals
+//! by the token layer itself use its RFC 6750 shape.
 //!
 //! # The permission model
 //!
@@ -78,8 +80,9 @@
 //! `read_organization` scope, creating and deleting them `write_organization`. A token cannot
 //! grant what its creator lacks: every scope of the new token must be one of the creator's,
 //! and a creator limited to some deployments can only create tokens limited to (some of)
-//! those. The introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`]
-//! scope, which a resource server's own token carries.
+//! those. A new token reaches the creator's deployments unless the request names fewer. The
+//! introspection endpoint and the revocation stream need the [`INTROSPECT_SCOPE`] scope, which
+//! a resource server's own token carries.
 //!
 //! `write_organization` may delete its own token and any token within its grants (every scope
 //! of the target its own, the target's deployments within its own, no later expiry): a delete
