@@ -2,25 +2,37 @@
 //! expiry, its scopes, and its access to the deployment this service is. A token that may
 //! not pass gets a [`Denial`], which [`rejection`](crate::rejection) turns into the response.
 //!
+//! The platform's two token types map onto it: **Protected Endpoint Access** (a token's
+//! [`DeploymentAccess`](crate::scope::DeploymentAccess)) is what a protected deployment
+//! checks, with [`deployment`](AccessPolicy::deployment); **Developer Operations Access** (its
+//! [`Scope`]s) is for managing the platform, and a service that wants a scope asks for it
+//! with [`require_scope`](AccessPolicy::require_scope). A token with scopes and no deployment
+//! access is refused by a deployment, whatever its scopes.
+//!
 //! ```
 //! use protected_endpoint::policy::{AccessPolicy, Denial};
 //! use protected_endpoint::scope::{DeploymentAccess, Scope};
 //! use protected_endpoint::TokenInfo;
 //!
-//! let policy = AccessPolicy::new()
-//!     .require_scope(Scope::API)
-//!     .deployment("summarize");
+//! let policy = AccessPolicy::new().deployment("summarize");
+//! let now = chrono::Utc::now();
 //!
-//! let allowed = TokenInfo::new("uid-1", "ci")
-//!     .with_scopes([Scope::API])
+//! // Protected Endpoint Access alone: admitted.
+//! let caller = TokenInfo::new("uid-1", "ci")
 //!     .with_deployments(DeploymentAccess::only(["summarize"]).unwrap());
-//! assert!(policy.check(&allowed, chrono::Utc::now()).is_ok());
+//! assert!(policy.check(&caller, now).is_ok());
 //!
-//! let elsewhere = TokenInfo::new("uid-2", "other")
-//!     .with_scopes([Scope::API])
+//! // Developer Operations Access alone: refused, naming the deployment.
+//! let operator = TokenInfo::new("uid-2", "ops")
+//!     .with_scopes([Scope::API, Scope::WRITE_ORGANIZATION])
+//!     .with_deployments(DeploymentAccess::none());
+//! let denial = policy.check(&operator, now).unwrap_err();
+//! assert_eq!(denial.to_string(), "the token has no access to the deployment summarize");
+//!
+//! // Access to another deployment: refused too.
+//! let elsewhere = TokenInfo::new("uid-3", "other")
 //!     .with_deployments(DeploymentAccess::only(["translate"]).unwrap());
-//! let denial = policy.check(&elsewhere, chrono::Utc::now()).unwrap_err();
-//! assert!(matches!(denial, Denial::NoDeploymentAccess { .. }));
+//! assert!(matches!(policy.check(&elsewhere, now), Err(Denial::NoDeploymentAccess { .. })));
 //! ```
 
 use std::fmt;
@@ -113,7 +125,9 @@ impl AccessPolicy {
         self
     }
 
-    /// Names the deployment this service is: a token must have access to it.
+    /// Names the deployment this service is: a token must have access to it (its Protected
+    /// Endpoint Access: this deployment by name, or All Deployments). A token with no
+    /// deployment access (only Developer Operations Access) is refused.
     ///
     /// # Panics
     ///

@@ -161,9 +161,17 @@ impl fmt::Display for InvalidScope {
 
 impl std::error::Error for InvalidScope {}
 
-/// Which deployments a token may reach: all of them, or a named set.
+/// Which deployments a token may reach: the platform's **Protected Endpoint Access**. All
+/// of them ("All Deployments"), a named set, or none (an empty set: a token with only
+/// Developer Operations Access, its [`Scope`]s, which are for managing the platform).
 ///
-/// Serializes as `"*"` for all and as a list of names otherwise, the form token files use.
+/// A protected deployment (a layer with
+/// [`deployment`](crate::ProtectedEndpointLayer::deployment)) admits a token by its
+/// deployment access; it refuses a token without access to it (403 `insufficient_scope`,
+/// "the token has no access to the deployment …"), whatever its scopes.
+///
+/// Serializes as `"*"` for all and as a list of names otherwise (`[]` for none), the form
+/// token files, the management API and introspection answers use.
 ///
 /// ```
 /// use protected_endpoint::scope::DeploymentAccess;
@@ -214,6 +222,34 @@ impl DeploymentAccess {
             })
             .collect::<Result<BTreeSet<_>, _>>()
             .map(DeploymentAccess::Only)
+    }
+
+    /// Access to no deployment at all: what a token with only Developer Operations Access
+    /// (scopes, for managing the platform) has. A protected deployment refuses it.
+    ///
+    /// ```
+    /// use protected_endpoint::scope::DeploymentAccess;
+    ///
+    /// let none = DeploymentAccess::none();
+    /// assert!(!none.allows("summarize"));
+    /// assert!(none.is_none());
+    /// assert_eq!(serde_json::to_string(&none).unwrap(), "[]");
+    /// ```
+    pub fn none() -> Self {
+        DeploymentAccess::Only(BTreeSet::new())
+    }
+
+    /// Whether this is access to no deployment at all (see [`none`](Self::none)).
+    ///
+    /// ```
+    /// use protected_endpoint::scope::DeploymentAccess;
+    ///
+    /// assert!(DeploymentAccess::only(Vec::<String>::new()).unwrap().is_none());
+    /// assert!(!DeploymentAccess::All.is_none());
+    /// assert!(!DeploymentAccess::only(["summarize"]).unwrap().is_none());
+    /// ```
+    pub fn is_none(&self) -> bool {
+        matches!(self, DeploymentAccess::Only(names) if names.is_empty())
     }
 
     /// Whether a token with this access may reach `deployment` (names are case-sensitive).

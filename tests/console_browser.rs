@@ -1,6 +1,7 @@
 //! The token console in a real headless Chromium against a real authority on 127.0.0.1:
 //! signing in, creating a token in the dialog and seeing its secret once, deleting one, what
-//! a read-only session can do, and what no script can read. Controls are found by the words a
+//! a read-only session can do, and what no script can read; the platform's flow with a
+//! Protected-Endpoint-only token, from a deployment the authority has seen to a call to it. Controls are found by the words a
 //! person reads (labels, button texts). Each test prints the harness's `skipped:` line and
 //! returns when the machine has no Chromium.
 //!
@@ -17,6 +18,7 @@ use chrono::Utc;
 use common::authority::AuthorityServer;
 use common::browser::{browser, Browser, WAIT};
 use common::console::{bearer_status, token_with_scopes};
+use common::deployment::Deployment;
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::Locator;
@@ -114,7 +116,8 @@ async fn row_button(browser: &Browser, name: &str, text: &str) -> Element {
 }
 
 /// Clicks Create, types a name and chooses Developer Operations Access with the scope
-/// read_organization, then opens Protected Endpoint Access for `deployments`.
+/// read_organization, then opens Protected Endpoint Access for `deployments`, typed as names
+/// not seen yet.
 async fn fill_create_dialog(browser: &Browser, name: &str, deployments: &str) {
     browser.button("Create").await.click().await.unwrap();
     browser
@@ -138,7 +141,7 @@ async fn fill_create_dialog(browser: &Browser, name: &str, deployments: &str) {
         .await
         .unwrap();
     browser
-        .labelled("Deployments")
+        .labelled("Other deployments")
         .await
         .send_keys(deployments)
         .await
@@ -509,5 +512,162 @@ async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
             path.to_string_lossy()
         );
     }
+    browser.close().await;
+}
+
+/// Clicks Create and types `name`; Protected Endpoint Access is chosen next by the caller.
+async fn open_create_dialog(browser: &Browser, name: &str) {
+    browser.button("Create").await.click().await.unwrap();
+    browser
+        .labelled("Name")
+        .await
+        .send_keys(name)
+        .await
+        .unwrap();
+}
+
+/// Presses Done and waits until the dialog is closed and `secret` is off the page.
+async fn done(browser: &Browser, secret: &str) {
+    browser.button("Done").await.click().await.unwrap();
+    wait_until_forgotten(browser, secret).await;
+}
+
+/// The status of `deployment` called with `secret`, and the refusal's description if any.
+async fn call_deployment(deployment: &Deployment, secret: &str) -> (StatusCode, String) {
+    let (status, body) = deployment.call(secret).await;
+    let description = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|body| body["error_description"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    (status, description)
+}
+
+#[tokio::test]
+async fn the_platforms_flow_a_protected_endpoint_only_token_calls_its_deployment() {
+    let test = "the_platforms_flow_a_protected_endpoint_only_token_calls_its_deployment";
+    let Some((browser, server)) = start(test).await else {
+        return;
+    };
+    // A protected service following the authority: its first request makes the authority
+    // hear which deployment it protects.
+    let summarize = server.deployment("summarize").await;
+    assert_eq!(
+        summarize.call("unknown-token").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    sign_in(&browser, &server, &server.admin).await;
+
+    // Only Protected Endpoint Access, for the deployment the dialog offers.
+    open_create_dialog(&browser, "summarize-caller").await;
+    browser
+        .labelled("Protected Endpoint Access")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let offered = browser.labelled("summarize").await;
+    browser
+        .wait_for_text("#deployment-choices li", "last seen")
+        .await;
+    offered.click().await.unwrap();
+    let secret = submit_and_read_secret(&browser).await;
+    done(&browser, &secret).await;
+    let created = &server.list("search=summarize-caller").await["items"][0];
+    assert_eq!(created["scopes"], json!([]));
+    assert_eq!(created["deployments"], json!(["summarize"]));
+    assert_eq!(
+        call_deployment(&summarize, &secret).await,
+        (StatusCode::OK, "hello, summarize-caller".into())
+    );
+
+    // Only Developer Operations Access: it manages the platform, it does not call the
+    // deployment.
+    open_create_dialog(&browser, "operator").await;
+    browser
+        .labelled("Developer Operations Access")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .labelled("read_organization")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let operator = submit_and_read_secret(&browser).await;
+    done(&browser, &operator).await;
+    let created = &server.list("search=operator").await["items"][0];
+    assert_eq!(created["deployments"], json!([]));
+    assert_eq!(bearer_status(&server, &operator).await, StatusCode::OK);
+    assert_eq!(
+        call_deployment(&summarize, &operator).await,
+        (
+            StatusCode::FORBIDDEN,
+            "the token has no access to the deployment summarize".into()
+        )
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn typed_deployments_are_checked_in_the_dialog_and_by_the_server() {
+    let test = "typed_deployments_are_checked_in_the_dialog_and_by_the_server";
+    let Some((browser, server)) = start(test).await else {
+        return;
+    };
+    // A manager that reaches summarize alone, signed in before any service was seen.
+    let (_, manager) = server
+        .created(
+            json!({"name": "manager", "scopes": ["read_organization", "write_organization"],
+                         "deployments": ["summarize"]}),
+        )
+        .await;
+    sign_in(&browser, &server, &manager).await;
+    open_create_dialog(&browser, "typed").await;
+    browser
+        .labelled("Protected Endpoint Access")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text(
+            "#deployments-note",
+            "No protected service has reported a deployment yet",
+        )
+        .await;
+    let other = browser.labelled("Other deployments").await;
+
+    // Not a deployment name: refused in the dialog, nothing sent.
+    other.send_keys("summarize, not/valid").await.unwrap();
+    browser.button("Submit").await.click().await.unwrap();
+    browser
+        .wait_for_text(
+            "#create-error",
+            "Deployment name \"not/valid\" is not valid",
+        )
+        .await;
+    assert_eq!(server.names().await, ["admin", "manager"]);
+
+    // A deployment the manager cannot reach: the server's refusal, in the dialog.
+    other.clear().await.unwrap();
+    other.send_keys("translate").await.unwrap();
+    browser.button("Submit").await.click().await.unwrap();
+    browser
+        .wait_for_text(
+            "#create-error",
+            "a token cannot reach deployments the caller's token cannot reach",
+        )
+        .await;
+    assert_eq!(server.names().await, ["admin", "manager"]);
+
+    // A name not seen yet is still a grant.
+    other.clear().await.unwrap();
+    other.send_keys("summarize").await.unwrap();
+    let secret = submit_and_read_secret(&browser).await;
+    done(&browser, &secret).await;
+    let created = &server.list("search=typed").await["items"][0];
+    assert_eq!(created["deployments"], json!(["summarize"]));
     browser.close().await;
 }

@@ -67,7 +67,10 @@ async fn the_remote_verifier_counts_its_cache_calls_and_stream() {
         )
         .await;
     let (uid, token) = authority
-        .created(&admin, json!({"name": "caller", "scopes": ["api"]}))
+        .created(
+            &admin,
+            json!({"name": "caller", "scopes": ["api"], "deployments": ["summarize"]}),
+        )
         .await;
     let url = authority.url(INTROSPECTION_PATH);
     // A long TTL: no answer may expire by itself during the test.
@@ -350,7 +353,7 @@ async fn a_reconnect_clears_the_cache_and_is_counted() {
         .created(json!({"name": "summarize-service", "scopes": ["introspect"]}))
         .await;
     let (_, token) = authority
-        .created(json!({"name": "caller", "scopes": ["api"]}))
+        .created(json!({"name": "caller", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     let url = authority.introspection_url();
     let example = summarize(

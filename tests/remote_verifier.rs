@@ -18,6 +18,7 @@ use axum::routing::post;
 use axum::{Form, Router};
 use common::{serve, serve_hello, serve_on, Server, BOUND};
 use protected_endpoint::verifier::remote::{RemoteVerifier, RemoteVerifierBuilder};
+use protected_endpoint::{ProtectedEndpointLayer, Scope};
 use serde_json::{json, Value};
 
 const VERIFIER_SECRET: &str = "the-verifiers-own-secret";
@@ -41,6 +42,8 @@ struct Authority {
     answers: Mutex<HashMap<String, Value>>,
     /// How long to think before answering, to let concurrent misses pile up.
     delay: Mutex<Duration>,
+    /// The `deployment` parameter of each call, in order (`None`: not sent).
+    deployments: Mutex<Vec<Option<String>>>,
 }
 
 impl Authority {
@@ -67,6 +70,7 @@ impl Authority {
 #[derive(serde::Deserialize)]
 struct IntrospectForm {
     token: String,
+    deployment: Option<String>,
 }
 
 async fn introspect(
@@ -75,6 +79,11 @@ async fn introspect(
     Form(form): Form<IntrospectForm>,
 ) -> Response {
     authority.calls.fetch_add(1, Ordering::SeqCst);
+    authority
+        .deployments
+        .lock()
+        .unwrap()
+        .push(form.deployment.clone());
     let delay = *authority.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -373,7 +382,7 @@ async fn basic_auth_and_a_client_of_ones_own() {
                 if basic != Some("Basic cnMxOnMzY3JldA==") || agent != Some("my-service/1.0") {
                     return StatusCode::UNAUTHORIZED.into_response();
                 }
-                axum::Json(json!({"active": true, "scope": "api", "sub": "u", "username": "basic"}))
+                axum::Json(json!({"active": true, "scope": "api", "sub": "u", "username": "basic", "deployments": ["summarize"]}))
                     .into_response()
             }
         }),
@@ -407,7 +416,7 @@ async fn http2_through_a_client_of_ones_own() {
             let seen = seen.clone();
             async move {
                 seen.lock().unwrap().push(request.version());
-                axum::Json(json!({"active": true, "scope": "api", "sub": "u", "username": "h2"}))
+                axum::Json(json!({"active": true, "scope": "api", "sub": "u", "username": "h2", "deployments": ["summarize"]}))
             }
         }),
     );
@@ -484,5 +493,67 @@ async fn redirects_are_not_followed() {
         elsewhere.calls.load(Ordering::SeqCst),
         0,
         "the token went elsewhere"
+    );
+}
+
+/// Serves `GET /hello` behind `layer` (for layers other than [`serve_hello`]'s).
+async fn serve_behind(layer: ProtectedEndpointLayer<RemoteVerifier>) -> Server {
+    let app = Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .layer(layer);
+    serve(app).await
+}
+
+async fn status_of(server: &Server, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(server.url("/hello"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_deployment_goes_with_each_call_and_an_answer_without_deployments_reaches_none() {
+    let (authority, server) = start_authority().await;
+    // What a plain RFC 7662 server answers: nothing about deployments.
+    authority.grant(
+        "plain",
+        json!({"active": true, "scope": "api", "sub": "u1", "username": "plain"}),
+    );
+    authority.grant(
+        "everywhere",
+        json!({"active": true, "sub": "u2", "deployments": "*"}),
+    );
+    let summarize = serve_behind(
+        ProtectedEndpointLayer::new(
+            verifier(server.addr)
+                .deployment("summarize")
+                .no_cache()
+                .build()
+                .unwrap(),
+        )
+        .deployment("summarize"),
+    )
+    .await;
+    let undeployed = serve_behind(
+        ProtectedEndpointLayer::new(verifier(server.addr).no_cache().build().unwrap())
+            .require_scope(Scope::API),
+    )
+    .await;
+
+    // Refused by a deployment (never guessed to reach it), admitted by a service that names
+    // none and wants a scope.
+    assert_eq!(status_of(&summarize, "plain").await, StatusCode::FORBIDDEN);
+    assert_eq!(status_of(&undeployed, "plain").await, StatusCode::OK);
+    assert_eq!(status_of(&summarize, "everywhere").await, StatusCode::OK);
+    assert_eq!(
+        *authority.deployments.lock().unwrap(),
+        [
+            Some("summarize".to_owned()),
+            None,
+            Some("summarize".to_owned())
+        ]
     );
 }

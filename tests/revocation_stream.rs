@@ -5,13 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::authority::AuthorityServer;
 use common::{serve, serve_hello, Hello};
 use protected_endpoint::authority::REVOCATIONS_PATH;
 use protected_endpoint::token::{TokenHash, TokenSecret};
 use protected_endpoint::verifier::remote::RemoteVerifier;
+use protected_endpoint::{ProtectedEndpointLayer, Scope};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -37,7 +38,7 @@ async fn cached_token(server: &AuthorityServer, follow: bool) -> Cached {
         .unwrap();
     let hello = serve_hello(verifier.clone()).await;
     let (uid, secret) = server
-        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     assert_eq!(hello.call(&secret).await.0, StatusCode::OK);
     Cached {
@@ -170,6 +171,8 @@ async fn after_the_stream_breaks_the_cache_is_cleared_on_reconnect() {
 
 #[tokio::test]
 async fn a_plain_rfc_7662_server_without_a_stream_keeps_working() {
+    // A plain server knows nothing of deployments: its answers reach none, so its tokens pass
+    // services that name no deployment (here: one that wants the scope api) and no other.
     let plain = Router::new().route(
         "/oauth2/introspect",
         post(|| async { Json(json!({"active": true, "scope": "api", "sub": "u1"})) }),
@@ -179,10 +182,37 @@ async fn a_plain_rfc_7662_server_without_a_stream_keeps_working() {
         .bearer_token("own")
         .build()
         .unwrap();
-    let hello = serve_hello(verifier.clone()).await;
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(ProtectedEndpointLayer::new(verifier.clone()).require_scope(Scope::API));
+    let service = serve(app).await;
     for _ in 0..3 {
-        assert_eq!(hello.call("any-token").await.0, StatusCode::OK);
+        let response = reqwest::Client::new()
+            .get(service.url("/hello"))
+            .bearer_auth("any-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
+    let deployment = serve_hello(verifier.clone()).await;
+    assert_eq!(
+        deployment.call("any-token").await.0,
+        StatusCode::FORBIDDEN,
+        "an answer without deployments reaches no deployment"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!verifier.follows_revocations());
+}
+
+#[tokio::test]
+async fn a_verifier_naming_its_deployment_says_so_on_the_stream() {
+    let server = AuthorityServer::in_memory().await;
+    let translate = server.deployment("translate").await;
+    // A token with our prefix and a bad checksum makes no introspection call, but the first
+    // request starts the stream: only the stream can tell the authority here.
+    let (status, _) = translate.call("pe_forged").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    following(&translate.verifier).await;
+    assert_eq!(server.protected_deployment_names().await, ["translate"]);
 }

@@ -38,10 +38,12 @@ const MAX_PAGE: usize = 1000;
 /// The page size when the caller names none.
 const DEFAULT_PAGE: usize = 20;
 
-pub(super) fn router(authority: Authority) -> Router {
-    // The token layer decides who may call what: any valid token for the login calls,
-    // `read_organization` to read tokens, `write_organization` to change them. The platform's
-    // SDK sends its token in `X-YATAI-API-TOKEN`.
+/// The layer of every management route (`/api/v1/…`), before the scope a route adds: any
+/// valid token, as `Authorization: Bearer` or in `X-YATAI-API-TOKEN` (what the platform's SDK
+/// sends), every refusal audited, the authority's shared throttle.
+pub(super) fn management_layer(
+    authority: &Authority,
+) -> ProtectedEndpointLayer<crate::store::memory::InMemoryTokenStore> {
     // Every refusal by the layer leaves a line in the audit log.
     let responder = AuditingResponder {
         realm: REALM,
@@ -51,14 +53,20 @@ pub(super) fn router(authority: Authority) -> Router {
             TokenSource::header(API_TOKEN_HEADER),
         ],
     };
-    let any_token = ProtectedEndpointLayer::new(authority.tokens().clone())
+    ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
         // The responder names the caller of a refused call, so it needs the credential; the
         // handlers behind these routes are ours and never log or forward a header.
         .keep_credentials(true)
         .responder(responder)
-        .shared_throttle(authority.throttle());
+        .shared_throttle(authority.throttle())
+}
+
+pub(super) fn router(authority: Authority) -> Router {
+    // The token layer decides who may call what: any valid token for the login calls,
+    // `read_organization` to read tokens, `write_organization` to change them.
+    let any_token = management_layer(&authority);
     let read = any_token.clone().require_scope(Scope::READ_ORGANIZATION);
     let write = any_token.clone().require_scope(Scope::WRITE_ORGANIZATION);
     Router::new()

@@ -2,15 +2,68 @@
 //! when they introspect a token or follow the revocation stream (a `RemoteVerifier` built with
 //! `deployment(..)`), and the authority keeps each name with when it was last heard, in its
 //! store, so the console can offer them as choices.
+//!
+//! `GET /api/v1/protected_deployments` (scope `read_organization`, the management API's layer)
+//! and the console's `GET /console/api/deployments` answer
+//! `{"items": [{"name": "summarize", "last_seen_at": "…"}]}`, by name. A name typed for a
+//! deployment not heard yet is still a valid grant: the list is a help, not a rule.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
+use super::api::{management_layer, ApiError};
 use super::Authority;
-use crate::scope::is_deployment_name;
+use crate::scope::{is_deployment_name, Scope};
 use crate::store::DeploymentSeen;
+use crate::wire::iso;
+
+/// Where the management API lists the deployments heard of.
+const DEPLOYMENTS_PATH: &str = "/api/v1/protected_deployments";
+
+/// `GET /api/v1/protected_deployments`, behind the management API's layer with
+/// `read_organization` (the console mounts [`list_deployments`] behind its own).
+pub(super) fn router(authority: Authority) -> Router {
+    let read = management_layer(&authority).require_scope(Scope::READ_ORGANIZATION);
+    Router::new()
+        .route(DEPLOYMENTS_PATH, get(list_deployments).route_layer(read))
+        .with_state(authority)
+}
+
+/// One deployment in the list.
+#[derive(Serialize)]
+struct Listed {
+    name: String,
+    last_seen_at: String,
+}
+
+/// The deployments heard of, by name. 503 (nothing changed) when the store cannot say.
+pub(super) async fn list_deployments(State(authority): State<Authority>) -> Response {
+    match authority.deployments().await {
+        Ok(seen) => {
+            let items: Vec<Listed> = seen
+                .into_iter()
+                .map(|seen| Listed {
+                    last_seen_at: iso(seen.last_seen_at),
+                    name: seen.name,
+                })
+                .collect();
+            Json(serde_json::json!({ "items": items })).into_response()
+        }
+        Err(err) => ApiError::from(err).into_response(),
+    }
+}
+
+/// Why a caller's `deployment` parameter was refused (400): not quoted back, it is whatever
+/// the caller sent.
+const NOT_A_DEPLOYMENT: &str = "the `deployment` parameter is not a deployment name: \
+    use 1 to 128 characters of letters, digits, '.', '_' and '-'";
 
 /// The most distinct names held between two flushes: a caller with the `introspect` scope
 /// cannot grow the authority's memory by reporting made-up names.
@@ -52,6 +105,20 @@ impl Authority {
     /// [module](self)); written to the store with the next batch of last-used times.
     pub(super) fn heard_deployment(&self, deployment: &str) {
         self.inner.deployments.note(deployment, Utc::now());
+    }
+
+    /// Notes the deployment a resource server named in its request (introspection, the
+    /// revocation stream), if it named one. A parameter that is not a deployment name is
+    /// refused (the message for a 400) and nothing is noted.
+    pub(super) fn heard_from_caller(&self, deployment: Option<&str>) -> Result<(), &'static str> {
+        match deployment {
+            None => Ok(()),
+            Some(name) if is_deployment_name(name) => {
+                self.heard_deployment(name);
+                Ok(())
+            }
+            Some(_) => Err(NOT_A_DEPLOYMENT),
+        }
     }
 
     /// Writes the deployments heard since the last flush to the store. A failed write is

@@ -1,17 +1,25 @@
 //! The RFC 7662 introspection endpoint.
+//!
+//! Every request is counted in [`AUTHORITY_INTROSPECTIONS`](telemetry::AUTHORITY_INTROSPECTIONS)
+//! by its result: `active` and `inactive` by the handler, `unavailable` while the read model
+//! may be stale, `refused` for a caller the layer refused (no token, a bad one, one without the
+//! `introspect` scope) or a request without a token to look at, and `throttled` for a caller
+//! the failed-guess throttle (or its token's rate limit) held back.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Json, Router};
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::api::REALM;
 use super::{introspect_scope, Authority, API_TOKEN_HEADER, INTROSPECTION_PATH};
 use crate::extract::TokenSource;
+use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
 use crate::telemetry;
 use crate::token::TokenSecret;
 use crate::ProtectedEndpointLayer;
@@ -19,8 +27,29 @@ use crate::ProtectedEndpointLayer;
 pub(super) fn router(authority: Authority) -> Router {
     Router::new()
         .route(INTROSPECTION_PATH, post(introspect))
-        .route_layer(resource_server_layer(&authority))
+        .route_layer(resource_server_layer(&authority).responder(CountedRefusals))
         .with_state(authority)
+}
+
+/// Counts one introspection request by `result` (the one place the metric is recorded).
+fn count(result: &'static str) {
+    metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => result).increment(1);
+}
+
+/// The introspection route's responder: the layer refuses a caller before the handler runs
+/// (no token, a bad one, a missing `introspect` scope, the throttle), so the refusal is
+/// counted here, then answered as the default responder does.
+struct CountedRefusals;
+
+impl RejectionResponder for CountedRefusals {
+    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> http::Response<Bytes> {
+        count(match rejection.kind() {
+            RejectionKind::Throttled | RejectionKind::RateLimited => "throttled",
+            RejectionKind::Unavailable => "unavailable",
+            _ => "refused",
+        });
+        rejection.response_for(request, REALM)
+    }
 }
 
 /// The layer in front of what resource servers call (introspection, the revocation stream):
@@ -43,23 +72,32 @@ struct IntrospectionRequest {
     /// server ignore the hint).
     #[allow(dead_code)]
     token_type_hint: Option<String>,
+    /// The deployment the calling service protects (`RemoteVerifierBuilder::deployment`): an
+    /// extra parameter RFC 7662 §2.1 allows. Heard and listed; it does not change the answer.
+    deployment: Option<String>,
 }
 
 async fn introspect(
     State(authority): State<Authority>,
     form: Result<Form<IntrospectionRequest>, FormRejection>,
 ) -> Response {
-    let token = match form {
+    let (token, deployment) = match form {
         Ok(Form(IntrospectionRequest {
-            token: Some(token), ..
-        })) => token,
+            token: Some(token),
+            deployment,
+            ..
+        })) => (token, deployment),
         Ok(_) => return refused("the `token` parameter is missing"),
         Err(rejection) => return refused(&rejection.body_text()),
     };
+    // Only a caller with the `introspect` scope gets here (the layer), so only services can
+    // fill the console's list of deployments.
+    if let Err(why) = authority.heard_from_caller(deployment.as_deref()) {
+        return refused(why);
+    }
     // While the tokens in memory may miss a deletion, no token is vouched for: fail closed.
     if !authority.is_current() {
-        metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => "unavailable")
-            .increment(1);
+        count("unavailable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::CACHE_CONTROL, "no-store")],
@@ -69,11 +107,10 @@ async fn introspect(
             .into_response();
     }
     let verified = authority.tokens().verify_sync(&TokenSecret::new(token));
-    let result = match &verified {
+    count(match &verified {
         Ok(_) => "active",
         Err(_) => "inactive",
-    };
-    metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => result).increment(1);
+    });
     let answer = match verified {
         Ok(info) => {
             let mut answer = Map::new();
@@ -117,9 +154,10 @@ async fn introspect(
     ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
 }
 
-/// A request without a token to look at: counted, then answered 400.
+/// A request without a token to look at (or with a bad parameter): counted, then answered
+/// 400.
 fn refused(description: &str) -> Response {
-    metrics::counter!(telemetry::AUTHORITY_INTROSPECTIONS, "result" => "refused").increment(1);
+    count("refused");
     invalid_request(description)
 }
 

@@ -6,6 +6,35 @@
 //! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`]; it
 //! follows [`REVOCATIONS_PATH`] by itself, so a deleted token is refused everywhere at once.
 //!
+//! # Two token types
+//!
+//! As on the platform, a token has **Developer Operations Access**, its scopes, for managing
+//! the platform (`api`, `read_organization`, `write_organization`, `read_cluster`,
+//! `write_cluster`, and this authority's [`INTROSPECT_SCOPE`]), and **Protected Endpoint
+//! Access**, its `deployments`, for calling protected deployments: named ones, or All
+//! Deployments (`"*"`). A token may have either or both. A protected deployment (a layer with
+//! `.deployment(name)`) admits a token by its deployment access alone; a token with only
+//! Developer Operations Access (`"deployments": []`) is refused by every deployment (403
+//! `insufficient_scope`, "the token has no access to the deployment …"). Scopes still gate
+//! this authority's own routes, and any service that asks for one with `require_scope`.
+//!
+//! A token gets Protected Endpoint Access only when its creator says so: in the console
+//! (Protected Endpoint Access, then All Deployments or the deployments to call), with the
+//! CLI (`token create --deployment NAME`, repeated, or `--all-deployments`), or through the
+//! API (`"deployments": ["summarize"]` or `"*"` in the create body). A create without
+//! `deployments` gets **none**: the platform's SDK (`bentoml.api_token.create(name,
+//! scopes=…)`) sends no deployments, and the platform itself makes such a token not global
+//! (`is_global_access` false), so a wider access is never guessed.
+//!
+//! The deployments to choose from are those protected services named: a `RemoteVerifier`
+//! built with `.deployment(name)` sends the name with every introspection call (the form
+//! parameter `deployment=NAME`, which RFC 7662 §2.1 lets a server take) and on the revocation
+//! stream (`?deployment=NAME`); a value that is not a deployment name is a 400. The authority
+//! keeps each name with when it last heard it (in its store, with the last-used times), lists
+//! them at `GET /api/v1/protected_deployments` (`read_organization`: `{"items": [{"name",
+//! "last_seen_at"}…]}`, by name), and its console offers them as checkboxes. A name not heard
+//! yet is still accepted.
+//!
 //! # Routes
 //!
 //! The management API is wire-compatible with the platform's token REST API, so its Python
@@ -997,6 +1026,7 @@ impl Authority {
             .merge(console::router(self.clone()))
             .merge(introspect::router(self.clone()))
             .merge(revocations::router(self.clone()))
+            .merge(deployments::router(self.clone()))
             .merge(health::router(self.clone()))
     }
 }

@@ -9,6 +9,8 @@ pub mod browser;
 pub mod cli;
 #[cfg(feature = "authority")]
 pub mod console;
+#[cfg(all(feature = "authority", feature = "remote"))]
+pub mod deployment;
 pub mod example;
 #[cfg(feature = "authority")]
 pub mod feed_store;

@@ -8,6 +8,9 @@
   var SIGN_IN = "/console/sign-in";
   var PAGE_SIZE = 20;
   var NO_TYPE = "Choose at least one token type: Developer Operations Access or Protected Endpoint Access";
+  // The server's rule for a deployment name (`DeploymentAccess::only`), checked here first so
+  // a typo is shown at once; the server checks again and its refusal is shown too.
+  var DEPLOYMENT_NAME = /^[A-Za-z0-9._-]{1,128}$/;
 
   var state = { start: 0, search: "", total: 0, canWrite: false, request: 0 };
 
@@ -286,12 +289,82 @@
   var devops = byId("devops-access");
   var endpoint = byId("endpoint-access");
   var allDeployments = byId("all-deployments");
-  var deploymentNames = byId("deployments");
+  var knownDeployments = byId("known-deployments");
+  var deploymentChoices = byId("deployment-choices");
+  var deploymentsNote = byId("deployments-note");
+  var otherDeployments = byId("other-deployments");
 
   function syncAccess() {
     byId("scopes").disabled = !devops.checked;
     byId("deployment-access").disabled = !endpoint.checked;
-    deploymentNames.disabled = !endpoint.checked || allDeployments.checked;
+    var named = endpoint.checked && !allDeployments.checked;
+    knownDeployments.disabled = !named;
+    otherDeployments.disabled = !named;
+  }
+
+  // The deployments the authority has seen (protected services say which one they protect
+  // when they ask about a token), as checkboxes with when each was last seen. Asked again
+  // each time the dialog opens; only the latest answer is shown.
+  var deploymentsRequest = 0;
+  function loadDeployments() {
+    var request = ++deploymentsRequest;
+    deploymentChoices.replaceChildren();
+    deploymentsNote.textContent = "Looking for the deployments protected services reported\u2026";
+    call("GET", "/deployments").then(function (answer) {
+      if (request !== deploymentsRequest) { return; }
+      var items = (answer && answer.items) || [];
+      items.forEach(function (deployment, index) {
+        deploymentChoices.appendChild(deploymentChoice(deployment, index));
+      });
+      deploymentsNote.textContent = items.length ? "" :
+        "No protected service has reported a deployment yet: type its name under Other deployments.";
+    }, function (error) {
+      if (request !== deploymentsRequest) { return; }
+      deploymentsNote.textContent = "The deployments seen could not be listed (" + error.message +
+        "): type their names under Other deployments.";
+    });
+  }
+
+  function deploymentChoice(deployment, index) {
+    var item = element("li");
+    var box = element("input");
+    box.type = "checkbox";
+    box.id = "deployment-choice-" + index;
+    box.value = String(deployment.name);
+    var label = element("label", null, deployment.name);
+    label.htmlFor = box.id;
+    item.appendChild(box);
+    item.appendChild(label);
+    var seen = timeElement(deployment.last_seen_at, true);
+    if (seen) {
+      var note = element("span", "seen", "last seen ");
+      note.appendChild(seen);
+      item.appendChild(note);
+    }
+    return item;
+  }
+
+  // The deployments chosen: the boxes ticked and the names typed (each checked against the
+  // server's rule), once each; or an error message for the person.
+  function chosenDeployments() {
+    var names = [];
+    deploymentChoices.querySelectorAll("input[type=checkbox]").forEach(function (box) {
+      if (box.checked) { names.push(box.value); }
+    });
+    var typed = otherDeployments.value.split(",")
+      .map(function (part) { return part.trim(); })
+      .filter(function (part) { return part.length > 0; });
+    for (var i = 0; i < typed.length; i++) {
+      if (!DEPLOYMENT_NAME.test(typed[i])) {
+        return { error: "Deployment name \"" + typed[i] + "\" is not valid: use 1 to 128 " +
+          "characters of letters, digits, '.', '_' and '-'." };
+      }
+      if (names.indexOf(typed[i]) < 0) { names.push(typed[i]); }
+    }
+    if (!names.length) {
+      return { error: "Choose All Deployments or at least one deployment." };
+    }
+    return { names: names };
   }
   [devops, endpoint, allDeployments].forEach(function (box) {
     box.addEventListener("change", syncAccess);
@@ -309,6 +382,7 @@
   byId("create").addEventListener("click", function () {
     if (!state.canWrite) { return; }
     resetCreate();
+    loadDeployments();
     createDialog.showModal();
     byId("token-name").focus();
   });
@@ -340,17 +414,16 @@
       });
       if (!scopes.length) { return { error: "Choose at least one Developer Operations scope." }; }
     }
+    // Without Protected Endpoint Access the token reaches no deployment: said explicitly,
+    // never left to a default.
     var deployments = [];
     if (endpoint.checked) {
       if (allDeployments.checked) {
         deployments = "*";
       } else {
-        deployments = deploymentNames.value.split(",")
-          .map(function (part) { return part.trim(); })
-          .filter(function (part) { return part.length > 0; });
-        if (!deployments.length) {
-          return { error: "Choose All Deployments or name at least one deployment." };
-        }
+        var chosen = chosenDeployments();
+        if (chosen.error) { return { error: chosen.error }; }
+        deployments = chosen.names;
       }
     }
     var body = {

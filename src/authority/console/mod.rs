@@ -150,6 +150,10 @@ pub(super) fn router(authority: Authority) -> Router {
             get(session).route_layer(read.clone()),
         )
         .route(
+            "/console/api/deployments",
+            get(super::deployments::list_deployments).route_layer(read.clone()),
+        )
+        .route(
             "/console/api/tokens",
             get(api::list_tokens)
                 .route_layer(read)

@@ -150,6 +150,8 @@ pub(crate) struct IntrospectionClient {
     pub(crate) endpoint: reqwest::Url,
     pub(crate) credentials: Credentials,
     pub(crate) limits: Limits,
+    /// The deployment the verifier protects, sent with every call (a valid deployment name).
+    pub(crate) deployment: Option<String>,
 }
 
 impl IntrospectionClient {
@@ -175,11 +177,19 @@ impl IntrospectionClient {
     }
 
     async fn call(&self, token: &TokenSecret) -> Result<Answer, IntrospectionError> {
+        // RFC 7662 §2.1 lets a server take further parameters: `deployment` tells this
+        // crate's authority which deployment asks (it lists it for the console); others
+        // ignore it.
+        let form = [
+            ("token", token.expose()),
+            ("deployment", self.deployment.as_deref().unwrap_or_default()),
+        ];
+        let parameters = if self.deployment.is_some() { 2 } else { 1 };
         let request = self
             .http
             .post(self.endpoint.clone())
             .header(ACCEPT, "application/json")
-            .form(&[("token", token.expose())])
+            .form(&form[..parameters])
             // Also set on the request, so a client handed in by the user gets it too.
             .timeout(self.limits.request_timeout);
         let mut response = self

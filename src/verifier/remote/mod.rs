@@ -14,7 +14,42 @@
 //! | `nbf` | in the future → [`VerifyError::Invalid`] |
 //! | `sub` (else `client_id`, else empty) | [`TokenInfo::uid`] |
 //! | `username` (else the uid) | [`TokenInfo::name`] |
-//! | `deployments` (extension: `"*"` or a list of names; absent means all) | [`TokenInfo::deployments`] |
+//! | `deployments` (extension: `"*"` or a list of names; absent or `null` means **none**) | [`TokenInfo::deployments`] |
+//!
+//! # Deployments: what admits a token to a protected deployment
+//!
+//! The platform has two token types. **Developer Operations Access** is a token's scopes
+//! (`api`, `read_organization`, …), for managing the platform; **Protected Endpoint Access** is
+//! which deployments it may call: named ones, or All Deployments. A service that protects a
+//! deployment (the layer's [`deployment`](crate::ProtectedEndpointLayer::deployment)) admits a
+//! token by its deployment access alone, and refuses a token with only Developer Operations
+//! Access (403 `insufficient_scope`, "the token has no access to the deployment …").
+//!
+//! The deployment access comes from the answer's `deployments` member. An answer without one
+//! reaches **no** deployment: access is never guessed wider than the authority stated. A plain
+//! RFC 7662 server (which knows nothing of deployments) therefore only passes services that
+//! name no deployment (and may require scopes instead); this crate's authority always sends
+//! the member.
+//!
+//! [`deployment`](RemoteVerifierBuilder::deployment) tells the authority which deployment
+//! this service protects, on every introspection call (a form parameter `deployment`) and on
+//! the revocation stream (`?deployment=`); this crate's authority lists the deployments it
+//! heard of, so its console can offer them as choices. Give the verifier and the layer the
+//! same name:
+//!
+//! ```
+//! use protected_endpoint::verifier::remote::RemoteVerifier;
+//! use protected_endpoint::ProtectedEndpointLayer;
+//!
+//! let verifier = RemoteVerifier::builder("http://127.0.0.1:3001/oauth2/introspect")
+//!     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
+//!     .deployment("summarize") // the authority hears which deployment asks
+//!     .build()
+//!     .unwrap();
+//! // Admits tokens with access to `summarize` (named, or All Deployments).
+//! let layer = ProtectedEndpointLayer::new(verifier).deployment("summarize");
+//! # let _ = layer;
+//! ```
 //!
 //! A token that starts with this crate's `pe_` prefix but fails its checksum is
 //! [`VerifyError::Invalid`] at once, without a call or a cache entry: a typo or a forged
@@ -96,6 +131,7 @@
 //!     .build()
 //!     .expect("a valid endpoint");
 //!
+//! // A service that names no deployment and wants a scope instead.
 //! let layer = ProtectedEndpointLayer::new(verifier).require_scope(Scope::API);
 //! // app.layer(layer) ...
 //! # let _ = layer;
@@ -142,6 +178,7 @@ use self::client::IntrospectionClient;
 use self::parse::Answer;
 use self::stream::RecentRevocations;
 use crate::http_client::Limits;
+use crate::scope::{is_deployment_name, InvalidDeploymentName};
 use crate::telemetry::{REMOTE_CACHE_HITS, REMOTE_CACHE_MISSES};
 use crate::token::{TokenHash, TokenSecret};
 use crate::token_info::TokenInfo;
@@ -246,6 +283,7 @@ impl RemoteVerifier {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             revocation_stream: true,
             revocation_stream_url: None,
+            deployment: None,
         }
     }
 
@@ -279,6 +317,19 @@ impl RemoteVerifier {
     /// The introspection endpoint this verifier asks.
     pub fn endpoint(&self) -> &str {
         self.inner.client.endpoint.as_str()
+    }
+
+    /// The deployment this verifier tells the authority it protects, if one was set with
+    /// [`RemoteVerifierBuilder::deployment`].
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    ///
+    /// let plain = RemoteVerifier::builder("http://auth:3001/oauth2/introspect").build().unwrap();
+    /// assert_eq!(plain.deployment(), None);
+    /// ```
+    pub fn deployment(&self) -> Option<&str> {
+        self.inner.client.deployment.as_deref()
     }
 
     /// Forgets the cached answer for `token`, so the next request asks the authority again
@@ -415,6 +466,7 @@ impl fmt::Debug for RemoteVerifier {
             .field("cache_ttl", &self.inner.cache_ttl)
             .field("negative_cache_ttl", &self.inner.negative_cache_ttl)
             .field("revocation_stream", &self.revocation_stream_url())
+            .field("deployment", &self.deployment())
             .finish()
     }
 }
@@ -460,9 +512,53 @@ pub struct RemoteVerifierBuilder {
     cache_capacity: u64,
     revocation_stream: bool,
     revocation_stream_url: Option<String>,
+    deployment: Option<String>,
 }
 
 impl RemoteVerifierBuilder {
+    /// Tells the authority which deployment this service protects: the name goes with every
+    /// introspection call (a form parameter `deployment`, which RFC 7662 §2.1 lets a server
+    /// take; other servers ignore it) and with the revocation stream (`?deployment=`). This
+    /// crate's authority keeps the name and when it last heard it, lists it at
+    /// `GET /api/v1/protected_deployments`, and its console offers it as a choice when a
+    /// token is given Protected Endpoint Access.
+    ///
+    /// It decides nothing: the layer's
+    /// [`deployment`](crate::ProtectedEndpointLayer::deployment) is what refuses a token
+    /// without access to the deployment. Give both the same name.
+    ///
+    /// A name must be 1 to 128 characters of `[A-Za-z0-9._-]`, as for
+    /// [`AccessPolicy::deployment`](crate::policy::AccessPolicy::deployment); another is a
+    /// [`BuildError`].
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    ///
+    /// let verifier = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
+    ///     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
+    ///     .deployment("summarize")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(verifier.deployment(), Some("summarize"));
+    /// assert_eq!(
+    ///     verifier.revocation_stream_url(),
+    ///     Some("http://auth:3001/oauth2/revocations?deployment=summarize")
+    /// );
+    /// let layer = ProtectedEndpointLayer::new(verifier).deployment("summarize");
+    /// # let _ = layer;
+    ///
+    /// let error = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
+    ///     .deployment("no spaces")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(error.to_string().starts_with(r#"invalid deployment name "no spaces""#));
+    /// ```
+    pub fn deployment(mut self, name: impl Into<String>) -> Self {
+        self.deployment = Some(name.into());
+        self
+    }
+
     /// Whether to follow the authority's revocation stream (default: yes). It is at the
     /// introspection endpoint's sibling path — `…/revocations` beside `…/introspect`, as this
     /// crate's authority serves it — or at [`revocation_stream_url`](Self::revocation_stream_url).
@@ -604,6 +700,11 @@ impl RemoteVerifierBuilder {
         if self.limits.request_timeout.is_zero() {
             return Err(BuildError("the request timeout must not be zero".into()));
         }
+        if let Some(name) = &self.deployment {
+            if !is_deployment_name(name) {
+                return Err(BuildError(InvalidDeploymentName(name.clone()).to_string()));
+            }
+        }
         let http = match self.client {
             Some(client) => client,
             // No redirects: a redirect would re-send the user's token to another origin and
@@ -629,6 +730,13 @@ impl RemoteVerifierBuilder {
             (Some(_), true, None) => stream::default_url(&endpoint),
             _ => None,
         };
+        // The stream says which deployment listens, as introspection calls do.
+        let revocations = revocations.map(|mut url| {
+            if let Some(name) = &self.deployment {
+                url.query_pairs_mut().append_pair("deployment", name);
+            }
+            url
+        });
         Ok(RemoteVerifier {
             inner: Arc::new(Inner {
                 client: IntrospectionClient {
@@ -636,6 +744,7 @@ impl RemoteVerifierBuilder {
                     endpoint,
                     credentials: self.credentials,
                     limits: self.limits,
+                    deployment: self.deployment,
                 },
                 cache,
                 cache_ttl: self.cache_ttl,
@@ -686,6 +795,38 @@ mod tests {
             .client(reqwest::Client::new())
             .build()
             .is_ok());
+    }
+
+    #[test]
+    fn a_bad_deployment_name_is_a_build_error() {
+        for bad in ["", "no spaces", "a/b", &"x".repeat(129)] {
+            let error = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+                .deployment(bad)
+                .build()
+                .unwrap_err();
+            assert!(
+                error.to_string().contains("invalid deployment name"),
+                "{error}"
+            );
+        }
+        let verifier = RemoteVerifier::builder("http://127.0.0.1:1/token/introspect")
+            .revocation_stream_url("http://127.0.0.1:1/stream?v=2")
+            .deployment("summarize.v2")
+            .build()
+            .unwrap();
+        assert_eq!(verifier.deployment(), Some("summarize.v2"));
+        assert_eq!(
+            verifier.revocation_stream_url(),
+            Some("http://127.0.0.1:1/stream?v=2&deployment=summarize.v2")
+        );
+        // Without a cache there is no stream, and the name still goes with each call.
+        let uncached = RemoteVerifier::builder("http://127.0.0.1:1/introspect")
+            .no_cache()
+            .deployment("summarize")
+            .build()
+            .unwrap();
+        assert_eq!(uncached.revocation_stream_url(), None);
+        assert_eq!(uncached.deployment(), Some("summarize"));
     }
 
     #[test]

@@ -42,7 +42,8 @@ struct Wire {
     #[serde(default)]
     client_id: Option<String>,
     /// Our extension member: `"*"` or a list of names, the form [`DeploymentAccess`]
-    /// serializes to.
+    /// serializes to. Absent (or `null`) means no deployment: a plain RFC 7662 server says
+    /// nothing about deployments, and access is never guessed wider than stated.
     #[serde(default)]
     deployments: Option<DeploymentAccess>,
     /// Our extension member: `{"limit": 100, "duration_ms": 60000}`, the form
@@ -114,7 +115,7 @@ pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, Ma
     let name = wire.username.unwrap_or_else(|| uid.clone());
     let mut info = TokenInfo::new(uid, name)
         .with_scopes(scopes)
-        .with_deployments(wire.deployments.unwrap_or_default());
+        .with_deployments(wire.deployments.unwrap_or_else(DeploymentAccess::none));
     if let Some(expires_at) = expires_at {
         info = info.with_expires_at(expires_at);
     }
@@ -224,8 +225,26 @@ mod tests {
         assert_eq!(info.uid(), "svc");
         assert_eq!(info.name(), "svc");
         assert!(info.scopes().is_empty());
-        assert!(info.deployments().is_all());
         assert!(info.expires_at().is_none());
+    }
+
+    #[test]
+    fn an_answer_without_deployments_reaches_no_deployment() {
+        for json in [
+            r#"{"active": true, "sub": "u", "scope": "api"}"#,
+            r#"{"active": true, "sub": "u", "scope": "api", "deployments": null}"#,
+            r#"{"active": true, "sub": "u", "deployments": []}"#,
+        ] {
+            let Answer::Active(info) = parse(json).unwrap() else {
+                panic!("expected an active answer: {json}");
+            };
+            assert!(info.deployments().is_none(), "{json}");
+            assert!(!info.deployments().allows("summarize"), "{json}");
+        }
+        let Answer::Active(info) = parse(r#"{"active": true, "deployments": "*"}"#).unwrap() else {
+            panic!("expected an active answer");
+        };
+        assert!(info.deployments().is_all());
     }
 
     #[test]
