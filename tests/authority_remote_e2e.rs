@@ -71,7 +71,7 @@ async fn without_a_cache_deletion_is_immediate() {
     let platform = AuthorityServer::in_memory().await;
     let service = service(&platform, Duration::ZERO).await;
     let (uid, token) = platform
-        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     assert_eq!(service.status(&token).await, StatusCode::OK);
     platform.delete(&uid).await;
@@ -83,7 +83,7 @@ async fn an_authority_that_goes_away_is_a_503_until_it_comes_back() {
     let mut platform = AuthorityServer::in_memory().await;
     let service = service(&platform, Duration::ZERO).await;
     let (_, token) = platform
-        .created(json!({"name": "ci", "scopes": ["api"]}))
+        .created(json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     assert_eq!(service.status(&token).await, StatusCode::OK);
 
@@ -125,7 +125,7 @@ async fn summarize_example_verifies_through_the_authority() {
         .created(json!({"name": "summarize-service", "scopes": ["introspect"]}))
         .await;
     let (uid, token) = platform
-        .created(json!({"name": "caller", "scopes": ["api"]}))
+        .created(json!({"name": "caller", "scopes": ["api"], "deployments": ["summarize"]}))
         .await;
     let url = platform.introspection_url();
     let example = common::example::start_example(
