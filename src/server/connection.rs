@@ -1,0 +1,388 @@
+//! One connection: served by hyper-util's HTTP/1-or-2 connection, watched by a timer that
+//! closes it when it holds a slot without doing anything for a request.
+//!
+//! hyper closes an HTTP/1 connection whose request head is late (`header_read_timeout`), but
+//! nothing bounds the rest: the bytes hyper-util reads to tell HTTP/1 from HTTP/2 (a client
+//! that connects and sends nothing waits there forever), an HTTP/2 connection with no stream,
+//! a half-sent HTTP/2 head, or a peer that stops reading what we send. [`Activity`] is what the
+//! connection's parts report (requests starting and ending, writes that cannot proceed), and
+//! [`Activity::verdict`] the one rule that reads it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::body::RequestBody;
+use super::service::PerConnection;
+use crate::BoxError;
+
+/// The two timeouts a connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// Until the first request starts (and, by hyper, for each HTTP/1 request head).
+    pub(super) header_read: Duration,
+    /// With no request in flight, after the last one ended; and for a stalled write or read
+    /// of a body.
+    pub(super) idle: Duration,
+}
+
+/// What one connection's parts report, for its watchdog. Shared by the connection's service
+/// (requests), the bodies (their end) and its socket (stalled writes).
+#[derive(Debug)]
+pub(super) struct Activity {
+    opened: Instant,
+    /// Requests whose answer is not sent yet.
+    in_flight: AtomicUsize,
+    /// Requests started so far.
+    started: AtomicUsize,
+    /// When `in_flight` last fell to zero, in nanoseconds after `opened`.
+    idle_since: AtomicU64,
+    /// Since when the socket has refused our bytes, in nanoseconds after `opened`, plus one;
+    /// zero while writes go through.
+    stalled_since: AtomicU64,
+    /// Wakes the watchdog when a write starts to wait: its next look may be due sooner.
+    stall_began: Notify,
+}
+
+/// What the watchdog does with a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Leave it; look again at this time.
+    Keep(Instant),
+    /// Nothing is in flight and it has been quiet too long: close it gracefully.
+    Close,
+    /// The peer has taken none of our bytes for the idle timeout: drop it at once.
+    Abort,
+}
+
+impl Activity {
+    pub(super) fn new(opened: Instant) -> Self {
+        Self {
+            opened,
+            in_flight: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            stalled_since: AtomicU64::new(0),
+            stall_began: Notify::new(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        self.opened + Duration::from_nanos(nanos)
+    }
+
+    /// A request starts: it is in flight until the returned guard is dropped (with the
+    /// response body, once hyper has sent it).
+    pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    fn write_stalled(&self, stalled: bool) {
+        let value = if stalled {
+            self.nanos(Instant::now()).saturating_add(1)
+        } else {
+            0
+        };
+        self.stalled_since.store(value, Ordering::Release);
+        if stalled {
+            self.stall_began.notify_one();
+        }
+    }
+
+    /// The one rule: a connection may stay while a request is in flight; without one, for
+    /// the header-read timeout until its first request and for the idle timeout after its
+    /// last; and never while the peer has refused our bytes for the idle timeout.
+    pub(super) fn verdict(&self, now: Instant, timeouts: Timeouts) -> Verdict {
+        let stalled = self.stalled_since.load(Ordering::Acquire);
+        let stall_deadline = (stalled != 0).then(|| self.at(stalled - 1) + timeouts.idle);
+        if stall_deadline.is_some_and(|deadline| now >= deadline) {
+            return Verdict::Abort;
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            let next = now + timeouts.idle;
+            return Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)));
+        }
+        let deadline = if self.started.load(Ordering::Acquire) == 0 {
+            self.opened + timeouts.header_read
+        } else {
+            self.at(self.idle_since.load(Ordering::Acquire)) + timeouts.idle
+        };
+        if now >= deadline {
+            Verdict::Close
+        } else {
+            Verdict::Keep(stall_deadline.map_or(deadline, |stall| stall.min(deadline)))
+        }
+    }
+}
+
+/// A request in flight on its connection; the connection is idle from when the last one is
+/// dropped.
+#[derive(Debug)]
+pub(super) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // The last request of a burst notes the time (a clock read per request that ends
+        // the connection's busy spell, none for the others).
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = self.0.nanos(Instant::now());
+            self.0.idle_since.fetch_max(now, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Serves one accepted connection until it ends, is closed by the watchdog, or the server
+/// shuts down (`shutdown` turns `true`: close gracefully, finishing what is in flight).
+pub(super) async fn serve<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    http: Arc<Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<RequestBody>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // Answers go out as soon as they are written (gRPC and small JSON answers would
+    // otherwise wait for Nagle's algorithm).
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new(Instant::now()));
+    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity)));
+    let service = TowerToHyperService::new(PerConnection::new(
+        service,
+        peer,
+        Arc::clone(&activity),
+        timeouts.idle,
+    ));
+    let mut connection = pin!(http.serve_connection(io, service));
+    let mut check = pin!(tokio::time::sleep_until(
+        activity.opened + timeouts.header_read
+    ));
+    // Set once the connection was asked to close: then it gets the header-read timeout to
+    // finish (an HTTP/2 peer answers the GOAWAY's ping), and is dropped if it is still quiet.
+    let mut closing = false;
+    let mut draining = *shutdown.borrow();
+    if draining {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            biased;
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            changed = shutdown.changed(), if !draining => {
+                // A dropped sender is a shutdown too: nobody is left to wait for us.
+                if changed.is_err() || *shutdown.borrow() {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = activity.stall_began.notified() => {
+                // Look now: the stall's deadline may come before the next look.
+                check.as_mut().reset(Instant::now());
+            }
+            () = check.as_mut() => {
+                let now = Instant::now();
+                match activity.verdict(now, timeouts) {
+                    Verdict::Keep(next) => check.as_mut().reset(next),
+                    Verdict::Abort => {
+                        tracing::debug!("closing a connection whose peer reads nothing");
+                        return;
+                    }
+                    Verdict::Close if closing => {
+                        tracing::debug!("dropping a connection that did not close when asked");
+                        return;
+                    }
+                    Verdict::Close => {
+                        tracing::debug!("closing an idle connection");
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                        check.as_mut().reset(now + timeouts.header_read);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The socket, reporting to [`Activity`] when it refuses our bytes and when it takes them
+/// again (a clock read only when a write has to wait).
+#[derive(Debug)]
+struct WatchedIo {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    stalled: bool,
+}
+
+impl WatchedIo {
+    fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        Self {
+            stream,
+            activity,
+            stalled: false,
+        }
+    }
+
+    fn note<T>(&mut self, poll: Poll<T>) -> Poll<T> {
+        let stalled = poll.is_pending();
+        if stalled != self.stalled {
+            self.stalled = stalled;
+            self.activity.write_stalled(stalled);
+        }
+        poll
+    }
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_connection_without_a_request_gets_the_header_read_timeout() {
+        let opened = Instant::now();
+        let activity = Activity::new(opened);
+        assert_eq!(
+            activity.verdict(opened + secs(3), TIMEOUTS),
+            Verdict::Keep(opened + secs(10))
+        );
+        assert_eq!(
+            activity.verdict(opened + secs(10), TIMEOUTS),
+            Verdict::Close
+        );
+    }
+
+    #[test]
+    fn a_request_in_flight_keeps_its_connection_and_the_idle_clock_starts_at_its_end() {
+        let opened = Instant::now();
+        let activity = Arc::new(Activity::new(opened));
+        let request = activity.request_started();
+        let later = opened + secs(100);
+        assert_eq!(
+            activity.verdict(later, TIMEOUTS),
+            Verdict::Keep(later + secs(60))
+        );
+        let before_end = Instant::now();
+        drop(request);
+        let after_end = Instant::now();
+        assert!(matches!(
+            activity.verdict(before_end + secs(59), TIMEOUTS),
+            Verdict::Keep(next) if next >= before_end + secs(60) && next <= after_end + secs(60)
+        ));
+        assert_eq!(
+            activity.verdict(after_end + secs(60), TIMEOUTS),
+            Verdict::Close
+        );
+    }
+
+    #[test]
+    fn the_last_of_overlapping_requests_starts_the_idle_clock() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let (first, second) = (activity.request_started(), activity.request_started());
+        drop(first);
+        let far = Instant::now() + secs(600);
+        assert!(matches!(activity.verdict(far, TIMEOUTS), Verdict::Keep(_)));
+        drop(second);
+        let ended = Instant::now();
+        assert_eq!(activity.verdict(ended + secs(60), TIMEOUTS), Verdict::Close);
+    }
+
+    #[test]
+    fn a_peer_that_reads_nothing_is_cut_off_even_with_a_request_in_flight() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let _request = activity.request_started();
+        let before = Instant::now();
+        activity.write_stalled(true);
+        let after = Instant::now();
+        assert!(matches!(
+            activity.verdict(before + secs(30), TIMEOUTS),
+            Verdict::Keep(next) if next >= before + secs(60) && next <= after + secs(60)
+        ));
+        assert_eq!(activity.verdict(after + secs(60), TIMEOUTS), Verdict::Abort);
+        // Bytes taken again: the stall is forgotten.
+        activity.write_stalled(false);
+        assert!(matches!(
+            activity.verdict(after + secs(60), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+}

@@ -1,0 +1,1 @@
+//! Slow clients against the example servers (filled in by the next commits).
