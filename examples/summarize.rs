@@ -64,8 +64,8 @@ use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use clap::Parser;
 use protected_endpoint::browser::BrowserSignIn;
-use protected_endpoint::rejection::DefaultResponder;
 use protected_endpoint::limit::FailureThrottle;
+use protected_endpoint::rejection::DefaultResponder;
 use protected_endpoint::DeploymentAccess;
 use protected_endpoint::{NewToken, Rejection, RejectionKind, RejectionResponder};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
@@ -236,8 +236,8 @@ async fn style() -> ([(HeaderName, &'static str); 2], &'static str) {
 
 /// What to send, for a refused `GET /schema.json`.
 const SCHEMA_HINT: &str = "GET /schema.json needs a token, like POST /summarize: send the \
-    header Authorization: Bearer <token>, with a token that has Protected Endpoint Access to \
-    the deployment summarize (in Python: bentoml.SyncHTTPClient(url, token=...))";
+    header Authorization: Bearer <token>, a token with Protected Endpoint Access to the \
+    deployment summarize (in Python: bentoml.SyncHTTPClient(url, token=...))";
 
 /// The layer's own answers (RFC 6750 status, `WWW-Authenticate`, `Cache-Control`, JSON body,
 /// realm `summarize`), with one addition: a refused `GET /schema.json` gets a `hint` in its

@@ -139,6 +139,9 @@ impl Server {
     pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
     /// The default drain timeout of a graceful shutdown: 10 s.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The longest header-read or idle timeout: a year. Longer ones are taken as this, so a
+    /// deadline never overflows the clock (`Duration::MAX` means "as long as can be").
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
     /// Listens on `addr` (port 0: a free port, see [`local_addr`](Self::local_addr)) with the
     /// default limits.
@@ -208,13 +211,14 @@ impl Server {
     ///
     /// # Panics
     ///
-    /// If `timeout` is zero (every connection would be closed at once).
+    /// If `timeout` is zero (every connection would be closed at once). A timeout over
+    /// [`MAX_TIMEOUT`](Self::MAX_TIMEOUT) is taken as that.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         assert!(
             !timeout.is_zero(),
             "Server::header_read_timeout: must be more than zero"
         );
-        self.header_read_timeout = timeout;
+        self.header_read_timeout = timeout.min(Self::MAX_TIMEOUT);
         self
     }
 
@@ -234,13 +238,14 @@ impl Server {
     ///
     /// # Panics
     ///
-    /// If `timeout` is zero.
+    /// If `timeout` is zero. A timeout over [`MAX_TIMEOUT`](Self::MAX_TIMEOUT) is taken as
+    /// that.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         assert!(
             !timeout.is_zero(),
             "Server::idle_timeout: must be more than zero"
         );
-        self.idle_timeout = timeout;
+        self.idle_timeout = timeout.min(Self::MAX_TIMEOUT);
         self
     }
 
