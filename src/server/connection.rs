@@ -47,9 +47,8 @@ pub(super) struct Activity {
     opened: Instant,
     /// Requests whose answer is not sent yet.
     in_flight: AtomicUsize,
-    /// Requests started so far.
-    started: AtomicUsize,
-    /// When `in_flight` last fell to zero, in nanoseconds after `opened`.
+    /// When `in_flight` last fell to zero, in nanoseconds after `opened`, plus one; zero
+    /// until a first request has ended.
     idle_since: AtomicU64,
     /// Since when the socket has refused our bytes, in nanoseconds after `opened`, plus one;
     /// zero while writes go through.
@@ -74,7 +73,6 @@ impl Activity {
         Self {
             opened,
             in_flight: AtomicUsize::new(0),
-            started: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
             stalled_since: AtomicU64::new(0),
             stall_began: Notify::new(),
@@ -92,7 +90,6 @@ impl Activity {
     /// A request starts: it is in flight until the returned guard is dropped (with the
     /// response body, once hyper has sent it).
     pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
-        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(Arc::clone(self))
     }
@@ -122,15 +119,23 @@ impl Activity {
             let next = now + timeouts.idle;
             return Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)));
         }
-        let deadline = if self.started.load(Ordering::Acquire) == 0 {
-            self.opened + timeouts.header_read
-        } else {
-            self.at(self.idle_since.load(Ordering::Acquire)) + timeouts.idle
+        // Nothing in flight: either no request ever (the head is late), or since the last.
+        let (deadline, next) = match self.idle_since.load(Ordering::Acquire) {
+            // A request may start and end before the head's deadline: look again within the
+            // idle timeout, so its idle deadline is not overslept.
+            0 => {
+                let deadline = self.opened + timeouts.header_read;
+                (deadline, deadline.min(now + timeouts.idle))
+            }
+            since => {
+                let deadline = self.at(since - 1) + timeouts.idle;
+                (deadline, deadline)
+            }
         };
         if now >= deadline {
             Verdict::Close
         } else {
-            Verdict::Keep(stall_deadline.map_or(deadline, |stall| stall.min(deadline)))
+            Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)))
         }
     }
 }
@@ -145,7 +150,7 @@ impl Drop for InFlight {
         // The last request of a burst notes the time (a clock read per request that ends
         // the connection's busy spell, none for the others).
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let now = self.0.nanos(Instant::now());
+            let now = self.0.nanos(Instant::now()).saturating_add(1);
             self.0.idle_since.fetch_max(now, Ordering::AcqRel);
         }
     }
@@ -180,8 +185,9 @@ pub(super) async fn serve<S, B>(
         timeouts.idle,
     ));
     let mut connection = pin!(http.serve_connection(io, service));
+    // The first look: when the head is due, or sooner if a request may have come and gone.
     let mut check = pin!(tokio::time::sleep_until(
-        activity.opened + timeouts.header_read
+        activity.opened + timeouts.header_read.min(timeouts.idle)
     ));
     // Set once the connection was asked to close: then it gets the header-read timeout to
     // finish (an HTTP/2 peer answers the GOAWAY's ping), and is dropped if it is still quiet.
@@ -328,6 +334,22 @@ mod tests {
         assert_eq!(
             activity.verdict(opened + secs(10), TIMEOUTS),
             Verdict::Close
+        );
+    }
+
+    #[test]
+    fn with_an_idle_timeout_shorter_than_the_head_s_the_watchdog_looks_within_it() {
+        let opened = Instant::now();
+        let activity = Activity::new(opened);
+        let short_idle = Timeouts {
+            header_read: secs(10),
+            idle: secs(2),
+        };
+        // A request could start and end before the next look: it comes within the idle
+        // timeout, not at the head's deadline.
+        assert_eq!(
+            activity.verdict(opened + secs(1), short_idle),
+            Verdict::Keep(opened + secs(3))
         );
     }
 

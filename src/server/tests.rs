@@ -151,6 +151,34 @@ async fn connections_that_send_no_complete_request_are_closed_by_the_server() {
 }
 
 #[tokio::test]
+async fn an_http2_connection_is_closed_once_idle_for_the_idle_timeout() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let server = bind().await.idle_timeout(SHORT);
+    let server = Running::start(server, Router::new().route("/", get(|| async { "ok" }))).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+
+    // A request first (so this is the idle timeout, not the header-read one), answered.
+    let request = http::Request::get(server.url("/"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let answer = sender.send_request(request).await.unwrap();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "ok");
+
+    // Then nothing: the server closes the connection (the client keeps it open forever).
+    let ended = tokio::time::timeout(BOUND, connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection is still open");
+    server.shut_down().await;
+}
+
+#[tokio::test]
 async fn a_stalled_request_body_ends_its_request_and_connection() {
     let server = bind().await.idle_timeout(SHORT);
     let app = Router::new().route("/echo", post(|body: String| async move { body }));
