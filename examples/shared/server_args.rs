@@ -13,8 +13,8 @@ const MAX_SECS: u64 = 24 * 60 * 60;
 /// `--header-read-timeout`, `--idle-timeout`, `--max-connections`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
-    /// Close a connection that has not sent a complete request head within SECS seconds
-    /// (slow clients). An idle HTTP/1 keep-alive connection is closed after this too.
+    /// Close a connection that has not sent a complete request head within SECS seconds of
+    /// its start (or, on a keep-alive connection, of the head's first byte): slow clients.
     #[arg(
         long,
         value_name = "SECS",

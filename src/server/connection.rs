@@ -1,11 +1,13 @@
 //! One connection: served by hyper-util's HTTP/1-or-2 connection, watched by a timer that
 //! closes it when it holds a slot without doing anything for a request.
 //!
-//! hyper closes an HTTP/1 connection whose request head is late (`header_read_timeout`), but
-//! nothing bounds the rest: the bytes hyper-util reads to tell HTTP/1 from HTTP/2 (a client
-//! that connects and sends nothing waits there forever), an HTTP/2 connection with no stream,
-//! a half-sent HTTP/2 head, or a peer that stops reading what we send. [`Activity`] is what the
-//! connection's parts report (requests starting and ending, writes that cannot proceed), and
+//! hyper's own `header_read_timeout` (HTTP/1 only) is not used: its clock starts when the
+//! previous answer is sent, so it would also close every idle keep-alive connection after the
+//! header-read timeout, and nothing else would bound the rest: the bytes hyper-util reads to
+//! tell HTTP/1 from HTTP/2 (a client that connects and sends nothing waits there forever), an
+//! HTTP/2 connection with no stream, a half-sent HTTP/2 head, or a peer that stops reading
+//! what we send. [`Activity`] is what the connection's parts report (requests starting and
+//! ending, the first byte of an HTTP/1 head, writes that cannot proceed), and
 //! [`Activity::verdict`] the one rule that reads it.
 
 use std::io;
@@ -33,28 +35,33 @@ use crate::BoxError;
 /// The two timeouts a connection is held to.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Timeouts {
-    /// Until the first request starts (and, by hyper, for each HTTP/1 request head).
+    /// For the first request's head, from the connection's start; for each later HTTP/1
+    /// head, from its first byte.
     pub(super) header_read: Duration,
-    /// With no request in flight, after the last one ended; and for a stalled write or read
-    /// of a body.
+    /// With no request in flight and no head arriving, after the last request ended; and for
+    /// a stalled write or read of a body.
     pub(super) idle: Duration,
 }
 
 /// What one connection's parts report, for its watchdog. Shared by the connection's service
-/// (requests), the bodies (their end) and its socket (stalled writes).
+/// (requests), the bodies (their end) and its socket (heads arriving, stalled writes).
+///
+/// Times are kept as nanoseconds after `opened`, plus one, so that zero means "not set".
 #[derive(Debug)]
 pub(super) struct Activity {
     opened: Instant,
     /// Requests whose answer is not sent yet.
     in_flight: AtomicUsize,
-    /// When `in_flight` last fell to zero, in nanoseconds after `opened`, plus one; zero
-    /// until a first request has ended.
+    /// When `in_flight` last fell to zero; zero until a first request has ended.
     idle_since: AtomicU64,
-    /// Since when the socket has refused our bytes, in nanoseconds after `opened`, plus one;
-    /// zero while writes go through.
+    /// When the first byte of an HTTP/1 head arrived with nothing in flight; zero when no
+    /// head is under way.
+    head_since: AtomicU64,
+    /// Since when the socket has refused our bytes; zero while writes go through.
     stalled_since: AtomicU64,
-    /// Wakes the watchdog when a write starts to wait: its next look may be due sooner.
-    stall_began: Notify,
+    /// Wakes the watchdog when a head starts or a write starts to wait: the next look may be
+    /// due sooner than planned.
+    wake: Notify,
 }
 
 /// What the watchdog does with a connection.
@@ -62,7 +69,8 @@ pub(super) struct Activity {
 pub(super) enum Verdict {
     /// Leave it; look again at this time.
     Keep(Instant),
-    /// Nothing is in flight and it has been quiet too long: close it gracefully.
+    /// Nothing is in flight and it has been quiet, or slow with its head, too long: close it
+    /// gracefully.
     Close,
     /// The peer has taken none of our bytes for the idle timeout: drop it at once.
     Abort,
@@ -74,44 +82,64 @@ impl Activity {
             opened,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
             stalled_since: AtomicU64::new(0),
-            stall_began: Notify::new(),
+            wake: Notify::new(),
         }
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX)
+    /// `at` as a stored time (never zero).
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
-    fn at(&self, nanos: u64) -> Instant {
-        self.opened + Duration::from_nanos(nanos)
+    /// A stored time back as an instant; `None` for zero (not set).
+    fn instant(&self, stamp: u64) -> Option<Instant> {
+        (stamp != 0).then(|| self.opened + Duration::from_nanos(stamp - 1))
     }
 
     /// A request starts: it is in flight until the returned guard is dropped (with the
-    /// response body, once hyper has sent it).
+    /// response body, once hyper has sent it). Its head is complete.
     pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
         InFlight(Arc::clone(self))
+    }
+
+    /// Bytes of an HTTP/1 head arrived. With nothing in flight, the first of them starts the
+    /// head's clock (one clock read per head; none while a request is in flight, when they
+    /// are its body or the next pipelined request).
+    fn head_bytes(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Acquire) == 0
+        {
+            self.head_since
+                .store(self.stamp(Instant::now()), Ordering::Release);
+            self.wake.notify_one();
+        }
     }
 
     fn write_stalled(&self, stalled: bool) {
         let value = if stalled {
-            self.nanos(Instant::now()).saturating_add(1)
+            self.stamp(Instant::now())
         } else {
             0
         };
         self.stalled_since.store(value, Ordering::Release);
         if stalled {
-            self.stall_began.notify_one();
+            self.wake.notify_one();
         }
     }
 
     /// The one rule: a connection may stay while a request is in flight; without one, for
-    /// the header-read timeout until its first request and for the idle timeout after its
-    /// last; and never while the peer has refused our bytes for the idle timeout.
+    /// the header-read timeout until its first request, for the idle timeout after its last,
+    /// and for the header-read timeout from the first byte of a next HTTP/1 head; and never
+    /// while the peer has refused our bytes for the idle timeout.
     pub(super) fn verdict(&self, now: Instant, timeouts: Timeouts) -> Verdict {
-        let stalled = self.stalled_since.load(Ordering::Acquire);
-        let stall_deadline = (stalled != 0).then(|| self.at(stalled - 1) + timeouts.idle);
+        let stalled = self.instant(self.stalled_since.load(Ordering::Acquire));
+        let stall_deadline = stalled.map(|since| since + timeouts.idle);
         if stall_deadline.is_some_and(|deadline| now >= deadline) {
             return Verdict::Abort;
         }
@@ -119,24 +147,27 @@ impl Activity {
             let next = now + timeouts.idle;
             return Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)));
         }
-        // Nothing in flight: either no request ever (the head is late), or since the last.
-        let (deadline, next) = match self.idle_since.load(Ordering::Acquire) {
-            // A request may start and end before the head's deadline: look again within the
-            // idle timeout, so its idle deadline is not overslept.
-            0 => {
-                let deadline = self.opened + timeouts.header_read;
-                (deadline, deadline.min(now + timeouts.idle))
-            }
-            since => {
-                let deadline = self.at(since - 1) + timeouts.idle;
-                (deadline, deadline)
-            }
+        // Nothing in flight: no request yet (the first head is due), or quiet since the last,
+        // or a next head under way.
+        let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
+        let head_since = self.instant(self.head_since.load(Ordering::Acquire));
+        let mut deadline = match idle_since {
+            None => self.opened + timeouts.header_read,
+            Some(since) => since + timeouts.idle,
         };
-        if now >= deadline {
-            Verdict::Close
-        } else {
-            Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)))
+        if let Some(head) = head_since {
+            deadline = deadline.min(head + timeouts.header_read);
         }
+        if now >= deadline {
+            return Verdict::Close;
+        }
+        // Before a first request, one may start and end before the head's deadline without
+        // waking the watchdog: look again within the idle timeout so its end is not overslept.
+        let next = match idle_since {
+            None => deadline.min(now + timeouts.idle),
+            Some(_) => deadline,
+        };
+        Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)))
     }
 }
 
@@ -150,7 +181,7 @@ impl Drop for InFlight {
         // The last request of a burst notes the time (a clock read per request that ends
         // the connection's busy spell, none for the others).
         if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let now = self.0.nanos(Instant::now()).saturating_add(1);
+            let now = self.0.stamp(Instant::now());
             self.0.idle_since.fetch_max(now, Ordering::AcqRel);
         }
     }
@@ -212,8 +243,8 @@ pub(super) async fn serve<S, B>(
                     connection.as_mut().graceful_shutdown();
                 }
             }
-            () = activity.stall_began.notified() => {
-                // Look now: the stall's deadline may come before the next look.
+            () = activity.wake.notified() => {
+                // Look now: a head's or a stall's deadline may come before the next look.
                 check.as_mut().reset(Instant::now());
             }
             () = check.as_mut() => {
@@ -240,12 +271,47 @@ pub(super) async fn serve<S, B>(
     }
 }
 
-/// The socket, reporting to [`Activity`] when it refuses our bytes and when it takes them
-/// again (a clock read only when a write has to wait).
+/// The HTTP/2 connection preface: a connection that starts with it speaks HTTP/2 (what
+/// hyper-util's automatic connection checks too).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which protocol the connection speaks, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// So far the bytes match this much of the HTTP/2 preface.
+    Unknown(usize),
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    /// What the connection speaks once `bytes` followed what it sent so far.
+    fn after(self, bytes: &[u8]) -> Self {
+        let Protocol::Unknown(matched) = self else {
+            return self;
+        };
+        let take = bytes.len().min(H2_PREFACE.len() - matched);
+        if bytes[..take] != H2_PREFACE[matched..matched + take] {
+            Protocol::Http1
+        } else if matched + take == H2_PREFACE.len() {
+            Protocol::Http2
+        } else {
+            Protocol::Unknown(matched + take)
+        }
+    }
+}
+
+/// The socket, reporting to [`Activity`] when an HTTP/1 head starts to arrive, when the
+/// socket refuses our bytes and when it takes them again.
+///
+/// Only HTTP/1 reports heads: there, bytes with no request in flight can only be a head. On
+/// HTTP/2 they are as often pings, settings or window updates, and an HTTP/2 connection with no
+/// request is bounded by the idle timeout however many of them it sends.
 #[derive(Debug)]
 struct WatchedIo {
     stream: TcpStream,
     activity: Arc<Activity>,
+    protocol: Protocol,
     stalled: bool,
 }
 
@@ -254,7 +320,15 @@ impl WatchedIo {
         Self {
             stream,
             activity,
+            protocol: Protocol::Unknown(0),
             stalled: false,
+        }
+    }
+
+    fn heard(&mut self, bytes: &[u8]) {
+        self.protocol = self.protocol.after(bytes);
+        if self.protocol != Protocol::Http2 {
+            self.activity.head_bytes();
         }
     }
 
@@ -274,7 +348,12 @@ impl AsyncRead for WatchedIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if poll.is_ready() && buf.filled().len() > before {
+            self.heard(&buf.filled()[before..]);
+        }
+        poll
     }
 }
 
@@ -386,6 +465,62 @@ mod tests {
         drop(second);
         let ended = Instant::now();
         assert_eq!(activity.verdict(ended + secs(60), TIMEOUTS), Verdict::Close);
+    }
+
+    #[test]
+    fn a_next_head_gets_the_header_read_timeout_from_its_first_byte() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let request = activity.request_started();
+        let ending = Instant::now();
+        drop(request);
+        // Quiet after its request: the idle timeout.
+        assert!(matches!(
+            activity.verdict(ending + secs(30), TIMEOUTS),
+            Verdict::Keep(next) if next >= ending + secs(60)
+        ));
+        // The first byte of a next head: it must be whole within the header-read timeout.
+        let before = Instant::now();
+        activity.head_bytes();
+        let after = Instant::now();
+        assert!(matches!(
+            activity.verdict(before + secs(9), TIMEOUTS),
+            Verdict::Keep(next) if next >= before + secs(10) && next <= after + secs(10)
+        ));
+        assert_eq!(activity.verdict(after + secs(10), TIMEOUTS), Verdict::Close);
+        // Once whole, its request starts and the head's clock is gone.
+        let _request = activity.request_started();
+        assert!(matches!(
+            activity.verdict(after + secs(10), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn bytes_read_while_a_request_is_in_flight_start_no_head_clock() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let request = activity.request_started();
+        activity.head_bytes(); // its body, or a pipelined request
+        drop(request);
+        let ended = Instant::now();
+        assert!(matches!(
+            activity.verdict(ended + secs(30), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn the_first_bytes_tell_http2_from_http1() {
+        let start = Protocol::Unknown(0);
+        assert_eq!(start.after(H2_PREFACE), Protocol::Http2);
+        assert_eq!(start.after(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        // "P" could be either (POST or the preface); "PO" cannot be the preface.
+        assert_eq!(start.after(b"P"), Protocol::Unknown(1));
+        assert_eq!(start.after(b"P").after(b"OST /"), Protocol::Http1);
+        // The preface in pieces, and the frames after it.
+        let (first, rest) = H2_PREFACE.split_at(10);
+        assert_eq!(start.after(first).after(rest), Protocol::Http2);
+        assert_eq!(Protocol::Http2.after(b"anything"), Protocol::Http2);
+        assert_eq!(Protocol::Http1.after(H2_PREFACE), Protocol::Http1);
     }
 
     #[test]

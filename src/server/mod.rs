@@ -37,15 +37,15 @@
 //!
 //! # What it guards against
 //!
-//! - **Slow heads** (slowloris): a connection that has not sent a complete request head
+//! - **Slow heads** (slowloris): a new connection that has not sent a complete request head
 //!   within the [header-read timeout](Server::header_read_timeout) is closed, whether it sent
-//!   nothing, part of an HTTP/1 head, or an HTTP/2 preface and no request. For HTTP/1 this is
-//!   hyper's own `header_read_timeout`, which also runs while a keep-alive connection waits
-//!   for its next request: **an idle HTTP/1 connection is closed after the header-read
-//!   timeout** (the shorter of the two); the idle timeout is what idle HTTP/2 connections get.
+//!   nothing, part of an HTTP/1 head, half the HTTP/2 preface, or the preface and no request;
+//!   so is a keep-alive HTTP/1 connection whose next head has not arrived whole within that
+//!   timeout of its first byte.
 //! - **Idle connections**: a connection with no request in flight is closed once it has been
-//!   so for the [idle timeout](Server::idle_timeout). Bytes that belong to no request (HTTP/2
-//!   pings and settings, a half-sent head) do not count as activity. A request is in flight
+//!   so for the [idle timeout](Server::idle_timeout), HTTP/1 keep-alive and HTTP/2 alike. On
+//!   HTTP/2, bytes that belong to no request (pings, settings, window updates) do not count as
+//!   activity: otherwise a ping a minute would hold a slot for ever. A request is in flight
 //!   from when its head is read until its response body has been sent, so long answers and
 //!   streams (server-sent events, gRPC streams) are never cut for being slow to finish.
 //! - **Stalled bodies and readers**: a request body the client sends nothing of for the idle
@@ -95,7 +95,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::Body;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -195,8 +195,8 @@ impl Server {
     }
 
     /// How long a connection may take to send a complete request head: the first one from
-    /// when it is accepted, and (HTTP/1) each next one from when the previous answer was
-    /// sent. Default 10 s.
+    /// when it is accepted, and (HTTP/1 keep-alive) each next one from its first byte.
+    /// Default 10 s.
     ///
     /// ```
     /// use std::time::Duration;
@@ -386,14 +386,13 @@ impl Server {
         }
     }
 
-    /// hyper-util's connection that serves HTTP/1.1 or HTTP/2 (by its preface), with hyper's
-    /// header-read timeout for HTTP/1 (it needs a timer to run).
+    /// hyper-util's connection that serves HTTP/1.1 or HTTP/2 (by its preface). hyper's own
+    /// HTTP/1 header-read timeout is off (it runs from the end of the previous answer, so it
+    /// would cut idle keep-alive connections at the header-read timeout): each connection's
+    /// watchdog keeps both timeouts (`connection.rs`).
     fn http(&self) -> Builder<TokioExecutor> {
         let mut http = Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout);
-        http.http2().timer(TokioTimer::new());
+        http.http1().header_read_timeout(None);
         http
     }
 }

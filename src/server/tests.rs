@@ -150,6 +150,44 @@ async fn connections_that_send_no_complete_request_are_closed_by_the_server() {
     server.shut_down().await;
 }
 
+/// Sends `GET /` on `stream` and reads the whole answer (`ok`, known length).
+async fn get_ok(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    while !received.ends_with(b"\r\n\r\nok") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(BOUND, stream.read(&mut buf))
+            .await
+            .expect("the answer comes")
+            .unwrap();
+        assert_ne!(n, 0, "the connection was closed before its answer");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_waits_for_the_idle_timeout_and_its_next_head_for_the_header_read_one(
+) {
+    // A long idle timeout, a short header-read one.
+    let server = bind().await.header_read_timeout(SHORT);
+    let server = Running::start(server, Router::new().route("/", get(|| async { "ok" }))).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    get_ok(&mut stream).await;
+
+    // Quiet for several header-read timeouts: still open (idle, not slow), and served again.
+    tokio::time::sleep(SHORT * 4).await;
+    get_ok(&mut stream).await;
+
+    // Half a next head: closed, long before the idle timeout (60 s) could do it.
+    stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let received = read_until_closed(&mut stream).await;
+    assert!(!received.starts_with(b"HTTP/1.1 200"));
+    server.shut_down().await;
+}
+
 #[tokio::test]
 async fn an_http2_connection_is_closed_once_idle_for_the_idle_timeout() {
     use http_body_util::{BodyExt, Empty};
