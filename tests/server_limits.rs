@@ -89,8 +89,12 @@ async fn outlasts_slow_clients(base: &str, open_path: &str) {
         );
     }
 
-    // And the server still serves.
-    let again = fresh
+    // And the server still serves (a new client: the first one's connection may be closing
+    // for idleness just as it would be reused).
+    let again = reqwest::Client::builder()
+        .timeout(BOUND)
+        .build()
+        .unwrap()
         .get(format!("{base}{open_path}"))
         .send()
         .await

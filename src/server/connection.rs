@@ -69,11 +69,20 @@ pub(super) struct Activity {
 pub(super) enum Verdict {
     /// Leave it; look again at this time.
     Keep(Instant),
-    /// Nothing is in flight and it has been quiet, or slow with its head, too long: close it
-    /// gracefully.
+    /// Nothing has been in flight for the idle timeout: close it gracefully (HTTP/2: a
+    /// `GOAWAY`, so the client opens a new connection for its next call).
     Close,
-    /// The peer has taken none of our bytes for the idle timeout: drop it at once.
-    Abort,
+    /// Drop it at once: nothing it sent is a request yet, and it will not be.
+    Abort(Why),
+}
+
+/// Why a connection is dropped at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// Its request head was not whole within the header-read timeout.
+    LateHead,
+    /// The peer has taken none of our bytes for the idle timeout.
+    Stalled,
 }
 
 impl Activity {
@@ -141,7 +150,7 @@ impl Activity {
         let stalled = self.instant(self.stalled_since.load(Ordering::Acquire));
         let stall_deadline = stalled.map(|since| since + timeouts.idle);
         if stall_deadline.is_some_and(|deadline| now >= deadline) {
-            return Verdict::Abort;
+            return Verdict::Abort(Why::Stalled);
         }
         if self.in_flight.load(Ordering::Acquire) > 0 {
             let next = now + timeouts.idle;
@@ -151,16 +160,23 @@ impl Activity {
         // or a next head under way.
         let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
         let head_since = self.instant(self.head_since.load(Ordering::Acquire));
-        let mut deadline = match idle_since {
-            None => self.opened + timeouts.header_read,
-            Some(since) => since + timeouts.idle,
+        let head_deadline = match (idle_since, head_since) {
+            (None, _) => Some(self.opened + timeouts.header_read),
+            (Some(_), head) => head.map(|head| head + timeouts.header_read),
         };
-        if let Some(head) = head_since {
-            deadline = deadline.min(head + timeouts.header_read);
+        if head_deadline.is_some_and(|deadline| now >= deadline) {
+            return Verdict::Abort(Why::LateHead);
         }
-        if now >= deadline {
+        let idle_deadline = idle_since.map(|since| since + timeouts.idle);
+        if idle_deadline.is_some_and(|deadline| now >= deadline) {
             return Verdict::Close;
         }
+        // One of the two is set (a connection without a request has a head due).
+        let deadline = [head_deadline, idle_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + timeouts.idle);
         // Before a first request, one may start and end before the head's deadline without
         // waking the watchdog: look again within the idle timeout so its end is not overslept.
         let next = match idle_since {
@@ -251,8 +267,8 @@ pub(super) async fn serve<S, B>(
                 let now = Instant::now();
                 match activity.verdict(now, timeouts) {
                     Verdict::Keep(next) => check.as_mut().reset(next),
-                    Verdict::Abort => {
-                        tracing::debug!("closing a connection whose peer reads nothing");
+                    Verdict::Abort(why) => {
+                        tracing::debug!(?why, "dropping a connection");
                         return;
                     }
                     Verdict::Close if closing => {
@@ -412,7 +428,7 @@ mod tests {
         );
         assert_eq!(
             activity.verdict(opened + secs(10), TIMEOUTS),
-            Verdict::Close
+            Verdict::Abort(Why::LateHead)
         );
     }
 
@@ -486,7 +502,10 @@ mod tests {
             activity.verdict(before + secs(9), TIMEOUTS),
             Verdict::Keep(next) if next >= before + secs(10) && next <= after + secs(10)
         ));
-        assert_eq!(activity.verdict(after + secs(10), TIMEOUTS), Verdict::Close);
+        assert_eq!(
+            activity.verdict(after + secs(10), TIMEOUTS),
+            Verdict::Abort(Why::LateHead)
+        );
         // Once whole, its request starts and the head's clock is gone.
         let _request = activity.request_started();
         assert!(matches!(
@@ -534,7 +553,10 @@ mod tests {
             activity.verdict(before + secs(30), TIMEOUTS),
             Verdict::Keep(next) if next >= before + secs(60) && next <= after + secs(60)
         ));
-        assert_eq!(activity.verdict(after + secs(60), TIMEOUTS), Verdict::Abort);
+        assert_eq!(
+            activity.verdict(after + secs(60), TIMEOUTS),
+            Verdict::Abort(Why::Stalled)
+        );
         // Bytes taken again: the stall is forgotten.
         activity.write_stalled(false);
         assert!(matches!(
