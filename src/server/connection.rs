@@ -59,8 +59,8 @@ pub(super) struct Activity {
     head_since: AtomicU64,
     /// Since when the socket has refused our bytes; zero while writes go through.
     stalled_since: AtomicU64,
-    /// Wakes the watchdog when a head starts or a write starts to wait: the next look may be
-    /// due sooner than planned.
+    /// Wakes the watchdog when a write starts to wait (rare): the stall's deadline may come
+    /// before its next look.
     wake: Notify,
 }
 
@@ -119,14 +119,14 @@ impl Activity {
 
     /// Bytes of an HTTP/1 head arrived. With nothing in flight, the first of them starts the
     /// head's clock (one clock read per head; none while a request is in flight, when they
-    /// are its body or the next pipelined request).
+    /// are its body or the next pipelined request). The watchdog is not woken: its next look
+    /// comes within the header-read timeout anyway.
     fn head_bytes(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_since.load(Ordering::Acquire) == 0
         {
             self.head_since
                 .store(self.stamp(Instant::now()), Ordering::Release);
-            self.wake.notify_one();
         }
     }
 
@@ -146,44 +146,44 @@ impl Activity {
     /// the header-read timeout until its first request, for the idle timeout after its last,
     /// and for the header-read timeout from the first byte of a next HTTP/1 head; and never
     /// while the peer has refused our bytes for the idle timeout.
+    ///
+    /// The next look is never further than the shorter timeout away: whatever starts or ends
+    /// in between (a request, a head) is then judged on time without waking the watchdog on
+    /// the request path.
     pub(super) fn verdict(&self, now: Instant, timeouts: Timeouts) -> Verdict {
-        let stalled = self.instant(self.stalled_since.load(Ordering::Acquire));
-        let stall_deadline = stalled.map(|since| since + timeouts.idle);
-        if stall_deadline.is_some_and(|deadline| now >= deadline) {
-            return Verdict::Abort(Why::Stalled);
+        let mut next = now + timeouts.header_read.min(timeouts.idle);
+        if let Some(stalled) = self.instant(self.stalled_since.load(Ordering::Acquire)) {
+            let deadline = stalled + timeouts.idle;
+            if now >= deadline {
+                return Verdict::Abort(Why::Stalled);
+            }
+            next = next.min(deadline);
         }
         if self.in_flight.load(Ordering::Acquire) > 0 {
-            let next = now + timeouts.idle;
-            return Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)));
+            return Verdict::Keep(next);
         }
         // Nothing in flight: no request yet (the first head is due), or quiet since the last,
         // or a next head under way.
         let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
-        let head_since = self.instant(self.head_since.load(Ordering::Acquire));
-        let head_deadline = match (idle_since, head_since) {
-            (None, _) => Some(self.opened + timeouts.header_read),
-            (Some(_), head) => head.map(|head| head + timeouts.header_read),
+        let head_deadline = match idle_since {
+            None => Some(self.opened + timeouts.header_read),
+            Some(_) => self
+                .instant(self.head_since.load(Ordering::Acquire))
+                .map(|head| head + timeouts.header_read),
         };
-        if head_deadline.is_some_and(|deadline| now >= deadline) {
-            return Verdict::Abort(Why::LateHead);
+        if let Some(deadline) = head_deadline {
+            if now >= deadline {
+                return Verdict::Abort(Why::LateHead);
+            }
+            next = next.min(deadline);
         }
-        let idle_deadline = idle_since.map(|since| since + timeouts.idle);
-        if idle_deadline.is_some_and(|deadline| now >= deadline) {
-            return Verdict::Close;
+        if let Some(deadline) = idle_since.map(|since| since + timeouts.idle) {
+            if now >= deadline {
+                return Verdict::Close;
+            }
+            next = next.min(deadline);
         }
-        // One of the two is set (a connection without a request has a head due).
-        let deadline = [head_deadline, idle_deadline]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(now + timeouts.idle);
-        // Before a first request, one may start and end before the head's deadline without
-        // waking the watchdog: look again within the idle timeout so its end is not overslept.
-        let next = match idle_since {
-            None => deadline.min(now + timeouts.idle),
-            Some(_) => deadline,
-        };
-        Verdict::Keep(stall_deadline.map_or(next, |stall| stall.min(next)))
+        Verdict::Keep(next)
     }
 }
 
@@ -260,7 +260,7 @@ pub(super) async fn serve<S, B>(
                 }
             }
             () = activity.wake.notified() => {
-                // Look now: a head's or a stall's deadline may come before the next look.
+                // Look now: the stall's deadline may come before the next look.
                 check.as_mut().reset(Instant::now());
             }
             () = check.as_mut() => {
@@ -456,7 +456,7 @@ mod tests {
         let later = opened + secs(100);
         assert_eq!(
             activity.verdict(later, TIMEOUTS),
-            Verdict::Keep(later + secs(60))
+            Verdict::Keep(later + secs(10))
         );
         let before_end = Instant::now();
         drop(request);
@@ -489,10 +489,15 @@ mod tests {
         let request = activity.request_started();
         let ending = Instant::now();
         drop(request);
-        // Quiet after its request: the idle timeout.
-        assert!(matches!(
+        // Quiet after its request: the idle timeout runs (looked at again within the
+        // header-read timeout, in case a head starts).
+        assert_eq!(
             activity.verdict(ending + secs(30), TIMEOUTS),
-            Verdict::Keep(next) if next >= ending + secs(60)
+            Verdict::Keep(ending + secs(40))
+        );
+        assert!(matches!(
+            activity.verdict(ending + secs(55), TIMEOUTS),
+            Verdict::Keep(next) if next >= ending + secs(60) && next <= Instant::now() + secs(60)
         ));
         // The first byte of a next head: it must be whole within the header-read timeout.
         let before = Instant::now();
@@ -550,7 +555,7 @@ mod tests {
         activity.write_stalled(true);
         let after = Instant::now();
         assert!(matches!(
-            activity.verdict(before + secs(30), TIMEOUTS),
+            activity.verdict(before + secs(55), TIMEOUTS),
             Verdict::Keep(next) if next >= before + secs(60) && next <= after + secs(60)
         ));
         assert_eq!(
