@@ -4,7 +4,7 @@
 //! `name=key` pairs separated by commas, keeping only their SHA-256 hashes:
 //!
 //! ```text
-//! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier
+//! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier --features server
 //! curl http://127.0.0.1:3002/whoami -H 'Authorization: Bearer key-for-alice'   # hello, alice
 //! ```
 //!
@@ -14,6 +14,12 @@
 //!
 //! The trait's methods are async through `async-trait`, which the crate re-exports: write
 //! `#[protected_endpoint::async_trait]` on the `impl`, no dependency of your own needed.
+//!
+//! Like every example server it runs on `protected_endpoint::server` (`--header-read-timeout`,
+//! `--idle-timeout`, `--max-connections`; Ctrl-C or SIGTERM stops it gracefully).
+
+#[path = "shared/server_args.rs"]
+mod server_args;
 
 use std::net::SocketAddr;
 
@@ -30,6 +36,8 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:3002")]
     addr: SocketAddr,
+    #[command(flatten)]
+    server: server_args::ServerArgs,
 }
 
 /// Keys from the environment, kept as hashes only.
@@ -101,14 +109,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(ProtectedEndpointLayer::new(verifier).require_scope(Scope::API));
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let addr = listener.local_addr()?;
+    let server = args.server.bind(args.addr).await?;
+    let addr = server.local_addr()?;
     println!("listening on http://{addr}");
     println!("try:\n  curl http://{addr}/whoami -H 'Authorization: Bearer <your key>'");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    server
+        .serve(app)
+        .with_graceful_shutdown(server_args::shutdown_signal())
         .await?;
     Ok(())
 }

@@ -2,14 +2,22 @@
 //! same summarizer (`examples/shared/summarizer.rs`) and the same token handling.
 //!
 //! ```text
-//! cargo run --example grpc_summarize                          # 127.0.0.1:50051
-//! cargo run --example grpc_summarize -- --addr 127.0.0.1:0    # any free port
+//! cargo run --example grpc_summarize --features server                          # 127.0.0.1:50051
+//! cargo run --example grpc_summarize --features server -- --addr 127.0.0.1:0    # any free port
 //! ```
 //!
 //! It prints a fresh token once (`token: pe_…`), the address it listens on, and a `grpcurl`
 //! command to call it. `summarize.v1.Summarizer` needs `authorization: Bearer <token>`
-//! metadata with the `api` scope; the standard health service (`grpc.health.v1.Health`)
-//! answers without a token, for load balancers and orchestrators.
+//! metadata with a token that has Protected Endpoint Access to the deployment `summarize` (no
+//! scope is needed; a token with only Developer Operations Access gets `PERMISSION_DENIED`);
+//! the standard health service (`grpc.health.v1.Health`) answers without a token, for load
+//! balancers and orchestrators.
+//!
+//! Failed guesses are throttled per client (after 10 bad tokens in a row,
+//! `RESOURCE_EXHAUSTED` before any verifier call; `--client-ip-header` behind a proxy). It
+//! serves HTTP/2 (and HTTP/1.1) on `protected_endpoint::server`, with
+//! `--header-read-timeout SECS`, `--idle-timeout SECS` and `--max-connections N`; Ctrl-C or
+//! SIGTERM stops it gracefully.
 //!
 //! The service is defined in `proto/summarize/v1/summarize.proto`; its Rust code is committed
 //! in `examples/shared/pb/` (regenerate it with `tools/protogen`), so no `protoc` is needed.
@@ -19,18 +27,18 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use protected_endpoint::NewToken;
-use protected_endpoint::Scope;
+use protected_endpoint::{DeploymentAccess, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tracing_subscriber::EnvFilter;
 
+#[path = "shared/server_args.rs"]
+mod server_args;
 #[path = "shared/summarizer.rs"]
 mod summarizer;
+#[path = "shared/throttle_args.rs"]
+mod throttle_args;
 #[path = "shared/token_args.rs"]
 mod token_args;
 
@@ -57,6 +65,10 @@ struct Args {
     addr: SocketAddr,
     #[command(flatten)]
     tokens: token_args::TokenArgs,
+    #[command(flatten)]
+    throttle: throttle_args::ThrottleArgs,
+    #[command(flatten)]
+    server: server_args::ServerArgs,
 }
 
 /// The gRPC service. It never sees a request the layer refused.
@@ -119,14 +131,18 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         new_token,
         source,
     } = args.tokens.verifier(
+        // Protected Endpoint Access to this deployment, and nothing else.
         NewToken::new("grpc-summarize demo")
             .description("created by the grpc_summarize example at start-up")
-            .scopes([Scope::API]),
+            .deployments(DeploymentAccess::only([DEPLOYMENT])?),
     )?;
+    // A token is admitted by its access to this deployment, as on the platform; a client
+    // that keeps failing waits before any verifier call (keyed by the peer address the
+    // server puts in each request, or --client-ip-header).
     let layer = ProtectedEndpointLayer::from_arc(verifier)
         .realm("summarize")
-        .require_scope(Scope::API)
-        .deployment(DEPLOYMENT);
+        .deployment(DEPLOYMENT)
+        .throttle_failures(args.throttle.throttle());
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -148,10 +164,8 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
             health,
         );
 
-    let listener = TcpListener::bind(args.addr)
-        .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let addr = listener.local_addr()?;
+    let server = args.server.bind(args.addr).await?;
+    let addr = server.local_addr()?;
 
     println!("listening on {addr}");
     println!("verifying {source}");
@@ -167,14 +181,11 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
          {addr} summarize.v1.Summarizer/Summarize"
     );
 
-    Server::builder()
-        .add_routes(routes.into())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-            // Without a signal handler the server just runs until killed.
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        })
+    // tonic's routes are an axum router: the crate's front serves them like any other
+    // (gRPC clients speak HTTP/2 by prior knowledge, which it accepts).
+    server
+        .serve(routes)
+        .with_graceful_shutdown(server_args::shutdown_signal())
         .await?;
     Ok(())
 }

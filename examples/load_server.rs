@@ -19,11 +19,16 @@
 //! Our layer requires the `api` scope, which the token has. It prints `token: <secret>` (the
 //! token to send; for `authority`, the caller's token with the `introspect` scope, and
 //! `subject: <secret>`, a user token to introspect), for `file` also `loaded N tokens in X ms` (and later `reloaded N tokens`
-//! after each reload), then `listening on http://<addr>`, and serves until killed.
+//! after each reload), then `listening on http://<addr>`, and serves until stopped, on
+//! `protected_endpoint::server` like every example server (`--header-read-timeout`,
+//! `--idle-timeout`, `--max-connections`).
 
 #[path = "../benches/common/mod.rs"]
 mod common;
+#[path = "shared/server_args.rs"]
+mod server_args;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -32,6 +37,7 @@ use axum::routing::get;
 use axum::Router;
 use clap::{Parser, ValueEnum};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
+use protected_endpoint::server::Server;
 use protected_endpoint::token::TokenSecret;
 use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
@@ -69,6 +75,8 @@ struct Args {
     /// How often the token file is checked for changes, in milliseconds (`file`).
     #[arg(long, default_value_t = 100)]
     poll_ms: u64,
+    #[command(flatten)]
+    server: server_args::ServerArgs,
 }
 
 #[tokio::main]
@@ -130,10 +138,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    // The front every server of the crate runs on, so its cost is part of what is measured.
+    let server = args.server.bind(args.addr).await?;
     println!("token: {}", token.expose());
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    println!("listening on http://{}", server.local_addr()?);
+    server
+        .serve(app)
+        .with_graceful_shutdown(server_args::shutdown_signal())
+        .await?;
     Ok(())
 }
 
@@ -176,9 +188,9 @@ async fn remote_verifier(
     let user = authority
         .create(NewToken::new("load user").scopes([Scope::API]))
         .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let endpoint = format!("http://{}{INTROSPECTION_PATH}", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, authority.router()).await });
+    let server = Server::bind("127.0.0.1:0".parse()?).await?;
+    let endpoint = format!("http://{}{INTROSPECTION_PATH}", server.local_addr()?);
+    tokio::spawn(server.serve(authority.router()).into_future());
 
     let builder = RemoteVerifier::builder(endpoint).bearer_token(service.secret);
     let verifier = if cached {

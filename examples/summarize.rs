@@ -1,12 +1,12 @@
 //! The protected summarize service: an axum app whose `/summarize` route needs an API token.
 //!
 //! ```text
-//! cargo run --example summarize            # prints `token: pe_…` and a curl command
-//! cargo run --example summarize -- --addr 127.0.0.1:8080
-//! cargo run --example summarize --features file -- --tokens tokens.json   # tokens from a file
-//! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features remote -- \
-//!   --introspect http://127.0.0.1:3001/oauth2/introspect                  # a token authority
-//! cargo run --example summarize -- --metrics                  # and Prometheus text at /metrics
+//! cargo run --example summarize --features server           # prints `token: pe_…` and a curl command
+//! cargo run --example summarize --features server -- --addr 127.0.0.1:8080
+//! cargo run --example summarize --features server,file -- --tokens tokens.json   # tokens from a file
+//! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features server,remote -- \
+//!   --introspect http://127.0.0.1:3001/oauth2/introspect                        # a token authority
+//! cargo run --example summarize --features server -- --metrics     # and Prometheus text at /metrics
 //! ```
 //!
 //! Routes:
@@ -14,7 +14,9 @@
 //! - `GET /metrics` (only with `--metrics`): the crate's metrics as Prometheus text,
 //!   unprotected like `/readyz` (a scraper has no API token; bind privately or firewall it);
 //! - `GET /`: a page to paste text and read its summary (protected: a browser without a
-//!   session is sent to the sign-in page first);
+//!   session is sent to the sign-in page first); its script and style are `GET /summarize.js`
+//!   and `GET /summarize.css` (open: they hold no secret), so its Content-Security-Policy
+//!   allows no inline code, and no other site may frame it;
 //! - `GET /sign-in` (open): paste a token once; `POST /sign-in` sets an `HttpOnly` cookie,
 //!   `DELETE /sign-in` signs out;
 //! - `GET /schema.json`: the service schema in the serving platform's (BentoML's) format
@@ -23,30 +25,48 @@
 //!   ending with a newline (protected).
 //!
 //! Requests need `Authorization: Bearer <token>` (or, from a browser, the session cookie)
-//! with the `api` scope and access to the `summarize` deployment. A refused `GET /schema.json` also says, in its JSON body, what to
-//! send: the platform's Python client fetches the schema before anything else and reports a
-//! refusal there only as "Failed to fetch schema".
+//! with a token that has Protected Endpoint Access to the deployment `summarize` (access to
+//! it by name, or to all deployments), as on the platform; no scope is needed, and a token
+//! with only Developer Operations Access (scopes, no deployment) gets `403` naming the
+//! deployment. A refused `GET /schema.json` also says, in its JSON body, what to send: the
+//! platform's Python client fetches the schema before anything else and reports a refusal
+//! there only as "Failed to fetch schema".
+//!
+//! Failed guesses are throttled per client, as on the token authority: after 10 bad tokens
+//! in a row a client gets `429` with `Retry-After` (one more guess a second) before any
+//! verifier call, so with `--introspect` a scanner never turns into introspection calls.
+//! Behind a reverse proxy, name the header it puts the client's address in with
+//! `--client-ip-header x-forwarded-for`. It serves on `protected_endpoint::server`
+//! (`--header-read-timeout SECS`, `--idle-timeout SECS`, `--max-connections N`); Ctrl-C or
+//! SIGTERM stops it gracefully.
 
 #[path = "shared/metrics.rs"]
 mod metrics_endpoint;
+#[path = "shared/server_args.rs"]
+mod server_args;
 #[path = "shared/summarizer.rs"]
 mod summarizer;
+#[path = "shared/throttle_args.rs"]
+mod throttle_args;
 #[path = "shared/token_args.rs"]
 mod token_args;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use axum::http::header::CONTENT_TYPE;
-use axum::http::{request, Response};
-use axum::response::Html;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::{request, HeaderName, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use clap::Parser;
 use protected_endpoint::browser::BrowserSignIn;
+use protected_endpoint::limit::FailureThrottle;
 use protected_endpoint::rejection::DefaultResponder;
-use protected_endpoint::{DeploymentAccess, Scope};
+use protected_endpoint::DeploymentAccess;
 use protected_endpoint::{NewToken, Rejection, RejectionKind, RejectionResponder};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
 use serde::Deserialize;
@@ -68,7 +88,11 @@ struct Args {
     #[command(flatten)]
     tokens: token_args::TokenArgs,
     #[command(flatten)]
+    throttle: throttle_args::ThrottleArgs,
+    #[command(flatten)]
     metrics: metrics_endpoint::MetricsArgs,
+    #[command(flatten)]
+    server: server_args::ServerArgs,
 }
 
 #[derive(Deserialize)]
@@ -98,20 +122,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // First, so that everything built after records into it.
     let metrics = args.metrics.router()?;
 
+    // Protected Endpoint Access to this deployment, and nothing else: what the platform's
+    // console makes for calling a deployment.
     let chosen = args.tokens.verifier(
         NewToken::new("summarize-demo")
             .description("created by the summarize example at start-up")
-            .scopes([Scope::API])
             .deployments(DeploymentAccess::only([DEPLOYMENT])?),
     )?;
 
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .map_err(|err| format!("cannot listen on {}: {err}", args.addr))?;
-    let addr = listener.local_addr()?;
+    let server = args.server.bind(args.addr).await?;
+    let addr = server.local_addr()?;
     // `/metrics` sits beside the protected routes, outside the token layer (see
     // shared/metrics.rs), so scrapes are not decisions of the layer either.
-    let app = app(chosen.verifier).merge(metrics);
+    let app = app(chosen.verifier, args.throttle.throttle()).merge(metrics);
     args.metrics.announce(addr);
 
     println!("listening on http://{addr}");
@@ -129,22 +152,27 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "try:\n  curl -X POST http://{addr}/summarize -H \"Authorization: Bearer {token}\" -H 'content-type: application/json' -d '{{\"text\": \"Rust is fast. Rust is safe. The sky is blue. Many teams pick Rust for speed and safety.\"}}'"
     );
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    // The server puts each connection's peer address in its requests: what the throttle
+    // keys on (unless --client-ip-header names a proxy's header).
+    server
+        .serve(app)
+        .with_graceful_shutdown(server_args::shutdown_signal())
         .await?;
     Ok(())
 }
 
-/// The service: `/readyz` and the sign-in page open, the rest behind the token layer.
-fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
+/// The service: `/readyz`, the sign-in page and the page's script and style open, the rest
+/// behind the token layer.
+fn app(verifier: Arc<dyn TokenVerifier>, throttle: FailureThrottle) -> Router {
     let layer = ProtectedEndpointLayer::from_arc(verifier)
         // The realm of the challenges (`SchemaHint`'s responder says `summarize` too) and
         // the `realm` label of the decision counters on /metrics.
         .realm(DEPLOYMENT)
-        .require_scope(Scope::API)
+        // A token is admitted by its access to this deployment, as on the platform.
         .deployment(DEPLOYMENT)
+        // Guessing costs: a client that keeps failing waits before any verifier call (the
+        // sign-in page below shares the same buckets).
+        .throttle_failures(throttle)
         .responder(SchemaHint(DefaultResponder::new(DEPLOYMENT)))
         // People, too: a browser is sent to /sign-in once, then carries an HttpOnly cookie.
         .browser_sign_in(BrowserSignIn::new().title("Summarize"));
@@ -155,19 +183,60 @@ fn app(verifier: Arc<dyn TokenVerifier>) -> Router {
         .route_layer(layer.clone());
     Router::new()
         .route("/readyz", get(|| async { "ready\n" }))
+        .route("/summarize.js", get(script))
+        .route("/summarize.css", get(style))
         .route_service(BrowserSignIn::new().sign_in_path(), layer.sign_in_service())
         .merge(protected)
 }
 
-/// The one-page UI: paste text, read the summary (it calls `POST /summarize` with the
-/// session cookie the sign-in page set).
-async fn page() -> Html<&'static str> {
-    Html(include_str!("shared/summarize.html"))
+/// The page's policy: its own script, style and calls only, no inline code, no plugins, no
+/// frames of it anywhere (`frame-ancestors 'none'`), forms only to itself.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; \
+    frame-ancestors 'none'";
+
+/// The headers of the page: its CSP, `X-Frame-Options` for browsers that predate
+/// `frame-ancestors`, no MIME sniffing, no referrer, and no copy kept (it is behind sign-in).
+const PAGE_HEADERS: [(HeaderName, &str); 6] = [
+    (CONTENT_SECURITY_POLICY, PAGE_CSP),
+    (X_FRAME_OPTIONS, "DENY"),
+    (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (REFERRER_POLICY, "no-referrer"),
+    (CACHE_CONTROL, "no-store"),
+    (CONTENT_TYPE, "text/html; charset=utf-8"),
+];
+
+/// The one-page UI: paste text, read the summary (its script calls `POST /summarize` with
+/// the session cookie the sign-in page set; the page never holds a token).
+async fn page() -> ([(HeaderName, &'static str); 6], &'static str) {
+    (PAGE_HEADERS, include_str!("shared/summarize.html"))
+}
+
+/// The page's script, a file of its own so the page's CSP can forbid inline script.
+async fn script() -> ([(HeaderName, &'static str); 2], &'static str) {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("shared/summarize.js"),
+    )
+}
+
+/// The page's style, a file of its own so the page's CSP can forbid inline style.
+async fn style() -> ([(HeaderName, &'static str); 2], &'static str) {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        include_str!("shared/summarize.css"),
+    )
 }
 
 /// What to send, for a refused `GET /schema.json`.
 const SCHEMA_HINT: &str = "GET /schema.json needs a token, like POST /summarize: send the \
-    header Authorization: Bearer <token>, with a token that has the scope api and access to the \
+    header Authorization: Bearer <token>, a token with Protected Endpoint Access to the \
     deployment summarize (in Python: bentoml.SyncHTTPClient(url, token=...))";
 
 /// The layer's own answers (RFC 6750 status, `WWW-Authenticate`, `Cache-Control`, JSON body,

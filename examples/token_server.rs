@@ -23,6 +23,11 @@
 //! with `Retry-After` (one more guess a second) before any lookup. Behind a reverse proxy, name
 //! the header it sets with `--client-ip-header x-forwarded-for`; `--no-throttle` turns it off.
 //!
+//! It serves on `protected_endpoint::server`: slow or idle connections are closed
+//! (`--header-read-timeout SECS`, default 10; `--idle-timeout SECS`, default 60), at most
+//! `--max-connections N` (default 1024) are served at once, and Ctrl-C or SIGTERM stops it
+//! gracefully.
+//!
 //! With `--metrics`, `GET /metrics` serves the crate's metrics (the authority's and its own
 //! token layer's) as Prometheus text, without a token, beside the authority's routes: bind the
 //! authority privately or firewall `/metrics`.
@@ -33,10 +38,13 @@ use std::path::{Path, PathBuf};
 
 #[path = "shared/metrics.rs"]
 mod metrics_endpoint;
+#[path = "shared/server_args.rs"]
+mod server_args;
+#[path = "shared/throttle_args.rs"]
+mod throttle_args;
 
 use clap::Parser;
 use protected_endpoint::authority::Authority;
-use protected_endpoint::limit::{ClientKey, FailureThrottle};
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::store::StoreLocation;
 
@@ -68,25 +76,16 @@ struct Args {
     /// overwritten) instead of printing it.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
-    /// Behind a reverse proxy: the header it puts the client's address in (e.g.
-    /// `x-forwarded-for`; the rightmost entry counts). The failed-guess throttle then tells
-    /// clients apart by it instead of by the connection's peer (the proxy). Only with a proxy
-    /// that always sets it: otherwise clients choose their own key.
-    #[arg(long, value_name = "HEADER", value_parser = header_name)]
-    client_ip_header: Option<String>,
+    #[command(flatten)]
+    throttle: throttle_args::ThrottleArgs,
     /// Turn the failed-guess throttle off (by default a client that sends 10 bad tokens in a
     /// row gets 429 for a second per further guess).
     #[arg(long, conflicts_with = "client_ip_header")]
     no_throttle: bool,
     #[command(flatten)]
     metrics: metrics_endpoint::MetricsArgs,
-}
-
-/// A valid header name, checked while parsing the flags (so a typo is a usage error).
-fn header_name(text: &str) -> Result<String, String> {
-    http::HeaderName::try_from(text)
-        .map(|_| text.to_ascii_lowercase())
-        .map_err(|_| format!("`{text}` is not a header name"))
+    #[command(flatten)]
+    server: server_args::ServerArgs,
 }
 
 #[tokio::main]
@@ -127,11 +126,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     };
     let store = location.open().await?;
     let builder = Authority::builder(store);
-    let builder = match (&args.client_ip_header, args.no_throttle) {
-        (_, true) => builder.no_throttle(),
-        (Some(header), false) => builder
-            .throttle_failures(FailureThrottle::new().client_key(ClientKey::forwarded_for(header))),
-        (None, false) => builder,
+    let builder = if args.no_throttle {
+        builder.no_throttle()
+    } else {
+        builder.throttle_failures(args.throttle.throttle())
     };
     let authority = builder.build().await?;
     eprintln!("tokens kept in {location}");
@@ -190,25 +188,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    let addr = listener.local_addr()?;
+    let server = args.server.bind(args.addr).await?;
+    let addr = server.local_addr()?;
     args.metrics.announce(addr);
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
     let shutdown = authority.clone();
-    // `/metrics` beside the authority's own routes (and outside its token layers).
-    // With each connection's peer address in its requests: what the throttle keys on.
+    // `/metrics` beside the authority's own routes (and outside its token layers). The
+    // server puts each connection's peer address in its requests: what the throttle keys on.
     let app = authority.router().merge(metrics);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        // Open revocation streams would keep a graceful shutdown waiting forever.
-        shutdown.close_streams();
-    })
-    .await?;
+    server
+        .serve(app)
+        .with_graceful_shutdown(async move {
+            server_args::shutdown_signal().await;
+            // Open revocation streams would keep a graceful shutdown waiting until the
+            // drain timeout.
+            shutdown.close_streams();
+        })
+        .await?;
     Ok(())
 }
 

@@ -56,6 +56,9 @@
 //!   query); [`policy`]: whether a verified token may pass; [`rejection`]: every refusal
 //!   and its RFC 6750 or gRPC response.
 //! - [`middleware`]: the Tower layer, service, future and body.
+//! - `server` (feature `server`): one hardened HTTP front (HTTP/1.1 and h2c) for any Tower
+//!   service: header-read and idle timeouts, a connection limit, graceful shutdown, the peer
+//!   address in each request.
 //! - `authority` (feature `authority`): a token service with the platform's management API
 //!   and an RFC 7662 introspection endpoint; `authority_client` (feature `authority-client`)
 //!   manages its tokens.
@@ -68,7 +71,8 @@
 //! | `cli` | the `protected-endpoint` binary (implies `file`, `authority-client`) |
 //! | `remote` | `verifier::remote::RemoteVerifier` |
 //! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) |
-//! | `authority` | `authority::Authority`, the token service (implies `file`) |
+//! | `server` | `server::Server`, the hardened HTTP front every server of the crate runs on |
+//! | `authority` | `authority::Authority`, the token service (implies `file`, `server`) |
 //! | `authority-client` | `authority_client::AuthorityClient` |
 //!
 //! The core needs no HTTP client, no axum and no tonic.
@@ -97,6 +101,9 @@ pub mod rate_limit;
 pub mod record;
 pub mod rejection;
 pub mod scope;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod token;

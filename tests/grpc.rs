@@ -737,6 +737,7 @@ async fn the_health_service_can_stay_outside_the_layer() {
 
 /// The `grpc_summarize` example binary, started as a user starts it: the token it prints
 /// passes, no token is UNAUTHENTICATED, and its health service answers without a token.
+#[cfg(feature = "server")]
 #[tokio::test]
 async fn grpc_summarize_example_serves_with_the_token_it_prints() {
     let example = common::example::start_example("grpc_summarize", &[], &[]);
@@ -766,5 +767,83 @@ async fn grpc_summarize_example_serves_with_the_token_it_prints() {
     assert_eq!(
         status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+/// Issue 21, item 1, for gRPC: the example admits a token with only Protected Endpoint Access
+/// to `summarize`, and answers a token with only Developer Operations Access (the `api`
+/// scope, no deployment) PERMISSION_DENIED, naming the deployment.
+#[cfg(all(feature = "server", feature = "file"))]
+#[tokio::test]
+async fn grpc_summarize_example_admits_tokens_by_deployment_access_not_by_scope() {
+    use protected_endpoint::store::file::TokenFileStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = TokenFileStore::open(&path).unwrap();
+    let create = |token: NewToken| store.create(token).unwrap().secret.expose().to_owned();
+    let endpoint_only = create(
+        NewToken::new("endpoint-only").deployments(DeploymentAccess::only(["summarize"]).unwrap()),
+    );
+    let devops_only = create(
+        NewToken::new("devops-only")
+            .scopes([Scope::API])
+            .deployments(DeploymentAccess::only(Vec::<String>::new()).unwrap()),
+    );
+
+    let example = common::example::start_example(
+        "grpc_summarize",
+        &[],
+        &["--tokens", path.to_str().unwrap()],
+    );
+    let addr: SocketAddr = example.base.parse().expect("the example prints host:port");
+    assert_eq!(
+        summarize(addr, Some(&endpoint_only)).await.unwrap(),
+        "Tokens protect the endpoint."
+    );
+    let refused = summarize(addr, Some(&devops_only)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        refused.message(),
+        "the token has no access to the deployment summarize"
+    );
+}
+
+/// Issue 21, item 3.11, for gRPC: the example throttles failed guesses. After ten wrong
+/// tokens from one client its next guesses are RESOURCE_EXHAUSTED; the printed token, sent
+/// from another address, still passes.
+#[cfg(feature = "server")]
+#[tokio::test]
+async fn grpc_summarize_example_throttles_a_guessing_client() {
+    let example = common::example::start_example("grpc_summarize", &[], &[]);
+    let addr: SocketAddr = example.base.parse().expect("the example prints host:port");
+    let token = example.token.clone().expect("the example printed a token");
+    let scanner = tokio::time::timeout(
+        WAIT,
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .local_address(Some([127, 0, 0, 2].into()))
+            .connect(),
+    )
+    .await
+    .expect("the scanner connects in time")
+    .expect("the scanner connects");
+    let mut scanner = SummarizerClient::new(scanner);
+    let mut codes = Vec::new();
+    for guess in 0..12 {
+        let wrong = TokenSecret::generate();
+        let request = with_token(
+            SummarizeRequest {
+                text: format!("Guess {guess}."),
+            },
+            Some(wrong.expose()),
+        );
+        codes.push(scanner.summarize(request).await.unwrap_err().code());
+    }
+    assert_eq!(codes[..10], [Code::Unauthenticated; 10]);
+    assert_eq!(codes[10..], [Code::ResourceExhausted; 2]);
+    assert_eq!(
+        summarize(addr, Some(&token)).await.unwrap(),
+        "Tokens protect the endpoint."
     );
 }

@@ -216,3 +216,154 @@ fn summarize_example_refuses_a_bad_token_file() {
     };
     assert!(stderr.contains(expected), "{stderr}");
 }
+
+/// Issue 21, item 1: a token is admitted by its Protected Endpoint Access to `summarize`
+/// (by name or to all deployments), with no scope; a token with only Developer Operations
+/// Access (the `api` scope, no deployment) is refused with a 403 that names the deployment.
+#[cfg(feature = "file")]
+#[tokio::test]
+async fn summarize_example_admits_tokens_by_deployment_access_not_by_scope() {
+    use protected_endpoint::store::file::TokenFileStore;
+    use protected_endpoint::{DeploymentAccess, NewToken, Scope};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let store = TokenFileStore::open(&path).unwrap();
+    let create = |token: NewToken| store.create(token).unwrap().secret.expose().to_owned();
+    let endpoint_only = create(
+        NewToken::new("endpoint-only").deployments(DeploymentAccess::only(["summarize"]).unwrap()),
+    );
+    let all_deployments =
+        create(NewToken::new("all-deployments").deployments(DeploymentAccess::All));
+    let devops_only = create(
+        NewToken::new("devops-only")
+            .scopes([Scope::API])
+            .deployments(DeploymentAccess::only(Vec::<String>::new()).unwrap()),
+    );
+    let elsewhere = create(
+        NewToken::new("translate-only")
+            .scopes([Scope::API])
+            .deployments(DeploymentAccess::only(["translate"]).unwrap()),
+    );
+
+    let example = start_example("summarize", &[], &["--tokens", path.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let call = |token: &str| {
+        http.post(format!("{}/summarize", example.base))
+            .bearer_auth(token)
+            .json(&json!({ "text": TEXT }))
+            .send()
+    };
+    for token in [&endpoint_only, &all_deployments] {
+        let response = call(token).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.text().await.unwrap(),
+            summarizer::summarize(TEXT, 3)
+        );
+    }
+    for token in [&devops_only, &elsewhere] {
+        let response = call(token).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            challenge.contains(r#"error="insufficient_scope""#),
+            "{challenge}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "insufficient_scope");
+        assert_eq!(
+            body["error_description"],
+            "the token has no access to the deployment summarize"
+        );
+    }
+    // What a refused schema fetch tells the platform's Python client's user to send.
+    let hint: Value = http
+        .get(format!("{}/schema.json", example.base))
+        .bearer_auth(&devops_only)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        hint["hint"]
+            .as_str()
+            .unwrap()
+            .contains("a token with Protected Endpoint Access to the deployment summarize"),
+        "{hint}"
+    );
+}
+
+/// Issue 21, item 3.7: the page is sent with a CSP that allows no inline code and no framing
+/// (plus `X-Frame-Options` for older browsers), holds no inline script or style (both are
+/// files the example serves), and shows no secret.
+#[tokio::test]
+async fn summarize_page_forbids_inline_code_and_framing_and_shows_no_secret() {
+    let example = start_summarize();
+    let token = example.token.clone().unwrap();
+    let http = reqwest::Client::new();
+    let page = http
+        .get(format!("{}/", example.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let header = |name: &str| {
+        page.headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("the page has no {name} header"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let csp = header("content-security-policy");
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    assert!(directives.contains(&"frame-ancestors 'none'"), "{csp}");
+    assert!(directives.contains(&"script-src 'self'"), "{csp}");
+    assert!(directives.contains(&"style-src 'self'"), "{csp}");
+    assert!(directives.contains(&"default-src 'none'"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(header("cache-control"), "no-store");
+    assert!(header("content-type").starts_with("text/html"));
+
+    let html = page.text().await.unwrap();
+    assert!(!html.contains(&token), "the page shows the token");
+    assert!(
+        !html.contains("<style") && !html.contains(" style="),
+        "inline style"
+    );
+    assert!(!html.contains("<script>"), "inline script");
+    // What the page loads is served, with its type and without sniffing.
+    for (path, kind) in [
+        ("/summarize.js", "text/javascript"),
+        ("/summarize.css", "text/css"),
+    ] {
+        assert!(
+            html.contains(&format!("\"{path}\"")),
+            "the page does not load {path}"
+        );
+        let asset = http
+            .get(format!("{}{path}", example.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), StatusCode::OK, "{path}");
+        assert!(asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert_eq!(asset.headers()["x-content-type-options"], "nosniff");
+        assert!(!asset.text().await.unwrap().contains(&token));
+    }
+}

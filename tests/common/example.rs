@@ -42,6 +42,7 @@ pub fn example_binary(name: &str) -> PathBuf {
         ("remote", cfg!(feature = "remote")),
         ("rustls", cfg!(feature = "rustls")),
         ("axum", cfg!(feature = "axum")),
+        ("server", cfg!(feature = "server")),
         ("authority", cfg!(feature = "authority")),
         ("sqlite", cfg!(feature = "sqlite")),
         ("postgres", cfg!(feature = "postgres")),

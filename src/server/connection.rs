@@ -1,0 +1,572 @@
+//! One connection: served by hyper-util's HTTP/1-or-2 connection, watched by a timer that
+//! closes it when it holds a slot without doing anything for a request.
+//!
+//! hyper's own `header_read_timeout` (HTTP/1 only) is not used: its clock starts when the
+//! previous answer is sent, so it would also close every idle keep-alive connection after the
+//! header-read timeout, and nothing else would bound the rest: the bytes hyper-util reads to
+//! tell HTTP/1 from HTTP/2 (a client that connects and sends nothing waits there forever), an
+//! HTTP/2 connection with no stream, a half-sent HTTP/2 head, or a peer that stops reading
+//! what we send. [`Activity`] is what the connection's parts report (requests starting and
+//! ending, the first byte of an HTTP/1 head, writes that cannot proceed), and
+//! [`Activity::verdict`] the one rule that reads it.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http_body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::body::RequestBody;
+use super::service::PerConnection;
+use crate::BoxError;
+
+/// The two timeouts a connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// For the first request's head, from the connection's start; for each later HTTP/1
+    /// head, from its first byte.
+    pub(super) header_read: Duration,
+    /// With no request in flight and no head arriving, after the last request ended; and for
+    /// a stalled write or read of a body.
+    pub(super) idle: Duration,
+}
+
+/// What one connection's parts report, for its watchdog. Shared by the connection's service
+/// (requests), the bodies (their end) and its socket (heads arriving, stalled writes).
+///
+/// Times are kept as nanoseconds after `opened`, plus one, so that zero means "not set".
+#[derive(Debug)]
+pub(super) struct Activity {
+    opened: Instant,
+    /// Requests whose answer is not sent yet.
+    in_flight: AtomicUsize,
+    /// When `in_flight` last fell to zero; zero until a first request has ended.
+    idle_since: AtomicU64,
+    /// When the first byte of an HTTP/1 head arrived with nothing in flight; zero when no
+    /// head is under way.
+    head_since: AtomicU64,
+    /// Since when the socket has refused our bytes; zero while writes go through.
+    stalled_since: AtomicU64,
+    /// Wakes the watchdog when a write starts to wait (rare): the stall's deadline may come
+    /// before its next look.
+    wake: Notify,
+}
+
+/// What the watchdog does with a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Leave it; look again at this time.
+    Keep(Instant),
+    /// Nothing has been in flight for the idle timeout: close it gracefully (HTTP/2: a
+    /// `GOAWAY`, so the client opens a new connection for its next call).
+    Close,
+    /// Drop it at once: nothing it sent is a request yet, and it will not be.
+    Abort(Why),
+}
+
+/// Why a connection is dropped at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Why {
+    /// Its request head was not whole within the header-read timeout.
+    LateHead,
+    /// The peer has taken none of our bytes for the idle timeout.
+    Stalled,
+}
+
+impl Activity {
+    pub(super) fn new(opened: Instant) -> Self {
+        Self {
+            opened,
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            head_since: AtomicU64::new(0),
+            stalled_since: AtomicU64::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// `at` as a stored time (never zero).
+    fn stamp(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
+    }
+
+    /// A stored time back as an instant; `None` for zero (not set).
+    fn instant(&self, stamp: u64) -> Option<Instant> {
+        (stamp != 0).then(|| self.opened + Duration::from_nanos(stamp - 1))
+    }
+
+    /// A request starts: it is in flight until the returned guard is dropped (with the
+    /// response body, once hyper has sent it). Its head is complete.
+    pub(super) fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.head_since.store(0, Ordering::Release);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Bytes of an HTTP/1 head arrived. With nothing in flight, the first of them starts the
+    /// head's clock (one clock read per head; none while a request is in flight, when they
+    /// are its body or the next pipelined request). The watchdog is not woken: its next look
+    /// comes within the header-read timeout anyway.
+    fn head_bytes(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0
+            && self.head_since.load(Ordering::Acquire) == 0
+        {
+            self.head_since
+                .store(self.stamp(Instant::now()), Ordering::Release);
+        }
+    }
+
+    fn write_stalled(&self, stalled: bool) {
+        let value = if stalled {
+            self.stamp(Instant::now())
+        } else {
+            0
+        };
+        self.stalled_since.store(value, Ordering::Release);
+        if stalled {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The one rule: a connection may stay while a request is in flight; without one, for
+    /// the header-read timeout until its first request, for the idle timeout after its last,
+    /// and for the header-read timeout from the first byte of a next HTTP/1 head; and never
+    /// while the peer has refused our bytes for the idle timeout.
+    ///
+    /// The next look is never further than the shorter timeout away: whatever starts or ends
+    /// in between (a request, a head) is then judged on time without waking the watchdog on
+    /// the request path.
+    pub(super) fn verdict(&self, now: Instant, timeouts: Timeouts) -> Verdict {
+        let mut next = now + timeouts.header_read.min(timeouts.idle);
+        if let Some(stalled) = self.instant(self.stalled_since.load(Ordering::Acquire)) {
+            let deadline = stalled + timeouts.idle;
+            if now >= deadline {
+                return Verdict::Abort(Why::Stalled);
+            }
+            next = next.min(deadline);
+        }
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Verdict::Keep(next);
+        }
+        // Nothing in flight: no request yet (the first head is due), or quiet since the last,
+        // or a next head under way.
+        let idle_since = self.instant(self.idle_since.load(Ordering::Acquire));
+        let head_deadline = match idle_since {
+            None => Some(self.opened + timeouts.header_read),
+            Some(_) => self
+                .instant(self.head_since.load(Ordering::Acquire))
+                .map(|head| head + timeouts.header_read),
+        };
+        if let Some(deadline) = head_deadline {
+            if now >= deadline {
+                return Verdict::Abort(Why::LateHead);
+            }
+            next = next.min(deadline);
+        }
+        if let Some(deadline) = idle_since.map(|since| since + timeouts.idle) {
+            if now >= deadline {
+                return Verdict::Close;
+            }
+            next = next.min(deadline);
+        }
+        Verdict::Keep(next)
+    }
+}
+
+/// A request in flight on its connection; the connection is idle from when the last one is
+/// dropped.
+#[derive(Debug)]
+pub(super) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // The last request of a burst notes the time (a clock read per request that ends
+        // the connection's busy spell, none for the others).
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = self.0.stamp(Instant::now());
+            self.0.idle_since.fetch_max(now, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Serves one accepted connection until it ends, is closed by the watchdog, or the server
+/// shuts down (`shutdown` turns `true`: close gracefully, finishing what is in flight).
+pub(super) async fn serve<S, B>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    http: Arc<Builder<TokioExecutor>>,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: Service<http::Request<RequestBody>, Response = http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    // Answers go out as soon as they are written (gRPC and small JSON answers would
+    // otherwise wait for Nagle's algorithm).
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new(Instant::now()));
+    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity)));
+    let service = TowerToHyperService::new(PerConnection::new(
+        service,
+        peer,
+        Arc::clone(&activity),
+        timeouts.idle,
+    ));
+    let mut connection = pin!(http.serve_connection(io, service));
+    // The first look: when the head is due, or sooner if a request may have come and gone.
+    let mut check = pin!(tokio::time::sleep_until(
+        activity.opened + timeouts.header_read.min(timeouts.idle)
+    ));
+    // Set once the connection was asked to close: then it gets the header-read timeout to
+    // finish (an HTTP/2 peer answers the GOAWAY's ping), and is dropped if it is still quiet.
+    let mut closing = false;
+    let mut draining = *shutdown.borrow();
+    if draining {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            biased;
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            changed = shutdown.changed(), if !draining => {
+                // A dropped sender is a shutdown too: nobody is left to wait for us.
+                if changed.is_err() || *shutdown.borrow() {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = activity.wake.notified() => {
+                // Look now: the stall's deadline may come before the next look.
+                check.as_mut().reset(Instant::now());
+            }
+            () = check.as_mut() => {
+                let now = Instant::now();
+                match activity.verdict(now, timeouts) {
+                    Verdict::Keep(next) => check.as_mut().reset(next),
+                    Verdict::Abort(why) => {
+                        tracing::debug!(?why, "dropping a connection");
+                        return;
+                    }
+                    Verdict::Close if closing => {
+                        tracing::debug!("dropping a connection that did not close when asked");
+                        return;
+                    }
+                    Verdict::Close => {
+                        tracing::debug!("closing an idle connection");
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                        check.as_mut().reset(now + timeouts.header_read);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP/2 connection preface: a connection that starts with it speaks HTTP/2 (what
+/// hyper-util's automatic connection checks too).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which protocol the connection speaks, as far as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// So far the bytes match this much of the HTTP/2 preface.
+    Unknown(usize),
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    /// What the connection speaks once `bytes` followed what it sent so far.
+    fn after(self, bytes: &[u8]) -> Self {
+        let Protocol::Unknown(matched) = self else {
+            return self;
+        };
+        let take = bytes.len().min(H2_PREFACE.len() - matched);
+        if bytes[..take] != H2_PREFACE[matched..matched + take] {
+            Protocol::Http1
+        } else if matched + take == H2_PREFACE.len() {
+            Protocol::Http2
+        } else {
+            Protocol::Unknown(matched + take)
+        }
+    }
+}
+
+/// The socket, reporting to [`Activity`] when an HTTP/1 head starts to arrive, when the
+/// socket refuses our bytes and when it takes them again.
+///
+/// Only HTTP/1 reports heads: there, bytes with no request in flight can only be a head. On
+/// HTTP/2 they are as often pings, settings or window updates, and an HTTP/2 connection with no
+/// request is bounded by the idle timeout however many of them it sends.
+#[derive(Debug)]
+struct WatchedIo {
+    stream: TcpStream,
+    activity: Arc<Activity>,
+    protocol: Protocol,
+    stalled: bool,
+}
+
+impl WatchedIo {
+    fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+        Self {
+            stream,
+            activity,
+            protocol: Protocol::Unknown(0),
+            stalled: false,
+        }
+    }
+
+    fn heard(&mut self, bytes: &[u8]) {
+        self.protocol = self.protocol.after(bytes);
+        if self.protocol != Protocol::Http2 {
+            self.activity.head_bytes();
+        }
+    }
+
+    fn note<T>(&mut self, poll: Poll<T>) -> Poll<T> {
+        let stalled = poll.is_pending();
+        if stalled != self.stalled {
+            self.stalled = stalled;
+            self.activity.write_stalled(stalled);
+        }
+        poll
+    }
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if poll.is_ready() && buf.filled().len() > before {
+            self.heard(&buf.filled()[before..]);
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUTS: Timeouts = Timeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_connection_without_a_request_gets_the_header_read_timeout() {
+        let opened = Instant::now();
+        let activity = Activity::new(opened);
+        assert_eq!(
+            activity.verdict(opened + secs(3), TIMEOUTS),
+            Verdict::Keep(opened + secs(10))
+        );
+        assert_eq!(
+            activity.verdict(opened + secs(10), TIMEOUTS),
+            Verdict::Abort(Why::LateHead)
+        );
+    }
+
+    #[test]
+    fn with_an_idle_timeout_shorter_than_the_head_s_the_watchdog_looks_within_it() {
+        let opened = Instant::now();
+        let activity = Activity::new(opened);
+        let short_idle = Timeouts {
+            header_read: secs(10),
+            idle: secs(2),
+        };
+        // A request could start and end before the next look: it comes within the idle
+        // timeout, not at the head's deadline.
+        assert_eq!(
+            activity.verdict(opened + secs(1), short_idle),
+            Verdict::Keep(opened + secs(3))
+        );
+    }
+
+    #[test]
+    fn a_request_in_flight_keeps_its_connection_and_the_idle_clock_starts_at_its_end() {
+        let opened = Instant::now();
+        let activity = Arc::new(Activity::new(opened));
+        let request = activity.request_started();
+        let later = opened + secs(100);
+        assert_eq!(
+            activity.verdict(later, TIMEOUTS),
+            Verdict::Keep(later + secs(10))
+        );
+        let before_end = Instant::now();
+        drop(request);
+        let after_end = Instant::now();
+        assert!(matches!(
+            activity.verdict(before_end + secs(59), TIMEOUTS),
+            Verdict::Keep(next) if next >= before_end + secs(60) && next <= after_end + secs(60)
+        ));
+        assert_eq!(
+            activity.verdict(after_end + secs(60), TIMEOUTS),
+            Verdict::Close
+        );
+    }
+
+    #[test]
+    fn the_last_of_overlapping_requests_starts_the_idle_clock() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let (first, second) = (activity.request_started(), activity.request_started());
+        drop(first);
+        let far = Instant::now() + secs(600);
+        assert!(matches!(activity.verdict(far, TIMEOUTS), Verdict::Keep(_)));
+        drop(second);
+        let ended = Instant::now();
+        assert_eq!(activity.verdict(ended + secs(60), TIMEOUTS), Verdict::Close);
+    }
+
+    #[test]
+    fn a_next_head_gets_the_header_read_timeout_from_its_first_byte() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let request = activity.request_started();
+        let ending = Instant::now();
+        drop(request);
+        // Quiet after its request: the idle timeout runs (looked at again within the
+        // header-read timeout, in case a head starts).
+        assert_eq!(
+            activity.verdict(ending + secs(30), TIMEOUTS),
+            Verdict::Keep(ending + secs(40))
+        );
+        assert!(matches!(
+            activity.verdict(ending + secs(55), TIMEOUTS),
+            Verdict::Keep(next) if next >= ending + secs(60) && next <= Instant::now() + secs(60)
+        ));
+        // The first byte of a next head: it must be whole within the header-read timeout.
+        let before = Instant::now();
+        activity.head_bytes();
+        let after = Instant::now();
+        assert!(matches!(
+            activity.verdict(before + secs(9), TIMEOUTS),
+            Verdict::Keep(next) if next >= before + secs(10) && next <= after + secs(10)
+        ));
+        assert_eq!(
+            activity.verdict(after + secs(10), TIMEOUTS),
+            Verdict::Abort(Why::LateHead)
+        );
+        // Once whole, its request starts and the head's clock is gone.
+        let _request = activity.request_started();
+        assert!(matches!(
+            activity.verdict(after + secs(10), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn bytes_read_while_a_request_is_in_flight_start_no_head_clock() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let request = activity.request_started();
+        activity.head_bytes(); // its body, or a pipelined request
+        drop(request);
+        let ended = Instant::now();
+        assert!(matches!(
+            activity.verdict(ended + secs(30), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn the_first_bytes_tell_http2_from_http1() {
+        let start = Protocol::Unknown(0);
+        assert_eq!(start.after(H2_PREFACE), Protocol::Http2);
+        assert_eq!(start.after(b"GET / HTTP/1.1\r\n"), Protocol::Http1);
+        // "P" could be either (POST or the preface); "PO" cannot be the preface.
+        assert_eq!(start.after(b"P"), Protocol::Unknown(1));
+        assert_eq!(start.after(b"P").after(b"OST /"), Protocol::Http1);
+        // The preface in pieces, and the frames after it.
+        let (first, rest) = H2_PREFACE.split_at(10);
+        assert_eq!(start.after(first).after(rest), Protocol::Http2);
+        assert_eq!(Protocol::Http2.after(b"anything"), Protocol::Http2);
+        assert_eq!(Protocol::Http1.after(H2_PREFACE), Protocol::Http1);
+    }
+
+    #[test]
+    fn a_peer_that_reads_nothing_is_cut_off_even_with_a_request_in_flight() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let _request = activity.request_started();
+        let before = Instant::now();
+        activity.write_stalled(true);
+        let after = Instant::now();
+        assert!(matches!(
+            activity.verdict(before + secs(55), TIMEOUTS),
+            Verdict::Keep(next) if next >= before + secs(60) && next <= after + secs(60)
+        ));
+        assert_eq!(
+            activity.verdict(after + secs(60), TIMEOUTS),
+            Verdict::Abort(Why::Stalled)
+        );
+        // Bytes taken again: the stall is forgotten.
+        activity.write_stalled(false);
+        assert!(matches!(
+            activity.verdict(after + secs(60), TIMEOUTS),
+            Verdict::Keep(_)
+        ));
+    }
+}
