@@ -45,7 +45,8 @@ use crate::token::TokenHash;
 ///
 /// Every method is one atomic change or one consistent read. A store enforces what no caller
 /// can enforce alone when several processes share it: unique uids, unique hashes and unique
-/// names (a unique index, not a scan), and at most one first admin token. Records handed to
+/// names (a unique index on each name's [`name_key`](crate::record::name_key), not a scan:
+/// `аdmin` with a Cyrillic `а` is taken when `admin` is), and at most one first admin token. Records handed to
 /// [`insert`](Self::insert) were minted and checked by [`NewToken`](crate::NewToken); records
 /// read back are checked again ([`ApiToken::check`]), so a row edited by hand into something
 /// unsafe is refused, not served.
@@ -509,7 +510,8 @@ impl ImportReport {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A token with this name exists already.
+    /// A token with this name, or one whose name looks the same
+    /// ([`name_key`](crate::record::name_key)), exists already.
     NameTaken(String),
     /// A token with this uid exists already.
     DuplicateUid(String),
@@ -549,7 +551,8 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
+            // One wording, the record's: it says how names are compared.
+            StoreError::NameTaken(name) => NewTokenError::NameTaken(name.clone()).fmt(f),
             StoreError::DuplicateUid(uid) => write!(f, "a token with uid {uid:?} exists already"),
             StoreError::DuplicateHash(uid) => {
                 write!(

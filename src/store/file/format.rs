@@ -222,6 +222,15 @@ impl TokenFile {
     pub fn get(&self, uid: &str) -> Option<&TokenEntry> {
         self.tokens.iter().find(|entry| entry.token.uid == uid)
     }
+
+    /// Whether a token's name has this [`name_key`](crate::record::name_key): a new name
+    /// with this key looks like it. (A file written before names were compared so may hold
+    /// two such tokens; both still load.)
+    pub(crate) fn holds_name_like(&self, key: &str) -> bool {
+        self.tokens
+            .iter()
+            .any(|entry| crate::record::name_key(&entry.token.name) == key)
+    }
 }
 
 fn check_no_plaintext(value: &serde_json::Value) -> Result<(), String> {
