@@ -1038,6 +1038,43 @@ impl InMemoryTokenStore {
     }
 }
 
+impl InMemoryTokenStore {
+    /// [`TokenStore::record_deployments_seen`]: whether a name was new (not only a later
+    /// time).
+    pub(crate) fn note_deployments(&self, seen: &[DeploymentSeen]) -> bool {
+        let mut known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut new = false;
+        for deployment in seen {
+            if !crate::scope::is_deployment_name(&deployment.name) {
+                continue;
+            }
+            match known.get_mut(&deployment.name) {
+                Some(at) => *at = (*at).max(deployment.last_seen_at),
+                None => {
+                    known.insert(deployment.name.clone(), deployment.last_seen_at);
+                    new = true;
+                }
+            }
+        }
+        new
+    }
+
+    /// [`TokenStore::deployments_seen`], by name.
+    pub(crate) fn deployments(&self) -> Vec<DeploymentSeen> {
+        let known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        known
+            .iter()
+            .map(|(name, at)| DeploymentSeen::new(name.clone(), *at))
+            .collect()
+    }
+}
+
 /// The in-memory store of record (an authority for tests and embedding): nothing survives a
 /// restart, and no other process can write it, so its [change feed](TokenStore::watch) is
 /// silent.
@@ -1194,28 +1231,12 @@ impl TokenStore for InMemoryTokenStore {
     }
 
     async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
-        let mut known = self
-            .deployments_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for deployment in seen {
-            let at = known
-                .entry(deployment.name.clone())
-                .or_insert(deployment.last_seen_at);
-            *at = (*at).max(deployment.last_seen_at);
-        }
+        self.note_deployments(seen);
         Ok(())
     }
 
     async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
-        let known = self
-            .deployments_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(known
-            .iter()
-            .map(|(name, at)| DeploymentSeen::new(name.clone(), *at))
-            .collect())
+        Ok(self.deployments())
     }
 
     fn describe(&self) -> String {

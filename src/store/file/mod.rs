@@ -208,14 +208,14 @@ impl TokenFileStore {
         token.check().map_err(NewTokenError::from)?;
         let key = name_key(&token.name);
         self.update(|file| {
-            if file.holds_name_like(&key) {
-                return Err(NewTokenError::NameTaken(token.name).into());
-            }
             if file.get(&token.uid).is_some() {
                 return Err(NewTokenError::DuplicateUid(token.uid).into());
             }
             if file.tokens.iter().any(|e| e.hash == hash) {
                 return Err(NewTokenError::DuplicateHash(token.uid).into());
+            }
+            if file.holds_name_like(&key) {
+                return Err(NewTokenError::NameTaken(token.name).into());
             }
             file.tokens.push(TokenEntry::new(token, hash));
             Ok(((), true))
