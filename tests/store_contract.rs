@@ -1,6 +1,7 @@
-//! The `TokenStore` contract: one suite, run against every backend — memory, SQLite (always)
-//! and PostgreSQL (when `TEST_DATABASE_URL` is set; each PostgreSQL test says `skipped`
-//! otherwise). Then what only a persistent store, SQLite or PostgreSQL must do.
+//! The `TokenStore` contract: one suite, run against every backend — memory, the JSON data
+//! file, SQLite (always) and PostgreSQL (when `TEST_DATABASE_URL` is set; each PostgreSQL test
+//! says `skipped` otherwise). Then what only a persistent store, SQLite or PostgreSQL must do,
+//! and what only the JSON data file does.
 //!
 //! A store of your own runs the same suite: add a `Harness` variant and a line to
 //! `contract!`.
@@ -14,9 +15,13 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use protected_endpoint::record::{PreviousSecret, TokenEntry, TokenUsage};
 use protected_endpoint::scope::{DeploymentAccess, Scope};
+use protected_endpoint::store::file::JsonDataFile;
 use protected_endpoint::store::postgres::PostgresStore;
 use protected_endpoint::store::sqlite::SqliteStore;
-use protected_endpoint::store::{Change, ChangeFeed, ListQuery, StoreError, TokenStore, TokenUse};
+use protected_endpoint::store::{
+    Change, ChangeFeed, DeploymentSeen, ListQuery, StoreError, StoredSession, TokenStore,
+    TokenUse,
+};
 use protected_endpoint::token::TokenHash;
 use protected_endpoint::{InMemoryTokenStore, NewToken};
 
@@ -30,6 +35,7 @@ const FEED_BOUND: Duration = Duration::from_secs(20);
 /// restart) and changing rows by hand.
 enum Harness {
     Memory(Arc<InMemoryTokenStore>),
+    JsonFile(tempfile::TempDir),
     Sqlite(tempfile::TempDir),
     Postgres(TestDatabase),
 }
@@ -37,6 +43,14 @@ enum Harness {
 impl Harness {
     async fn memory() -> Option<Self> {
         Some(Harness::Memory(Arc::new(InMemoryTokenStore::new())))
+    }
+
+    async fn json_file() -> Option<Self> {
+        Some(Harness::JsonFile(tempfile::tempdir().unwrap()))
+    }
+
+    fn json_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("authority.json")
     }
 
     async fn sqlite() -> Option<Self> {
@@ -51,11 +65,13 @@ impl Harness {
         dir.path().join("tokens.db")
     }
 
-    /// The store (memory: the same one on every call; SQLite: opened anew, so the previous
-    /// one must be dropped first; PostgreSQL: a new connection, as another replica).
+    /// The store (memory: the same one on every call; the JSON data file and SQLite: opened
+    /// anew, so the previous one must be dropped first; PostgreSQL: a new connection, as
+    /// another replica).
     async fn open(&self) -> Arc<dyn TokenStore> {
         match self {
             Harness::Memory(store) => store.clone(),
+            Harness::JsonFile(dir) => Arc::new(JsonDataFile::open(Self::json_path(dir)).unwrap()),
             Harness::Sqlite(dir) => {
                 Arc::new(SqliteStore::open(Self::sqlite_path(dir)).await.unwrap())
             }
@@ -76,7 +92,7 @@ impl Harness {
     async fn execute(&self, sql: &str) {
         use sqlx::Executor;
         match self {
-            Harness::Memory(_) => unreachable!("memory has no SQL"),
+            Harness::Memory(_) | Harness::JsonFile(_) => unreachable!("no SQL"),
             Harness::Sqlite(dir) => {
                 let url = format!("sqlite://{}", Self::sqlite_path(dir).display());
                 let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -400,6 +416,9 @@ async fn describe_names_the_store_without_a_password(h: &Harness) {
     let described = h.open().await.describe();
     match h {
         Harness::Memory(_) => assert_eq!(described, "memory"),
+        Harness::JsonFile(_) => {
+            assert!(described.starts_with("token data file ") && described.ends_with("authority.json"))
+        }
         Harness::Sqlite(_) => {
             assert!(described.starts_with("sqlite:") && described.ends_with("tokens.db"))
         }
@@ -586,11 +605,155 @@ async fn record_uses_adds_the_counts(h: &Harness) {
     assert_eq!(token.last_used_at, Some(at));
 }
 
-/// Generates one test per backend for every contract test: `memory::NAME`, `sqlite::NAME`,
-/// `postgres::NAME`.
+/// The names that look like `admin` (issue 21, item 3.13): Cyrillic a, fullwidth a, capitals,
+/// and an i with a combining acute accent.
+const LOOK_ALIKES: [&str; 4] = ["\u{430}dmin", "\u{ff41}dmin", "ADMIN", "admi\u{301}n"];
+
+async fn look_alike_names_are_one_name(h: &Harness) {
+    let store = h.open().await;
+    let admin = entry("admin");
+    store.insert(admin.clone()).await.unwrap();
+    for look_alike in LOOK_ALIKES {
+        assert!(
+            matches!(store.insert(entry(look_alike)).await, Err(StoreError::NameTaken(n)) if n == look_alike),
+            "{look_alike:?}"
+        );
+        assert!(
+            matches!(store.import(vec![entry("fine"), entry(look_alike)]).await, Err(StoreError::NameTaken(n)) if n == look_alike),
+            "{look_alike:?} imported"
+        );
+    }
+    // Within one import too.
+    assert!(matches!(
+        store.import(vec![entry("batch"), entry("BATCH")]).await,
+        Err(StoreError::NameTaken(n)) if n == "BATCH"
+    ));
+    let all = store.list(&ListQuery::all()).await.unwrap();
+    assert_eq!(names(&all.tokens), ["admin"]);
+    // Searching stays by the plain lowercase name: a Cyrillic a is not an a there.
+    let search = |text: &'static str| {
+        let store = store.clone();
+        async move { store.list(&ListQuery::all().search(text)).await.unwrap().total }
+    };
+    assert_eq!((search("ADM").await, search("\u{430}dm").await), (1, 0));
+    // Gone, the name and its look-alikes are free again.
+    store.delete(&admin.token.uid).await.unwrap();
+    store.insert(entry(LOOK_ALIKES[0])).await.unwrap();
+}
+
+async fn two_concurrent_inserts_of_look_alike_names_exactly_one_wins(h: &Harness) {
+    let a = h.open().await;
+    let b = h.second(&a).await;
+    for round in 0..10 {
+        let (plain, look_alike) = (format!("race-{round}"), format!("r\u{430}ce-{round}"));
+        let (x, y) = (entry(&plain), entry(&look_alike));
+        let (a2, b2) = (a.clone(), b.clone());
+        let (rx, ry) = tokio::join!(
+            tokio::spawn(async move { a2.insert(x).await }),
+            tokio::spawn(async move { b2.insert(y).await })
+        );
+        let results = [rx.unwrap(), ry.unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::NameTaken(_)))),
+            "{results:?}"
+        );
+    }
+    assert_eq!(a.list(&ListQuery::all()).await.unwrap().total, 10);
+}
+
+/// A session with id hash `[id; 32]` for `uid`, ending at `expires_at`.
+fn session(id: u8, uid: &str, expires_at: DateTime<Utc>) -> StoredSession {
+    let sealed = vec![id, 0xff, 0, 42];
+    StoredSession::new([id; 32], uid, sealed, expires_at)
+}
+
+async fn sessions_are_kept_by_id_hash_until_deleted(h: &Harness) {
+    let store = h.open().await;
+    let ends = DateTime::from_timestamp(1_900_000_000, 123_456_789).unwrap();
+    let one = session(1, "uid-1", ends);
+    store.insert_session(one.clone()).await.unwrap();
+    store
+        .insert_session(session(2, "uid-2", ends))
+        .await
+        .unwrap();
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one.clone()));
+    assert_eq!(store.session(&[3; 32]).await.unwrap(), None);
+    let mut again = session(1, "uid-9", ends);
+    again.sealed_secret = vec![9];
+    assert!(store.insert_session(again).await.is_err(), "one id, one session");
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    assert!(store.delete_session(&[1; 32]).await.unwrap());
+    assert!(!store.delete_session(&[1; 32]).await.unwrap());
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), None);
+    assert!(store.session(&[2; 32]).await.unwrap().is_some());
+}
+
+async fn sessions_are_shared_by_every_writer(h: &Harness) {
+    let a = h.open().await;
+    let b = h.second(&a).await;
+    let one = session(7, "uid-7", Utc::now() + chrono::Duration::hours(1));
+    a.insert_session(one.clone()).await.unwrap();
+    assert_eq!(b.session(&[7; 32]).await.unwrap(), Some(one));
+    assert!(b.delete_session(&[7; 32]).await.unwrap());
+    assert_eq!(a.session(&[7; 32]).await.unwrap(), None);
+}
+
+async fn expired_sessions_are_deleted_at_their_end(h: &Harness) {
+    let store = h.open().await;
+    let now = DateTime::from_timestamp(1_800_000_000, 500).unwrap();
+    let nanos = chrono::Duration::nanoseconds;
+    store.insert_session(session(1, "u", now - nanos(1))).await.unwrap();
+    store.insert_session(session(2, "u", now)).await.unwrap();
+    store.insert_session(session(3, "u", now + nanos(1))).await.unwrap();
+    assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 2);
+    assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 0);
+    assert!(store.session(&[1; 32]).await.unwrap().is_none());
+    assert!(store.session(&[2; 32]).await.unwrap().is_none());
+    assert!(store.session(&[3; 32]).await.unwrap().is_some());
+}
+
+async fn deployments_seen_keep_the_latest_time_by_name(h: &Harness) {
+    let store = h.open().await;
+    assert!(store.deployments_seen().await.unwrap().is_empty());
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 7).unwrap();
+    let seen = |name: &str, s: i64| DeploymentSeen::new(name, at(s));
+    store
+        .record_deployments_seen(&[seen("translate", 5), seen("summarize", 3), seen("summarize", 9)])
+        .await
+        .unwrap();
+    // Earlier times leave the stored ones; a later one moves it; bad names are left out.
+    store
+        .record_deployments_seen(&[
+            seen("summarize", 1),
+            seen("translate", 6),
+            seen("not a name", 1),
+            seen("", 1),
+        ])
+        .await
+        .unwrap();
+    store.record_deployments_seen(&[]).await.unwrap();
+    assert_eq!(
+        store.deployments_seen().await.unwrap(),
+        [seen("summarize", 9), seen("translate", 6)]
+    );
+    // Every writer of a shared store sees them.
+    let other = h.second(&store).await;
+    assert_eq!(other.deployments_seen().await.unwrap().len(), 2);
+}
+
+/// Generates one test per backend for every contract test: `memory::NAME`, `json_file::NAME`,
+/// `sqlite::NAME`, `postgres::NAME`.
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         contract!(@backend memory, memory, $($test),*);
+        contract!(@backend json_file, json_file, $($test),*);
         contract!(@backend sqlite, sqlite, $($test),*);
         contract!(@backend postgres, postgres, $($test),*);
     };
@@ -631,6 +794,12 @@ contract!(
     reroll_keeps_the_uid_and_every_other_field,
     delete_lineage_takes_every_descendant_at_once,
     record_uses_adds_the_counts,
+    look_alike_names_are_one_name,
+    two_concurrent_inserts_of_look_alike_names_exactly_one_wins,
+    sessions_are_kept_by_id_hash_until_deleted,
+    sessions_are_shared_by_every_writer,
+    expired_sessions_are_deleted_at_their_end,
+    deployments_seen_keep_the_latest_time_by_name,
 );
 
 // ---- What a persistent store (SQLite, PostgreSQL) must do as well ----
