@@ -893,7 +893,20 @@ macro_rules! persistent {
     };
 }
 
+async fn sessions_and_deployments_survive_a_restart(h: &Harness) {
+    let store = h.open().await;
+    let one = session(1, "uid-1", DateTime::from_timestamp(1_900_000_000, 9).unwrap());
+    store.insert_session(one.clone()).await.unwrap();
+    let seen = DeploymentSeen::new("summarize", DateTime::from_timestamp(1_800_000_000, 3).unwrap());
+    store.record_deployments_seen(&[seen.clone()]).await.unwrap();
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    assert_eq!(store.deployments_seen().await.unwrap(), [seen]);
+}
+
 persistent!(
+    sessions_and_deployments_survive_a_restart,
     a_restart_keeps_everything,
     the_first_admin_flag_survives_a_restart_of_an_emptied_store,
     a_row_edited_into_something_invalid_is_refused_on_read,
@@ -1171,4 +1184,230 @@ async fn hashes_are_kept_as_given() {
         store.delete(&entry.token.uid).await.unwrap().unwrap().hash,
         entry.hash
     );
+}
+
+// ---- Schema version 3: names compared by how they look, on rows stored before ----
+
+/// Log lines written while the guard lives, on this thread (a current-thread test runtime).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Version 2 rows whose names look alike (`admin`, then `ADMIN` and a Cyrillic `аdmin`), and
+/// `ci`; the secret of `oldN` is `legacy-N`.
+fn version_2_rows(bytea: fn(&TokenHash) -> String) -> String {
+    let rows: Vec<String> = [("old1", "admin"), ("old2", "ADMIN"), ("old3", "\u{430}dmin"), ("old4", "ci")]
+        .iter()
+        .enumerate()
+        .map(|(i, (uid, name))| {
+            let hash = TokenHash::of_str(&format!("legacy-{}", i + 1));
+            format!(
+                "('{uid}', '{name}', '{}', '', 'api', NULL, {}, 0, NULL, NULL, NULL, {})",
+                name.to_lowercase(),
+                1_700_000_000 + i,
+                bytea(&hash)
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO pe_tokens (uid, name, name_lower, description, scopes, deployments, \
+         created_s, created_ns, expires_s, expires_ns, last_used_s, hash) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+fn hex(hash: &TokenHash) -> String {
+    hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a store migrated from version 2 with look-alike names must do: every token still
+/// there and verifying, a warning naming the look-alikes, and no new name taking theirs.
+async fn look_alikes_stored_before_keep_working(store: Arc<dyn TokenStore>, logs: &Captured) {
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(loaded.len(), 4);
+    let logs = logs.text();
+    assert!(
+        logs.contains("look the same") && logs.contains("old2") && logs.contains("old3") && logs.contains("old1"),
+        "{logs}"
+    );
+    // The authority's read model loads them all, and every secret verifies.
+    let read_model = InMemoryTokenStore::new();
+    read_model.replace_all(loaded).unwrap();
+    for n in 1..=4 {
+        let secret = protected_endpoint::TokenSecret::new(format!("legacy-{n}"));
+        assert_eq!(read_model.verify_sync(&secret).unwrap().uid(), format!("old{n}"));
+    }
+    for look_alike in ["Admin", "\u{ff41}dmin", "admi\u{301}n"] {
+        assert!(
+            matches!(store.insert(entry(look_alike)).await, Err(StoreError::NameTaken(_))),
+            "{look_alike:?}"
+        );
+        assert!(matches!(store.import(vec![entry(look_alike)]).await, Err(StoreError::NameTaken(_))));
+    }
+    // With the first holder gone, the later look-alikes still hold the name.
+    store.delete("old1").await.unwrap().unwrap();
+    assert!(matches!(store.insert(entry("admin")).await, Err(StoreError::NameTaken(_))));
+    for uid in ["old2", "old3"] {
+        store.delete(uid).await.unwrap().unwrap();
+    }
+    store.insert(entry("admin")).await.unwrap();
+    assert!(matches!(store.insert(entry("CI")).await, Err(StoreError::NameTaken(_))));
+}
+
+#[tokio::test]
+async fn sqlite_a_version_2_database_with_look_alike_names_upgrades_keeping_them() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0001_tokens.sql")).await.unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0002_lifecycle.sql")).await.unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+             applied_at TEXT NOT NULL); \
+             INSERT INTO pe_schema_migrations VALUES (1, '2026-01-01T00:00:00Z'), \
+             (2, '2026-01-01T00:00:00Z')",
+        )
+        .await
+        .unwrap();
+        pool.execute(version_2_rows(|hash| format!("X'{}'", hex(hash))).as_str())
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let (logs, _guard) = Captured::start();
+    let store = SqliteStore::open(&path).await.unwrap();
+    look_alikes_stored_before_keep_working(Arc::new(store), &logs).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_2_database_with_look_alike_names_upgrades_keeping_them() {
+    use sqlx::Executor;
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        pool.execute(include_str!("../migrations/postgres/0001_tokens.sql")).await.unwrap();
+        pool.execute(include_str!("../migrations/postgres/0002_lifecycle.sql")).await.unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+             INSERT INTO pe_schema_migrations (version) VALUES (1), (2)",
+        )
+        .await
+        .unwrap();
+        pool.execute(version_2_rows(|hash| format!("'\\x{}'", hex(hash))).as_str())
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let (logs, _guard) = Captured::start();
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    look_alikes_stored_before_keep_working(Arc::new(store), &logs).await;
+    // A replica starting afterwards migrates nothing more and still refuses look-alikes.
+    let replica = PostgresStore::connect(&db.url).await.unwrap();
+    assert!(matches!(replica.insert(entry("ADMIN")).await, Err(StoreError::NameTaken(_))));
+}
+
+// ---- The JSON data file only ----
+
+#[tokio::test]
+async fn json_file_keeps_deployments_in_the_file_and_sessions_in_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    // A file written before deployments were kept.
+    std::fs::write(&path, r#"{"tokens": []}"#).unwrap();
+    let store = JsonDataFile::open(&path).unwrap();
+    assert!(store.deployments_seen().await.unwrap().is_empty());
+    let seen = DeploymentSeen::new("summarize", DateTime::from_timestamp(1_800_000_000, 1).unwrap());
+    store.record_deployments_seen(&[seen.clone()]).await.unwrap();
+    let one = session(1, "uid-of-a-session", Utc::now() + chrono::Duration::hours(1));
+    store.insert_session(one.clone()).await.unwrap();
+    store.insert(entry("ci")).await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"deployments_seen\"") && text.contains("summarize"), "{text}");
+    assert!(!text.contains("uid-of-a-session"), "a session was written: {text}");
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    drop(store);
+
+    let store = JsonDataFile::open(&path).unwrap();
+    assert_eq!(store.deployments_seen().await.unwrap(), [seen]);
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), None, "a restart signs everyone out");
+}
+
+#[tokio::test]
+async fn json_file_writes_a_new_deployment_at_once_and_a_later_time_with_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    let store = JsonDataFile::open(&path).unwrap();
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+    store
+        .record_deployments_seen(&[DeploymentSeen::new("summarize", at(0))])
+        .await
+        .unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("summarize"), "{written}");
+    store
+        .record_deployments_seen(&[DeploymentSeen::new("summarize", at(60))])
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "rewritten for a time");
+    assert_eq!(store.deployments_seen().await.unwrap()[0].last_seen_at, at(60));
+    store.insert(entry("ci")).await.unwrap();
+    drop(store);
+    let store = JsonDataFile::open(&path).unwrap();
+    assert_eq!(store.deployments_seen().await.unwrap()[0].last_seen_at, at(60));
+}
+
+#[tokio::test]
+async fn json_file_written_with_look_alike_names_loads_them_all_but_not_a_repeated_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    let file = |names: &[&str]| {
+        let tokens: Vec<TokenEntry> = names.iter().map(|name| entry(name)).collect();
+        serde_json::to_string(&serde_json::json!({ "tokens": tokens })).unwrap()
+    };
+    std::fs::write(&path, file(&["admin", "ADMIN", "ci"])).unwrap();
+    let (logs, guard) = Captured::start();
+    let store = JsonDataFile::open(&path).unwrap();
+    drop(guard);
+    assert!(logs.text().contains("look the same"), "{}", logs.text());
+    assert_eq!(store.load_all().await.unwrap().len(), 3);
+    assert!(matches!(store.insert(entry("\u{430}dmin")).await, Err(StoreError::NameTaken(_))));
+    store.insert(entry("deploy")).await.unwrap();
+    drop(store);
+    assert_eq!(JsonDataFile::open(&path).unwrap().load_all().await.unwrap().len(), 4);
+
+    std::fs::write(&path, file(&["admin", "admin"])).unwrap();
+    let error = JsonDataFile::open(&path).unwrap_err().to_string();
+    assert!(error.contains("exists already"), "{error}");
 }
