@@ -226,13 +226,41 @@ pub fn redact_database_url(url: &str) -> String {
 }
 
 /// Whether a query parameter's key, as written, names a password for the driver: its
-/// form-decoded text (`+` a space, `%XX` a byte), trimmed, is `password` or `sslpassword` in
-/// any case.
+/// form-decoded text, trimmed, is `password` or `sslpassword` in any case.
 fn is_password_parameter(key: &str) -> bool {
+    let key = decoded_key(key);
+    key == "password" || key == "sslpassword"
+}
+
+/// A query parameter's key as a driver reads it: form-decoded (`+` a space, `%XX` a byte),
+/// trimmed, lowercase.
+fn decoded_key(key: &str) -> String {
     let spaced = key.replace('+', " ");
-    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
-    let decoded = decoded.trim();
-    decoded.eq_ignore_ascii_case("password") || decoded.eq_ignore_ascii_case("sslpassword")
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .trim()
+        .to_lowercase()
+}
+
+/// The first query parameter of a PostgreSQL URL that looks like a secret but is not one the
+/// driver reads (`sslpassword`, `passwd`, `Password`: it reads `password` exactly): the
+/// driver would log it *with its value* as an unknown parameter, so such a URL is refused
+/// before it is used. `password` (read) and `passfile` (a path) are fine.
+#[cfg(feature = "postgres")]
+pub(crate) fn unread_secret_parameter(url: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').map_or(pair, |(key, _)| key))
+        .find(|key| {
+            let as_read = percent_encoding::percent_decode_str(&key.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            let folded = decoded_key(key);
+            folded.contains("pass") && as_read != "password" && folded != "passfile"
+        })
+        .map(decoded_key)
 }
 
 /// Whether one host of a URL's host list reads as a host with an optional numeric port (an

@@ -109,10 +109,27 @@ impl PostgresStore {
     ///     .unwrap_err()
     ///     .to_string();
     /// assert!(!error.contains("hunter2"), "{error}");
+    ///
+    /// // A secret the driver does not read (and would log) is refused before it is used.
+    /// let error = PostgresStore::connect("postgres://pe@127.0.0.1:1/pe?sslpassword=hunter2")
+    ///     .await
+    ///     .unwrap_err()
+    ///     .to_string();
+    /// assert!(error.contains("`sslpassword`") && !error.contains("hunter2"), "{error}");
     /// # });
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let describe = super::redact_database_url(url);
+        if let Some(key) = super::location::unread_secret_parameter(url) {
+            return Err(StoreError::unavailable(
+                &describe,
+                format!(
+                    "the URL parameter `{key}` is not one the PostgreSQL driver reads, and the \
+                     driver would log its value: remove it (give the password as the URL's \
+                     password or `?password=`)"
+                ),
+            ));
+        }
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::unavailable(&describe, format!("not a PostgreSQL URL: {e}"))
         })?;
