@@ -759,7 +759,8 @@ pub(crate) const LEGACY_KEY_SEPARATOR: char = '\u{1f}';
 
 /// The name key a legacy key ([`legacy_name_key`]) was made from; a plain key itself.
 pub(crate) fn base_name_key(key: &str) -> &str {
-    key.split_once(LEGACY_KEY_SEPARATOR).map_or(key, |(base, _)| base)
+    key.split_once(LEGACY_KEY_SEPARATOR)
+        .map_or(key, |(base, _)| base)
 }
 
 /// Whether `c` is a mark of the combining diacritical blocks: accents and the like, drawn on
@@ -1302,17 +1303,17 @@ mod tests {
     fn look_alike_names_share_a_key() {
         let admin = name_key("admin");
         for look_alike in [
-            "\u{430}dmin",      // Cyrillic a
-            "\u{ff41}dmin",     // fullwidth a
+            "\u{430}dmin",  // Cyrillic a
+            "\u{ff41}dmin", // fullwidth a
             "ADMIN",
             "Admin",
-            "admi\u{301}n",     // i with a combining acute
-            "adm\u{ed}n",       // precomposed i with acute
-            "\u{1d41a}dmin",    // mathematical bold a
-            "adm\u{131}n",      // dotless i
-            "adm\u{130}n",      // capital I with a dot
-            "\u{3b1}dmin",      // Greek alpha
-            "admin\u{fe0f}",    // a variation selector (default ignorable)
+            "admi\u{301}n",  // i with a combining acute
+            "adm\u{ed}n",    // precomposed i with acute
+            "\u{1d41a}dmin", // mathematical bold a
+            "adm\u{131}n",   // dotless i
+            "adm\u{130}n",   // capital I with a dot
+            "\u{3b1}dmin",   // Greek alpha
+            "admin\u{fe0f}", // a variation selector (default ignorable)
         ] {
             assert_eq!(name_key(look_alike), admin, "{look_alike:?}");
         }
@@ -1335,8 +1336,16 @@ mod tests {
             }
         }
         names.extend(
-            ["Ci Deploy 01", "  rn m  vv w  ", "l1I|", "O0o", "a\tb", "x\u{b}y", "\u{7f}"]
-                .map(str::to_owned),
+            [
+                "Ci Deploy 01",
+                "  rn m  vv w  ",
+                "l1I|",
+                "O0o",
+                "a\tb",
+                "x\u{b}y",
+                "\u{7f}",
+            ]
+            .map(str::to_owned),
         );
         for name in names {
             assert_eq!(name_key(&name), folded_name_key(&name), "{name:?}");
@@ -1349,7 +1358,9 @@ mod tests {
         let legacy = legacy_name_key(&key, "u1");
         assert_eq!(base_name_key(&legacy), key);
         assert_eq!(base_name_key(&key), key);
-        assert!(!name_key(&legacy.replace(LEGACY_KEY_SEPARATOR, " ")).contains(LEGACY_KEY_SEPARATOR));
+        assert!(
+            !name_key(&legacy.replace(LEGACY_KEY_SEPARATOR, " ")).contains(LEGACY_KEY_SEPARATOR)
+        );
     }
 
     #[test]

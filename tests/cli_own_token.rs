@@ -91,8 +91,14 @@ async fn fake_endpoint(fresh: String) -> common::Server {
         answer(state, UrlPath((kind, variant)), headers).await
     }
     let app = Router::new()
-        .route("/{kind}/{variant}/api/v1/api_tokens", get(answer).post(answer))
-        .route("/{kind}/{variant}/api/v1/api_tokens/{uid}/reroll", post(reroll))
+        .route(
+            "/{kind}/{variant}/api/v1/api_tokens",
+            get(answer).post(answer),
+        )
+        .route(
+            "/{kind}/{variant}/api/v1/api_tokens/{uid}/reroll",
+            post(reroll),
+        )
         .with_state(fresh);
     common::serve(app).await
 }
@@ -133,12 +139,19 @@ async fn the_cli_never_prints_its_own_api_token_whatever_the_endpoint_answers() 
                 let base = endpoint.url(&format!("/{kind}/{variant}"));
                 let output = cli(&base, &api_token, &command).await;
                 let text = printed(&output);
-                assert_eq!(output.status.code(), Some(1), "{kind} {variant} {command:?}: {text}");
+                assert_eq!(
+                    output.status.code(),
+                    Some(1),
+                    "{kind} {variant} {command:?}: {text}"
+                );
                 assert!(
                     !shows(&text, &api_token),
                     "{kind} {variant} {command:?} printed the API token: {text}"
                 );
-                assert!(!text.contains('\u{1b}'), "{kind} {variant}: a terminal escape: {text:?}");
+                assert!(
+                    !text.contains('\u{1b}'),
+                    "{kind} {variant}: a terminal escape: {text:?}"
+                );
             }
         }
         // The control: a real new secret is printed, once, as it is.

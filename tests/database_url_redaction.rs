@@ -15,7 +15,9 @@ use protected_endpoint::store::{StoreLocation, TokenStore};
 fn with_password_in_query(url: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap();
     let (user_info, rest) = rest.split_once('@').unwrap();
-    let (user, password) = user_info.split_once(':').expect("the test URL has a password");
+    let (user, password) = user_info
+        .split_once(':')
+        .expect("the test URL has a password");
     let separator = if rest.contains('?') { '&' } else { '?' };
     (
         format!("{scheme}://{user}@{rest}{separator}password={password}"),
@@ -59,8 +61,7 @@ async fn a_refused_start_never_shows_the_password() {
         "postgres://pe:hunter2/cut@127.0.0.1:1/pe",
         "mysql://pe:hunter2-other-scheme@127.0.0.1:1/pe",
     ] {
-        let (status, server) =
-            TokenServer::run_to_exit(dir.path(), ["--database-url", url]);
+        let (status, server) = TokenServer::run_to_exit(dir.path(), ["--database-url", url]);
         let printed = format!("{}{}", server.stdout(), server.stderr());
         assert_eq!(status.code(), Some(1), "{url}: {printed}");
         assert!(!printed.contains("hunter2"), "{url}: {printed}");

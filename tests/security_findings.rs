@@ -145,7 +145,10 @@ async fn look_alike_names_are_a_409_that_changes_nothing(server: &AuthorityServe
         let (status, answer) = server.create(json!({ "name": look_alike })).await;
         assert_eq!(status, StatusCode::CONFLICT, "{look_alike:?}: {answer}");
         let message = answer["message"].as_str().unwrap_or_default();
-        assert!(message.contains("exists already"), "{look_alike:?}: {message}");
+        assert!(
+            message.contains("exists already"),
+            "{look_alike:?}: {message}"
+        );
     }
     assert_eq!(server.names().await, ["admin"]);
     let (status, answer) = server.create(json!({ "name": "admin2" })).await;
@@ -191,9 +194,22 @@ fn the_cli_refuses_look_alike_names_and_writes_nothing() {
     let written = fs::read(&file).unwrap();
     for look_alike in LOOK_ALIKES {
         let output = create(look_alike);
-        assert_eq!(output.status.code(), Some(1), "{look_alike:?}: {}", printed(&output));
-        assert!(printed(&output).contains("exists already"), "{}", printed(&output));
-        assert_eq!(fs::read(&file).unwrap(), written, "{look_alike:?} changed the file");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{look_alike:?}: {}",
+            printed(&output)
+        );
+        assert!(
+            printed(&output).contains("exists already"),
+            "{}",
+            printed(&output)
+        );
+        assert_eq!(
+            fs::read(&file).unwrap(),
+            written,
+            "{look_alike:?} changed the file"
+        );
     }
     assert!(create("admin2").status.success());
 }

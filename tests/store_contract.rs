@@ -19,8 +19,7 @@ use protected_endpoint::store::file::JsonDataFile;
 use protected_endpoint::store::postgres::PostgresStore;
 use protected_endpoint::store::sqlite::SqliteStore;
 use protected_endpoint::store::{
-    Change, ChangeFeed, DeploymentSeen, ListQuery, StoreError, StoredSession, TokenStore,
-    TokenUse,
+    Change, ChangeFeed, DeploymentSeen, ListQuery, StoreError, StoredSession, TokenStore, TokenUse,
 };
 use protected_endpoint::token::TokenHash;
 use protected_endpoint::{InMemoryTokenStore, NewToken};
@@ -417,7 +416,9 @@ async fn describe_names_the_store_without_a_password(h: &Harness) {
     match h {
         Harness::Memory(_) => assert_eq!(described, "memory"),
         Harness::JsonFile(_) => {
-            assert!(described.starts_with("token data file ") && described.ends_with("authority.json"))
+            assert!(
+                described.starts_with("token data file ") && described.ends_with("authority.json")
+            )
         }
         Harness::Sqlite(_) => {
             assert!(described.starts_with("sqlite:") && described.ends_with("tokens.db"))
@@ -633,7 +634,13 @@ async fn look_alike_names_are_one_name(h: &Harness) {
     // Searching stays by the plain lowercase name: a Cyrillic a is not an a there.
     let search = |text: &'static str| {
         let store = store.clone();
-        async move { store.list(&ListQuery::all().search(text)).await.unwrap().total }
+        async move {
+            store
+                .list(&ListQuery::all().search(text))
+                .await
+                .unwrap()
+                .total
+        }
     };
     assert_eq!((search("ADM").await, search("\u{430}dm").await), (1, 0));
     // Gone, the name and its look-alikes are free again.
@@ -687,7 +694,10 @@ async fn sessions_are_kept_by_id_hash_until_deleted(h: &Harness) {
     assert_eq!(store.session(&[3; 32]).await.unwrap(), None);
     let mut again = session(1, "uid-9", ends);
     again.sealed_secret = vec![9];
-    assert!(store.insert_session(again).await.is_err(), "one id, one session");
+    assert!(
+        store.insert_session(again).await.is_err(),
+        "one id, one session"
+    );
     assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
     assert!(store.delete_session(&[1; 32]).await.unwrap());
     assert!(!store.delete_session(&[1; 32]).await.unwrap());
@@ -709,9 +719,15 @@ async fn expired_sessions_are_deleted_at_their_end(h: &Harness) {
     let store = h.open().await;
     let now = DateTime::from_timestamp(1_800_000_000, 500).unwrap();
     let nanos = chrono::Duration::nanoseconds;
-    store.insert_session(session(1, "u", now - nanos(1))).await.unwrap();
+    store
+        .insert_session(session(1, "u", now - nanos(1)))
+        .await
+        .unwrap();
     store.insert_session(session(2, "u", now)).await.unwrap();
-    store.insert_session(session(3, "u", now + nanos(1))).await.unwrap();
+    store
+        .insert_session(session(3, "u", now + nanos(1)))
+        .await
+        .unwrap();
     assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 2);
     assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 0);
     assert!(store.session(&[1; 32]).await.unwrap().is_none());
@@ -725,7 +741,11 @@ async fn deployments_seen_keep_the_latest_time_by_name(h: &Harness) {
     let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 7).unwrap();
     let seen = |name: &str, s: i64| DeploymentSeen::new(name, at(s));
     store
-        .record_deployments_seen(&[seen("translate", 5), seen("summarize", 3), seen("summarize", 9)])
+        .record_deployments_seen(&[
+            seen("translate", 5),
+            seen("summarize", 3),
+            seen("summarize", 9),
+        ])
         .await
         .unwrap();
     // Earlier times leave the stored ones; a later one moves it; bad names are left out.
@@ -895,10 +915,20 @@ macro_rules! persistent {
 
 async fn sessions_and_deployments_survive_a_restart(h: &Harness) {
     let store = h.open().await;
-    let one = session(1, "uid-1", DateTime::from_timestamp(1_900_000_000, 9).unwrap());
+    let one = session(
+        1,
+        "uid-1",
+        DateTime::from_timestamp(1_900_000_000, 9).unwrap(),
+    );
     store.insert_session(one.clone()).await.unwrap();
-    let seen = DeploymentSeen::new("summarize", DateTime::from_timestamp(1_800_000_000, 3).unwrap());
-    store.record_deployments_seen(&[seen.clone()]).await.unwrap();
+    let seen = DeploymentSeen::new(
+        "summarize",
+        DateTime::from_timestamp(1_800_000_000, 3).unwrap(),
+    );
+    store
+        .record_deployments_seen(&[seen.clone()])
+        .await
+        .unwrap();
     drop(store);
     let store = h.open().await;
     assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
@@ -1222,19 +1252,24 @@ impl Captured {
 /// Version 2 rows whose names look alike (`admin`, then `ADMIN` and a Cyrillic `аdmin`), and
 /// `ci`; the secret of `oldN` is `legacy-N`.
 fn version_2_rows(bytea: fn(&TokenHash) -> String) -> String {
-    let rows: Vec<String> = [("old1", "admin"), ("old2", "ADMIN"), ("old3", "\u{430}dmin"), ("old4", "ci")]
-        .iter()
-        .enumerate()
-        .map(|(i, (uid, name))| {
-            let hash = TokenHash::of_str(&format!("legacy-{}", i + 1));
-            format!(
-                "('{uid}', '{name}', '{}', '', 'api', NULL, {}, 0, NULL, NULL, NULL, {})",
-                name.to_lowercase(),
-                1_700_000_000 + i,
-                bytea(&hash)
-            )
-        })
-        .collect();
+    let rows: Vec<String> = [
+        ("old1", "admin"),
+        ("old2", "ADMIN"),
+        ("old3", "\u{430}dmin"),
+        ("old4", "ci"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (uid, name))| {
+        let hash = TokenHash::of_str(&format!("legacy-{}", i + 1));
+        format!(
+            "('{uid}', '{name}', '{}', '', 'api', NULL, {}, 0, NULL, NULL, NULL, {})",
+            name.to_lowercase(),
+            1_700_000_000 + i,
+            bytea(&hash)
+        )
+    })
+    .collect();
     format!(
         "INSERT INTO pe_tokens (uid, name, name_lower, description, scopes, deployments, \
          created_s, created_ns, expires_s, expires_ns, last_used_s, hash) VALUES {}",
@@ -1253,7 +1288,10 @@ async fn look_alikes_stored_before_keep_working(store: Arc<dyn TokenStore>, logs
     assert_eq!(loaded.len(), 4);
     let logs = logs.text();
     assert!(
-        logs.contains("look the same") && logs.contains("old2") && logs.contains("old3") && logs.contains("old1"),
+        logs.contains("look the same")
+            && logs.contains("old2")
+            && logs.contains("old3")
+            && logs.contains("old1"),
         "{logs}"
     );
     // The authority's read model loads them all, and every secret verifies.
@@ -1261,23 +1299,38 @@ async fn look_alikes_stored_before_keep_working(store: Arc<dyn TokenStore>, logs
     read_model.replace_all(loaded).unwrap();
     for n in 1..=4 {
         let secret = protected_endpoint::TokenSecret::new(format!("legacy-{n}"));
-        assert_eq!(read_model.verify_sync(&secret).unwrap().uid(), format!("old{n}"));
+        assert_eq!(
+            read_model.verify_sync(&secret).unwrap().uid(),
+            format!("old{n}")
+        );
     }
     for look_alike in ["Admin", "\u{ff41}dmin", "admi\u{301}n"] {
         assert!(
-            matches!(store.insert(entry(look_alike)).await, Err(StoreError::NameTaken(_))),
+            matches!(
+                store.insert(entry(look_alike)).await,
+                Err(StoreError::NameTaken(_))
+            ),
             "{look_alike:?}"
         );
-        assert!(matches!(store.import(vec![entry(look_alike)]).await, Err(StoreError::NameTaken(_))));
+        assert!(matches!(
+            store.import(vec![entry(look_alike)]).await,
+            Err(StoreError::NameTaken(_))
+        ));
     }
     // With the first holder gone, the later look-alikes still hold the name.
     store.delete("old1").await.unwrap().unwrap();
-    assert!(matches!(store.insert(entry("admin")).await, Err(StoreError::NameTaken(_))));
+    assert!(matches!(
+        store.insert(entry("admin")).await,
+        Err(StoreError::NameTaken(_))
+    ));
     for uid in ["old2", "old3"] {
         store.delete(uid).await.unwrap().unwrap();
     }
     store.insert(entry("admin")).await.unwrap();
-    assert!(matches!(store.insert(entry("CI")).await, Err(StoreError::NameTaken(_))));
+    assert!(matches!(
+        store.insert(entry("CI")).await,
+        Err(StoreError::NameTaken(_))
+    ));
 }
 
 #[tokio::test]
@@ -1288,8 +1341,12 @@ async fn sqlite_a_version_2_database_with_look_alike_names_upgrades_keeping_them
     {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        pool.execute(include_str!("../migrations/sqlite/0001_tokens.sql")).await.unwrap();
-        pool.execute(include_str!("../migrations/sqlite/0002_lifecycle.sql")).await.unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0002_lifecycle.sql"))
+            .await
+            .unwrap();
         pool.execute(
             "CREATE TABLE pe_schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
              applied_at TEXT NOT NULL); \
@@ -1316,8 +1373,12 @@ async fn postgres_a_version_2_database_with_look_alike_names_upgrades_keeping_th
     };
     {
         let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        pool.execute(include_str!("../migrations/postgres/0001_tokens.sql")).await.unwrap();
-        pool.execute(include_str!("../migrations/postgres/0002_lifecycle.sql")).await.unwrap();
+        pool.execute(include_str!("../migrations/postgres/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(include_str!("../migrations/postgres/0002_lifecycle.sql"))
+            .await
+            .unwrap();
         pool.execute(
             "CREATE TABLE pe_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
@@ -1335,7 +1396,10 @@ async fn postgres_a_version_2_database_with_look_alike_names_upgrades_keeping_th
     look_alikes_stored_before_keep_working(Arc::new(store), &logs).await;
     // A replica starting afterwards migrates nothing more and still refuses look-alikes.
     let replica = PostgresStore::connect(&db.url).await.unwrap();
-    assert!(matches!(replica.insert(entry("ADMIN")).await, Err(StoreError::NameTaken(_))));
+    assert!(matches!(
+        replica.insert(entry("ADMIN")).await,
+        Err(StoreError::NameTaken(_))
+    ));
 }
 
 // ---- The JSON data file only ----
@@ -1348,20 +1412,40 @@ async fn json_file_keeps_deployments_in_the_file_and_sessions_in_memory_only() {
     std::fs::write(&path, r#"{"tokens": []}"#).unwrap();
     let store = JsonDataFile::open(&path).unwrap();
     assert!(store.deployments_seen().await.unwrap().is_empty());
-    let seen = DeploymentSeen::new("summarize", DateTime::from_timestamp(1_800_000_000, 1).unwrap());
-    store.record_deployments_seen(&[seen.clone()]).await.unwrap();
-    let one = session(1, "uid-of-a-session", Utc::now() + chrono::Duration::hours(1));
+    let seen = DeploymentSeen::new(
+        "summarize",
+        DateTime::from_timestamp(1_800_000_000, 1).unwrap(),
+    );
+    store
+        .record_deployments_seen(&[seen.clone()])
+        .await
+        .unwrap();
+    let one = session(
+        1,
+        "uid-of-a-session",
+        Utc::now() + chrono::Duration::hours(1),
+    );
     store.insert_session(one.clone()).await.unwrap();
     store.insert(entry("ci")).await.unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"deployments_seen\"") && text.contains("summarize"), "{text}");
-    assert!(!text.contains("uid-of-a-session"), "a session was written: {text}");
+    assert!(
+        text.contains("\"deployments_seen\"") && text.contains("summarize"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("uid-of-a-session"),
+        "a session was written: {text}"
+    );
     assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
     drop(store);
 
     let store = JsonDataFile::open(&path).unwrap();
     assert_eq!(store.deployments_seen().await.unwrap(), [seen]);
-    assert_eq!(store.session(&[1; 32]).await.unwrap(), None, "a restart signs everyone out");
+    assert_eq!(
+        store.session(&[1; 32]).await.unwrap(),
+        None,
+        "a restart signs everyone out"
+    );
 }
 
 #[tokio::test]
@@ -1380,12 +1464,22 @@ async fn json_file_writes_a_new_deployment_at_once_and_a_later_time_with_the_nex
         .record_deployments_seen(&[DeploymentSeen::new("summarize", at(60))])
         .await
         .unwrap();
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "rewritten for a time");
-    assert_eq!(store.deployments_seen().await.unwrap()[0].last_seen_at, at(60));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        written,
+        "rewritten for a time"
+    );
+    assert_eq!(
+        store.deployments_seen().await.unwrap()[0].last_seen_at,
+        at(60)
+    );
     store.insert(entry("ci")).await.unwrap();
     drop(store);
     let store = JsonDataFile::open(&path).unwrap();
-    assert_eq!(store.deployments_seen().await.unwrap()[0].last_seen_at, at(60));
+    assert_eq!(
+        store.deployments_seen().await.unwrap()[0].last_seen_at,
+        at(60)
+    );
 }
 
 #[tokio::test]
@@ -1402,10 +1496,21 @@ async fn json_file_written_with_look_alike_names_loads_them_all_but_not_a_repeat
     drop(guard);
     assert!(logs.text().contains("look the same"), "{}", logs.text());
     assert_eq!(store.load_all().await.unwrap().len(), 3);
-    assert!(matches!(store.insert(entry("\u{430}dmin")).await, Err(StoreError::NameTaken(_))));
+    assert!(matches!(
+        store.insert(entry("\u{430}dmin")).await,
+        Err(StoreError::NameTaken(_))
+    ));
     store.insert(entry("deploy")).await.unwrap();
     drop(store);
-    assert_eq!(JsonDataFile::open(&path).unwrap().load_all().await.unwrap().len(), 4);
+    assert_eq!(
+        JsonDataFile::open(&path)
+            .unwrap()
+            .load_all()
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 
     std::fs::write(&path, file(&["admin", "admin"])).unwrap();
     let error = JsonDataFile::open(&path).unwrap_err().to_string();

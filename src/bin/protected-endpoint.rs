@@ -176,7 +176,9 @@ impl Backend {
                     .unwrap_or_else(|err| {
                         // A bad URL or an empty token is a bad command line: exit 2.
                         let message = scrub(&err.to_string());
-                        Cli::command().error(ErrorKind::InvalidValue, message).exit()
+                        Cli::command()
+                            .error(ErrorKind::InvalidValue, message)
+                            .exit()
                     });
                 // One call at a time: a current-thread runtime is all it takes.
                 let runtime = tokio::runtime::Builder::new_current_thread()

@@ -199,7 +199,9 @@ pub fn redact_database_url(url: &str) -> String {
     if !hosts.split(',').all(host_and_port_ok) {
         return format!("{scheme}://{HIDDEN}");
     }
-    let tail = tail.split_once('#').map_or(tail, |(before, _fragment)| before);
+    let tail = tail
+        .split_once('#')
+        .map_or(tail, |(before, _fragment)| before);
     let (path, query) = match tail.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (tail, None),
@@ -320,7 +322,9 @@ mod tests {
         assert!(!format!("{location:?}").contains("s3cret"));
         let unknown = "mysql://u:pw@h/d".parse::<StoreLocation>().unwrap_err();
         assert!(!unknown.contains("pw"), "{unknown}");
-        let unknown = "mysql://h/d?password=pw".parse::<StoreLocation>().unwrap_err();
+        let unknown = "mysql://h/d?password=pw"
+            .parse::<StoreLocation>()
+            .unwrap_err();
         assert!(!unknown.contains("pw"), "{unknown}");
     }
 
@@ -332,18 +336,51 @@ mod tests {
             ("postgres://pe:pw@db/pe", "postgres://pe:***@db/pe"),
             ("postgres://pe:p:w@db", "postgres://pe:***@db"),
             ("postgres://pe:p@w@db/pe", "postgres://pe:***@db/pe"),
-            ("postgres://pe:pw@[::1]:5432/pe", "postgres://pe:***@[::1]:5432/pe"),
-            ("postgres://pe:pw@a:1,b:2/pe", "postgres://pe:***@a:1,b:2/pe"),
-            ("postgres://db/pe?password=pw", "postgres://db/pe?password=***"),
-            ("postgres://db/pe?sslpassword=pw&a=b", "postgres://db/pe?sslpassword=***&a=b"),
-            ("postgres://db/pe?PASSWORD=pw", "postgres://db/pe?PASSWORD=***"),
-            ("postgres://db/pe?pass%77ord=pw", "postgres://db/pe?pass%77ord=***"),
-            ("postgres://db/pe?%70assword=pw", "postgres://db/pe?%70assword=***"),
-            ("postgres://db/pe?password+=pw", "postgres://db/pe?password+=***"),
-            ("postgres://db/pe?a=1&password=pw&password=pw2", "postgres://db/pe?a=1&password=***&password=***"),
-            ("postgres://db/pe?passfile=/x/.pgpass", "postgres://db/pe?passfile=/x/.pgpass"),
+            (
+                "postgres://pe:pw@[::1]:5432/pe",
+                "postgres://pe:***@[::1]:5432/pe",
+            ),
+            (
+                "postgres://pe:pw@a:1,b:2/pe",
+                "postgres://pe:***@a:1,b:2/pe",
+            ),
+            (
+                "postgres://db/pe?password=pw",
+                "postgres://db/pe?password=***",
+            ),
+            (
+                "postgres://db/pe?sslpassword=pw&a=b",
+                "postgres://db/pe?sslpassword=***&a=b",
+            ),
+            (
+                "postgres://db/pe?PASSWORD=pw",
+                "postgres://db/pe?PASSWORD=***",
+            ),
+            (
+                "postgres://db/pe?pass%77ord=pw",
+                "postgres://db/pe?pass%77ord=***",
+            ),
+            (
+                "postgres://db/pe?%70assword=pw",
+                "postgres://db/pe?%70assword=***",
+            ),
+            (
+                "postgres://db/pe?password+=pw",
+                "postgres://db/pe?password+=***",
+            ),
+            (
+                "postgres://db/pe?a=1&password=pw&password=pw2",
+                "postgres://db/pe?a=1&password=***&password=***",
+            ),
+            (
+                "postgres://db/pe?passfile=/x/.pgpass",
+                "postgres://db/pe?passfile=/x/.pgpass",
+            ),
             ("postgres://db/pe#pw", "postgres://db/pe"),
-            ("postgres:///pe?host=/run/postgresql", "postgres:///pe?host=/run/postgresql"),
+            (
+                "postgres:///pe?host=/run/postgresql",
+                "postgres:///pe?host=/run/postgresql",
+            ),
         ];
         for (url, shown) in cases {
             assert_eq!(redact_database_url(url), shown, "{url}");
@@ -359,10 +396,16 @@ mod tests {
         ] {
             let shown = redact_database_url(url);
             assert!(shown.starts_with("postgres://(not shown"), "{url}: {shown}");
-            assert!(!shown.contains('w') || !shown.contains("pw"), "{url}: {shown}");
+            assert!(
+                !shown.contains('w') || !shown.contains("pw"),
+                "{url}: {shown}"
+            );
         }
         for not_a_url in ["host=db password=pw", "ftp!://pw@x"] {
-            assert!(!redact_database_url(not_a_url).contains("pw"), "{not_a_url}");
+            assert!(
+                !redact_database_url(not_a_url).contains("pw"),
+                "{not_a_url}"
+            );
         }
     }
 }

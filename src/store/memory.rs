@@ -972,7 +972,10 @@ impl InMemoryTokenStore {
             }
         }
         if let Some(conflict) = tokens.conflict(&entry) {
-            return Err(StoreError::from_new_token(entry.info.uid().to_owned(), conflict));
+            return Err(StoreError::from_new_token(
+                entry.info.uid().to_owned(),
+                conflict,
+            ));
         }
         tokens.insert(entry);
         Ok(())

@@ -462,7 +462,10 @@ async fn migrate(pool: &PgPool, store: &str) -> Result<(), StoreError> {
             .map_err(failed)?;
         if let Some(then) = migration.after_name_keys {
             fill_name_keys(&mut tx, store).await.map_err(failed)?;
-            sqlx::raw_sql(then).execute(&mut *tx).await.map_err(failed)?;
+            sqlx::raw_sql(then)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
         }
         sqlx::query("INSERT INTO pe_schema_migrations (version) VALUES ($1)")
             .bind(migration.version)
@@ -475,11 +478,10 @@ async fn migrate(pool: &PgPool, store: &str) -> Result<(), StoreError> {
 
 /// Fills `name_key` for every row (migration 3), oldest first: see [`sql::assign_name_keys`].
 async fn fill_name_keys(conn: &mut sqlx::PgConnection, store: &str) -> Result<(), sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid")
+            .fetch_all(&mut *conn)
+            .await?;
     let keys = sql::assign_name_keys(store, rows);
     for chunk in keys.chunks(IMPORT_CHUNK) {
         let uids: Vec<&str> = chunk.iter().map(|(uid, _)| uid.as_str()).collect();
@@ -813,8 +815,7 @@ impl TokenStore for PostgresStore {
                 }
                 // Nothing of the import stays; then find which entry conflicts, the slow way.
                 tx.rollback().await.map_err(|e| self.error(e))?;
-                let conflict =
-                    sql::first_conflict(&all_rows, |e| self.stored_conflict(e)).await?;
+                let conflict = sql::first_conflict(&all_rows, |e| self.stored_conflict(e)).await?;
                 return Err(conflict.unwrap_or_else(|| self.error(error)));
             }
         }
@@ -887,12 +888,14 @@ impl TokenStore for PostgresStore {
 
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let (seconds, nanos) = sql::split_time(now);
-        let deleted = sqlx::query("DELETE FROM pe_sessions WHERE expires_s < $1 OR (expires_s = $1 AND expires_ns <= $2)")
-            .bind(seconds)
-            .bind(nanos)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|e| self.error(e))?;
+        let deleted = sqlx::query(
+            "DELETE FROM pe_sessions WHERE expires_s < $1 OR (expires_s = $1 AND expires_ns <= $2)",
+        )
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
     }
 

@@ -328,7 +328,10 @@ async fn migrate(pool: &SqlitePool, store: &str) -> Result<(), StoreError> {
             .map_err(failed)?;
         if let Some(then) = migration.after_name_keys {
             fill_name_keys(&mut tx, store).await.map_err(failed)?;
-            sqlx::raw_sql(then).execute(&mut *tx).await.map_err(failed)?;
+            sqlx::raw_sql(then)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
         }
         sqlx::query(
             "INSERT INTO pe_schema_migrations (version, applied_at) \
@@ -345,11 +348,10 @@ async fn migrate(pool: &SqlitePool, store: &str) -> Result<(), StoreError> {
 
 /// Fills `name_key` for every row (migration 3), oldest first: see [`sql::assign_name_keys`].
 async fn fill_name_keys(conn: &mut sqlx::SqliteConnection, store: &str) -> Result<(), sqlx::Error> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid")
+            .fetch_all(&mut *conn)
+            .await?;
     for (uid, key) in sql::assign_name_keys(store, rows) {
         sqlx::query("UPDATE pe_tokens SET name_key = ? WHERE uid = ?")
             .bind(key)
@@ -672,14 +674,15 @@ impl TokenStore for SqliteStore {
         let (fresh, skipped) = sql::partition_import(entries, &stored)?;
         let rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
         // Legacy keys are few (made once, by migration 3): one scan finds them all.
-        let legacy: HashSet<String> =
-            sqlx::query_scalar("SELECT name_key FROM pe_tokens WHERE instr(name_key, char(31)) > 0")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.error(e))?
-                .iter()
-                .map(|key: &String| crate::record::base_name_key(key).to_owned())
-                .collect();
+        let legacy: HashSet<String> = sqlx::query_scalar(
+            "SELECT name_key FROM pe_tokens WHERE instr(name_key, char(31)) > 0",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(e))?
+        .iter()
+        .map(|key: &String| crate::record::base_name_key(key).to_owned())
+        .collect();
         if let Some(row) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
             return Err(StoreError::NameTaken(row.name.clone()));
         }
@@ -778,12 +781,14 @@ impl TokenStore for SqliteStore {
 
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let (seconds, nanos) = sql::split_time(now);
-        let deleted = sqlx::query("DELETE FROM pe_sessions WHERE expires_s < ?1 OR (expires_s = ?1 AND expires_ns <= ?2)")
-            .bind(seconds)
-            .bind(nanos)
-            .execute(&self.inner.writer)
-            .await
-            .map_err(|e| self.error(e))?;
+        let deleted = sqlx::query(
+            "DELETE FROM pe_sessions WHERE expires_s < ?1 OR (expires_s = ?1 AND expires_ns <= ?2)",
+        )
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.writer)
+        .await
+        .map_err(|e| self.error(e))?;
         Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
     }
 

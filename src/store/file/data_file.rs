@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::record::{ApiToken, TokenEntry};
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
-    ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
-    StoredSession, TokenPage, TokenStore, TokenUse,
+    ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError, StoredSession,
+    TokenPage, TokenStore, TokenUse,
 };
 use crate::token::TokenHash;
 

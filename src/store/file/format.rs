@@ -205,8 +205,7 @@ impl TokenFile {
             let refused = |message: &str| {
                 FileContentError::syntax(format, format!("deployments_seen[{index}]: {message}"))
             };
-            let seen =
-                DeploymentSeen::deserialize(value).map_err(|e| refused(&e.to_string()))?;
+            let seen = DeploymentSeen::deserialize(value).map_err(|e| refused(&e.to_string()))?;
             if !crate::scope::is_deployment_name(&seen.name) {
                 return Err(refused("not a deployment name"));
             }
