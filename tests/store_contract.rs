@@ -926,7 +926,7 @@ async fn sessions_and_deployments_survive_a_restart(h: &Harness) {
         DateTime::from_timestamp(1_800_000_000, 3).unwrap(),
     );
     store
-        .record_deployments_seen(&[seen.clone()])
+        .record_deployments_seen(std::slice::from_ref(&seen))
         .await
         .unwrap();
     drop(store);
@@ -1417,7 +1417,7 @@ async fn json_file_keeps_deployments_in_the_file_and_sessions_in_memory_only() {
         DateTime::from_timestamp(1_800_000_000, 1).unwrap(),
     );
     store
-        .record_deployments_seen(&[seen.clone()])
+        .record_deployments_seen(std::slice::from_ref(&seen))
         .await
         .unwrap();
     let one = session(
