@@ -433,6 +433,16 @@ impl Borrow<str> for ByName {
     }
 }
 
+/// Whether [`Tokens::admit`] lets in a name that is stored already, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SameName {
+    /// Refused: a file that repeats a name is refused, not served.
+    Refused,
+    /// Admitted: the store of record holds the entry, so the stored one with its name was
+    /// deleted there and its deletion is on its way.
+    Admitted,
+}
+
 impl Tokens {
     /// Why `entry` cannot join: a uid, hash or name (by its key) already stored.
     fn conflict(&self, entry: &Entry) -> Option<NewTokenError> {
@@ -458,8 +468,9 @@ impl Tokens {
     /// record's rows, an entry put back): unlike [`Tokens::conflict`], a name that only
     /// *looks* like a stored one is let in under a legacy key, so tokens named before names
     /// were compared by their key keep working (with a warning naming both). A duplicate
-    /// uid or hash, or the very same name, is still refused.
-    fn admit(&mut self, mut entry: Entry) -> Result<(), NewTokenError> {
+    /// uid or hash is still refused, and so is the very same name unless `same_name` says
+    /// the store of record holds it (a read model that has not yet heard of a deletion).
+    fn admit(&mut self, mut entry: Entry, same_name: SameName) -> Result<(), NewTokenError> {
         let uid = entry.info.uid();
         if self.by_uid.contains(uid) {
             return Err(NewTokenError::DuplicateUid(uid.to_owned()));
@@ -469,17 +480,19 @@ impl Tokens {
         }
         if let Some(holder) = self.by_name.get(&*entry.name_key) {
             let holder = &holder.0.info;
-            if holder.name() == entry.info.name() {
+            if holder.name() != entry.info.name() {
+                tracing::warn!(
+                    name = entry.info.name(),
+                    uid,
+                    looks_like = holder.name(),
+                    looks_like_uid = holder.uid(),
+                    "two tokens have names that look the same (stored before names were \
+                     compared by how they look); both keep working, and no new token may take \
+                     either name"
+                );
+            } else if same_name == SameName::Refused {
                 return Err(NewTokenError::NameTaken(entry.info.name().to_owned()));
             }
-            tracing::warn!(
-                name = entry.info.name(),
-                uid,
-                looks_like = holder.name(),
-                looks_like_uid = holder.uid(),
-                "two tokens have names that look the same (stored before names were compared \
-                 by how they look); both keep working, and no new token may take either name"
-            );
             entry.name_key = legacy_name_key(&entry.name_key, uid).into_boxed_str();
         }
         self.insert(entry);
@@ -888,7 +901,7 @@ impl InMemoryTokenStore {
             entry.check()?;
             entry.token.scopes.sort();
             entry.token.scopes.dedup();
-            fresh.admit(Entry::new(entry))?;
+            fresh.admit(Entry::new(entry), SameName::Refused)?;
         }
         let mut tokens = self.write();
         for entry in &fresh.by_uid {
@@ -982,15 +995,15 @@ impl InMemoryTokenStore {
     }
 
     /// Puts an entry back as it was taken out (its replaced secret and counts included), or
-    /// adds one its store of record kept already: a name that only looks like a stored one
-    /// is let in (see [`replace_all`](Self::replace_all)); the store decided.
+    /// adds one its store of record kept already: a name that looks like a stored one, or is
+    /// one (whose deletion this copy has not heard of yet), is let in; the store decided.
     #[cfg_attr(not(any(feature = "file", feature = "authority")), allow(dead_code))]
     pub(crate) fn restore(&self, mut entry: TokenEntry) -> Result<(), NewTokenError> {
         entry.check()?;
         entry.token.scopes.sort();
         entry.token.scopes.dedup();
         let entry = Entry::new(entry);
-        self.write().admit(entry)
+        self.write().admit(entry, SameName::Admitted)
     }
 
     /// Deletes the token with this uid and every token whose chain of parents leads to it,
@@ -1313,6 +1326,31 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, "CI deploy");
         assert!(store.list(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn look_alikes_are_refused_on_create_and_admitted_from_a_store_of_record() {
+        let store = InMemoryTokenStore::new();
+        let admin = store.create(NewToken::new("admin")).unwrap();
+        for look_alike in ["ADMIN", "\u{430}dmin", "admin"] {
+            let refused = store.create(NewToken::new(look_alike)).unwrap_err();
+            assert_eq!(refused, NewTokenError::NameTaken(look_alike.to_owned()));
+        }
+        // A read model hearing of a token its store of record holds: a look-alike stored
+        // before, or the same name whose deletion it has not heard of yet. Both are served.
+        let (upper, upper_entry) = NewToken::new("ADMIN").mint_entry(Utc::now()).unwrap();
+        let (again, again_entry) = NewToken::new("admin").mint_entry(Utc::now()).unwrap();
+        store.restore(upper_entry).unwrap();
+        store.restore(again_entry).unwrap();
+        for secret in [&admin.secret, &upper.secret, &again.secret] {
+            assert!(store.verify_sync(secret).is_ok());
+        }
+        // While any of them is stored, the name stays taken.
+        store.delete(&admin.token.uid).unwrap();
+        store.delete(&upper.token.uid).unwrap();
+        assert!(store.create(NewToken::new("Admin")).is_err());
+        store.delete(&again.token.uid).unwrap();
+        assert!(store.create(NewToken::new("Admin")).is_ok());
     }
 
     #[test]
