@@ -68,7 +68,7 @@ use reqwest::Url;
 use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadError};
 use crate::record::{ApiToken, CreatedToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
-use crate::token::{contains_minted_token, redact_token_like, TokenSecret};
+use crate::token::{contains_minted_token, reveals, scrub, TokenSecret};
 use crate::wire::{CreateTokenBody, DeleteAnswer, RerollBody, TokenObject, TokenPage, TOKENS_PATH};
 
 /// How long connecting to the authority may take by default: 5 seconds.
@@ -419,19 +419,7 @@ impl AuthorityClient {
             .header(CONTENT_TYPE, "application/json")
             .body(body);
         let (token, secret) = self.checked(self.call::<TokenObject>(request).await?)?;
-        let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
-            ClientError::Malformed(format!(
-                "the authority created token {:?} but sent no secret",
-                token.uid
-            ))
-        })?;
-        if secret == self.api_token {
-            // Printing it as "the new token" would print the caller's own credential.
-            return Err(ClientError::Malformed(
-                "the authority answered with this client's own API token as the new secret"
-                    .to_owned(),
-            ));
-        }
+        let secret = self.new_secret(secret, "created", &token)?;
         Ok(CreatedToken { token, secret })
     }
 
@@ -523,18 +511,7 @@ impl AuthorityClient {
             Err(err) => return Err(err),
         };
         let (token, secret) = self.checked(object)?;
-        let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
-            ClientError::Malformed(format!(
-                "the authority rerolled token {:?} but sent no secret",
-                token.uid
-            ))
-        })?;
-        if secret == self.api_token {
-            return Err(ClientError::Malformed(
-                "the authority answered with this client's own API token as the new secret"
-                    .to_owned(),
-            ));
-        }
+        let secret = self.new_secret(secret, "rerolled", &token)?;
         Ok(Some(CreatedToken { token, secret }))
     }
 
@@ -551,9 +528,44 @@ impl AuthorityClient {
         Ok(url)
     }
 
+    /// The new secret of a create or reroll answer, as it may be handed out (and printed, as
+    /// it is: it is what the caller asked for): refused when it is missing, when it is not a
+    /// bearer token (RFC 6750 `b64token`: no space, no control character, nothing a terminal
+    /// would act on), and when it shows this client's own API token in any way
+    /// ([`reveals`]: the token itself, or glued to a prefix or suffix, in other letter case,
+    /// cut short) — printed as "the new token", it would print the caller's own credential.
+    fn new_secret(
+        &self,
+        secret: Option<TokenSecret>,
+        done: &str,
+        token: &ApiToken,
+    ) -> Result<TokenSecret, ClientError> {
+        let secret = secret.filter(|s| !s.expose().is_empty()).ok_or_else(|| {
+            ClientError::Malformed(format!(
+                "the authority {done} token {:?} but sent no secret",
+                token.uid
+            ))
+        })?;
+        if reveals(secret.expose(), &self.api_token) {
+            return Err(ClientError::Malformed(
+                "the authority answered with this client's own API token (or a part of it) as \
+                 the new secret; nothing is shown"
+                    .to_owned(),
+            ));
+        }
+        if !is_bearer_token(secret.expose()) {
+            return Err(ClientError::Malformed(format!(
+                "the authority {done} token {:?} but its new secret is not a bearer token \
+                 (it has characters a token cannot have); nothing is shown",
+                token.uid
+            )));
+        }
+        Ok(secret)
+    }
+
     /// A token object, parsed, and refused when any of its text holds a secret: this
-    /// client's API token, or any token in this crate's format (an authority never stores
-    /// one, so an answer that has one is not to be printed).
+    /// client's API token in any way ([`reveals`]), or any token in this crate's format (an
+    /// authority never stores one, so an answer that has one is not to be printed).
     fn checked(&self, object: TokenObject) -> Result<(ApiToken, Option<TokenSecret>), ClientError> {
         let (token, secret) = object.into_record().map_err(ClientError::Malformed)?;
         let texts = [token.uid.as_str(), &token.name, &token.description]
@@ -563,9 +575,8 @@ impl AuthorityClient {
                 DeploymentAccess::Only(names) => names.iter().map(String::as_str).collect(),
                 DeploymentAccess::All => Vec::new(),
             });
-        let api_token = self.api_token.expose();
         for text in texts {
-            if contains_minted_token(text) || text.contains(api_token) {
+            if contains_minted_token(text) || reveals(text, &self.api_token) {
                 return Err(ClientError::Malformed(
                     "the authority sent a token record that holds an access token in clear"
                         .to_owned(),
@@ -602,13 +613,7 @@ impl AuthorityClient {
     }
 
     fn scrub(&self, text: &str) -> String {
-        let api_token = self.api_token.expose();
-        let without_own = if api_token.is_empty() {
-            text.to_owned()
-        } else {
-            text.replace(api_token, "<redacted>")
-        };
-        redact_token_like(&without_own).into_owned()
+        scrub(text, Some(&self.api_token)).into_owned()
     }
 
     /// `<endpoint>/api/v1/api_tokens[/<uid>]`, the uid percent-encoded as one segment.
@@ -748,6 +753,23 @@ fn content_type_hint(content_type: &str) -> String {
 
 fn printable(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(500).collect()
+}
+
+/// Whether `secret` is something a server would take as `Authorization: Bearer <secret>`:
+/// the layer's own rule ([`extract_token`](crate::extract::extract_token)), so a new secret
+/// this client hands out works where it is meant to, and holds nothing else.
+fn is_bearer_token(secret: &str) -> bool {
+    let Ok(request) = http::Request::builder()
+        .header(http::header::AUTHORIZATION, format!("Bearer {secret}"))
+        .body(())
+    else {
+        return false;
+    };
+    let sources = [crate::extract::TokenSource::authorization_bearer()];
+    matches!(
+        crate::extract::extract_token(&sources, &request),
+        Ok(Some((found, _))) if found.expose() == secret
+    )
 }
 
 #[cfg(test)]

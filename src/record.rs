@@ -661,6 +661,121 @@ fn new_uid() -> String {
         .collect()
 }
 
+/// The key under which a token name is unique in every store: two names with the same key
+/// look alike, and a store refuses the second as taken ([`NewTokenError::NameTaken`],
+/// `StoreError::NameTaken`, a 409 through an authority).
+///
+/// The key folds away what a reader cannot see or easily miss, in this order:
+/// 1. Unicode compatibility normalization (NFKC): fullwidth `ａ`, ligatures, superscripts and
+///    other presentation forms become their plain letters; white space at either end is
+///    dropped and any run of white space counts as one space (a page shows them so);
+/// 2. full Unicode case folding (`caseless`, CaseFolding.txt's C and F mappings: `ADMIN`,
+///    `ß`/`SS`), not just `to_lowercase`;
+/// 3. the UTS #39 confusables skeleton (`unicode-security`): Cyrillic `а`, Greek `ο`, digit
+///    `0`/letter `O`, `rn`/`m` map to one prototype, and default-ignorable characters vanish;
+/// 4. the marks of the combining diacritical blocks (U+0300–036F, U+1AB0–1AFF,
+///    U+1DC0–1DFF, U+20D0–20FF, U+FE20–FE2F) are dropped, so `admi\u{301}n` (shown `admín`)
+///    and `café` count as `admin` and `cafe`; marks that make the letters of other scripts
+///    (Devanagari vowel signs, …) are kept;
+/// 5. case folding again (a prototype may be a capital: `0` → `O`), then NFC.
+///
+/// Searching is not affected: a search still matches the plain lowercase name.
+///
+/// ```
+/// use protected_endpoint::record::name_key;
+///
+/// let admin = name_key("admin");
+/// for look_alike in ["\u{430}dmin", "\u{ff41}dmin", "ADMIN", "admi\u{301}n", " admin ", "adrnin"] {
+///     assert_eq!(name_key(look_alike), admin, "{look_alike:?}");
+/// }
+/// assert_ne!(name_key("admins"), admin);
+/// assert_eq!(name_key("ci  deploy"), name_key("CI deploy"));
+/// ```
+pub fn name_key(name: &str) -> String {
+    // Most names are ASCII: their key is the keys of their characters, end to end (a store
+    // loading a million tokens computes a million keys).
+    if name.is_ascii() {
+        if let Some(key) = ascii_name_key(name) {
+            return key;
+        }
+    }
+    folded_name_key(name)
+}
+
+/// [`name_key`] of an ASCII name through a table of each character's key, when every key it
+/// needs is ASCII itself (then NFKC, NFD and NFC change nothing, and folding and the skeleton
+/// map character by character, so the key of the name is its characters' keys end to end);
+/// `None` otherwise.
+fn ascii_name_key(name: &str) -> Option<String> {
+    static KEYS: std::sync::OnceLock<Vec<Option<String>>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        (0u8..128)
+            .map(|b| {
+                let key = folded_name_key(char::from(b).encode_utf8(&mut [0; 4]));
+                key.is_ascii().then_some(key)
+            })
+            .collect()
+    });
+    let mut key = String::with_capacity(name.len() + 4);
+    for (i, word) in name.split_whitespace().enumerate() {
+        if i > 0 {
+            key.push(' ');
+        }
+        for b in word.bytes() {
+            key.push_str(keys[usize::from(b)].as_deref()?);
+        }
+    }
+    Some(key)
+}
+
+/// [`name_key`], every step spelled out: for any name.
+fn folded_name_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let mut compatible = String::with_capacity(name.len());
+    for word in name.nfkc().collect::<String>().split_whitespace() {
+        if !compatible.is_empty() {
+            compatible.push(' ');
+        }
+        compatible.push_str(word);
+    }
+    let folded = caseless::default_case_fold_str(&compatible);
+    let skeleton: String = unicode_security::skeleton(&folded)
+        .filter(|&c| !is_generic_diacritic(c))
+        .collect();
+    caseless::default_case_fold_str(&skeleton).nfc().collect()
+}
+
+/// The name key a store gives a token whose name looked like an older token's before names
+/// were compared by [`name_key`] (a database or data file written by an earlier version):
+/// both keep working, and the later one's key carries its uid after U+001F, a character no
+/// name key holds (names cannot hold control characters). New names are refused when they
+/// match either.
+pub(crate) fn legacy_name_key(key: &str, uid: &str) -> String {
+    format!("{key}{LEGACY_KEY_SEPARATOR}{uid}")
+}
+
+/// What separates a legacy name key from the uid appended to it ([`legacy_name_key`]).
+pub(crate) const LEGACY_KEY_SEPARATOR: char = '\u{1f}';
+
+/// The name key a legacy key ([`legacy_name_key`]) was made from; a plain key itself.
+pub(crate) fn base_name_key(key: &str) -> &str {
+    key.split_once(LEGACY_KEY_SEPARATOR)
+        .map_or(key, |(base, _)| base)
+}
+
+/// Whether `c` is a mark of the combining diacritical blocks: accents and the like, drawn on
+/// a letter of any (mostly Latin, Greek or Cyrillic) script and easily missed.
+fn is_generic_diacritic(c: char) -> bool {
+    matches!(
+        c,
+        '\u{300}'..='\u{36f}'
+            | '\u{1ab0}'..='\u{1aff}'
+            | '\u{1dc0}'..='\u{1dff}'
+            | '\u{20d0}'..='\u{20ff}'
+            | '\u{fe20}'..='\u{fe2f}'
+    )
+}
+
 /// Why a token could not be created or imported. Nothing was stored.
 ///
 /// ```
@@ -687,7 +802,8 @@ pub enum NewTokenError {
     DuplicateUid(String),
     /// A token with this secret hash is already stored (import only).
     DuplicateHash(String),
-    /// A token with this name is already stored: names are unique in a store.
+    /// A token with this name, or one whose name looks the same ([`name_key`]), is already
+    /// stored: names are unique in a store.
     NameTaken(String),
 }
 
@@ -728,7 +844,11 @@ impl fmt::Display for NewTokenError {
                 f,
                 "token {uid} has the same secret hash as a token already stored"
             ),
-            NewTokenError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
+            NewTokenError::NameTaken(name) => write!(
+                f,
+                "a token named {name:?} exists already, or one whose name looks the same \
+                 (names are compared ignoring case, width, accents and look-alike letters)"
+            ),
         }
     }
 }
@@ -1177,6 +1297,70 @@ mod tests {
         record.expires_at = Some("9999-12-31T23:59:59.999999Z".parse().unwrap());
         record.description = "tabs\tand\nnewlines".into();
         assert_eq!(record.check(), Ok(()));
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        let admin = name_key("admin");
+        for look_alike in [
+            "\u{430}dmin",  // Cyrillic a
+            "\u{ff41}dmin", // fullwidth a
+            "ADMIN",
+            "Admin",
+            "admi\u{301}n",  // i with a combining acute
+            "adm\u{ed}n",    // precomposed i with acute
+            "\u{1d41a}dmin", // mathematical bold a
+            "adm\u{131}n",   // dotless i
+            "adm\u{130}n",   // capital I with a dot
+            "\u{3b1}dmin",   // Greek alpha
+            "admin\u{fe0f}", // a variation selector (default ignorable)
+        ] {
+            assert_eq!(name_key(look_alike), admin, "{look_alike:?}");
+        }
+        for other in ["admins", "adm", "admin 2", "\u{92e}\u{93f}"] {
+            assert_ne!(name_key(other), admin, "{other:?}");
+        }
+        assert_eq!(name_key("stra\u{df}e"), name_key("STRASSE"));
+        assert_eq!(name_key("a \u{a0}\u{3000} b"), name_key("A B"));
+        // Marks that make another script's letters are kept: these are two words.
+        assert_ne!(name_key("\u{915}\u{93f}"), name_key("\u{915}\u{941}"));
+    }
+
+    #[test]
+    fn the_ascii_table_gives_the_key_every_step_gives() {
+        let printable: Vec<char> = (0x20u8..0x7f).map(char::from).collect();
+        let mut names: Vec<String> = Vec::new();
+        for &a in &printable {
+            for &b in &printable {
+                names.push(format!("{a}{b}"));
+            }
+        }
+        names.extend(
+            [
+                "Ci Deploy 01",
+                "  rn m  vv w  ",
+                "l1I|",
+                "O0o",
+                "a\tb",
+                "x\u{b}y",
+                "\u{7f}",
+            ]
+            .map(str::to_owned),
+        );
+        for name in names {
+            assert_eq!(name_key(&name), folded_name_key(&name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_keys_hold_their_base_and_differ_from_any_name_key() {
+        let key = name_key("admin");
+        let legacy = legacy_name_key(&key, "u1");
+        assert_eq!(base_name_key(&legacy), key);
+        assert_eq!(base_name_key(&key), key);
+        assert!(
+            !name_key(&legacy.replace(LEGACY_KEY_SEPARATOR, " ")).contains(LEGACY_KEY_SEPARATOR)
+        );
     }
 
     #[test]

@@ -317,6 +317,129 @@ pub fn redact_token_like(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// How many characters of a secret in a row count as showing it ([`reveals`],
+/// [`redact_secret`]): a secret cut short, or glued into other text, is still most of a
+/// secret. A secret shorter than this counts whole.
+pub const SECRET_PIECE_LEN: usize = 8;
+
+/// Whether `text` shows `secret`: the whole of it, or any [`SECRET_PIECE_LEN`] characters of
+/// it in a row, in any letter case (`Bearer pe_…`, `pe_…\n`, `xpe_…y`, the secret in capitals
+/// or cut short all count). What a client checks a server's text against its own credential
+/// with, and how [`redact_secret`] finds what to hide.
+///
+/// ```
+/// use protected_endpoint::token::{reveals, TokenSecret};
+///
+/// let own = TokenSecret::generate();
+/// let secret = own.expose();
+/// assert!(reveals(&format!("Bearer {secret}"), &own));
+/// assert!(reveals(&format!("x{secret}y"), &own));
+/// assert!(reveals(&secret.to_uppercase(), &own));
+/// assert!(reveals(&secret[..12], &own));
+/// assert!(!reveals(TokenSecret::generate().expose(), &own));
+/// ```
+pub fn reveals(text: &str, secret: &TokenSecret) -> bool {
+    !secret_pieces(text, secret.expose()).is_empty()
+}
+
+/// `text` with every run that shows `secret` (see [`reveals`]) replaced by `<redacted>`: the
+/// whole run of token characters around it (letters, digits, `-._~+/=` and the secret's own
+/// punctuation), so that a secret glued to other text goes with what it is glued to.
+///
+/// ```
+/// use protected_endpoint::token::{redact_secret, TokenSecret};
+///
+/// let own = TokenSecret::new("legacy-api-token-123");
+/// assert_eq!(redact_secret("bad token Bearer xlegacy-api-token-123y!", &own), "bad token Bearer <redacted>!");
+/// assert_eq!(redact_secret("LEGACY-API-TOK was refused", &own), "<redacted> was refused");
+/// assert_eq!(redact_secret("nothing to hide", &own), "nothing to hide");
+/// ```
+pub fn redact_secret<'a>(text: &'a str, secret: &TokenSecret) -> Cow<'a, str> {
+    let pieces = secret_pieces(text, secret.expose());
+    if pieces.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    let secret = secret.expose().as_bytes();
+    let bytes = text.as_bytes();
+    let in_run = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+            || (b.is_ascii_graphic() && secret.contains(&b))
+    };
+    // Each piece, widened to its run and to whole characters; overlapping ones merged.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (mut start, mut end) in pieces {
+        while start > 0 && in_run(bytes[start - 1]) {
+            start -= 1;
+        }
+        while end < bytes.len() && in_run(bytes[end]) {
+            end += 1;
+        }
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        match runs.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => runs.push((start, end)),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in runs {
+        out.push_str(&text[at..start]);
+        out.push_str("<redacted>");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// `text` as it may be printed or logged by a client holding `own`: every run that shows
+/// `own` ([`redact_secret`]) and every run that looks like one of this crate's tokens
+/// ([`redact_token_like`]) redacted. The one scrub the authority client and the CLI put
+/// every text through that a server sent or that holds a record.
+///
+/// ```
+/// use protected_endpoint::token::{scrub, TokenSecret};
+///
+/// let own = TokenSecret::new("legacy-api-token-123");
+/// let other = TokenSecret::generate();
+/// let echoed = format!("legacy-api-token-123 and {}", other.expose());
+/// assert_eq!(scrub(&echoed, Some(&own)), "<redacted> and pe_<redacted>");
+/// ```
+pub fn scrub<'a>(text: &'a str, own: Option<&TokenSecret>) -> Cow<'a, str> {
+    let without_own = match own {
+        Some(own) => redact_secret(text, own),
+        None => Cow::Borrowed(text),
+    };
+    match redact_token_like(&without_own) {
+        Cow::Borrowed(_) => without_own,
+        Cow::Owned(redacted) => Cow::Owned(redacted),
+    }
+}
+
+/// The byte ranges of `text` that match [`SECRET_PIECE_LEN`] characters of `secret` in a row
+/// (ASCII letters compared without case), in order.
+fn secret_pieces(text: &str, secret: &str) -> Vec<(usize, usize)> {
+    let secret = secret.as_bytes();
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let len = SECRET_PIECE_LEN.min(secret.len());
+    let lower = |bytes: &[u8]| bytes.to_ascii_lowercase();
+    let pieces: std::collections::HashSet<Vec<u8>> = secret.windows(len).map(lower).collect();
+    let text_lower = lower(text.as_bytes());
+    text_lower
+        .windows(len)
+        .enumerate()
+        .filter(|(_, window)| pieces.contains(*window))
+        .map(|(at, _)| (at, at + len))
+        .collect()
+}
+
 /// `message` with every double-quoted run of two or more characters replaced by `"…"`: parser
 /// messages (serde, TOML) quote the values they choke on, and a value in a token file or an
 /// introspection answer may be a secret.

@@ -386,3 +386,73 @@ mod record_check {
         }
     }
 }
+
+/// Names are unique by `record::name_key`: letter case and width never make a new name, and no
+/// key of a name can be mistaken for a legacy key (issue 21, item 3.13).
+mod name_keys {
+    use proptest::prelude::*;
+    use protected_endpoint::record::name_key;
+
+    /// `text` in fullwidth forms (`a` → `ａ`, space → the ideographic space).
+    fn fullwidth(text: &str) -> String {
+        text.chars()
+            .map(|c| match c {
+                ' ' => '\u{3000}',
+                '!'..='~' => char::from_u32(u32::from(c) - 0x21 + 0xff01).unwrap(),
+                other => other,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(super::config())]
+
+        #[test]
+        fn case_and_width_never_make_a_new_name(name in "[a-z0-9 ._-]{1,24}") {
+            let key = name_key(&name);
+            prop_assert_eq!(&name_key(&name.to_uppercase()), &key);
+            prop_assert_eq!(&name_key(&fullwidth(&name)), &key);
+            prop_assert_eq!(&name_key(&format!("  {name}\t")), &key);
+        }
+
+        #[test]
+        fn no_name_has_a_legacy_key(name in "[^\\p{Cc}\\p{Cf}]{1,30}") {
+            let key = name_key(&name);
+            prop_assert!(!key.contains(char::from(0x1f)), "{:?}", key);
+        }
+    }
+}
+
+/// What a client prints never shows its own API token (issue 21, item 3.3): whatever text
+/// surrounds it, in whatever letter case, `redact_secret` leaves no 8 characters of it.
+mod own_token {
+    use proptest::prelude::*;
+    use protected_endpoint::token::{redact_secret, reveals, TokenSecret};
+
+    proptest! {
+        #![proptest_config(super::config())]
+
+        #[test]
+        fn the_own_token_never_survives_redaction(
+            before in "(?s).{0,20}",
+            after in "(?s).{0,20}",
+            upper in any::<bool>(),
+            cut in 0usize..10,
+        ) {
+            let own = TokenSecret::generate();
+            let shown = &own.expose()[cut..];
+            let shown = if upper { shown.to_uppercase() } else { shown.to_owned() };
+            let text = format!("{before}{shown}{after}");
+            prop_assert!(reveals(&text, &own));
+            let redacted = redact_secret(&text, &own);
+            prop_assert!(!reveals(&redacted, &own), "{}", redacted);
+        }
+
+        #[test]
+        fn text_without_the_own_token_is_left_as_it_is(text in "(?s).{0,60}") {
+            let own = TokenSecret::generate();
+            prop_assume!(!reveals(&text, &own));
+            prop_assert_eq!(redact_secret(&text, &own), text.as_str());
+        }
+    }
+}

@@ -137,6 +137,83 @@ async fn descriptions_keep_newlines_and_tabs() {
     assert_eq!(body["description"], "line one\n\tline two");
 }
 
+/// Names that look like `admin` (issue 21, item 3.13).
+const LOOK_ALIKES: [&str; 4] = ["\u{430}dmin", "\u{ff41}dmin", "ADMIN", "admi\u{301}n"];
+
+async fn look_alike_names_are_a_409_that_changes_nothing(server: &AuthorityServer) {
+    for look_alike in LOOK_ALIKES {
+        let (status, answer) = server.create(json!({ "name": look_alike })).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{look_alike:?}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("exists already"),
+            "{look_alike:?}: {message}"
+        );
+    }
+    assert_eq!(server.names().await, ["admin"]);
+    let (status, answer) = server.create(json!({ "name": "admin2" })).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn look_alike_names_are_taken_in_memory() {
+    look_alike_names_are_a_409_that_changes_nothing(&AuthorityServer::in_memory().await).await;
+}
+
+#[tokio::test]
+async fn look_alike_names_are_taken_with_a_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = AuthorityServer::with_data_file(&dir.path().join("tokens.json")).await;
+    look_alike_names_are_a_409_that_changes_nothing(&server).await;
+}
+
+#[tokio::test]
+async fn look_alike_names_are_taken_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = format!("sqlite:{}", dir.path().join("tokens.db").display());
+    look_alike_names_are_a_409_that_changes_nothing(&AuthorityServer::on_store(&location).await)
+        .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn look_alike_names_are_taken_on_postgres() {
+    let Some(db) = common::postgres::fresh_database().await else {
+        return;
+    };
+    look_alike_names_are_a_409_that_changes_nothing(&AuthorityServer::on_store(&db.url).await)
+        .await;
+}
+
+#[test]
+fn the_cli_refuses_look_alike_names_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let create = |name: &str| run(&["token", "create", "--file", path(&file), "--name", name]);
+    assert!(create("admin").status.success());
+    let written = fs::read(&file).unwrap();
+    for look_alike in LOOK_ALIKES {
+        let output = create(look_alike);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{look_alike:?}: {}",
+            printed(&output)
+        );
+        assert!(
+            printed(&output).contains("exists already"),
+            "{}",
+            printed(&output)
+        );
+        assert_eq!(
+            fs::read(&file).unwrap(),
+            written,
+            "{look_alike:?} changed the file"
+        );
+    }
+    assert!(create("admin2").status.success());
+}
+
 #[test]
 fn the_cli_refuses_a_secret_glued_into_a_name_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
-//! The `TokenStore` contract: one suite, run against every backend — memory, SQLite (always)
-//! and PostgreSQL (when `TEST_DATABASE_URL` is set; each PostgreSQL test says `skipped`
-//! otherwise). Then what only a persistent store, SQLite or PostgreSQL must do.
+//! The `TokenStore` contract: one suite, run against every backend — memory, the JSON data
+//! file, SQLite (always) and PostgreSQL (when `TEST_DATABASE_URL` is set; each PostgreSQL test
+//! says `skipped` otherwise). Then what only a persistent store, SQLite or PostgreSQL must do,
+//! and what only the JSON data file does.
 //!
 //! A store of your own runs the same suite: add a `Harness` variant and a line to
 //! `contract!`.
@@ -14,9 +15,12 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use protected_endpoint::record::{PreviousSecret, TokenEntry, TokenUsage};
 use protected_endpoint::scope::{DeploymentAccess, Scope};
+use protected_endpoint::store::file::JsonDataFile;
 use protected_endpoint::store::postgres::PostgresStore;
 use protected_endpoint::store::sqlite::SqliteStore;
-use protected_endpoint::store::{Change, ChangeFeed, ListQuery, StoreError, TokenStore, TokenUse};
+use protected_endpoint::store::{
+    Change, ChangeFeed, DeploymentSeen, ListQuery, StoreError, StoredSession, TokenStore, TokenUse,
+};
 use protected_endpoint::token::TokenHash;
 use protected_endpoint::{InMemoryTokenStore, NewToken};
 
@@ -30,6 +34,7 @@ const FEED_BOUND: Duration = Duration::from_secs(20);
 /// restart) and changing rows by hand.
 enum Harness {
     Memory(Arc<InMemoryTokenStore>),
+    JsonFile(tempfile::TempDir),
     Sqlite(tempfile::TempDir),
     Postgres(TestDatabase),
 }
@@ -37,6 +42,14 @@ enum Harness {
 impl Harness {
     async fn memory() -> Option<Self> {
         Some(Harness::Memory(Arc::new(InMemoryTokenStore::new())))
+    }
+
+    async fn json_file() -> Option<Self> {
+        Some(Harness::JsonFile(tempfile::tempdir().unwrap()))
+    }
+
+    fn json_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        dir.path().join("authority.json")
     }
 
     async fn sqlite() -> Option<Self> {
@@ -51,11 +64,13 @@ impl Harness {
         dir.path().join("tokens.db")
     }
 
-    /// The store (memory: the same one on every call; SQLite: opened anew, so the previous
-    /// one must be dropped first; PostgreSQL: a new connection, as another replica).
+    /// The store (memory: the same one on every call; the JSON data file and SQLite: opened
+    /// anew, so the previous one must be dropped first; PostgreSQL: a new connection, as
+    /// another replica).
     async fn open(&self) -> Arc<dyn TokenStore> {
         match self {
             Harness::Memory(store) => store.clone(),
+            Harness::JsonFile(dir) => Arc::new(JsonDataFile::open(Self::json_path(dir)).unwrap()),
             Harness::Sqlite(dir) => {
                 Arc::new(SqliteStore::open(Self::sqlite_path(dir)).await.unwrap())
             }
@@ -76,7 +91,7 @@ impl Harness {
     async fn execute(&self, sql: &str) {
         use sqlx::Executor;
         match self {
-            Harness::Memory(_) => unreachable!("memory has no SQL"),
+            Harness::Memory(_) | Harness::JsonFile(_) => unreachable!("no SQL"),
             Harness::Sqlite(dir) => {
                 let url = format!("sqlite://{}", Self::sqlite_path(dir).display());
                 let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -400,6 +415,11 @@ async fn describe_names_the_store_without_a_password(h: &Harness) {
     let described = h.open().await.describe();
     match h {
         Harness::Memory(_) => assert_eq!(described, "memory"),
+        Harness::JsonFile(_) => {
+            assert!(
+                described.starts_with("token data file ") && described.ends_with("authority.json")
+            )
+        }
         Harness::Sqlite(_) => {
             assert!(described.starts_with("sqlite:") && described.ends_with("tokens.db"))
         }
@@ -586,11 +606,174 @@ async fn record_uses_adds_the_counts(h: &Harness) {
     assert_eq!(token.last_used_at, Some(at));
 }
 
-/// Generates one test per backend for every contract test: `memory::NAME`, `sqlite::NAME`,
-/// `postgres::NAME`.
+/// The names that look like `admin` (issue 21, item 3.13): Cyrillic a, fullwidth a, capitals,
+/// and an i with a combining acute accent.
+const LOOK_ALIKES: [&str; 4] = ["\u{430}dmin", "\u{ff41}dmin", "ADMIN", "admi\u{301}n"];
+
+async fn look_alike_names_are_one_name(h: &Harness) {
+    let store = h.open().await;
+    let admin = entry("admin");
+    store.insert(admin.clone()).await.unwrap();
+    for look_alike in LOOK_ALIKES {
+        assert!(
+            matches!(store.insert(entry(look_alike)).await, Err(StoreError::NameTaken(n)) if n == look_alike),
+            "{look_alike:?}"
+        );
+        assert!(
+            matches!(store.import(vec![entry("fine"), entry(look_alike)]).await, Err(StoreError::NameTaken(n)) if n == look_alike),
+            "{look_alike:?} imported"
+        );
+    }
+    // Within one import too.
+    assert!(matches!(
+        store.import(vec![entry("batch"), entry("BATCH")]).await,
+        Err(StoreError::NameTaken(n)) if n == "BATCH"
+    ));
+    let all = store.list(&ListQuery::all()).await.unwrap();
+    assert_eq!(names(&all.tokens), ["admin"]);
+    // Searching stays by the plain lowercase name: a Cyrillic a is not an a there.
+    let search = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list(&ListQuery::all().search(text))
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    assert_eq!((search("ADM").await, search("\u{430}dm").await), (1, 0));
+    // Gone, the name and its look-alikes are free again.
+    store.delete(&admin.token.uid).await.unwrap();
+    store.insert(entry(LOOK_ALIKES[0])).await.unwrap();
+}
+
+async fn two_concurrent_inserts_of_look_alike_names_exactly_one_wins(h: &Harness) {
+    let a = h.open().await;
+    let b = h.second(&a).await;
+    for round in 0..10 {
+        let (plain, look_alike) = (format!("race-{round}"), format!("r\u{430}ce-{round}"));
+        let (x, y) = (entry(&plain), entry(&look_alike));
+        let (a2, b2) = (a.clone(), b.clone());
+        let (rx, ry) = tokio::join!(
+            tokio::spawn(async move { a2.insert(x).await }),
+            tokio::spawn(async move { b2.insert(y).await })
+        );
+        let results = [rx.unwrap(), ry.unwrap()];
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::NameTaken(_)))),
+            "{results:?}"
+        );
+    }
+    assert_eq!(a.list(&ListQuery::all()).await.unwrap().total, 10);
+}
+
+/// A session with id hash `[id; 32]` for `uid`, ending at `expires_at`.
+fn session(id: u8, uid: &str, expires_at: DateTime<Utc>) -> StoredSession {
+    let sealed = vec![id, 0xff, 0, 42];
+    StoredSession::new([id; 32], uid, sealed, expires_at)
+}
+
+async fn sessions_are_kept_by_id_hash_until_deleted(h: &Harness) {
+    let store = h.open().await;
+    let ends = DateTime::from_timestamp(1_900_000_000, 123_456_789).unwrap();
+    let one = session(1, "uid-1", ends);
+    store.insert_session(one.clone()).await.unwrap();
+    store
+        .insert_session(session(2, "uid-2", ends))
+        .await
+        .unwrap();
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one.clone()));
+    assert_eq!(store.session(&[3; 32]).await.unwrap(), None);
+    let mut again = session(1, "uid-9", ends);
+    again.sealed_secret = vec![9];
+    assert!(
+        store.insert_session(again).await.is_err(),
+        "one id, one session"
+    );
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    assert!(store.delete_session(&[1; 32]).await.unwrap());
+    assert!(!store.delete_session(&[1; 32]).await.unwrap());
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), None);
+    assert!(store.session(&[2; 32]).await.unwrap().is_some());
+}
+
+async fn sessions_are_shared_by_every_writer(h: &Harness) {
+    let a = h.open().await;
+    let b = h.second(&a).await;
+    let one = session(7, "uid-7", Utc::now() + chrono::Duration::hours(1));
+    a.insert_session(one.clone()).await.unwrap();
+    assert_eq!(b.session(&[7; 32]).await.unwrap(), Some(one));
+    assert!(b.delete_session(&[7; 32]).await.unwrap());
+    assert_eq!(a.session(&[7; 32]).await.unwrap(), None);
+}
+
+async fn expired_sessions_are_deleted_at_their_end(h: &Harness) {
+    let store = h.open().await;
+    let now = DateTime::from_timestamp(1_800_000_000, 500).unwrap();
+    let nanos = chrono::Duration::nanoseconds;
+    store
+        .insert_session(session(1, "u", now - nanos(1)))
+        .await
+        .unwrap();
+    store.insert_session(session(2, "u", now)).await.unwrap();
+    store
+        .insert_session(session(3, "u", now + nanos(1)))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 2);
+    assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 0);
+    assert!(store.session(&[1; 32]).await.unwrap().is_none());
+    assert!(store.session(&[2; 32]).await.unwrap().is_none());
+    assert!(store.session(&[3; 32]).await.unwrap().is_some());
+}
+
+async fn deployments_seen_keep_the_latest_time_by_name(h: &Harness) {
+    let store = h.open().await;
+    assert!(store.deployments_seen().await.unwrap().is_empty());
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 7).unwrap();
+    let seen = |name: &str, s: i64| DeploymentSeen::new(name, at(s));
+    store
+        .record_deployments_seen(&[
+            seen("translate", 5),
+            seen("summarize", 3),
+            seen("summarize", 9),
+        ])
+        .await
+        .unwrap();
+    // Earlier times leave the stored ones; a later one moves it; bad names are left out.
+    store
+        .record_deployments_seen(&[
+            seen("summarize", 1),
+            seen("translate", 6),
+            seen("not a name", 1),
+            seen("", 1),
+        ])
+        .await
+        .unwrap();
+    store.record_deployments_seen(&[]).await.unwrap();
+    assert_eq!(
+        store.deployments_seen().await.unwrap(),
+        [seen("summarize", 9), seen("translate", 6)]
+    );
+    // Every writer of a shared store sees them.
+    let other = h.second(&store).await;
+    assert_eq!(other.deployments_seen().await.unwrap().len(), 2);
+}
+
+/// Generates one test per backend for every contract test: `memory::NAME`, `json_file::NAME`,
+/// `sqlite::NAME`, `postgres::NAME`.
 macro_rules! contract {
     ($($test:ident),* $(,)?) => {
         contract!(@backend memory, memory, $($test),*);
+        contract!(@backend json_file, json_file, $($test),*);
         contract!(@backend sqlite, sqlite, $($test),*);
         contract!(@backend postgres, postgres, $($test),*);
     };
@@ -631,6 +814,12 @@ contract!(
     reroll_keeps_the_uid_and_every_other_field,
     delete_lineage_takes_every_descendant_at_once,
     record_uses_adds_the_counts,
+    look_alike_names_are_one_name,
+    two_concurrent_inserts_of_look_alike_names_exactly_one_wins,
+    sessions_are_kept_by_id_hash_until_deleted,
+    sessions_are_shared_by_every_writer,
+    expired_sessions_are_deleted_at_their_end,
+    deployments_seen_keep_the_latest_time_by_name,
 );
 
 // ---- What a persistent store (SQLite, PostgreSQL) must do as well ----
@@ -724,7 +913,30 @@ macro_rules! persistent {
     };
 }
 
+async fn sessions_and_deployments_survive_a_restart(h: &Harness) {
+    let store = h.open().await;
+    let one = session(
+        1,
+        "uid-1",
+        DateTime::from_timestamp(1_900_000_000, 9).unwrap(),
+    );
+    store.insert_session(one.clone()).await.unwrap();
+    let seen = DeploymentSeen::new(
+        "summarize",
+        DateTime::from_timestamp(1_800_000_000, 3).unwrap(),
+    );
+    store
+        .record_deployments_seen(std::slice::from_ref(&seen))
+        .await
+        .unwrap();
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    assert_eq!(store.deployments_seen().await.unwrap(), [seen]);
+}
+
 persistent!(
+    sessions_and_deployments_survive_a_restart,
     a_restart_keeps_everything,
     the_first_admin_flag_survives_a_restart_of_an_emptied_store,
     a_row_edited_into_something_invalid_is_refused_on_read,
@@ -1002,4 +1214,305 @@ async fn hashes_are_kept_as_given() {
         store.delete(&entry.token.uid).await.unwrap().unwrap().hash,
         entry.hash
     );
+}
+
+// ---- Schema version 3: names compared by how they look, on rows stored before ----
+
+/// Log lines written while the guard lives, on this thread (a current-thread test runtime).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Version 2 rows whose names look alike (`admin`, then `ADMIN` and a Cyrillic `аdmin`), and
+/// `ci`; the secret of `oldN` is `legacy-N`.
+fn version_2_rows(bytea: fn(&TokenHash) -> String) -> String {
+    let rows: Vec<String> = [
+        ("old1", "admin"),
+        ("old2", "ADMIN"),
+        ("old3", "\u{430}dmin"),
+        ("old4", "ci"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (uid, name))| {
+        let hash = TokenHash::of_str(&format!("legacy-{}", i + 1));
+        format!(
+            "('{uid}', '{name}', '{}', '', 'api', NULL, {}, 0, NULL, NULL, NULL, {})",
+            name.to_lowercase(),
+            1_700_000_000 + i,
+            bytea(&hash)
+        )
+    })
+    .collect();
+    format!(
+        "INSERT INTO pe_tokens (uid, name, name_lower, description, scopes, deployments, \
+         created_s, created_ns, expires_s, expires_ns, last_used_s, hash) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+fn hex(hash: &TokenHash) -> String {
+    hash.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a store migrated from version 2 with look-alike names must do: every token still
+/// there and verifying, a warning naming the look-alikes, and no new name taking theirs.
+async fn look_alikes_stored_before_keep_working(store: Arc<dyn TokenStore>, logs: &Captured) {
+    let loaded = store.load_all().await.unwrap();
+    assert_eq!(loaded.len(), 4);
+    let logs = logs.text();
+    assert!(
+        logs.contains("look the same")
+            && logs.contains("old2")
+            && logs.contains("old3")
+            && logs.contains("old1"),
+        "{logs}"
+    );
+    // The authority's read model loads them all, and every secret verifies.
+    let read_model = InMemoryTokenStore::new();
+    read_model.replace_all(loaded).unwrap();
+    for n in 1..=4 {
+        let secret = protected_endpoint::TokenSecret::new(format!("legacy-{n}"));
+        assert_eq!(
+            read_model.verify_sync(&secret).unwrap().uid(),
+            format!("old{n}")
+        );
+    }
+    for look_alike in ["Admin", "\u{ff41}dmin", "admi\u{301}n"] {
+        assert!(
+            matches!(
+                store.insert(entry(look_alike)).await,
+                Err(StoreError::NameTaken(_))
+            ),
+            "{look_alike:?}"
+        );
+        assert!(matches!(
+            store.import(vec![entry(look_alike)]).await,
+            Err(StoreError::NameTaken(_))
+        ));
+    }
+    // With the first holder gone, the later look-alikes still hold the name.
+    store.delete("old1").await.unwrap().unwrap();
+    assert!(matches!(
+        store.insert(entry("admin")).await,
+        Err(StoreError::NameTaken(_))
+    ));
+    for uid in ["old2", "old3"] {
+        store.delete(uid).await.unwrap().unwrap();
+    }
+    store.insert(entry("admin")).await.unwrap();
+    assert!(matches!(
+        store.insert(entry("CI")).await,
+        Err(StoreError::NameTaken(_))
+    ));
+}
+
+#[tokio::test]
+async fn sqlite_a_version_2_database_with_look_alike_names_upgrades_keeping_them() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.db");
+    {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(include_str!("../migrations/sqlite/0002_lifecycle.sql"))
+            .await
+            .unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version INTEGER NOT NULL PRIMARY KEY, \
+             applied_at TEXT NOT NULL); \
+             INSERT INTO pe_schema_migrations VALUES (1, '2026-01-01T00:00:00Z'), \
+             (2, '2026-01-01T00:00:00Z')",
+        )
+        .await
+        .unwrap();
+        pool.execute(version_2_rows(|hash| format!("X'{}'", hex(hash))).as_str())
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let (logs, _guard) = Captured::start();
+    let store = SqliteStore::open(&path).await.unwrap();
+    look_alikes_stored_before_keep_working(Arc::new(store), &logs).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_2_database_with_look_alike_names_upgrades_keeping_them() {
+    use sqlx::Executor;
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        pool.execute(include_str!("../migrations/postgres/0001_tokens.sql"))
+            .await
+            .unwrap();
+        pool.execute(include_str!("../migrations/postgres/0002_lifecycle.sql"))
+            .await
+            .unwrap();
+        pool.execute(
+            "CREATE TABLE pe_schema_migrations (version BIGINT NOT NULL PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()); \
+             INSERT INTO pe_schema_migrations (version) VALUES (1), (2)",
+        )
+        .await
+        .unwrap();
+        pool.execute(version_2_rows(|hash| format!("'\\x{}'", hex(hash))).as_str())
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let (logs, _guard) = Captured::start();
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    look_alikes_stored_before_keep_working(Arc::new(store), &logs).await;
+    // A replica starting afterwards migrates nothing more and still refuses look-alikes.
+    let replica = PostgresStore::connect(&db.url).await.unwrap();
+    assert!(matches!(
+        replica.insert(entry("ADMIN")).await,
+        Err(StoreError::NameTaken(_))
+    ));
+}
+
+// ---- The JSON data file only ----
+
+#[tokio::test]
+async fn json_file_keeps_deployments_in_the_file_and_sessions_in_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    // A file written before deployments were kept.
+    std::fs::write(&path, r#"{"tokens": []}"#).unwrap();
+    let store = JsonDataFile::open(&path).unwrap();
+    assert!(store.deployments_seen().await.unwrap().is_empty());
+    let seen = DeploymentSeen::new(
+        "summarize",
+        DateTime::from_timestamp(1_800_000_000, 1).unwrap(),
+    );
+    store
+        .record_deployments_seen(std::slice::from_ref(&seen))
+        .await
+        .unwrap();
+    let one = session(
+        1,
+        "uid-of-a-session",
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    store.insert_session(one.clone()).await.unwrap();
+    store.insert(entry("ci")).await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\"deployments_seen\"") && text.contains("summarize"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("uid-of-a-session"),
+        "a session was written: {text}"
+    );
+    assert_eq!(store.session(&[1; 32]).await.unwrap(), Some(one));
+    drop(store);
+
+    let store = JsonDataFile::open(&path).unwrap();
+    assert_eq!(store.deployments_seen().await.unwrap(), [seen]);
+    assert_eq!(
+        store.session(&[1; 32]).await.unwrap(),
+        None,
+        "a restart signs everyone out"
+    );
+}
+
+#[tokio::test]
+async fn json_file_writes_a_new_deployment_at_once_and_a_later_time_with_the_next_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    let store = JsonDataFile::open(&path).unwrap();
+    let at = |s: i64| DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap();
+    store
+        .record_deployments_seen(&[DeploymentSeen::new("summarize", at(0))])
+        .await
+        .unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.contains("summarize"), "{written}");
+    store
+        .record_deployments_seen(&[DeploymentSeen::new("summarize", at(60))])
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        written,
+        "rewritten for a time"
+    );
+    assert_eq!(
+        store.deployments_seen().await.unwrap()[0].last_seen_at,
+        at(60)
+    );
+    store.insert(entry("ci")).await.unwrap();
+    drop(store);
+    let store = JsonDataFile::open(&path).unwrap();
+    assert_eq!(
+        store.deployments_seen().await.unwrap()[0].last_seen_at,
+        at(60)
+    );
+}
+
+#[tokio::test]
+async fn json_file_written_with_look_alike_names_loads_them_all_but_not_a_repeated_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("authority.json");
+    let file = |names: &[&str]| {
+        let tokens: Vec<TokenEntry> = names.iter().map(|name| entry(name)).collect();
+        serde_json::to_string(&serde_json::json!({ "tokens": tokens })).unwrap()
+    };
+    std::fs::write(&path, file(&["admin", "ADMIN", "ci"])).unwrap();
+    let (logs, guard) = Captured::start();
+    let store = JsonDataFile::open(&path).unwrap();
+    drop(guard);
+    assert!(logs.text().contains("look the same"), "{}", logs.text());
+    assert_eq!(store.load_all().await.unwrap().len(), 3);
+    assert!(matches!(
+        store.insert(entry("\u{430}dmin")).await,
+        Err(StoreError::NameTaken(_))
+    ));
+    store.insert(entry("deploy")).await.unwrap();
+    drop(store);
+    assert_eq!(
+        JsonDataFile::open(&path)
+            .unwrap()
+            .load_all()
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+
+    std::fs::write(&path, file(&["admin", "admin"])).unwrap();
+    let error = JsonDataFile::open(&path).unwrap_err().to_string();
+    assert!(error.contains("exists already"), "{error}");
 }

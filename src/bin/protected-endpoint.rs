@@ -32,7 +32,7 @@ use protected_endpoint::authority_client::{
 use protected_endpoint::rate_limit::RateLimit;
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::store::file::TokenFileStore;
-use protected_endpoint::token::{redact_token_like, TokenHash, TokenSecret};
+use protected_endpoint::token::{self, TokenHash, TokenSecret};
 use protected_endpoint::{CreatedToken, DeploymentAccess, NewToken, Scope};
 use serde_json::json;
 
@@ -167,7 +167,7 @@ impl Backend {
         match (target.file, target.endpoint, target.api_token) {
             (Some(file), None, _) => Ok(Backend::File(TokenFileStore::open(file)?)),
             (None, Some(endpoint), Some(api_token)) => {
-                let _ = API_TOKEN.set(api_token.clone());
+                let _ = API_TOKEN.set(TokenSecret::new(api_token.clone()));
                 let timeout = target.timeout.to_std().unwrap_or(DEFAULT_REQUEST_TIMEOUT);
                 let client = AuthorityClient::builder(&endpoint, TokenSecret::new(api_token))
                     .request_timeout(timeout)
@@ -175,7 +175,10 @@ impl Backend {
                     .build()
                     .unwrap_or_else(|err| {
                         // A bad URL or an empty token is a bad command line: exit 2.
-                        Cli::command().error(ErrorKind::InvalidValue, err).exit()
+                        let message = scrub(&err.to_string());
+                        Cli::command()
+                            .error(ErrorKind::InvalidValue, message)
+                            .exit()
                     });
                 // One call at a time: a current-thread runtime is all it takes.
                 let runtime = tokio::runtime::Builder::new_current_thread()
@@ -395,17 +398,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// The API token the CLI calls an authority with, so that nothing it prints can show it.
-static API_TOKEN: OnceLock<String> = OnceLock::new();
+static API_TOKEN: OnceLock<TokenSecret> = OnceLock::new();
 
-/// `text` as it may be printed: without the API token, without anything in token format and
-/// without control characters but newlines, whatever a server sent. Only a new token's
-/// secret, printed once on purpose, bypasses it.
+/// `text` as it may be printed: without the API token in any form (whole, glued to other
+/// text, in other letter case, cut short: [`token::scrub`]), without anything in token format
+/// and without control characters but newlines, whatever a server sent. Only a new token's
+/// secret, printed once on purpose, bypasses it — and the authority client refused it if it
+/// showed the API token.
 fn scrub(text: &str) -> String {
-    let text = match API_TOKEN.get().filter(|token| !token.is_empty()) {
-        Some(token) => text.replace(token.as_str(), "<redacted>"),
-        None => text.to_owned(),
-    };
-    redact_token_like(&text)
+    let own = API_TOKEN.get().filter(|token| !token.expose().is_empty());
+    token::scrub(text, own)
         .chars()
         .filter(|&c| c == '\n' || !c.is_control())
         .collect()

@@ -41,7 +41,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 use chrono::{DateTime, Utc};
 
 use crate::record::{
-    ApiToken, CreatedToken, NewToken, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
+    base_name_key, legacy_name_key, name_key, ApiToken, CreatedToken, NewToken, NewTokenError,
+    PreviousSecret, TokenEntry, TokenUsage,
 };
 use crate::store::{
     checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
@@ -100,8 +101,12 @@ struct Tokens {
     // a million tokens saves about 150 bytes a token.
     by_hash: HashSet<ByHash, DigestHashing>,
     by_uid: HashSet<ByUid>,
-    /// Names are unique, as in every store.
+    /// Names are unique by their [`name_key`], as in every store: the entry's own key
+    /// (a legacy key for a look-alike loaded from an older store, see [`Tokens::admit`]).
     by_name: HashSet<ByName>,
+    /// The base keys of the legacy keys in `by_name`, and how many: a new name whose key
+    /// is one of these looks like a stored token's too. Almost always empty.
+    legacy_bases: HashMap<Box<str>, usize>,
     /// The secrets replaced by a reroll whose grace period may not be over: few, and only for
     /// a while, so a plain map.
     by_previous: HashMap<TokenHash, Arc<Entry>, DigestHashing>,
@@ -111,6 +116,8 @@ struct Tokens {
 /// `info` (what verification hands out); `snapshot` puts the record back together.
 pub(crate) struct Entry {
     hash: TokenHash,
+    /// The name's [`name_key`] (a legacy key for a look-alike admitted from an older store).
+    name_key: Box<str>,
     pub(crate) info: TokenInfo,
     description: String,
     created_at: DateTime<Utc>,
@@ -182,6 +189,12 @@ impl Counts {
 
 impl Entry {
     fn new(entry: TokenEntry) -> Self {
+        let key = name_key(&entry.token.name).into_boxed_str();
+        Self::with_key(entry, key)
+    }
+
+    /// An entry whose name key is known already.
+    fn with_key(entry: TokenEntry, name_key: Box<str>) -> Self {
         let record = entry.token;
         let last_used = record.last_used_at.map_or(0, |t| t.timestamp());
         let info = TokenInfo::from(&record);
@@ -201,6 +214,7 @@ impl Entry {
         });
         Self {
             hash: entry.hash,
+            name_key,
             info,
             description: record.description,
             created_at: record.created_at,
@@ -389,12 +403,12 @@ impl Borrow<str> for ByUid {
     }
 }
 
-/// An entry in the name index: hashed and compared by its name, and found by a `&str`.
+/// An entry in the name index: hashed and compared by its name key, and found by a `&str`.
 struct ByName(Arc<Entry>);
 
 impl ByName {
     fn name(&self) -> &str {
-        self.0.info.name()
+        &self.0.name_key
     }
 }
 
@@ -419,23 +433,79 @@ impl Borrow<str> for ByName {
     }
 }
 
+/// Whether [`Tokens::admit`] lets in a name that is stored already, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SameName {
+    /// Refused: a file that repeats a name is refused, not served.
+    Refused,
+    /// Admitted: the store of record holds the entry, so the stored one with its name was
+    /// deleted there and its deletion is on its way.
+    Admitted,
+}
+
 impl Tokens {
-    /// Why `record` with `hash` cannot join: a uid, hash or name already stored.
-    fn conflict(&self, record: &ApiToken, hash: &TokenHash) -> Option<NewTokenError> {
-        if self.by_uid.contains(record.uid.as_str()) {
-            return Some(NewTokenError::DuplicateUid(record.uid.clone()));
+    /// Why `entry` cannot join: a uid, hash or name (by its key) already stored.
+    fn conflict(&self, entry: &Entry) -> Option<NewTokenError> {
+        let uid = entry.info.uid();
+        if self.by_uid.contains(uid) {
+            return Some(NewTokenError::DuplicateUid(uid.to_owned()));
         }
-        if self.by_hash.contains(hash) || self.by_previous.contains_key(hash) {
-            return Some(NewTokenError::DuplicateHash(record.uid.clone()));
+        if self.by_hash.contains(&entry.hash) || self.by_previous.contains_key(&entry.hash) {
+            return Some(NewTokenError::DuplicateHash(uid.to_owned()));
         }
-        if self.by_name.contains(record.name.as_str()) {
-            return Some(NewTokenError::NameTaken(record.name.clone()));
+        if self.name_taken(&entry.name_key) {
+            return Some(NewTokenError::NameTaken(entry.info.name().to_owned()));
         }
         None
     }
 
-    /// Adds an entry to every index. The caller checked [`Tokens::conflict`].
+    /// Whether a new name with this [`name_key`] looks like a stored one.
+    fn name_taken(&self, key: &str) -> bool {
+        self.by_name.contains(key) || self.legacy_bases.contains_key(key)
+    }
+
+    /// Adds `entry`, which an older store kept already (a data file being loaded, a store of
+    /// record's rows, an entry put back): unlike [`Tokens::conflict`], a name that only
+    /// *looks* like a stored one is let in under a legacy key, so tokens named before names
+    /// were compared by their key keep working (with a warning naming both). A duplicate
+    /// uid or hash is still refused, and so is the very same name unless `same_name` says
+    /// the store of record holds it (a read model that has not yet heard of a deletion).
+    fn admit(&mut self, mut entry: Entry, same_name: SameName) -> Result<(), NewTokenError> {
+        let uid = entry.info.uid();
+        if self.by_uid.contains(uid) {
+            return Err(NewTokenError::DuplicateUid(uid.to_owned()));
+        }
+        if self.by_hash.contains(&entry.hash) || self.by_previous.contains_key(&entry.hash) {
+            return Err(NewTokenError::DuplicateHash(uid.to_owned()));
+        }
+        if let Some(holder) = self.by_name.get(&*entry.name_key) {
+            let holder = &holder.0.info;
+            if holder.name() != entry.info.name() {
+                tracing::warn!(
+                    name = entry.info.name(),
+                    uid,
+                    looks_like = holder.name(),
+                    looks_like_uid = holder.uid(),
+                    "two tokens have names that look the same (stored before names were \
+                     compared by how they look); both keep working, and no new token may take \
+                     either name"
+                );
+            } else if same_name == SameName::Refused {
+                return Err(NewTokenError::NameTaken(entry.info.name().to_owned()));
+            }
+            entry.name_key = legacy_name_key(&entry.name_key, uid).into_boxed_str();
+        }
+        self.insert(entry);
+        Ok(())
+    }
+
+    /// Adds an entry to every index. The caller checked [`Tokens::conflict`], or
+    /// [`Tokens::admit`] gave it its key.
     fn insert(&mut self, entry: Entry) {
+        let base = base_name_key(&entry.name_key);
+        if base.len() != entry.name_key.len() {
+            *self.legacy_bases.entry(base.into()).or_default() += 1;
+        }
         let entry = Arc::new(entry);
         if let Some(previous) = &entry.previous {
             self.by_previous
@@ -460,7 +530,16 @@ impl Tokens {
             self.by_previous.remove(&previous.secret.hash);
         }
         self.by_hash.remove(&entry.hash);
-        self.by_name.remove(entry.info.name());
+        self.by_name.remove(&*entry.name_key);
+        let base = base_name_key(&entry.name_key);
+        if base.len() != entry.name_key.len() {
+            if let Some(count) = self.legacy_bases.get_mut(base) {
+                *count -= 1;
+                if *count == 0 {
+                    self.legacy_bases.remove(base);
+                }
+            }
+        }
         Some(entry)
     }
 }
@@ -538,17 +617,18 @@ impl InMemoryTokenStore {
     pub fn create(&self, new: NewToken) -> Result<CreatedToken, NewTokenError> {
         // Check the arguments before taking the lock: a huge name must not stall verification.
         let mut minted = new.mint(Utc::now())?;
+        let key = name_key(&minted.record.name).into_boxed_str();
         let mut tokens = self.write();
-        if tokens.by_name.contains(minted.record.name.as_str()) {
+        if tokens.name_taken(&key) {
             return Err(NewTokenError::NameTaken(minted.record.name));
         }
         while tokens.by_uid.contains(minted.record.uid.as_str()) {
             minted.redraw_uid();
         }
-        tokens.insert(Entry::new(TokenEntry::new(
-            minted.record.clone(),
-            minted.hash,
-        )));
+        tokens.insert(Entry::with_key(
+            TokenEntry::new(minted.record.clone(), minted.hash),
+            key,
+        ));
         Ok(minted.into_created())
     }
 
@@ -585,11 +665,12 @@ impl InMemoryTokenStore {
         record.check()?;
         record.scopes.sort();
         record.scopes.dedup();
+        let entry = Entry::new(TokenEntry::new(record, hash));
         let mut tokens = self.write();
-        if let Some(conflict) = tokens.conflict(&record, &hash) {
+        if let Some(conflict) = tokens.conflict(&entry) {
             return Err(conflict);
         }
-        tokens.insert(Entry::new(TokenEntry::new(record, hash)));
+        tokens.insert(entry);
         Ok(())
     }
 
@@ -800,6 +881,10 @@ impl InMemoryTokenStore {
     /// keeping the uses recorded meanwhile for tokens that stay. Fails, changing nothing,
     /// when a record is invalid or a uid, hash or name appears twice.
     ///
+    /// The entries come from a store that kept them already (a data file, a store of record),
+    /// so two names that only look alike ([`name_key`]) — stored before names were compared
+    /// so — are both loaded, with a warning naming them; no new token may take either name.
+    ///
     /// ```
     /// use protected_endpoint::{InMemoryTokenStore, NewToken};
     ///
@@ -816,10 +901,7 @@ impl InMemoryTokenStore {
             entry.check()?;
             entry.token.scopes.sort();
             entry.token.scopes.dedup();
-            if let Some(conflict) = fresh.conflict(&entry.token, &entry.hash) {
-                return Err(conflict);
-            }
-            fresh.insert(Entry::new(entry));
+            fresh.admit(Entry::new(entry), SameName::Refused)?;
         }
         let mut tokens = self.write();
         for entry in &fresh.by_uid {
@@ -882,7 +964,8 @@ impl InMemoryTokenStore {
             }
         }
         tokens.remove(uid);
-        let entry = Entry::new(after.clone());
+        // The name stays, and so does its key (a legacy one included).
+        let entry = Entry::with_key(after.clone(), old.name_key.clone());
         entry.continue_from(&old);
         if entry.hash == old.hash && old.format_ok.load(Ordering::Relaxed) {
             entry.format_ok.store(true, Ordering::Relaxed);
@@ -894,32 +977,33 @@ impl InMemoryTokenStore {
     /// [`TokenStore::insert`]: checked, unique, and only while its parent is stored (under
     /// the write lock, so a lineage delete cannot leave it behind).
     pub(crate) fn insert_entry(&self, entry: TokenEntry) -> Result<(), StoreError> {
-        let entry = checked(entry)?;
+        let entry = Entry::new(checked(entry)?);
         let mut tokens = self.write();
-        if let Some(parent) = &entry.token.parent_uid {
+        if let Some(parent) = &entry.parent_uid {
             if !tokens.by_uid.contains(parent.as_str()) {
                 return Err(StoreError::ParentMissing(parent.clone()));
             }
         }
-        if let Some(conflict) = tokens.conflict(&entry.token, &entry.hash) {
-            return Err(StoreError::from_new_token(entry.token.uid, conflict));
+        if let Some(conflict) = tokens.conflict(&entry) {
+            return Err(StoreError::from_new_token(
+                entry.info.uid().to_owned(),
+                conflict,
+            ));
         }
-        tokens.insert(Entry::new(entry));
+        tokens.insert(entry);
         Ok(())
     }
 
-    /// Puts an entry back as it was taken out (its replaced secret and counts included).
+    /// Puts an entry back as it was taken out (its replaced secret and counts included), or
+    /// adds one its store of record kept already: a name that looks like a stored one, or is
+    /// one (whose deletion this copy has not heard of yet), is let in; the store decided.
     #[cfg_attr(not(any(feature = "file", feature = "authority")), allow(dead_code))]
     pub(crate) fn restore(&self, mut entry: TokenEntry) -> Result<(), NewTokenError> {
         entry.check()?;
         entry.token.scopes.sort();
         entry.token.scopes.dedup();
-        let mut tokens = self.write();
-        if let Some(conflict) = tokens.conflict(&entry.token, &entry.hash) {
-            return Err(conflict);
-        }
-        tokens.insert(Entry::new(entry));
-        Ok(())
+        let entry = Entry::new(entry);
+        self.write().admit(entry, SameName::Admitted)
     }
 
     /// Deletes the token with this uid and every token whose chain of parents leads to it,
@@ -966,6 +1050,43 @@ impl InMemoryTokenStore {
             .iter()
             .filter_map(|uid| tokens.remove(uid))
             .map(|entry| entry.full())
+            .collect()
+    }
+}
+
+impl InMemoryTokenStore {
+    /// [`TokenStore::record_deployments_seen`]: whether a name was new (not only a later
+    /// time).
+    pub(crate) fn note_deployments(&self, seen: &[DeploymentSeen]) -> bool {
+        let mut known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut new = false;
+        for deployment in seen {
+            if !crate::scope::is_deployment_name(&deployment.name) {
+                continue;
+            }
+            match known.get_mut(&deployment.name) {
+                Some(at) => *at = (*at).max(deployment.last_seen_at),
+                None => {
+                    known.insert(deployment.name.clone(), deployment.last_seen_at);
+                    new = true;
+                }
+            }
+        }
+        new
+    }
+
+    /// [`TokenStore::deployments_seen`], by name.
+    pub(crate) fn deployments(&self) -> Vec<DeploymentSeen> {
+        let known = self
+            .deployments_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        known
+            .iter()
+            .map(|(name, at)| DeploymentSeen::new(name.clone(), *at))
             .collect()
     }
 }
@@ -1074,17 +1195,19 @@ impl TokenStore for InMemoryTokenStore {
                 continue;
             }
             let entry = checked(entry)?;
+            let key = name_key(&entry.token.name).into_boxed_str();
+            let candidate = Entry::with_key(entry.clone(), key.clone());
             let conflict = seen
-                .conflict(&entry.token, &entry.hash)
-                .or_else(|| tokens.conflict(&entry.token, &entry.hash));
+                .conflict(&candidate)
+                .or_else(|| tokens.conflict(&candidate));
             if let Some(error) = conflict {
                 return Err(StoreError::from_new_token(entry.token.uid, error));
             }
-            seen.insert(Entry::new(entry.clone()));
-            fresh.push(entry);
+            seen.insert(candidate);
+            fresh.push((entry, key));
         }
-        for entry in fresh {
-            tokens.insert(Entry::new(entry));
+        for (entry, key) in fresh {
+            tokens.insert(Entry::with_key(entry, key));
             report.added += 1;
         }
         Ok(report)
@@ -1124,28 +1247,12 @@ impl TokenStore for InMemoryTokenStore {
     }
 
     async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
-        let mut known = self
-            .deployments_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for deployment in seen {
-            let at = known
-                .entry(deployment.name.clone())
-                .or_insert(deployment.last_seen_at);
-            *at = (*at).max(deployment.last_seen_at);
-        }
+        self.note_deployments(seen);
         Ok(())
     }
 
     async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
-        let known = self
-            .deployments_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(known
-            .iter()
-            .map(|(name, at)| DeploymentSeen::new(name.clone(), *at))
-            .collect())
+        Ok(self.deployments())
     }
 
     fn describe(&self) -> String {
@@ -1219,6 +1326,31 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].name, "CI deploy");
         assert!(store.list(Some("nothing")).is_empty());
+    }
+
+    #[test]
+    fn look_alikes_are_refused_on_create_and_admitted_from_a_store_of_record() {
+        let store = InMemoryTokenStore::new();
+        let admin = store.create(NewToken::new("admin")).unwrap();
+        for look_alike in ["ADMIN", "\u{430}dmin", "admin"] {
+            let refused = store.create(NewToken::new(look_alike)).unwrap_err();
+            assert_eq!(refused, NewTokenError::NameTaken(look_alike.to_owned()));
+        }
+        // A read model hearing of a token its store of record holds: a look-alike stored
+        // before, or the same name whose deletion it has not heard of yet. Both are served.
+        let (upper, upper_entry) = NewToken::new("ADMIN").mint_entry(Utc::now()).unwrap();
+        let (again, again_entry) = NewToken::new("admin").mint_entry(Utc::now()).unwrap();
+        store.restore(upper_entry).unwrap();
+        store.restore(again_entry).unwrap();
+        for secret in [&admin.secret, &upper.secret, &again.secret] {
+            assert!(store.verify_sync(secret).is_ok());
+        }
+        // While any of them is stored, the name stays taken.
+        store.delete(&admin.token.uid).unwrap();
+        store.delete(&upper.token.uid).unwrap();
+        assert!(store.create(NewToken::new("Admin")).is_err());
+        store.delete(&again.token.uid).unwrap();
+        assert!(store.create(NewToken::new("Admin")).is_ok());
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub mod sqlite;
 
 mod location;
 
-pub use self::location::StoreLocation;
+pub use self::location::{redact_database_url, StoreLocation};
 
 use std::fmt;
 
@@ -45,7 +45,8 @@ use crate::token::TokenHash;
 ///
 /// Every method is one atomic change or one consistent read. A store enforces what no caller
 /// can enforce alone when several processes share it: unique uids, unique hashes and unique
-/// names (a unique index, not a scan), and at most one first admin token. Records handed to
+/// names (a unique index on each name's [`name_key`](crate::record::name_key), not a scan:
+/// `аdmin` with a Cyrillic `а` is taken when `admin` is), and at most one first admin token. Records handed to
 /// [`insert`](Self::insert) were minted and checked by [`NewToken`](crate::NewToken); records
 /// read back are checked again ([`ApiToken::check`]), so a row edited by hand into something
 /// unsafe is refused, not served.
@@ -191,58 +192,85 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     async fn watch(&self) -> Result<ChangeFeed, StoreError>;
 
     /// Stores a browser session (see [`StoredSession`]). Fails when its id hash is stored
-    /// already (ids are 128 random bits: it does not happen by chance).
-    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
-        let _ = session;
-        Err(self.no_sessions())
-    }
+    /// already (ids are 128 random bits: it does not happen by chance). Shared by every
+    /// replica of a shared store, so a session opened through one is known to all.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::store::{StoredSession, TokenStore};
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let session = StoredSession::new([7; 32], "uid-1", vec![1, 2, 3], Utc::now() + Duration::hours(1));
+    /// store.insert_session(session.clone()).await.unwrap();
+    /// assert_eq!(store.session(&[7; 32]).await.unwrap(), Some(session.clone()));
+    /// assert!(store.insert_session(session).await.is_err(), "one id, one session");
+    /// assert!(store.delete_session(&[7; 32]).await.unwrap());
+    /// assert_eq!(store.session(&[7; 32]).await.unwrap(), None);
+    /// # });
+    /// ```
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError>;
 
     /// The session whose id has this hash, expired or not (the caller checks
     /// [`StoredSession::expires_at`]); `None` when there is none.
-    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
-        let _ = id_hash;
-        Err(self.no_sessions())
-    }
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError>;
 
     /// Deletes the session whose id has this hash (signing out); whether there was one.
-    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
-        let _ = id_hash;
-        Err(self.no_sessions())
-    }
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError>;
 
     /// Deletes every session that ended at or before `now`; how many.
-    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let _ = now;
-        Err(self.no_sessions())
-    }
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::store::{StoredSession, TokenStore};
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let now = Utc::now();
+    /// let ended = StoredSession::new([1; 32], "u", vec![1], now);
+    /// let open = StoredSession::new([2; 32], "u", vec![2], now + Duration::seconds(1));
+    /// store.insert_session(ended).await.unwrap();
+    /// store.insert_session(open).await.unwrap();
+    /// assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 1);
+    /// assert!(store.session(&[2; 32]).await.unwrap().is_some());
+    /// # });
+    /// ```
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// Records that protected services said they protect these deployments (an authority
     /// learns them from the resource servers that introspect or follow its revocation
-    /// stream). Upserts by name; a time earlier than the one stored leaves it.
-    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
-        let _ = seen;
-        Err(self.no_sessions())
-    }
+    /// stream). Upserts by name; a time earlier than the one stored leaves it. A name that is
+    /// not a deployment name ([`DeploymentAccess::only`](crate::scope::DeploymentAccess::only)
+    /// would refuse it) is left out: this is a hint, and it must not fill the store with
+    /// anything else.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use protected_endpoint::store::{DeploymentSeen, TokenStore};
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let now = Utc::now();
+    /// store.record_deployments_seen(&[DeploymentSeen::new("summarize", now)]).await.unwrap();
+    /// let earlier = DeploymentSeen::new("summarize", now - Duration::hours(1));
+    /// let odd = DeploymentSeen::new("not a name", now);
+    /// store.record_deployments_seen(&[earlier, odd]).await.unwrap();
+    /// assert_eq!(store.deployments_seen().await.unwrap(), [DeploymentSeen::new("summarize", now)]);
+    /// # });
+    /// ```
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError>;
 
     /// Every deployment recorded by [`record_deployments_seen`](Self::record_deployments_seen),
     /// by name.
-    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
-        Err(self.no_sessions())
-    }
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError>;
 
     /// Where the tokens are kept, for logs (`sqlite:/var/lib/pe/tokens.db`,
-    /// `postgres://host/db` without the password, `memory`).
+    /// `postgres://user@host/db` without the password, `memory`): a database URL goes
+    /// through [`redact_database_url`].
     fn describe(&self) -> String;
-
-    // INTERIM (issue 21, removed before landing): the stores that do not keep sessions and
-    // deployments yet answer this.
-    #[doc(hidden)]
-    fn no_sessions(&self) -> StoreError {
-        StoreError::unavailable(
-            self.describe(),
-            "this store keeps no browser sessions or deployments yet",
-        )
-    }
 }
 
 /// The SHA-256 of a browser session's id: what a store keys a [`StoredSession`] by. The id
@@ -310,7 +338,11 @@ impl fmt::Debug for StoredSession {
 /// let seen = DeploymentSeen::new("summarize", chrono::Utc::now());
 /// assert_eq!(seen.name, "summarize");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serde form (`{"name", "last_seen_at"}`, RFC 3339) is the one an authority's JSON data
+/// file keeps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DeploymentSeen {
     /// The deployment's name (a valid deployment name).
@@ -509,7 +541,8 @@ impl ImportReport {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A token with this name exists already.
+    /// A token with this name, or one whose name looks the same
+    /// ([`name_key`](crate::record::name_key)), exists already.
     NameTaken(String),
     /// A token with this uid exists already.
     DuplicateUid(String),
@@ -549,7 +582,8 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::NameTaken(name) => write!(f, "a token named {name:?} exists already"),
+            // One wording, the record's: it says how names are compared.
+            StoreError::NameTaken(name) => NewTokenError::NameTaken(name.clone()).fmt(f),
             StoreError::DuplicateUid(uid) => write!(f, "a token with uid {uid:?} exists already"),
             StoreError::DuplicateHash(uid) => {
                 write!(

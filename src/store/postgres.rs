@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::sql::{self, Encoded, RawRow, CHANNEL, COLUMNS, FIRST_ADMIN, INSERT_COLUMNS};
 use super::{
-    checked, Change, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore,
-    TokenUse,
+    checked, Change, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash,
+    StoreError, StoredSession, TokenPage, TokenStore, TokenUse,
 };
 use chrono::{DateTime, Utc};
 
@@ -68,7 +68,7 @@ const FEED_BUFFER: usize = 1024;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let store = PostgresStore::connect("postgres://pe:secret@127.0.0.1/pe").await.unwrap();
-/// assert_eq!(store.describe(), "postgres://pe@127.0.0.1/pe");
+/// assert_eq!(store.describe(), "postgres://pe:***@127.0.0.1/pe");
 /// let (created, entry) = NewToken::new("ci").mint_entry(chrono::Utc::now()).unwrap();
 /// store.insert(entry).await.unwrap();
 /// assert!(store.get(&created.token.uid).await.unwrap().is_some());
@@ -88,8 +88,9 @@ impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
     /// with the query parameters libpq takes, e.g. `?sslmode=require`) and applies the
     /// schema migrations it lacks. Fails with [`StoreError::Unavailable`] when the URL is not
-    /// one or the database does not answer within a few seconds; the error never shows the
-    /// password.
+    /// one or the database does not answer within a few seconds; the error, like
+    /// [`describe`](TokenStore::describe), shows the URL through
+    /// [`redact_database_url`](super::redact_database_url): never a password.
     ///
     /// ```
     /// use protected_endpoint::store::postgres::PostgresStore;
@@ -100,12 +101,35 @@ impl PostgresStore {
     ///     .await
     ///     .unwrap_err()
     ///     .to_string();
-    /// assert!(error.starts_with("postgres://pe@127.0.0.1:1/pe: "), "{error}");
+    /// assert!(error.starts_with("postgres://pe:***@127.0.0.1:1/pe: "), "{error}");
     /// assert!(!error.contains("hunter2"));
+    ///
+    /// let error = PostgresStore::connect("postgres://pe@127.0.0.1:1/pe?password=hunter2")
+    ///     .await
+    ///     .unwrap_err()
+    ///     .to_string();
+    /// assert!(!error.contains("hunter2"), "{error}");
+    ///
+    /// // A secret the driver does not read (and would log) is refused before it is used.
+    /// let error = PostgresStore::connect("postgres://pe@127.0.0.1:1/pe?sslpassword=hunter2")
+    ///     .await
+    ///     .unwrap_err()
+    ///     .to_string();
+    /// assert!(error.contains("`sslpassword`") && !error.contains("hunter2"), "{error}");
     /// # });
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let describe = redact(url);
+        let describe = super::redact_database_url(url);
+        if let Some(key) = super::location::unread_secret_parameter(url) {
+            return Err(StoreError::unavailable(
+                &describe,
+                format!(
+                    "the URL parameter `{key}` is not one the PostgreSQL driver reads, and the \
+                     driver would log its value: remove it (give the password as the URL's \
+                     password or `?password=`)"
+                ),
+            ));
+        }
         let options = PgConnectOptions::from_str(url).map_err(|e| {
             StoreError::unavailable(&describe, format!("not a PostgreSQL URL: {e}"))
         })?;
@@ -144,15 +168,15 @@ impl PostgresStore {
         row.map(|row| self.decode(&row)).transpose()
     }
 
-    /// Which of `entry`'s uid, hash and name are stored already (for an import's error).
-    async fn stored_conflict(&self, entry: TokenEntry) -> Result<Option<sql::Unique>, StoreError> {
+    /// Which of `row`'s uid, hash and name key are stored already (for an import's error).
+    async fn stored_conflict(&self, row: Encoded) -> Result<Option<sql::Unique>, StoreError> {
         let row = sqlx::query(
-            "SELECT uid = $1, hash = $2, name = $3 FROM pe_tokens \
-             WHERE uid = $1 OR hash = $2 OR name = $3 LIMIT 1",
+            "SELECT uid = $1, hash = $2, name_key = $3 FROM pe_tokens \
+             WHERE uid = $1 OR hash = $2 OR name_key = $3 LIMIT 1",
         )
-        .bind(&entry.token.uid)
-        .bind(&entry.hash.as_bytes()[..])
-        .bind(&entry.token.name)
+        .bind(&row.uid)
+        .bind(&row.hash)
+        .bind(&row.name_key)
         .fetch_optional(&self.inner.pool)
         .await
         .map_err(|e| self.error(e))?;
@@ -229,6 +253,20 @@ impl PostgresStore {
                 return Err(StoreError::ParentMissing(parent.clone()));
             }
         }
+        // Legacy keys are made once, by migration 3, never by an insert: no race with this
+        // check. (Look-alikes inserted at once meet in the unique index.)
+        let (low, high) = sql::legacy_range(&row.name_key);
+        let legacy: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pe_tokens WHERE name_key >= $1 AND name_key < $2)",
+        )
+        .bind(low)
+        .bind(high)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.error(e))?;
+        if legacy {
+            return Err(StoreError::NameTaken(row.name.clone()));
+        }
         let values = (1..=INSERT_COLUMNS.split(',').count())
             .map(|i| format!("${i}"))
             .collect::<Vec<_>>()
@@ -238,6 +276,7 @@ impl PostgresStore {
             .bind(&row.uid)
             .bind(&row.name)
             .bind(&row.name_lower)
+            .bind(&row.name_key)
             .bind(&row.description)
             .bind(&row.scopes)
             .bind(&row.deployments)
@@ -421,6 +460,13 @@ async fn migrate(pool: &PgPool, store: &str) -> Result<(), StoreError> {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+        if let Some(then) = migration.after_name_keys {
+            fill_name_keys(&mut tx, store).await.map_err(failed)?;
+            sqlx::raw_sql(then)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
         sqlx::query("INSERT INTO pe_schema_migrations (version) VALUES ($1)")
             .bind(migration.version)
             .execute(&mut *tx)
@@ -428,6 +474,28 @@ async fn migrate(pool: &PgPool, store: &str) -> Result<(), StoreError> {
             .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
     }
+}
+
+/// Fills `name_key` for every row (migration 3), oldest first: see [`sql::assign_name_keys`].
+async fn fill_name_keys(conn: &mut sqlx::PgConnection, store: &str) -> Result<(), sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid")
+            .fetch_all(&mut *conn)
+            .await?;
+    let keys = sql::assign_name_keys(store, rows);
+    for chunk in keys.chunks(IMPORT_CHUNK) {
+        let uids: Vec<&str> = chunk.iter().map(|(uid, _)| uid.as_str()).collect();
+        let keys: Vec<&str> = chunk.iter().map(|(_, key)| key.as_str()).collect();
+        sqlx::query(
+            "UPDATE pe_tokens AS t SET name_key = k.key \
+             FROM UNNEST($1::text[], $2::text[]) AS k(uid, key) WHERE t.uid = k.uid",
+        )
+        .bind(uids)
+        .bind(keys)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The columns of [`COLUMNS`], borrowed from the row.
@@ -455,42 +523,6 @@ fn raw(row: &PgRow) -> Result<RawRow<'_>, sqlx::Error> {
         uses_expired: row.try_get(19)?,
         uses_disabled: row.try_get(20)?,
     })
-}
-
-/// `url` without its password (in the user info or a `password` parameter), for logs and
-/// errors.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "postgres:(not a URL)".to_owned();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{user}@{host}")
-        }
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        None => tail.to_owned(),
-        Some((path, query)) => {
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|pair| {
-                    let key = pair.split('=').next().unwrap_or_default();
-                    !key.eq_ignore_ascii_case("password")
-                        && !key.eq_ignore_ascii_case("sslpassword")
-                })
-                .collect();
-            if kept.is_empty() {
-                path.to_owned()
-            } else {
-                format!("{path}?{}", kept.join("&"))
-            }
-        }
-    };
-    format!("{scheme}://{authority}{tail}")
 }
 
 /// A PostgreSQL database shared by any number of processes; the
@@ -715,21 +747,35 @@ impl TokenStore for PostgresStore {
             stored.extend(found);
         }
         let (fresh, skipped) = sql::partition_import(entries, &stored)?;
+        let all_rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
+        // Legacy keys are few (made once, by migration 3): one scan finds them all.
+        let legacy: HashSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT name_key FROM pe_tokens WHERE strpos(name_key, chr(31)) > 0",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(e))?
+        .iter()
+        .map(|key| crate::record::base_name_key(key).to_owned())
+        .collect();
+        if let Some(row) = all_rows.iter().find(|row| legacy.contains(&row.name_key)) {
+            return Err(StoreError::NameTaken(row.name.clone()));
+        }
         let insert = format!(
             "INSERT INTO pe_tokens ({INSERT_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::bytea[], \
-             $13::bool[], $14::text[], $15::int8[], $16::int8[], $17::bytea[], $18::int8[], \
-             $19::int8[], $20::int8[], $21::int8[], $22::int8[])"
+             $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
+             $13::bytea[], $14::bool[], $15::text[], $16::int8[], $17::int8[], $18::bytea[], \
+             $19::int8[], $20::int8[], $21::int8[], $22::int8[], $23::int8[])"
         );
-        for chunk in fresh.chunks(IMPORT_CHUNK) {
-            let rows: Vec<Encoded> = chunk.iter().map(Encoded::new).collect();
+        for rows in all_rows.chunks(IMPORT_CHUNK) {
             let column = |f: fn(&Encoded) -> &str| rows.iter().map(f).collect::<Vec<_>>();
             let number = |f: fn(&Encoded) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
             let result = sqlx::query(&insert)
                 .bind(column(|r| &r.uid))
                 .bind(column(|r| &r.name))
                 .bind(column(|r| &r.name_lower))
+                .bind(column(|r| &r.name_key))
                 .bind(column(|r| &r.description))
                 .bind(column(|r| &r.scopes))
                 .bind(
@@ -769,7 +815,7 @@ impl TokenStore for PostgresStore {
                 }
                 // Nothing of the import stays; then find which entry conflicts, the slow way.
                 tx.rollback().await.map_err(|e| self.error(e))?;
-                let conflict = sql::first_conflict(&fresh, |e| self.stored_conflict(e)).await?;
+                let conflict = sql::first_conflict(&all_rows, |e| self.stored_conflict(e)).await?;
                 return Err(conflict.unwrap_or_else(|| self.error(error)));
             }
         }
@@ -794,6 +840,107 @@ impl TokenStore for PostgresStore {
         )))
     }
 
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        let (seconds, nanos) = sql::split_time(session.expires_at);
+        let inserted = sqlx::query(
+            "INSERT INTO pe_sessions (id_hash, token_uid, sealed_secret, expires_s, expires_ns) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&session.id_hash[..])
+        .bind(&session.token_uid)
+        .bind(&session.sealed_secret)
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(sql::session_exists(&self.inner.describe))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        let row: Option<(Vec<u8>, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT id_hash, token_uid, sealed_secret, expires_s, expires_ns FROM pe_sessions \
+             WHERE id_hash = $1",
+        )
+        .bind(&id_hash[..])
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        row.map(|(id, uid, sealed, seconds, nanos)| {
+            sql::decode_session(&self.inner.describe, &id, uid, sealed, seconds, nanos)
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM pe_sessions WHERE id_hash = $1")
+            .bind(&id_hash[..])
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (seconds, nanos) = sql::split_time(now);
+        let deleted = sqlx::query(
+            "DELETE FROM pe_sessions WHERE expires_s < $1 OR (expires_s = $1 AND expires_ns <= $2)",
+        )
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        let latest = sql::latest_deployments(seen);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = latest.iter().map(|(name, _, _)| *name).collect();
+        let seconds: Vec<i64> = latest.iter().map(|(_, s, _)| *s).collect();
+        let nanos: Vec<i64> = latest.iter().map(|(_, _, ns)| *ns).collect();
+        // One statement; upserted by name, never moving a time backwards (replicas writing
+        // the same names lock them in the same, sorted, order).
+        sqlx::query(
+            "INSERT INTO pe_deployments_seen (name, last_seen_s, last_seen_ns) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[]) \
+             ON CONFLICT (name) DO UPDATE SET \
+               last_seen_s = EXCLUDED.last_seen_s, last_seen_ns = EXCLUDED.last_seen_ns \
+             WHERE (EXCLUDED.last_seen_s, EXCLUDED.last_seen_ns) \
+               > (pe_deployments_seen.last_seen_s, pe_deployments_seen.last_seen_ns)",
+        )
+        .bind(names)
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT name, last_seen_s, last_seen_ns FROM pe_deployments_seen ORDER BY name",
+        )
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, seconds, nanos)| {
+                sql::decode_deployment(&self.inner.describe, name, seconds, nanos)
+            })
+            .collect())
+    }
+
     fn describe(&self) -> String {
         self.inner.describe.clone()
     }
@@ -804,22 +951,5 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("database", &self.inner.describe)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_drops_every_password() {
-        assert_eq!(redact("postgres://u:p@h:5/db"), "postgres://u@h:5/db");
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-        assert_eq!(redact("postgres://u:p:q@h"), "postgres://u@h");
-        assert_eq!(
-            redact("postgresql://h/db?password=x&sslmode=require"),
-            "postgresql://h/db?sslmode=require"
-        );
-        assert_eq!(redact("host=h password=x"), "postgres:(not a URL)");
     }
 }

@@ -24,7 +24,8 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 
 use super::sql::{self, Encoded, RawRow, COLUMNS, FIRST_ADMIN, INSERT_COLUMNS};
 use super::{
-    checked, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
+    checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
+    StoredSession, TokenPage, TokenStore, TokenUse,
 };
 use chrono::{DateTime, Utc};
 
@@ -37,7 +38,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers: listing and loading run beside writes (WAL lets them).
 const READERS: u32 = 4;
 
-/// Rows per multi-row `INSERT` of an import: 22 columns each, under SQLite's 32 766 bound
+/// Rows per multi-row `INSERT` of an import: 23 columns each, under SQLite's 32 766 bound
 /// variables per statement.
 const IMPORT_CHUNK: usize = 1_000;
 
@@ -180,15 +181,15 @@ impl SqliteStore {
         sql::decode_checked(&self.inner.describe, raw(row).map_err(|e| self.error(e))?)
     }
 
-    /// Which of `entry`'s uid, hash and name are stored already (for an import's error).
-    async fn stored_conflict(&self, entry: TokenEntry) -> Result<Option<sql::Unique>, StoreError> {
+    /// Which of `row`'s uid, hash and name key are stored already (for an import's error).
+    async fn stored_conflict(&self, row: Encoded) -> Result<Option<sql::Unique>, StoreError> {
         let row = sqlx::query(
-            "SELECT uid = ?1, hash = ?2, name = ?3 FROM pe_tokens \
-             WHERE uid = ?1 OR hash = ?2 OR name = ?3 LIMIT 1",
+            "SELECT uid = ?1, hash = ?2, name_key = ?3 FROM pe_tokens \
+             WHERE uid = ?1 OR hash = ?2 OR name_key = ?3 LIMIT 1",
         )
-        .bind(&entry.token.uid)
-        .bind(&entry.hash.as_bytes()[..])
-        .bind(&entry.token.name)
+        .bind(&row.uid)
+        .bind(&row.hash)
+        .bind(&row.name_key)
         .fetch_optional(&self.inner.writer)
         .await
         .map_err(|e| self.error(e))?;
@@ -325,6 +326,13 @@ async fn migrate(pool: &SqlitePool, store: &str) -> Result<(), StoreError> {
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
+        if let Some(then) = migration.after_name_keys {
+            fill_name_keys(&mut tx, store).await.map_err(failed)?;
+            sqlx::raw_sql(then)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+        }
         sqlx::query(
             "INSERT INTO pe_schema_migrations (version, applied_at) \
              VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
@@ -336,6 +344,35 @@ async fn migrate(pool: &SqlitePool, store: &str) -> Result<(), StoreError> {
         tx.commit().await.map_err(failed)?;
     }
     Ok(())
+}
+
+/// Fills `name_key` for every row (migration 3), oldest first: see [`sql::assign_name_keys`].
+async fn fill_name_keys(conn: &mut sqlx::SqliteConnection, store: &str) -> Result<(), sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT uid, name FROM pe_tokens ORDER BY created_s, created_ns, uid")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (uid, key) in sql::assign_name_keys(store, rows) {
+        sqlx::query("UPDATE pe_tokens SET name_key = ? WHERE uid = ?")
+            .bind(key)
+            .bind(uid)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Whether a token stored before names were compared by their key holds a legacy key made
+/// from `key` ([`sql::legacy_range`]): a new name with that key looks like it.
+async fn legacy_holds(conn: &mut sqlx::SqliteConnection, key: &str) -> Result<bool, sqlx::Error> {
+    let (low, high) = sql::legacy_range(key);
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pe_tokens WHERE name_key >= ? AND name_key < ?)",
+    )
+    .bind(low)
+    .bind(high)
+    .fetch_one(conn)
+    .await
 }
 
 /// The columns of [`COLUMNS`], borrowed from the row.
@@ -378,6 +415,7 @@ fn bind_row<'q>(
         .bind(&row.uid)
         .bind(&row.name)
         .bind(&row.name_lower)
+        .bind(&row.name_key)
         .bind(&row.description)
         .bind(&row.scopes)
         .bind(&row.deployments)
@@ -418,6 +456,12 @@ impl TokenStore for SqliteStore {
             if !exists {
                 return Err(StoreError::ParentMissing(parent.clone()));
             }
+        }
+        if legacy_holds(&mut tx, &row.name_key)
+            .await
+            .map_err(|e| self.error(e))?
+        {
+            return Err(StoreError::NameTaken(row.name.clone()));
         }
         let sql = insert_sql();
         bind_row(sqlx::query(&sql), &row)
@@ -629,6 +673,19 @@ impl TokenStore for SqliteStore {
         }
         let (fresh, skipped) = sql::partition_import(entries, &stored)?;
         let rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
+        // Legacy keys are few (made once, by migration 3): one scan finds them all.
+        let legacy: HashSet<String> = sqlx::query_scalar(
+            "SELECT name_key FROM pe_tokens WHERE instr(name_key, char(31)) > 0",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.error(e))?
+        .iter()
+        .map(|key: &String| crate::record::base_name_key(key).to_owned())
+        .collect();
+        if let Some(row) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
+            return Err(StoreError::NameTaken(row.name.clone()));
+        }
         for chunk in rows.chunks(IMPORT_CHUNK) {
             let mut insert =
                 QueryBuilder::<Sqlite>::new(format!("INSERT INTO pe_tokens ({INSERT_COLUMNS}) "));
@@ -637,6 +694,7 @@ impl TokenStore for SqliteStore {
                     .push_bind(&row.uid)
                     .push_bind(&row.name)
                     .push_bind(&row.name_lower)
+                    .push_bind(&row.name_key)
                     .push_bind(&row.description)
                     .push_bind(&row.scopes)
                     .push_bind(&row.deployments)
@@ -663,7 +721,7 @@ impl TokenStore for SqliteStore {
                 }
                 // Nothing of the import stays; then find which entry conflicts, the slow way.
                 tx.rollback().await.map_err(|e| self.error(e))?;
-                let conflict = sql::first_conflict(&fresh, |e| self.stored_conflict(e)).await?;
+                let conflict = sql::first_conflict(&rows, |e| self.stored_conflict(e)).await?;
                 return Err(conflict.unwrap_or_else(|| self.error(error)));
             }
         }
@@ -673,6 +731,105 @@ impl TokenStore for SqliteStore {
 
     async fn watch(&self) -> Result<ChangeFeed, StoreError> {
         Ok(Box::pin(futures_util::stream::pending()))
+    }
+
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        let (seconds, nanos) = sql::split_time(session.expires_at);
+        let inserted = sqlx::query(
+            "INSERT INTO pe_sessions (id_hash, token_uid, sealed_secret, expires_s, expires_ns) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.id_hash[..])
+        .bind(&session.token_uid)
+        .bind(&session.sealed_secret)
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.writer)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(sql::session_exists(&self.inner.describe))
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        let row: Option<(Vec<u8>, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+            "SELECT id_hash, token_uid, sealed_secret, expires_s, expires_ns FROM pe_sessions \
+             WHERE id_hash = ?",
+        )
+        .bind(&id_hash[..])
+        .fetch_optional(&self.inner.reader)
+        .await
+        .map_err(|e| self.error(e))?;
+        row.map(|(id, uid, sealed, seconds, nanos)| {
+            sql::decode_session(&self.inner.describe, &id, uid, sealed, seconds, nanos)
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM pe_sessions WHERE id_hash = ?")
+            .bind(&id_hash[..])
+            .execute(&self.inner.writer)
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (seconds, nanos) = sql::split_time(now);
+        let deleted = sqlx::query(
+            "DELETE FROM pe_sessions WHERE expires_s < ?1 OR (expires_s = ?1 AND expires_ns <= ?2)",
+        )
+        .bind(seconds)
+        .bind(nanos)
+        .execute(&self.inner.writer)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        let latest = sql::latest_deployments(seen);
+        if latest.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.inner.writer.begin().await.map_err(|e| self.error(e))?;
+        for (name, s, ns) in latest {
+            // Upserted by name, never moving a time backwards.
+            sqlx::query(
+                "INSERT INTO pe_deployments_seen (name, last_seen_s, last_seen_ns) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET \
+                   last_seen_s = excluded.last_seen_s, last_seen_ns = excluded.last_seen_ns \
+                 WHERE (excluded.last_seen_s, excluded.last_seen_ns) \
+                   > (pe_deployments_seen.last_seen_s, pe_deployments_seen.last_seen_ns)",
+            )
+            .bind(name)
+            .bind(s)
+            .bind(ns)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        }
+        tx.commit().await.map_err(|e| self.error(e))
+    }
+
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT name, last_seen_s, last_seen_ns FROM pe_deployments_seen ORDER BY name",
+        )
+        .fetch_all(&self.inner.reader)
+        .await
+        .map_err(|e| self.error(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, seconds, nanos)| {
+                sql::decode_deployment(&self.inner.describe, name, seconds, nanos)
+            })
+            .collect())
     }
 
     fn describe(&self) -> String {

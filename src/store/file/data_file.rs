@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::record::{ApiToken, TokenEntry};
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
-    ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
+    ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError, StoredSession,
+    TokenPage, TokenStore, TokenUse,
 };
 use crate::token::TokenHash;
 
@@ -26,6 +27,11 @@ use crate::token::TokenHash;
 /// file is claimed (`<file>.lock`) for as long as the store lives, so neither the CLI nor a
 /// second authority changes it underneath. Last-used times are kept in memory and written with
 /// the next create or delete, not on their own.
+///
+/// The deployments protected services said they protect are kept in the file too
+/// (`deployments_seen`, beside `tokens`; a file written before them has none): a new name is
+/// written at once, a later time for a known one with the next change. Browser sessions are
+/// kept in memory only (see [`insert_session`](TokenStore::insert_session)).
 ///
 /// ```
 /// use protected_endpoint::store::file::JsonDataFile;
@@ -73,11 +79,14 @@ impl JsonDataFile {
         let loaded = file.read_if_exists().map_err(unavailable)?;
         let bootstrapped = loaded.is_some();
         let tokens = InMemoryTokenStore::new();
+        let loaded = loaded.unwrap_or_default();
         // The loader checked every record and that uids and hashes are unique; names too must
         // be (a file written by hand may repeat one): then the file is refused, not served.
+        // Names that only look alike, written before names were compared so, both load.
         tokens
-            .replace_all(loaded.map(|file| file.tokens).unwrap_or_default())
+            .replace_all(loaded.tokens)
             .map_err(|err| StoreError::unavailable(describe(&path), err))?;
+        tokens.note_deployments(&loaded.deployments_seen);
         Ok(Self {
             inner: Arc::new(Inner {
                 tokens,
@@ -111,12 +120,27 @@ impl JsonDataFile {
         C: FnOnce(&InMemoryTokenStore) -> Result<T, StoreError> + Send + 'static,
         U: FnOnce(&InMemoryTokenStore, &T) + Send + 'static,
     {
+        self.change_if(move |tokens| change(tokens).map(|done| (done, true)), undo)
+            .await
+    }
+
+    /// [`change`](Self::change), writing the file only when `change` says so (`true`).
+    async fn change_if<T, C, U>(&self, change: C, undo: U) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        C: FnOnce(&InMemoryTokenStore) -> Result<(T, bool), StoreError> + Send + 'static,
+        U: FnOnce(&InMemoryTokenStore, &T) + Send + 'static,
+    {
         let inner = Arc::clone(&self.inner);
         let store = self.describe();
         tokio::task::spawn_blocking(move || {
             let _write = inner.write.lock().unwrap_or_else(PoisonError::into_inner);
-            let done = change(&inner.tokens)?;
-            let file = TokenFile::from(inner.tokens.entries());
+            let (done, write) = change(&inner.tokens)?;
+            if !write {
+                return Ok(done);
+            }
+            let mut file = TokenFile::from(inner.tokens.entries());
+            file.deployments_seen = inner.tokens.deployments();
             if let Err(err) = inner.file.replace(&file, &inner.claim) {
                 undo(&inner.tokens, &done);
                 return Err(StoreError::unavailable(store, err));
@@ -302,6 +326,45 @@ impl TokenStore for JsonDataFile {
     async fn watch(&self) -> Result<ChangeFeed, StoreError> {
         // The claim keeps every other writer out: nobody else changes this file.
         Ok(Box::pin(futures_util::stream::pending()))
+    }
+
+    /// Sessions are kept in memory only, never in the file: the file is rewritten whole on
+    /// every change, and sessions are many, short-lived and opened on every sign-in, so
+    /// writing them would rewrite every token each time someone signs in. The price: a
+    /// restart signs everyone out (the claim makes this the only process serving the file,
+    /// so no other replica needs them).
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        self.inner.tokens.insert_session(session).await
+    }
+
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        self.inner.tokens.session(id_hash).await
+    }
+
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        self.inner.tokens.delete_session(id_hash).await
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner.tokens.delete_expired_sessions(now).await
+    }
+
+    /// A name not known before is written to the file at once; a later time for a known name
+    /// waits for the next change (like last-used times), so services that keep introspecting
+    /// do not rewrite the file every few seconds.
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        let seen = seen.to_vec();
+        // Under the write lock, like every change, so memory and file agree. A failed write
+        // keeps the names in memory: they are written with the next change.
+        self.change_if(
+            move |tokens| Ok(((), tokens.note_deployments(&seen))),
+            |_, _| {},
+        )
+        .await
+    }
+
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        Ok(self.inner.tokens.deployments())
     }
 
     fn describe(&self) -> String {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::record::TokenEntry;
+use crate::store::DeploymentSeen;
 use crate::token::{contains_minted_token, redact_quoted, redact_token_like, TokenHash};
 
 /// Field names that suggest someone put a secret itself into the file. They are refused with a
@@ -98,6 +99,11 @@ impl TokenFileFormat {
 pub struct TokenFile {
     /// The tokens, in file order.
     pub tokens: Vec<TokenEntry>,
+    /// The deployments protected services said they protect, by name: what an authority's
+    /// data file ([`JsonDataFile`](super::JsonDataFile)) keeps beside its tokens. Left out
+    /// when empty, so token files read and are written as before; a file without it has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deployments_seen: Vec<DeploymentSeen>,
 }
 
 /// The outer shape, with each entry kept as a generic value so that an entry's error can name
@@ -107,12 +113,18 @@ pub struct TokenFile {
 struct RawFile {
     // No `default`: an empty or truncated file must be an error, not "no tokens".
     tokens: Vec<serde_json::Value>,
+    // Files written before deployments were kept have none.
+    #[serde(default)]
+    deployments_seen: Vec<serde_json::Value>,
 }
 
 impl From<Vec<TokenEntry>> for TokenFile {
     /// A file of these entries, in this order.
     fn from(tokens: Vec<TokenEntry>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            deployments_seen: Vec::new(),
+        }
     }
 }
 
@@ -188,7 +200,21 @@ impl TokenFile {
             }
             tokens.push(entry);
         }
-        Ok(Self { tokens })
+        let mut deployments_seen = Vec::with_capacity(raw.deployments_seen.len());
+        for (index, value) in raw.deployments_seen.into_iter().enumerate() {
+            let refused = |message: &str| {
+                FileContentError::syntax(format, format!("deployments_seen[{index}]: {message}"))
+            };
+            let seen = DeploymentSeen::deserialize(value).map_err(|e| refused(&e.to_string()))?;
+            if !crate::scope::is_deployment_name(&seen.name) {
+                return Err(refused("not a deployment name"));
+            }
+            deployments_seen.push(seen);
+        }
+        Ok(Self {
+            tokens,
+            deployments_seen,
+        })
     }
 
     /// The file's text in `format`, ready to be written. Entries are written in order; an
@@ -221,6 +247,15 @@ impl TokenFile {
     /// The entry with this uid.
     pub fn get(&self, uid: &str) -> Option<&TokenEntry> {
         self.tokens.iter().find(|entry| entry.token.uid == uid)
+    }
+
+    /// Whether a token's name has this [`name_key`](crate::record::name_key): a new name
+    /// with this key looks like it. (A file written before names were compared so may hold
+    /// two such tokens; both still load.)
+    pub(crate) fn holds_name_like(&self, key: &str) -> bool {
+        self.tokens
+            .iter()
+            .any(|entry| crate::record::name_key(&entry.token.name) == key)
     }
 }
 

@@ -56,7 +56,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
+use crate::record::{name_key, ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
 use crate::token::{TokenHash, TokenSecret};
 
 /// Changes a token file the way the platform's token API changes its store: `create` (the
@@ -183,7 +183,11 @@ impl TokenFileStore {
     /// The arguments are checked exactly as every store checks them (see [`NewToken`]).
     pub fn create(&self, new: NewToken) -> Result<CreatedToken, FileStoreError> {
         let mut minted = new.mint(Utc::now())?;
+        let key = name_key(&minted.record.name);
         self.update(|file| {
+            if file.holds_name_like(&key) {
+                return Err(NewTokenError::NameTaken(minted.record.name.clone()).into());
+            }
             // Retry in the (astronomically unlikely) case of a uid the file already has; a
             // fresh secret's hash cannot collide.
             while file.get(&minted.record.uid).is_some() {
@@ -198,15 +202,20 @@ impl TokenFileStore {
 
     /// Adds a record with the hash of a secret minted elsewhere (to manage foreign tokens in
     /// the file). Fails, writing nothing, on a record that breaks a rule of
-    /// [`ApiToken::check`] or a duplicate uid or hash.
+    /// [`ApiToken::check`], a duplicate uid or hash, or a name that looks like a stored one
+    /// ([`name_key`]).
     pub fn import(&self, token: ApiToken, hash: TokenHash) -> Result<(), FileStoreError> {
         token.check().map_err(NewTokenError::from)?;
+        let key = name_key(&token.name);
         self.update(|file| {
             if file.get(&token.uid).is_some() {
                 return Err(NewTokenError::DuplicateUid(token.uid).into());
             }
             if file.tokens.iter().any(|e| e.hash == hash) {
                 return Err(NewTokenError::DuplicateHash(token.uid).into());
+            }
+            if file.holds_name_like(&key) {
+                return Err(NewTokenError::NameTaken(token.name).into());
             }
             file.tokens.push(TokenEntry::new(token, hash));
             Ok(((), true))

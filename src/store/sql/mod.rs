@@ -17,7 +17,15 @@
 //! - `name_lower`, the name lowercased by Rust ([`str::to_lowercase`]), which the search
 //!   matches against, so that both databases compare exactly as
 //!   [`ListQuery::matches`](super::ListQuery::matches) does (SQLite's `lower` and `LIKE` only
-//!   fold ASCII).
+//!   fold ASCII);
+//! - `name_key`, the name's [`name_key`](crate::record::name_key), unique: names that look
+//!   alike are one name. Rows stored before version 3 got theirs when the schema was migrated
+//!   ([`assign_name_keys`]): the later of two look-alikes a legacy key (the key, U+001F, its
+//!   uid), which [`legacy_range`] finds so that no new name takes either.
+//!
+//! Beside the tokens: `pe_sessions` (browser sessions by the SHA-256 of their id, the token's
+//! uid, its sealed secret, the end as seconds plus nanoseconds) and `pe_deployments_seen`
+//! (a deployment's name and when a service last said it protects it, likewise).
 
 use chrono::{DateTime, Utc};
 
@@ -37,7 +45,7 @@ pub(crate) const COLUMNS: &str = "uid, name, description, scopes, deployments, c
                                   uses_valid, uses_expired, uses_disabled";
 
 /// The columns every insert writes, in the order [`Encoded`] has them.
-pub(crate) const INSERT_COLUMNS: &str = "uid, name, name_lower, description, scopes, \
+pub(crate) const INSERT_COLUMNS: &str = "uid, name, name_lower, name_key, description, scopes, \
                                          deployments, created_s, created_ns, expires_s, \
                                          expires_ns, last_used_s, hash, enabled, parent_uid, \
                                          rate_limit, rate_window_ms, previous_hash, \
@@ -59,6 +67,10 @@ pub(crate) struct Migration {
     pub(crate) name: &'static str,
     /// Its SQL (several statements).
     pub(crate) sql: &'static str,
+    /// When set: after `sql`, the application fills `name_key` for every row
+    /// ([`assign_name_keys`]: the key needs Unicode tables SQL lacks), then runs this SQL, in
+    /// the same transaction.
+    pub(crate) after_name_keys: Option<&'static str>,
 }
 
 /// The SQLite migrations, oldest first. Never edit one that has shipped: add another.
@@ -68,11 +80,21 @@ pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "tokens",
         sql: include_str!("../../../migrations/sqlite/0001_tokens.sql"),
+        after_name_keys: None,
     },
     Migration {
         version: 2,
         name: "lifecycle",
         sql: include_str!("../../../migrations/sqlite/0002_lifecycle.sql"),
+        after_name_keys: None,
+    },
+    Migration {
+        version: 3,
+        name: "name keys, sessions, deployments",
+        sql: include_str!("../../../migrations/sqlite/0003_name_keys_sessions_deployments.sql"),
+        after_name_keys: Some(include_str!(
+            "../../../migrations/sqlite/0003_name_keys_unique.sql"
+        )),
     },
 ];
 
@@ -83,11 +105,21 @@ pub(crate) const POSTGRES_MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "tokens",
         sql: include_str!("../../../migrations/postgres/0001_tokens.sql"),
+        after_name_keys: None,
     },
     Migration {
         version: 2,
         name: "lifecycle",
         sql: include_str!("../../../migrations/postgres/0002_lifecycle.sql"),
+        after_name_keys: None,
+    },
+    Migration {
+        version: 3,
+        name: "name keys, sessions, deployments",
+        sql: include_str!("../../../migrations/postgres/0003_name_keys_sessions_deployments.sql"),
+        after_name_keys: Some(include_str!(
+            "../../../migrations/postgres/0003_name_keys_unique.sql"
+        )),
     },
 ];
 
@@ -119,10 +151,12 @@ pub(crate) fn migration_failed(
 }
 
 /// A token laid out for a row (see the module documentation).
+#[derive(Clone)]
 pub(crate) struct Encoded {
     pub(crate) uid: String,
     pub(crate) name: String,
     pub(crate) name_lower: String,
+    pub(crate) name_key: String,
     pub(crate) description: String,
     pub(crate) scopes: String,
     pub(crate) deployments: Option<String>,
@@ -169,6 +203,7 @@ impl Encoded {
             uid: token.uid.clone(),
             name: token.name.clone(),
             name_lower: token.name.to_lowercase(),
+            name_key: crate::record::name_key(&token.name),
             description: token.description.clone(),
             scopes,
             deployments,
@@ -490,45 +525,165 @@ pub(crate) fn root_first(uid: &str, mut entries: Vec<TokenEntry>) -> Vec<TokenEn
     entries
 }
 
-/// The first conflict among `fresh` (entries to import, not stored yet) with each other or
+/// The first conflict among `fresh` (rows to import, not stored yet) with each other or
 /// with what is stored, found the slow way after a multi-row insert hit a unique index: the
-/// error the in-memory store would give for the same import. `stored` answers, for one
-/// entry, which of its uid, hash and name the database holds already.
+/// error the in-memory store would give for the same import. `stored` answers, for one row,
+/// which of its uid, hash and name key the database holds already.
 pub(crate) async fn first_conflict<F, Fut>(
-    fresh: &[TokenEntry],
+    fresh: &[Encoded],
     mut stored: F,
 ) -> Result<Option<StoreError>, StoreError>
 where
-    F: FnMut(TokenEntry) -> Fut,
+    F: FnMut(Encoded) -> Fut,
     Fut: std::future::Future<Output = Result<Option<Unique>, StoreError>>,
 {
     use std::collections::HashSet;
     let mut uids = HashSet::new();
     let mut hashes = HashSet::new();
-    let mut names = HashSet::new();
-    for entry in fresh {
-        let token = &entry.token;
-        let in_batch = if uids.contains(token.uid.as_str()) {
+    let mut keys = HashSet::new();
+    for row in fresh {
+        let in_batch = if uids.contains(row.uid.as_str()) {
             Some(Unique::Uid)
-        } else if hashes.contains(&entry.hash) {
+        } else if hashes.contains(&row.hash) {
             Some(Unique::Hash)
-        } else if names.contains(token.name.as_str()) {
+        } else if keys.contains(row.name_key.as_str()) {
             Some(Unique::Name)
         } else {
-            stored(entry.clone()).await?
+            stored(row.clone()).await?
         };
         if let Some(unique) = in_batch {
             return Ok(Some(match unique {
-                Unique::Uid => StoreError::DuplicateUid(token.uid.clone()),
-                Unique::Hash => StoreError::DuplicateHash(token.uid.clone()),
-                Unique::Name => StoreError::NameTaken(token.name.clone()),
+                Unique::Uid => StoreError::DuplicateUid(row.uid.clone()),
+                Unique::Hash => StoreError::DuplicateHash(row.uid.clone()),
+                Unique::Name => StoreError::NameTaken(row.name.clone()),
             }));
         }
-        uids.insert(token.uid.as_str());
-        hashes.insert(entry.hash);
-        names.insert(token.name.as_str());
+        uids.insert(row.uid.as_str());
+        hashes.insert(&row.hash);
+        keys.insert(row.name_key.as_str());
     }
     Ok(None)
+}
+
+/// The name keys of rows stored before version 3, given as `(uid, name)` oldest first: each
+/// name's [`name_key`](crate::record::name_key), except that the later of two names that look
+/// alike gets a legacy key (its key, U+001F, its uid) and a warning naming both, so both keep
+/// working. Answers `(uid, key)`.
+pub(crate) fn assign_name_keys(store: &str, rows: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut first: std::collections::HashMap<String, (String, String)> =
+        std::collections::HashMap::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for (uid, name) in rows {
+        let key = crate::record::name_key(&name);
+        match first.get(&key) {
+            Some((first_uid, first_name)) => {
+                tracing::warn!(
+                    store,
+                    name = %name,
+                    uid = %uid,
+                    looks_like = %first_name,
+                    looks_like_uid = %first_uid,
+                    "two tokens have names that look the same (stored before names were \
+                     compared by how they look); both keep working, and no new token may take \
+                     either name"
+                );
+                keys.push((uid.clone(), crate::record::legacy_name_key(&key, &uid)));
+            }
+            None => {
+                first.insert(key.clone(), (uid.clone(), name));
+                keys.push((uid, key));
+            }
+        }
+    }
+    keys
+}
+
+/// The bounds of the legacy keys made from `key` ([`crate::record::legacy_name_key`]): every
+/// such key `k` has `low <= k < high` in byte order, and no other key does (no name key holds
+/// a character below U+0020).
+pub(crate) fn legacy_range(key: &str) -> (String, String) {
+    let separator = crate::record::LEGACY_KEY_SEPARATOR;
+    (format!("{key}{separator}"), format!("{key}\u{20}"))
+}
+
+/// A time as whole seconds and nanoseconds, as every table keeps them.
+pub(crate) fn split_time(at: DateTime<Utc>) -> (i64, i64) {
+    (at.timestamp(), i64::from(at.timestamp_subsec_nanos()))
+}
+
+/// A session's row as read: its fields, checked.
+pub(crate) fn decode_session(
+    store: &str,
+    id_hash: &[u8],
+    token_uid: String,
+    sealed_secret: Vec<u8>,
+    expires_s: i64,
+    expires_ns: i64,
+) -> Result<super::StoredSession, StoreError> {
+    let damaged = |what: &str| {
+        StoreError::unavailable(
+            store,
+            format!("a session row is damaged ({what}); delete it in the database"),
+        )
+    };
+    let id_hash: super::SessionIdHash = id_hash
+        .try_into()
+        .map_err(|_| damaged("its id hash is not 32 bytes"))?;
+    let expires_at =
+        time(expires_s, expires_ns).ok_or_else(|| damaged("its end is out of range"))?;
+    Ok(super::StoredSession::new(
+        id_hash,
+        token_uid,
+        sealed_secret,
+        expires_at,
+    ))
+}
+
+/// The error for a session whose id hash is stored already.
+pub(crate) fn session_exists(store: &str) -> StoreError {
+    StoreError::unavailable(store, "a session with this id exists already")
+}
+
+/// A deployment's row as read: `None` (with a warning) for one that is not a deployment
+/// name or whose time is out of range (a row edited by hand), which is left out.
+pub(crate) fn decode_deployment(
+    store: &str,
+    name: String,
+    last_seen_s: i64,
+    last_seen_ns: i64,
+) -> Option<super::DeploymentSeen> {
+    match time(last_seen_s, last_seen_ns) {
+        Some(at) if crate::scope::is_deployment_name(&name) => {
+            Some(super::DeploymentSeen::new(name, at))
+        }
+        _ => {
+            tracing::warn!(store, "a deployment row is damaged and left out; delete it");
+            None
+        }
+    }
+}
+
+/// The deployments to record, one per name (the latest time), sorted by name so that two
+/// writers lock rows in the same order; names that are not deployment names are left out.
+pub(crate) fn latest_deployments(seen: &[super::DeploymentSeen]) -> Vec<(&str, i64, i64)> {
+    let mut latest: std::collections::BTreeMap<&str, DateTime<Utc>> =
+        std::collections::BTreeMap::new();
+    for deployment in seen {
+        if !crate::scope::is_deployment_name(&deployment.name) {
+            continue;
+        }
+        let at = latest
+            .entry(deployment.name.as_str())
+            .or_insert(deployment.last_seen_at);
+        *at = (*at).max(deployment.last_seen_at);
+    }
+    latest
+        .into_iter()
+        .map(|(name, at)| {
+            let (s, ns) = split_time(at);
+            (name, s, ns)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+-- After the application filled `name_key` for every row (0003_name_keys_sessions_deployments.sql):
+-- names are unique by their key. Two rows whose names looked alike before this version both
+-- keep working: the later one's key carries its uid (a key no new name can have), and a new
+-- name that looks like either is refused by the application.
+CREATE UNIQUE INDEX pe_tokens_folded_name_key ON pe_tokens (name_key);
