@@ -131,6 +131,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
         new_token,
         source,
     } = args.tokens.verifier(
+        DEPLOYMENT,
         // Protected Endpoint Access to this deployment, and nothing else.
         NewToken::new("grpc-summarize demo")
             .description("created by the grpc_summarize example at start-up")

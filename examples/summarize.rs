@@ -125,6 +125,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Protected Endpoint Access to this deployment, and nothing else: what the platform's
     // console makes for calling a deployment.
     let chosen = args.tokens.verifier(
+        DEPLOYMENT,
         NewToken::new("summarize-demo")
             .description("created by the summarize example at start-up")
             .deployments(DeploymentAccess::only([DEPLOYMENT])?),

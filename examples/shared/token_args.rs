@@ -54,14 +54,18 @@ pub struct ChosenVerifier {
 }
 
 impl TokenArgs {
-    /// Builds the verifier the flags ask for; without flags, an in-memory store holding
-    /// `demo`, whose secret is returned to be shown once.
-    pub fn verifier(&self, demo: NewToken) -> Result<ChosenVerifier, Box<dyn Error>> {
+    /// Builds the verifier the flags ask for, for a service protecting `deployment`; without
+    /// flags, an in-memory store holding `demo`, whose secret is returned to be shown once.
+    pub fn verifier(
+        &self,
+        deployment: &str,
+        demo: NewToken,
+    ) -> Result<ChosenVerifier, Box<dyn Error>> {
         if let Some(path) = &self.tokens {
             return from_file(path);
         }
         if let (Some(url), Some(token)) = (&self.introspect, &self.introspect_token) {
-            return from_authority(url, token, self.cache_ttl);
+            return from_authority(url, token, deployment, self.cache_ttl);
         }
         let store = InMemoryTokenStore::new();
         let created = store.create(demo)?;
@@ -92,14 +96,18 @@ fn from_file(_path: &std::path::Path) -> Result<ChosenVerifier, Box<dyn Error>> 
     Err("--tokens needs the `file` feature: add `--features file` to `cargo run`".into())
 }
 
+/// The authority also learns from this verifier which deployment it protects, and offers it
+/// in the console's Protected Endpoint Access choices.
 #[cfg(feature = "remote")]
 fn from_authority(
     url: &str,
     token: &str,
+    deployment: &str,
     cache_ttl: u64,
 ) -> Result<ChosenVerifier, Box<dyn Error>> {
     let verifier = protected_endpoint::verifier::remote::RemoteVerifier::builder(url)
         .bearer_token(token.to_owned())
+        .deployment(deployment)
         .cache_ttl(std::time::Duration::from_secs(cache_ttl))
         .build()?;
     let stream = match verifier.revocation_stream_url() {
@@ -117,6 +125,7 @@ fn from_authority(
 fn from_authority(
     _url: &str,
     _token: &str,
+    _deployment: &str,
     _cache_ttl: u64,
 ) -> Result<ChosenVerifier, Box<dyn Error>> {
     Err("--introspect needs the `remote` feature: add `--features remote` to `cargo run`".into())
