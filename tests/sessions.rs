@@ -536,7 +536,6 @@ async fn console_sessions_are_shared_by_replicas_over_one_store() {
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
-#[ignore = "needs PostgresStore's session methods (h-store's branch of issue 21)"]
 async fn console_sessions_are_shared_by_replicas_on_one_postgresql() {
     let Some(database) = common::postgres::fresh_database().await else {
         return;

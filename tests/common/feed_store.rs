@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use protected_endpoint::record::{ApiToken, TokenEntry};
 use protected_endpoint::store::{
-    Change, ChangeFeed, ImportReport, ListQuery, StoreError, TokenPage, TokenStore, TokenUse,
+    Change, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
+    StoredSession, TokenPage, TokenStore, TokenUse,
 };
 use protected_endpoint::token::TokenHash;
 use protected_endpoint::InMemoryTokenStore;
@@ -92,6 +93,30 @@ impl TokenStore for FeedStore {
         let receiver = self.feed.lock().unwrap().take();
         let feed = ReceiverStream::new(receiver.expect("one authority watches this store"));
         Ok(Box::pin(feed))
+    }
+
+    async fn insert_session(&self, session: StoredSession) -> Result<(), StoreError> {
+        self.tokens.insert_session(session).await
+    }
+
+    async fn session(&self, id_hash: &SessionIdHash) -> Result<Option<StoredSession>, StoreError> {
+        self.tokens.session(id_hash).await
+    }
+
+    async fn delete_session(&self, id_hash: &SessionIdHash) -> Result<bool, StoreError> {
+        self.tokens.delete_session(id_hash).await
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.tokens.delete_expired_sessions(now).await
+    }
+
+    async fn record_deployments_seen(&self, seen: &[DeploymentSeen]) -> Result<(), StoreError> {
+        self.tokens.record_deployments_seen(seen).await
+    }
+
+    async fn deployments_seen(&self) -> Result<Vec<DeploymentSeen>, StoreError> {
+        self.tokens.deployments_seen().await
     }
 
     fn describe(&self) -> String {
