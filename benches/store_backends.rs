@@ -9,9 +9,7 @@
 //! `PE_BENCH_SIZES`: the store sizes, comma-separated (default `1000,10000,100000,1000000`);
 //! `PE_BENCH_OPS`: creates and deletes timed at each size (default 300).
 
-#[path = "../tests/common/postgres.rs"]
-#[allow(dead_code)]
-mod postgres_db;
+use protected_endpoint_testkit::postgres as postgres_db;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -18,8 +18,7 @@
 //! Like every example server it runs on `protected_endpoint::server` (`--header-read-timeout`,
 //! `--idle-timeout`, `--max-connections`; Ctrl-C or SIGTERM stops it gracefully).
 
-#[path = "shared/server_args.rs"]
-mod server_args;
+use protected_endpoint_examples::server_args;
 
 use std::net::SocketAddr;
 

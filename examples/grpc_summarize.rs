@@ -33,18 +33,14 @@ use tonic::service::Routes;
 use tonic::{Request, Response, Status};
 use tracing_subscriber::EnvFilter;
 
-#[path = "shared/server_args.rs"]
-mod server_args;
-#[path = "shared/summarizer.rs"]
-mod summarizer;
-#[path = "shared/throttle_args.rs"]
-mod throttle_args;
-#[path = "shared/token_args.rs"]
-mod token_args;
+use protected_endpoint_examples::server_args;
+use protected_endpoint_examples::summarizer;
+use protected_endpoint_examples::throttle_args;
+use protected_endpoint_examples::token_args;
 
 /// The code generated from `proto/summarize/v1/summarize.proto` (by `tools/protogen`).
 mod pb {
-    include!("shared/pb/summarize.v1.rs");
+    include!("src/pb/summarize.v1.rs");
 }
 
 use pb::summarizer_server::{Summarizer, SummarizerServer};

@@ -25,8 +25,7 @@
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-#[path = "shared/server_args.rs"]
-mod server_args;
+use protected_endpoint_examples::server_args;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;

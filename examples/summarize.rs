@@ -40,16 +40,11 @@
 //! (`--header-read-timeout SECS`, `--idle-timeout SECS`, `--max-connections N`); Ctrl-C or
 //! SIGTERM stops it gracefully.
 
-#[path = "shared/metrics.rs"]
-mod metrics_endpoint;
-#[path = "shared/server_args.rs"]
-mod server_args;
-#[path = "shared/summarizer.rs"]
-mod summarizer;
-#[path = "shared/throttle_args.rs"]
-mod throttle_args;
-#[path = "shared/token_args.rs"]
-mod token_args;
+use protected_endpoint_examples::metrics as metrics_endpoint;
+use protected_endpoint_examples::server_args;
+use protected_endpoint_examples::summarizer;
+use protected_endpoint_examples::throttle_args;
+use protected_endpoint_examples::token_args;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -210,7 +205,7 @@ const PAGE_HEADERS: [(HeaderName, &str); 6] = [
 /// The one-page UI: paste text, read the summary (its script calls `POST /summarize` with
 /// the session cookie the sign-in page set; the page never holds a token).
 async fn page() -> ([(HeaderName, &'static str); 6], &'static str) {
-    (PAGE_HEADERS, include_str!("shared/summarize.html"))
+    (PAGE_HEADERS, include_str!("src/summarize.html"))
 }
 
 /// The page's script, a file of its own so the page's CSP can forbid inline script.
@@ -220,7 +215,7 @@ async fn script() -> ([(HeaderName, &'static str); 2], &'static str) {
             (CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        include_str!("shared/summarize.js"),
+        include_str!("src/summarize.js"),
     )
 }
 
@@ -231,7 +226,7 @@ async fn style() -> ([(HeaderName, &'static str); 2], &'static str) {
             (CONTENT_TYPE, "text/css; charset=utf-8"),
             (X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        include_str!("shared/summarize.css"),
+        include_str!("src/summarize.css"),
     )
 }
 

@@ -36,12 +36,9 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[path = "shared/metrics.rs"]
-mod metrics_endpoint;
-#[path = "shared/server_args.rs"]
-mod server_args;
-#[path = "shared/throttle_args.rs"]
-mod throttle_args;
+use protected_endpoint_examples::metrics as metrics_endpoint;
+use protected_endpoint_examples::server_args;
+use protected_endpoint_examples::throttle_args;
 
 use clap::Parser;
 use protected_endpoint::authority::Authority;

@@ -1,8 +1,4 @@
-//! Scraping `/metrics` and reading the Prometheus text by value; building the examples that
-//! serve it.
-//!
-//! Included by `tests/metrics.rs` with `#[path]` (not through `common/mod.rs`), so no other
-//! test compiles it.
+//! Scraping `/metrics` and reading the Prometheus text by value.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,27 +1,18 @@
-//! Helpers shared by the end-to-end tests: real servers on 127.0.0.1, real clients.
-#![allow(dead_code)]
+//! What the end-to-end tests of every member of the workspace share: real servers on
+//! 127.0.0.1 and real clients, an authority, PostgreSQL databases and clusters, the example
+//! binaries, a headless browser, Prometheus scrapes. Unpublished; a dev-dependency only.
 
-#[cfg(feature = "authority")]
 pub mod authority;
 #[cfg(unix)]
 pub mod browser;
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "authority")]
 pub mod console;
-#[cfg(all(feature = "authority", feature = "remote"))]
 pub mod deployment;
 pub mod example;
-#[cfg(feature = "authority")]
 pub mod feed_store;
-#[cfg(feature = "postgres")]
+pub mod metrics;
 pub mod pg_cluster;
-#[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(all(feature = "authority", feature = "remote"))]
 pub mod remote;
-#[cfg(feature = "authority")]
-pub mod token_server;
 
 use std::future::Future;
 use std::net::SocketAddr;

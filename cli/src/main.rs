@@ -17,6 +17,11 @@
 //! this file only parses arguments and prints. Exit codes: 0 success, 1 failure (bad file,
 //! unknown uid, I/O, an error answer or no answer from the authority), 2 bad arguments.
 
+mod metrics;
+mod serve;
+mod server_args;
+mod throttle_args;
+
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +65,8 @@ enum Command {
     /// Create, list, get, delete and hash tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Serve the token authority (management API, introspection, revocation stream, console).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -460,7 +467,12 @@ fn refuse_api_token_with_file(matches: &ArgMatches) {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let Command::Token(command) = cli.command;
+    let command = match cli.command {
+        Command::Token(command) => command,
+        Command::Serve(args) => {
+            return serve::serve(args).map_err(|err| Failure(err.to_string()));
+        }
+    };
     let output = cli.output;
     match command {
         TokenCommand::Create(args) => create(args, output),

@@ -21,8 +21,8 @@ impl Drop for Example {
     }
 }
 
-/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with the features
-/// this test was built with, once per test process: so the library is not rebuilt for it, and
+/// `target/<profile>/examples/<name>`, built (or found up to date) by cargo with every feature
+/// of the examples package, once per test process: so the library is not rebuilt for it, and
 /// a binary left from an older build or other features is never the one tested.
 pub fn example_binary(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -35,28 +35,19 @@ pub fn example_binary(name: &str) -> PathBuf {
     if built.iter().any(|done| done == name) {
         return binary;
     }
-    let features: Vec<&str> = [
-        ("file", cfg!(feature = "file")),
-        ("cli", cfg!(feature = "cli")),
-        ("authority-client", cfg!(feature = "authority-client")),
-        ("remote", cfg!(feature = "remote")),
-        ("rustls", cfg!(feature = "rustls")),
-        ("axum", cfg!(feature = "axum")),
-        ("server", cfg!(feature = "server")),
-        ("authority", cfg!(feature = "authority")),
-        ("sqlite", cfg!(feature = "sqlite")),
-        ("postgres", cfg!(feature = "postgres")),
-    ]
-    .into_iter()
-    .filter_map(|(name, on)| on.then_some(name))
-    .collect();
+    // The examples package with every feature, as `cargo test --all-features` builds its
+    // examples: the binary is then up to date, and this build a no-op.
     let mut cargo = Command::new(env!("CARGO"));
     cargo
-        .args(["build", "--example", name])
+        .args([
+            "build",
+            "--package",
+            "protected-endpoint-examples",
+            "--all-features",
+            "--example",
+            name,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if !features.is_empty() {
-        cargo.args(["--features", &features.join(",")]);
-    }
     // Cargo gives this test its package's variables; build scripts that watch them would see
     // a change and rebuild, for this build and the next `cargo test`.
     for (var, _) in std::env::vars_os() {

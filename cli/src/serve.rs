@@ -1,0 +1,214 @@
+//! `protected-endpoint serve`: the token authority — the platform-compatible token management
+//! API, RFC 7662 introspection, the revocation stream and the console — over a store of your
+//! choice, on the library's hardened HTTP front.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::metrics as metrics_endpoint;
+use crate::{server_args, throttle_args};
+use protected_endpoint::authority::Authority;
+use protected_endpoint::store::file::TokenFileStore;
+use protected_endpoint::store::StoreLocation;
+
+/// Serve the token authority: management API, RFC 7662 introspection, revocation stream,
+/// console.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    addr: SocketAddr,
+    /// Where the tokens are kept: a `.json` path is a JSON data file (fine for small sets),
+    /// any other path a SQLite database. Created on the first start. Without it (and without
+    /// --database-url), tokens live in memory only and are lost on exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url")]
+    data: Option<PathBuf>,
+    /// A database instead: `sqlite:PATH` or `postgres://user:password@host/db` (many replicas
+    /// may share one PostgreSQL database). Without this flag and without --data, the
+    /// environment's DATABASE_URL, if set.
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+    /// Load the tokens of a token file or an old JSON data file into the store at start.
+    /// Idempotent: tokens whose uid is stored already are skipped.
+    #[arg(long, value_name = "FILE")]
+    import: Option<PathBuf>,
+    /// Mint a new admin token at start (for an authority nobody can manage any more). The
+    /// secret is printed once (or written to --admin-token-file); the audit log records it.
+    #[arg(long)]
+    mint_admin: bool,
+    /// Write the admin token minted at start to this file (created with mode 0600, never
+    /// overwritten) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    #[command(flatten)]
+    throttle: throttle_args::ThrottleArgs,
+    /// Turn the failed-guess throttle off (by default a client that sends 10 bad tokens in a
+    /// row gets 429 for a second per further guess).
+    #[arg(long, conflicts_with = "client_ip_header")]
+    no_throttle: bool,
+    #[command(flatten)]
+    metrics: metrics_endpoint::MetricsArgs,
+    #[command(flatten)]
+    server: server_args::ServerArgs,
+}
+
+/// Runs the authority until Ctrl-C or SIGTERM.
+pub(crate) fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    // Before the authority is built, so its work from the first start is counted.
+    let metrics = args.metrics.router()?;
+
+    // DATABASE_URL is read only when no flag names a store: an explicit --data wins over an
+    // environment set up for something else.
+    let from_env = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    let location = match (&args.database_url, &args.data, from_env) {
+        (Some(url), _, _) => url.parse::<StoreLocation>()?,
+        (None, Some(path), _) => StoreLocation::from_data_path(path),
+        (None, None, Some(url)) => url.parse::<StoreLocation>()?,
+        (None, None, None) => {
+            eprintln!(
+                "no --data or --database-url: tokens are kept in memory only and lost on exit"
+            );
+            StoreLocation::Memory
+        }
+    };
+    let store = location.open().await?;
+    let builder = Authority::builder(store);
+    let builder = if args.no_throttle {
+        builder.no_throttle()
+    } else {
+        builder.throttle_failures(args.throttle.throttle())
+    };
+    let authority = builder.build().await?;
+    eprintln!("tokens kept in {location}");
+
+    // Before the first admin: an old data file brings its own admin token (and its name),
+    // so a store filled by an import mints none; --mint-admin gives one if it lacks one.
+    if let Some(path) = &args.import {
+        let file = TokenFileStore::open(path)?.read()?;
+        let report = authority.import(file.tokens).await?;
+        eprintln!(
+            "imported {}: {} added, {} skipped (uid stored already)",
+            path.display(),
+            report.added,
+            report.skipped
+        );
+    }
+
+    // The file for the admin secret is made before any token is minted: a file that cannot
+    // be made (it exists, say) must not leave a minted admin token whose secret nobody has.
+    let mut secret_file = args
+        .admin_token_file
+        .as_deref()
+        .map(|path| SecretFile::create(path).map_err(|err| cannot_write(path, err)))
+        .transpose()?;
+    let minted = match authority.bootstrap_admin().await? {
+        Some(admin) => {
+            eprintln!("first start: created the admin token (shown once, keep it)");
+            Some(admin)
+        }
+        None if args.mint_admin => {
+            let admin = authority.mint_admin("operator (command line)").await?;
+            eprintln!(
+                "--mint-admin: created admin token {:?} (shown once, keep it)",
+                admin.token.name
+            );
+            Some(admin)
+        }
+        None => None,
+    };
+    match (minted, secret_file.take()) {
+        (Some(admin), None) => println!("token: {}", admin.secret.expose()),
+        (Some(admin), Some(file)) => {
+            let path = file.path.clone();
+            file.write(admin.secret.expose())
+                .map_err(|err| cannot_write(&path, err))?;
+            eprintln!("admin token written to {} (mode 0600)", path.display());
+        }
+        // Nothing minted (a later start): the empty file made above goes again.
+        (None, Some(file)) => file.discard(),
+        (None, None) => {}
+    }
+    if !authority.can_be_managed() {
+        eprintln!(
+            "warning: no live token with the write_organization scope: nobody can manage this \
+             authority's tokens. Restart it with --mint-admin to get a new admin token."
+        );
+    }
+
+    let server = args.server.bind(args.addr).await?;
+    let addr = server.local_addr()?;
+    args.metrics.announce(addr);
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let shutdown = authority.clone();
+    // `/metrics` beside the authority's own routes (and outside its token layers). The
+    // server puts each connection's peer address in its requests: what the throttle keys on.
+    let app = authority.router().merge(metrics);
+    server
+        .serve(app)
+        .with_graceful_shutdown(async move {
+            server_args::shutdown_signal().await;
+            // Open revocation streams would keep a graceful shutdown waiting until the
+            // drain timeout.
+            shutdown.close_streams();
+        })
+        .await?;
+    Ok(())
+}
+
+fn cannot_write(path: &Path, err: std::io::Error) -> String {
+    format!(
+        "cannot write the admin token to {}: {err} (choose a file that does not exist yet)",
+        path.display()
+    )
+}
+
+/// A new file only its owner can read, for the admin secret.
+struct SecretFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl SecretFile {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        // A new file only: never truncate someone else's file, never follow a planted link.
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            file: options.open(path)?,
+        })
+    }
+
+    fn write(mut self, secret: &str) -> std::io::Result<()> {
+        writeln!(self.file, "{secret}")?;
+        self.file.sync_all()
+    }
+
+    fn discard(self) {
+        drop(self.file);
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
