@@ -5,7 +5,7 @@
 
 #![cfg(feature = "authority")]
 
-mod common;
+use protected_endpoint_testkit as common;
 
 use std::io;
 use std::sync::{Arc, Mutex};

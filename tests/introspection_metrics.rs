@@ -7,10 +7,9 @@
 
 #![cfg(feature = "authority")]
 
-mod common;
+use protected_endpoint_testkit as common;
 #[allow(dead_code)]
-#[path = "common/metrics.rs"]
-mod prom;
+use common::metrics as prom;
 
 use common::{client_from, serve_with_peers};
 use metrics_exporter_prometheus::PrometheusBuilder;

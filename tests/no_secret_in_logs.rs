@@ -12,7 +12,7 @@
 
 #![cfg(all(feature = "file", feature = "remote", feature = "authority"))]
 
-mod common;
+use protected_endpoint_testkit as common;
 
 use std::cell::RefCell;
 use std::future::Future;

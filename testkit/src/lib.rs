@@ -32,6 +32,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The names that look like `admin` (issue 21, item 3.13): Cyrillic a, fullwidth a, capitals,
+/// and an i with a combining acute accent. Every store refuses each beside `admin`.
+pub const LOOK_ALIKES: [&str; 4] = ["\u{430}dmin", "\u{ff41}dmin", "ADMIN", "admi\u{301}n"];
+
 /// A bound on any one request of a test: the code under test has far shorter timeouts, this
 /// only keeps a broken build from hanging.
 pub const BOUND: Duration = Duration::from_secs(20);

@@ -1,5 +1,6 @@
-//! The `token_server` example as an operator runs it: a child process on 127.0.0.1 (port 0),
-//! its stdout and stderr captured to files, called over real HTTP.
+//! `protected-endpoint serve` as an operator runs it: the program cargo built for these tests,
+//! a child process on 127.0.0.1 (port 0), its stdout and stderr captured to files, called over
+//! real HTTP.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -12,7 +13,7 @@ use protected_endpoint::authority::INTROSPECTION_PATH;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-/// Generous bound for the server to start or exit (it may have to be built first).
+/// Generous bound for the server to start or exit.
 pub const START_BOUND: Duration = Duration::from_secs(300);
 /// Bound for a line to show up in a log that is being written.
 pub const LOG_BOUND: Duration = Duration::from_secs(10);
@@ -20,13 +21,7 @@ pub const LOG_BOUND: Duration = Duration::from_secs(10);
 /// The management API's token collection.
 pub const TOKENS: &str = "/api/v1/api_tokens";
 
-/// `target/<profile>/examples/token_server`, built with this test's features
-/// ([`example_binary`](super::example::example_binary)).
-pub fn token_server_binary() -> PathBuf {
-    super::example::example_binary("token_server")
-}
-
-/// A `token_server` process; killed (SIGKILL) and reaped when dropped.
+/// A `protected-endpoint serve` process; killed (SIGKILL) and reaped when dropped.
 pub struct TokenServer {
     child: Child,
     /// Where its stdout goes.
@@ -41,7 +36,7 @@ pub struct TokenServer {
 }
 
 impl TokenServer {
-    /// Starts `token_server --addr 127.0.0.1:0 ARGS…` with `RUST_LOG=info` (and without any
+    /// Starts `protected-endpoint serve --addr 127.0.0.1:0 ARGS…` with `RUST_LOG=info` (and without any
     /// `DATABASE_URL` of the environment), its output in `dir`, and waits until it prints
     /// `listening on`. Panics, with its stderr, if it exits first.
     pub fn start<I, S>(dir: &Path, args: I) -> Self
@@ -63,19 +58,19 @@ impl TokenServer {
             }
             if let Some(status) = server.child.try_wait().unwrap() {
                 panic!(
-                    "token_server exited ({status}) before listening; stderr:\n{}",
+                    "the server exited ({status}) before listening; stderr:\n{}",
                     server.stderr()
                 );
             }
             assert!(
                 Instant::now() < deadline,
-                "token_server did not start in time"
+                "the server did not start in time"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Runs `token_server --addr 127.0.0.1:0 ARGS…` expecting it to exit by itself (a refused
+    /// Runs `protected-endpoint serve --addr 127.0.0.1:0 ARGS…` expecting it to exit by itself (a refused
     /// start): its exit status. Panics if it starts listening instead.
     pub fn run_to_exit<I, S>(dir: &Path, args: I) -> (ExitStatus, Self)
     where
@@ -90,12 +85,12 @@ impl TokenServer {
             }
             assert!(
                 !server.stdout().contains("listening on "),
-                "token_server started, but was expected to exit; stderr:\n{}",
+                "the server started, but was expected to exit; stderr:\n{}",
                 server.stderr()
             );
             assert!(
                 Instant::now() < deadline,
-                "token_server did not exit in time"
+                "the server did not exit in time"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -109,10 +104,10 @@ impl TokenServer {
         // Each start in a test gets log files of its own.
         static STARTS: AtomicUsize = AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
-        let stdout_path = dir.join(format!("token_server-{n}.stdout"));
-        let stderr_path = dir.join(format!("token_server-{n}.stderr"));
-        let child = Command::new(token_server_binary())
-            .args(["--addr", "127.0.0.1:0"])
+        let stdout_path = dir.join(format!("serve-{n}.stdout"));
+        let stderr_path = dir.join(format!("serve-{n}.stderr"));
+        let child = Command::new(super::cli::BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
