@@ -7,9 +7,9 @@
 
 #![cfg(feature = "authority")]
 
-use protected_endpoint_testkit as common;
 #[allow(dead_code)]
 use common::metrics as prom;
+use protected_endpoint_testkit as common;
 
 use common::{client_from, serve_with_peers};
 use metrics_exporter_prometheus::PrometheusBuilder;

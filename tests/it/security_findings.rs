@@ -5,18 +5,12 @@
 use crate::common;
 
 use std::fs;
-use std::path::Path;
 
-use axum::extract::Path as UrlPath;
-use axum::http::{HeaderMap, StatusCode as AxumStatus};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use common::authority::AuthorityServer;
 use protected_endpoint::authority::Authority;
 use protected_endpoint::token::{contains_minted_token, TokenSecret};
+use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::NewToken;
-use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -606,7 +606,6 @@ async fn record_uses_adds_the_counts(h: &Harness) {
     assert_eq!(token.last_used_at, Some(at));
 }
 
-
 async fn look_alike_names_are_one_name(h: &Harness) {
     let store = h.open().await;
     let admin = entry("admin");

@@ -12,15 +12,11 @@ use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use common::authority::AuthorityServer;
 use common::cli::{printed, run, run_with_env};
-use protected_endpoint::authority::Authority;
 use protected_endpoint::token::{contains_minted_token, TokenSecret};
 use protected_endpoint::NewToken;
 use protected_endpoint::{store::file::TokenFileStore, verifier::file::TokenFileVerifier};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
-
+use serde_json::json;
 
 #[test]
 fn the_cli_refuses_look_alike_names_and_writes_nothing() {

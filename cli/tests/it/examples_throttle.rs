@@ -5,8 +5,6 @@
 
 use crate::common;
 
-use std::time::Duration;
-
 use protected_endpoint::token::TokenSecret;
 use reqwest::StatusCode;
 
@@ -99,7 +97,7 @@ async fn behind_a_proxy_the_summarize_example_throttles_by_the_forwarding_header
 
 /// With `--introspect`, a throttled guess never becomes an introspection call: the token
 /// authority's count of introspections stops growing once the client is throttled.
-    #[tokio::test]
+#[tokio::test]
 async fn a_throttled_guess_never_reaches_the_authority() {
     use common::serve::TokenServer;
     use protected_endpoint::authority::INTROSPECTION_PATH;

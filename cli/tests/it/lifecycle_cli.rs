@@ -3,7 +3,6 @@
 //! --rate-limit`, `disable`, `enable`, `reroll --grace`, `delete` saying how many it revoked,
 //! and `list`/`get` showing state, rate limit, last use and use counts.
 
-
 use crate::common;
 
 use std::process::Output;

@@ -3,10 +3,7 @@
 
 use crate::common;
 
-use protected_endpoint::authority::{Authority, INTROSPECTION_PATH};
-use protected_endpoint::limit::FailureThrottle;
-use protected_endpoint::NewToken;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 
 use common::client_from;
 use common::serve::{TokenServer, TOKENS};

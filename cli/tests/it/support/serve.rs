@@ -88,10 +88,7 @@ impl TokenServer {
                 "the server started, but was expected to exit; stderr:\n{}",
                 server.stderr()
             );
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit in time"
-            );
+            assert!(Instant::now() < deadline, "the server did not exit in time");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
