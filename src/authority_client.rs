@@ -394,8 +394,9 @@ impl AuthorityClient {
 
     /// Creates a token; the answer holds its secret, which the authority never shows again.
     ///
-    /// Unset deployments ([`NewToken::deployments`]) mean the caller's own access: the
-    /// authority gives a new token no more than its creator has.
+    /// Unset deployments ([`NewToken::deployments`]): the authority gives the new token no
+    /// deployment access, a Developer Operations token as on the platform (name them, or
+    /// [`DeploymentAccess::All`]); named ones are never more than the caller's own access.
     pub async fn create(&self, new: &NewToken) -> Result<CreatedToken, ClientError> {
         self.scrubbed(self.create_once(new).await)
     }

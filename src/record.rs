@@ -397,8 +397,8 @@ impl PreviousSecret {
 /// `create` take, and what the CLI builds from its flags.
 ///
 /// Defaults: empty description, no scopes, no expiry, and the default deployment access:
-/// every deployment in a store, the creator's own access when an authority creates it for
-/// a caller. Nothing is checked until it is minted (every rule of [`ApiToken::check`]
+/// every deployment in a store of one's own, none when an authority creates it for a caller
+/// (see [`crate::grant`]). Nothing is checked until it is minted (every rule of [`ApiToken::check`]
 /// applies, plus an expiry in the future).
 ///
 /// ```
@@ -416,8 +416,8 @@ pub struct NewToken {
     pub(crate) name: String,
     pub(crate) description: String,
     pub(crate) scopes: Vec<Scope>,
-    /// `None`: every deployment in a store of one's own; the creator's access through an
-    /// authority.
+    /// `None`: every deployment in a store of one's own; none through an authority (see
+    /// `crate::grant`).
     pub(crate) deployments: Option<DeploymentAccess>,
     pub(crate) expires_at: Option<DateTime<Utc>>,
     pub(crate) rate_limit: Option<RateLimit>,

@@ -140,8 +140,9 @@ pub const AUTHORITY_TOKENS_CREATED: &str = "protected_endpoint_authority_tokens_
 pub const AUTHORITY_TOKENS_DELETED: &str = "protected_endpoint_authority_tokens_deleted_total";
 
 /// Counter: introspection requests this authority answered, labelled `result`: `active`,
-/// `inactive`, `refused` (the caller may not introspect), `throttled`, `unavailable` (the read
-/// model may be stale).
+/// `inactive`, `refused` (the caller has no token, a bad one or one without the `introspect`
+/// scope, or names no token to look at), `throttled` (the failed-guess throttle or the
+/// caller's own rate limit held it back), `unavailable` (the read model may be stale).
 ///
 /// ```
 /// assert!(protected_endpoint::telemetry::AUTHORITY_INTROSPECTIONS.ends_with("_total"));

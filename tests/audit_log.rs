@@ -173,6 +173,53 @@ async fn anonymous_refusals_leave_no_audit_line_and_are_counted_while_refused_ch
         (StatusCode::FORBIDDEN, &json!("replaced_secret"))
     );
 
+    // A valid token refused a change by the layer (it lacks `write_organization`), through
+    // the API and through a console session: both name it, from what the layer verified.
+    let reader = json!({"name": "reader", "scopes": ["read_organization"]});
+    let (status, reader) = call(
+        &admin_client,
+        tokens.clone(),
+        Method::POST,
+        Some(&admin),
+        reader,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reader}");
+    let (reader_uid, reader) = (
+        reader["uid"].as_str().unwrap(),
+        reader["token"].as_str().unwrap(),
+    );
+    let try_create = json!({"name": "more"});
+    let (status, _) = call(
+        &admin_client,
+        tokens.clone(),
+        Method::POST,
+        Some(reader),
+        try_create.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let signed_in = admin_client
+        .post(format!("{}/console/sign-in", server.base))
+        .bearer_auth(reader)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let from_console = admin_client
+        .post(format!("{}/console/api/tokens", server.base))
+        .header("cookie", cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", &server.base)
+        .json(&try_create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_console.status(), StatusCode::FORBIDDEN);
+
     let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
@@ -189,20 +236,34 @@ async fn anonymous_refusals_leave_no_audit_line_and_are_counted_while_refused_ch
         .copied()
         .filter(|line| line.contains("management call refused"))
         .collect();
-    assert_eq!(refused.len(), 2, "{logs}");
+    assert_eq!(refused.len(), 4, "{logs}");
     assert!(
-        refused.iter().all(|line| line.contains(weaker_uid)),
+        refused[..2].iter().all(|line| line.contains(weaker_uid)),
         "{logs}"
     );
+    for (line, path) in refused[2..]
+        .iter()
+        .zip(["/api/v1/api_tokens", "/console/api/tokens"])
+    {
+        assert!(line.contains(reader_uid), "{logs}");
+        assert!(
+            line.contains(path) && line.contains("write_organization"),
+            "{logs}"
+        );
+    }
     assert!(
         refused[0].contains("cannot grant the scope read_organization"),
         "{logs}"
     );
     assert!(refused[1].contains("replaced by a reroll"), "{logs}");
-    for action in ["admin token minted", "token created", "token rerolled"] {
+    for (action, count) in [
+        ("admin token minted", 1),
+        ("token created", 2),
+        ("token rerolled", 1),
+    ] {
         assert_eq!(
             audit.iter().filter(|l| l.contains(action)).count(),
-            1,
+            count,
             "{logs}"
         );
     }
@@ -220,5 +281,5 @@ async fn anonymous_refusals_leave_no_audit_line_and_are_counted_while_refused_ch
         decisions(&rendered, "throttled") > 0,
         "the scanner was throttled: {rendered}"
     );
-    assert_eq!(decisions(&rendered, "insufficient_scope"), 1, "{rendered}");
+    assert_eq!(decisions(&rendered, "insufficient_scope"), 3, "{rendered}");
 }

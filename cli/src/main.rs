@@ -302,8 +302,8 @@ impl Backend {
 
     fn create(&self, new: NewToken) -> Result<CreatedToken, Failure> {
         match self {
-            // Unnamed deployments: every deployment in a file; on an authority, the creator's
-            // own access (it cannot give more).
+            // Unnamed deployments: every deployment in a file; on an authority, none (a
+            // Developer Operations token, as the platform makes one its SDK creates).
             Backend::File(store) => Ok(store.create(new)?),
             Backend::Remote { client, runtime } => {
                 Self::remote(runtime, client, client.create(&new))
@@ -325,8 +325,8 @@ struct CreateArgs {
     /// A scope to grant (repeat for more), e.g. `api`, `read_organization`.
     #[arg(long = "scope", value_name = "SCOPE", value_parser = parse_scope)]
     scopes: Vec<Scope>,
-    /// A deployment the token may reach (repeat for more). Default: all deployments (in a
-    /// file), or those the API token reaches (on an authority).
+    /// A deployment the token may call (repeat for more): Protected Endpoint Access. Default:
+    /// all deployments (in a file), or none (on an authority: a Developer Operations token).
     #[arg(
         long = "deployment",
         value_name = "NAME",
@@ -577,7 +577,6 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         ),
         (None, at) => at,
     };
-    let no_scopes = args.scopes.is_empty();
     let mut new = NewToken::new(args.name)
         .description(args.description)
         .scopes(args.scopes);
@@ -617,10 +616,11 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
         io::stderr(),
         "warning: this is the only time the secret is shown. Store it now: {keeper} keeps only its hash, it cannot be recovered."
     );
-    if no_scopes {
+    // Judged on the token as created: in a file, unnamed deployments are all of them.
+    if created.token.scopes.is_empty() && created.token.deployments.is_none() {
         let _ = writeln!(
             io::stderr(),
-            "warning: the token has no scopes; a server that requires one (such as `api`) refuses it"
+            "warning: the token has neither Developer Operations Access (no --scope) nor Protected Endpoint Access (no --deployment): it can manage nothing and no protected deployment admits it"
         );
     }
     Ok(())

@@ -40,26 +40,15 @@ const DEFAULT_PAGE: usize = 20;
 
 /// The layer of every management route (`/api/v1/…`), before the scope a route adds: any
 /// valid token, as `Authorization: Bearer` or in `X-YATAI-API-TOKEN` (what the platform's SDK
-/// sends), every refusal audited, the authority's shared throttle.
+/// sends), a valid token's refused changes audited, the authority's shared throttle.
 pub(super) fn management_layer(
     authority: &Authority,
 ) -> ProtectedEndpointLayer<crate::store::memory::InMemoryTokenStore> {
-    // Every refusal by the layer leaves a line in the audit log.
-    let responder = AuditingResponder {
-        realm: REALM,
-        tokens: authority.tokens().clone(),
-        sources: vec![
-            TokenSource::authorization_bearer(),
-            TokenSource::header(API_TOKEN_HEADER),
-        ],
-    };
     ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
-        // The responder names the caller of a refused call, so it needs the credential; the
-        // handlers behind these routes are ours and never log or forward a header.
-        .keep_credentials(true)
-        .responder(responder)
+        // A valid token refused a change leaves a line in the audit log.
+        .responder(AuditingResponder { realm: REALM })
         .shared_throttle(authority.throttle())
 }
 

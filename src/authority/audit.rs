@@ -15,10 +15,8 @@ use bytes::Bytes;
 use http::Response;
 
 use crate::browser::is_unsafe;
-use crate::extract::TokenSource;
 use crate::record::ApiToken;
 use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
-use crate::store::memory::InMemoryTokenStore;
 use crate::token_info::TokenInfo;
 
 /// The `tracing` target of the audit log: `RUST_LOG=protected_endpoint::audit=info` shows it.
@@ -128,39 +126,29 @@ fn scope_list(token: &ApiToken) -> String {
     scopes.join(" ")
 }
 
-/// The management routes' responder: logs a refusal by the token layer when a valid token
-/// was refused a change (a missing scope), then answers as the default responder does.
+/// The responder of the management routes and the console's JSON routes: logs a refusal by
+/// the token layer when a valid token was refused a change (a missing scope), naming the
+/// token the layer verified, then answers as the default responder does.
 #[derive(Clone)]
 pub(super) struct AuditingResponder {
     pub(super) realm: &'static str,
-    pub(super) tokens: InMemoryTokenStore,
-    pub(super) sources: Vec<TokenSource>,
 }
 
 impl AuditingResponder {
     /// Logs the refusal of `request` with `status` and `reason` when it is a change
-    /// (`POST`, `DELETE`, ...) and its credential (from one of `sources`) is a valid token,
-    /// naming that token. Anything else is not audited (see the [module](self)).
-    pub(super) fn record(&self, request: &request::Parts, status: u16, reason: &str) {
+    /// (`POST`, `DELETE`, ...) by a valid token: the layer leaves the refused token's
+    /// [`TokenInfo`] in the request's extensions (a bearer token or a console session alike),
+    /// so the caller is never looked up a second time. Anything else is not audited (see
+    /// the [module](self)).
+    fn record(&self, request: &request::Parts, status: u16, reason: &str) {
         if !is_unsafe(&request.method) {
             return;
         }
-        // Who it was: looked up again here, as the rejection carries no identity. An
-        // invalid token is never logged, not even in part.
-        let caller = self
-            .sources
-            .iter()
-            .find_map(|source| source.find(&request.headers, &request.uri).ok().flatten())
-            .and_then(|token| {
-                // A second look, not a use: not counted in the token's usage again.
-                let now = crate::clock::unix_nanos(std::time::SystemTime::now());
-                self.tokens.verify_counted(&token, now, false).ok()
-            });
-        let Some(caller) = caller else {
+        let Some(caller) = request.extensions.get::<TokenInfo>() else {
             return;
         };
         refused(
-            &caller,
+            caller,
             request.method.as_str(),
             request.uri.path(),
             status,
@@ -171,13 +159,10 @@ impl AuditingResponder {
 
 impl RejectionResponder for AuditingResponder {
     fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
-        // Only these refusals can be of a valid token: the policy denied it, or a browser
-        // sent its cookie from another site. The others are anonymous by nature (and a
+        // Only the policy's refusals are of a valid token the layer knows (a cross-site
+        // refusal comes before the verifier). The others are anonymous by nature (and a
         // token's own rate limit is capacity, not a permission): counted, not audited.
-        if matches!(
-            rejection.kind(),
-            RejectionKind::InsufficientScope | RejectionKind::CrossSite
-        ) {
+        if rejection.kind() == RejectionKind::InsufficientScope {
             self.record(
                 request,
                 rejection.status().as_u16(),

@@ -52,8 +52,9 @@
 //! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization`, and every grant of the token | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
-//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}` |
-//! | `GET /oauth2/revocations` | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
+//! | `GET /api/v1/protected_deployments` | `read_organization` | `{"items": [{"name", "last_seen_at"}…]}`: the deployments protected services said they protect, by name |
+//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name |
+//! | `GET /oauth2/revocations` (`?deployment=NAME`, as for introspection) | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
 //! | `GET /readyz` | nothing; a token with `read_organization` for the details | `200 {"status":"ready"}`, or `503 {"status":"not ready"}` while the tokens in memory may be stale (the store's change feed is down); with an operator's token also `store`, and `tokens` or `reason` |
 //! | `GET /console` | a browser session of a token with `read_organization` | the token console, a web page to list, create and delete tokens (below) |
@@ -136,8 +137,9 @@
 //!
 //! `GET /console` in a browser leads to a sign-in page, where a person pastes a token with
 //! `read_organization` once; the browser then keeps a session cookie (`pe_console`,
-//! `HttpOnly`, `SameSite=Strict`, for `/console` only, holding the token, so deleting the
-//! token ends the session). The page lists tokens (search, paging), creates them (the secret
+//! `HttpOnly`, `SameSite=Strict`, for `/console` over HTTP; `__Host-pe_console`, `Path=/`,
+//! over HTTPS) naming a session kept in the store of record, never the token: the session
+//! ends with sign-out, and with the token's deletion, disabling or reroll. The page lists tokens (search, paging), creates them (the secret
 //! shown once, with the `bentoml cloud login` command to paste), disables, enables, rerolls
 //! (the new secret shown once too) and deletes them; a token
 //! without `write_organization` can look but not change anything. Its JSON calls go to the
@@ -199,7 +201,9 @@ use crate::limit::{FailureThrottle, SharedThrottle};
 use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry};
 use crate::scope::Scope;
 use crate::store::memory::InMemoryTokenStore;
-use crate::store::{ImportReport, ListQuery, StoreError, StoreLocation, TokenPage, TokenStore};
+use crate::store::{
+    redact_database_url, ImportReport, ListQuery, StoreError, StoreLocation, TokenPage, TokenStore,
+};
 use crate::telemetry;
 use crate::token::{TokenHash, TokenSecret};
 
@@ -585,14 +589,21 @@ impl Authority {
     /// let path = dir.path().join("tokens.db");
     /// let authority = Authority::open(&path).await.unwrap();
     /// assert!(authority.bootstrap_admin().await.unwrap().is_some());
+    ///
+    /// // A location that does not parse is refused without showing a password it holds.
+    /// let refused = Authority::open("mysql://pe:hunter2@db/pe").await.err().unwrap();
+    /// assert!(refused.to_string().contains("unknown database URL scheme"), "{refused}");
+    /// assert!(!refused.to_string().contains("hunter2"), "{refused}");
     /// # });
     /// ```
     pub async fn open(location: impl AsRef<std::path::Path>) -> Result<Self, AuthorityError> {
         let location = location.as_ref();
         let location: StoreLocation = match location.to_str() {
-            Some(text) => text
-                .parse()
-                .map_err(|message: String| StoreError::unavailable(text.to_owned(), message))?,
+            Some(text) => text.parse().map_err(|message: String| {
+                // Shown as the error's store: never the text itself, which may hold a
+                // password.
+                StoreError::unavailable(redact_database_url(text), message)
+            })?,
             // Not UTF-8, so not a URL: a path.
             None => StoreLocation::from_data_path(location),
         };

@@ -99,7 +99,10 @@ mod sign_in;
 
 pub use self::session::{MemorySessions, SessionStore, TokenStoreSessions};
 
-pub(crate) use self::origin::{is_unsafe, request_origin, OriginRule, RequestOrigin};
+// The audit log's refused-change rule (`authority::audit`) is this module's unsafe-method rule.
+#[cfg(feature = "authority")]
+pub(crate) use self::origin::is_unsafe;
+pub(crate) use self::origin::{request_origin, OriginRule, RequestOrigin};
 pub(crate) use self::redirect::redirect_to_sign_in;
 pub(crate) use self::session::{SessionCookie, Sessions};
 pub(crate) use self::sign_in::{cleared, end_session, open_session, signed_out, SignInPage};

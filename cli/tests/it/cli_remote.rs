@@ -132,6 +132,40 @@ async fn create_prints_the_secret_once_and_the_authority_stores_the_token_as_sen
     assert!(stored.expires_at.is_some());
 }
 
+/// The warning that a token can do nothing is given for a token with neither token type's
+/// access: on an authority, a create naming no scope and no deployment (it gets none); never
+/// for a token with either, nor in a file (where unnamed deployments are all of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_warns_only_about_a_token_with_neither_scopes_nor_deployment_access() {
+    const WARNING: &str = "neither Developer Operations Access";
+    let fx = Fixture::start().await;
+    let warned = |output: &Output| stderr(output).contains(WARNING);
+
+    let neither = fx.ok(&["create", "--name", "nothing"]).await;
+    assert!(warned(&neither), "{}", stderr(&neither));
+    assert!(stderr(&neither).contains("no protected deployment admits it"));
+    for args in [
+        ["create", "--name", "caller", "--deployment", "summarize"],
+        [
+            "create",
+            "--name",
+            "manager",
+            "--scope",
+            "read_organization",
+        ],
+    ] {
+        let output = fx.ok(&args).await;
+        assert!(!warned(&output), "{args:?}: {}", stderr(&output));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let file = file.to_str().unwrap();
+    let in_a_file = run_async(&["token", "create", "--file", file, "--name", "local"], &[]).await;
+    assert!(in_a_file.status.success(), "{}", stderr(&in_a_file));
+    assert!(!warned(&in_a_file), "{}", stderr(&in_a_file));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_text_mode_the_secret_is_alone_on_stdout_and_api_token_may_be_an_argument() {
     let fx = Fixture::start().await;

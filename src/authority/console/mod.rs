@@ -14,6 +14,7 @@
 //! | `DELETE /console/sign-in` | not another site | ends the session in the store and clears the cookie (signs out) |
 //! | `GET /console/assets/console.js`, `GET /console/assets/console.css` | nothing | the page's script and style (`Cache-Control: no-cache`) |
 //! | `GET /console/api/session` | session, `read_organization` | `{"name","uid","scopes","deployments","expires_at","can_write"}` of the signed-in token |
+//! | `GET /console/api/deployments` | session, `read_organization` | what `GET /api/v1/protected_deployments` answers: the deployments the authority heard of, for the create dialog |
 //! | `GET /console/api/tokens?start&count&search` | session, `read_organization` | what `GET /api/v1/api_tokens` answers |
 //! | `POST /console/api/tokens` | session, `write_organization`, same origin | what `POST /api/v1/api_tokens` answers: the secret, once |
 //! | `DELETE /console/api/tokens/{uid}` | session, `write_organization`, same origin | what `DELETE /api/v1/api_tokens/{uid}` answers (with `revoked`, the count) |
@@ -43,7 +44,9 @@
 //! from this origin: `Sec-Fetch-Site: same-origin`, or an `Origin` naming this host. Anything
 //! else, a request with neither header included (the console is for browsers, which always
 //! send one), is refused by the token layer with 403 `cross_site_request` before the session
-//! is even looked at ([`BrowserSignIn::require_same_origin`]), and the refusal is audited.
+//! is even looked at ([`BrowserSignIn::require_same_origin`]). Such a refusal names no token
+//! (the session was never opened), so it is counted and logged at `DEBUG` like an anonymous
+//! one, not audited.
 //!
 //! # The page
 //!
@@ -59,20 +62,18 @@ use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::http::{request, HeaderValue};
+use axum::http::HeaderValue;
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::api::{self, REALM};
-use super::audit::{self, AuditingResponder};
+use super::audit::AuditingResponder;
 use super::Authority;
 use crate::browser::{BrowserSignIn, TokenStoreSessions};
 use crate::middleware::ProtectedEndpointLayer;
-use crate::rejection::{Rejection, RejectionResponder};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::store::memory::InMemoryTokenStore;
 use crate::token_info::TokenInfo;
@@ -129,13 +130,9 @@ fn session_layer(
 pub(super) fn router(authority: Authority) -> Router {
     let settings = sign_in(&authority);
     let page = session_layer(&authority, &settings, Scope::READ_ORGANIZATION);
-    // Refusals of the JSON routes are audited like the management API's. The cookie is no
-    // token to look up: a refused session's token is named from what the layer decided.
-    let responder = NamingResponder(AuditingResponder {
-        realm: REALM,
-        tokens: authority.tokens().clone(),
-        sources: Vec::new(),
-    });
+    // Refusals of the JSON routes are audited like the management API's: a refused
+    // session's token is named from what the layer decided.
+    let responder = AuditingResponder { realm: REALM };
     let audited = |scope| session_layer(&authority, &settings, scope).responder(responder.clone());
     let read = audited(Scope::READ_ORGANIZATION);
     let write = audited(Scope::WRITE_ORGANIZATION);
@@ -177,30 +174,6 @@ pub(super) fn router(authority: Authority) -> Router {
         )
         .route_layer(map_response(console_headers))
         .with_state(authority)
-}
-
-/// The console layers' responder: audits each refusal like the management API's, naming the
-/// token when the layer knew it (a session whose token lacks a scope), as the default
-/// responder answers.
-#[derive(Clone)]
-struct NamingResponder(AuditingResponder);
-
-impl RejectionResponder for NamingResponder {
-    fn respond(&self, rejection: &Rejection, request: &request::Parts) -> Response<Bytes> {
-        match request.extensions.get::<TokenInfo>() {
-            Some(caller) => {
-                audit::refused(
-                    caller,
-                    request.method.as_str(),
-                    request.uri.path(),
-                    rejection.status().as_u16(),
-                    rejection.description(),
-                );
-                rejection.response_for(request, REALM)
-            }
-            None => self.0.respond(rejection, request),
-        }
-    }
 }
 
 /// Every console answer: its content type is the one to use (a JSON answer is never run as a
