@@ -12,6 +12,11 @@
 //! Names and units follow the Prometheus and OpenTelemetry conventions: a `protected_endpoint_`
 //! prefix, `_total` on counters, base units (`_seconds`) in the name, labels in `snake_case`.
 //! No label ever holds a token, a secret, a client address or any other unbounded value.
+//!
+//! The guide below is `docs/guide/metrics.md` of the repository: the examples' `/metrics`, a
+//! recorder in your own service, every metric in one table, and the crate's logs.
+//!
+#![doc = include_str!("../docs/guide/metrics.md")]
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 

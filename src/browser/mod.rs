@@ -90,6 +90,10 @@
 //!
 //! [`ProtectedEndpointLayer::browser_sign_in`]: crate::ProtectedEndpointLayer::browser_sign_in
 //! [`ProtectedEndpointLayer::sign_in_service`]: crate::ProtectedEndpointLayer::sign_in_service
+//!
+//! The guide below is `docs/guide/browser-and-console.md` of the repository.
+//!
+#![doc = include_str!("../../docs/guide/browser-and-console.md")]
 
 mod cookie;
 mod origin;

@@ -13,17 +13,10 @@
 //!   and `RateLimit` fields. Counted per process: with several replicas, each allows the
 //!   limit.
 //!
-//! Both are GCRA token buckets from [`governor`](https://docs.rs/governor).
+//! Both are GCRA token buckets from [`governor`](https://docs.rs/governor). The guide below is
+//! `docs/guide/limits.md` of the repository.
 //!
-//! ```
-//! use std::time::Duration;
-//! use protected_endpoint::limit::FailureThrottle;
-//! use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
-//!
-//! let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
-//!     .throttle_failures(FailureThrottle::new().burst(20).refill_every(Duration::from_secs(3)));
-//! # let _ = layer;
-//! ```
+#![doc = include_str!("../../docs/guide/limits.md")]
 
 mod client_key;
 mod per_token;

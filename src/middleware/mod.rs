@@ -19,19 +19,9 @@
 //! [`SignIn`] (`sign_in.rs`), the sign-in page of a layer with browser sign-in, runs this
 //! same decision on a pasted token before it opens a session.
 //!
-//! ```
-//! use axum::{routing::get, Extension, Router};
-//! use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer, Scope, TokenInfo};
+//! The guide below is `docs/guide/layer.md` of the repository.
 //!
-//! let store = InMemoryTokenStore::new();
-//! store.create(NewToken::new("ci").scopes([Scope::API])).unwrap();
-//! let app: Router = Router::new()
-//!     .route("/whoami", get(|Extension(token): Extension<TokenInfo>| async move {
-//!         token.name().to_owned()
-//!     }))
-//!     .layer(ProtectedEndpointLayer::new(store).require_scope(Scope::API));
-//! # let _ = app;
-//! ```
+#![doc = include_str!("../../docs/guide/layer.md")]
 
 mod body;
 mod config;

@@ -77,6 +77,8 @@
 //! | [`idle_timeout`](Server::idle_timeout) | 60 s | long enough for HTTP/2 clients (gRPC channels, browsers) to reuse a connection between calls, short enough that abandoned connections free their slot |
 //! | [`max_connections`](Server::max_connections) | 1024 | far more than a service behind a load balancer keeps open; keep it below the process's open-file limit (`ulimit -n`): each connection is a file descriptor |
 //! | [`drain_timeout`](Server::drain_timeout) | 10 s | finishes ordinary requests; as long as `docker stop` waits before it kills, a third of Kubernetes' 30 s grace period |
+//!
+#![doc = include_str!("../../docs/guide/server.md")]
 
 mod body;
 mod connection;

@@ -41,6 +41,11 @@
 //! let layer = ProtectedEndpointLayer::new(verifier).require_scope(Scope::API);
 //! # let _ = layer;
 //! ```
+//!
+//! The guide below is `docs/guide/files-and-cli.md` of the repository: a token file end to
+//! end, its format and reloading, and the program's token commands.
+//!
+#![doc = include_str!("../../docs/guide/files-and-cli.md")]
 
 use std::collections::HashMap;
 use std::fmt;

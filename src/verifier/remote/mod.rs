@@ -98,10 +98,10 @@
 //! |---|---|---|
 //! | [`REMOTE_CACHE_HITS`] | | answers from the hot table or the cache |
 //! | [`REMOTE_CACHE_MISSES`] | | lookups that led to a call (or joined one in flight) |
-//! | [`REMOTE_CACHE_EVICTIONS`](crate::telemetry::REMOTE_CACHE_EVICTIONS) | `reason`: `revoked`, `resync`, `invalidated`, `capacity` | answers removed before their time |
+//! | [`REMOTE_CACHE_EVICTIONS`](crate::telemetry::REMOTE_CACHE_EVICTIONS) | `reason`: `revoked`, `resync`, `invalidated`, `restored`, `capacity` | answers removed before their time |
 //! | [`INTROSPECTION_CALLS`](crate::telemetry::INTROSPECTION_CALLS) | `result`: `active`, `inactive`, `connect`, `timeout`, `status`, `body` | calls to the authority |
 //! | [`REVOCATION_STREAM_CONNECTED`](crate::telemetry::REVOCATION_STREAM_CONNECTED) | | verifiers following the stream right now (gauge) |
-//! | [`REVOCATION_EVENTS`](crate::telemetry::REVOCATION_EVENTS) | `event`: `ready`, `revoked`, `resync` | events received |
+//! | [`REVOCATION_EVENTS`](crate::telemetry::REVOCATION_EVENTS) | `event`: `ready`, `revoked`, `restored`, `resync` | events received |
 //!
 //! A cache hit on the layer's synchronous path costs one counter increment; no label holds a
 //! token, a hash, a URL or an address. The hit and miss counters are registered with the
@@ -137,6 +137,11 @@
 //! # let _ = layer;
 //! # });
 //! ```
+//!
+//! The guide below is `docs/guide/remote.md` of the repository: a protected service's setup,
+//! and an authority, the program's token commands and a protected service, end to end.
+//!
+#![doc = include_str!("../../../docs/guide/remote.md")]
 
 mod cache;
 mod client;
