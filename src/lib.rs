@@ -42,40 +42,60 @@
 //!
 //! # Modules
 //!
-//! One idea a module, from the ground up:
+//! One idea a module, from the ground up (`docs/ARCHITECTURE.md` draws the floors):
 //!
-//! - [`token`]: secrets, the token format, hashing; [`scope`]: scopes and deployment access.
+//! - [`token`]: secrets, the token format, hashing; [`scope`]: scopes and deployment access;
+//!   [`rate_limit`]: a token's rate limit; [`telemetry`]: every metric's name, and the guide
+//!   to metrics and logs.
 //! - [`record`]: the stored token record, [`NewToken`] and minting, and the one validation
 //!   every record passes; [`token_info`]: [`TokenInfo`], what a verified token may do.
-//! - [`store`]: where tokens are kept — [`InMemoryTokenStore`], and token files (feature
-//!   `file`).
+//! - [`store`]: where tokens are kept — [`InMemoryTokenStore`], token files (feature `file`),
+//!   SQLite (`sqlite`), PostgreSQL (`postgres`), behind one `TokenStore` interface;
+//!   [`policy`]: whether a verified token may pass; [`grant`]: what a token may give and
+//!   change.
 //! - [`verifier`]: the [`TokenVerifier`] trait and the verifiers that ship: the in-memory
 //!   store, `verifier::file` (a token file of hashes, reloaded on change) and
-//!   `verifier::remote` (RFC 7662 introspection with a cache).
+//!   `verifier::remote` (RFC 7662 introspection with a cache and a revocation stream).
 //! - [`extract`]: where a request's token comes from (bearer header, custom header, cookie,
-//!   query); [`policy`]: whether a verified token may pass; [`rejection`]: every refusal
-//!   and its RFC 6750 or gRPC response.
-//! - [`middleware`]: the Tower layer, service, future and body.
+//!   query); [`rejection`]: every refusal and its RFC 6750 or gRPC response.
+//! - [`limit`]: the failed-guess throttle and per-token rate limits; [`browser`]: sign-in
+//!   pages and sessions for people in a browser.
+//! - [`middleware`]: the Tower layer, service, future and body, and the guide to using the
+//!   layer with axum, tonic and hyper.
 //! - `server` (feature `server`): one hardened HTTP front (HTTP/1.1 and h2c) for any Tower
 //!   service: header-read and idle timeouts, a connection limit, graceful shutdown, the peer
 //!   address in each request.
-//! - `authority` (feature `authority`): a token service with the platform's management API
-//!   and an RFC 7662 introspection endpoint; `authority_client` (feature `authority-client`)
-//!   manages its tokens.
+//! - `authority` (feature `authority`): a token service with the platform's management API,
+//!   an RFC 7662 introspection endpoint, a revocation stream and a console;
+//!   `authority_client` (feature `authority-client`) manages its tokens.
+//!
+//! # Guides
+//!
+//! The repository's `docs/guide/` holds one guide per topic; those that document an API are
+//! part of these docs: the layer in [`middleware`], limits in [`limit`], browser sign-in and
+//! the console in [`browser`], metrics and logs in [`telemetry`], token files and the
+//! program's token commands in `verifier::file`, `RemoteVerifier` end to end in
+//! `verifier::remote`, serving in `server`.
 //!
 //! # Features
 //!
-//! | feature | adds |
-//! |---|---|
-//! | `file` | `store::file` (token files, `TokenFileStore`) and `verifier::file::TokenFileVerifier` |
-//! | `cli` | the `protected-endpoint` binary (implies `file`, `authority-client`) |
-//! | `remote` | `verifier::remote::RemoteVerifier` |
-//! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) |
-//! | `server` | `server::Server`, the hardened HTTP front every server of the crate runs on |
-//! | `authority` | `authority::Authority`, the token service (implies `file`, `server`) |
-//! | `authority-client` | `authority_client::AuthorityClient` |
+//! None is on by default.
 //!
-//! The core needs no HTTP client, no axum and no tonic.
+//! | feature | adds | implies |
+//! |---|---|---|
+//! | `file` | `store::file` (token files, `TokenFileStore`, `JsonDataFile`) and `verifier::file::TokenFileVerifier` | |
+//! | `remote` | `verifier::remote::RemoteVerifier` | |
+//! | `authority-client` | `authority_client::AuthorityClient` | |
+//! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) | |
+//! | `axum` | [`limit::ClientKey::peer`] also reads axum's `ConnectInfo` | |
+//! | `server` | `server::Server`, the hardened HTTP front every server of the workspace runs on | |
+//! | `sqlite` | `store::sqlite::SqliteStore` | |
+//! | `postgres` | `store::postgres::PostgresStore`, for many replicas | |
+//! | `authority` | `authority::Authority`, the token service | `file`, `sqlite`, `axum`, `server` |
+//!
+//! The core needs no HTTP client, no axum and no tonic. The program `protected-endpoint`
+//! (token commands and `serve`) is a package of its own in the repository's `cli/`, not a
+//! feature.
 //!
 //! [Tower]: https://docs.rs/tower
 #![cfg_attr(docsrs, feature(doc_cfg))]
