@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Runs the README's shell blocks the way a new user pastes them, and fails on the first one
-# that does not work.
+# Runs the shell blocks of the README and of every guide the way a new user pastes them, and
+# fails on the first one that does not work.
 #
-#   scripts/readme-check.sh            # README.md of this repository
-#   scripts/readme-check.sh --list     # only show which blocks would run
-#   scripts/readme-check.sh OTHER.md   # another file's blocks (in a copy of this repository)
+#   scripts/readme-check.sh                    # README.md, then every docs/guide/*.md
+#   scripts/readme-check.sh --list             # only show which blocks would run
+#   scripts/readme-check.sh FILE.md [FILE.md…] # these files' blocks (in a copy of this repository)
+#   --allow-empty                              # a file without a ```sh block passes (set for
+#                                              # each file when several are checked)
 #
-# What runs: every block fenced as ```sh, top to bottom, in ONE shell (`bash -euo pipefail`),
-# so variables and background servers carry over from block to block as they do in a
-# terminal. The shell works in a fresh copy of the repository (its tracked and untracked,
+# What runs: every block fenced as ```sh, top to bottom, in ONE shell (`bash -euo pipefail`)
+# per file, so variables and background servers carry over from block to block as they do in
+# a terminal. The shell works in a fresh copy of the repository (its tracked and untracked,
 # not ignored files: no target/, no files from an earlier run) in a temporary directory, so
-# whatever the blocks write lands there. Blocks fenced otherwise (```text, ```console,
-# ```toml, ```rust, …) are illustrations and are not run; ```bash, ```shell and ```zsh are
-# refused, so a runnable-looking block is never silently skipped.
+# whatever the blocks write lands there. Each file gets a shell and a copy of its own: a guide
+# is read on its own, so its blocks must stand on their own. Blocks fenced otherwise
+# (```text, ```console, ```toml, ```rust, …) are illustrations and are not run; ```bash,
+# ```shell and ```zsh are refused, so a runnable-looking block is never silently skipped.
 #
 # An HTML comment right above a block (blank lines in between are fine) marks it:
 #   <!-- readme-check: skip: why -->          not run (say why: it needs Python, takes hours…)
@@ -21,31 +24,81 @@
 #   <!-- readme-check: timeout 600 -->        this block's limit in seconds
 #
 # A block fails when a command in it fails, when it runs longer than its limit (default
-# README_CHECK_BLOCK_TIMEOUT, 300 s), or when an expected text is missing. Whatever the blocks
-# started in the background is stopped at the end (the shell runs in a process group of its
-# own); a server still running then means the README forgot to stop it, and fails the check.
+# README_CHECK_BLOCK_TIMEOUT, 300 s), or when an expected text is missing; the rest of that
+# file is then not run. Whatever the blocks started in the background is stopped at the end
+# of the file (its shell runs in a process group of its own); a server still running then
+# means the file forgot to stop it, and fails the check. With several files, every file is
+# run even after one failed, and the check fails if any did.
 #
 # Environment: CARGO_TARGET_DIR (default: this repository's target/, so the builds of earlier
 # CI steps are reused), README_CHECK_BLOCK_TIMEOUT, README_CHECK_KEEP=1 (keep the temporary
 # directory to look at). Cargo runs offline (CARGO_NET_OFFLINE=true unless set): the crates
 # must already be in cargo's cache, as they are after `cargo test`. Needs bash, curl, git,
 # tar, awk and setsid (util-linux), and curl when the blocks use it; no Python, no network
-# beyond 127.0.0.1. The last line is `readme-check: N passed, N failed, N skipped`.
+# beyond 127.0.0.1. The last line is `readme-check: N passed, N failed, N skipped` (over
+# every file).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-readme=$repo/README.md
 list_only=
+allow_empty=
+files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --list) list_only=1 ;;
-    -*) echo "usage: $0 [--list] [README]" >&2; exit 2 ;;
-    *) readme=$1 ;;
+    # A file without a ```sh block is an error (a mistyped fence?) unless it is one of many:
+    # a guide may have none.
+    --allow-empty) allow_empty=1 ;;
+    -*) echo "usage: $0 [--list] [--allow-empty] [FILE.md…]" >&2; exit 2 ;;
+    *) files+=("$1") ;;
   esac
   shift
 done
+if [[ ${#files[@]} -eq 0 ]]; then
+  files=("$repo/README.md")
+  for guide in "$repo"/docs/guide/*.md; do
+    [[ -e $guide ]] && files+=("$guide")
+  done
+fi
+
+# Several files: each one is checked by this script on its own (a shell, a copy and a
+# process group each), and the counts are added up.
+if [[ ${#files[@]} -gt 1 ]]; then
+  total_passed=0 total_failed=0 total_skipped=0 started=$(date +%s)
+  failed_files=()
+  for file in "${files[@]}"; do
+    out=$(mktemp "${TMPDIR:-/tmp}/readme-check-out.XXXXXX")
+    rc=0
+    bash "$0" --allow-empty ${list_only:+--list} "$file" 2>&1 | tee "$out" || rc=$?
+    counts=$(tail -n 1 "$out" | sed -n 's/^readme-check: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p')
+    rm -f "$out"
+    if [[ -n $counts ]]; then
+      read -r passed failed skipped <<<"$counts"
+      total_passed=$((total_passed + passed))
+      total_failed=$((total_failed + failed))
+      total_skipped=$((total_skipped + skipped))
+    elif [[ $rc -ne 0 ]]; then
+      total_failed=$((total_failed + 1))
+    fi
+    [[ $rc -eq 0 ]] || failed_files+=("$file")
+    echo
+  done
+  [[ -z $list_only ]] || exit 0
+  for file in "${failed_files[@]}"; do echo "readme-check: failed: $file"; done
+  echo "readme-check: ${#files[@]} files, took $(( $(date +%s) - started )) s"
+  echo "readme-check: $total_passed passed, $total_failed failed, $total_skipped skipped"
+  [[ ${#failed_files[@]} -eq 0 ]]
+  exit
+fi
+
+readme=${files[0]}
 [[ -f $readme ]] || { echo "readme-check: no file $readme" >&2; exit 2; }
-name=$(basename "$readme")
+readme=$(cd "$(dirname "$readme")" && pwd)/$(basename "$readme")
+# Within this repository, the file's path from its root (docs/guide/limits.md); else its name.
+case $readme in
+  "$repo"/*) name=${readme#"$repo"/} ;;
+  *) name=$(basename "$readme") ;;
+esac
 default_timeout=${README_CHECK_BLOCK_TIMEOUT:-300}
 
 for tool in awk git setsid tar; do
@@ -151,6 +204,11 @@ for file in "$blocks"/*.sh; do
   [[ ! -f $blocks/$id.skip ]] || skipped=$((skipped + 1))
 done
 if [[ ${#ids[@]} -eq 0 ]]; then
+  if [[ -n $allow_empty ]]; then
+    echo "readme-check: no \`\`\`sh block in $name"
+    echo "readme-check: 0 passed, 0 failed, 0 skipped"
+    exit 0
+  fi
   echo "readme-check: no \`\`\`sh block in $readme" >&2
   exit 1
 fi
