@@ -1,6 +1,6 @@
-//! `scripts/readme-check.sh`, which CI runs on README.md to catch a pasted step that fails,
-//! tried here on small made-up READMEs: a checker that passes what it should refuse would
-//! make that CI step vacuous.
+//! `scripts/readme-check.sh`, which CI runs on the README and every guide to catch a pasted
+//! step that fails, tried here on small made-up READMEs: a checker that passes what it should
+//! refuse would make that CI step vacuous.
 #![cfg(target_os = "linux")]
 
 use std::path::Path;
@@ -161,6 +161,62 @@ fn shell_fences_other_than_sh_and_stray_markers_are_refused() {
         assert!(!passed, "accepted {markdown:?}: {out}");
         assert!(out.contains("GUIDE.md:"), "{out}");
     }
+}
+
+#[test]
+fn several_files_each_run_in_a_shell_and_copy_of_their_own_and_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let failing = write(
+        "FIRST.md",
+        "```sh\nSHARED=from-first\necho left > written.txt\nfalse\n```\n\n```sh\necho never\n```\n",
+    );
+    let passing = write(
+        "SECOND.md",
+        "<!-- readme-check: expect unset in second -->\n<!-- readme-check: expect a fresh copy -->\n```sh\necho \"${SHARED:-unset} in second\"\ntest ! -e written.txt && echo 'a fresh copy'\n```\n",
+    );
+    let without_commands = write("THIRD.md", "Nothing to run here.\n\n```text\nexit 1\n```\n");
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/readme-check.sh"))
+        .args([&failing, &passing, &without_commands])
+        .output()
+        .expect("bash runs");
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{out}");
+    assert!(out.contains("block 001 (FIRST.md:1) failed"), "{out}");
+    assert!(!out.contains("| never"), "{out}");
+    // The file after a failing one still runs, in a shell and a copy of its own.
+    assert!(out.contains("| unset in second"), "{out}");
+    assert!(out.contains("| a fresh copy"), "{out}");
+    assert!(out.contains("no ```sh block in THIRD.md"), "{out}");
+    assert!(
+        out.contains(&format!("readme-check: failed: {}", failing.display())),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!("readme-check: failed: {}", passing.display())),
+        "{out}"
+    );
+    assert_eq!(
+        last_line(&out),
+        "readme-check: 1 passed, 1 failed, 0 skipped",
+        "{out}"
+    );
+}
+
+#[test]
+fn a_single_file_without_a_sh_block_fails() {
+    let (passed, out) = check("Commands fenced as ```bash by mistake? None here.\n", &[]);
+    assert!(!passed, "{out}");
+    assert!(out.contains("no ```sh block"), "{out}");
 }
 
 /// The process whose pid the block wrote is gone.
