@@ -1,4 +1,4 @@
-//! The [`Hello`](super::Hello) service verifying through a real authority with
+//! The `Hello` service verifying through a real authority with
 //! `RemoteVerifier`: what a resource server of the platform looks like.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -23,12 +23,12 @@ const TARGETS: &[Target] = &[
     Target {
         proto: "summarize/v1/summarize.proto",
         generated: "summarize.v1.rs",
-        out_dir: "examples/shared/pb",
+        out_dir: "examples/src/pb",
     },
     Target {
         proto: "testing/v1/streaming.proto",
         generated: "testing.v1.rs",
-        out_dir: "tests/pb",
+        out_dir: "tests/it/pb",
     },
 ];
 
