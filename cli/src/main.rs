@@ -61,11 +61,20 @@ fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let env = settings::Environment::of_process();
     let matches = match settings::matches(Cli::command(), &args, &env) {
-        Ok((matches, warnings)) => {
-            for warning in warnings {
-                output::warning(&warning);
+        Ok(layered) => {
+            for warning in &layered.warnings {
+                output::warning(warning);
             }
-            matches
+            if let Some(report) = layered.check {
+                return match output::print_raw(report.to_string().trim_end()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(Failure(message)) => {
+                        output::error(&message);
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            layered.matches
         }
         Err(settings::Error::Clap(err)) => err.exit(),
         Err(settings::Error::Setting(message)) => {

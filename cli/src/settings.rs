@@ -44,6 +44,10 @@ pub(crate) const ENV_PREFIX: &str = "PROTECTED_ENDPOINT_";
 /// The id of [`ConfigFile`]'s flag.
 const CONFIG: &str = "config";
 
+/// The id of `--check`, which [`matches`] adds to every layered command (never a setting: an
+/// environment that set it would turn every start into a check).
+const CHECK: &str = "check";
+
 /// `--config FILE`: flattened into a command, it gives the command's flags an environment
 /// variable and a config-file key each.
 #[derive(Debug, clap::Args)]
@@ -105,38 +109,67 @@ pub(crate) enum Error {
     Setting(String),
 }
 
+/// What [`matches`] read.
+#[derive(Debug)]
+pub(crate) struct Layered {
+    /// The command line, completed: what `FromArgMatches` reads.
+    pub(crate) matches: ArgMatches,
+    /// Warnings to print: variables named like the program's that nothing reads (a typo).
+    pub(crate) warnings: Vec<String>,
+    /// With `--check`: the settings, each with where it came from, to print before exiting.
+    pub(crate) check: Option<Report>,
+}
+
 /// The command line, with the settings of a layered command (one that flattens
-/// [`ConfigFile`]) completed from the environment and its config file: what
-/// `FromArgMatches` reads. Also the warnings to print: variables named like the program's
-/// that nothing reads (a typo).
+/// [`ConfigFile`]) completed from the environment and its config file.
 pub(crate) fn matches(
     command: Command,
     args: &[OsString],
     env: &Environment,
-) -> Result<(ArgMatches, Vec<String>), Error> {
-    let command = document(command);
+) -> Result<Layered, Error> {
+    let command = prepare(command);
     let first = command
         .clone()
         .try_get_matches_from(args)
         .map_err(Error::Clap)?;
+    let plain = |matches| Layered {
+        matches,
+        warnings: Vec::new(),
+        check: None,
+    };
     let Some((name, given)) = first.subcommand() else {
-        return Ok((first, Vec::new()));
+        return Ok(plain(first));
     };
     let Some(layered) = command.find_subcommand(name).filter(|c| is_layered(c)) else {
-        return Ok((first, Vec::new()));
+        return Ok(plain(first));
     };
     let warnings = unread_variables(&command, env);
-    let defaults = resolve(layered, given, env)?;
-    if defaults.is_empty() {
-        return Ok((first, warnings));
-    }
-    let command = command.mut_subcommand(name, |layered| {
-        defaults.into_iter().fold(layered, |layered, (id, value)| {
-            layered.mut_arg(id, |arg| arg.default_value(value))
-        })
+    let resolved = resolve(layered, given, env)?;
+    let check = given.get_flag(CHECK);
+    let matches = match resolved.is_empty() {
+        true => first.clone(),
+        false => command
+            .clone()
+            .mut_subcommand(name, |layered| {
+                resolved
+                    .iter()
+                    .filter_map(|(id, (_, value))| Some((id, value.clone()?)))
+                    .fold(layered, |layered, (id, value)| {
+                        layered.mut_arg(id, |arg| arg.default_value(value.into_default()))
+                    })
+            })
+            .try_get_matches_from(args)
+            .map_err(Error::Clap)?,
+    };
+    let check = check.then(|| {
+        let (_, completed) = matches.subcommand().expect("the same subcommand");
+        Report::new(layered, completed, &resolved)
     });
-    let matches = command.try_get_matches_from(args).map_err(Error::Clap)?;
-    Ok((matches, warnings))
+    Ok(Layered {
+        matches,
+        warnings,
+        check,
+    })
 }
 
 /// Whether `command` takes settings from the environment and a config file.
@@ -144,13 +177,18 @@ fn is_layered(command: &Command) -> bool {
     command.get_arguments().any(|arg| arg.get_id() == CONFIG)
 }
 
-/// Each layered subcommand's flags, with their environment variable and config-file key
-/// added to their long help (`--help`; `-h` stays short).
-fn document(command: Command) -> Command {
+/// Each layered subcommand with `--check`, and its flags with their environment variable and
+/// config-file key added to their long help (`--help`; `-h` stays short).
+fn prepare(command: Command) -> Command {
     command.mut_subcommands(|command| {
         if !is_layered(&command) {
             return command;
         }
+        let command = command.arg(Arg::new(CHECK).long(CHECK).action(ArgAction::SetTrue).help(
+            "Check the settings and exit: print each, with where it came from, as a \
+                     config file; or say what is wrong (exit status 2). Nothing is opened, \
+                     bound or written. On the command line only",
+        ));
         let notes: Vec<(String, String)> = settings(&command)
             .iter()
             .map(|setting| {
@@ -288,7 +326,7 @@ fn settings(command: &Command) -> Vec<Setting<'_>> {
     command
         .get_arguments()
         .filter(|arg| !arg.is_global_set())
-        .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+        .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version" | CHECK))
         .filter_map(|arg| {
             let kind = match arg.get_action() {
                 ArgAction::SetTrue => Kind::Switch,
@@ -328,12 +366,13 @@ fn kind_of(arg: &Arg) -> Kind {
 }
 
 /// The values the environment and the config file give the settings of `command` that the
-/// command line (`given`) does not: each setting's id and its value, as a default.
+/// command line (`given`) does not: each setting's id, where its value comes from, and the
+/// value (`None`: dropped for a setting it excludes, given in a higher place).
 fn resolve(
     command: &Command,
     given: &ArgMatches,
     env: &Environment,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<BTreeMap<String, (String, Option<Value>)>, Error> {
     let settings = settings(command);
     let from_env = read_env(command, &settings, env)?;
     let config = match given.value_source(CONFIG) {
@@ -363,7 +402,19 @@ fn resolve(
             chosen.insert(id, found);
         }
     }
-    // Of two settings that exclude each other, the one given in the higher place stays.
+    let label = |id: &str, place: Place| match place {
+        Place::Environment => settings
+            .iter()
+            .find(|setting| setting.id() == id)
+            .map_or_else(String::new, Setting::var),
+        Place::File => config
+            .as_deref()
+            .map_or_else(String::new, |path| path.display().to_string()),
+        Place::CommandLine => "command line".to_owned(),
+    };
+    // Of two settings that exclude each other, the one given in the higher place stays; the
+    // other is dropped (`None`), and `--check` says why.
+    let mut dropped = BTreeMap::new();
     for (a, b) in exclusions(command, &settings) {
         let place = |id: &str| {
             chosen
@@ -371,16 +422,35 @@ fn resolve(
                 .filter(|(_, value)| value.is_set())
                 .map(|(place, _)| *place)
         };
-        match (place(&a), place(&b)) {
-            (Some(place_a), Some(place_b)) if place_a > place_b => chosen.remove(&b),
-            (Some(place_a), Some(place_b)) if place_b > place_a => chosen.remove(&a),
-            _ => None,
+        let (winner, loser) = match (place(&a), place(&b)) {
+            (Some(place_a), Some(place_b)) if place_a > place_b => (a, b),
+            (Some(place_a), Some(place_b)) if place_b > place_a => (b, a),
+            _ => continue,
         };
+        let (loser_place, _) = chosen.remove(&loser).expect("it was chosen");
+        let winner_place = chosen[&winner].0;
+        let long = |id: &str| -> String {
+            settings
+                .iter()
+                .find(|setting| setting.id() == id)
+                .map_or_else(|| id.to_owned(), |setting| setting.long.to_owned())
+        };
+        let why = format!(
+            "{}; dropped: {} from {} wins",
+            label(&loser, loser_place),
+            long(&winner),
+            label(&winner, winner_place)
+        );
+        dropped.insert(loser, (why, None));
     }
     Ok(chosen
         .into_iter()
         .filter(|(_, (place, _))| *place != Place::CommandLine)
-        .map(|(id, (_, value))| (id, value.into_default()))
+        .map(|(id, (place, value))| {
+            let label = label(&id, place);
+            (id, (label, Some(value)))
+        })
+        .chain(dropped)
         .collect())
 }
 
@@ -544,6 +614,66 @@ fn refuse_exclusive(
     Ok(())
 }
 
+/// `--check`'s answer: every setting of a command, its value and where it came from, as a
+/// config file (a value that may hold a password is not shown).
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// `(key = value or a comment, where it came from)`, a setting a line.
+    lines: Vec<(String, String)>,
+}
+
+impl Report {
+    fn new(
+        command: &Command,
+        completed: &ArgMatches,
+        resolved: &BTreeMap<String, (String, Option<Value>)>,
+    ) -> Self {
+        let lines = settings(command)
+            .iter()
+            .map(|setting| {
+                let id = setting.id();
+                let raw = completed
+                    .get_raw(&id)
+                    .and_then(|mut values| values.next())
+                    .map(|value| value.to_string_lossy().into_owned());
+                let place = match (resolved.get(&id), completed.value_source(&id)) {
+                    (Some((label, _)), _) => label.clone(),
+                    (None, Some(ValueSource::CommandLine)) => "command line".to_owned(),
+                    (None, Some(ValueSource::EnvVariable)) => setting.var(),
+                    (None, _) => "default".to_owned(),
+                };
+                let key = setting.long;
+                let line = match raw {
+                    None => format!("# {key}: not set"),
+                    Some(path) if id == CONFIG => format!("# config: {path}"),
+                    Some(_) if setting.arg.is_hide_env_values_set() => {
+                        format!("# {key} = (not shown: it may hold a password)")
+                    }
+                    Some(value) => match setting.kind {
+                        Kind::Switch | Kind::Integer => format!("{key} = {value}"),
+                        Kind::Duration | Kind::Text => {
+                            format!("{key} = {}", toml::Value::String(value))
+                        }
+                    },
+                };
+                (line, place)
+            })
+            .collect();
+        Self { lines }
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let width = self.lines.iter().map(|(line, _)| line.len()).max();
+        for (line, place) in &self.lines {
+            let width = width.unwrap_or(0);
+            writeln!(f, "{line:<width$}  # {place}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Variables of the environment named `PROTECTED_ENDPOINT_…` that no command of the program
 /// reads: a warning each (a typo would otherwise pass unnoticed).
 fn unread_variables(program: &Command, env: &Environment) -> Vec<String> {
@@ -621,7 +751,7 @@ mod tests {
                 .map(|(name, value)| (name.to_string(), OsString::from(value))),
         );
         match matches(Program::command(), &args, &env) {
-            Ok((matches, _)) => match Program::from_arg_matches(&matches).unwrap().command {
+            Ok(layered) => match Program::from_arg_matches(&layered.matches).unwrap().command {
                 Sub::Run(run) => Ok(run),
             },
             Err(Error::Setting(message)) => Err(message),
@@ -834,13 +964,70 @@ mod tests {
             ("OTHER".to_owned(), OsString::from("3")),
         ]);
         let args: Vec<OsString> = ["pe", "run"].map(OsString::from).to_vec();
-        let (_, warnings) = matches(Program::command(), &args, &env)
+        let layered = matches(Program::command(), &args, &env)
             .map_err(|_| ())
             .unwrap();
         assert_eq!(
-            warnings,
+            layered.warnings,
             ["PROTECTED_ENDPOINT_LIMT is set, but no command of this program reads it (a typo?)"]
         );
+    }
+
+    #[test]
+    fn check_reports_each_value_and_where_it_came_from() {
+        let config = file("data = \"d.db\"\nlimit = 3\n");
+        let path = config.path().to_str().unwrap();
+        let args: Vec<OsString> = ["pe", "run", "--check", "--config", path, "--metrics"]
+            .map(OsString::from)
+            .to_vec();
+        let env = Environment::from_vars([
+            (
+                "PROTECTED_ENDPOINT_URL".to_owned(),
+                OsString::from("postgres://pe:pw@db/pe"),
+            ),
+            (
+                "PROTECTED_ENDPOINT_IDLE_TIMEOUT".to_owned(),
+                OsString::from("2m"),
+            ),
+        ]);
+        let report = matches(Program::command(), &args, &env)
+            .map_err(|_| ())
+            .unwrap()
+            .check
+            .expect("--check reports")
+            .to_string();
+        let lines: Vec<&str> = report.lines().map(str::trim_end).collect();
+        let line = |start: &str| {
+            let found = lines.iter().find(|line| line.starts_with(start));
+            let line = found.unwrap_or_else(|| panic!("no {start}: {report}"));
+            line.split("  # ").map(str::trim).collect::<Vec<_>>()
+        };
+        assert_eq!(line("addr"), ["addr = \"127.0.0.1:3001\"", "default"]);
+        assert_eq!(
+            line("# data"),
+            [
+                "# data: not set",
+                &format!("{path}; dropped: url from PROTECTED_ENDPOINT_URL wins")
+            ]
+        );
+        assert_eq!(
+            line("# url"),
+            [
+                "# url = (not shown: it may hold a password)",
+                "PROTECTED_ENDPOINT_URL"
+            ]
+        );
+        assert_eq!(line("limit"), ["limit = 3", path]);
+        assert_eq!(
+            line("idle-timeout"),
+            ["idle-timeout = \"2m\"", "PROTECTED_ENDPOINT_IDLE_TIMEOUT"]
+        );
+        assert_eq!(line("metrics"), ["metrics = true", "command line"]);
+        assert_eq!(
+            line("# config"),
+            [format!("# config: {path}").as_str(), "command line"]
+        );
+        assert!(!report.contains("pw"), "{report}");
     }
 
     #[test]
@@ -869,7 +1056,7 @@ mod tests {
 
     #[test]
     fn the_long_help_names_each_variable_and_key() {
-        let help = document(Program::command())
+        let help = prepare(Program::command())
             .find_subcommand_mut("run")
             .unwrap()
             .render_long_help()
