@@ -39,12 +39,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .merge(authority.router());
 
     let server = Server::bind("127.0.0.1:3001".parse()?).await?;
+    let stop = shutdown_signal(); // Ctrl-C or SIGTERM, listened for from here on
     println!("listening on http://{}", server.local_addr()?);
     let streams = authority.clone();
     server
         .serve(app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             // Open revocation streams would hold the shutdown until its drain timeout.
             streams.close_streams();
         })

@@ -126,6 +126,9 @@ SETTINGS: FLAGS, ENVIRONMENT, CONFIG FILE
   Every value given is checked, even one that a higher place overrides. A key the file should
   not have, a bad value, or two settings that exclude each other in one place stop the start
   with a message naming them, before anything is opened or written.
+  --check (on the command line only) reads and checks the settings as a start would, prints
+  each with where it came from, as a config file, and exits: try a new config file before a
+  restart with `protected-endpoint serve --config new.toml --check`.
   A config file, e.g. /etc/protected-endpoint/serve.toml:
     addr = \"0.0.0.0:3001\"
     data = \"/var/lib/protected-endpoint/tokens.db\"
@@ -137,7 +140,7 @@ SETTINGS: FLAGS, ENVIRONMENT, CONFIG FILE
     metrics = true
 
 EXIT STATUS
-  0  stopped by SIGINT or SIGTERM, after a graceful shutdown
+  0  stopped by SIGINT or SIGTERM, after a graceful shutdown; or --check found good settings
   1  the start failed: the store cannot be opened (a SQLite file another process holds, an
      unreachable database), the address is taken, the admin token file exists, an import file
      cannot be read; or the server failed

@@ -173,6 +173,9 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         );
     }
 
+    // Listened for before the start is announced: a SIGTERM as soon as it is up still stops
+    // it gracefully.
+    let stop = shutdown_signal();
     let addr: SocketAddr = server.local_addr().map_err(|err| err.to_string())?;
     args.metrics.announce(addr);
     println!("listening on http://{addr}");
@@ -184,7 +187,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
     server
         .serve(app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             // Open revocation streams would keep a graceful shutdown waiting until the
             // drain timeout.
             streams.close_streams();
