@@ -131,7 +131,7 @@ pub(crate) fn matches(
     let first = command
         .clone()
         .try_get_matches_from(args)
-        .map_err(Error::Clap)?;
+        .map_err(|err| conceal(&command, err))?;
     let plain = |matches| Layered {
         matches,
         warnings: Vec::new(),
@@ -170,6 +170,34 @@ pub(crate) fn matches(
         warnings,
         check,
     })
+}
+
+/// clap's error, unless it is about a value that must not be shown (a flag marked
+/// `hide_env_values`, as a database URL is: it may hold a password); clap would print it.
+fn conceal(program: &Command, err: clap::Error) -> Error {
+    let Some(ContextValue::String(flag)) = err.get(ContextKind::InvalidArg) else {
+        return Error::Clap(err);
+    };
+    let mut commands = vec![program];
+    while let Some(command) = commands.pop() {
+        let secret = command.get_arguments().any(|arg| {
+            arg.is_hide_env_values_set()
+                && arg.get_long().is_some_and(|long| {
+                    flag.strip_prefix("--")
+                        .and_then(|rest| rest.strip_prefix(long))
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+                })
+        });
+        if secret {
+            let flag = flag.split(' ').next().unwrap_or(flag);
+            return Error::Setting(format!(
+                "invalid value (not shown) for {flag}: {}",
+                reason(&err)
+            ));
+        }
+        commands.extend(command.get_subcommands());
+    }
+    Error::Clap(err)
 }
 
 /// Whether `command` takes settings from the environment and a config file.
@@ -923,6 +951,15 @@ mod tests {
         assert!(
             refused.contains("(not shown)") && !refused.contains("hunter2"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_secret_flag_value_clap_refuses_is_not_shown() {
+        let refused = run(&["--url", "mysql://pe:hunter2@db/pe"], &[]).unwrap_err();
+        assert_eq!(
+            refused,
+            "invalid value (not shown) for --url: not a postgres:// URL"
         );
     }
 
