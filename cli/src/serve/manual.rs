@@ -13,7 +13,8 @@ which follows /oauth2/revocations, so a deleted token is refused everywhere at o
 scripts manage tokens with `protected-endpoint token … --endpoint URL`, the platform's SDK and
 CLI (`bentoml cloud login --endpoint URL --api-token TOKEN`), or the console in a browser.
 
-Every flag is also an environment variable and a config-file key: see SETTINGS below the flags.";
+Every flag but --check is also an environment variable and a config-file key: see SETTINGS
+below the flags.";
 
 /// Below the flags.
 pub(crate) const MANUAL: &str = "\
