@@ -25,9 +25,9 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clap::Parser;
+use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::token::{TokenHash, TokenSecret};
 use protected_endpoint::Scope;
-use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError};
 
 #[derive(Parser)]

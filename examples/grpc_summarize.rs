@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use protected_endpoint::{DeploymentAccess, NewToken};
 use protected_endpoint::server::shutdown_signal;
+use protected_endpoint::{DeploymentAccess, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use tonic::service::Routes;
 use tonic::{Request, Response, Status};

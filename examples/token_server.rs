@@ -19,7 +19,9 @@ use protected_endpoint::store::StoreLocation;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The audit log (who created or deleted which token) goes to stderr.
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
 
     // The store of record: a path (SQLite, or a JSON file for `.json`), `sqlite:PATH`, or
     // `postgres://…` for replicas.

@@ -261,8 +261,8 @@ impl Prometheus {
     /// memory on the layer's asynchronous path) to 5 s (past the remote verifier's 2 s call
     /// timeout).
     const SECONDS_BUCKETS: &'static [f64] = &[
-        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0,
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0,
     ];
 
     /// How often recorded histogram samples are folded into their buckets between scrapes,

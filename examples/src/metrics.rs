@@ -31,7 +31,9 @@ impl MetricsArgs {
         S: Clone + Send + Sync + 'static,
     {
         match self.metrics {
-            true => Ok(Prometheus::install().map_err(|err| err.to_string())?.router()),
+            true => Ok(Prometheus::install()
+                .map_err(|err| err.to_string())?
+                .router()),
             false => Ok(Router::new()),
         }
     }

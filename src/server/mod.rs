@@ -105,8 +105,8 @@ use tokio::task::JoinSet;
 use tower_service::Service;
 
 pub use body::{BodyIdle, RequestBody};
-pub use signal::shutdown_signal;
 use connection::Timeouts;
+pub use signal::shutdown_signal;
 
 use crate::BoxError;
 

@@ -379,10 +379,18 @@ fn would_write(dir: &Path) -> [(String, String); 2] {
     ]
 }
 
+/// A start its settings stop: its config file, variables and flags, and what the message
+/// names.
+type BadStart = (
+    Option<&'static str>,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    &'static str,
+);
+
 #[tokio::test]
 async fn a_bad_key_or_value_exits_2_naming_it_and_changes_nothing_on_disk() {
-    // (config file, variables, flags, what the message names)
-    let cases: &[(Option<&str>, &[(&str, &str)], &[&str], &str)] = &[
+    let cases: &[BadStart] = &[
         (
             Some("metrics = true\nidle_timout = 5\n"),
             &[],
