@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use axum::{Extension, Router};
 use clap::Parser;
+use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::token::{TokenHash, TokenSecret};
 use protected_endpoint::Scope;
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier, VerifyError};
@@ -114,7 +115,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("try:\n  curl http://{addr}/whoami -H 'Authorization: Bearer <your key>'");
     server
         .serve(app)
-        .with_graceful_shutdown(server_args::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

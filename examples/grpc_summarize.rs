@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
+use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::{DeploymentAccess, NewToken};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo};
 use tonic::service::Routes;
@@ -182,7 +183,7 @@ async fn run(args: Args) -> Result<(), Box<dyn Error>> {
     // (gRPC clients speak HTTP/2 by prior knowledge, which it accepts).
     server
         .serve(routes)
-        .with_graceful_shutdown(server_args::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

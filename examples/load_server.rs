@@ -36,7 +36,7 @@ use axum::routing::get;
 use axum::Router;
 use clap::{Parser, ValueEnum};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
-use protected_endpoint::server::Server;
+use protected_endpoint::server::{shutdown_signal, Server};
 use protected_endpoint::token::TokenSecret;
 use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
@@ -143,7 +143,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{}", server.local_addr()?);
     server
         .serve(app)
-        .with_graceful_shutdown(server_args::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

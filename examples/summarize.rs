@@ -61,6 +61,7 @@ use clap::Parser;
 use protected_endpoint::browser::BrowserSignIn;
 use protected_endpoint::limit::FailureThrottle;
 use protected_endpoint::rejection::DefaultResponder;
+use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::DeploymentAccess;
 use protected_endpoint::{NewToken, Rejection, RejectionKind, RejectionResponder};
 use protected_endpoint::{ProtectedEndpointLayer, TokenInfo, TokenVerifier};
@@ -152,7 +153,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // keys on (unless --client-ip-header names a proxy's header).
     server
         .serve(app)
-        .with_graceful_shutdown(server_args::shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     Ok(())
 }

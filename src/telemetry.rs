@@ -1,9 +1,10 @@
 //! Every metric the crate records, by name, through the [`metrics`] facade.
 //!
 //! Nothing is recorded anywhere until the application installs a recorder: without one each
-//! recording is a single atomic load. Install one (for Prometheus,
-//! [`metrics-exporter-prometheus`](https://docs.rs/metrics-exporter-prometheus)) and call
-//! [`describe`] once so the exporter can print each metric's help text and unit:
+//! recording is a single atomic load. For Prometheus, `Prometheus::install()` (feature
+//! `prometheus`) installs one, with every metric described and served at `/metrics` by its
+//! router; for any other exporter, install its recorder and call [`describe`] once so the
+//! exporter can print each metric's help text and unit:
 //!
 //! ```
 //! protected_endpoint::telemetry::describe();
@@ -213,4 +214,152 @@ pub fn describe() {
         AUTHORITY_INTROSPECTIONS,
         "Introspection requests the authority answered, by result."
     );
+}
+
+/// The crate's metrics as Prometheus text (feature `prometheus`): the `metrics` facade's own
+/// Prometheus exporter (`metrics-exporter-prometheus`) installed as the process's recorder,
+/// every metric of this module [described](describe), and every `_seconds` metric a
+/// Prometheus histogram (buckets from 100 µs to 5 s) rather than a summary.
+///
+/// [`render`](Self::render) gives the text of a scrape; with the `axum` feature,
+/// [`router`](Self::router) serves it at [`PATH`](Self::PATH) (`GET /metrics`), the route
+/// `protected-endpoint serve --metrics` and the examples' `--metrics` serve beside their own.
+/// Serve it without a token, as a scraper expects, but privately: the page holds counts only
+/// (outcomes, realms, verifier kinds; never a token, a name or an address), yet counts still
+/// tell traffic patterns.
+///
+/// ```rust,standalone_crate
+/// use protected_endpoint::telemetry::{Prometheus, DECISIONS};
+///
+/// let prometheus = Prometheus::install().unwrap();
+/// metrics::counter!(DECISIONS, "outcome" => "accepted", "realm" => "api").increment(1);
+/// let text = prometheus.render();
+/// assert!(text.contains("# HELP protected_endpoint_decisions_total Decisions of the token layer"));
+/// assert!(text.contains(r#"protected_endpoint_decisions_total{outcome="accepted",realm="api"} 1"#));
+/// // One recorder a process.
+/// assert!(Prometheus::install().is_err());
+/// ```
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+#[derive(Clone)]
+pub struct Prometheus {
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+#[cfg(feature = "prometheus")]
+impl Prometheus {
+    /// The path [`router`](Self::router) serves the metrics at: `/metrics`.
+    ///
+    /// ```
+    /// assert_eq!(protected_endpoint::telemetry::Prometheus::PATH, "/metrics");
+    /// ```
+    pub const PATH: &'static str = "/metrics";
+
+    /// The content type of the Prometheus text exposition format.
+    ///
+    /// ```
+    /// assert!(protected_endpoint::telemetry::Prometheus::CONTENT_TYPE.starts_with("text/plain"));
+    /// ```
+    pub const CONTENT_TYPE: &'static str = "text/plain; version=0.0.4";
+
+    /// Bucket bounds (seconds) of every `_seconds` histogram: from 100 µs (an answer from
+    /// memory on the layer's asynchronous path) to 5 s (past the remote verifier's 2 s call
+    /// timeout).
+    const SECONDS_BUCKETS: &'static [f64] = &[
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0,
+    ];
+
+    /// How often recorded histogram samples are folded into their buckets between scrapes,
+    /// so memory stays bounded however rarely the metrics are scraped.
+    const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Installs the Prometheus recorder as the process's global recorder, [describes](describe)
+    /// every metric of the crate and starts the upkeep (a thread that folds histogram samples
+    /// every 5 s). Install it before building what records (a layer, a verifier, an
+    /// authority), so their first recordings are kept. No runtime is needed.
+    ///
+    /// An error if the process has a recorder already (one a process), or the exporter refuses
+    /// its settings.
+    ///
+    /// ```rust,standalone_crate
+    /// use protected_endpoint::telemetry::{Prometheus, REMOTE_CACHE_HITS};
+    ///
+    /// let prometheus = Prometheus::install().unwrap();
+    /// metrics::counter!(REMOTE_CACHE_HITS).increment(2);
+    /// assert!(prometheus.render().contains("# TYPE protected_endpoint_remote_cache_hits_total counter"));
+    /// assert!(prometheus.render().contains("protected_endpoint_remote_cache_hits_total 2"));
+    /// ```
+    pub fn install() -> Result<Self, crate::BoxError> {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".to_owned()),
+                Self::SECONDS_BUCKETS,
+            )?
+            .install_recorder()?;
+        describe();
+        let upkeep = handle.clone();
+        std::thread::Builder::new()
+            .name("prometheus-upkeep".to_owned())
+            .spawn(move || loop {
+                std::thread::sleep(Self::UPKEEP);
+                upkeep.run_upkeep();
+            })?;
+        Ok(Self { handle })
+    }
+
+    /// The metrics as Prometheus text, as a scrape gets them.
+    ///
+    /// ```rust,standalone_crate
+    /// use protected_endpoint::telemetry::{Prometheus, AUTHORITY_TOKENS};
+    ///
+    /// let prometheus = Prometheus::install().unwrap();
+    /// metrics::gauge!(AUTHORITY_TOKENS).set(3.0);
+    /// assert!(prometheus.render().contains("protected_endpoint_authority_tokens 3"));
+    /// ```
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// A router serving [`render`](Self::render) at `GET /metrics` (feature `axum`), to
+    /// merge beside your routes, outside the token layer:
+    /// `authority.router().merge(prometheus.router())`.
+    ///
+    /// ```rust,standalone_crate
+    /// use axum::body::Body;
+    /// use http::Request;
+    /// use protected_endpoint::telemetry::Prometheus;
+    /// use tower::ServiceExt;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let app: axum::Router = Prometheus::install().unwrap().router();
+    /// let request = Request::get(Prometheus::PATH).body(Body::empty()).unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(response.headers()["content-type"], Prometheus::CONTENT_TYPE);
+    /// # });
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "prometheus", feature = "axum"))))]
+    pub fn router<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let handle = self.handle.clone();
+        axum::Router::new().route(
+            Self::PATH,
+            axum::routing::get(move || {
+                let text = handle.render();
+                async move { ([(http::header::CONTENT_TYPE, Self::CONTENT_TYPE)], text) }
+            }),
+        )
+    }
+}
+
+#[cfg(feature = "prometheus")]
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus").finish_non_exhaustive()
+    }
 }

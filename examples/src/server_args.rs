@@ -1,5 +1,6 @@
 //! The flags every example server shares: the limits of `protected_endpoint::server`, the
-//! hardened front they all run on, and the signals that stop it gracefully.
+//! hardened front they all run on (which also gives them `shutdown_signal`, the signals that
+//! stop it gracefully).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -51,32 +52,5 @@ impl ServerArgs {
             .header_read_timeout(Duration::from_secs(self.header_read_timeout))
             .idle_timeout(Duration::from_secs(self.idle_timeout))
             .max_connections(self.max_connections as usize))
-    }
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what `docker stop`, Kubernetes and systemd send):
-/// the server then stops accepting and finishes the requests in flight. A signal that cannot
-/// be listened for is never resolved (the process then ends as the signal ends it).
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                terminate.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }

@@ -60,7 +60,8 @@
 //! - **Shutdown**: with [`with_graceful_shutdown`](Serve::with_graceful_shutdown), once the
 //!   signal fires the server stops accepting (the listener is closed), asks every connection
 //!   to close after its requests in flight (HTTP/2: `GOAWAY`), waits for them for at most the
-//!   [drain timeout](Server::drain_timeout), then drops what is left.
+//!   [drain timeout](Server::drain_timeout), then drops what is left. [`shutdown_signal`] is
+//!   the signal a process manager sends: Ctrl-C or `SIGTERM`.
 //!
 //! Each request carries the peer's address in its extensions, as a [`SocketAddr`] and (with
 //! the `axum` feature) as axum's `ConnectInfo<SocketAddr>`, so
@@ -83,6 +84,7 @@
 mod body;
 mod connection;
 mod service;
+mod signal;
 
 #[cfg(test)]
 mod tests;
@@ -106,6 +108,7 @@ use tower_service::Service;
 
 pub use body::{BodyIdle, RequestBody};
 use connection::Timeouts;
+pub use signal::shutdown_signal;
 
 use crate::BoxError;
 

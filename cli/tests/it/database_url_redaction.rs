@@ -58,13 +58,32 @@ async fn a_refused_start_never_shows_the_password() {
         "postgres://pe@127.0.0.1:1/pe?sslpassword=hunter2-ssl",
         // Not a URL the driver reads: the error still hides what may be a password.
         "postgres://pe:hunter2/cut@127.0.0.1:1/pe",
-        "mysql://pe:hunter2-other-scheme@127.0.0.1:1/pe",
     ] {
         let (status, server) = TokenServer::run_to_exit(dir.path(), ["--database-url", url]);
         let printed = format!("{}{}", server.stdout(), server.stderr());
         assert_eq!(status.code(), Some(1), "{url}: {printed}");
         assert!(!printed.contains("hunter2"), "{url}: {printed}");
         assert!(!printed.contains("cut@"), "{url}: {printed}");
+    }
+}
+
+#[test]
+fn a_database_url_of_another_scheme_is_a_bad_setting_that_never_shows_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "mysql://pe:hunter2-other-scheme@127.0.0.1:1/pe";
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, format!("database-url = {url:?}\n")).unwrap();
+    let config = config.display().to_string();
+    for (args, env) in [
+        (vec!["--database-url", url], vec![]),
+        (vec![], vec![("PROTECTED_ENDPOINT_DATABASE_URL", url)]),
+        (vec!["--config", config.as_str()], vec![]),
+    ] {
+        let (status, server) = TokenServer::run_to_exit_with_env(dir.path(), &args, &env);
+        let printed = format!("{}{}", server.stdout(), server.stderr());
+        assert_eq!(status.code(), Some(2), "{args:?} {env:?}: {printed}");
+        assert!(printed.contains("unknown database URL scheme"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{args:?} {env:?}: {printed}");
     }
 }
 

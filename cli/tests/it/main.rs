@@ -20,5 +20,6 @@ mod metrics;
 mod replica_faults;
 mod serve_durability;
 mod serve_import;
+mod serve_settings;
 mod serve_throttle;
 mod server_limits;

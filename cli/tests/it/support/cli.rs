@@ -15,12 +15,23 @@ pub const RUN_BOUND: Duration = Duration::from_secs(60);
 /// The binary with `args` and `env`, no standard input, and nothing inherited that could
 /// change its behaviour.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = without_program_env(Command::new(BIN));
     command
         .args(args)
-        .env_remove(API_TOKEN_ENV)
         .envs(env.iter().copied())
         .stdin(Stdio::null());
+    command
+}
+
+/// `command` without any `PROTECTED_ENDPOINT_…` variable of the test's own environment (the
+/// program's settings and API token), nor the `DATABASE_URL` it once read.
+pub fn without_program_env(mut command: Command) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PROTECTED_ENDPOINT_") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove(API_TOKEN_ENV).env_remove("DATABASE_URL");
     command
 }
 

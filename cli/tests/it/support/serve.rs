@@ -36,15 +36,24 @@ pub struct TokenServer {
 }
 
 impl TokenServer {
-    /// Starts `protected-endpoint serve --addr 127.0.0.1:0 ARGS…` with `RUST_LOG=info` (and without any
-    /// `DATABASE_URL` of the environment), its output in `dir`, and waits until it prints
-    /// `listening on`. Panics, with its stderr, if it exits first.
+    /// Starts `protected-endpoint serve --addr 127.0.0.1:0 ARGS…` with `RUST_LOG=info` (and
+    /// none of the test's own `PROTECTED_ENDPOINT_…` variables), its output in `dir`, and waits
+    /// until it prints `listening on`. Panics, with its stderr, if it exits first.
     pub fn start<I, S>(dir: &Path, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut server = Self::spawn(dir, args);
+        Self::start_with_env(dir, args, &[])
+    }
+
+    /// [`start`](Self::start) with these environment variables too.
+    pub fn start_with_env<I, S>(dir: &Path, args: I, env: &[(&str, &str)]) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut server = Self::spawn(dir, args, env);
         let deadline = Instant::now() + START_BOUND;
         loop {
             let stdout = server.stdout();
@@ -77,7 +86,20 @@ impl TokenServer {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut server = Self::spawn(dir, args);
+        Self::run_to_exit_with_env(dir, args, &[])
+    }
+
+    /// [`run_to_exit`](Self::run_to_exit) with these environment variables too.
+    pub fn run_to_exit_with_env<I, S>(
+        dir: &Path,
+        args: I,
+        env: &[(&str, &str)],
+    ) -> (ExitStatus, Self)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut server = Self::spawn(dir, args, env);
         let deadline = Instant::now() + START_BOUND;
         loop {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -93,7 +115,7 @@ impl TokenServer {
         }
     }
 
-    fn spawn<I, S>(dir: &Path, args: I) -> Self
+    fn spawn<I, S>(dir: &Path, args: I, env: &[(&str, &str)]) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -103,11 +125,11 @@ impl TokenServer {
         let n = STARTS.fetch_add(1, Ordering::SeqCst);
         let stdout_path = dir.join(format!("serve-{n}.stdout"));
         let stderr_path = dir.join(format!("serve-{n}.stderr"));
-        let child = Command::new(super::cli::BIN)
+        let child = super::cli::without_program_env(Command::new(super::cli::BIN))
             .args(["serve", "--addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
-            .env_remove("DATABASE_URL")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&stdout_path).unwrap())
             .stderr(File::create(&stderr_path).unwrap())
@@ -168,6 +190,25 @@ impl TokenServer {
                 "no audit line with {parts:?}; stderr:\n{}",
                 self.stderr()
             );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends it SIGTERM (what a service manager stops it with) and waits, bounded, for it to
+    /// exit: its exit status.
+    #[cfg(unix)]
+    pub fn terminate(mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + START_BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop in time");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
