@@ -49,9 +49,8 @@ const fn read(name: &'static str, field: Field) -> Column {
 
 const fn written(name: &'static str, field: Field) -> Column {
     Column {
-        name,
         read: false,
-        field,
+        ..read(name, field)
     }
 }
 

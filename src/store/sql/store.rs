@@ -94,6 +94,9 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
+// The bounds say what the code below needs of a driver: connections that run queries, and the
+// Rust types it binds and reads. sqlx implements them driver by driver, so generic code states
+// them; both dialects meet them, which the compiler checks where each store calls in.
 impl<D: Dialect> SqlStore<D>
 where
     for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
