@@ -1,7 +1,17 @@
-//! What the SQL stores ([`SqliteStore`](super::sqlite::SqliteStore),
-//! [`PostgresStore`](super::postgres::PostgresStore)) share: how a [`TokenEntry`] is laid out
-//! in a row, the versioned migrations, the search pattern and the mapping of unique
-//! violations to [`StoreError`]s.
+//! The SQL stores ([`SqliteStore`](super::sqlite::SqliteStore),
+//! [`PostgresStore`](super::postgres::PostgresStore)), written once: [`SqlStore`] holds every
+//! operation and every query, built with sqlx's `QueryBuilder` (`push_bind` writes each
+//! database's placeholder) from one list of the columns ([`TOKEN_COLUMNS`]), rows read with
+//! `derive(FromRow)`; a [`Dialect`] answers what really differs between the databases (row
+//! locks and snapshots, notifications, bulk inserts, the migration runner's lock and records,
+//! the change feed). Here too: the search pattern, the mapping of unique violations to
+//! [`StoreError`]s, and the rules of the session and deployment rows.
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `row.rs` | the token row: the column list, [`Encoded`] (written), `RawRow` (read), decoding |
+//! | `store.rs` | [`SqlStore`]: the operations, the migration runner, `forward_token_store!` |
+//! | `dialect.rs` | [`Dialect`], [`Migration`], [`Notice`] (what a notification says) |
 //!
 //! # The row
 //!
@@ -27,101 +37,19 @@
 //! uid, its sealed secret, the end as seconds plus nanoseconds) and `pe_deployments_seen`
 //! (a deployment's name and when a service last said it protects it, likewise).
 
+mod dialect;
+mod row;
+mod store;
+
+pub(crate) use self::dialect::{migrations, Dialect, Migration, Notice};
+pub(crate) use self::row::{insert_list, Encoded, Field, TOKEN_COLUMNS};
+pub(crate) use self::store::{forward_token_store, SqlStore};
+
 use chrono::{DateTime, Utc};
 
+use self::row::count;
 use super::StoreError;
-use crate::rate_limit::RateLimit;
-use crate::record::{
-    ApiToken, InvalidRecord, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
-};
-use crate::scope::{DeploymentAccess, Scope};
-use crate::token::TokenHash;
-
-/// The columns every read selects, in the order [`RawRow`] has them.
-pub(crate) const COLUMNS: &str = "uid, name, description, scopes, deployments, created_s, \
-                                  created_ns, expires_s, expires_ns, last_used_s, hash, \
-                                  enabled, parent_uid, rate_limit, rate_window_ms, \
-                                  previous_hash, previous_until_s, previous_until_ns, \
-                                  uses_valid, uses_expired, uses_disabled";
-
-/// The columns every insert writes, in the order [`Encoded`] has them.
-pub(crate) const INSERT_COLUMNS: &str = "uid, name, name_lower, name_key, description, scopes, \
-                                         deployments, created_s, created_ns, expires_s, \
-                                         expires_ns, last_used_s, hash, enabled, parent_uid, \
-                                         rate_limit, rate_window_ms, previous_hash, \
-                                         previous_until_s, previous_until_ns, uses_valid, \
-                                         uses_expired, uses_disabled";
-
-/// The notification channel of the PostgreSQL store.
-#[cfg(feature = "postgres")]
-pub(crate) const CHANNEL: &str = "pe_tokens";
-
-/// The key of the "a first admin token was minted" flag in `pe_meta`.
-pub(crate) const FIRST_ADMIN: &str = "first_admin_minted";
-
-/// One schema migration: applied once, in order of `version`, each in its own transaction.
-pub(crate) struct Migration {
-    /// Its number, from 1; recorded in `pe_schema_migrations` once applied.
-    pub(crate) version: i64,
-    /// What it does, for errors.
-    pub(crate) name: &'static str,
-    /// Its SQL (several statements).
-    pub(crate) sql: &'static str,
-    /// When set: after `sql`, the application fills `name_key` for every row
-    /// ([`assign_name_keys`]: the key needs Unicode tables SQL lacks), then runs this SQL, in
-    /// the same transaction.
-    pub(crate) after_name_keys: Option<&'static str>,
-}
-
-/// The SQLite migrations, oldest first. Never edit one that has shipped: add another.
-#[cfg(feature = "sqlite")]
-pub(crate) const SQLITE_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "tokens",
-        sql: include_str!("../../../migrations/sqlite/0001_tokens.sql"),
-        after_name_keys: None,
-    },
-    Migration {
-        version: 2,
-        name: "lifecycle",
-        sql: include_str!("../../../migrations/sqlite/0002_lifecycle.sql"),
-        after_name_keys: None,
-    },
-    Migration {
-        version: 3,
-        name: "name keys, sessions, deployments",
-        sql: include_str!("../../../migrations/sqlite/0003_name_keys_sessions_deployments.sql"),
-        after_name_keys: Some(include_str!(
-            "../../../migrations/sqlite/0003_name_keys_unique.sql"
-        )),
-    },
-];
-
-/// The PostgreSQL migrations, oldest first. Never edit one that has shipped: add another.
-#[cfg(feature = "postgres")]
-pub(crate) const POSTGRES_MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "tokens",
-        sql: include_str!("../../../migrations/postgres/0001_tokens.sql"),
-        after_name_keys: None,
-    },
-    Migration {
-        version: 2,
-        name: "lifecycle",
-        sql: include_str!("../../../migrations/postgres/0002_lifecycle.sql"),
-        after_name_keys: None,
-    },
-    Migration {
-        version: 3,
-        name: "name keys, sessions, deployments",
-        sql: include_str!("../../../migrations/postgres/0003_name_keys_sessions_deployments.sql"),
-        after_name_keys: Some(include_str!(
-            "../../../migrations/postgres/0003_name_keys_unique.sql"
-        )),
-    },
-];
+use crate::record::{TokenEntry, TokenUsage};
 
 /// The error for a database whose schema is newer than this build: an older binary must not
 /// write a layout it does not know.
@@ -150,235 +78,8 @@ pub(crate) fn migration_failed(
     )
 }
 
-/// A token laid out for a row (see the module documentation).
-#[derive(Clone)]
-pub(crate) struct Encoded {
-    pub(crate) uid: String,
-    pub(crate) name: String,
-    pub(crate) name_lower: String,
-    pub(crate) name_key: String,
-    pub(crate) description: String,
-    pub(crate) scopes: String,
-    pub(crate) deployments: Option<String>,
-    pub(crate) created_s: i64,
-    pub(crate) created_ns: i64,
-    pub(crate) expires_s: Option<i64>,
-    pub(crate) expires_ns: Option<i64>,
-    pub(crate) last_used_s: Option<i64>,
-    pub(crate) hash: Vec<u8>,
-    pub(crate) enabled: bool,
-    pub(crate) parent_uid: Option<String>,
-    pub(crate) rate_limit: Option<i64>,
-    pub(crate) rate_window_ms: Option<i64>,
-    pub(crate) previous_hash: Option<Vec<u8>>,
-    pub(crate) previous_until_s: Option<i64>,
-    pub(crate) previous_until_ns: Option<i64>,
-    pub(crate) uses_valid: i64,
-    pub(crate) uses_expired: i64,
-    pub(crate) uses_disabled: i64,
-}
-
-impl Encoded {
-    /// Lays out an entry that was checked ([`super::checked`]).
-    pub(crate) fn new(entry: &TokenEntry) -> Self {
-        let token = &entry.token;
-        let mut scopes = String::new();
-        for (i, scope) in token.scopes.iter().enumerate() {
-            if i > 0 {
-                scopes.push(' ');
-            }
-            scopes.push_str(scope.as_str());
-        }
-        let deployments = match &token.deployments {
-            DeploymentAccess::All => None,
-            DeploymentAccess::Only(names) => Some(
-                names
-                    .iter()
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
-        };
-        Self {
-            uid: token.uid.clone(),
-            name: token.name.clone(),
-            name_lower: token.name.to_lowercase(),
-            name_key: crate::record::name_key(&token.name),
-            description: token.description.clone(),
-            scopes,
-            deployments,
-            created_s: token.created_at.timestamp(),
-            created_ns: i64::from(token.created_at.timestamp_subsec_nanos()),
-            expires_s: token.expires_at.map(|t| t.timestamp()),
-            expires_ns: token
-                .expires_at
-                .map(|t| i64::from(t.timestamp_subsec_nanos())),
-            // Seconds: what uses are recorded with (the in-memory store keeps the same).
-            last_used_s: token.last_used_at.map(|t| t.timestamp()),
-            hash: entry.hash.as_bytes().to_vec(),
-            enabled: token.enabled,
-            parent_uid: token.parent_uid.clone(),
-            rate_limit: token.rate_limit.map(|limit| i64::from(limit.limit())),
-            rate_window_ms: token
-                .rate_limit
-                .map(|limit| i64::try_from(limit.duration().as_millis()).unwrap_or(i64::MAX)),
-            previous_hash: entry.previous.map(|p| p.hash.as_bytes().to_vec()),
-            previous_until_s: entry.previous.map(|p| p.valid_until.timestamp()),
-            previous_until_ns: entry
-                .previous
-                .map(|p| i64::from(p.valid_until.timestamp_subsec_nanos())),
-            uses_valid: count(token.usage.valid),
-            uses_expired: count(token.usage.expired),
-            uses_disabled: count(token.usage.disabled),
-        }
-    }
-}
-
-/// A count as a signed 64-bit column (saturating: no count reaches it).
-pub(crate) fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// One row as read, borrowed from the database's row: [`decode`] turns it into an entry.
-pub(crate) struct RawRow<'r> {
-    pub(crate) uid: &'r str,
-    pub(crate) name: &'r str,
-    pub(crate) description: &'r str,
-    pub(crate) scopes: &'r str,
-    pub(crate) deployments: Option<&'r str>,
-    pub(crate) created_s: i64,
-    pub(crate) created_ns: i64,
-    pub(crate) expires_s: Option<i64>,
-    pub(crate) expires_ns: Option<i64>,
-    pub(crate) last_used_s: Option<i64>,
-    pub(crate) hash: &'r [u8],
-    pub(crate) enabled: bool,
-    pub(crate) parent_uid: Option<&'r str>,
-    pub(crate) rate_limit: Option<i64>,
-    pub(crate) rate_window_ms: Option<i64>,
-    pub(crate) previous_hash: Option<&'r [u8]>,
-    pub(crate) previous_until_s: Option<i64>,
-    pub(crate) previous_until_ns: Option<i64>,
-    pub(crate) uses_valid: i64,
-    pub(crate) uses_expired: i64,
-    pub(crate) uses_disabled: i64,
-}
-
-/// Turns a row into an entry, without the rules of [`ApiToken::check`] (see [`super::checked`]
-/// for those): what [`TokenStore::delete`](super::TokenStore::delete) answers, so that a row
-/// edited by hand into something invalid can still be deleted. Fails on a row whose layout is
-/// broken (a hash that is not 32 bytes, an unreadable scope or time), naming the row.
-pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreError> {
-    let broken = |what: String| {
-        StoreError::unavailable(
-            store,
-            format!(
-                "token {:?}: the row is damaged ({what}); fix or delete it in the database",
-                row.uid
-            ),
-        )
-    };
-    let hash: [u8; 32] = row
-        .hash
-        .try_into()
-        .map_err(|_| broken(format!("hash is {} bytes, not 32", row.hash.len())))?;
-    let scopes = if row.scopes.is_empty() {
-        Vec::new()
-    } else {
-        row.scopes
-            .split(' ')
-            .map(|scope| Scope::new(scope).map_err(|e| broken(format!("scopes: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    let deployments = match row.deployments {
-        None => DeploymentAccess::All,
-        Some("") => DeploymentAccess::Only(Default::default()),
-        Some(names) => DeploymentAccess::only(names.split(','))
-            .map_err(|e| broken(format!("deployments: {e}")))?,
-    };
-    let created_at =
-        time(row.created_s, row.created_ns).ok_or_else(|| invalid_time(row.uid, "created_at"))?;
-    let expires_at = match (row.expires_s, row.expires_ns) {
-        (None, _) => None,
-        (Some(s), ns) => {
-            Some(time(s, ns.unwrap_or(0)).ok_or_else(|| invalid_time(row.uid, "expired_at"))?)
-        }
-    };
-    let last_used_at = match row.last_used_s {
-        None => None,
-        Some(s) => Some(time(s, 0).ok_or_else(|| invalid_time(row.uid, "last_used_at"))?),
-    };
-    let rate_limit = match (row.rate_limit, row.rate_window_ms) {
-        (None, None) => None,
-        (Some(limit), Some(window)) => {
-            let limit = u32::try_from(limit)
-                .map_err(|_| broken(format!("rate_limit {limit} is out of range")))?;
-            let window = u64::try_from(window)
-                .map_err(|_| broken(format!("rate_window_ms {window} is negative")))?;
-            Some(
-                RateLimit::new(limit, std::time::Duration::from_millis(window))
-                    .map_err(|e| broken(format!("rate limit: {e}")))?,
-            )
-        }
-        _ => {
-            return Err(broken(
-                "rate_limit and rate_window_ms must be set together".into(),
-            ))
-        }
-    };
-    let previous = match (row.previous_hash, row.previous_until_s) {
-        (None, _) => None,
-        (Some(previous), Some(s)) => {
-            let previous: [u8; 32] = previous.try_into().map_err(|_| {
-                broken(format!("previous_hash is {} bytes, not 32", previous.len()))
-            })?;
-            let until = time(s, row.previous_until_ns.unwrap_or(0))
-                .ok_or_else(|| invalid_time(row.uid, "previous"))?;
-            Some(PreviousSecret::new(TokenHash::from_bytes(previous), until))
-        }
-        (Some(_), None) => return Err(broken("previous_hash without previous_until_s".into())),
-    };
-    let usage = |n: i64| u64::try_from(n).unwrap_or(0);
-    let token = ApiToken {
-        uid: row.uid.to_owned(),
-        name: row.name.to_owned(),
-        description: row.description.to_owned(),
-        scopes,
-        deployments,
-        created_at,
-        expires_at,
-        last_used_at,
-        enabled: row.enabled,
-        parent_uid: row.parent_uid.map(str::to_owned),
-        rate_limit,
-        usage: TokenUsage::new(
-            usage(row.uses_valid),
-            usage(row.uses_expired),
-            usage(row.uses_disabled),
-        ),
-    };
-    let mut entry = TokenEntry::new(token, TokenHash::from_bytes(hash));
-    entry.previous = previous;
-    Ok(entry)
-}
-
-/// A row read back for serving: [`decode`], then the rules every record obeys.
-pub(crate) fn decode_checked(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreError> {
-    super::checked(decode(store, row)?)
-}
-
 fn time(seconds: i64, nanos: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(seconds, u32::try_from(nanos).ok()?)
-}
-
-fn invalid_time(uid: &str, field: &'static str) -> StoreError {
-    StoreError::InvalidRecord {
-        uid: uid.to_owned(),
-        error: NewTokenError::Invalid(InvalidRecord::UnreadableTimestamp {
-            field,
-            reason: "the stored time is out of range",
-        }),
-    }
 }
 
 /// The `LIKE` pattern matching names that contain `search` (lowercased, as `name_lower` is),
@@ -694,81 +395,5 @@ mod tests {
     fn like_pattern_escapes_wildcards() {
         assert_eq!(like_pattern("CI"), "%ci%");
         assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
-    }
-
-    #[test]
-    fn a_row_round_trips_exactly() {
-        let (_, mut entry) = crate::NewToken::new("Ci Ü")
-            .scopes([Scope::API, Scope::READ_CLUSTER])
-            .deployments(DeploymentAccess::only(["a", "b.c"]).unwrap())
-            .mint_entry(Utc::now())
-            .unwrap();
-        entry.token.last_used_at = DateTime::from_timestamp(1_700_000_000, 0);
-        entry.token.enabled = false;
-        entry.token.parent_uid = Some("parent1".into());
-        entry.token.rate_limit = Some("100/1m".parse().unwrap());
-        entry.token.usage = TokenUsage::new(7, 2, 1);
-        entry.previous = Some(PreviousSecret::new(
-            TokenHash::of_str("old"),
-            Utc::now() + chrono::Duration::seconds(30),
-        ));
-        let e = Encoded::new(&entry);
-        assert_eq!(e.name_lower, "ci ü");
-        let row = RawRow {
-            uid: &e.uid,
-            name: &e.name,
-            description: &e.description,
-            scopes: &e.scopes,
-            deployments: e.deployments.as_deref(),
-            created_s: e.created_s,
-            created_ns: e.created_ns,
-            expires_s: e.expires_s,
-            expires_ns: e.expires_ns,
-            last_used_s: e.last_used_s,
-            hash: &e.hash,
-            enabled: e.enabled,
-            parent_uid: e.parent_uid.as_deref(),
-            rate_limit: e.rate_limit,
-            rate_window_ms: e.rate_window_ms,
-            previous_hash: e.previous_hash.as_deref(),
-            previous_until_s: e.previous_until_s,
-            previous_until_ns: e.previous_until_ns,
-            uses_valid: e.uses_valid,
-            uses_expired: e.uses_expired,
-            uses_disabled: e.uses_disabled,
-        };
-        assert_eq!(decode_checked("test", row).unwrap(), entry);
-    }
-
-    #[test]
-    fn a_damaged_row_names_its_uid() {
-        let row = RawRow {
-            uid: "u1",
-            name: "n",
-            description: "",
-            scopes: "",
-            deployments: None,
-            created_s: 0,
-            created_ns: 0,
-            expires_s: None,
-            expires_ns: None,
-            last_used_s: None,
-            hash: &[1, 2, 3],
-            enabled: true,
-            parent_uid: None,
-            rate_limit: None,
-            rate_window_ms: None,
-            previous_hash: None,
-            previous_until_s: None,
-            previous_until_ns: None,
-            uses_valid: 0,
-            uses_expired: 0,
-            uses_disabled: 0,
-        };
-        let error = decode("sqlite:x", row).unwrap_err().to_string();
-        assert!(
-            error.contains("\"u1\"") && error.contains("3 bytes"),
-            "{error}"
-        );
     }
 }
