@@ -91,9 +91,14 @@ pub mod authority_client;
 pub mod browser;
 mod clock;
 pub mod extract;
+pub mod forwarded;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 pub mod grant;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
+pub mod identity;
 pub mod limit;
 pub mod middleware;
 pub mod policy;
