@@ -11,7 +11,7 @@
 //! | `GET /slow/{ms}` | answers `slow done` after `ms` milliseconds |
 //! | `POST /upload` | reads the body frame by frame, checking the pattern of [`pattern_byte`], pausing at [`Upstream::hold_uploads_after`]; answers `{"bytes", "pattern_ok"}` |
 //! | `POST /echo/body` | streams the request body back |
-//! | `GET /trailers` | two chunks, then the trailer `x-upstream-trailer: done` |
+//! | `GET /trailers` | two chunks, then the trailer `x-upstream-trailer: done` (announced by `Trailer`) |
 //! | `GET /hop-by-hop` | an answer with hop-by-hop headers of its own (`Connection: x-upstream-secret`, `X-Upstream-Secret`, `Keep-Alive`, `Proxy-Authenticate`) beside `X-Upstream-Kept` |
 //! | `/testing.v1.Streaming/*` | the tonic service of `proto/testing` (see [`Chunker`]) |
 //! | anything else | an echo of the request: `{"method", "path", "query", "version", "headers"}` (so `/healthz`, `/readyz`, `/livez` show what reached the upstream) |
@@ -278,7 +278,13 @@ async fn trailers() -> Response {
         Ok(http_body::Frame::data(Bytes::from_static(b"part two"))),
         Ok(http_body::Frame::trailers(trailers)),
     ]);
-    Body::new(StreamBody::new(frames)).into_response()
+    // HTTP/1.1 sends trailers only when the request said `TE: trailers` and the answer
+    // announces them (`Trailer`).
+    (
+        [("trailer", "x-upstream-trailer")],
+        Body::new(StreamBody::new(frames)),
+    )
+        .into_response()
 }
 
 async fn hop_by_hop() -> impl IntoResponse {
