@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::upstream::Upstream;
+use protected_endpoint::browser::BrowserSignIn;
 use protected_endpoint::forwarded::TrustedProxies;
 use protected_endpoint::gateway::{Gateway, OpenPaths, Proxy, ProxyBuilder};
 use protected_endpoint::rate_limit::RateLimit;
@@ -38,6 +39,10 @@ pub(crate) struct Options {
     pub(crate) open: OpenPaths,
     /// The upstream the proxy forwards to, when not the test upstream (a closed port).
     pub(crate) upstream_override: Option<String>,
+    /// The layer's browser sign-in (its page at `/sign-in`, sessions in memory).
+    pub(crate) browser_sign_in: bool,
+    /// The server front's connection limit, when not its default.
+    pub(crate) max_connections: Option<usize>,
 }
 
 impl Default for Options {
@@ -46,6 +51,8 @@ impl Default for Options {
             proxy: |builder| builder,
             open: OpenPaths::default(),
             upstream_override: None,
+            browser_sign_in: false,
+            max_connections: None,
         }
     }
 }
@@ -65,15 +72,18 @@ impl Setup {
                     .deployments(DeploymentAccess::only(["summarize"]).unwrap()),
             )
             .unwrap();
-        let layer = ProtectedEndpointLayer::new(store.clone())
+        let mut layer = ProtectedEndpointLayer::new(store.clone())
             .require_scope(Scope::API)
             .deployment("summarize");
+        if options.browser_sign_in {
+            layer = layer.browser_sign_in(BrowserSignIn::new());
+        }
         let target = options
             .upstream_override
             .unwrap_or_else(|| upstream.base().to_owned());
         let proxy = (options.proxy)(Proxy::builder(target.parse().unwrap())).build();
         let gateway = Gateway::new(layer, proxy).open_paths(options.open);
-        let gateway = serve(gateway).await;
+        let gateway = serve(gateway, options.max_connections).await;
         Self {
             upstream,
             gateway,
@@ -106,13 +116,17 @@ impl Setup {
 }
 
 /// Serves `gateway` on the library's server front, on an ephemeral port of 127.0.0.1.
-pub(crate) async fn serve<V>(gateway: Gateway<V>) -> common::Server
+pub(crate) async fn serve<V>(gateway: Gateway<V>, max_connections: Option<usize>) -> common::Server
 where
     V: protected_endpoint::TokenVerifier + ?Sized + 'static,
 {
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
     common::Server::start_graceful_on(any_port, |listener, shutdown| async move {
-        Server::from_listener(listener)
+        let mut server = Server::from_listener(listener);
+        if let Some(max) = max_connections {
+            server = server.max_connections(max);
+        }
+        server
             .serve(gateway)
             .with_graceful_shutdown(shutdown)
             .into_future()
@@ -636,4 +650,67 @@ async fn connect_is_not_tunnelled() {
     let answer = raw_http1(setup.gateway.addr, &request).await;
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert_eq!(setup.upstream.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_person_signs_in_on_the_gateway_and_the_session_cookie_stops_there() {
+    let setup = Setup::with(Options {
+        browser_sign_in: true,
+        ..Options::default()
+    })
+    .await;
+    let browser = common::console::client();
+    // The layer's own page, served by the gateway, not the upstream.
+    let page = browser.get(setup.url("/sign-in")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    // A navigation without a session is sent there.
+    let navigation = browser
+        .get(setup.url("/app"))
+        .header("accept", "text/html")
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(navigation.status(), StatusCode::SEE_OTHER);
+    assert_eq!(navigation.headers()["location"], "/sign-in?next=%2Fapp");
+    assert_eq!(setup.upstream.requests(), 0);
+
+    let signed_in = browser
+        .post(setup.url("/sign-in"))
+        .header("authorization", setup.bearer())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    let session = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in ["/app", "/healthz"] {
+        let echo: Value = browser
+            .get(setup.url(path))
+            .header("cookie", format!("theme=dark; {session}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(header(&echo, "cookie"), Some("theme=dark"), "{path}");
+        let expected = (path == "/app").then_some(setup.token.token.uid.as_str());
+        assert_eq!(
+            header(&echo, "x-protected-endpoint-uid"),
+            expected,
+            "{path}"
+        );
+    }
 }
