@@ -59,6 +59,10 @@
 //! - `server` (feature `server`): one hardened HTTP front (HTTP/1.1 and h2c) for any Tower
 //!   service: header-read and idle timeouts, a connection limit, graceful shutdown, the peer
 //!   address in each request.
+//! - `gateway` (feature `gateway`): protect a service in any language: a reverse proxy to one
+//!   upstream wrapped by the layer, with open probe paths; [`identity`]: the verified token's
+//!   identity as headers for a service behind a proxy; [`forwarded`]: the proxies trusted to
+//!   send `X-Forwarded-*`.
 //! - `authority` (feature `authority`): a token service with the platform's management API
 //!   and an RFC 7662 introspection endpoint; `authority_client` (feature `authority-client`)
 //!   manages its tokens.
@@ -72,6 +76,7 @@
 //! | `remote` | `verifier::remote::RemoteVerifier` |
 //! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) |
 //! | `server` | `server::Server`, the hardened HTTP front every server of the crate runs on |
+//! | `gateway` | `gateway::Gateway` and `gateway::Proxy`: a reverse proxy (HTTP/1.1 or h2c to the upstream) behind the layer |
 //! | `authority` | `authority::Authority`, the token service (implies `file`, `server`) |
 //! | `authority-client` | `authority_client::AuthorityClient` |
 //!

@@ -12,6 +12,24 @@ use http::{request, Method, Response, StatusCode};
 use super::body::ProxyBody;
 use crate::rejection::is_grpc;
 
+/// What the proxy's own answers read of the client's request, kept from its head before the
+/// head goes to the upstream: whether it is a gRPC call (a `POST` with gRPC's content type, as
+/// [`Rejection::response_for`](crate::Rejection::response_for) decides), and then its content
+/// type, which a gRPC answer repeats.
+#[derive(Debug)]
+pub(super) struct Asked {
+    grpc: Option<HeaderValue>,
+}
+
+impl Asked {
+    pub(super) fn of(head: &request::Parts) -> Self {
+        let grpc = (head.method == Method::POST && is_grpc(&head.headers))
+            .then(|| head.headers.get(CONTENT_TYPE).cloned())
+            .flatten();
+        Self { grpc }
+    }
+}
+
 /// Why the proxy answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Failure {
@@ -64,18 +82,14 @@ impl Failure {
         }
     }
 
-    /// The answer for the request whose head is `request`: gRPC for a gRPC call (a `POST`
-    /// with gRPC's content type, as [`Rejection::response_for`](crate::Rejection::response_for)
-    /// decides), JSON otherwise.
-    pub(super) fn response(self, request: &request::Parts) -> Response<ProxyBody> {
-        if request.method == Method::POST && is_grpc(&request.headers) {
+    /// The answer to `asked`: a trailers-only gRPC status for a gRPC call, JSON otherwise.
+    pub(super) fn response(self, asked: &Asked) -> Response<ProxyBody> {
+        if let Some(content_type) = &asked.grpc {
             let (status, message) = self.grpc();
             let mut response = Response::new(ProxyBody::fixed(Bytes::new()));
             let headers = response.headers_mut();
             // The caller's own content type (`application/grpc+proto`, …), as refusals do.
-            if let Some(content_type) = request.headers.get(CONTENT_TYPE) {
-                headers.insert(CONTENT_TYPE, content_type.clone());
-            }
+            headers.insert(CONTENT_TYPE, content_type.clone());
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert("grpc-status", HeaderValue::from_static(status));
             // Every message is printable ASCII without `%`: nothing to percent-encode.
@@ -121,7 +135,7 @@ mod tests {
             let object = body.as_object().unwrap();
             assert_eq!(object.len(), 2);
             assert!(object["error"].is_string() && object["error_description"].is_string());
-            let response = failure.response(&head(Method::GET, None));
+            let response = failure.response(&Asked::of(&head(Method::GET, None)));
             assert_eq!(response.status(), failure.status());
             assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         }
@@ -130,7 +144,7 @@ mod tests {
     #[test]
     fn a_grpc_call_gets_a_trailers_only_unavailable() {
         let request = head(Method::POST, Some("application/grpc+proto"));
-        let response = Failure::GatewayTimeout.response(&request);
+        let response = Failure::GatewayTimeout.response(&Asked::of(&request));
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["grpc-status"], "14");
         assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc+proto");

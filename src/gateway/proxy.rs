@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{CONTENT_TYPE, HOST, UPGRADE};
+use http::header::{HOST, UPGRADE};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Extensions, Method, Request, Response, StatusCode, Version};
 use http_body::Body;
@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_service::Service;
 
 use super::body::{Outgoing, Progress, ProxyBody};
-use super::failure::Failure;
+use super::failure::{Asked, Failure};
 use super::headers::{remove_hop_by_hop, requested_upgrade, set_forwarding, set_upgrade};
 use super::tunnel;
 use crate::forwarded::TrustedProxies;
@@ -486,18 +486,6 @@ where
     }
 }
 
-/// What the proxy's own answers read of the client's request: its method and content type
-/// (a gRPC call is answered as one).
-fn answer_head(parts: &http::request::Parts) -> http::request::Parts {
-    let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
-        head.headers_mut()
-            .insert(CONTENT_TYPE, content_type.clone());
-    }
-    head.into_parts().0
-}
-
 impl Shared {
     async fn forward<B>(&self, request: Request<B>) -> Response<ProxyBody>
     where
@@ -506,7 +494,7 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = request.into_parts();
-        let asked = answer_head(&parts);
+        let asked = Asked::of(&parts);
         if parts.method == Method::CONNECT {
             return Failure::Connect.response(&asked);
         }
