@@ -65,6 +65,10 @@
 //! - `server` (feature `server`): one hardened HTTP front (HTTP/1.1 and h2c) for any Tower
 //!   service: header-read and idle timeouts, a connection limit, graceful shutdown, the peer
 //!   address in each request.
+//! - `gateway` (feature `gateway`): protect a service in any language: a reverse proxy to one
+//!   upstream wrapped by the layer, with open probe paths; [`identity`]: the verified token's
+//!   identity as headers for a service behind a proxy; [`forwarded`]: the proxies trusted to
+//!   send `X-Forwarded-*`.
 //! - `authority` (feature `authority`): a token service with the platform's management API,
 //!   an RFC 7662 introspection endpoint, a revocation stream and a console;
 //!   `authority_client` (feature `authority-client`) manages its tokens.
@@ -75,7 +79,7 @@
 //! part of these docs: the layer in [`middleware`], limits in [`limit`], browser sign-in and
 //! the console in [`browser`], metrics and logs in [`telemetry`], token files and the
 //! program's token commands in `verifier::file`, `RemoteVerifier` end to end in
-//! `verifier::remote`, serving in `server`.
+//! `verifier::remote`, serving in `server`, the gateway in `gateway`.
 //!
 //! # Features
 //!
@@ -89,6 +93,8 @@
 //! | `rustls` | HTTPS for the built-in HTTP clients (`RemoteVerifier`, `AuthorityClient`) | |
 //! | `axum` | [`limit::ClientKey::peer`] also reads axum's `ConnectInfo` | |
 //! | `server` | `server::Server`, the hardened HTTP front every server of the workspace runs on | |
+//! | `gateway` | `gateway::Gateway` and `gateway::Proxy`: a reverse proxy (HTTP/1.1 or h2c to the upstream) behind the layer | |
+//! | `prometheus` | `telemetry::Prometheus`: the crate's metrics as Prometheus text, and with `axum` the `GET /metrics` route | |
 //! | `sqlite` | `store::sqlite::SqliteStore` | |
 //! | `postgres` | `store::postgres::PostgresStore`, for many replicas | |
 //! | `authority` | `authority::Authority`, the token service | `file`, `sqlite`, `axum`, `server` |
@@ -111,9 +117,14 @@ pub mod authority_client;
 pub mod browser;
 mod clock;
 pub mod extract;
+pub mod forwarded;
+#[cfg(feature = "gateway")]
+#[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+pub mod gateway;
 pub mod grant;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
+pub mod identity;
 pub mod limit;
 pub mod middleware;
 pub mod policy;

@@ -624,6 +624,29 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 }
 
+/// The gateway's hook (`gateway::Gateway`): what it needs of the layer to serve the paths the
+/// layer does not guard. Kept here, beside the configuration it reads, so the rules stay the
+/// layer's: which credentials a request may carry, and whether they reach the service.
+#[cfg(feature = "gateway")]
+impl<V: ?Sized> ProtectedEndpointLayer<V> {
+    /// Removes every credential this layer's token sources would read (a bearer token, the
+    /// session cookie, …) unless the layer keeps credentials: a request on an open path never
+    /// goes through the layer, yet must not carry a token to the service either.
+    pub(crate) fn strip_credentials<B>(&self, request: &mut http::Request<B>) {
+        if self.config.keep_credentials {
+            return;
+        }
+        for source in &self.config.sources {
+            crate::extract::strip_credential(source, request);
+        }
+    }
+
+    /// The layer's browser sign-in, if it has one: the gateway serves its page.
+    pub(crate) fn browser(&self) -> Option<&BrowserSignIn> {
+        self.config.browser.as_deref()
+    }
+}
+
 impl<V: ?Sized> Clone for ProtectedEndpointLayer<V> {
     fn clone(&self) -> Self {
         Self {

@@ -24,7 +24,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -208,6 +208,7 @@ impl Drop for InFlight {
 pub(super) async fn serve<S, B>(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
     service: S,
     http: Arc<Builder<TokioExecutor>>,
     timeouts: Timeouts,
@@ -224,14 +225,17 @@ pub(super) async fn serve<S, B>(
     // otherwise wait for Nagle's algorithm).
     let _ = stream.set_nodelay(true);
     let activity = Arc::new(Activity::new(Instant::now()));
-    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity)));
+    let io = TokioIo::new(WatchedIo::new(stream, Arc::clone(&activity), slot));
     let service = TowerToHyperService::new(PerConnection::new(
         service,
         peer,
         Arc::clone(&activity),
         timeouts.idle,
     ));
-    let mut connection = pin!(http.serve_connection(io, service));
+    // With upgrades: a `101 Switching Protocols` answer (the gateway tunnelling a WebSocket,
+    // axum's `WebSocketUpgrade`) hands the socket to whoever awaits the request's upgrade.
+    // The upgraded socket keeps the connection's slot (`WatchedIo` holds it) until it closes.
+    let mut connection = pin!(http.serve_connection_with_upgrades(io, service));
     // The first look: when the head is due, or sooner if a request may have come and gone.
     let mut check = pin!(tokio::time::sleep_until(
         activity.opened + timeouts.header_read.min(timeouts.idle)
@@ -329,15 +333,19 @@ struct WatchedIo {
     activity: Arc<Activity>,
     protocol: Protocol,
     stalled: bool,
+    /// The connection's slot of the connection limit, freed with the socket: after an
+    /// upgrade the socket outlives the connection's task.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl WatchedIo {
-    fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+    fn new(stream: TcpStream, activity: Arc<Activity>, slot: OwnedSemaphorePermit) -> Self {
         Self {
             stream,
             activity,
             protocol: Protocol::Unknown(0),
             stalled: false,
+            _slot: slot,
         }
     }
 

@@ -67,8 +67,12 @@
 //! the `axum` feature) as axum's `ConnectInfo<SocketAddr>`, so
 //! [`ClientKey::peer`](crate::limit::ClientKey::peer) (the failed-guess throttle's default key)
 //! and axum's `ConnectInfo` extractor work without `into_make_service_with_connect_info`.
-//! HTTP/1 upgrades (WebSocket) are not served. TLS is not terminated here: put the server
-//! behind a TLS-terminating proxy or load balancer.
+//! HTTP/1 upgrades (WebSocket) are served: a service that answers `101 Switching Protocols`
+//! gets the connection's socket through `hyper::upgrade::on` (axum's `WebSocketUpgrade`, the
+//! gateway's tunnels). An upgraded connection keeps its slot of the connection limit until it
+//! closes, but is no longer watched by the timeouts above nor waited for by a graceful
+//! shutdown: the service bounds it (the gateway closes an idle tunnel). TLS is not terminated
+//! here: put the server behind a TLS-terminating proxy or load balancer.
 //!
 //! # Defaults
 //!
@@ -590,19 +594,18 @@ where
         let Some((stream, peer)) = accepted else {
             break;
         };
+        // The slot is freed when the connection's socket closes, however it ends (after an
+        // upgrade, the tunnel holds the socket).
         let connection = connection::serve(
             stream,
             peer,
+            slot,
             service.clone(),
             Arc::clone(&http),
             timeouts,
             watching.clone(),
         );
-        connections.spawn(async move {
-            // The slot is freed when the connection's task ends, however it ends.
-            let _slot = slot;
-            connection.await;
-        });
+        connections.spawn(connection);
     }
 
     // Stop accepting: the listener closes (connections still queued are reset), and every

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;
 pub mod remote;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
