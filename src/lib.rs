@@ -62,6 +62,10 @@
 //! - `authority` (feature `authority`): a token service with the platform's management API
 //!   and an RFC 7662 introspection endpoint; `authority_client` (feature `authority-client`)
 //!   manages its tokens.
+//! - `authz` (feature `authz`): the layer's decisions answered to proxies that call out (nginx
+//!   `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`, Envoy `ext_authz` over HTTP
+//!   and, with `authz-grpc`, gRPC); [`forwarding`]: the identity headers a verified request
+//!   carries past a proxy, and which peers may speak for a client.
 //!
 //! # Features
 //!
@@ -74,6 +78,8 @@
 //! | `server` | `server::Server`, the hardened HTTP front every server of the crate runs on |
 //! | `authority` | `authority::Authority`, the token service (implies `file`, `server`) |
 //! | `authority-client` | `authority_client::AuthorityClient` |
+//! | `authz` | `authz::Authz`: decision services for nginx, Caddy, Traefik and Envoy (HTTP) |
+//! | `authz-grpc` | `authz::EnvoyGrpcAuthz`: Envoy's gRPC `ext_authz` v3 (implies `authz`; tonic and `envoy-types`, no protoc) |
 //!
 //! The core needs no HTTP client, no axum and no tonic.
 //!
@@ -88,9 +94,13 @@ pub mod authority;
 #[cfg(feature = "authority-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authority-client")))]
 pub mod authority_client;
+#[cfg(feature = "authz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
+pub mod authz;
 pub mod browser;
 mod clock;
 pub mod extract;
+pub mod forwarding;
 pub mod grant;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
