@@ -64,8 +64,8 @@
 //!   manages its tokens.
 //! - `authz` (feature `authz`): the layer's decisions answered to proxies that call out (nginx
 //!   `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`, Envoy `ext_authz` over HTTP
-//!   and, with `authz-grpc`, gRPC); [`forwarding`]: the identity headers a verified request
-//!   carries past a proxy, and which peers may speak for a client.
+//!   and, with `authz-grpc`, gRPC), with the [`identity`] headers and the
+//!   [`forwarded`] rules the gateway uses too.
 //!
 //! # Features
 //!
@@ -100,10 +100,11 @@ pub mod authz;
 pub mod browser;
 mod clock;
 pub mod extract;
-pub mod forwarding;
+pub mod forwarded;
 pub mod grant;
 #[cfg(any(feature = "remote", feature = "authority-client"))]
 mod http_client;
+pub mod identity;
 pub mod limit;
 pub mod middleware;
 pub mod policy;

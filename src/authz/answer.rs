@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 
 use super::body::AuthzBody;
 use super::decide::{Deciding, Verdict};
-use crate::forwarding::{insert_identity, IDENTITY_HEADERS};
+use crate::identity::{insert_identity_headers, DEPLOYMENTS, NAME, SCOPES, UID};
 use crate::rejection::Rejection;
 use crate::token_info::TokenInfo;
 
@@ -67,9 +67,9 @@ fn allowed(info: Option<&TokenInfo>, headers: HeaderMap) -> Response<AuthzBody> 
     let mut response = Response::new(AuthzBody::empty());
     *response.headers_mut() = headers;
     match info {
-        Some(info) => insert_identity(response.headers_mut(), info),
+        Some(info) => insert_identity_headers(info, response.headers_mut()),
         None => {
-            for name in IDENTITY_HEADERS {
+            for name in [UID, NAME, SCOPES, DEPLOYMENTS] {
                 response
                     .headers_mut()
                     .insert(name, HeaderValue::from_static(""));

@@ -19,7 +19,8 @@ use http::{Method, Request, Uri};
 use super::decide::{original_request, Verdict};
 use super::forward_auth::origin_form;
 use super::Authz;
-use crate::forwarding::{identity_values, peer_address, IDENTITY_HEADERS};
+use crate::identity::{identity_headers, DEPLOYMENTS, NAME, SCOPES, UID};
+use crate::limit::peer_address;
 use crate::rejection::Rejection;
 use crate::token_info::TokenInfo;
 use crate::verifier::TokenVerifier;
@@ -129,7 +130,7 @@ impl<V: TokenVerifier + ?Sized + 'static> Authorization for EnvoyGrpcAuthz<V> {
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let peer = Self::peer(&request);
-        let trusted = peer.is_some_and(|peer| self.authz.settings.trusted.contains(peer.ip()));
+        let trusted = peer.is_some_and(|peer| self.authz.settings.trusted.trusts(peer.ip()));
         let metadata_deployment = self
             .authz
             .settings
@@ -234,12 +235,11 @@ fn answer(verdict: Verdict, realm: &str) -> CheckResponse {
 
 fn allowed(info: Option<&TokenInfo>, added: &HeaderMap) -> CheckResponse {
     let identity = match info {
-        Some(info) => identity_values(info),
-        None => std::array::from_fn(|_| http::HeaderValue::from_static("")),
+        Some(info) => identity_headers(info),
+        None => [UID, NAME, SCOPES, DEPLOYMENTS].map(|name| (name, http::HeaderValue::from_static(""))),
     };
-    let headers = IDENTITY_HEADERS
+    let headers = identity
         .iter()
-        .zip(identity.iter())
         .map(|(name, value)| option(name, value, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
     let response_headers_to_add = added

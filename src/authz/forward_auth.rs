@@ -32,7 +32,7 @@ use crate::verifier::TokenVerifier;
 /// use std::net::SocketAddr;
 /// use http::Request;
 /// use protected_endpoint::authz::Authz;
-/// use protected_endpoint::forwarding::TrustedProxies;
+/// use protected_endpoint::forwarded::TrustedProxies;
 /// use protected_endpoint::limit::FailureThrottle;
 /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
 /// use tower::ServiceExt;

@@ -20,14 +20,14 @@
 //! `/auth/envoy/…` and, with `authz-grpc`, gRPC by its content type.
 //!
 //! The identity headers are the ones the gateway uses, from one place:
-//! [`forwarding`](crate::forwarding) (`X-Protected-Endpoint-Uid`, `-Name`, `-Scopes`,
+//! [`identity`](crate::identity) (`X-Protected-Endpoint-Uid`, `-Name`, `-Scopes`,
 //! `-Deployments`). The allow answer always carries all four, so a proxy that copies them
 //! onto the upstream request replaces any copy a client sent.
 //!
 //! ```
 //! use http::Request;
 //! use protected_endpoint::authz::Authz;
-//! use protected_endpoint::forwarding::TrustedProxies;
+//! use protected_endpoint::forwarded::TrustedProxies;
 //! use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer};
 //! use tower::ServiceExt;
 //!
@@ -58,8 +58,9 @@
 //!
 //! # Whom to believe
 //!
-//! The original method, URI and host, the client's address (the rightmost `X-Forwarded-For`
-//! entry, or Envoy's `source.address`) and the [deployment header](Authz::deployment_header)
+//! The original method, URI and host, the client's address (`X-Forwarded-For` read from the
+//! right, past the trusted proxies: [`TrustedProxies::client_address`]; or Envoy's
+//! `source.address`) and the [deployment header](Authz::deployment_header)
 //! are read only from requests whose peer is one of the
 //! [trusted proxies](Authz::trust_forwarded) (the peer address the crate's
 //! [`server`](crate::server) front, or axum's `ConnectInfo`, puts in each request). Anyone
@@ -67,6 +68,8 @@
 //! client's address is what the failed-guess throttle counts by, so a trusted proxy that
 //! sends none leaves the request unthrottled rather than putting every client behind it in
 //! one bucket.
+//!
+//! [`TrustedProxies::client_address`]: crate::forwarded::TrustedProxies::client_address
 //!
 //! # The deployment
 //!
@@ -134,12 +137,15 @@ pub use self::service::{
 };
 
 use self::decide::{original_request, Allow, Capture, Deciding, Verdict};
-use crate::forwarding::{peer_address, TrustedProxies};
-use crate::limit::ClientKey;
+use crate::forwarded::TrustedProxies;
 use crate::middleware::{ProtectedEndpoint, ProtectedEndpointLayer};
 use crate::rejection::Rejection;
 use crate::scope::is_deployment_name;
 use crate::verifier::TokenVerifier;
+
+/// `X-Protected-Endpoint-Deployment`: the header the guides' proxy configurations name a
+/// request's deployment in (see [`Authz::deployment_header`]).
+pub const DEPLOYMENT_HEADER: &str = "x-protected-endpoint-deployment";
 
 /// At most this many deployments get a decision of their own kept (each is a copy of the
 /// layer's configuration naming it); the names come from trusted proxies' configurations, so
@@ -171,8 +177,6 @@ struct Settings {
     deployment_header: Option<HeaderName>,
     /// Whether the layer names a deployment of its own (the default for every request).
     layer_deployment: bool,
-    /// The client's address behind a trusted proxy: the rightmost `X-Forwarded-For` entry.
-    forwarded_for: ClientKey,
 }
 
 impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
@@ -208,7 +212,6 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
             trusted: TrustedProxies::none(),
             deployment_header: None,
             layer_deployment: config.policy.deployment_name().is_some(),
-            forwarded_for: ClientKey::forwarded_for("x-forwarded-for"),
         };
         let layer = layer.responder(Capture);
         Self {
@@ -223,7 +226,7 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
     ///
     /// ```
     /// use protected_endpoint::authz::Authz;
-    /// use protected_endpoint::forwarding::TrustedProxies;
+    /// use protected_endpoint::forwarded::TrustedProxies;
     /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
     ///
     /// let authz = Authz::new(ProtectedEndpointLayer::new(InMemoryTokenStore::new()))
@@ -236,7 +239,7 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
     }
 
     /// The header a trusted proxy names the request's deployment in
-    /// ([`DEPLOYMENT_HEADER`](crate::forwarding::DEPLOYMENT_HEADER) is the guides' name).
+    /// ([`DEPLOYMENT_HEADER`] is the guides' name).
     /// With one set and no deployment on the layer, a request naming none is refused.
     ///
     /// # Panics
@@ -247,7 +250,7 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
     /// use std::net::SocketAddr;
     /// use http::Request;
     /// use protected_endpoint::authz::Authz;
-    /// use protected_endpoint::forwarding::TrustedProxies;
+    /// use protected_endpoint::forwarded::TrustedProxies;
     /// use protected_endpoint::scope::DeploymentAccess;
     /// use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer};
     /// use tower::ServiceExt;
@@ -344,20 +347,16 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
 
     /// Whether the auth request whose head is `parts` comes from a trusted proxy.
     fn trusts(&self, parts: &request::Parts) -> bool {
-        self.settings.trusted.trusts(&parts.extensions)
+        self.settings.trusted.trusts_peer(&parts.extensions)
     }
 
-    /// The client an HTTP auth request speaks for: behind a trusted proxy the rightmost
-    /// `X-Forwarded-For` entry (none if it sent none), else the peer itself.
-    fn client_of(&self, parts: &request::Parts, trusted: bool) -> Option<SocketAddr> {
-        if trusted {
-            self.settings
-                .forwarded_for
-                .of_parts(&parts.headers, &parts.extensions)
-                .map(|ip| SocketAddr::new(ip, 0))
-        } else {
-            peer_address(&parts.extensions)
-        }
+    /// The client an HTTP auth request speaks for: behind a trusted proxy the address its
+    /// `X-Forwarded-For` names, else the peer itself.
+    fn client_of(&self, parts: &request::Parts) -> Option<SocketAddr> {
+        self.settings
+            .trusted
+            .client_address(&parts.headers, &parts.extensions)
+            .map(|ip| SocketAddr::new(ip, 0))
     }
 
     /// The value of the deployment header, taken out of `headers` when a trusted proxy sent
@@ -379,7 +378,7 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
         describe: impl FnOnce(&mut request::Parts),
     ) -> Deciding {
         let trusted = self.trusts(&parts);
-        let client = self.client_of(&parts, trusted);
+        let client = self.client_of(&parts);
         let deployment = self.named_deployment(&mut parts.headers, trusted);
         if trusted {
             describe(&mut parts);

@@ -161,7 +161,10 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-fn peer_address(extensions: &Extensions) -> Option<SocketAddr> {
+/// The connection's peer address a server put in a request's extensions: axum's
+/// `ConnectInfo` (feature `axum`) or a plain [`SocketAddr`] (the server front puts both). The
+/// one reading of it: the throttle's key here, the gateway's `X-Forwarded-For`.
+pub(crate) fn peer_address(extensions: &Extensions) -> Option<SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(axum::extract::ConnectInfo(peer)) =
         extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
@@ -173,7 +176,7 @@ fn peer_address(extensions: &Extensions) -> Option<SocketAddr> {
 
 /// An address as proxies write it: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`,
 /// `[2001:db8::1]:443`.
-fn parse_address(text: &str) -> Option<IpAddr> {
+pub(crate) fn parse_address(text: &str) -> Option<IpAddr> {
     if let Ok(address) = text.parse::<IpAddr>() {
         return Some(address);
     }

@@ -31,6 +31,7 @@ mod prune;
 mod throttle;
 
 pub use client_key::ClientKey;
+pub(crate) use client_key::{parse_address, peer_address};
 pub(crate) use per_token::TokenRateLimits;
 pub(crate) use prune::PruneGate;
 pub use throttle::FailureThrottle;
