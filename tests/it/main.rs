@@ -11,6 +11,8 @@ mod authority_remote_e2e;
 mod authority_throttle;
 #[cfg(feature = "authz")]
 mod authz;
+#[cfg(feature = "authz-grpc")]
+mod authz_grpc;
 #[cfg(feature = "authz")]
 mod authz_shapes;
 mod browser_access;
