@@ -223,6 +223,33 @@ fn find(name: &OsStr) -> Option<PathBuf> {
         .find(|candidate| runnable(candidate))
 }
 
+/// The fenced block right after `<!-- authz-test: {marker} … -->` in the proxies guide
+/// (`docs/guide/proxies.md`), with its example addresses replaced: the app at
+/// `127.0.0.1:3000` by `upstream`, the decision service at `127.0.0.1:9000` by `authz`, the
+/// proxy's own `8080` by `127.0.0.1:{port}`. The tests and the benchmark run the very
+/// configurations the guide shows.
+pub fn guide_config(marker: &str, port: u16, upstream: SocketAddr, authz: SocketAddr) -> String {
+    let guide = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guide/proxies.md"),
+    )
+    .unwrap();
+    let start = guide
+        .find(&format!("<!-- authz-test: {marker}"))
+        .unwrap_or_else(|| panic!("the proxies guide has no block marked {marker}"));
+    let fence = start + guide[start..].find("```").unwrap();
+    let body = fence + guide[fence..].find('\n').unwrap() + 1;
+    let end = body + guide[body..].find("```").unwrap();
+    let block = &guide[body..end];
+    for example in ["127.0.0.1:3000", "127.0.0.1:9000", "8080"] {
+        assert!(block.contains(example), "the guide's {marker} block names {example}");
+    }
+    block
+        .replace("127.0.0.1:3000", &upstream.to_string())
+        .replace("127.0.0.1:9000", &authz.to_string())
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+        .replace(":8080 {", &format!("http://127.0.0.1:{port} {{"))
+}
+
 /// The service a proxy protects: every request is answered `200` with a JSON echo of what
 /// reached it — `{"method", "uri", "headers": {name: [values…]}}` — and counted, so a test
 /// can tell what the proxy let through and that a refused request never arrived.
@@ -265,11 +292,6 @@ impl Upstream {
     /// How many requests reached it.
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
-    }
-
-    /// `127.0.0.1:PORT`, as a proxy configuration names it.
-    pub fn address(&self) -> String {
-        self.server.addr.to_string()
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::authority::AuthorityServer;
-use common::proxies::{caddy, echoed, nginx, Proxy, Upstream};
+use common::proxies::{caddy, echoed, guide_config, nginx, Proxy, Upstream};
 use common::{client, client_from, closed_port, Server, BOUND};
 use protected_endpoint::authz::{Authz, DEPLOYMENT_HEADER};
 use protected_endpoint::forwarded::TrustedProxies;
@@ -49,35 +49,6 @@ pub(crate) fn guide_authz<V: TokenVerifier + ?Sized + 'static>(
         .deployment_header(DEPLOYMENT_HEADER)
 }
 
-/// The fenced block right after `<!-- authz-test: {marker} … -->` in the proxies guide.
-fn guide_block(marker: &str) -> String {
-    let guide = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide/proxies.md"),
-    )
-    .unwrap();
-    let start = guide
-        .find(&format!("<!-- authz-test: {marker}"))
-        .unwrap_or_else(|| panic!("the guide has no block marked {marker}"));
-    let fence = start + guide[start..].find("```").unwrap();
-    let body = fence + guide[fence..].find('\n').unwrap() + 1;
-    let end = body + guide[body..].find("```").unwrap();
-    guide[body..end].to_owned()
-}
-
-/// The guide's block for `marker` with its example addresses replaced by the test's: the app
-/// at `127.0.0.1:3000`, the decision service at `127.0.0.1:9000`, the proxy on 8080.
-fn from_guide(marker: &str, port: u16, upstream: &Upstream, authz: &Server) -> String {
-    let block = guide_block(marker);
-    for example in ["127.0.0.1:3000", "127.0.0.1:9000", "8080"] {
-        assert!(block.contains(example), "the {marker} block names {example}");
-    }
-    block
-        .replace("127.0.0.1:3000", &upstream.address())
-        .replace("127.0.0.1:9000", &authz.addr.to_string())
-        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
-        .replace(":8080 {", &format!("http://127.0.0.1:{port} {{"))
-}
-
 /// Which proxy a test runs behind.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -102,8 +73,12 @@ impl Stack {
         let upstream = Upstream::start().await;
         let authz = serve_authz(authz).await;
         let proxy = match kind {
-            Kind::Nginx => nginx(test, |port| from_guide("nginx", port, &upstream, &authz)),
-            Kind::Caddy => caddy(test, |port| from_guide("caddy", port, &upstream, &authz)),
+            Kind::Nginx => nginx(test, |port| {
+                guide_config("nginx", port, upstream.server.addr, authz.addr)
+            }),
+            Kind::Caddy => caddy(test, |port| {
+                guide_config("caddy", port, upstream.server.addr, authz.addr)
+            }),
         }?;
         Some(Self {
             proxy,
