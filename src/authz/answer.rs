@@ -143,3 +143,70 @@ impl fmt::Debug for AuthzFuture {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::RateLimit;
+    use std::time::Duration;
+
+    fn nginx(rejection: Rejection) -> Response<AuthzBody> {
+        Contract::Nginx.answer(Verdict::Refuse(rejection), "api")
+    }
+
+    #[test]
+    fn nginx_gets_401_and_403_as_they_are_and_the_rest_as_403_saying_what_they_are() {
+        let cases = [
+            (Rejection::missing_credentials(), 401, 401),
+            (Rejection::invalid_token(), 401, 401),
+            (Rejection::insufficient_scope("no access", None), 403, 403),
+            (Rejection::invalid_request("two credentials"), 403, 400),
+            (Rejection::throttled(Duration::from_secs(3)), 403, 429),
+            (
+                Rejection::rate_limited(
+                    &RateLimit::new(1, Duration::from_secs(60)).unwrap(),
+                    Duration::from_secs(60),
+                ),
+                403,
+                429,
+            ),
+            (Rejection::unavailable(), 403, 503),
+        ];
+        for (rejection, sent, meant) in cases {
+            let body = rejection.http_response("api").into_body();
+            let response = nginx(rejection);
+            assert_eq!(response.status(), sent);
+            assert_eq!(response.headers()[REFUSAL_STATUS], meant.to_string());
+            assert_eq!(response.headers()[REFUSAL_BODY].as_bytes(), &body[..]);
+        }
+        let throttled = nginx(Rejection::throttled(Duration::from_secs(3)));
+        assert_eq!(throttled.headers()["retry-after"], "3");
+    }
+
+    #[test]
+    fn an_anonymous_pass_carries_the_four_identity_headers_empty() {
+        for contract in [Contract::Nginx, Contract::Forwarded, Contract::EnvoyHttp] {
+            let verdict = Verdict::Allow {
+                info: None,
+                headers: HeaderMap::new(),
+            };
+            let response = contract.answer(verdict, "api");
+            assert_eq!(response.status(), 200);
+            for name in [UID, NAME, SCOPES, DEPLOYMENTS] {
+                assert_eq!(response.headers()[name], "");
+            }
+        }
+    }
+
+    #[test]
+    fn only_envoy_is_asked_to_remove_the_token() {
+        let allow = || Verdict::Allow {
+            info: Some(TokenInfo::new("u", "n")),
+            headers: HeaderMap::new(),
+        };
+        let envoy = Contract::EnvoyHttp.answer(allow(), "api");
+        assert_eq!(envoy.headers()[ENVOY_HEADERS_TO_REMOVE], "authorization");
+        let forwarded = Contract::Forwarded.answer(allow(), "api");
+        assert!(!forwarded.headers().contains_key(ENVOY_HEADERS_TO_REMOVE));
+    }
+}

@@ -393,6 +393,11 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
     }
 }
 
+/// The proxies guide's Rust snippets, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/guide/proxies.md")]
+struct ProxiesGuideDoctests;
+
 impl<V: ?Sized> Clone for Authz<V> {
     fn clone(&self) -> Self {
         Self {
@@ -411,5 +416,86 @@ impl<V: ?Sized> fmt::Debug for Authz<V> {
             .field("trusted", &self.settings.trusted)
             .field("deployment_header", &self.settings.deployment_header)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{InMemoryTokenStore, NewToken};
+    use tower::ServiceExt;
+
+    fn from_proxy(request: http::request::Builder) -> Request<()> {
+        let mut request = request.body(()).unwrap();
+        request
+            .extensions_mut()
+            .insert(SocketAddr::from(([127, 0, 0, 1], 40000)));
+        request
+    }
+
+    fn trusting(layer: ProtectedEndpointLayer<InMemoryTokenStore>) -> Authz<InMemoryTokenStore> {
+        Authz::new(layer)
+            .trust_forwarded(TrustedProxies::new(["127.0.0.1"]).unwrap())
+            .deployment_header(DEPLOYMENT_HEADER)
+    }
+
+    #[tokio::test]
+    async fn a_deployment_header_that_is_no_text_is_refused() {
+        let store = InMemoryTokenStore::new();
+        let secret = store.create(NewToken::new("ci")).unwrap().secret;
+        let authz = trusting(ProtectedEndpointLayer::new(store));
+        let request = from_proxy(
+            Request::get("/auth/forward")
+                .header("authorization", format!("Bearer {}", secret.expose()))
+                .header(
+                    DEPLOYMENT_HEADER,
+                    http::HeaderValue::from_bytes(b"summ\xffarize").unwrap(),
+                ),
+        );
+        let response = authz.forward_auth().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn the_layer_s_own_deployment_needs_no_header() {
+        let store = InMemoryTokenStore::new();
+        let secret = store.create(NewToken::new("ci")).unwrap().secret;
+        let authz = trusting(ProtectedEndpointLayer::new(store).deployment("summarize"));
+        let request = from_proxy(
+            Request::get("/auth/forward")
+                .header("authorization", format!("Bearer {}", secret.expose())),
+        );
+        let response = authz.forward_auth().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn named_deployments_share_the_layer_s_rate_limits() {
+        use crate::rate_limit::RateLimit;
+        use std::time::Duration;
+        let store = InMemoryTokenStore::new();
+        let limited = NewToken::new("ci").rate_limit(RateLimit::new(1, Duration::from_secs(60)).unwrap());
+        let secret = store.create(limited).unwrap().secret;
+        let authz = trusting(ProtectedEndpointLayer::new(store));
+        let ask = |deployment: &str| {
+            from_proxy(
+                Request::get("/auth/forward")
+                    .header("authorization", format!("Bearer {}", secret.expose()))
+                    .header(DEPLOYMENT_HEADER, deployment),
+            )
+        };
+        let first = authz.forward_auth().oneshot(ask("a")).await.unwrap();
+        assert_eq!(first.status(), 200);
+        // Another deployment is another copy of the layer: the same buckets, still spent.
+        let second = authz.forward_auth().oneshot(ask("b")).await.unwrap();
+        assert_eq!(second.status(), 429);
+    }
+
+    #[test]
+    #[should_panic(expected = "browser_sign_in")]
+    fn a_layer_with_browser_sign_in_is_refused() {
+        let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+            .browser_sign_in(crate::browser::BrowserSignIn::new());
+        let _ = Authz::new(layer);
     }
 }

@@ -40,7 +40,7 @@ pub const ENVOY_HTTP_PREFIX: &str = "/auth/envoy";
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let service = Authz::new(ProtectedEndpointLayer::new(InMemoryTokenStore::new())).service();
-/// let ask = |path: &str| Request::get(path).body(()).unwrap();
+/// let ask = |path: &str| Request::get(path).body(String::new()).unwrap();
 /// assert_eq!(service.clone().oneshot(ask("/auth/nginx")).await.unwrap().status(), 401);
 /// assert_eq!(service.clone().oneshot(ask("/auth/forward")).await.unwrap().status(), 401);
 /// assert_eq!(service.clone().oneshot(ask("/auth/envoy/any/path")).await.unwrap().status(), 401);
