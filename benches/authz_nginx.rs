@@ -34,7 +34,10 @@ struct Run {
 
 fn main() {
     let duration = std::env::var("DURATION").unwrap_or_else(|_| "10s".into());
-    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let connections = std::env::var("CONNECTIONS").unwrap_or_else(|_| "64".into());
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("authz_nginx: wrk not found (Debian's wrk)");
@@ -66,8 +69,10 @@ fn main() {
             .unwrap();
     }));
 
-    let with_auth = nginx("authz_nginx", |port| guide_config("nginx", port, upstream, authz))
-        .expect("nginx is installed");
+    let with_auth = nginx("authz_nginx", |port| {
+        guide_config("nginx", port, upstream, authz)
+    })
+    .expect("nginx is installed");
     // nginx alone: the guide's upstream and proxy settings, without `auth_request`.
     let alone = nginx("authz_nginx", |port| {
         format!(
@@ -97,7 +102,11 @@ fn main() {
     for round in 1..=rounds {
         alone_runs.push(drive(alone.url("/summarize")));
         auth_runs.push(drive(with_auth.url("/summarize")));
-        eprintln!("round {round}/{rounds}: alone {:?}, with authz {:?}", alone_runs.last().unwrap(), auth_runs.last().unwrap());
+        eprintln!(
+            "round {round}/{rounds}: alone {:?}, with authz {:?}",
+            alone_runs.last().unwrap(),
+            auth_runs.last().unwrap()
+        );
     }
     let alone = median(alone_runs);
     let auth = median(auth_runs);
@@ -152,7 +161,17 @@ fn wrk(url: &str, header: &str, connections: &str, duration: &str) -> Result<Run
         Command::new("wrk")
     };
     let output = command
-        .args(["-t1", "-c", connections, "-d", duration, "--latency", "-H", header, url])
+        .args([
+            "-t1",
+            "-c",
+            connections,
+            "-d",
+            duration,
+            "--latency",
+            "-H",
+            header,
+            url,
+        ])
         .output()
         .map_err(|error| error.to_string())?;
     let text = String::from_utf8_lossy(&output.stdout);
@@ -167,7 +186,9 @@ fn wrk(url: &str, header: &str, connections: &str, duration: &str) -> Result<Run
             .ok_or_else(|| format!("no {prefix:?} in wrk's output:\n{text}"))
     };
     Ok(Run {
-        rate: field("Requests/sec:")?.parse().map_err(|_| text.to_string())?,
+        rate: field("Requests/sec:")?
+            .parse()
+            .map_err(|_| text.to_string())?,
         p50: micros(field("50%")?)?,
         p99: micros(field("99%")?)?,
     })

@@ -342,7 +342,11 @@ impl FromStr for TrustedProxies {
     /// A comma-separated list, as a flag or an environment variable gives it. An empty or
     /// blank string trusts nobody.
     fn from_str(list: &str) -> Result<Self, Self::Err> {
-        Self::new(list.split(',').map(str::trim).filter(|entry| !entry.is_empty()))
+        Self::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty()),
+        )
     }
 }
 

@@ -88,7 +88,13 @@ pub fn identity_headers(info: &TokenInfo) -> [(HeaderName, HeaderValue); 4] {
         DeploymentAccess::All => Cow::Borrowed("*"),
         DeploymentAccess::Only(names) => {
             // Deployment names are `[A-Za-z0-9._-]`: nothing to encode.
-            Cow::Owned(names.iter().map(String::as_str).collect::<Vec<_>>().join(" "))
+            Cow::Owned(
+                names
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
         }
     };
     [
@@ -139,7 +145,11 @@ pub fn remove_identity_headers(headers: &mut HeaderMap) {
     if !headers.keys().any(has_prefix) {
         return;
     }
-    let names: Vec<HeaderName> = headers.keys().filter(|name| has_prefix(name)).cloned().collect();
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| has_prefix(name))
+        .cloned()
+        .collect();
     for name in names {
         headers.remove(name);
     }
@@ -191,8 +201,8 @@ mod tests {
     fn no_deployment_is_an_empty_value_and_all_is_a_star() {
         let none = TokenInfo::new("u", "n").with_deployments(DeploymentAccess::none());
         assert_eq!(identity_headers(&none)[3].1, "");
-        let two = TokenInfo::new("u", "n")
-            .with_deployments(DeploymentAccess::only(["b", "a"]).unwrap());
+        let two =
+            TokenInfo::new("u", "n").with_deployments(DeploymentAccess::only(["b", "a"]).unwrap());
         assert_eq!(identity_headers(&two)[3].1, "a b");
         let all = TokenInfo::new("u", "n").with_deployments(DeploymentAccess::All);
         assert_eq!(identity_headers(&all)[3].1, "*");
@@ -202,10 +212,7 @@ mod tests {
     fn hostile_names_stay_one_header_line() {
         let info = TokenInfo::new("u", "evil\r\nx-protected-endpoint-uid: admin\u{7f}");
         let [_, (_, name), _, _] = identity_headers(&info);
-        assert_eq!(
-            name,
-            "evil%0D%0Ax-protected-endpoint-uid:%20admin%7F"
-        );
+        assert_eq!(name, "evil%0D%0Ax-protected-endpoint-uid:%20admin%7F");
         assert_eq!(
             decode(name.to_str().unwrap()).as_deref(),
             Some("evil\r\nx-protected-endpoint-uid: admin\u{7f}")
@@ -214,8 +221,7 @@ mod tests {
 
     #[test]
     fn scopes_are_space_separated_and_a_percent_in_one_is_encoded() {
-        let info = TokenInfo::new("u", "n")
-            .with_scopes([Scope::new("a%b").unwrap(), Scope::API]);
+        let info = TokenInfo::new("u", "n").with_scopes([Scope::new("a%b").unwrap(), Scope::API]);
         assert_eq!(identity_headers(&info)[2].1, "a%25b api");
     }
 }

@@ -54,7 +54,9 @@ impl Contract {
                 }
                 response
             }
-            Verdict::Refuse(rejection) if self == Contract::Nginx => nginx_refused(&rejection, realm),
+            Verdict::Refuse(rejection) if self == Contract::Nginx => {
+                nginx_refused(&rejection, realm)
+            }
             Verdict::Refuse(rejection) => refused(&rejection, realm),
         }
     }

@@ -97,7 +97,9 @@ impl Body for AuthzBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
-            Kind::Whole(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
             #[cfg(feature = "authz-grpc")]
             Kind::Grpc(body) => body.size_hint(),
         }

@@ -59,9 +59,7 @@ pub(crate) struct Capture;
 impl RejectionResponder for Capture {
     fn respond(&self, rejection: &Rejection, _request: &request::Parts) -> Response<Bytes> {
         let mut response = Response::new(Bytes::new());
-        response
-            .extensions_mut()
-            .insert(Refused(rejection.clone()));
+        response.extensions_mut().insert(Refused(rejection.clone()));
         response
     }
 }

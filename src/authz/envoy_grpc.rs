@@ -4,9 +4,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse,
-    DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse,
-    HttpStatus, OkHttpResponse,
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
 };
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
@@ -236,7 +235,9 @@ fn answer(verdict: Verdict, realm: &str) -> CheckResponse {
 fn allowed(info: Option<&TokenInfo>, added: &HeaderMap) -> CheckResponse {
     let identity = match info {
         Some(info) => identity_headers(info),
-        None => [UID, NAME, SCOPES, DEPLOYMENTS].map(|name| (name, http::HeaderValue::from_static(""))),
+        None => {
+            [UID, NAME, SCOPES, DEPLOYMENTS].map(|name| (name, http::HeaderValue::from_static("")))
+        }
     };
     let headers = identity
         .iter()

@@ -88,7 +88,11 @@ impl<V: ?Sized> EnvoyHttpAuthz<V> {
         let rest = match full.strip_prefix(&*self.prefix) {
             Some(rest) if rest.is_empty() => return Uri::from_static("/"),
             Some(rest) if rest.starts_with('/') => rest,
-            Some(rest) if rest.starts_with('?') => return format!("/{rest}").parse().unwrap_or_else(|_| Uri::from_static("/")),
+            Some(rest) if rest.starts_with('?') => {
+                return format!("/{rest}")
+                    .parse()
+                    .unwrap_or_else(|_| Uri::from_static("/"))
+            }
             _ => full,
         };
         rest.parse().unwrap_or_else(|_| Uri::from_static("/"))
@@ -146,12 +150,20 @@ mod tests {
         let authz = Authz::new(ProtectedEndpointLayer::new(InMemoryTokenStore::new()));
         let service = authz.envoy_http("/auth/envoy/");
         let original = |uri: &'static str| service.original_uri(&Uri::from_static(uri)).to_string();
-        assert_eq!(original("/auth/envoy/summarize?lang=en"), "/summarize?lang=en");
+        assert_eq!(
+            original("/auth/envoy/summarize?lang=en"),
+            "/summarize?lang=en"
+        );
         assert_eq!(original("/auth/envoy"), "/");
         assert_eq!(original("/auth/envoy?access_token=x"), "/?access_token=x");
         assert_eq!(original("/auth/envoyish"), "/auth/envoyish");
         assert_eq!(original("/elsewhere"), "/elsewhere");
         let unprefixed = authz.envoy_http("");
-        assert_eq!(unprefixed.original_uri(&Uri::from_static("/a?b")).to_string(), "/a?b");
+        assert_eq!(
+            unprefixed
+                .original_uri(&Uri::from_static("/a?b"))
+                .to_string(),
+            "/a?b"
+        );
     }
 }

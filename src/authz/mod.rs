@@ -366,7 +366,11 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
         headers: &mut HeaderMap,
         trusted: bool,
     ) -> Option<http::HeaderValue> {
-        let name = self.settings.deployment_header.as_ref().filter(|_| trusted)?;
+        let name = self
+            .settings
+            .deployment_header
+            .as_ref()
+            .filter(|_| trusted)?;
         headers.remove(name)
     }
 
@@ -384,7 +388,9 @@ impl<V: TokenVerifier + ?Sized + 'static> Authz<V> {
             describe(&mut parts);
         }
         // A value that is not text is no deployment name: `endpoint_for` refuses it.
-        let deployment = deployment.as_ref().map(|value| value.to_str().unwrap_or("\u{fffd}"));
+        let deployment = deployment
+            .as_ref()
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"));
         self.decide(original_request(parts, client), deployment)
     }
 
@@ -474,7 +480,8 @@ mod tests {
         use crate::rate_limit::RateLimit;
         use std::time::Duration;
         let store = InMemoryTokenStore::new();
-        let limited = NewToken::new("ci").rate_limit(RateLimit::new(1, Duration::from_secs(60)).unwrap());
+        let limited =
+            NewToken::new("ci").rate_limit(RateLimit::new(1, Duration::from_secs(60)).unwrap());
         let secret = store.create(limited).unwrap().secret;
         let authz = trusting(ProtectedEndpointLayer::new(store));
         let ask = |deployment: &str| {

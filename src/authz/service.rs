@@ -88,7 +88,8 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 #[cfg(feature = "authz-grpc")]
-type GrpcFuture = Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
+type GrpcFuture =
+    Pin<Box<dyn Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send>>;
 
 /// The response future of [`AuthzService`]. You never name it: it is what `call` returns.
 pub struct AuthzServiceFuture(FutureKind);

@@ -127,10 +127,7 @@ pub fn caddy(test: &str, sites: impl Fn(u16) -> String) -> Option<Proxy> {
         return None;
     };
     Some(start("caddy", |dir, port| {
-        let config = format!(
-            "{{\n\tadmin off\n\tauto_https off\n}}\n\n{}\n",
-            sites(port)
-        );
+        let config = format!("{{\n\tadmin off\n\tauto_https off\n}}\n\n{}\n", sites(port));
         let path = dir.join("Caddyfile");
         fs::write(&path, config).unwrap();
         let log = fs::File::create(dir.join("error.log")).unwrap();
@@ -211,7 +208,8 @@ fn program(var: &str, name: &str) -> Option<PathBuf> {
 /// executable file.
 fn find(name: &OsStr) -> Option<PathBuf> {
     let runnable = |path: &Path| {
-        fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        fs::metadata(path)
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
     };
     let name = Path::new(name);
     if name.components().count() > 1 {
@@ -229,10 +227,9 @@ fn find(name: &OsStr) -> Option<PathBuf> {
 /// proxy's own `8080` by `127.0.0.1:{port}`. The tests and the benchmark run the very
 /// configurations the guide shows.
 pub fn guide_config(marker: &str, port: u16, upstream: SocketAddr, authz: SocketAddr) -> String {
-    let guide = fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guide/proxies.md"),
-    )
-    .unwrap();
+    let guide =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/guide/proxies.md"))
+            .unwrap();
     let start = guide
         .find(&format!("<!-- authz-test: {marker}"))
         .unwrap_or_else(|| panic!("the proxies guide has no block marked {marker}"));
@@ -241,7 +238,10 @@ pub fn guide_config(marker: &str, port: u16, upstream: SocketAddr, authz: Socket
     let end = body + guide[body..].find("```").unwrap();
     let block = &guide[body..end];
     for example in ["127.0.0.1:3000", "127.0.0.1:9000", "8080"] {
-        assert!(block.contains(example), "the guide's {marker} block names {example}");
+        assert!(
+            block.contains(example),
+            "the guide's {marker} block names {example}"
+        );
     }
     block
         .replace("127.0.0.1:3000", &upstream.to_string())

@@ -17,7 +17,9 @@ use protected_endpoint::limit::FailureThrottle;
 use protected_endpoint::rate_limit::RateLimit;
 use protected_endpoint::scope::DeploymentAccess;
 use protected_endpoint::verifier::remote::RemoteVerifier;
-use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer, Scope, TokenVerifier};
+use protected_endpoint::{
+    InMemoryTokenStore, NewToken, ProtectedEndpointLayer, Scope, TokenVerifier,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -148,11 +150,20 @@ async fn a_valid_token_passes_with_its_identity(kind: Kind, test: &str) {
     assert_eq!(response.status(), StatusCode::OK, "{}", stack.proxy.log());
     let echo = json(response).await;
     assert_eq!(echo["uri"], "/summarize?lang=en");
-    assert_eq!(echoed(&echo, "x-protected-endpoint-uid"), [tokens.summarize_uid.as_str()]);
+    assert_eq!(
+        echoed(&echo, "x-protected-endpoint-uid"),
+        [tokens.summarize_uid.as_str()]
+    );
     assert_eq!(echoed(&echo, "x-protected-endpoint-name"), ["ci%20bot"]);
     assert_eq!(echoed(&echo, "x-protected-endpoint-scopes"), ["api"]);
-    assert_eq!(echoed(&echo, "x-protected-endpoint-deployments"), [DEPLOYMENT]);
-    assert!(echoed(&echo, "authorization").is_empty(), "the token reached the app");
+    assert_eq!(
+        echoed(&echo, "x-protected-endpoint-deployments"),
+        [DEPLOYMENT]
+    );
+    assert!(
+        echoed(&echo, "authorization").is_empty(),
+        "the token reached the app"
+    );
 }
 
 async fn a_wrong_token_gets_401_with_the_challenge(kind: Kind, test: &str) {
@@ -162,17 +173,36 @@ async fn a_wrong_token_gets_401_with_the_challenge(kind: Kind, test: &str) {
         return;
     };
     let wrong = stack.call(&client(), Some("pe_not_a_real_token")).await;
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{}", stack.proxy.log());
-    let challenge = wrong.headers().get_all("www-authenticate").iter().collect::<Vec<_>>();
+    assert_eq!(
+        wrong.status(),
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        stack.proxy.log()
+    );
+    let challenge = wrong
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .collect::<Vec<_>>();
     assert_eq!(challenge.len(), 1, "one challenge: {challenge:?}");
     let challenge = challenge[0].to_str().unwrap();
-    assert!(challenge.starts_with(r#"Bearer realm="summarize", error="invalid_token""#), "{challenge}");
+    assert!(
+        challenge.starts_with(r#"Bearer realm="summarize", error="invalid_token""#),
+        "{challenge}"
+    );
     assert_eq!(json(wrong).await["error"], "invalid_token");
 
     let missing = stack.call(&client(), None).await;
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(missing.headers()["www-authenticate"], r#"Bearer realm="summarize""#);
-    assert_eq!(stack.upstream.hits(), 0, "a refused request reached the app");
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        r#"Bearer realm="summarize""#
+    );
+    assert_eq!(
+        stack.upstream.hits(),
+        0,
+        "a refused request reached the app"
+    );
 }
 
 async fn a_token_for_another_deployment_gets_403(kind: Kind, test: &str) {
@@ -182,9 +212,20 @@ async fn a_token_for_another_deployment_gets_403(kind: Kind, test: &str) {
         return;
     };
     let response = stack.call(&client(), Some(&tokens.translate)).await;
-    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{}", stack.proxy.log());
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(r#"error="insufficient_scope""#), "{challenge}");
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "{}",
+        stack.proxy.log()
+    );
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#),
+        "{challenge}"
+    );
     let body = json(response).await;
     assert_eq!(body["error"], "insufficient_scope");
     assert_eq!(
@@ -202,9 +243,20 @@ async fn a_malformed_credential_gets_400(kind: Kind, test: &str) {
     };
     // Two words: not an RFC 6750 `b64token`.
     let response = stack.call(&client(), Some("two words")).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", stack.proxy.log());
-    let challenge = response.headers()["www-authenticate"].to_str().unwrap().to_owned();
-    assert!(challenge.contains(r#"error="invalid_request""#), "{challenge}");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "{}",
+        stack.proxy.log()
+    );
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="invalid_request""#),
+        "{challenge}"
+    );
     assert_eq!(json(response).await["error"], "invalid_request");
     assert_eq!(stack.upstream.hits(), 0);
 }
@@ -224,10 +276,16 @@ async fn a_revoked_token_is_refused_within_a_second(kind: Kind, test: &str) {
     let (uid, secret) = authority
         .created(json!({"name": "ci", "deployments": [DEPLOYMENT]}))
         .await;
-    assert_eq!(stack.call(&client(), Some(&secret)).await.status(), StatusCode::OK);
+    assert_eq!(
+        stack.call(&client(), Some(&secret)).await.status(),
+        StatusCode::OK
+    );
     let following = Instant::now();
     while !verifier.follows_revocations() {
-        assert!(following.elapsed() < BOUND, "the verifier never followed the stream");
+        assert!(
+            following.elapsed() < BOUND,
+            "the verifier never followed the stream"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
@@ -257,16 +315,32 @@ async fn a_scanner_is_throttled_with_429_and_retry_after(kind: Kind, test: &str)
     let scanner = client_from([127, 0, 0, 3]);
     for _ in 0..2 {
         let guess = stack.call(&scanner, Some("pe_guess")).await;
-        assert_eq!(guess.status(), StatusCode::UNAUTHORIZED, "{}", stack.proxy.log());
+        assert_eq!(
+            guess.status(),
+            StatusCode::UNAUTHORIZED,
+            "{}",
+            stack.proxy.log()
+        );
     }
     let throttled = stack.call(&scanner, Some("pe_guess")).await;
-    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS, "{}", stack.proxy.log());
-    let wait: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert_eq!(
+        throttled.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        stack.proxy.log()
+    );
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(wait >= 1);
     assert_eq!(json(throttled).await["error"], "too_many_failed_attempts");
 
     // Another client, behind the same proxy, is not slowed down by the scanner.
-    let other = stack.call(&client_from([127, 0, 0, 4]), Some(&tokens.summarize)).await;
+    let other = stack
+        .call(&client_from([127, 0, 0, 4]), Some(&tokens.summarize))
+        .await;
     assert_eq!(other.status(), StatusCode::OK);
 }
 
@@ -287,7 +361,12 @@ async fn a_spent_rate_limit_gets_429_with_its_fields(kind: Kind, test: &str) {
     let first = stack.call(&client(), Some(limited.expose())).await;
     assert_eq!(first.status(), StatusCode::OK, "{}", stack.proxy.log());
     let second = stack.call(&client(), Some(limited.expose())).await;
-    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS, "{}", stack.proxy.log());
+    assert_eq!(
+        second.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        stack.proxy.log()
+    );
     assert!(second.headers().contains_key("retry-after"));
     assert_eq!(json(second).await["error"], "rate_limited");
     assert_eq!(stack.upstream.hits(), 1);
@@ -304,7 +383,12 @@ async fn a_verifier_that_cannot_answer_is_a_503(kind: Kind, test: &str) {
     };
     // Not one of ours by its form (no `pe_` prefix), so it must be asked about.
     let response = stack.call(&client(), Some("opaque-token-123")).await;
-    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{}", stack.proxy.log());
+    assert_eq!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        stack.proxy.log()
+    );
     assert_eq!(json(response).await["error"], "temporarily_unavailable");
     assert_eq!(stack.upstream.hits(), 0);
 }

@@ -163,8 +163,16 @@ fn store() -> (InMemoryTokenStore, String, String) {
     let store = InMemoryTokenStore::new();
     let only = |name: &str| DeploymentAccess::only([name]).unwrap();
     let secret = |created: protected_endpoint::CreatedToken| created.secret.expose().to_owned();
-    let summarize = secret(store.create(NewToken::new("ci bot").deployments(only(DEPLOYMENT))).unwrap());
-    let translate = secret(store.create(NewToken::new("translator").deployments(only("translate"))).unwrap());
+    let summarize = secret(
+        store
+            .create(NewToken::new("ci bot").deployments(only(DEPLOYMENT)))
+            .unwrap(),
+    );
+    let translate = secret(
+        store
+            .create(NewToken::new("translator").deployments(only("translate")))
+            .unwrap(),
+    );
     (store, summarize, translate)
 }
 
@@ -194,8 +202,23 @@ async fn raw_headers_are_read_too() {
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let mut grpc = client(&server, [127, 0, 0, 1]).await;
     // `encode_raw_headers: true`: the headers come in `header_map`, as raw bytes.
-    let mut request = check("GET", "/summarize", &[], "203.0.113.7", &[("deployment", DEPLOYMENT)]);
-    let http = request.attributes.as_mut().unwrap().request.as_mut().unwrap().http.as_mut().unwrap();
+    let mut request = check(
+        "GET",
+        "/summarize",
+        &[],
+        "203.0.113.7",
+        &[("deployment", DEPLOYMENT)],
+    );
+    let http = request
+        .attributes
+        .as_mut()
+        .unwrap()
+        .request
+        .as_mut()
+        .unwrap()
+        .http
+        .as_mut()
+        .unwrap();
     http.headers.clear();
     http.header_map = Some(HeaderMap {
         headers: vec![HeaderValue {
@@ -212,20 +235,41 @@ async fn missing_wrong_and_malformed_credentials_are_unauthenticated() {
     let (store, _, _) = store();
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let mut grpc = client(&server, [127, 0, 0, 1]).await;
-    let ask = |headers: &[(&str, &str)]| check("GET", "/summarize", headers, "203.0.113.7", &[("deployment", DEPLOYMENT)]);
+    let ask = |headers: &[(&str, &str)]| {
+        check(
+            "GET",
+            "/summarize",
+            headers,
+            "203.0.113.7",
+            &[("deployment", DEPLOYMENT)],
+        )
+    };
 
     let missing = denied(grpc.check(ask(&[])).await.unwrap().into_inner());
     assert_eq!((missing.code, missing.status), (UNAUTHENTICATED, 401));
-    assert_eq!(missing.headers["www-authenticate"], r#"Bearer realm="summarize""#);
+    assert_eq!(
+        missing.headers["www-authenticate"],
+        r#"Bearer realm="summarize""#
+    );
     assert_eq!(missing.headers["content-type"], "application/json");
     assert_eq!(missing.body["error"], "unauthorized");
 
-    let wrong = denied(grpc.check(ask(&[("authorization", "Bearer pe_wrong")])).await.unwrap().into_inner());
+    let wrong = denied(
+        grpc.check(ask(&[("authorization", "Bearer pe_wrong")]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert_eq!((wrong.code, wrong.status), (UNAUTHENTICATED, 401));
     assert!(wrong.headers["www-authenticate"].contains(r#"error="invalid_token""#));
     assert_eq!(wrong.body["error"], "invalid_token");
 
-    let malformed = denied(grpc.check(ask(&[("authorization", "Bearer two words")])).await.unwrap().into_inner());
+    let malformed = denied(
+        grpc.check(ask(&[("authorization", "Bearer two words")]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert_eq!((malformed.code, malformed.status), (UNAUTHENTICATED, 400));
     assert_eq!(malformed.body["error"], "invalid_request");
 }
@@ -236,18 +280,40 @@ async fn another_deployment_is_permission_denied() {
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let mut grpc = client(&server, [127, 0, 0, 1]).await;
     let for_route = |token: &str, deployment: &str| {
-        check("GET", "/", &[("authorization", &bearer(token))], "203.0.113.7", &[("deployment", deployment)])
+        check(
+            "GET",
+            "/",
+            &[("authorization", &bearer(token))],
+            "203.0.113.7",
+            &[("deployment", deployment)],
+        )
     };
-    let elsewhere = denied(grpc.check(for_route(&translate, DEPLOYMENT)).await.unwrap().into_inner());
+    let elsewhere = denied(
+        grpc.check(for_route(&translate, DEPLOYMENT))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     assert_eq!((elsewhere.code, elsewhere.status), (PERMISSION_DENIED, 403));
     assert!(elsewhere.headers["www-authenticate"].contains(r#"error="insufficient_scope""#));
     assert_eq!(
         elsewhere.body["error_description"],
         "the token has no access to the deployment summarize"
     );
-    allowed(grpc.check(for_route(&translate, "translate")).await.unwrap().into_inner());
+    allowed(
+        grpc.check(for_route(&translate, "translate"))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
     // A route that names no deployment, with the deployment header expected: refused.
-    let unnamed = check("GET", "/", &[("authorization", &bearer(&summarize))], "203.0.113.7", &[]);
+    let unnamed = check(
+        "GET",
+        "/",
+        &[("authorization", &bearer(&summarize))],
+        "203.0.113.7",
+        &[],
+    );
     let unnamed = denied(grpc.check(unnamed).await.unwrap().into_inner());
     assert_eq!((unnamed.code, unnamed.status), (PERMISSION_DENIED, 403));
 }
@@ -257,11 +323,18 @@ async fn the_deployment_may_come_in_the_call_s_metadata_from_a_trusted_envoy_onl
     let (store, _, translate) = store();
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let ask = |token: &str| {
-        let mut request = tonic::Request::new(check("GET", "/", &[("authorization", &bearer(token))], "203.0.113.7", &[]));
+        let mut request = tonic::Request::new(check(
+            "GET",
+            "/",
+            &[("authorization", &bearer(token))],
+            "203.0.113.7",
+            &[],
+        ));
         // Envoy's `grpc_service.initial_metadata`.
-        request
-            .metadata_mut()
-            .insert("x-protected-endpoint-deployment", "translate".parse().unwrap());
+        request.metadata_mut().insert(
+            "x-protected-endpoint-deployment",
+            "translate".parse().unwrap(),
+        );
         request
     };
     let mut trusted = client(&server, [127, 0, 0, 1]).await;
@@ -273,35 +346,93 @@ async fn the_deployment_may_come_in_the_call_s_metadata_from_a_trusted_envoy_onl
     let spoofed = check(
         "GET",
         "/",
-        &[("authorization", &bearer(&translate)), ("x-protected-endpoint-deployment", "translate")],
+        &[
+            ("authorization", &bearer(&translate)),
+            ("x-protected-endpoint-deployment", "translate"),
+        ],
         "203.0.113.7",
         &[],
     );
-    assert_eq!(denied(trusted.check(spoofed).await.unwrap().into_inner()).code, PERMISSION_DENIED);
+    assert_eq!(
+        denied(trusted.check(spoofed).await.unwrap().into_inner()).code,
+        PERMISSION_DENIED
+    );
 }
 
 #[tokio::test]
 async fn a_scanner_is_resource_exhausted_and_cannot_dodge_it_with_made_up_addresses() {
     let (store, summarize, _) = store();
-    let layer = ProtectedEndpointLayer::new(store).throttle_failures(FailureThrottle::new().burst(1));
+    let layer =
+        ProtectedEndpointLayer::new(store).throttle_failures(FailureThrottle::new().burst(1));
     let server = serve_authz(guide_authz(layer)).await;
     let guess = |client_ip: &str| {
-        check("GET", "/", &[("authorization", "Bearer pe_guess")], client_ip, &[("deployment", DEPLOYMENT)])
+        check(
+            "GET",
+            "/",
+            &[("authorization", "Bearer pe_guess")],
+            client_ip,
+            &[("deployment", DEPLOYMENT)],
+        )
     };
     let mut envoy = client(&server, [127, 0, 0, 1]).await;
-    assert_eq!(denied(envoy.check(guess("203.0.113.66")).await.unwrap().into_inner()).code, UNAUTHENTICATED);
-    let throttled = denied(envoy.check(guess("203.0.113.66")).await.unwrap().into_inner());
-    assert_eq!((throttled.code, throttled.status), (RESOURCE_EXHAUSTED, 429));
+    assert_eq!(
+        denied(
+            envoy
+                .check(guess("203.0.113.66"))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .code,
+        UNAUTHENTICATED
+    );
+    let throttled = denied(
+        envoy
+            .check(guess("203.0.113.66"))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(
+        (throttled.code, throttled.status),
+        (RESOURCE_EXHAUSTED, 429)
+    );
     assert!(throttled.headers.contains_key("retry-after"));
     assert_eq!(throttled.body["error"], "too_many_failed_attempts");
     // Another client behind the same Envoy passes.
-    let other = check("GET", "/", &[("authorization", &bearer(&summarize))], "203.0.113.7", &[("deployment", DEPLOYMENT)]);
+    let other = check(
+        "GET",
+        "/",
+        &[("authorization", &bearer(&summarize))],
+        "203.0.113.7",
+        &[("deployment", DEPLOYMENT)],
+    );
     allowed(envoy.check(other).await.unwrap().into_inner());
 
     // A caller that is no trusted Envoy is counted by its own address, whatever it claims.
     let mut caller = client(&server, [127, 0, 0, 9]).await;
-    assert_eq!(denied(caller.check(guess("198.51.100.1")).await.unwrap().into_inner()).code, UNAUTHENTICATED);
-    assert_eq!(denied(caller.check(guess("198.51.100.2")).await.unwrap().into_inner()).code, RESOURCE_EXHAUSTED);
+    assert_eq!(
+        denied(
+            caller
+                .check(guess("198.51.100.1"))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .code,
+        UNAUTHENTICATED
+    );
+    assert_eq!(
+        denied(
+            caller
+                .check(guess("198.51.100.2"))
+                .await
+                .unwrap()
+                .into_inner()
+        )
+        .code,
+        RESOURCE_EXHAUSTED
+    );
 }
 
 #[tokio::test]
@@ -317,11 +448,24 @@ async fn a_spent_rate_limit_is_resource_exhausted_with_its_fields() {
         .secret;
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let mut grpc = client(&server, [127, 0, 0, 1]).await;
-    let ask = || check("GET", "/", &[("authorization", &bearer(limited.expose()))], "203.0.113.7", &[("deployment", DEPLOYMENT)]);
+    let ask = || {
+        check(
+            "GET",
+            "/",
+            &[("authorization", &bearer(limited.expose()))],
+            "203.0.113.7",
+            &[("deployment", DEPLOYMENT)],
+        )
+    };
     let first = grpc.check(ask()).await.unwrap().into_inner();
-    let Some(HttpResponse::OkResponse(ok)) = &first.http_response else { panic!("not ok") };
+    let Some(HttpResponse::OkResponse(ok)) = &first.http_response else {
+        panic!("not ok")
+    };
     // The limit's fields, for Envoy to add to the client's answer.
-    assert!(ok.response_headers_to_add.iter().any(|option| option.header.as_ref().unwrap().key == "ratelimit-policy"));
+    assert!(ok
+        .response_headers_to_add
+        .iter()
+        .any(|option| option.header.as_ref().unwrap().key == "ratelimit-policy"));
     let spent = denied(grpc.check(ask()).await.unwrap().into_inner());
     assert_eq!((spent.code, spent.status), (RESOURCE_EXHAUSTED, 429));
     assert!(spent.headers.contains_key("retry-after"));
@@ -336,7 +480,13 @@ async fn a_verifier_that_cannot_answer_is_a_denied_unavailable_never_an_error() 
         .unwrap();
     let server = serve_authz(guide_authz(ProtectedEndpointLayer::new(down))).await;
     let mut grpc = client(&server, [127, 0, 0, 1]).await;
-    let request = check("GET", "/", &[("authorization", "Bearer opaque-token-123")], "203.0.113.7", &[("deployment", DEPLOYMENT)]);
+    let request = check(
+        "GET",
+        "/",
+        &[("authorization", "Bearer opaque-token-123")],
+        "203.0.113.7",
+        &[("deployment", DEPLOYMENT)],
+    );
     // An `Ok` answer denying the call: a failed call would pass with `failure_mode_allow`.
     let unavailable = denied(grpc.check(request).await.unwrap().into_inner());
     assert_eq!((unavailable.code, unavailable.status), (UNAVAILABLE, 503));

@@ -47,7 +47,12 @@ fn store() -> (InMemoryTokenStore, String, String) {
 
 /// What Traefik sends for a client at `client_ip` asking `GET https://api.example.com{uri}`,
 /// with the deployment its `headers` middleware set.
-fn traefik(http: &reqwest::Client, base: &str, uri: &str, client_ip: &str) -> reqwest::RequestBuilder {
+fn traefik(
+    http: &reqwest::Client,
+    base: &str,
+    uri: &str,
+    client_ip: &str,
+) -> reqwest::RequestBuilder {
     http.get(format!("{base}/auth/forward"))
         .header("X-Forwarded-Method", "GET")
         .header("X-Forwarded-Proto", "https")
@@ -94,9 +99,15 @@ async fn traefik_lets_a_valid_token_through_with_200_and_its_identity() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-protected-endpoint-name"], "ci");
     assert_eq!(response.headers()["x-protected-endpoint-scopes"], "");
-    assert_eq!(response.headers()["x-protected-endpoint-deployments"], DEPLOYMENT);
+    assert_eq!(
+        response.headers()["x-protected-endpoint-deployments"],
+        DEPLOYMENT
+    );
     assert!(response.headers().contains_key("x-protected-endpoint-uid"));
-    assert!(response.bytes().await.unwrap().is_empty(), "an allow has an empty body");
+    assert!(
+        response.bytes().await.unwrap().is_empty(),
+        "an allow has an empty body"
+    );
 }
 
 #[tokio::test]
@@ -137,15 +148,23 @@ async fn the_original_uri_counts_only_from_a_trusted_proxy() {
     let authz = serve_authz(authz).await;
     let uri = format!("/summarize?access_token={summarize}");
 
-    let trusted = traefik(&client(), &authz.base, &uri, "203.0.113.7").send().await.unwrap();
+    let trusted = traefik(&client(), &authz.base, &uri, "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(trusted.status(), StatusCode::OK);
 
     // The same request from 127.0.0.2, which is no trusted proxy: judged as what it is, a
     // GET /auth/forward without a token.
-    let untrusted = traefik(&client_from([127, 0, 0, 2]), &authz.base, &uri, "203.0.113.7")
-        .send()
-        .await
-        .unwrap();
+    let untrusted = traefik(
+        &client_from([127, 0, 0, 2]),
+        &authz.base,
+        &uri,
+        "203.0.113.7",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(untrusted.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -169,24 +188,47 @@ async fn the_deployment_header_counts_only_from_a_trusted_proxy() {
     let authz = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
     let base = &authz.base;
     let trusted = client();
-    assert_eq!(status_for(&trusted, base, &summarize, Some(DEPLOYMENT)).await, StatusCode::OK);
-    assert_eq!(status_for(&trusted, base, &translate, Some(DEPLOYMENT)).await, StatusCode::FORBIDDEN);
-    assert_eq!(status_for(&trusted, base, &translate, Some("translate")).await, StatusCode::OK);
+    assert_eq!(
+        status_for(&trusted, base, &summarize, Some(DEPLOYMENT)).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_for(&trusted, base, &translate, Some(DEPLOYMENT)).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_for(&trusted, base, &translate, Some("translate")).await,
+        StatusCode::OK
+    );
     // A proxy that names no deployment, or an invalid one: refused, never "any deployment".
-    assert_eq!(status_for(&trusted, base, &summarize, None).await, StatusCode::FORBIDDEN);
-    assert_eq!(status_for(&trusted, base, &summarize, Some("no/such")).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status_for(&trusted, base, &summarize, None).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_for(&trusted, base, &summarize, Some("no/such")).await,
+        StatusCode::FORBIDDEN
+    );
     // From anyone else (127.0.0.2 is no trusted proxy) the header is not read: refused.
     let untrusted = client_from([127, 0, 0, 2]);
-    assert_eq!(status_for(&untrusted, base, &translate, Some("translate")).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status_for(&untrusted, base, &translate, Some("translate")).await,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
 async fn the_throttle_counts_the_client_a_trusted_proxy_names() {
     let (store, summarize, _) = store();
-    let layer = ProtectedEndpointLayer::new(store).throttle_failures(FailureThrottle::new().burst(1));
+    let layer =
+        ProtectedEndpointLayer::new(store).throttle_failures(FailureThrottle::new().burst(1));
     let authz = serve_authz(guide_authz(layer)).await;
-    let scanner = || traefik(&client(), &authz.base, "/summarize", "203.0.113.66").bearer_auth("pe_guess");
-    assert_eq!(scanner().send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let scanner =
+        || traefik(&client(), &authz.base, "/summarize", "203.0.113.66").bearer_auth("pe_guess");
+    assert_eq!(
+        scanner().send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     let throttled = scanner().send().await.unwrap();
     assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(throttled.headers().contains_key("retry-after"));
@@ -203,35 +245,64 @@ async fn the_throttle_counts_the_client_a_trusted_proxy_names() {
 async fn envoy_allows_with_exactly_200_and_removes_the_token() {
     let (store, summarize, _) = store();
     let authz = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
-    let response = envoy(&client(), &authz.base, reqwest::Method::POST, "/summarize?lang=en", "203.0.113.7")
-        .bearer_auth(&summarize)
-        .send()
-        .await
-        .unwrap();
+    let response = envoy(
+        &client(),
+        &authz.base,
+        reqwest::Method::POST,
+        "/summarize?lang=en",
+        "203.0.113.7",
+    )
+    .bearer_auth(&summarize)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["x-envoy-auth-headers-to-remove"], "authorization");
+    assert_eq!(
+        response.headers()["x-envoy-auth-headers-to-remove"],
+        "authorization"
+    );
     assert_eq!(response.headers()["x-protected-endpoint-name"], "ci");
-    assert_eq!(response.headers()["x-protected-endpoint-deployments"], DEPLOYMENT);
+    assert_eq!(
+        response.headers()["x-protected-endpoint-deployments"],
+        DEPLOYMENT
+    );
 }
 
 #[tokio::test]
 async fn envoy_gets_the_layer_s_refusals_as_they_are() {
     let (store, _, translate) = store();
     let authz = serve_authz(guide_authz(ProtectedEndpointLayer::new(store))).await;
-    let missing = envoy(&client(), &authz.base, reqwest::Method::GET, "/summarize", "203.0.113.7")
-        .send()
-        .await
-        .unwrap();
+    let missing = envoy(
+        &client(),
+        &authz.base,
+        reqwest::Method::GET,
+        "/summarize",
+        "203.0.113.7",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(missing.headers()["www-authenticate"], r#"Bearer realm="summarize""#);
-    assert!(!missing.headers().contains_key("x-envoy-auth-headers-to-remove"));
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        r#"Bearer realm="summarize""#
+    );
+    assert!(!missing
+        .headers()
+        .contains_key("x-envoy-auth-headers-to-remove"));
     assert_eq!(json(missing).await["error"], "unauthorized");
 
-    let elsewhere = envoy(&client(), &authz.base, reqwest::Method::DELETE, "/summarize/7", "203.0.113.7")
-        .bearer_auth(&translate)
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = envoy(
+        &client(),
+        &authz.base,
+        reqwest::Method::DELETE,
+        "/summarize/7",
+        "203.0.113.7",
+    )
+    .bearer_auth(&translate)
+    .send()
+    .await
+    .unwrap();
     assert_eq!(elsewhere.status(), StatusCode::FORBIDDEN);
     assert_eq!(
         json(elsewhere).await["error_description"],
@@ -242,13 +313,20 @@ async fn envoy_gets_the_layer_s_refusals_as_they_are() {
 #[tokio::test]
 async fn envoy_s_original_path_is_what_follows_the_prefix() {
     let (store, summarize, _) = store();
-    let layer = ProtectedEndpointLayer::new(store).token_sources([TokenSource::access_token_query()]);
+    let layer =
+        ProtectedEndpointLayer::new(store).token_sources([TokenSource::access_token_query()]);
     let authz = serve_authz(guide_authz(layer)).await;
     let uri = format!("/summarize?lang=en&access_token={summarize}");
-    let response = envoy(&client(), &authz.base, reqwest::Method::GET, &uri, "203.0.113.7")
-        .send()
-        .await
-        .unwrap();
+    let response = envoy(
+        &client(),
+        &authz.base,
+        reqwest::Method::GET,
+        &uri,
+        "203.0.113.7",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
@@ -259,11 +337,17 @@ async fn envoy_gets_503_when_the_verifier_cannot_answer() {
         .build()
         .unwrap();
     let authz = serve_authz(guide_authz(ProtectedEndpointLayer::new(down))).await;
-    let response = envoy(&client(), &authz.base, reqwest::Method::GET, "/summarize", "203.0.113.7")
-        .bearer_auth("opaque-token-123")
-        .send()
-        .await
-        .unwrap();
+    let response = envoy(
+        &client(),
+        &authz.base,
+        reqwest::Method::GET,
+        "/summarize",
+        "203.0.113.7",
+    )
+    .bearer_auth("opaque-token-123")
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(!response.headers().contains_key("x-protected-endpoint-uid"));
     assert_eq!(json(response).await["error"], "temporarily_unavailable");
