@@ -72,6 +72,10 @@
 //! - `authority` (feature `authority`): a token service with the platform's management API,
 //!   an RFC 7662 introspection endpoint, a revocation stream and a console;
 //!   `authority_client` (feature `authority-client`) manages its tokens.
+//! - `authz` (feature `authz`): the layer's decisions answered to proxies that call out (nginx
+//!   `auth_request`, Caddy `forward_auth`, Traefik `forwardAuth`, Envoy `ext_authz` over HTTP
+//!   and, with `authz-grpc`, gRPC), with the [`identity`] headers and the
+//!   [`forwarded`] rules the gateway uses too.
 //!
 //! # Guides
 //!
@@ -98,6 +102,8 @@
 //! | `sqlite` | `store::sqlite::SqliteStore` | |
 //! | `postgres` | `store::postgres::PostgresStore`, for many replicas | |
 //! | `authority` | `authority::Authority`, the token service | `file`, `sqlite`, `axum`, `server` |
+//! | `authz` | `authz::Authz`: decision services for nginx, Caddy, Traefik and Envoy (HTTP) | |
+//! | `authz-grpc` | `authz::EnvoyGrpcAuthz`: Envoy's gRPC `ext_authz` v3 (tonic and `envoy-types`, no protoc) | `authz` |
 //!
 //! The core needs no HTTP client, no axum and no tonic. The program `protected-endpoint`
 //! (token commands and `serve`) is a package of its own in the repository's `cli/`, not a
@@ -114,6 +120,9 @@ pub mod authority;
 #[cfg(feature = "authority-client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "authority-client")))]
 pub mod authority_client;
+#[cfg(feature = "authz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
+pub mod authz;
 pub mod browser;
 mod clock;
 pub mod extract;

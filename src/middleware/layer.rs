@@ -118,6 +118,14 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         }
     }
 
+    /// What this layer was told (realm, sources, policy, sign-in): the decision services of
+    /// `authz` answer this layer's decisions in each proxy's contract and read it, rather than
+    /// keep a second copy of any of it.
+    #[cfg(feature = "authz")]
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     fn config_mut(&mut self) -> &mut Config {
         let config = Arc::make_mut(&mut self.config);
         // The prebuilt refusals depend on the configuration: build them anew when used.

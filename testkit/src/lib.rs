@@ -12,6 +12,8 @@ pub mod feed_store;
 pub mod metrics;
 pub mod pg_cluster;
 pub mod postgres;
+#[cfg(unix)]
+pub mod proxies;
 pub mod remote;
 pub mod upstream;
 

@@ -9,6 +9,12 @@ use protected_endpoint_testkit as common;
 mod authority_api;
 mod authority_remote_e2e;
 mod authority_throttle;
+#[cfg(feature = "authz")]
+mod authz;
+#[cfg(feature = "authz-grpc")]
+mod authz_grpc;
+#[cfg(feature = "authz")]
+mod authz_shapes;
 mod browser_access;
 mod browser_harness;
 mod console;
