@@ -151,7 +151,7 @@ mod tests {
         // A GET is never gRPC.
         let get = head(Method::GET, Some("application/grpc"));
         assert_eq!(
-            Failure::BadGateway.response(&get).status(),
+            Failure::BadGateway.response(&Asked::of(&get)).status(),
             StatusCode::BAD_GATEWAY
         );
     }
