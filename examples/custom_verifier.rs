@@ -4,7 +4,7 @@
 //! `name=key` pairs separated by commas, keeping only their SHA-256 hashes:
 //!
 //! ```text
-//! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier --features server
+//! API_KEYS='alice=key-for-alice,ci=key-for-ci' cargo run --example custom_verifier
 //! curl http://127.0.0.1:3002/whoami -H 'Authorization: Bearer key-for-alice'   # hello, alice
 //! ```
 //!

@@ -1,9 +1,9 @@
 //! A gRPC summarizer behind API tokens: the tonic twin of `examples/summarize.rs`, with the
-//! same summarizer (`examples/shared/summarizer.rs`) and the same token handling.
+//! same summarizer (`examples/src/summarizer.rs`) and the same token handling.
 //!
 //! ```text
-//! cargo run --example grpc_summarize --features server                          # 127.0.0.1:50051
-//! cargo run --example grpc_summarize --features server -- --addr 127.0.0.1:0    # any free port
+//! cargo run --example grpc_summarize --features grpc                          # 127.0.0.1:50051
+//! cargo run --example grpc_summarize --features grpc -- --addr 127.0.0.1:0    # any free port
 //! ```
 //!
 //! It prints a fresh token once (`token: pe_…`), the address it listens on, and a `grpcurl`
@@ -20,7 +20,7 @@
 //! SIGTERM stops it gracefully.
 //!
 //! The service is defined in `proto/summarize/v1/summarize.proto`; its Rust code is committed
-//! in `examples/shared/pb/` (regenerate it with `tools/protogen`), so no `protoc` is needed.
+//! in `examples/src/pb/` (regenerate it with `tools/protogen`), so no `protoc` is needed.
 
 use std::error::Error;
 use std::net::SocketAddr;

@@ -1,12 +1,12 @@
 //! The protected summarize service: an axum app whose `/summarize` route needs an API token.
 //!
 //! ```text
-//! cargo run --example summarize --features server           # prints `token: pe_…` and a curl command
-//! cargo run --example summarize --features server -- --addr 127.0.0.1:8080
-//! cargo run --example summarize --features server,file -- --tokens tokens.json   # tokens from a file
-//! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features server,remote -- \
+//! cargo run --example summarize                           # prints `token: pe_…` and a curl command
+//! cargo run --example summarize -- --addr 127.0.0.1:8080
+//! cargo run --example summarize --features file -- --tokens tokens.json   # tokens from a file
+//! INTROSPECT_TOKEN=pe_… cargo run --example summarize --features remote -- \
 //!   --introspect http://127.0.0.1:3001/oauth2/introspect                        # a token authority
-//! cargo run --example summarize --features server -- --metrics     # and Prometheus text at /metrics
+//! cargo run --example summarize -- --metrics     # and Prometheus text at /metrics
 //! ```
 //!
 //! Routes:
@@ -130,7 +130,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let server = args.server.bind(args.addr).await?;
     let addr = server.local_addr()?;
     // `/metrics` sits beside the protected routes, outside the token layer (see
-    // shared/metrics.rs), so scrapes are not decisions of the layer either.
+    // examples/src/metrics.rs), so scrapes are not decisions of the layer either.
     let app = app(chosen.verifier, args.throttle.throttle()).merge(metrics);
     args.metrics.announce(addr);
 

@@ -3,7 +3,7 @@
 //! Without flags, a demo token is created in an in-memory store and printed once. With
 //! `--tokens FILE` (feature `file`), tokens come from a token file of hashes, reloaded when it
 //! changes. With `--introspect URL --introspect-token T` (feature `remote`), a token authority
-//! answers (RFC 7662), for example `examples/token_server.rs`.
+//! answers (RFC 7662), for example `protected-endpoint serve` (`docs/guide/authority.md`).
 
 use std::error::Error;
 use std::path::PathBuf;
