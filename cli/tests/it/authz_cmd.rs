@@ -16,9 +16,8 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use tonic::transport::Endpoint;
 
-use crate::common::cli::{run_with_env, stderr};
 use crate::common::metrics::scrape_until;
-use crate::common::program::{create_token, Program};
+use crate::common::program::{create_token, exits_2_naming, BadStart, Program};
 use crate::common::proxies::{echoed, guide_config, nginx, Proxy, Upstream};
 use crate::common::serve::TokenServer;
 
@@ -258,7 +257,7 @@ async fn envoy_s_grpc_check_is_answered_on_the_same_port() {
 
 #[test]
 fn bad_settings_exit_2_naming_the_setting() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadStart] = &[
         (&[], &[], "--tokens"),
         (
             &["--tokens", "t.json", "--deployment-header", "not a header"],
@@ -276,16 +275,8 @@ fn bad_settings_exit_2_naming_the_setting() {
             "--tokens needs none",
         ),
     ];
-    for (args, env, named) in cases {
-        let mut all = vec!["authz"];
-        all.extend_from_slice(args);
-        let output = run_with_env(&all, env);
-        let said = stderr(&output);
-        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {said}");
-        assert!(
-            said.contains(named),
-            "{args:?} {env:?} names {named}: {said}"
-        );
+    for case in cases {
+        exits_2_naming("authz", *case);
     }
 }
 

@@ -10,10 +10,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::common::cli::{run_with_env, stderr};
+use crate::common::cli::run_with_env;
 use crate::common::closed_port;
 use crate::common::metrics::scrape_until;
-use crate::common::program::{create_token, Program};
+use crate::common::program::{create_token, exits_2_naming, BadStart, Program};
 use crate::common::proxies::echoed;
 use crate::common::serve::TokenServer;
 use crate::common::upstream::Upstream;
@@ -214,7 +214,7 @@ fn bad_settings_exit_2_naming_the_setting_and_never_echo_the_service_token() {
     std::fs::write(&bad_file, "upstream-timeout = 0\n").unwrap();
     let bad_file = bad_file.to_str().unwrap();
     let upstream = "http://127.0.0.1:3000";
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[BadStart] = &[
         (&["--tokens", tokens], &[], "--upstream"),
         (&["--upstream", upstream], &[], "--tokens"),
         (
@@ -267,16 +267,8 @@ fn bad_settings_exit_2_naming_the_setting_and_never_echo_the_service_token() {
             "--service-token is not a flag",
         ),
     ];
-    for (args, env, named) in cases {
-        let mut all = vec!["gateway"];
-        all.extend_from_slice(args);
-        let output = run_with_env(&all, env);
-        let said = stderr(&output);
-        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {said}");
-        assert!(
-            said.contains(named),
-            "{args:?} {env:?} names {named}: {said}"
-        );
+    for case in cases {
+        let said = exits_2_naming("gateway", *case);
         assert!(!said.contains("hunter2"), "{said}");
     }
 }

@@ -125,3 +125,21 @@ pub fn create_token(file: &Path, name: &str, args: &[&str]) -> String {
     let output = super::cli::ok(&all);
     super::cli::stdout(&output).trim().to_owned()
 }
+
+/// One bad start: the command's arguments, its environment, and what the message must name.
+pub type BadStart<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// Runs `protected-endpoint COMMAND ARGS…` with `env`, which must exit with status 2 and name
+/// `named` on stderr: the stderr.
+pub fn exits_2_naming(command: &str, (args, env, named): BadStart<'_>) -> String {
+    let mut all = vec![command];
+    all.extend_from_slice(args);
+    let output = super::cli::run_with_env(&all, env);
+    let said = super::cli::stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {said}");
+    assert!(
+        said.contains(named),
+        "{args:?} {env:?} names {named}: {said}"
+    );
+    said
+}
