@@ -40,11 +40,14 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::output::Failure;
 
-/// Manage API tokens, and serve the token authority that keeps them.
+/// Manage API tokens, serve the token authority that keeps them, and protect services with
+/// them.
 ///
 /// Tokens live in a token file (JSON or TOML of SHA-256 hashes, which a TokenFileVerifier
 /// serves) or on a token authority (`serve`): the platform-compatible management API,
 /// RFC 7662 introspection for protected services, a revocation stream and a browser console.
+/// Any service is protected by the gateway in front of it (`gateway`), or by its own proxy
+/// asking `authz` (nginx, Caddy, Traefik, Envoy).
 #[derive(Debug, Parser)]
 #[command(name = "protected-endpoint", version, propagate_version = true)]
 #[command(
