@@ -57,3 +57,37 @@ impl ServerFlags {
             .max_connections(self.max_connections as usize))
     }
 }
+
+/// Runs a server command's `future` on a multi-threaded runtime.
+pub(crate) fn block_on(
+    future: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start the async runtime: {err}"))?
+        .block_on(future)
+}
+
+/// The log of a server command: on stderr, colored on a terminal, `RUST_LOG` choosing what
+/// (default `info`).
+pub(crate) fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Says on stdout where the server listens (`listening on http://IP:PORT`, the line scripts
+/// and tests wait for), once it does.
+pub(crate) fn announce(server: &Server) -> Result<SocketAddr, String> {
+    use std::io::Write;
+    let addr = server.local_addr().map_err(|err| err.to_string())?;
+    println!("listening on http://{addr}");
+    std::io::stdout().flush().map_err(|err| err.to_string())?;
+    Ok(addr)
+}

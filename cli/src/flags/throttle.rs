@@ -2,6 +2,7 @@
 //! program, and how it tells clients apart.
 
 use http::HeaderName;
+use protected_endpoint::forwarded::TrustedProxies;
 use protected_endpoint::limit::{ClientKey, FailureThrottle};
 
 /// The failed-guess throttle.
@@ -26,11 +27,19 @@ impl ThrottleFlags {
     /// The throttle with its defaults (10 failures, then one a second), keyed as the flags
     /// say; `None` with `--no-throttle`.
     pub(crate) fn throttle(&self) -> Option<FailureThrottle> {
+        self.throttle_behind(&TrustedProxies::none())
+    }
+
+    /// [`throttle`](Self::throttle) for a server behind `trusted` proxies: without
+    /// `--client-ip-header`, a client is the address their `X-Forwarded-For` names (each
+    /// client behind the proxy on its own), else the connection's peer.
+    pub(crate) fn throttle_behind(&self, trusted: &TrustedProxies) -> Option<FailureThrottle> {
         if self.no_throttle {
             return None;
         }
         let key = match &self.client_ip_header {
             Some(header) => ClientKey::forwarded_for(header.as_str()),
+            None if !trusted.is_empty() => trusted.client_key(),
             None => ClientKey::peer(),
         };
         Some(FailureThrottle::new().client_key(key))

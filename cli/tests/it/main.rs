@@ -9,12 +9,14 @@ mod support;
 use support as common;
 
 mod authority_operations;
+mod authz_cmd;
 mod cli;
 mod cli_findings;
 mod cli_own_token;
 mod cli_remote;
 mod database_url_redaction;
 mod examples_throttle;
+mod gateway_cmd;
 mod lifecycle_cli;
 mod metrics;
 mod replica_faults;

@@ -4,4 +4,5 @@
 pub use protected_endpoint_testkit::*;
 
 pub mod cli;
+pub mod program;
 pub mod serve;
