@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteQueryResult};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{self, Dialect, Encoded, Migration, Notice, SqlStore};
@@ -275,9 +276,7 @@ impl Dialect for SqliteDialect {
         Ok(Box::pin(futures_util::stream::pending()))
     }
 
-    fn build<'a, 'q>(
-        query: &'a mut QueryBuilder<'q, Sqlite>,
-    ) -> Query<'a, Sqlite, SqliteArguments<'a>> {
+    fn build<'a, 'q>(query: &'a mut QueryBuilder<'q, Sqlite>) -> Query<'a, Sqlite, SqliteArguments<'a>> {
         query.build()
     }
 

@@ -306,7 +306,9 @@ where
             // lineage delete cannot run between this check and the insert; where they are
             // not, the lock waits for one running now and then finds the parent gone.
             let mut select = QueryBuilder::new("SELECT 1 FROM pe_tokens WHERE uid = ");
-            select.push_bind(parent.as_str()).push(D::LOCK_FOR_SHARE);
+            select
+                .push_bind(parent.as_str())
+                .push(D::LOCK_FOR_SHARE);
             let found = D::build(&mut select)
                 .fetch_optional(&mut *conn)
                 .await
@@ -577,10 +579,7 @@ where
         D::load_all(self).await
     }
 
-    pub(crate) async fn import(
-        &self,
-        entries: Vec<TokenEntry>,
-    ) -> Result<ImportReport, StoreError> {
+    pub(crate) async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError> {
         let mut tx = self.writer.begin().await.map_err(|e| self.error(e))?;
         let mut stored = HashSet::new();
         for chunk in entries.chunks(LOOKUP_CHUNK) {
