@@ -22,6 +22,8 @@
 //! repository.
 //!
 #![doc = include_str!("../../docs/guide/limits.md")]
+//!
+#![cfg_attr(feature = "redis", doc = include_str!("../../docs/guide/fleet-limits.md"))]
 
 mod client_key;
 mod per_token;
