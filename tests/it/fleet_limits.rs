@@ -463,3 +463,38 @@ async fn a_scanner_spreading_guesses_over_three_services_is_throttled_as_one_cli
         "the scanner's bucket expires by itself: PTTL {ttl}"
     );
 }
+
+#[cfg(feature = "authz")]
+#[tokio::test]
+async fn an_authz_decision_service_and_a_layered_service_share_one_count() {
+    use protected_endpoint::authz::Authz;
+    use tower::ServiceExt;
+
+    let Some(redis) = RedisServer::start("an_authz_decision_service_and_a_layered_service")
+    else {
+        return;
+    };
+    let (store, secret, _) = store_with("2/1h");
+    let servers = fleet(store.clone(), || shared_on(&redis.url(), Fallback::Refuse), None).await;
+    let shared = shared_on(&redis.url(), Fallback::Refuse);
+    let _ = shared.connect().await;
+    let authz = Authz::new(ProtectedEndpointLayer::new(store).shared_limits(shared)).service();
+    let ask = || {
+        http::Request::get("/auth/nginx")
+            .header("authorization", format!("Bearer {secret}"))
+            .body(String::new())
+            .unwrap()
+    };
+
+    let layered = hammer(&servers[..1], &secret, 1).await;
+    assert_eq!(accepted(&layered), 1);
+    assert_eq!(authz.clone().oneshot(ask()).await.unwrap().status(), 200);
+    // The token's two are spent between the two kinds of service.
+    let refused = authz.clone().oneshot(ask()).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        hammer(&servers[..1], &secret, 1).await[0].status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
