@@ -57,6 +57,22 @@ pub const VERIFICATION_DURATION: &str = "protected_endpoint_verification_duratio
 /// ```
 pub const THROTTLE_CLIENTS: &str = "protected_endpoint_throttle_clients";
 
+/// Counter: requests whose shared count (feature `redis`, `limit::SharedLimits`) Redis did not
+/// answer, so the operator's fallback decided, labelled `limit` (`rate_limit`: a token's rate
+/// limit; `throttle`: a failed guess), `fallback` (`local`: counted in this process;
+/// `refuse`: 503, or the client made to wait) and `reason` (`timeout`: no answer within the
+/// wait; `error`: connecting or the call failed; `backoff`: not asked, as a call failed less
+/// than `retry_after` ago). Zero while Redis answers: any rise means the fleet does not share
+/// its counts right now.
+///
+/// ```
+/// assert_eq!(
+///     protected_endpoint::telemetry::SHARED_LIMIT_FALLBACKS,
+///     "protected_endpoint_shared_limit_fallbacks_total",
+/// );
+/// ```
+pub const SHARED_LIMIT_FALLBACKS: &str = "protected_endpoint_shared_limit_fallbacks_total";
+
 /// Counter: `RemoteVerifier` answers found in its cache (the hot table or the cache behind it).
 ///
 /// Registered with the recorder on the verifier's first lookup (as is
@@ -176,6 +192,10 @@ pub fn describe() {
     describe_gauge!(
         THROTTLE_CLIENTS,
         "Clients the failed-guess throttle is tracking in this process."
+    );
+    describe_counter!(
+        SHARED_LIMIT_FALLBACKS,
+        "Requests whose shared count Redis did not answer, decided by the fallback; by limit, fallback and reason."
     );
     describe_counter!(
         REMOTE_CACHE_HITS,

@@ -56,6 +56,8 @@ pub struct FailureThrottle {
     refill_every: Duration,
     max_clients: usize,
     client_key: ClientKey,
+    #[cfg(feature = "redis")]
+    shared: Option<super::SharedLimits>,
 }
 
 impl FailureThrottle {
@@ -73,6 +75,8 @@ impl FailureThrottle {
             refill_every: Duration::from_secs(1),
             max_clients: 100_000,
             client_key: ClientKey::peer(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
     }
 
@@ -138,6 +142,36 @@ impl FailureThrottle {
         self
     }
 
+    /// Count failures in Redis or Valkey (feature `redis`): one bucket per client across every
+    /// process pointed at the same store, so a scanner spreading its guesses over replicas is
+    /// throttled as one client. Every process must use the same burst and refill.
+    ///
+    /// Each failure is counted by a task of its own (the refusal does not wait for Redis);
+    /// when the store says the client's bucket is empty, this process makes it wait as a local
+    /// throttle would. A process that has not yet heard lets the client's next guess through
+    /// before it does: across N processes a client gets at most about N − 1 guesses more than
+    /// the burst, not N times the burst. When Redis does not answer within
+    /// [`SharedLimits::wait`](super::SharedLimits::wait), [`Fallback::Local`](super::Fallback::Local)
+    /// counts the failure in this process; [`Fallback::Refuse`](super::Fallback::Refuse) makes
+    /// the client wait [`refill_every`](Self::refill_every) before its next attempt.
+    ///
+    /// ```no_run
+    /// use protected_endpoint::limit::{FailureThrottle, SharedLimits};
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
+    ///
+    /// let shared = SharedLimits::redis("redis://127.0.0.1:6379")?;
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .throttle_failures(FailureThrottle::new().burst(10).shared(shared));
+    /// # let _ = layer;
+    /// # Ok::<(), protected_endpoint::limit::SharedLimitsError>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared(mut self, limits: super::SharedLimits) -> Self {
+        self.shared = Some(limits);
+        self
+    }
+
     pub(crate) fn build(self) -> Throttle {
         let quota = Quota::with_period(self.refill_every)
             .expect("refill_every is at least 1 ms")
@@ -200,7 +234,66 @@ impl Throttle {
     }
 
     /// Counts one failure of `client`; an empty bucket puts it among those that must wait.
-    pub(crate) fn failed(&self, client: IpAddr) {
+    pub(crate) fn failed(self: &Arc<Self>, client: IpAddr) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.settings.shared {
+            // Counted by a task of its own: a refusal never waits for Redis. Without a runtime
+            // (no task can run), the failure is counted here as Redis being away would be.
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let throttle = Arc::clone(self);
+                    let shared = shared.clone();
+                    runtime.spawn(async move { throttle.failed_shared(&shared, client).await });
+                }
+                Err(_) => self.failed_unshared(shared.get_fallback(), client),
+            }
+            return;
+        }
+        self.failed_here(client);
+    }
+
+    /// Counts one failure of `client` in the shared store, or as its fallback says.
+    #[cfg(feature = "redis")]
+    async fn failed_shared(&self, shared: &super::SharedLimits, client: IpAddr) {
+        let key = shared.key("guess", client);
+        let window = self.settings.refill_every * self.settings.burst.get();
+        let answer = shared
+            .spend(
+                super::shared::Counted::Throttle,
+                &key,
+                window,
+                self.settings.burst.get(),
+            )
+            .await;
+        match answer {
+            Ok(bucket) if bucket.retry > Duration::ZERO => self.block(client, bucket.retry),
+            Ok(_) => {}
+            Err(_) => self.failed_unshared(shared.get_fallback(), client),
+        }
+    }
+
+    /// A failure the shared store did not count: counted here, or the client waits a whole
+    /// refill period.
+    #[cfg(feature = "redis")]
+    fn failed_unshared(&self, fallback: super::Fallback, client: IpAddr) {
+        match fallback {
+            super::Fallback::Local => self.failed_here(client),
+            super::Fallback::Refuse => self.block(client, self.settings.refill_every),
+        }
+    }
+
+    /// Makes `client` wait `wait` (memory bounded as the failure table is).
+    #[cfg(feature = "redis")]
+    fn block(&self, client: IpAddr, wait: Duration) {
+        self.prune_if_due();
+        if self.blocked.len() >= self.settings.max_clients && !self.blocked.contains_key(&client) {
+            return;
+        }
+        self.blocked.insert(client, Instant::now() + wait);
+    }
+
+    /// Counts one failure of `client` in this process.
+    fn failed_here(&self, client: IpAddr) {
         self.prune_if_due();
         if self.failures.len() >= self.settings.max_clients {
             if !self.warned_full.swap(true, Ordering::Relaxed) {
@@ -224,7 +317,7 @@ impl Throttle {
 
     /// Forgets clients whose buckets refilled: once a minute, or once a second while full.
     fn prune_if_due(&self) {
-        let full = self.failures.len() >= self.settings.max_clients;
+        let full = self.failures.len().max(self.blocked.len()) >= self.settings.max_clients;
         let every = Duration::from_secs(if full { 1 } else { 60 });
         if !self.prune.due(every) {
             return;
@@ -263,10 +356,12 @@ mod tests {
 
     #[test]
     fn a_client_waits_after_its_burst_and_others_do_not() {
-        let throttle = FailureThrottle::new()
-            .burst(3)
-            .refill_every(Duration::from_secs(60))
-            .build();
+        let throttle = Arc::new(
+            FailureThrottle::new()
+                .burst(3)
+                .refill_every(Duration::from_secs(60))
+                .build(),
+        );
         for _ in 0..3 {
             assert_eq!(throttle.wait(client(1)), None);
             throttle.failed(client(1));
@@ -278,11 +373,13 @@ mod tests {
 
     #[test]
     fn a_full_table_stops_counting_newcomers() {
-        let throttle = FailureThrottle::new()
-            .burst(1)
-            .max_clients(2)
-            .refill_every(Duration::from_secs(60))
-            .build();
+        let throttle = Arc::new(
+            FailureThrottle::new()
+                .burst(1)
+                .max_clients(2)
+                .refill_every(Duration::from_secs(60))
+                .build(),
+        );
         throttle.failed(client(1));
         throttle.failed(client(2));
         for _ in 0..5 {

@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 
 use crate::browser::{redirect_to_sign_in, BrowserSignIn, OriginRule};
 use crate::extract::TokenSource;
-use crate::limit::{SharedThrottle, TokenRateLimits};
+use crate::limit::{LimitCheck, SharedThrottle, TokenRateLimits};
 use crate::policy::AccessPolicy;
 use crate::rate_limit::LimitHeaders;
 use crate::rejection::{is_grpc, Fixed, Refusal, Rejection, RejectionKind, RejectionResponder};
@@ -72,6 +72,29 @@ pub(crate) struct Accepted {
     pub(crate) info: TokenInfo,
     pub(crate) limit_headers: Option<Box<LimitHeaders>>,
 }
+
+/// What the layer decided on a verifier's answer: at once, or once the token's limit is
+/// counted in a shared store (feature `redis`).
+pub(crate) enum Decision {
+    Accepted(Accepted),
+    Refused(Refusal),
+    /// The token's limit is counted in a shared store: the answer arrives in this future,
+    /// to hand to [`Config::limited`].
+    #[cfg(feature = "redis")]
+    Limiting(LimitingFuture),
+}
+
+/// A shared count in flight: the token's info and the store's (or the fallback's) answer.
+pub(crate) type LimitingFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    TokenInfo,
+                    Result<Option<Box<LimitHeaders>>, crate::rejection::Rejection>,
+                ),
+            > + Send,
+    >,
+>;
 
 /// What the layer decided, as the `outcome` label of `protected_endpoint_decisions_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,13 +325,12 @@ impl Config {
     /// The decision on a verifier's answer at `now` (nanoseconds since the Unix epoch): the
     /// token's info if the policy lets it pass (the expiry re-checked), else the refusal.
     /// Then, the token's own rate limit is spent (a refusal) or its fields are kept for the
-    /// answer.
-    pub(crate) fn decide(
-        &self,
-        verdict: Result<TokenInfo, VerifyError>,
-        now: i128,
-    ) -> Result<Accepted, Refusal> {
-        let info = verdict?;
+    /// answer — at once, or, for a limit counted in a shared store, in a future.
+    pub(crate) fn decide(&self, verdict: Result<TokenInfo, VerifyError>, now: i128) -> Decision {
+        let info = match verdict {
+            Ok(info) => info,
+            Err(error) => return Decision::Refused(error.into()),
+        };
         if let Err(denial) = self.policy.check_at_nanos(&info, now) {
             // Who was refused (the refusal's own line says why; it has no token to name).
             tracing::debug!(
@@ -316,11 +338,30 @@ impl Config {
                 name = info.name(),
                 "token refused by the policy"
             );
-            return Err(Refusal::denied(denial, info));
+            return Decision::Refused(Refusal::denied(denial, info));
         }
-        let limit_headers = match self.rate_limits.check(&info) {
+        match self.rate_limits.check(&info) {
+            LimitCheck::Done(counted) => match self.limited(info, counted) {
+                Ok(accepted) => Decision::Accepted(accepted),
+                Err(refusal) => Decision::Refused(refusal),
+            },
+            #[cfg(feature = "redis")]
+            LimitCheck::Pending(pending) => Decision::Limiting(Box::pin(async move {
+                let counted = pending.settle().await;
+                (info, counted)
+            })),
+        }
+    }
+
+    /// The decision on a token the policy let pass, once its limit is counted.
+    pub(crate) fn limited(
+        &self,
+        info: TokenInfo,
+        counted: Result<Option<Box<LimitHeaders>>, crate::rejection::Rejection>,
+    ) -> Result<Accepted, Refusal> {
+        let limit_headers = match counted {
             Ok(limit_headers) => limit_headers,
-            Err(spent) => return Err(Refusal::Denied(spent, info)),
+            Err(refused) => return Err(Refusal::Denied(refused, info)),
         };
         self.count(Outcome::Accepted);
         tracing::debug!(uid = info.uid(), name = info.name(), "accepted request");

@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::Config;
+use super::config::{Accepted, Config, Decision};
 use crate::clock;
 use crate::rate_limit::LimitHeaders;
 use crate::rejection::Refusal;
@@ -53,6 +53,13 @@ pin_project! {
     {
         Verifying {
             verify: VerifyFuture,
+            pending: Option<(S, Request<ReqBody>)>,
+            config: Arc<Config>,
+            from_query: bool,
+        },
+        // A shared store counts the token's limit (feature `redis`; never made without it).
+        Limiting {
+            limiting: super::config::LimitingFuture,
             pending: Option<(S, Request<ReqBody>)>,
             config: Arc<Config>,
             from_query: bool,
@@ -118,6 +125,57 @@ where
     }
 }
 
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    /// The token's limit is being counted in a shared store: `inner` is called once it
+    /// answers.
+    #[cfg(feature = "redis")]
+    pub(crate) fn limiting(
+        limiting: super::config::LimitingFuture,
+        inner: S,
+        request: Request<ReqBody>,
+        config: Arc<Config>,
+        from_query: bool,
+    ) -> Self {
+        Self {
+            state: State::Limiting {
+                limiting,
+                pending: Some((inner, request)),
+                config,
+                from_query,
+            },
+        }
+    }
+}
+
+/// The state after a decision: the inner service called with the request that passed, or
+/// the refusal.
+fn decided<S, ReqBody>(
+    decision: Result<Accepted, Refusal>,
+    (mut inner, mut request): (S, Request<ReqBody>),
+    config: &Config,
+    private_cache: bool,
+) -> State<S, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    match decision {
+        Ok(accepted) => {
+            request.extensions_mut().insert(accepted.info);
+            State::Calling {
+                future: inner.call(request),
+                private_cache,
+                limit_headers: accepted.limit_headers,
+            }
+        }
+        Err(refusal) => State::Refused {
+            response: Some(config.refuse_with(refusal, request)),
+        },
+    }
+}
+
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -137,28 +195,40 @@ where
                     let verdict = ready!(verify.as_mut().poll(cx));
                     // The answer may have taken a while: the expiry is checked now.
                     let now = clock::unix_nanos(SystemTime::now());
-                    let decision = config.decide(verdict, now);
-                    let (mut inner, mut request) = pending
+                    let pending = pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    match decision {
-                        Ok(accepted) => {
-                            request.extensions_mut().insert(accepted.info);
-                            let private_cache = *from_query;
-                            let future = inner.call(request);
-                            this.state.set(State::Calling {
-                                future,
-                                private_cache,
-                                limit_headers: accepted.limit_headers,
+                    let decision = match config.decide(verdict, now) {
+                        Decision::Accepted(accepted) => Ok(accepted),
+                        Decision::Refused(refusal) => Err(refusal),
+                        #[cfg(feature = "redis")]
+                        Decision::Limiting(limiting) => {
+                            let config = Arc::clone(config);
+                            let from_query = *from_query;
+                            this.state.set(State::Limiting {
+                                limiting,
+                                pending: Some(pending),
+                                config,
+                                from_query,
                             });
+                            continue;
                         }
-                        Err(refusal) => {
-                            let response = config.refuse_with(refusal, request);
-                            this.state.set(State::Refused {
-                                response: Some(response),
-                            });
-                        }
-                    }
+                    };
+                    let next = decided(decision, pending, config, *from_query);
+                    this.state.set(next);
+                }
+                StateProj::Limiting {
+                    limiting,
+                    pending,
+                    config,
+                    from_query,
+                } => {
+                    let (info, counted) = ready!(limiting.as_mut().poll(cx));
+                    let pending = pending
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let next = decided(config.limited(info, counted), pending, config, *from_query);
+                    this.state.set(next);
                 }
                 StateProj::Calling {
                     future,
@@ -202,6 +272,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Verifying { .. } => "Verifying",
+            State::Limiting { .. } => "Limiting",
             State::Calling { .. } => "Calling",
             State::Refused { .. } => "Refused",
             State::Done => "Done",

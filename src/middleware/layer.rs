@@ -576,6 +576,32 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         self
     }
 
+    /// Count tokens' rate limits in Redis or Valkey (feature `redis`), shared by every layer,
+    /// gateway and `authz` service pointed at the same store: a token limited to 100 a minute
+    /// gets 100 a minute from the whole fleet, not 100 from each process. The answer to a
+    /// token over its limit is the same `429 rate_limited` with `Retry-After` and the
+    /// `RateLimit` fields as without Redis; a token refused once is refused by this process
+    /// without a round trip until its wait is over. Tokens without a limit never reach Redis.
+    /// When Redis does not answer within [`SharedLimits::wait`](crate::limit::SharedLimits::wait),
+    /// its [`Fallback`](crate::limit::Fallback) decides (see [`SharedLimits`](crate::limit::SharedLimits)).
+    ///
+    /// ```no_run
+    /// use protected_endpoint::limit::SharedLimits;
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer};
+    ///
+    /// let layer = ProtectedEndpointLayer::new(InMemoryTokenStore::new())
+    ///     .shared_limits(SharedLimits::redis("redis://127.0.0.1:6379")?);
+    /// # let _ = layer;
+    /// # Ok::<(), protected_endpoint::limit::SharedLimitsError>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn shared_limits(mut self, limits: crate::limit::SharedLimits) -> Self {
+        self.config_mut().rate_limits =
+            Arc::new(crate::limit::TokenRateLimits::with_shared(limits));
+        self
+    }
+
     /// A throttle shared with other layers (the authority's, so that a scanner's guesses on
     /// any of its routes count against one bucket).
     #[cfg(feature = "authority")]

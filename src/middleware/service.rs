@@ -10,7 +10,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::body::ResponseBody;
-use super::config::{Config, Outcome};
+use super::config::{Config, Decision, Outcome};
 use super::future::{ResponseFuture, VerifyFuture};
 use crate::browser::SessionCookie;
 use crate::clock;
@@ -247,7 +247,7 @@ where
             Ok(verdict) => match self.config.decide(verdict, clock::unix_nanos(now)) {
                 // Decided within `call`: `self.inner` is the service that was polled ready,
                 // and it is called right now, so it needs no clone.
-                Ok(accepted) => {
+                Decision::Accepted(accepted) => {
                     request.extensions_mut().insert(accepted.info);
                     ResponseFuture::called(
                         self.inner.call(request),
@@ -255,7 +255,23 @@ where
                         accepted.limit_headers,
                     )
                 }
-                Err(refusal) => ResponseFuture::refused(&self.config, refusal, request),
+                Decision::Refused(refusal) => {
+                    ResponseFuture::refused(&self.config, refusal, request)
+                }
+                // The token's limit is counted in a shared store: wait for it as for a
+                // verifier, with the service that was polled ready.
+                #[cfg(feature = "redis")]
+                Decision::Limiting(limiting) => {
+                    let clone = self.inner.clone();
+                    let inner = std::mem::replace(&mut self.inner, clone);
+                    ResponseFuture::limiting(
+                        limiting,
+                        inner,
+                        request,
+                        Arc::clone(&self.config),
+                        from_query,
+                    )
+                }
             },
             Err(secret) => {
                 let verifier = Arc::clone(&self.verifier);

@@ -14,6 +14,8 @@ pub mod pg_cluster;
 pub mod postgres;
 #[cfg(unix)]
 pub mod proxies;
+#[cfg(unix)]
+pub mod redis;
 pub mod remote;
 pub mod upstream;
 

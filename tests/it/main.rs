@@ -21,6 +21,8 @@ mod console;
 mod console_browser;
 mod deployments;
 mod file_verifier;
+#[cfg(all(feature = "redis", unix))]
+mod fleet_limits;
 mod gateway;
 mod gateway_streams;
 mod gateway_upgrade;
