@@ -189,7 +189,8 @@ async fn worker_loop(
         }
         let done = Instant::now();
         if sent >= start && done <= end {
-            latencies.push(u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX));
+            latencies
+                .push(u32::try_from(done.duration_since(sent).as_micros()).unwrap_or(u32::MAX));
         }
     }
 }

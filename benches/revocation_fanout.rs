@@ -54,7 +54,9 @@ fn main() {
         Some("authority") => authority(&Flags::parse(&args[1..])),
         Some("follow") => follow(&Flags::parse(&args[1..])),
         None => {
-            eprintln!("revocation_fanout: run through scripts/revocation-fanout.sh (see the file's docs)");
+            eprintln!(
+                "revocation_fanout: run through scripts/revocation-fanout.sh (see the file's docs)"
+            );
             Ok(())
         }
         Some(other) => Err(format!("unknown command {other:?}: authority or follow").into()),
@@ -174,7 +176,9 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
                 break;
             }
             if Instant::now() > connected_by {
-                return Err(format!("only {connected} of {followers} streams ready after 60 s").into());
+                return Err(
+                    format!("only {connected} of {followers} streams ready after 60 s").into(),
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -192,10 +196,9 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
         for (uid, secret) in &victims {
             let now = SystemTime::now();
             let mut pending: Vec<&RemoteVerifier> = verifiers.iter().collect();
-            if pending
-                .iter()
-                .any(|verifier| !matches!(verifier.try_verify_sync(secret.expose(), now), Some(Ok(_))))
-            {
+            if pending.iter().any(|verifier| {
+                !matches!(verifier.try_verify_sync(secret.expose(), now), Some(Ok(_)))
+            }) {
                 return Err("a verifier's cache did not hold the victim before the delete".into());
             }
             let sent = Instant::now();
@@ -219,7 +222,9 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
                     !reached
                 });
                 if sent.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("{} verifiers not reached after 10 s", pending.len()).into());
+                    return Err(
+                        format!("{} verifiers not reached after 10 s", pending.len()).into(),
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }

@@ -320,6 +320,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn recent_revocations_say_whether_any_is_remembered_without_the_lock() {
+        let recent = RecentRevocations::default();
+        let (a, b) = (TokenHash::of_str("a"), TokenHash::of_str("b"));
+        assert!(recent.is_empty());
+        recent.remember(a, Duration::from_secs(60));
+        recent.remember(b, Duration::from_secs(60));
+        assert!(!recent.is_empty() && recent.contains(&a) && recent.contains(&b));
+        recent.forget(&a);
+        assert!(!recent.is_empty() && !recent.contains(&a));
+        recent.forget(&b);
+        assert!(recent.is_empty());
+        // An expired hash is dropped by the next `remember`, and the count follows.
+        recent.remember(a, Duration::ZERO);
+        recent.remember(b, Duration::from_secs(60));
+        recent.forget(&b);
+        assert!(recent.is_empty());
+    }
+
+    #[test]
     fn events_split_anywhere_parse_the_same() {
         let hash = TokenHash::of_str("x");
         let text = format!(
