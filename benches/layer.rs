@@ -97,6 +97,19 @@ fn from_peer(mut request: Request<String>) -> Request<String> {
     request
 }
 
+/// `request` as the crate's server front hands it to the service: with the peer address in
+/// its extensions, as a plain `SocketAddr` and as axum's `ConnectInfo` (`server::Server`
+/// inserts both into every request). The extensions' table then exists before the layer
+/// adds the `TokenInfo`, as it does in a server.
+fn served(mut request: Request<String>) -> Request<String> {
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+    request.extensions_mut().insert(peer);
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    request
+}
+
 fn request(authorization: Option<&HeaderValue>) -> Request<String> {
     let mut request = Request::new(String::new());
     if let Some(value) = authorization {
@@ -393,6 +406,68 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             ours(f.remote_miss.clone()).layer(app()),
             Some(bearer(&f.miss_token)),
             ok,
+        ),
+        // The same requests as a server hands them over (see `served`): what the layer adds
+        // in a real server, where the extensions already hold the peer address.
+        Case::with_requests(
+            rt,
+            "served/no_layer",
+            app(),
+            {
+                let value = bearer(&f.memory_token);
+                move || served(request(Some(&value)))
+            },
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "served/tower_http_bearer",
+            tower_http().layer(app()),
+            {
+                let value = bearer(&f.memory_token);
+                move || served(request(Some(&value)))
+            },
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "served/memory",
+            ours(f.store.clone()).layer(app()),
+            {
+                let value = bearer(&f.memory_token);
+                move || served(request(Some(&value)))
+            },
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "served/static_file",
+            ours(f.file.clone()).layer(app()),
+            {
+                let value = bearer(&f.file_token);
+                move || served(request(Some(&value)))
+            },
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "served/remote_cache_hit",
+            ours(f.remote.clone()).layer(app()),
+            {
+                let value = bearer(&f.user_token);
+                move || served(request(Some(&value)))
+            },
+            ok,
+        ),
+        Case::with_requests(
+            rt,
+            "served/refused/unknown_token",
+            ours(f.store.clone()).layer(app()),
+            {
+                let value = bearer(&unknown);
+                move || served(request(Some(&value)))
+            },
+            unauthorized,
         ),
         Case::with_requests(
             rt,

@@ -2,7 +2,7 @@
 //! `ok`, behind the protection chosen with `--mode`.
 //!
 //! ```text
-//! cargo run --release --example load_server --features file,remote,authority -- \
+//! cargo run --release -p protected-endpoint-examples --example load_server --features load -- \
 //!     --mode memory --addr 127.0.0.1:0
 //! ```
 //!

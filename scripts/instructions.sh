@@ -41,6 +41,12 @@ cases=(
     refused/static_file/unknown_token
     refused/remote/bad_checksum
     refused/remote/unknown_token_cached
+    served/no_layer
+    served/tower_http_bearer
+    served/memory
+    served/static_file
+    served/remote_cache_hit
+    served/refused/unknown_token
 )
 
 # CASES picks some (an older bench binary lacks the newer cases).

@@ -23,7 +23,6 @@ DURATION="${DURATION:-5s}"
 ROUNDS="${ROUNDS:-5}"
 CONNECTIONS="${CONNECTIONS:-128}"
 EXTRAS="${EXTRAS:-1}"
-FEATURES=file,remote,authority
 
 if ! command -v wrk >/dev/null; then
     echo "load.sh: installing wrk" >&2
@@ -34,7 +33,9 @@ fi
 # SERVER_BIN lets a second checkout's server run under this script (before/after comparisons);
 # COMPARE_BIN adds a second server binary, driven beside the first in every round.
 if [[ -z "${SERVER_BIN:-}" ]]; then
-    cargo build --quiet --release --example load_server --features "$FEATURES"
+    # The load server is an example of the examples package (examples/), with its `load`
+    # feature (the file, remote and authority verifiers and tower-http's bearer check).
+    cargo build --quiet --release -p protected-endpoint-examples --example load_server --features load
     SERVER_BIN=target/release/examples/load_server
 fi
 bins=("$SERVER_BIN")

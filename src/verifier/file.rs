@@ -108,6 +108,11 @@ struct State {
 #[derive(Default)]
 struct TokenSet {
     by_hash: HashMap<TokenHash, Arc<Entry>, DigestHashing>,
+    /// How many tokens (not secrets: a rerolled token in its grace period has two), counted
+    /// once when the set is built: `status()` and `len()` are asked while serving (a health
+    /// check, a reload watcher), and walking every entry each time would pull the whole set
+    /// through the cache of the core that serves requests.
+    tokens: usize,
 }
 
 struct Entry {
@@ -148,15 +153,16 @@ impl TokenSet {
                 }),
             );
         }
-        Self { by_hash }
+        let tokens = by_hash
+            .values()
+            .filter(|entry| entry.valid_until.is_none())
+            .count();
+        Self { by_hash, tokens }
     }
 
     /// How many tokens (not secrets: a rerolled token in its grace period has two).
     fn tokens(&self) -> usize {
-        self.by_hash
-            .values()
-            .filter(|entry| entry.valid_until.is_none())
-            .count()
+        self.tokens
     }
 }
 

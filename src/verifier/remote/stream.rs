@@ -9,7 +9,7 @@
 //! the one verifier of a process follows the stream and 0 while it reconnects.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,9 +34,14 @@ const MAX_LINE: usize = 4096;
 
 /// Hashes revoked lately, so that an introspection answer already on its way when the
 /// revocation arrived is not cached as active. Kept for as long as a cached answer may live.
+///
+/// Asked on every request of the cache's fast path, and empty nearly always: `is_empty`
+/// reads a count kept beside the map (changed under its lock), so that path takes no lock.
 #[derive(Default)]
 pub(super) struct RecentRevocations {
     hashes: Mutex<HashMap<TokenHash, Instant>>,
+    /// `hashes.len()`, written under the lock after each change.
+    len: AtomicUsize,
 }
 
 impl RecentRevocations {
@@ -45,6 +50,7 @@ impl RecentRevocations {
         let mut hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
         hashes.retain(|_, until| *until > now);
         hashes.insert(hash, now + keep_for);
+        self.len.store(hashes.len(), Ordering::SeqCst);
     }
 
     pub(super) fn contains(&self, hash: &TokenHash) -> bool {
@@ -58,13 +64,13 @@ impl RecentRevocations {
     pub(super) fn forget(&self, hash: &TokenHash) {
         let mut hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
         hashes.remove(hash);
+        self.len.store(hashes.len(), Ordering::SeqCst);
     }
 
+    /// Whether no hash is remembered: a count written after the map changed, so a request
+    /// that begins after `remember` returned sees the hash (then `contains` takes the lock).
     pub(super) fn is_empty(&self) -> bool {
-        self.hashes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
+        self.len.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -312,6 +318,25 @@ pub(super) fn default_url(endpoint: &reqwest::Url) -> Option<reqwest::Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_revocations_say_whether_any_is_remembered_without_the_lock() {
+        let recent = RecentRevocations::default();
+        let (a, b) = (TokenHash::of_str("a"), TokenHash::of_str("b"));
+        assert!(recent.is_empty());
+        recent.remember(a, Duration::from_secs(60));
+        recent.remember(b, Duration::from_secs(60));
+        assert!(!recent.is_empty() && recent.contains(&a) && recent.contains(&b));
+        recent.forget(&a);
+        assert!(!recent.is_empty() && !recent.contains(&a));
+        recent.forget(&b);
+        assert!(recent.is_empty());
+        // An expired hash is dropped by the next `remember`, and the count follows.
+        recent.remember(a, Duration::ZERO);
+        recent.remember(b, Duration::from_secs(60));
+        recent.forget(&b);
+        assert!(recent.is_empty());
+    }
 
     #[test]
     fn events_split_anywhere_parse_the_same() {
