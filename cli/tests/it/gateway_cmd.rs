@@ -16,6 +16,8 @@ use crate::common::metrics::scrape_until;
 use crate::common::program::{create_token, exits_2_naming, BadStart, Program};
 use crate::common::proxies::echoed;
 use crate::common::serve::TokenServer;
+use crate::common::upstream::pb::streaming_client::StreamingClient;
+use crate::common::upstream::pb::SplitRequest;
 use crate::common::upstream::Upstream;
 
 /// A token file with `ci` (scope api, deployment summarize) and `translator` (deployment
@@ -413,4 +415,58 @@ async fn a_deleted_token_is_refused_within_a_second_when_following_an_authority(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!gateway.stderr().contains(&service_token));
+}
+
+/// A `Split` call with `token` in its metadata (if any): the chunks' texts, or the status.
+async fn split(base: &str, text: &str, token: Option<&str>) -> Result<Vec<String>, tonic::Status> {
+    use futures_util::StreamExt;
+    let channel = tonic::transport::Endpoint::from_shared(base.to_owned())
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(SplitRequest {
+        text: text.to_owned(),
+        count: 2,
+    });
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    let chunks = StreamingClient::new(channel).split(request).await?;
+    Ok(chunks
+        .into_inner()
+        .map(|chunk| chunk.unwrap().text)
+        .collect()
+        .await)
+}
+
+#[tokio::test]
+async fn a_grpc_service_over_h2c_is_reached_only_with_a_valid_token() {
+    let dir = TempDir::new().unwrap();
+    let tokens = tokens(dir.path());
+    let upstream = Upstream::start().await;
+    let gateway = gateway(
+        dir.path(),
+        upstream.base(),
+        &["--upstream-protocol", "h2c", "--deployment", "summarize"],
+        &[],
+    );
+
+    let chunks = split(&gateway.base, "a", Some(&tokens.ci)).await.unwrap();
+    assert_eq!(chunks, ["a#0", "a#1"]);
+    let identity = split(&gateway.base, "identity", Some(&tokens.ci))
+        .await
+        .unwrap();
+    assert!(
+        identity.contains(&"x-protected-endpoint-name=ci".to_owned()),
+        "{identity:?}"
+    );
+    let refused = split(&gateway.base, "a", None).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = split(&gateway.base, "a", Some(&tokens.translator))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }
