@@ -146,6 +146,12 @@ impl PostgresStore {
     fn sql(&self) -> &SqlStore<PostgresDialect> {
         &self.sql
     }
+
+    /// [`TokenStore::load_index`](super::TokenStore::load_index): the
+    /// [`sql::IndexQueries`] through sqlx, in one snapshot.
+    async fn bulk_index(&self) -> Result<super::TokenIndex, StoreError> {
+        self.sql.read_index().await
+    }
 }
 
 /// PostgreSQL's side of the SQL store: many processes write at once, so rows are locked

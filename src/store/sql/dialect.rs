@@ -133,6 +133,12 @@ macro_rules! migrations {
                 sql: sql_file!($dir, "0003_name_keys_sessions_deployments.sql"),
                 after_name_keys: Some(sql_file!($dir, "0003_name_keys_unique.sql")),
             },
+            $crate::store::sql::Migration {
+                version: 4,
+                name: "replaced secrets by hash",
+                sql: sql_file!($dir, "0004_previous_hash_index.sql"),
+                after_name_keys: None,
+            },
         ]
     }};
 }

@@ -18,7 +18,7 @@ use sqlx::{
 use super::dialect::{Conn, Dialect, Notice};
 use super::row::{self, Encoded, Field, RawRow, TOKEN_COLUMNS};
 use super::{
-    assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
+    index_hash, managing_row, IndexQueries, assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
     latest_uses, legacy_range, like_pattern, migration_failed, partition_import, root_first,
     schema_too_new, session_exists, split_time, sql_count, unavailable, unique_violation,
     write_error, Unique,
@@ -26,7 +26,7 @@ use super::{
 use crate::record::{ApiToken, TokenEntry};
 use crate::store::{
     checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
-    StoredSession, TokenPage, TokenUse,
+    StoredSession, TokenIndex, TokenPage, TokenUse,
 };
 use crate::token::TokenHash;
 
@@ -247,6 +247,65 @@ where
             entries.push(self.decode(&found)?);
         }
         Ok(entries)
+    }
+
+    /// [`TokenStore::load_index`](crate::store::TokenStore::load_index) through sqlx: the
+    /// [`IndexQueries`] in one read snapshot, a column or five a row.
+    pub(crate) async fn read_index(&self) -> Result<TokenIndex, StoreError> {
+        let now = Utc::now();
+        let queries = IndexQueries::at(now);
+        let mut tx = self.reader.begin().await.map_err(|e| self.error(e))?;
+        if !D::READ_SNAPSHOT.is_empty() {
+            sqlx::query(D::READ_SNAPSHOT)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let mut index = TokenIndex::default();
+        for sql in [queries.hashes, queries.previous.as_str()] {
+            let mut rows = sqlx::query(sql).fetch(&mut *tx);
+            while let Some(found) = rows.try_next().await.map_err(|e| self.error(e))? {
+                let bytes: Vec<u8> = found.try_get(0).map_err(|e| self.error(e))?;
+                index.hashes.push(index_hash(&self.describe, &bytes)?);
+            }
+        }
+        let found = sqlx::query(queries.managing)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        for found in &found {
+            let get = |e| self.error(e);
+            let uid: String = found.try_get(0).map_err(get)?;
+            let scopes: String = found.try_get(1).map_err(get)?;
+            let enabled: bool = found.try_get(2).map_err(get)?;
+            let expires_s: Option<i64> = found.try_get(3).map_err(get)?;
+            let expires_ns: Option<i64> = found.try_get(4).map_err(get)?;
+            index
+                .managing
+                .extend(managing_row(uid, &scopes, enabled, (expires_s, expires_ns), now));
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(index)
+    }
+
+    /// The entry whose current or replaced secret hashes to `hash`, checked (both columns
+    /// are indexed).
+    pub(crate) async fn find_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let mut select = Self::select_tokens();
+        select
+            .push("WHERE hash = ")
+            .push_bind(hash.as_bytes().as_slice())
+            .push(" OR previous_hash = ")
+            .push_bind(hash.as_bytes().as_slice())
+            .push(" LIMIT 1");
+        let found = D::build(&mut select)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.error(e))?;
+        found.map(|found| self.decode(&found)).transpose()
     }
 
     /// Reads the entry with this uid (locking its row where rows are locked), changes it with
@@ -843,6 +902,19 @@ macro_rules! forward_token_store {
                 &self,
             ) -> Result<Vec<$crate::record::TokenEntry>, $crate::store::StoreError> {
                 self.sql().load_all().await
+            }
+
+            async fn load_index(
+                &self,
+            ) -> Result<$crate::store::TokenIndex, $crate::store::StoreError> {
+                self.bulk_index().await
+            }
+
+            async fn find_by_hash(
+                &self,
+                hash: &$crate::token::TokenHash,
+            ) -> Result<Option<$crate::record::TokenEntry>, $crate::store::StoreError> {
+                self.sql().find_by_hash(hash).await
             }
 
             async fn import(
