@@ -8,7 +8,8 @@
 # and each start is timed from the process's start until the first introspection answered
 # `"active": true` for the admin token (with the admin token as the caller), polled every
 # 10 ms. Resident memory is read from /proc when it answers: VmRSS (now) and VmHWM (the peak,
-# loading included).
+# loading included); and the CPU time the server used until then (user + system), which a
+# loaded machine inflates far less than the wall-clock time.
 #
 #   scripts/restart.sh                                   (SQLite, 100k and 1M)
 #   BACKEND=postgres scripts/restart.sh                  (a database of its own on TEST_DATABASE_URL's server)
@@ -62,7 +63,7 @@ EOF
 now() { date +%s.%N; }
 
 # Starts serve with "$@", waits until the admin token introspects as active; prints
-# "seconds rss_kib hwm_kib".
+# "seconds rss_kib hwm_kib cpu_seconds".
 start_and_time() {
     local log="$work/serve.log" t0 t1 admin status
     t0="$(now)"
@@ -90,13 +91,18 @@ start_and_time() {
     local rss hwm
     rss="$(awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status")"
     hwm="$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")"
+    local ticks cpu
+    # utime and stime, fields 14 and 15 (the command name, field 2, holds no space here).
+    ticks="$(awk '{print $14 + $15}' "/proc/$server_pid/stat")"
+    cpu="$(echo "scale=2; $ticks / $(getconf CLK_TCK)" | bc)"
     kill -TERM "$server_pid"
     wait "$server_pid" || true
     server_pid=""
-    echo "$(echo "$t1 - $t0" | bc) $rss $hwm"
+    echo "$(echo "$t1 - $t0" | bc) $rss $hwm $cpu"
 }
 
-printf '%-9s %-8s %-10s %9s %10s %10s  %s\n' size backend start seconds "rss MiB" "peak MiB" load
+printf '%-9s %-8s %-12s %9s %9s %10s %10s  %s\n' size backend start seconds "cpu s" "rss MiB" \
+    "peak MiB" load
 for size in $SIZES; do
     generate "$size" "$work/tokens.json"
     case "$BACKEND" in
@@ -113,9 +119,9 @@ for size in $SIZES; do
     esac
     rm -f "$work/admin"
     report() {
-        read -r seconds rss hwm <<<"$2"
-        printf '%-9s %-8s %-10s %9.2f %10d %10d  %s\n' "$size" "$BACKEND" "$1" "$seconds" \
-            $((rss / 1024)) $((hwm / 1024)) "$(uptime | sed 's/.*load average: //')"
+        read -r seconds rss hwm cpu <<<"$2"
+        printf '%-9s %-8s %-12s %9.2f %9.2f %10d %10d  %s\n' "$size" "$BACKEND" "$1" "$seconds" \
+            "$cpu" $((rss / 1024)) $((hwm / 1024)) "$(uptime | sed 's/.*load average: //')"
     }
     report first+import "$(start_and_time "${store[@]}" --import "$work/tokens.json" \
         --mint-admin --admin-token-file "$work/admin")"

@@ -31,7 +31,12 @@ pub(super) fn spawn(
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(alive);
     let weak = Arc::downgrade(&authority.inner);
-    tokio::spawn(follow_changes(weak.clone(), feed, dropped.clone(), load_first));
+    tokio::spawn(follow_changes(
+        weak.clone(),
+        feed,
+        dropped.clone(),
+        load_first,
+    ));
     tokio::spawn(flush_uses(weak, flush_every, dropped));
 }
 
@@ -148,7 +153,6 @@ impl Authority {
         let started = std::time::Instant::now();
         let index = self.inner.store.load_index().await?;
         self.inner.tokens.load(index);
-        tracing::debug!(elapsed = ?started.elapsed(), secrets = self.inner.tokens.len(), "tokens loaded");
         let _ = self.inner.revocations.send(RevocationEvent::Resync);
         self.count_tokens();
         *self
@@ -158,8 +162,9 @@ impl Authority {
             .unwrap_or_else(PoisonError::into_inner) = None;
         if !self.inner.current.swap(true, Ordering::SeqCst) {
             tracing::info!(
-                tokens = self.inner.tokens.len(),
-                "tokens reloaded: serving again"
+                secrets = self.inner.tokens.len(),
+                elapsed = ?started.elapsed(),
+                "tokens loaded: serving"
             );
         }
         Ok(())

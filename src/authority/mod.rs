@@ -564,8 +564,13 @@ impl AuthorityBuilder {
         let feed = self.store.watch().await?;
         let tokens = TokenReadModel::new(Arc::clone(&self.store), self.cache_capacity);
         let throttle = self.throttle.map(|throttle| Arc::new(throttle.build()));
-        let authority =
-            Authority::assemble(self.store, tokens, self.user, self.organization, throttle);
+        let authority = Authority::assemble(
+            self.store,
+            tokens,
+            (self.user, self.organization),
+            throttle,
+            false,
+        );
         authority.mark_stale("loading the tokens from the store".into());
         Ok((authority, feed, self.use_flush_interval))
     }
@@ -575,15 +580,15 @@ impl Authority {
     fn assemble(
         store: Arc<dyn TokenStore>,
         tokens: TokenReadModel,
-        user: User,
-        organization: Organization,
+        (user, organization): (User, Organization),
         throttle: Option<SharedThrottle>,
+        current: bool,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 tokens,
-                current: AtomicBool::new(true),
+                current: AtomicBool::new(current),
                 stale_reason: Mutex::new(None),
                 revocations: broadcast::channel(REVOCATION_BACKLOG).0,
                 closing: watch::channel(0).0,
@@ -628,9 +633,12 @@ impl Authority {
         Self::assemble(
             Arc::new(store.clone()),
             TokenReadModel::complete(store),
-            User::new("admin", "admin@localhost"),
-            Organization::new("default", "default"),
+            (
+                User::new("admin", "admin@localhost"),
+                Organization::new("default", "default"),
+            ),
             Some(Arc::new(FailureThrottle::new().build())),
+            true,
         )
     }
 

@@ -162,11 +162,17 @@ impl TokenReadModel {
     }
 
     fn known(&self) -> std::sync::RwLockReadGuard<'_, HashSet<TokenHash, DigestHashing>> {
-        self.inner.known.read().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .known
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn known_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<TokenHash, DigestHashing>> {
-        self.inner.known.write().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .known
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces everything with `index` (a start, or a reload after the change feed came

@@ -221,7 +221,10 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenEntry>, StoreError> {
         let entries = self.load_all().await?;
         Ok(entries.into_iter().find(|entry| {
-            entry.hash == *hash || entry.previous.is_some_and(|previous| previous.hash == *hash)
+            entry.hash == *hash
+                || entry
+                    .previous
+                    .is_some_and(|previous| previous.hash == *hash)
         }))
     }
 

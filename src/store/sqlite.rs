@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
-    SqliteSynchronous,
-};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteQueryResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::sql::{self, Dialect, Encoded, Migration, Notice, SqlStore};
@@ -198,7 +197,11 @@ fn read_index(path: &Path, describe: &str) -> Result<super::TokenIndex, StoreErr
         let mut statement = tx.prepare(query).map_err(error)?;
         let mut rows = statement.query([]).map_err(error)?;
         while let Some(row) = rows.next().map_err(error)? {
-            let bytes = row.get_ref(0).map_err(error)?.as_blob().map_err(|e| error(e.into()))?;
+            let bytes = row
+                .get_ref(0)
+                .map_err(error)?
+                .as_blob()
+                .map_err(|e| error(e.into()))?;
             index.hashes.push(sql::index_hash(describe, bytes)?);
         }
     }
@@ -327,7 +330,9 @@ impl Dialect for SqliteDialect {
         Ok(Box::pin(futures_util::stream::pending()))
     }
 
-    fn build<'a, 'q>(query: &'a mut QueryBuilder<'q, Sqlite>) -> Query<'a, Sqlite, SqliteArguments<'a>> {
+    fn build<'a, 'q>(
+        query: &'a mut QueryBuilder<'q, Sqlite>,
+    ) -> Query<'a, Sqlite, SqliteArguments<'a>> {
         query.build()
     }
 

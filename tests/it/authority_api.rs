@@ -485,7 +485,11 @@ async fn the_data_file_is_the_running_authoritys_alone() {
         .expect_err("the file is locked");
     assert!(refused.to_string().contains("locked"), "{refused}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    assert!(protected_endpoint::TokenVerifier::verify(authority.tokens(), &admin.secret).await.is_ok());
+    assert!(
+        protected_endpoint::TokenVerifier::verify(authority.tokens(), &admin.secret)
+            .await
+            .is_ok()
+    );
 
     // Once the authority is gone, the file is free again.
     drop(authority);
@@ -590,7 +594,15 @@ async fn a_control_character_in_any_query_parameter_is_a_400_naming_it() {
         assert!(message.contains(named), "{path}: {message}");
     }
     // Nothing was deleted or disabled; what is not a control character is searched as ever.
-    assert!(server.authority.get(&admin_uid).await.unwrap().unwrap().enabled);
+    assert!(
+        server
+            .authority
+            .get(&admin_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
     for search in ["%20admin", "adm%C3%AFn", "%E2%80%8B"] {
         let page = server.list(&format!("search={search}")).await;
         assert!(page["total"].is_u64(), "{page}");

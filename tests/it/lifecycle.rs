@@ -918,10 +918,8 @@ async fn every_call_by_uid_answers_from_the_store_when_the_read_model_has_not_he
             .deployments(DeploymentAccess::only(["summarize"]).unwrap());
         let (created, entry) = new.mint_entry(chrono::Utc::now()).unwrap();
         store.insert(entry).await.unwrap();
-        let unheard = protected_endpoint::TokenVerifier::verify(
-            server.authority.tokens(),
-            &created.secret,
-        );
+        let unheard =
+            protected_endpoint::TokenVerifier::verify(server.authority.tokens(), &created.secret);
         assert!(unheard.await.is_err(), "the read model has not heard of it");
         (created.token.uid, created.secret.expose().to_owned())
     };

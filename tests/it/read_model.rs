@@ -125,7 +125,10 @@ async fn a_replica_still_loading_answers_503_then_what_the_store_holds() {
     let (_, admin) = stored(&inner, NewToken::new("admin").scopes(all_scopes())).await;
     let (_, kept) = stored(&inner, NewToken::new("kept").scopes([Scope::API])).await;
     let (gone_uid, gone) = stored(&inner, NewToken::new("gone").scopes([Scope::API])).await;
-    TokenStore::delete(&inner, &gone_uid).await.unwrap().unwrap();
+    TokenStore::delete(&inner, &gone_uid)
+        .await
+        .unwrap()
+        .unwrap();
     let store = Arc::new(GatedLoad {
         inner,
         gate: Semaphore::new(0),
@@ -150,13 +153,21 @@ async fn a_replica_still_loading_answers_503_then_what_the_store_holds() {
     }
     assert_eq!(
         readyz().await,
-        (StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready"}))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not ready"})
+        )
     );
     let (status, page) = server
         .send(server.sdk(reqwest::Method::GET, "/api/v1/api_tokens", admin.expose()))
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{page}");
-    let healthz = server.http.get(server.url("/healthz")).send().await.unwrap();
+    let healthz = server
+        .http
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(healthz.status(), StatusCode::OK);
 
     store.gate.add_permits(1);
@@ -180,12 +191,18 @@ async fn a_replica_still_loading_answers_503_then_what_the_store_holds() {
 #[derive(Debug, Clone)]
 enum Op {
     /// A new token: a child of an earlier one (when it is still stored), already expired.
-    Create { parent: Option<usize>, expired: bool },
+    Create {
+        parent: Option<usize>,
+        expired: bool,
+    },
     Delete(usize),
     Disable(usize),
     Enable(usize),
     /// With a grace period for the replaced secret, or none.
-    Reroll { at: usize, grace: bool },
+    Reroll {
+        at: usize,
+        grace: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -219,7 +236,11 @@ fn answer(verified: Result<TokenInfo, VerifyError>) -> Answer {
 /// checks every secret handed out so far (and one never handed out) against the store.
 async fn read_model_agrees_with_the_store(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path().join("tokens.db")).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("tokens.db"))
+            .await
+            .unwrap(),
+    );
     let authority = Authority::builder(store.clone())
         .cache_capacity(2)
         .build()
@@ -273,7 +294,9 @@ async fn read_model_agrees_with_the_store(ops: Vec<Op>) {
         }
         // The store's answers: every record it holds, in a store that keeps them all.
         let reference = InMemoryTokenStore::new();
-        reference.replace_all(store.load_all().await.unwrap()).unwrap();
+        reference
+            .replace_all(store.load_all().await.unwrap())
+            .unwrap();
         for secret in &secrets {
             let expected = answer(reference.verify_sync(secret));
             let got = answer(authority.tokens().verify(secret).await);

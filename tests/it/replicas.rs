@@ -190,7 +190,11 @@ async fn a_delete_sent_at_once_to_a_replica_that_has_not_caught_up_is_never_lost
         for replica in [a, b] {
             within(async || !active(replica, secret).await).await;
             let token = protected_endpoint::TokenSecret::new(secret.clone());
-            assert!(protected_endpoint::TokenVerifier::verify(replica.authority.tokens(), &token).await.is_err());
+            assert!(
+                protected_endpoint::TokenVerifier::verify(replica.authority.tokens(), &token)
+                    .await
+                    .is_err()
+            );
         }
     }
 }

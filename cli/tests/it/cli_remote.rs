@@ -15,9 +15,9 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use common::authority::AuthorityServer;
-use protected_endpoint::store::ListQuery;
 use common::cli::{run_async, stderr, stdout, API_TOKEN_ENV as ENV};
 use common::{serve, Server};
+use protected_endpoint::store::ListQuery;
 use protected_endpoint::NewToken;
 use protected_endpoint::Scope;
 use reqwest::StatusCode;
@@ -122,7 +122,13 @@ async fn create_prints_the_secret_once_and_the_authority_stores_the_token_as_sen
     assert_eq!(token["scopes"], serde_json::json!(["api"]));
     assert_eq!(token["deployments"], serde_json::json!(["summarize"]));
     assert!(token["expired_at"].is_string());
-    let stored = fx.server.authority.get(&uid).await.unwrap().expect("stored");
+    let stored = fx
+        .server
+        .authority
+        .get(&uid)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(stored.name, "ci");
     assert!(stored.deployments.allows("summarize") && !stored.deployments.allows("other"));
     assert!(stored.expires_at.is_some());
@@ -221,7 +227,10 @@ async fn list_reads_every_page_and_searches() {
         .collect();
     assert!(uids.len() > 150);
     assert_eq!(uids.len(), authority.tokens().len());
-    assert_eq!(uids.iter().cloned().collect::<HashSet<_>>(), fx.uids().await);
+    assert_eq!(
+        uids.iter().cloned().collect::<HashSet<_>>(),
+        fx.uids().await
+    );
     let bulk = fx.ok_json(&["list", "--search", "bulk-"]).await;
     assert_eq!(bulk.as_array().unwrap().len(), 150);
     // The text table: a header and one row per token.
@@ -293,7 +302,15 @@ async fn a_wrong_api_token_changes_nothing() {
         .unwrap();
     let message = refusal["error_description"].as_str().unwrap();
 
-    let admin_uid = fx.server.authority.list(&ListQuery::all()).await.unwrap().tokens[0].uid.clone();
+    let admin_uid = fx
+        .server
+        .authority
+        .list(&ListQuery::all())
+        .await
+        .unwrap()
+        .tokens[0]
+        .uid
+        .clone();
     for args in [
         vec!["list"],
         vec!["create", "--name", "intruder", "--scope", "api"],
@@ -467,7 +484,15 @@ async fn a_redirect_is_not_followed_so_the_api_token_goes_nowhere_else() {
 async fn a_wrong_base_url_is_not_taken_for_no_such_token() {
     // A real authority, under the wrong prefix: a bare 404 is not "no such token".
     let fx = Fixture::start().await;
-    let admin_uid = fx.server.authority.list(&ListQuery::all()).await.unwrap().tokens[0].uid.clone();
+    let admin_uid = fx
+        .server
+        .authority
+        .list(&ListQuery::all())
+        .await
+        .unwrap()
+        .tokens[0]
+        .uid
+        .clone();
     let wrong_base = fx.server.url("/prefix");
     let output = run_async(
         &["token", "get", "--endpoint", &wrong_base, &admin_uid],

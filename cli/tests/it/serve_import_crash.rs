@@ -90,7 +90,10 @@ async fn a_kill_9_in_the_middle_of_an_import_keeps_exactly_the_reported_batches(
         let line = heard
             .recv_timeout(Duration::from_secs(300))
             .expect("serve reports each batch of the import");
-        assert!(!line.contains("imported "), "finished before the kill: {line}");
+        assert!(
+            !line.contains("imported "),
+            "finished before the kill: {line}"
+        );
         if let Some(stored) = reported(&line) {
             break stored;
         }
@@ -105,7 +108,11 @@ async fn a_kill_9_in_the_middle_of_an_import_keeps_exactly_the_reported_batches(
     let stored: HashSet<String> = page.tokens.into_iter().map(|t| t.uid).collect();
     // Every reported token; and whole batches only: the one being written when the process
     // died is there whole (committed, not yet reported) or not at all.
-    assert!(stored.len() >= acknowledged, "{} < {acknowledged}", stored.len());
+    assert!(
+        stored.len() >= acknowledged,
+        "{} < {acknowledged}",
+        stored.len()
+    );
     assert_eq!(stored.len() % IMPORT_BATCH, 0, "a batch kept in part");
     let first: HashSet<String> = uids[..stored.len()].iter().cloned().collect();
     assert_eq!(stored, first, "the file's first tokens, in order");

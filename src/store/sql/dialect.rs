@@ -76,7 +76,8 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Vec<TokenEntry>, StoreError>> + Send;
 
     /// The change feed of [`TokenStore::watch`](crate::store::TokenStore::watch).
-    fn watch(store: &SqlStore<Self>) -> impl Future<Output = Result<ChangeFeed, StoreError>> + Send;
+    fn watch(store: &SqlStore<Self>)
+        -> impl Future<Output = Result<ChangeFeed, StoreError>> + Send;
 
     // Plumbing: what sqlx 0.8 offers each driver but not over any `Database`.
 
@@ -111,7 +112,13 @@ macro_rules! migrations {
     ($dir:literal) => {{
         macro_rules! sql_file {
             ($d:literal, $file:literal) => {
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $d, "/", $file))
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/migrations/",
+                    $d,
+                    "/",
+                    $file
+                ))
             };
         }
         &[
