@@ -68,7 +68,10 @@ async fn run(server: &str, rounds: usize) {
     for n in 0..rounds {
         let created = a.create(NewToken::new(format!("bench {n}"))).await.unwrap();
         let started = Instant::now();
-        while b.tokens().verify_sync(&created.secret).is_err() {
+        while protected_endpoint::TokenVerifier::verify(b.tokens(), &created.secret)
+            .await
+            .is_err()
+        {
             tokio::task::yield_now().await;
         }
         replicated.push(started.elapsed());
@@ -82,7 +85,11 @@ async fn run(server: &str, rounds: usize) {
         let deleted = started.elapsed();
         let mut seen_on_a = None;
         loop {
-            if seen_on_a.is_none() && a.tokens().verify_sync(&created.secret).is_err() {
+            if seen_on_a.is_none()
+                && protected_endpoint::TokenVerifier::verify(a.tokens(), &created.secret)
+                    .await
+                    .is_err()
+            {
                 seen_on_a = Some(started.elapsed());
             }
             if verifier.verify(&created.secret).await.is_err() {

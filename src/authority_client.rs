@@ -181,7 +181,7 @@ impl std::error::Error for ClientError {
 ///
 /// let client = AuthorityClient::new(&endpoint, admin.secret.expose()).unwrap();
 /// let created = client.create(&NewToken::new("ci").scope(Scope::API)).await.unwrap();
-/// assert!(authority.tokens().verify_sync(&created.secret).is_ok());
+/// assert!(authority.tokens().verify(&created.secret).await.is_ok());
 ///
 /// let listed = client.list(Some("ci")).await.unwrap();
 /// assert_eq!(listed.len(), 1);

@@ -43,7 +43,7 @@ const DEFAULT_PAGE: usize = 20;
 /// sends), a valid token's refused changes audited, the authority's shared throttle.
 pub(super) fn management_layer(
     authority: &Authority,
-) -> ProtectedEndpointLayer<crate::store::memory::InMemoryTokenStore> {
+) -> ProtectedEndpointLayer<super::TokenReadModel> {
     ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
@@ -449,21 +449,17 @@ pub(super) async fn delete_token(
 }
 
 /// The token with this uid when `caller` may change it ([`Grant::change`]): 404 when there
-/// is none, 403 (audited) when the caller may not. Read from the read model, or from the
-/// store when the read model does not know the uid yet: a token just created through
-/// another replica, whose `Created` change is still on its way, is the store's already, and
-/// a 404 would tell the client it is gone when it is not. (The change itself then teaches
-/// the read model, as that `Created` change would.)
+/// is none, 403 (audited) when the caller may not. Read from the store (the read model keeps
+/// no records by uid): a token just created through another replica, whose `Created` change
+/// is still on its way, is the store's already, and a 404 would tell the client it is gone
+/// when it is not.
 async fn managed_target(
     authority: &Authority,
     caller: &TokenInfo,
     uid: &str,
     method_path: (&str, &str),
 ) -> Result<ApiToken, ApiError> {
-    let target = match authority.tokens().get(uid) {
-        Some(target) => target,
-        None => authority.get(uid).await?.ok_or_else(ApiError::not_found)?,
-    };
+    let target = authority.get(uid).await?.ok_or_else(ApiError::not_found)?;
     Grant::by(caller).change(&target).map_err(|refusal| {
         let (method, path) = method_path;
         ApiError::from(refusal).audited(caller, method, path)

@@ -14,8 +14,14 @@ use crate::store::{Change, ChangeFeed};
 /// The longest wait between two attempts to reload the tokens after the feed came back.
 const MAX_RELOAD_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Starts both tasks. They hold the authority weakly and end when its last clone is dropped.
-pub(super) fn spawn(authority: &Authority, feed: ChangeFeed, flush_every: Duration) {
+/// Starts both tasks (the follower loading the tokens first when `load_first`). They hold the
+/// authority weakly and end when its last clone is dropped.
+pub(super) fn spawn(
+    authority: &Authority,
+    feed: ChangeFeed,
+    flush_every: Duration,
+    load_first: bool,
+) {
     let (alive, dropped) = watch::channel(());
     // The sender lives in a field nobody reads: dropping the authority drops it, which wakes
     // both tasks to end.
@@ -25,7 +31,12 @@ pub(super) fn spawn(authority: &Authority, feed: ChangeFeed, flush_every: Durati
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = Some(alive);
     let weak = Arc::downgrade(&authority.inner);
-    tokio::spawn(follow_changes(weak.clone(), feed, dropped.clone()));
+    tokio::spawn(follow_changes(
+        weak.clone(),
+        feed,
+        dropped.clone(),
+        load_first,
+    ));
     tokio::spawn(flush_uses(weak, flush_every, dropped));
 }
 
@@ -33,7 +44,16 @@ fn upgrade(weak: &Weak<Inner>) -> Option<Authority> {
     weak.upgrade().map(|inner| Authority { inner })
 }
 
-async fn follow_changes(weak: Weak<Inner>, mut feed: ChangeFeed, mut dropped: watch::Receiver<()>) {
+async fn follow_changes(
+    weak: Weak<Inner>,
+    mut feed: ChangeFeed,
+    mut dropped: watch::Receiver<()>,
+    load_first: bool,
+) {
+    if load_first {
+        // The feed was subscribed to before: what changes while loading waits in it.
+        reload(&weak, &mut dropped).await;
+    }
     loop {
         let change = tokio::select! {
             change = feed.next() => change,
@@ -127,14 +147,12 @@ impl Authority {
             .unwrap_or_else(PoisonError::into_inner) = Some(reason);
     }
 
-    /// Replaces the read model with the store's tokens and tells listeners to resync.
+    /// Loads the store's index into the read model (emptying its cache) and tells listeners
+    /// to resync.
     pub(super) async fn reload(&self) -> Result<(), crate::store::StoreError> {
-        let entries = self.inner.store.load_all().await?;
-        let store = self.inner.store.describe();
-        self.inner
-            .tokens
-            .replace_all(entries)
-            .map_err(|err| crate::store::StoreError::unavailable(store, err))?;
+        let started = std::time::Instant::now();
+        let index = self.inner.store.load_index().await?;
+        self.inner.tokens.load(index);
         let _ = self.inner.revocations.send(RevocationEvent::Resync);
         self.count_tokens();
         *self
@@ -144,8 +162,9 @@ impl Authority {
             .unwrap_or_else(PoisonError::into_inner) = None;
         if !self.inner.current.swap(true, Ordering::SeqCst) {
             tracing::info!(
-                tokens = self.inner.tokens.len(),
-                "tokens reloaded: serving again"
+                secrets = self.inner.tokens.len(),
+                elapsed = ?started.elapsed(),
+                "tokens loaded: serving"
             );
         }
         Ok(())

@@ -22,6 +22,7 @@ use crate::extract::TokenSource;
 use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
 use crate::telemetry;
 use crate::token::TokenSecret;
+use crate::verifier::{TokenVerifier, VerifyError};
 use crate::ProtectedEndpointLayer;
 
 pub(super) fn router(authority: Authority) -> Router {
@@ -57,7 +58,7 @@ impl RejectionResponder for CountedRefusals {
 /// knowing a token is no licence to ask about it.
 pub(super) fn resource_server_layer(
     authority: &Authority,
-) -> ProtectedEndpointLayer<crate::InMemoryTokenStore> {
+) -> ProtectedEndpointLayer<super::TokenReadModel> {
     ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_source(TokenSource::header(API_TOKEN_HEADER))
@@ -97,16 +98,20 @@ async fn introspect(
     }
     // While the tokens in memory may miss a deletion, no token is vouched for: fail closed.
     if !authority.is_current() {
-        count("unavailable");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CACHE_CONTROL, "no-store")],
-            Json(json!({"error": "temporarily_unavailable",
-                "error_description": "the authority is catching up with its token store"})),
-        )
-            .into_response();
+        return unavailable();
     }
-    let verified = authority.tokens().verify_sync(&TokenSecret::new(token));
+    let secret = TokenSecret::new(token);
+    // From memory at once, unless the record must be fetched from the store first.
+    let verified = match authority
+        .tokens()
+        .try_verify_sync(secret.expose(), std::time::SystemTime::now())
+    {
+        Some(verified) => verified,
+        None => authority.tokens().verify(&secret).await,
+    };
+    if let Err(VerifyError::Unavailable(_)) = &verified {
+        return unavailable();
+    }
     count(match &verified {
         Ok(_) => "active",
         Err(_) => "inactive",
@@ -128,8 +133,8 @@ async fn introspect(
             if let Some(expires_at) = info.expires_at() {
                 answer.insert("exp".into(), expires_at.timestamp().into());
             }
-            if let Some(record) = authority.tokens().get(info.uid()) {
-                answer.insert("iat".into(), record.created_at.timestamp().into());
+            if let Some(created_at) = authority.tokens().created_at(info.uid()) {
+                answer.insert("iat".into(), created_at.timestamp().into());
             }
             answer.insert("username".into(), info.name().into());
             answer.insert("sub".into(), info.uid().into());
@@ -152,6 +157,19 @@ async fn introspect(
     };
     // The answer is about a credential: no cache on the way may keep it.
     ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+}
+
+/// 503: the tokens in memory may be stale (loading, or the change feed is down), or the
+/// store could not be read for this token. No answer is vouched for.
+fn unavailable() -> Response {
+    count("unavailable");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"error": "temporarily_unavailable",
+            "error_description": "the authority is catching up with its token store"})),
+    )
+        .into_response()
 }
 
 /// A request without a token to look at (or with a bad parameter): counted, then answered

@@ -183,9 +183,11 @@ mod deployments;
 mod follow;
 mod health;
 mod introspect;
+mod read_model;
 mod revocations;
 
 pub use self::audit::AUDIT_TARGET;
+pub use self::read_model::{TokenReadModel, DEFAULT_CACHE_CAPACITY};
 pub use self::revocations::REVOCATIONS_PATH;
 
 use std::fmt;
@@ -202,7 +204,8 @@ use crate::record::{ApiToken, CreatedToken, NewToken, NewTokenError, TokenEntry}
 use crate::scope::Scope;
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
-    redact_database_url, ImportReport, ListQuery, StoreError, StoreLocation, TokenPage, TokenStore,
+    redact_database_url, ChangeFeed, ImportReport, ListQuery, StoreError, StoreLocation,
+    TokenIndex, TokenPage, TokenStore,
 };
 use crate::telemetry;
 use crate::token::{TokenHash, TokenSecret};
@@ -221,6 +224,10 @@ pub const ADMIN_TOKEN_NAME: &str = "admin";
 
 /// How often last-used times are written to the store by default: every 5 seconds.
 pub const DEFAULT_USE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How many tokens an import should hand [`Authority::import`] at a time: what `serve
+/// --import` commits, and acknowledges, at once.
+pub const IMPORT_BATCH: usize = 20_000;
 
 /// How many revocations a slow stream listener may fall behind before it is told to resync.
 const REVOCATION_BACKLOG: usize = 4096;
@@ -257,9 +264,11 @@ pub struct Authority {
 struct Inner {
     /// The store of record.
     store: Arc<dyn TokenStore>,
-    /// Every token, in memory: what verification and introspection read.
-    tokens: InMemoryTokenStore,
-    /// Whether `tokens` is in step with the store (false while the change feed is down).
+    /// What verification and introspection read: the hashes of every secret, and the
+    /// records of the tokens presented lately.
+    tokens: TokenReadModel,
+    /// Whether `tokens` is in step with the store (false while loading, and while the change
+    /// feed is down).
     current: AtomicBool,
     /// Why `tokens` may be stale, while it may be.
     stale_reason: Mutex<Option<String>>,
@@ -429,9 +438,28 @@ pub struct AuthorityBuilder {
     organization: Organization,
     use_flush_interval: Duration,
     throttle: Option<FailureThrottle>,
+    cache_capacity: usize,
 }
 
 impl AuthorityBuilder {
+    /// How many token records the read model keeps (default [`DEFAULT_CACHE_CAPACITY`]):
+    /// the tokens presented lately, fetched from the store by hash on a miss. A full cache is
+    /// emptied and fills again with the tokens in use. Every token's hash is kept whatever
+    /// this says (32 bytes each), so an unknown token never reaches the store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use protected_endpoint::authority::Authority;
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// let builder = Authority::builder(Arc::new(InMemoryTokenStore::new())).cache_capacity(1_000);
+    /// # let _ = builder;
+    /// ```
+    pub fn cache_capacity(mut self, records: usize) -> Self {
+        self.cache_capacity = records.max(1);
+        self
+    }
+
     /// The user the management API reports (default: `admin`, `admin@localhost`).
     pub fn user(mut self, user: User) -> Self {
         self.user = user;
@@ -495,40 +523,72 @@ impl AuthorityBuilder {
         self
     }
 
-    /// Loads every token into memory, starts following the store's changes and writing
-    /// last-used times, and returns the authority. Needs a tokio runtime.
+    /// Loads the store's index of tokens ([`TokenStore::load_index`]), starts following the
+    /// store's changes and writing last-used times, and returns the authority, ready. Needs a
+    /// tokio runtime. Fails when the store cannot be read.
     pub async fn build(self) -> Result<Authority, AuthorityError> {
-        // Subscribe before loading: a change made in between is then seen twice (harmless),
-        // never missed.
-        let feed = self.store.watch().await?;
-        let tokens = InMemoryTokenStore::counting_usage();
-        let entries = self.store.load_all().await?;
-        let store_name = self.store.describe();
-        tokens
-            .replace_all(entries)
-            .map_err(|err| StoreError::unavailable(store_name, err))?;
-        let throttle = self.throttle.map(|throttle| Arc::new(throttle.build()));
-        let authority =
-            Authority::assemble(self.store, tokens, self.user, self.organization, throttle);
-        authority.count_tokens();
-        follow::spawn(&authority, feed, self.use_flush_interval);
+        let (authority, feed, flush_every) = self.assemble().await?;
+        authority.reload().await?;
+        follow::spawn(&authority, feed, flush_every, false);
         Ok(authority)
+    }
+
+    /// Returns the authority at once and loads the store's index in the background (again
+    /// and again until it can): until it is loaded the authority fails closed —
+    /// introspection, the management API and `/readyz` answer 503, its layers refuse with
+    /// 503 — so a server may listen from the start (`/healthz` answers) while a load
+    /// balancer sees it not ready. [`Authority::is_current`] tells when it is.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use protected_endpoint::authority::Authority;
+    /// use protected_endpoint::InMemoryTokenStore;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let authority = Authority::builder(Arc::new(InMemoryTokenStore::new())).start().await.unwrap();
+    /// while !authority.is_current() {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    /// }
+    /// assert!(authority.tokens().is_loaded());
+    /// # });
+    /// ```
+    pub async fn start(self) -> Result<Authority, AuthorityError> {
+        let (authority, feed, flush_every) = self.assemble().await?;
+        follow::spawn(&authority, feed, flush_every, true);
+        Ok(authority)
+    }
+
+    /// The authority, not loaded yet, and the store's change feed, subscribed to before
+    /// loading: a change made in between is then seen twice (harmless), never missed.
+    async fn assemble(self) -> Result<(Authority, ChangeFeed, Duration), AuthorityError> {
+        let feed = self.store.watch().await?;
+        let tokens = TokenReadModel::new(Arc::clone(&self.store), self.cache_capacity);
+        let throttle = self.throttle.map(|throttle| Arc::new(throttle.build()));
+        let authority = Authority::assemble(
+            self.store,
+            tokens,
+            (self.user, self.organization),
+            throttle,
+            false,
+        );
+        authority.mark_stale("loading the tokens from the store".into());
+        Ok((authority, feed, self.use_flush_interval))
     }
 }
 
 impl Authority {
     fn assemble(
         store: Arc<dyn TokenStore>,
-        tokens: InMemoryTokenStore,
-        user: User,
-        organization: Organization,
+        tokens: TokenReadModel,
+        (user, organization): (User, Organization),
         throttle: Option<SharedThrottle>,
+        current: bool,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 tokens,
-                current: AtomicBool::new(true),
+                current: AtomicBool::new(current),
                 stale_reason: Mutex::new(None),
                 revocations: broadcast::channel(REVOCATION_BACKLOG).0,
                 closing: watch::channel(0).0,
@@ -549,6 +609,7 @@ impl Authority {
             organization: Organization::new("default", "default"),
             use_flush_interval: DEFAULT_USE_FLUSH_INTERVAL,
             throttle: Some(FailureThrottle::new()),
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 
@@ -562,18 +623,22 @@ impl Authority {
     /// let authority = Authority::in_memory();
     /// let admin = authority.bootstrap_admin().await.unwrap().expect("first start");
     /// assert!(authority.bootstrap_admin().await.unwrap().is_none(), "only once");
-    /// assert!(authority.tokens().verify_sync(&admin.secret).is_ok());
+    /// assert!(authority.tokens().verify(&admin.secret).await.is_ok());
     /// # });
     /// ```
     pub fn in_memory() -> Self {
-        // The store of record is the read model itself: every change lands in both at once.
-        let tokens = InMemoryTokenStore::counting_usage();
+        // The store of record is the read model's cache itself: every change lands in both
+        // at once, and every token is in memory.
+        let store = InMemoryTokenStore::counting_usage();
         Self::assemble(
-            Arc::new(tokens.clone()),
-            tokens,
-            User::new("admin", "admin@localhost"),
-            Organization::new("default", "default"),
+            Arc::new(store.clone()),
+            TokenReadModel::complete(store),
+            (
+                User::new("admin", "admin@localhost"),
+                Organization::new("default", "default"),
+            ),
             Some(Arc::new(FailureThrottle::new().build())),
+            true,
         )
     }
 
@@ -626,10 +691,11 @@ impl Authority {
         &self.inner.organization
     }
 
-    /// Every token, in memory, in step with the store: for reading and verifying (an
-    /// in-process protected service can use it as its verifier directly). Create and delete
-    /// through the authority, not here: only then are changes stored.
-    pub fn tokens(&self) -> &InMemoryTokenStore {
+    /// The read model the authority verifies with, in step with the store (see
+    /// [`TokenReadModel`]): an in-process protected service can use it as its verifier
+    /// directly. Records are read through [`get`](Self::get) and [`list`](Self::list), and
+    /// changed through the authority.
+    pub fn tokens(&self) -> &TokenReadModel {
         &self.inner.tokens
     }
 
@@ -638,9 +704,10 @@ impl Authority {
         &self.inner.store
     }
 
-    /// Whether the tokens in memory are in step with the store. `false` while the store's
-    /// change feed is down (a deletion made through another replica may be missing), until
-    /// everything was reloaded; introspection and the management API then answer 503.
+    /// Whether the tokens in memory are in step with the store. `false` while they are being
+    /// loaded ([`AuthorityBuilder::start`]), and while the store's change feed is down (a
+    /// deletion made through another replica may be missing) until everything was reloaded;
+    /// introspection and the management API then answer 503.
     pub fn is_current(&self) -> bool {
         self.inner.current.load(Ordering::SeqCst)
     }
@@ -679,12 +746,7 @@ impl Authority {
     /// # });
     /// ```
     pub fn can_be_managed(&self) -> bool {
-        let now = Utc::now();
-        self.inner.tokens.entries().iter().any(|entry| {
-            entry.token.enabled
-                && entry.token.scopes.contains(&Scope::WRITE_ORGANIZATION)
-                && entry.token.expires_at.is_none_or(|expiry| expiry > now)
-        })
+        self.inner.tokens.can_be_managed()
     }
 
     /// On the first start of a store (it never held a first admin token, and holds no token)
@@ -769,14 +831,14 @@ impl Authority {
     /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
     /// let deleted = authority.delete_lineage(&admin.token.uid).await.unwrap();
     /// assert_eq!(deleted.len(), 1);
-    /// assert!(authority.tokens().verify_sync(&admin.secret).is_err());
+    /// assert!(authority.tokens().verify(&admin.secret).await.is_err());
     /// # });
     /// ```
     pub async fn delete_lineage(&self, uid: &str) -> Result<Vec<ApiToken>, AuthorityError> {
         self.check_current()?;
         let deleted = self.inner.store.delete_lineage(uid).await?;
         for entry in &deleted {
-            self.apply_deleted(&entry.token.uid, Some(entry.hash));
+            self.apply_deleted(&entry.token.uid, Some(entry));
             if let Some(previous) = &entry.previous {
                 self.revoke(previous.hash);
             }
@@ -801,9 +863,9 @@ impl Authority {
     /// let ci = authority.create(protected_endpoint::NewToken::new("ci")).await.unwrap();
     ///
     /// authority.set_enabled(&ci.token.uid, false).await.unwrap().unwrap();
-    /// assert!(authority.tokens().verify_sync(&ci.secret).is_err());
+    /// assert!(authority.tokens().verify(&ci.secret).await.is_err());
     /// authority.set_enabled(&ci.token.uid, true).await.unwrap().unwrap();
-    /// assert!(authority.tokens().verify_sync(&ci.secret).is_ok());
+    /// assert!(authority.tokens().verify(&ci.secret).await.is_ok());
     /// # let _ = admin;
     /// # });
     /// ```
@@ -815,12 +877,19 @@ impl Authority {
         self.check_current()?;
         // Taken first: the store of record may be the read model itself (in memory), and
         // then it has changed by the time the store answers.
-        let before = self.inner.tokens.get_entry(uid);
+        let cached = self.inner.tokens.cached_entry(uid);
         let Some(after) = self.inner.store.set_enabled(uid, enabled).await? else {
             return Ok(None);
         };
         let token = after.token.clone();
-        self.apply_updated(before, after);
+        // Not cached: before the change it was as now but for its state (a token set to the
+        // state it had is announced again, which is harmless).
+        let before = cached.unwrap_or_else(|| {
+            let mut before = after.clone();
+            before.token.enabled = !enabled;
+            before
+        });
+        self.apply_updated(Some(before), after);
         Ok(Some(token))
     }
 
@@ -839,8 +908,8 @@ impl Authority {
     /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
     /// let new = authority.reroll(&admin.token.uid, Duration::ZERO).await.unwrap().unwrap();
     /// assert_eq!(new.token.uid, admin.token.uid);
-    /// assert!(authority.tokens().verify_sync(&admin.secret).is_err());
-    /// assert!(authority.tokens().verify_sync(&new.secret).is_ok());
+    /// assert!(authority.tokens().verify(&admin.secret).await.is_err());
+    /// assert!(authority.tokens().verify(&new.secret).await.is_ok());
     /// # });
     /// ```
     pub async fn reroll(
@@ -891,31 +960,59 @@ impl Authority {
 
     /// Adds tokens saved elsewhere (a token file, an old data file) to the store, skipping
     /// uids it has already: see [`TokenStore::import`]. They are served at once.
+    ///
+    /// The import is one change of the store: when this returns `Ok`, every token of it is
+    /// stored durably; when it fails (or the process dies first), none is. Import a large set
+    /// in batches ([`IMPORT_BATCH`] tokens suits both SQL stores) to have a part
+    /// acknowledged at a time.
     pub async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, AuthorityError> {
-        let report = self.inner.store.import(entries.clone()).await?;
+        self.check_loaded()?;
+        // Only what the read model keeps, not a copy of every record.
+        let index = TokenIndex::of_entries(&entries, Utc::now());
+        let report = self.inner.store.import(entries).await?;
         if report.added > 0 {
-            for entry in entries {
-                self.apply_created(entry);
-            }
+            self.inner.tokens.imported(index);
         }
+        self.count_tokens();
         Ok(report)
+    }
+
+    /// Fails while the read model is being loaded (an import needs it, to be served at once).
+    fn check_loaded(&self) -> Result<(), AuthorityError> {
+        match self.inner.tokens.is_loaded() {
+            true => Ok(()),
+            false => Err(AuthorityError::NotCurrent(
+                "the tokens are being loaded".into(),
+            )),
+        }
     }
 
     /// A created token joins the read model (a no-op when it is there already: the in-memory
     /// authority shares it with its store, and a feed may repeat a change).
     fn apply_created(&self, entry: TokenEntry) {
-        let _ = self.inner.tokens.restore(entry);
+        self.inner.tokens.created(entry);
         self.count_tokens();
     }
 
     /// A deleted token leaves the read model and is announced on the revocation stream.
-    fn apply_deleted(&self, uid: &str, hash: Option<TokenHash>) {
-        let taken = self.inner.tokens.take(uid);
+    /// `deleted`: its entry as the store deleted it, where the caller knows it.
+    fn apply_deleted(&self, uid: &str, deleted: Option<&TokenEntry>) {
+        let hash = deleted.map(|entry| entry.hash);
+        let hashes: Vec<TokenHash> = deleted
+            .into_iter()
+            .flat_map(|entry| std::iter::once(entry.hash).chain(entry.previous.map(|p| p.hash)))
+            .collect();
+        let taken = self.inner.tokens.deleted(uid, &hashes);
         if let Some(previous) = taken.as_ref().and_then(|entry| entry.previous) {
             self.revoke(previous.hash);
         }
-        if let Some(hash) = taken.map(|entry| entry.hash).or(hash) {
-            self.revoke(hash);
+        match taken.map(|entry| entry.hash).or(hash) {
+            Some(hash) => self.revoke(hash),
+            // Deleted by another replica, and its record was not cached here: which secret
+            // stopped working is unknown, so every listener forgets what it cached.
+            None => {
+                let _ = self.inner.revocations.send(RevocationEvent::Resync);
+            }
         }
         self.count_tokens();
     }
@@ -925,27 +1022,15 @@ impl Authority {
     /// `before` is the state the store changed, when known (else the read model's).
     fn apply_updated(&self, before: Option<TokenEntry>, after: TokenEntry) {
         let uid = after.token.uid.clone();
-        let before = before.or_else(|| self.inner.tokens.get_entry(&uid));
-        let replaced = {
-            let after = after.clone();
-            self.inner.tokens.change(&uid, move |entry| {
-                entry.token.enabled = after.token.enabled;
-                entry.hash = after.hash;
-                entry.previous = after.previous;
-                Ok(())
-            })
-        };
-        match replaced {
-            Ok(Some(_)) => {}
-            // Not in the read model (its creation is still on the way): it joins now.
-            Ok(None) => self.apply_created(after.clone()),
-            Err(err) => {
-                // The read model refused what the store holds: serve nothing stale, the token
-                // is out of memory until the next reload.
-                tracing::warn!(%uid, error = %err, "a changed token cannot be applied; refusing it");
-                self.inner.tokens.take(&uid);
-            }
+        let before = before.or_else(|| self.inner.tokens.cached_entry(&uid));
+        self.inner.tokens.updated(before.as_ref(), &after);
+        if before.is_none() && !self.inner.tokens.is_complete() {
+            // Changed by another replica, and its record was not cached here: which secret
+            // stopped working (a reroll's) is unknown, so every listener forgets what it
+            // cached.
+            let _ = self.inner.revocations.send(RevocationEvent::Resync);
         }
+        self.count_tokens();
         let now = Utc::now();
         let live: Vec<TokenHash> = match after.token.enabled {
             true => after.live_hashes(now),

@@ -804,6 +804,12 @@ impl InMemoryTokenStore {
         f(found)
     }
 
+    /// When the token with this uid was created (what introspection answers as `iat`),
+    /// without copying its record.
+    pub(crate) fn created_at(&self, uid: &str) -> Option<DateTime<Utc>> {
+        self.read().by_uid.get(uid).map(|entry| entry.0.created_at)
+    }
+
     /// How many tokens are stored.
     ///
     /// ```
@@ -1182,6 +1188,10 @@ impl TokenStore for InMemoryTokenStore {
 
     async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError> {
         Ok(self.entries())
+    }
+
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenEntry>, StoreError> {
+        Ok(self.with_entry(hash, |found| found.map(|(entry, _)| entry.full())))
     }
 
     async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError> {

@@ -179,6 +179,55 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// Every token with its hash: what an authority loads into memory at start.
     async fn load_all(&self) -> Result<Vec<TokenEntry>, StoreError>;
 
+    /// What an authority loads at start instead of every record (see [`TokenIndex`]): the
+    /// hash of every secret that may verify, and the tokens that can manage the authority.
+    /// The default reads every record ([`load_all`](Self::load_all)); the SQL stores read
+    /// only those columns, with the database's fastest bulk read.
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let index = store.load_index().await.unwrap();
+    /// assert_eq!(index.hashes, [TokenHash::of(&created.secret)]);
+    /// assert!(index.managing.is_empty(), "ci has no write_organization");
+    /// # });
+    /// ```
+    async fn load_index(&self) -> Result<TokenIndex, StoreError> {
+        let entries = self.load_all().await?;
+        Ok(TokenIndex::of_entries(&entries, Utc::now()))
+    }
+
+    /// The token whose secret hashes to `hash`, or whose secret replaced by a reroll does
+    /// (its grace period over or not: the caller decides), checked as every read is. What an
+    /// authority's read model fetches when a secret it knows the hash of is presented.
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::token::TokenHash;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let found = store.find_by_hash(&TokenHash::of(&created.secret)).await.unwrap();
+    /// assert_eq!(found.unwrap().token.uid, created.token.uid);
+    /// # });
+    /// ```
+    async fn find_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenEntry>, StoreError> {
+        let entries = self.load_all().await?;
+        Ok(entries.into_iter().find(|entry| {
+            entry.hash == *hash
+                || entry
+                    .previous
+                    .is_some_and(|previous| previous.hash == *hash)
+        }))
+    }
+
     /// Adds tokens saved elsewhere (a token file, an old data file). Idempotent by uid: a
     /// token whose uid is stored already is skipped. Every record is checked first; one bad
     /// record, or a new one whose hash or name is taken, fails the whole import, storing
@@ -271,6 +320,105 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     /// `postgres://user@host/db` without the password, `memory`): a database URL goes
     /// through [`redact_database_url`].
     fn describe(&self) -> String;
+}
+
+/// What an authority keeps in memory of a store's tokens from the start
+/// ([`TokenStore::load_index`]): not the records, only what decides at once that a presented
+/// secret is unknown, and whether anyone can manage the authority.
+///
+/// ```
+/// use chrono::Utc;
+/// use protected_endpoint::authority::all_scopes;
+/// use protected_endpoint::store::TokenIndex;
+/// use protected_endpoint::NewToken;
+///
+/// let (_, admin) = NewToken::new("admin").scopes(all_scopes()).mint_entry(Utc::now()).unwrap();
+/// let (_, ci) = NewToken::new("ci").mint_entry(Utc::now()).unwrap();
+/// let index = TokenIndex::of_entries(&[admin.clone(), ci], Utc::now());
+/// assert_eq!(index.hashes.len(), 2);
+/// assert_eq!(index.managing.len(), 1);
+/// assert_eq!(index.managing[0].uid, admin.token.uid);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenIndex {
+    /// The hash of every token's secret, and of every secret a reroll replaced whose grace
+    /// period had not ended when read (in no order). A hash not here is unknown.
+    pub hashes: Vec<TokenHash>,
+    /// The tokens that can manage the authority ([`ManagingToken::of`]) when read.
+    pub managing: Vec<ManagingToken>,
+}
+
+impl TokenIndex {
+    /// The index of these entries, as read at `now`.
+    pub fn of_entries<'a>(
+        entries: impl IntoIterator<Item = &'a TokenEntry>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let mut index = TokenIndex::default();
+        for entry in entries {
+            index.hashes.extend(entry.live_hashes(now));
+            if let Some(managing) = ManagingToken::of(entry, now) {
+                index.managing.push(managing);
+            }
+        }
+        index
+    }
+}
+
+/// A token that can manage an authority (enabled, with the `write_organization` scope, not
+/// expired): its uid, and when it stops being able to.
+///
+/// ```
+/// use chrono::Utc;
+/// use protected_endpoint::store::ManagingToken;
+///
+/// let managing = ManagingToken::new("u1", None);
+/// assert!(managing.is_live_at(Utc::now()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManagingToken {
+    /// The token's uid.
+    pub uid: String,
+    /// Its expiry, if it has one.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl ManagingToken {
+    /// The token `uid`, expiring at `expires_at`.
+    pub fn new(uid: impl Into<String>, expires_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            uid: uid.into(),
+            expires_at,
+        }
+    }
+
+    /// `entry` when it can manage an authority at `now`.
+    ///
+    /// ```
+    /// use chrono::Utc;
+    /// use protected_endpoint::store::ManagingToken;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// let (_, ci) = NewToken::new("ci").mint_entry(Utc::now()).unwrap();
+    /// assert!(ManagingToken::of(&ci, Utc::now()).is_none());
+    /// ```
+    pub fn of(entry: &TokenEntry, now: DateTime<Utc>) -> Option<Self> {
+        let managing = Self::new(entry.token.uid.clone(), entry.token.expires_at);
+        let can = entry.token.enabled
+            && entry
+                .token
+                .scopes
+                .contains(&crate::scope::Scope::WRITE_ORGANIZATION)
+            && managing.is_live_at(now);
+        can.then_some(managing)
+    }
+
+    /// Whether it still can at `now` (it has not expired).
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|expiry| expiry > now)
+    }
 }
 
 /// The SHA-256 of a browser session's id: what a store keys a [`StoredSession`] by. The id

@@ -6,13 +6,12 @@
 //! them into [`Change`]s; after a lost connection it says [`Change::Lost`], reconnects with
 //! backoff and says [`Change::Resync`] (notifications sent meanwhile are gone for good).
 
-
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::postgres::{PgArguments, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
 use sqlx::{Postgres, QueryBuilder};
 use tokio::sync::mpsc;
@@ -146,6 +145,12 @@ impl PostgresStore {
     fn sql(&self) -> &SqlStore<PostgresDialect> {
         &self.sql
     }
+
+    /// [`TokenStore::load_index`](super::TokenStore::load_index): the
+    /// [`sql::IndexQueries`] through sqlx, in one snapshot.
+    async fn bulk_index(&self) -> Result<super::TokenIndex, StoreError> {
+        self.sql.read_index().await
+    }
 }
 
 /// PostgreSQL's side of the SQL store: many processes write at once, so rows are locked
@@ -164,8 +169,7 @@ impl Dialect for PostgresDialect {
 
     const LOCK_FOR_UPDATE: &'static str = " FOR UPDATE";
     const LOCK_FOR_SHARE: &'static str = " FOR SHARE";
-    const READ_SNAPSHOT: &'static str =
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    const READ_SNAPSHOT: &'static str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
     async fn lock_migrations(conn: &mut PgConnection) -> sqlx::Result<()> {
         // Held until the migration's transaction ends.
@@ -210,7 +214,9 @@ impl Dialect for PostgresDialect {
                     Field::NullableInt(get) => {
                         arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
                     }
-                    Field::Bytes(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
+                    Field::Bytes(get) => {
+                        arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
+                    }
                     Field::NullableBytes(get) => {
                         arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
                     }
@@ -237,7 +243,9 @@ impl Dialect for PostgresDialect {
         )))
     }
 
-    fn build<'a, 'q>(query: &'a mut QueryBuilder<'q, Postgres>) -> Query<'a, Postgres, PgArguments> {
+    fn build<'a, 'q>(
+        query: &'a mut QueryBuilder<'q, Postgres>,
+    ) -> Query<'a, Postgres, PgArguments> {
         query.build()
     }
 
@@ -307,7 +315,6 @@ async fn relay(
     }
 }
 
-
 /// A listener on the store's channel, reconnected by the feed itself (so it can say so).
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
@@ -319,7 +326,11 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 /// The feed's task: relays notifications, and after a lost connection says
 /// [`Change::Lost`], reconnects with backoff, then says [`Change::Resync`]. Ends when the
 /// feed is dropped.
-async fn feed(store: SqlStore<PostgresDialect>, mut listener: PgListener, out: mpsc::Sender<Change>) {
+async fn feed(
+    store: SqlStore<PostgresDialect>,
+    mut listener: PgListener,
+    out: mpsc::Sender<Change>,
+) {
     loop {
         let lost = tokio::select! {
             () = out.closed() => return,

@@ -57,8 +57,34 @@ impl InMemoryTokenStore {
         count: bool,
     ) -> Result<TokenInfo, VerifyError> {
         let hash = TokenHash::of_str(token);
-        self.with_entry(&hash, |found| {
-            let (entry, replaced) = found.ok_or(VerifyError::Invalid)?;
+        self.verify_hashed(token, &hash, now, count)
+            .unwrap_or(Err(VerifyError::Invalid))
+    }
+
+    /// [`verify_counted`](Self::verify_counted) for a token whose hash is known already:
+    /// `None` when no stored secret hashes to `hash` (the caller decides what that means: an
+    /// authority's read model may then ask its store).
+    pub(crate) fn verify_hashed(
+        &self,
+        token: &str,
+        hash: &TokenHash,
+        now: i128,
+        count: bool,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        self.with_entry(hash, |found| {
+            let (entry, replaced) = found?;
+            Some(Self::decide(entry, replaced, token, now, count))
+        })
+    }
+
+    fn decide(
+        entry: &crate::store::memory::Entry,
+        replaced: bool,
+        token: &str,
+        now: i128,
+        count: bool,
+    ) -> Result<TokenInfo, VerifyError> {
+        {
             // The secret a reroll replaced verifies, as the token, until its grace period
             // ends; then it is unknown.
             let info = if replaced {
@@ -94,7 +120,7 @@ impl InMemoryTokenStore {
             entry.touch(clock::unix_seconds(now));
             counted(Outcome::Valid);
             Ok(info.clone())
-        })
+        }
     }
 }
 

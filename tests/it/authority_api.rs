@@ -252,7 +252,7 @@ async fn get_then_delete_then_the_uid_is_not_found_and_the_token_refused() {
         assert_eq!(body["error"], "not_found");
         assert!(body["message"].is_string());
     }
-    assert!(server.authority.tokens().get(uid).is_none());
+    assert!(server.authority.get(uid).await.unwrap().is_none());
     // The deleted token is refused at once.
     let (status, _) = server
         .send(server.sdk(
@@ -485,7 +485,11 @@ async fn the_data_file_is_the_running_authoritys_alone() {
         .expect_err("the file is locked");
     assert!(refused.to_string().contains("locked"), "{refused}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
-    assert!(authority.tokens().verify_sync(&admin.secret).is_ok());
+    assert!(
+        protected_endpoint::TokenVerifier::verify(authority.tokens(), &admin.secret)
+            .await
+            .is_ok()
+    );
 
     // Once the authority is gone, the file is free again.
     drop(authority);
@@ -521,11 +525,8 @@ async fn a_create_in_the_sdks_shape_reaches_no_deployment() {
             .await;
         assert_eq!(status, StatusCode::OK, "{child}");
         assert_eq!(child["deployments"], json!([]), "{child}");
-        let stored = server
-            .authority
-            .tokens()
-            .get(child["uid"].as_str().unwrap());
-        assert!(!stored.unwrap().deployments.allows("summarize"));
+        let stored = server.authority.get(child["uid"].as_str().unwrap()).await;
+        assert!(!stored.unwrap().unwrap().deployments.allows("summarize"));
     }
 
     // Named, the deployment is reached.
@@ -593,7 +594,15 @@ async fn a_control_character_in_any_query_parameter_is_a_400_naming_it() {
         assert!(message.contains(named), "{path}: {message}");
     }
     // Nothing was deleted or disabled; what is not a control character is searched as ever.
-    assert!(server.authority.tokens().get(&admin_uid).unwrap().enabled);
+    assert!(
+        server
+            .authority
+            .get(&admin_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .enabled
+    );
     for search in ["%20admin", "adm%C3%AFn", "%E2%80%8B"] {
         let page = server.list(&format!("search={search}")).await;
         assert!(page["total"].is_u64(), "{page}");
@@ -776,7 +785,7 @@ async fn a_rate_limited_token_mints_no_faster_child_and_changes_no_faster_token(
         let path = format!("/api/v1/api_tokens/{uid}");
         let (status, _) = server.send(server.sdk(Method::DELETE, &path, &lead)).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(server.authority.tokens().get(uid).unwrap().enabled);
+        assert!(server.authority.get(uid).await.unwrap().unwrap().enabled);
     }
     let child_uid = child["uid"].as_str().unwrap();
     assert_eq!(

@@ -479,7 +479,8 @@ async fn the_list_shows_each_tokens_access_expiry_and_last_use() {
         ),
     ];
     for (record, hash) in seeds {
-        server.authority.tokens().import(record, hash).unwrap();
+        let entry = protected_endpoint::record::TokenEntry::new(record, hash);
+        server.authority.import(vec![entry]).await.unwrap();
     }
     sign_in(&browser, &server, &server.admin).await;
     browser.wait_for_text("#range", "1\u{2013}5 of 5").await;

@@ -280,7 +280,8 @@ async fn rerolling_the_admin_keeps_its_children() {
     let admin_uid = server
         .authority
         .tokens()
-        .verify_sync(&TokenSecret::new(server.admin.clone()))
+        .verify(&TokenSecret::new(server.admin.clone()))
+        .await
         .unwrap()
         .uid()
         .to_owned();
@@ -716,16 +717,20 @@ async fn lifecycle_survives_a_restart(location: &str) {
 
     let authority = Authority::open(location).await.unwrap();
     let tokens = authority.tokens();
-    let verify = |secret: &str| tokens.verify_sync(&TokenSecret::new(secret));
-    assert!(verify(&child_secret).is_err(), "still disabled");
-    let info = verify(&old).expect("the old secret is still in its grace period");
+    let verify = async |secret: &str| {
+        protected_endpoint::TokenVerifier::verify(tokens, &TokenSecret::new(secret)).await
+    };
+    assert!(verify(&child_secret).await.is_err(), "still disabled");
+    let info = verify(&old)
+        .await
+        .expect("the old secret is still in its grace period");
     assert_eq!(info.uid(), parent_uid);
     assert_eq!(info.rate_limit().unwrap().to_string(), "7/1s");
     assert!(
         info.expires_at().is_some(),
         "capped at the end of the grace period"
     );
-    assert_eq!(verify(&new).unwrap().uid(), parent_uid);
+    assert_eq!(verify(&new).await.unwrap().uid(), parent_uid);
     let child = authority.get(&child_uid).await.unwrap().unwrap();
     assert_eq!(child.parent_uid.as_deref(), Some(parent_uid.as_str()));
     assert!(!child.enabled);
@@ -913,7 +918,9 @@ async fn every_call_by_uid_answers_from_the_store_when_the_read_model_has_not_he
             .deployments(DeploymentAccess::only(["summarize"]).unwrap());
         let (created, entry) = new.mint_entry(chrono::Utc::now()).unwrap();
         store.insert(entry).await.unwrap();
-        assert!(server.authority.tokens().get(&created.token.uid).is_none());
+        let unheard =
+            protected_endpoint::TokenVerifier::verify(server.authority.tokens(), &created.secret);
+        assert!(unheard.await.is_err(), "the read model has not heard of it");
         (created.token.uid, created.secret.expose().to_owned())
     };
 

@@ -32,6 +32,7 @@ mod lifecycle;
 mod lifecycle_console;
 mod limits;
 mod properties;
+mod read_model;
 mod readme_check;
 mod redaction;
 mod remote_verifier;

@@ -31,7 +31,10 @@ const NAVIGATION: &str = "text/html,application/xhtml+xml,*/*;q=0.8";
 
 /// A service like the summarize example over `tokens`, keeping its sessions in `sessions`:
 /// `/` and `POST /write` need `api`; `/sign-in` is open.
-async fn serve(tokens: &InMemoryTokenStore, sign_in: BrowserSignIn) -> common::Server {
+async fn serve<V>(tokens: &V, sign_in: BrowserSignIn) -> common::Server
+where
+    V: protected_endpoint::TokenVerifier + Clone + 'static,
+{
     let layer = ProtectedEndpointLayer::new(tokens.clone())
         .require_scope(Scope::API)
         .browser_sign_in(sign_in.title("Reports"));

@@ -13,7 +13,8 @@ use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use protected_endpoint::authority::Authority;
+use protected_endpoint::authority::{Authority, IMPORT_BATCH};
+use protected_endpoint::record::TokenEntry;
 use protected_endpoint::server::shutdown_signal;
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::store::StoreLocation;
@@ -76,6 +77,46 @@ pub(crate) struct ServeArgs {
     server: ServerFlags,
     #[command(flatten)]
     metrics: MetricsFlags,
+}
+
+/// `--import`: the tokens handed to the store [`IMPORT_BATCH`] at a time, each batch one
+/// change of the store, reported once it is stored. What a report line counts is durable: a
+/// start killed meanwhile (even with `kill -9`) keeps every token reported, and no part of
+/// a batch it did not report (that batch may be whole, its line not printed yet). The same
+/// `--import` again adds the rest: tokens already stored are skipped.
+async fn import_in_batches(
+    authority: &Authority,
+    path: &std::path::Path,
+    mut tokens: Vec<TokenEntry>,
+) -> Result<(), String> {
+    let total = tokens.len();
+    let (mut added, mut skipped) = (0, 0);
+    // Taken from the end in batches: no token is copied, and the file's order is kept.
+    let mut batches = Vec::with_capacity(total.div_ceil(IMPORT_BATCH));
+    while !tokens.is_empty() {
+        let at = tokens.len().saturating_sub(IMPORT_BATCH);
+        batches.push(tokens.split_off(at));
+    }
+    for batch in batches.into_iter().rev() {
+        let report = authority
+            .import(batch)
+            .await
+            .map_err(|err| format!("cannot import {}: {err}", path.display()))?;
+        added += report.added;
+        skipped += report.skipped;
+        if total > IMPORT_BATCH {
+            eprintln!(
+                "importing {}: {} of {total} stored ({added} added, {skipped} skipped)",
+                path.display(),
+                added + skipped
+            );
+        }
+    }
+    eprintln!(
+        "imported {}: {added} added, {skipped} skipped (uid stored already)",
+        path.display(),
+    );
+    Ok(())
 }
 
 /// A `--database-url`, read as the library reads a store location (an error never shows
@@ -149,16 +190,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
     // Before the first admin: an old data file brings its own admin token (and its name),
     // so a store filled by an import mints none; --mint-admin gives one if it lacks one.
     if let Some((path, tokens)) = import {
-        let report = authority
-            .import(tokens)
-            .await
-            .map_err(|err| err.to_string())?;
-        eprintln!(
-            "imported {}: {} added, {} skipped (uid stored already)",
-            path.display(),
-            report.added,
-            report.skipped
-        );
+        import_in_batches(&authority, path, tokens).await?;
     }
     admin::hand_over(
         &authority,

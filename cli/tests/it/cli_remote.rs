@@ -17,6 +17,7 @@ use axum::Router;
 use common::authority::AuthorityServer;
 use common::cli::{run_async, stderr, stdout, API_TOKEN_ENV as ENV};
 use common::{serve, Server};
+use protected_endpoint::store::ListQuery;
 use protected_endpoint::NewToken;
 use protected_endpoint::Scope;
 use reqwest::StatusCode;
@@ -67,14 +68,9 @@ impl Fixture {
         serde_json::from_slice(&self.ok(&all).await.stdout).unwrap()
     }
 
-    fn uids(&self) -> HashSet<String> {
-        self.server
-            .authority
-            .tokens()
-            .list(None)
-            .into_iter()
-            .map(|t| t.uid)
-            .collect()
+    async fn uids(&self) -> HashSet<String> {
+        let page = self.server.authority.list(&ListQuery::all()).await.unwrap();
+        page.tokens.into_iter().map(|t| t.uid).collect()
     }
 
     /// `token create` of a token named `ci` (scope `api`, deployment `summarize`, 30 days),
@@ -126,7 +122,13 @@ async fn create_prints_the_secret_once_and_the_authority_stores_the_token_as_sen
     assert_eq!(token["scopes"], serde_json::json!(["api"]));
     assert_eq!(token["deployments"], serde_json::json!(["summarize"]));
     assert!(token["expired_at"].is_string());
-    let stored = fx.server.authority.tokens().get(&uid).expect("stored");
+    let stored = fx
+        .server
+        .authority
+        .get(&uid)
+        .await
+        .unwrap()
+        .expect("stored");
     assert_eq!(stored.name, "ci");
     assert!(stored.deployments.allows("summarize") && !stored.deployments.allows("other"));
     assert!(stored.expires_at.is_some());
@@ -191,7 +193,7 @@ async fn in_text_mode_the_secret_is_alone_on_stdout_and_api_token_may_be_an_argu
     let secret = stdout(&output).trim().to_owned();
     assert!(secret.starts_with("pe_") && !secret.contains('\n'));
     let store = fx.server.authority.tokens();
-    assert!(store.verify_sync(&secret.as_str().into()).is_ok());
+    assert!(store.verify(&secret.as_str().into()).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +227,10 @@ async fn list_reads_every_page_and_searches() {
         .collect();
     assert!(uids.len() > 150);
     assert_eq!(uids.len(), authority.tokens().len());
-    assert_eq!(uids.iter().cloned().collect::<HashSet<_>>(), fx.uids());
+    assert_eq!(
+        uids.iter().cloned().collect::<HashSet<_>>(),
+        fx.uids().await
+    );
     let bulk = fx.ok_json(&["list", "--search", "bulk-"]).await;
     assert_eq!(bulk.as_array().unwrap().len(), 150);
     // The text table: a header and one row per token.
@@ -266,7 +271,7 @@ async fn the_printed_secret_passes_a_service_until_delete_then_the_uid_is_not_fo
     // Delete: gone from the authority, refused by the service at once.
     let output = fx.ok(&["delete", uid]).await;
     assert!(stdout(&output).contains("Deleted token \"ci\""));
-    assert!(fx.server.authority.tokens().get(uid).is_none());
+    assert!(fx.server.authority.get(uid).await.unwrap().is_none());
     assert_eq!(service.status(&secret).await, StatusCode::UNAUTHORIZED);
 
     // Get and delete again: a clean "not found", exit 1.
@@ -283,7 +288,7 @@ async fn the_printed_secret_passes_a_service_until_delete_then_the_uid_is_not_fo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_token_changes_nothing() {
     let fx = Fixture::start().await;
-    let before = fx.uids();
+    let before = fx.uids().await;
     let wrong = "pe_this_token_was_never_issued_0123456789";
     // What the authority itself says to it.
     let refusal: Value = reqwest::Client::new()
@@ -297,7 +302,15 @@ async fn a_wrong_api_token_changes_nothing() {
         .unwrap();
     let message = refusal["error_description"].as_str().unwrap();
 
-    let admin_uid = fx.server.authority.tokens().list(None)[0].uid.clone();
+    let admin_uid = fx
+        .server
+        .authority
+        .list(&ListQuery::all())
+        .await
+        .unwrap()
+        .tokens[0]
+        .uid
+        .clone();
     for args in [
         vec!["list"],
         vec!["create", "--name", "intruder", "--scope", "api"],
@@ -311,7 +324,7 @@ async fn a_wrong_api_token_changes_nothing() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty());
     }
-    assert_eq!(fx.uids(), before, "nothing changed");
+    assert_eq!(fx.uids().await, before, "nothing changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,7 +337,7 @@ async fn a_read_only_token_lists_but_cannot_create_or_delete() {
         .await
         .unwrap();
     let reader_secret = reader.secret.expose();
-    let before = fx.uids();
+    let before = fx.uids().await;
 
     let output = fx
         .cli_as(reader_secret, &["list", "--output", "json"])
@@ -350,7 +363,7 @@ async fn a_read_only_token_lists_but_cannot_create_or_delete() {
         .await;
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("403"));
-    assert_eq!(fx.uids(), before, "nothing changed");
+    assert_eq!(fx.uids().await, before, "nothing changed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,7 +377,7 @@ async fn a_writer_cannot_grant_a_scope_it_lacks_and_the_servers_reason_is_shown(
         )
         .await
         .unwrap();
-    let before = fx.uids();
+    let before = fx.uids().await;
     let output = fx
         .cli_as(
             writer.secret.expose(),
@@ -377,7 +390,7 @@ async fn a_writer_cannot_grant_a_scope_it_lacks_and_the_servers_reason_is_shown(
         stderr.contains("403") && stderr.contains("cannot grant"),
         "{stderr}"
     );
-    assert_eq!(fx.uids(), before);
+    assert_eq!(fx.uids().await, before);
 }
 
 /// `token list --endpoint <endpoint>` with an API token in the environment, which must fail
@@ -471,7 +484,15 @@ async fn a_redirect_is_not_followed_so_the_api_token_goes_nowhere_else() {
 async fn a_wrong_base_url_is_not_taken_for_no_such_token() {
     // A real authority, under the wrong prefix: a bare 404 is not "no such token".
     let fx = Fixture::start().await;
-    let admin_uid = fx.server.authority.tokens().list(None)[0].uid.clone();
+    let admin_uid = fx
+        .server
+        .authority
+        .list(&ListQuery::all())
+        .await
+        .unwrap()
+        .tokens[0]
+        .uid
+        .clone();
     let wrong_base = fx.server.url("/prefix");
     let output = run_async(
         &["token", "get", "--endpoint", &wrong_base, &admin_uid],

@@ -233,11 +233,12 @@ async fn cli_ok(server: &AuthorityServer, args: &[&str]) -> Output {
     output
 }
 
-fn accepted(server: &AuthorityServer, secret: &str) -> bool {
+async fn accepted(server: &AuthorityServer, secret: &str) -> bool {
     server
         .authority
         .tokens()
-        .verify_sync(&TokenSecret::new(secret))
+        .verify(&TokenSecret::new(secret))
+        .await
         .is_ok()
 }
 
@@ -272,12 +273,12 @@ async fn remote_mode_runs_the_whole_lifecycle() {
     );
 
     cli_ok(&server, &["disable", &uid]).await;
-    assert!(!accepted(&server, &lead));
+    assert!(!accepted(&server, &lead).await);
     let shown = stdout(&cli_ok(&server, &["get", &uid]).await);
     assert!(shown.contains("state:        disabled"), "{shown}");
     assert!(shown.contains("rate_limit:   5/1s"), "{shown}");
     cli_ok(&server, &["enable", &uid]).await;
-    assert!(accepted(&server, &lead));
+    assert!(accepted(&server, &lead).await);
 
     // Known traffic: two introspections the authority answers active.
     for _ in 0..2 {
@@ -301,10 +302,10 @@ async fn remote_mode_runs_the_whole_lifecycle() {
         "{}",
         stderr(&rerolled)
     );
-    assert!(accepted(&server, &lead) && accepted(&server, &graced));
+    assert!(accepted(&server, &lead).await && accepted(&server, &graced).await);
     let new = secret_of(&cli_ok(&server, &["reroll", &uid]).await);
-    assert!(!accepted(&server, &lead) && !accepted(&server, &graced));
-    assert!(accepted(&server, &new));
+    assert!(!accepted(&server, &lead).await && !accepted(&server, &graced).await);
+    assert!(accepted(&server, &new).await);
 
     // The lead creates a child; deleting the lead revokes both.
     let (status, child) = server
@@ -314,7 +315,7 @@ async fn remote_mode_runs_the_whole_lifecycle() {
     let child_secret = child["token"].as_str().unwrap();
     let deleted = stdout(&cli_ok(&server, &["delete", &uid]).await);
     assert!(deleted.contains("Revoked 2 tokens"), "{deleted}");
-    assert!(!accepted(&server, child_secret) && !accepted(&server, &new));
+    assert!(!accepted(&server, child_secret).await && !accepted(&server, &new).await);
 
     let missing = cli(&server, &["disable", &uid]).await;
     assert!(!missing.status.success());

@@ -22,6 +22,7 @@ mod metrics;
 mod replica_faults;
 mod serve_durability;
 mod serve_import;
+mod serve_import_crash;
 mod serve_settings;
 mod serve_throttle;
 mod server_limits;

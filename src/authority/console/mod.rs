@@ -75,7 +75,6 @@ use super::Authority;
 use crate::browser::{BrowserSignIn, TokenStoreSessions};
 use crate::middleware::ProtectedEndpointLayer;
 use crate::scope::{DeploymentAccess, Scope};
-use crate::store::memory::InMemoryTokenStore;
 use crate::token_info::TokenInfo;
 use crate::wire::iso;
 
@@ -117,7 +116,7 @@ fn session_layer(
     authority: &Authority,
     settings: &BrowserSignIn,
     scope: Scope,
-) -> ProtectedEndpointLayer<InMemoryTokenStore> {
+) -> ProtectedEndpointLayer<crate::authority::TokenReadModel> {
     ProtectedEndpointLayer::new(authority.tokens().clone())
         .realm(REALM)
         .token_sources([settings.token_source()])

@@ -76,7 +76,8 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     ) -> impl Future<Output = Result<Vec<TokenEntry>, StoreError>> + Send;
 
     /// The change feed of [`TokenStore::watch`](crate::store::TokenStore::watch).
-    fn watch(store: &SqlStore<Self>) -> impl Future<Output = Result<ChangeFeed, StoreError>> + Send;
+    fn watch(store: &SqlStore<Self>)
+        -> impl Future<Output = Result<ChangeFeed, StoreError>> + Send;
 
     // Plumbing: what sqlx 0.8 offers each driver but not over any `Database`.
 
@@ -111,7 +112,13 @@ macro_rules! migrations {
     ($dir:literal) => {{
         macro_rules! sql_file {
             ($d:literal, $file:literal) => {
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $d, "/", $file))
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/migrations/",
+                    $d,
+                    "/",
+                    $file
+                ))
             };
         }
         &[
@@ -132,6 +139,12 @@ macro_rules! migrations {
                 name: "name keys, sessions, deployments",
                 sql: sql_file!($dir, "0003_name_keys_sessions_deployments.sql"),
                 after_name_keys: Some(sql_file!($dir, "0003_name_keys_unique.sql")),
+            },
+            $crate::store::sql::Migration {
+                version: 4,
+                name: "replaced secrets by hash",
+                sql: sql_file!($dir, "0004_previous_hash_index.sql"),
+                after_name_keys: None,
             },
         ]
     }};

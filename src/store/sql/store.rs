@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,15 +19,15 @@ use sqlx::{
 use super::dialect::{Conn, Dialect, Notice};
 use super::row::{self, Encoded, Field, RawRow, TOKEN_COLUMNS};
 use super::{
-    assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
-    latest_uses, legacy_range, like_pattern, migration_failed, partition_import, root_first,
-    schema_too_new, session_exists, split_time, sql_count, unavailable, unique_violation,
-    write_error, Unique,
+    assign_name_keys, decode_deployment, decode_session, first_conflict, index_hash,
+    latest_deployments, latest_uses, legacy_range, like_pattern, managing_row, migration_failed,
+    partition_import, root_first, schema_too_new, session_exists, split_time, sql_count,
+    unavailable, unique_violation, write_error, IndexQueries, Unique,
 };
 use crate::record::{ApiToken, TokenEntry};
 use crate::store::{
     checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
-    StoredSession, TokenPage, TokenUse,
+    StoredSession, TokenIndex, TokenPage, TokenUse,
 };
 use crate::token::TokenHash;
 
@@ -51,6 +52,8 @@ pub(crate) struct SqlStore<D: Dialect> {
     writer: Pool<D::Db>,
     reader: Pool<D::Db>,
     describe: Arc<str>,
+    /// Set once an import's scan found no legacy name key (see [`SqlStore::import`]).
+    no_legacy_keys: Arc<AtomicBool>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -60,6 +63,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             writer: self.writer.clone(),
             reader: self.reader.clone(),
             describe: Arc::clone(&self.describe),
+            no_legacy_keys: Arc::clone(&self.no_legacy_keys),
             dialect: PhantomData,
         }
     }
@@ -74,6 +78,7 @@ impl<D: Dialect> SqlStore<D> {
             writer,
             reader,
             describe: describe.into(),
+            no_legacy_keys: Arc::default(),
             dialect: PhantomData,
         }
     }
@@ -249,6 +254,69 @@ where
         Ok(entries)
     }
 
+    /// [`TokenStore::load_index`](crate::store::TokenStore::load_index) through sqlx: the
+    /// [`IndexQueries`] in one read snapshot, a column or five a row.
+    pub(crate) async fn read_index(&self) -> Result<TokenIndex, StoreError> {
+        let now = Utc::now();
+        let queries = IndexQueries::at(now);
+        let mut tx = self.reader.begin().await.map_err(|e| self.error(e))?;
+        if !D::READ_SNAPSHOT.is_empty() {
+            sqlx::query(D::READ_SNAPSHOT)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
+        let mut index = TokenIndex::default();
+        for sql in [queries.hashes, queries.previous.as_str()] {
+            let mut rows = sqlx::query(sql).fetch(&mut *tx);
+            while let Some(found) = rows.try_next().await.map_err(|e| self.error(e))? {
+                let bytes: Vec<u8> = found.try_get(0).map_err(|e| self.error(e))?;
+                index.hashes.push(index_hash(&self.describe, &bytes)?);
+            }
+        }
+        let found = sqlx::query(queries.managing)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.error(e))?;
+        for found in &found {
+            let get = |e| self.error(e);
+            let uid: String = found.try_get(0).map_err(get)?;
+            let scopes: String = found.try_get(1).map_err(get)?;
+            let enabled: bool = found.try_get(2).map_err(get)?;
+            let expires_s: Option<i64> = found.try_get(3).map_err(get)?;
+            let expires_ns: Option<i64> = found.try_get(4).map_err(get)?;
+            index.managing.extend(managing_row(
+                uid,
+                &scopes,
+                enabled,
+                (expires_s, expires_ns),
+                now,
+            ));
+        }
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(index)
+    }
+
+    /// The entry whose current or replaced secret hashes to `hash`, checked (both columns
+    /// are indexed).
+    pub(crate) async fn find_by_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<TokenEntry>, StoreError> {
+        let mut select = Self::select_tokens();
+        select
+            .push("WHERE hash = ")
+            .push_bind(hash.as_bytes().as_slice())
+            .push(" OR previous_hash = ")
+            .push_bind(hash.as_bytes().as_slice())
+            .push(" LIMIT 1");
+        let found = D::build(&mut select)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| self.error(e))?;
+        found.map(|found| self.decode(&found)).transpose()
+    }
+
     /// Reads the entry with this uid (locking its row where rows are locked), changes it with
     /// `change` (its state or secret, nothing else) and writes it back with an `updated`
     /// notice, in one transaction. Answers the entry before and after.
@@ -306,9 +374,7 @@ where
             // lineage delete cannot run between this check and the insert; where they are
             // not, the lock waits for one running now and then finds the parent gone.
             let mut select = QueryBuilder::new("SELECT 1 FROM pe_tokens WHERE uid = ");
-            select
-                .push_bind(parent.as_str())
-                .push(D::LOCK_FOR_SHARE);
+            select.push_bind(parent.as_str()).push(D::LOCK_FOR_SHARE);
             let found = D::build(&mut select)
                 .fetch_optional(&mut *conn)
                 .await
@@ -579,7 +645,10 @@ where
         D::load_all(self).await
     }
 
-    pub(crate) async fn import(&self, entries: Vec<TokenEntry>) -> Result<ImportReport, StoreError> {
+    pub(crate) async fn import(
+        &self,
+        entries: Vec<TokenEntry>,
+    ) -> Result<ImportReport, StoreError> {
         let mut tx = self.writer.begin().await.map_err(|e| self.error(e))?;
         let mut stored = HashSet::new();
         for chunk in entries.chunks(LOOKUP_CHUNK) {
@@ -599,18 +668,25 @@ where
         }
         let (fresh, skipped) = partition_import(entries, &stored)?;
         let rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
-        // Legacy keys are few (made once, by migration 3): one scan finds them all.
-        let separator = format!("%{}%", crate::record::LEGACY_KEY_SEPARATOR);
-        let mut scan = QueryBuilder::new("SELECT name_key FROM pe_tokens WHERE name_key LIKE ");
-        scan.push_bind(separator.as_str());
+        // Legacy keys are few (made once, by migration 3): one scan finds them all. Only that
+        // migration makes them, before this store opened, so once a scan found none there
+        // never will be any: an import in many batches does not scan the table for each.
         let mut legacy = HashSet::new();
-        let found = D::build(&mut scan)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.error(e))?;
-        for key in &found {
-            let key: &str = key.try_get(0).map_err(|e| self.error(e))?;
-            legacy.insert(crate::record::base_name_key(key).to_owned());
+        if !self.no_legacy_keys.load(Ordering::Relaxed) {
+            let separator = format!("%{}%", crate::record::LEGACY_KEY_SEPARATOR);
+            let mut scan = QueryBuilder::new("SELECT name_key FROM pe_tokens WHERE name_key LIKE ");
+            scan.push_bind(separator.as_str());
+            let found = D::build(&mut scan)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.error(e))?;
+            for key in &found {
+                let key: &str = key.try_get(0).map_err(|e| self.error(e))?;
+                legacy.insert(crate::record::base_name_key(key).to_owned());
+            }
+            if found.is_empty() {
+                self.no_legacy_keys.store(true, Ordering::Relaxed);
+            }
         }
         if let Some(taken) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
             return Err(StoreError::NameTaken(taken.name.clone()));
@@ -843,6 +919,19 @@ macro_rules! forward_token_store {
                 &self,
             ) -> Result<Vec<$crate::record::TokenEntry>, $crate::store::StoreError> {
                 self.sql().load_all().await
+            }
+
+            async fn load_index(
+                &self,
+            ) -> Result<$crate::store::TokenIndex, $crate::store::StoreError> {
+                self.bulk_index().await
+            }
+
+            async fn find_by_hash(
+                &self,
+                hash: &$crate::token::TokenHash,
+            ) -> Result<Option<$crate::record::TokenEntry>, $crate::store::StoreError> {
+                self.sql().find_by_hash(hash).await
             }
 
             async fn import(
