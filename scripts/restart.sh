@@ -66,8 +66,11 @@ now() { date +%s.%N; }
 # "seconds rss_kib hwm_kib cpu_seconds".
 start_and_time() {
     local log="$work/serve.log" t0 t1 admin status
+    # Emptied here, not by the background job's redirection, which may happen after the loop
+    # below read the previous start's address.
+    : >"$work/out"
     t0="$(now)"
-    "$SERVE_BIN" serve --addr 127.0.0.1:0 --no-throttle "$@" >"$work/out" 2>"$log" &
+    "$SERVE_BIN" serve --addr 127.0.0.1:0 --no-throttle "$@" >>"$work/out" 2>"$log" &
     server_pid=$!
     local addr=""
     while :; do

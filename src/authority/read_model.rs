@@ -33,9 +33,14 @@ use crate::verifier::{TokenVerifier, VerifyError};
 /// once on most fleets, at about 1 KB each.
 pub const DEFAULT_CACHE_CAPACITY: usize = 50_000;
 
-/// The tokens an [`Authority`](super::Authority) verifies with: see the
-/// [module documentation](self). A [`TokenVerifier`]: an in-process service can put it in
-/// its layer. Cheap to clone; clones share everything. Changes go through the authority.
+/// The tokens an [`Authority`](super::Authority) verifies with. It holds the hash of every
+/// live secret (loaded at start with [`TokenStore::load_index`]), so an unknown secret is
+/// refused from memory, and a bounded cache of the records presented lately, fetched from the
+/// store by hash ([`TokenStore::find_by_hash`]) on a miss and kept in step with the
+/// authority's changes and the store's change feed. Until it is loaded every verification
+/// answers [`VerifyError::Unavailable`] (503). A [`TokenVerifier`]: an in-process service can
+/// put it in its layer. Cheap to clone; clones share everything. Changes go through the
+/// authority.
 ///
 /// ```
 /// use protected_endpoint::authority::Authority;

@@ -355,9 +355,18 @@ impl TokenIndex {
         entries: impl IntoIterator<Item = &'a TokenEntry>,
         now: DateTime<Utc>,
     ) -> Self {
-        let mut index = TokenIndex::default();
+        let entries = entries.into_iter();
+        let mut index = TokenIndex {
+            hashes: Vec::with_capacity(entries.size_hint().0),
+            managing: Vec::new(),
+        };
         for entry in entries {
-            index.hashes.extend(entry.live_hashes(now));
+            // As `TokenEntry::live_hashes`, without a vector per entry (an import of a
+            // million tokens indexes them all).
+            index.hashes.push(entry.hash);
+            if let Some(previous) = entry.previous.filter(|p| p.valid_until > now) {
+                index.hashes.push(previous.hash);
+            }
             if let Some(managing) = ManagingToken::of(entry, now) {
                 index.managing.push(managing);
             }

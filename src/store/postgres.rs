@@ -2,7 +2,7 @@
 //! which hear each other's changes through `LISTEN`/`NOTIFY`.
 //!
 //! Every change commits in one transaction with a `pg_notify('pe_tokens', '<op>:<uid>')`, so
-//! a notification is sent if and only if the change committed. [`TokenStore::watch`] turns
+//! a notification is sent if and only if the change committed. [`TokenStore::watch`](super::TokenStore::watch) turns
 //! them into [`Change`]s; after a lost connection it says [`Change::Lost`], reconnects with
 //! backoff and says [`Change::Resync`] (notifications sent meanwhile are gone for good).
 
@@ -80,7 +80,7 @@ impl PostgresStore {
     /// with the query parameters libpq takes, e.g. `?sslmode=require`) and applies the
     /// schema migrations it lacks. Fails with [`StoreError::Unavailable`] when the URL is not
     /// one or the database does not answer within a few seconds; the error, like
-    /// [`describe`](TokenStore::describe), shows the URL through
+    /// [`describe`](super::TokenStore::describe), shows the URL through
     /// [`redact_database_url`](super::redact_database_url): never a password.
     ///
     /// ```
