@@ -806,6 +806,7 @@ impl InMemoryTokenStore {
 
     /// When the token with this uid was created (what introspection answers as `iat`),
     /// without copying its record.
+    #[cfg(feature = "authority")]
     pub(crate) fn created_at(&self, uid: &str) -> Option<DateTime<Utc>> {
         self.read().by_uid.get(uid).map(|entry| entry.0.created_at)
     }

@@ -167,6 +167,8 @@ pub(crate) enum Notice<'a> {
 
 impl<'a> Notice<'a> {
     /// Reads a notice back; `None` for anything else (an operation of a newer version).
+    /// Only PostgreSQL's change feed reads notices.
+    #[cfg(feature = "postgres")]
     pub(crate) fn parse(payload: &'a str) -> Option<Self> {
         match payload.split_once(':')? {
             ("created", uid) => Some(Notice::Created(uid)),
@@ -193,6 +195,7 @@ impl fmt::Display for Notice<'_> {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn a_notice_reads_back_as_itself() {
         for notice in [

@@ -19,15 +19,20 @@ use sqlx::{
 use super::dialect::{Conn, Dialect, Notice};
 use super::row::{self, Encoded, Field, RawRow, TOKEN_COLUMNS};
 use super::{
-    assign_name_keys, decode_deployment, decode_session, first_conflict, index_hash,
-    latest_deployments, latest_uses, legacy_range, like_pattern, managing_row, migration_failed,
-    partition_import, root_first, schema_too_new, session_exists, split_time, sql_count,
-    unavailable, unique_violation, write_error, IndexQueries, Unique,
+    assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
+    latest_uses, legacy_range, like_pattern, migration_failed, partition_import, root_first,
+    schema_too_new, session_exists, split_time, sql_count, unavailable, unique_violation,
+    write_error, Unique,
 };
+// The bulk read of the index through sqlx serves PostgreSQL (SQLite's goes through rusqlite).
+#[cfg(feature = "postgres")]
+use super::{index_hash, managing_row, IndexQueries};
 use crate::record::{ApiToken, TokenEntry};
+#[cfg(feature = "postgres")]
+use crate::store::TokenIndex;
 use crate::store::{
     checked, ChangeFeed, DeploymentSeen, ImportReport, ListQuery, SessionIdHash, StoreError,
-    StoredSession, TokenIndex, TokenPage, TokenUse,
+    StoredSession, TokenPage, TokenUse,
 };
 use crate::token::TokenHash;
 
@@ -88,7 +93,8 @@ impl<D: Dialect> SqlStore<D> {
         &self.describe
     }
 
-    /// The pool every change goes through.
+    /// The pool every change goes through (PostgreSQL's change feed listens on it).
+    #[cfg(feature = "postgres")]
     pub(crate) fn writer(&self) -> &Pool<D::Db> {
         &self.writer
     }
@@ -255,7 +261,9 @@ where
     }
 
     /// [`TokenStore::load_index`](crate::store::TokenStore::load_index) through sqlx: the
-    /// [`IndexQueries`] in one read snapshot, a column or five a row.
+    /// [`IndexQueries`] in one read snapshot, a column or five a row. SQLite reads the index
+    /// through rusqlite instead (`sqlite::read_index`).
+    #[cfg(feature = "postgres")]
     pub(crate) async fn read_index(&self) -> Result<TokenIndex, StoreError> {
         let now = Utc::now();
         let queries = IndexQueries::at(now);
