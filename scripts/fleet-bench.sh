@@ -40,7 +40,9 @@ work="$(mktemp -d)"
 declare -A pid=() url=() token=()
 cleanup() {
     for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    sleep 1
+    # Whatever did not stop on TERM is killed: nothing this script started outlives it.
+    for p in "${pid[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -114,6 +116,7 @@ drive() {
     fi
     rate="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
+    p50="$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -123,28 +126,28 @@ echo "fleet-bench.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load ave
 names=(local redis local_refused redis_refused)
 expect=(pass pass refuse refuse)
 labels=("accepted, per-process limit" "accepted, limit in Redis" "refused, per-process limit" "refused, limit in Redis (memo)")
-declare -A rates=() p99s=() misses=()
+declare -A rates=() p99s=() p50s=() misses=()
 for round in $(seq "$ROUNDS"); do
     for i in "${!names[@]}"; do
         drive "${names[$i]}" "$CONNECTIONS" "${expect[$i]}"
         rates[$i]+=" $rate"; r="$rate"; m="$missed"
         drive "${names[$i]}" 1 "${expect[$i]}"
-        p99s[$i]+=" $p99"; misses[$i]=$(( ${misses[$i]:-0} + m + missed ))
-        printf '  round %d  %-34s %9.0f req/s   p99 (c=1) %7.3f ms   not 200: %d\n' \
-            "$round" "${labels[$i]}" "$r" "$p99" "$(( m + missed ))" >&2
+        p99s[$i]+=" $p99"; p50s[$i]+=" $p50"; misses[$i]=$(( ${misses[$i]:-0} + m + missed ))
+        printf '  round %d  %-34s %9.0f req/s   p50 / p99 (c=1) %7.3f / %7.3f ms   not 200: %d\n' \
+            "$round" "${labels[$i]}" "$r" "$p50" "$p99" "$(( m + missed ))" >&2
     done
 done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
-echo "| layer | req/s (c=$CONNECTIONS) | vs per-process | p99 at c=1 | p99 added vs per-process | accepted-row answers not 200 (all rounds) |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| layer | req/s (c=$CONNECTIONS) | vs per-process | p50 at c=1 | p99 at c=1 | p99 added vs per-process | accepted-row answers not 200 (all rounds) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for i in "${!names[@]}"; do
     base=$(( i < 2 ? 0 : 2 ))
-    r="$(median ${rates[$i]})"; p="$(median ${p99s[$i]})"
+    r="$(median ${rates[$i]})"; p="$(median ${p99s[$i]})"; h="$(median ${p50s[$i]})"
     br="$(median ${rates[$base]})"; bp="$(median ${p99s[$base]})"
-    printf '| %s | %.0f | %.2f | %.0f µs | %+.0f µs | %s |\n' "${labels[$i]}" "$r" \
-        "$(echo "$r / $br" | bc -l)" "$(echo "$p * 1000" | bc -l)" "$(echo "($p - $bp) * 1000" | bc -l)" \
+    printf '| %s | %.0f | %.2f | %.0f µs | %.0f µs | %+.0f µs | %s |\n' "${labels[$i]}" "$r" \
+        "$(echo "$r / $br" | bc -l)" "$(echo "$h * 1000" | bc -l)" "$(echo "$p * 1000" | bc -l)" "$(echo "($p - $bp) * 1000" | bc -l)" \
         "$( [[ "${expect[$i]}" == pass ]] && echo "${misses[$i]:-0}" || echo "—" )"
 done
 echo
