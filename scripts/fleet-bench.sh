@@ -13,9 +13,10 @@
 # The server (one tokio worker) runs on core 0; redis-server and wrk share core 1. Throughput:
 # wrk -t1 -c$CONNECTIONS. Latency: wrk -t1 -c1 (one request at a time: a request's own way
 # through, not a queue). Rounds are interleaved; each figure is the median of its rounds.
-# Every accepted-row answer must be a 200 (a 503 would be a call Redis did not answer in time)
-# and every refused-row answer a non-2xx. Needs wrk and redis-server (Debian packages;
-# installed when missing, as root).
+# Every refused-row answer must be a non-2xx. An accepted-row answer that is not a 200 is a
+# call Redis did not answer within the wait (50 ms; the server fails closed, so it shows as a
+# 503): they are counted in the table's last column, not hidden. Needs wrk and redis-server
+# (Debian packages; installed when missing, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,9 @@ work="$(mktemp -d)"
 declare -A pid=() url=() token=()
 cleanup() {
     for p in "${pid[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+    sleep 1
+    # Whatever did not stop on TERM is killed: nothing this script started outlives it.
+    for p in "${pid[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -97,8 +100,8 @@ to_ms() {
     }'
 }
 
-# drive NAME CONNECTIONS EXPECT: wrk against NAME; sets $rate and $p99 (ms). EXPECT is `pass`
-# (every answer 2xx) or `refuse` (none).
+# drive NAME CONNECTIONS EXPECT: wrk against NAME; sets $rate, $p99 (ms) and $missed (answers
+# that were not 200 where EXPECT is `pass`). EXPECT `refuse`: every answer must be non-2xx.
 drive() {
     local name="$1" out="$work/wrk.out" total non2xx
     "${other_core[@]}" wrk -t1 -c"$2" -d"$DURATION" --latency \
@@ -106,11 +109,14 @@ drive() {
     total="$(awk '/requests in/ {print $1}' "$out")"
     non2xx="$(awk '/Non-2xx or 3xx responses/ {print $5}' "$out")"
     non2xx="${non2xx:-0}"
-    if [[ "$3" == pass && "$non2xx" != 0 ]] || [[ "$3" == refuse && "$non2xx" != "$total" ]]; then
+    missed=0
+    [[ "$3" == pass ]] && missed="$non2xx"
+    if [[ "$3" == refuse && "$non2xx" != "$total" ]]; then
         cat "$out" >&2; echo "fleet-bench.sh: $name: $non2xx of $total answers were not 2xx (expected: $3)" >&2; exit 1
     fi
     rate="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
     p99="$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
+    p50="$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")"
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -120,27 +126,29 @@ echo "fleet-bench.sh: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load ave
 names=(local redis local_refused redis_refused)
 expect=(pass pass refuse refuse)
 labels=("accepted, per-process limit" "accepted, limit in Redis" "refused, per-process limit" "refused, limit in Redis (memo)")
-declare -A rates=() p99s=()
+declare -A rates=() p99s=() p50s=() misses=()
 for round in $(seq "$ROUNDS"); do
     for i in "${!names[@]}"; do
         drive "${names[$i]}" "$CONNECTIONS" "${expect[$i]}"
-        rates[$i]+=" $rate"; r="$rate"
+        rates[$i]+=" $rate"; r="$rate"; m="$missed"
         drive "${names[$i]}" 1 "${expect[$i]}"
-        p99s[$i]+=" $p99"
-        printf '  round %d  %-34s %9.0f req/s   p99 (c=1) %7.3f ms\n' "$round" "${labels[$i]}" "$r" "$p99" >&2
+        p99s[$i]+=" $p99"; p50s[$i]+=" $p50"; misses[$i]=$(( ${misses[$i]:-0} + m + missed ))
+        printf '  round %d  %-34s %9.0f req/s   p50 / p99 (c=1) %7.3f / %7.3f ms   not 200: %d\n' \
+            "$round" "${labels[$i]}" "$r" "$p50" "$p99" "$(( m + missed ))" >&2
     done
 done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo
-echo "| layer | req/s (c=$CONNECTIONS) | vs per-process | p99 at c=1 | p99 added vs per-process |"
-echo "|---|---:|---:|---:|---:|"
+echo "| layer | req/s (c=$CONNECTIONS) | vs per-process | p50 at c=1 | p99 at c=1 | p99 added vs per-process | accepted-row answers not 200 (all rounds) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for i in "${!names[@]}"; do
     base=$(( i < 2 ? 0 : 2 ))
-    r="$(median ${rates[$i]})"; p="$(median ${p99s[$i]})"
+    r="$(median ${rates[$i]})"; p="$(median ${p99s[$i]})"; h="$(median ${p50s[$i]})"
     br="$(median ${rates[$base]})"; bp="$(median ${p99s[$base]})"
-    printf '| %s | %.0f | %.2f | %.0f µs | %+.0f µs |\n' "${labels[$i]}" "$r" \
-        "$(echo "$r / $br" | bc -l)" "$(echo "$p * 1000" | bc -l)" "$(echo "($p - $bp) * 1000" | bc -l)"
+    printf '| %s | %.0f | %.2f | %.0f µs | %.0f µs | %+.0f µs | %s |\n' "${labels[$i]}" "$r" \
+        "$(echo "$r / $br" | bc -l)" "$(echo "$h * 1000" | bc -l)" "$(echo "$p * 1000" | bc -l)" "$(echo "($p - $bp) * 1000" | bc -l)" \
+        "$( [[ "${expect[$i]}" == pass ]] && echo "${misses[$i]:-0}" || echo "—" )"
 done
 echo
 added="$(echo "($(median ${p99s[1]}) - $(median ${p99s[0]})) * 1000" | bc -l)"
