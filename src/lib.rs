@@ -100,6 +100,7 @@
 //! | `gateway` | `gateway::Gateway` and `gateway::Proxy`: a reverse proxy (HTTP/1.1 or h2c to the upstream) behind the layer | |
 //! | `prometheus` | `telemetry::Prometheus`: the crate's metrics as Prometheus text, and with `axum` the `GET /metrics` route | |
 //! | `sqlite` | `store::sqlite::SqliteStore` | |
+//! | `redis` | `limit::SharedLimits`: per-token rate limits and the failed-guess throttle counted in Redis or Valkey by every process pointed at it | |
 //! | `postgres` | `store::postgres::PostgresStore`, for many replicas | |
 //! | `authority` | `authority::Authority`, the token service | `file`, `sqlite`, `axum`, `server` |
 //! | `authz` | `authz::Authz`: decision services for nginx, Caddy, Traefik and Envoy (HTTP) | |
