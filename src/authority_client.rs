@@ -171,7 +171,7 @@ impl std::error::Error for ClientError {
 /// use protected_endpoint::authority_client::AuthorityClient;
 /// use protected_endpoint::{NewToken, Scope};
 ///
-/// // An authority on 127.0.0.1 (in production: `examples/token_server.rs`, or your own app).
+/// // An authority on 127.0.0.1 (in production: `protected-endpoint serve`, or your own app).
 /// let authority = Authority::in_memory();
 /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,6 @@
 //! A token authority: the platform-compatible token management API, an RFC 7662
-//! introspection endpoint and a stream of revocations, as an axum [`Router`] to run on its own
-//! (`examples/token_server.rs`) or mount in an app of yours.
+//! introspection endpoint and a stream of revocations, as an axum [`Router`] that the program
+//! runs (`protected-endpoint serve`) or that you mount in an app of yours (`examples/token_server.rs`).
 //!
 //! A fleet of services then shares one set of tokens: each service puts a `RemoteVerifier`
 //! (`verifier::remote`, feature `remote`) in its layer, pointed at [`INTROSPECTION_PATH`]; it
@@ -101,7 +101,7 @@
 //! period, may make the calls its token may make but never create or change a token, its own
 //! included (403 `replaced_secret`). An authority no live token can manage
 //! ([`Authority::can_be_managed`]) still verifies and introspects; the operator gets a new
-//! admin token with [`Authority::mint_admin`] (`token_server --mint-admin`), which is never
+//! admin token with [`Authority::mint_admin`] (`protected-endpoint serve --mint-admin`), which is never
 //! reachable over the network and leaves a line in the audit log.
 //!
 //! # Stores, replicas and durability

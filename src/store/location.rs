@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{StoreError, TokenStore};
 use crate::store::memory::InMemoryTokenStore;
 
-/// Where an authority keeps its tokens, as the `token_server` example's flags name it.
+/// Where an authority keeps its tokens, as `protected-endpoint serve`'s flags name it.
 ///
 /// | text | store |
 /// |---|---|
@@ -145,7 +145,7 @@ impl StoreLocation {
 /// `url`, a database URL, as it may be shown in a log line, an error or a page: the password
 /// hidden wherever it may stand. The one redaction every place that shows a database URL uses
 /// ([`StoreLocation`]'s `Display` and `Debug`, `PostgresStore`'s `describe()` and errors,
-/// and so the `token_server` example's "tokens kept in …" line).
+/// and so `protected-endpoint serve`'s "tokens kept in …" line).
 ///
 /// - the password of the user info (`user:***@host`);
 /// - the value of every query parameter named `password` or `sslpassword`, whatever its case

@@ -13,7 +13,7 @@
 //!
 //! Every store mints tokens the same way ([`NewToken`](crate::NewToken)) and checks every
 //! record with the same rules ([`ApiToken::check`]); only SHA-256 hashes of secrets are ever
-//! kept. [`StoreLocation`] picks a backend from a location string, as the `token_server` example's
+//! kept. [`StoreLocation`] picks a backend from a location string, as `protected-endpoint serve`'s
 //! `--data` and `--database-url` flags do.
 
 #[cfg(feature = "file")]
