@@ -310,7 +310,7 @@ impl Prometheus {
     /// assert!(prometheus.render().contains("# TYPE protected_endpoint_remote_cache_hits_total counter"));
     /// assert!(prometheus.render().contains("protected_endpoint_remote_cache_hits_total 2"));
     /// ```
-    pub fn install() -> Result<Self, crate::BoxError> {
+    pub fn install() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(

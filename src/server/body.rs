@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-use super::connection::InFlight;
+use super::activity::InFlight;
 use crate::BoxError;
 
 pin_project! {

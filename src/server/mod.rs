@@ -85,6 +85,7 @@
 //!
 #![doc = include_str!("../../docs/guide/server.md")]
 
+mod activity;
 mod body;
 mod connection;
 mod service;
@@ -110,8 +111,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tower_service::Service;
 
+use activity::Timeouts;
 pub use body::{BodyIdle, RequestBody};
-use connection::Timeouts;
 pub use signal::shutdown_signal;
 
 use crate::BoxError;

@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::activity::{Activity, InFlight};
 use super::body::{RequestBody, TrackedBody};
-use super::connection::{Activity, InFlight};
 
 #[derive(Debug, Clone)]
 pub(super) struct PerConnection<S> {

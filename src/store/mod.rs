@@ -29,9 +29,11 @@ mod sql;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
+mod database_url;
 mod location;
 
-pub use self::location::{redact_database_url, StoreLocation};
+pub use self::database_url::redact_database_url;
+pub use self::location::StoreLocation;
 
 use std::fmt;
 

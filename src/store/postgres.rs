@@ -111,7 +111,7 @@ impl PostgresStore {
     /// ```
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let describe = super::redact_database_url(url);
-        if let Some(key) = super::location::unread_secret_parameter(url) {
+        if let Some(key) = super::database_url::unread_secret_parameter(url) {
             return Err(StoreError::unavailable(
                 &describe,
                 format!(
