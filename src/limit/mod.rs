@@ -26,6 +26,7 @@
 #![cfg_attr(feature = "redis", doc = include_str!("../../docs/guide/fleet-limits.md"))]
 
 mod client_key;
+mod local_rate;
 mod per_token;
 mod prune;
 #[cfg(feature = "redis")]

@@ -4,31 +4,18 @@
 //! Redis. The one place a token's limit is decided ([`TokenRateLimits::check`]).
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
-use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use super::prune::PruneGate;
-use crate::rate_limit::{LimitHeaders, RateLimit};
+use super::local_rate::LocalRateLimits;
+use crate::rate_limit::LimitHeaders;
+#[cfg(feature = "redis")]
+use crate::rate_limit::RateLimit;
 use crate::rejection::Rejection;
 use crate::token_info::TokenInfo;
 
-/// One keyed limiter per distinct limit (tokens with the same limit share its table, each
-/// with a bucket of its own), keyed by a hash of the token's uid; and the shared store, when
-/// the layer has one.
+/// A layer's rate limits: the per-process count, and the shared store when the layer has one.
 pub(crate) struct TokenRateLimits {
-    limiters: DashMap<RateLimit, DefaultKeyedRateLimiter<u64, StateInformationMiddleware>>,
-    /// Keyed hashing of uids, seeded per process: the table's key, so the request path
-    /// allocates nothing.
-    hasher: RandomState,
-    clock: DefaultClock,
-    prune: PruneGate,
+    local: LocalRateLimits,
     #[cfg(feature = "redis")]
     shared: Option<super::shared_rate::SharedRateLimits>,
 }
@@ -40,19 +27,13 @@ pub(crate) enum LimitCheck {
     Done(Result<Option<Box<LimitHeaders>>, Rejection>),
     /// The limit is counted in the shared store: [`PendingLimit::settle`] gives the answer.
     #[cfg(feature = "redis")]
-    Pending(super::shared_rate::PendingLimit),
+    Pending(PendingLimit),
 }
-
-/// How often buckets that refilled are forgotten.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 impl TokenRateLimits {
     pub(crate) fn new() -> Self {
         Self {
-            limiters: DashMap::new(),
-            hasher: RandomState::new(),
-            clock: DefaultClock::default(),
-            prune: PruneGate::new(),
+            local: LocalRateLimits::new(),
             #[cfg(feature = "redis")]
             shared: None,
         }
@@ -67,12 +48,6 @@ impl TokenRateLimits {
         }
     }
 
-    /// The shared store, when there is one.
-    #[cfg(feature = "redis")]
-    pub(crate) fn shared(&self) -> Option<&super::shared_rate::SharedRateLimits> {
-        self.shared.as_ref()
-    }
-
     /// Spends one request of `info`'s limit: the `RateLimit` fields for the answer, or the
     /// 429 refusal when the limit is spent. Tokens without a limit pass with no fields.
     pub(crate) fn check(self: &Arc<Self>, info: &TokenInfo) -> LimitCheck {
@@ -81,90 +56,49 @@ impl TokenRateLimits {
         };
         #[cfg(feature = "redis")]
         if let Some(shared) = &self.shared {
-            return shared.check(self, limit, info.uid());
+            return match shared.remembered(limit, info.uid()) {
+                Err(refusal) => LimitCheck::Done(Err(refusal)),
+                Ok(memo) => LimitCheck::Pending(PendingLimit {
+                    limits: Arc::clone(self),
+                    limit: *limit,
+                    uid: info.uid().to_owned(),
+                    memo,
+                }),
+            };
         }
-        LimitCheck::Done(self.check_local(limit, info.uid()))
+        LimitCheck::Done(self.local.check(limit, info.uid()))
     }
+}
 
-    /// The per-process count: one request of `uid`'s `limit`.
-    pub(crate) fn check_local(
-        &self,
-        limit: &RateLimit,
-        uid: &str,
-    ) -> Result<Option<Box<LimitHeaders>>, Rejection> {
-        self.prune_if_due();
-        let key = self.hasher.hash_one(uid);
-        let outcome = match self.limiters.get(limit) {
-            Some(limiter) => limiter.check_key(&key),
-            None => self
-                .limiters
-                .entry(*limit)
-                .or_insert_with(|| limiter_for(limit))
-                .check_key(&key),
+/// One request's count in the shared store, to await.
+#[cfg(feature = "redis")]
+pub(crate) struct PendingLimit {
+    limits: Arc<TokenRateLimits>,
+    limit: RateLimit,
+    uid: String,
+    memo: u64,
+}
+
+#[cfg(feature = "redis")]
+impl PendingLimit {
+    /// The store's answer, or the fallback's when it gives none in time: the per-process
+    /// count (`Fallback::Local`) or a 503 (`Fallback::Refuse`).
+    pub(crate) async fn settle(self) -> Result<Option<Box<LimitHeaders>>, Rejection> {
+        let Some(shared) = &self.limits.shared else {
+            return self.limits.local.check(&self.limit, &self.uid);
         };
-        match outcome {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                // Full again once every spent request has been given back.
-                let per_request = limit.duration() / limit.limit();
-                let reset = per_request * (limit.limit() - remaining.min(limit.limit()));
-                Ok(Some(limit_fields(limit, remaining, reset)))
-            }
-            Err(not_until) => Err(spent(
-                limit,
-                uid,
-                not_until.wait_time_from(self.clock.now()),
-            )),
+        match shared.count(&self.limit, &self.uid, self.memo).await {
+            Ok(answer) => answer,
+            Err(super::Fallback::Local) => self.limits.local.check(&self.limit, &self.uid),
+            Err(super::Fallback::Refuse) => Err(Rejection::unavailable()),
         }
     }
-
-    fn prune_if_due(&self) {
-        if !self.prune.due(PRUNE_EVERY) {
-            return;
-        }
-        for limiter in self.limiters.iter() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        self.limiters.retain(|_, limiter| !limiter.is_empty());
-    }
-}
-
-/// The `RateLimit` fields of an accepted request: `remaining` requests left, the bucket full
-/// again in `reset` (whole seconds, rounded up). Local and shared counts alike.
-pub(crate) fn limit_fields(
-    limit: &RateLimit,
-    remaining: u32,
-    reset: Duration,
-) -> Box<LimitHeaders> {
-    let reset_seconds = reset.as_secs() + u64::from(reset.subsec_nanos() > 0);
-    Box::new(LimitHeaders::new(limit, remaining, reset_seconds))
-}
-
-/// The refusal of a request whose token spent `limit`: one more may come in `wait`. Local and
-/// shared counts alike.
-pub(crate) fn spent(limit: &RateLimit, uid: &str, wait: Duration) -> Rejection {
-    tracing::debug!(uid, %limit, "rate limit spent");
-    Rejection::rate_limited(limit, wait)
-}
-
-fn limit_to_quota(limit: &RateLimit) -> Quota {
-    let burst = NonZeroU32::new(limit.limit()).unwrap_or(NonZeroU32::MIN);
-    // `RateLimit` allows at most 10⁹ requests per at least 1 ms: the period is at least 1 ns.
-    let period = (limit.duration() / limit.limit()).max(Duration::from_nanos(1));
-    Quota::with_period(period)
-        .expect("a period of at least 1 ns")
-        .allow_burst(burst)
-}
-
-fn limiter_for(limit: &RateLimit) -> DefaultKeyedRateLimiter<u64, StateInformationMiddleware> {
-    RateLimiter::dashmap(limit_to_quota(limit)).with_middleware::<StateInformationMiddleware>()
 }
 
 impl fmt::Debug for TokenRateLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenRateLimits")
-            .field("limits", &self.limiters.len())
+            .field("local", &self.local)
             .finish_non_exhaustive()
     }
 }

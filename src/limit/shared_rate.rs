@@ -2,12 +2,11 @@
 //! memo of the tokens over their limit, so a flood of refused calls costs no round trip.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::per_token::{limit_fields, spent, LimitCheck, TokenRateLimits};
+use super::local_rate::{limit_fields, spent};
 use super::prune::PruneGate;
 use super::shared::Counted;
 use super::{Fallback, SharedLimits};
@@ -37,18 +36,13 @@ impl SharedRateLimits {
         }
     }
 
-    /// The memo's refusal, or the round trip to make.
-    pub(crate) fn check(
-        &self,
-        limits: &Arc<TokenRateLimits>,
-        limit: &RateLimit,
-        uid: &str,
-    ) -> LimitCheck {
+    /// The memo's refusal of a token spent lately, or the memo's key for [`Self::count`].
+    pub(crate) fn remembered(&self, limit: &RateLimit, uid: &str) -> Result<u64, Rejection> {
         let memo = self.hasher.hash_one((uid, limit));
         let now = Instant::now();
         if let Some(until) = self.over_until.get(&memo).map(|until| *until) {
             if until > now {
-                return LimitCheck::Done(Err(spent(limit, uid, until - now)));
+                return Err(spent(limit, uid, until - now));
             }
             self.over_until.remove_if(&memo, |_, until| *until <= now);
         }
@@ -56,64 +50,33 @@ impl SharedRateLimits {
             self.over_until.retain(|_, until| *until > now);
             self.over_until.shrink_to_fit();
         }
-        LimitCheck::Pending(PendingLimit {
-            limits: Arc::clone(limits),
-            limit: *limit,
-            uid: uid.to_owned(),
-            memo,
-        })
+        Ok(memo)
     }
-}
 
-/// One request's count in the shared store, to await.
-pub(crate) struct PendingLimit {
-    limits: Arc<TokenRateLimits>,
-    limit: RateLimit,
-    uid: String,
-    memo: u64,
-}
-
-impl PendingLimit {
-    /// The store's answer (remembered when it says the token is spent), or the fallback's
-    /// when it gives none in time.
-    pub(crate) async fn settle(self) -> Result<Option<Box<LimitHeaders>>, Rejection> {
-        let Some(shared) = self.limits.shared() else {
-            return self.limits.check_local(&self.limit, &self.uid);
-        };
-        let key = shared
+    /// One request of `uid`'s `limit` counted in the store (remembered when it says the token
+    /// is spent); `Err` with the operator's fallback when the store gives no answer in time.
+    pub(crate) async fn count(
+        &self,
+        limit: &RateLimit,
+        uid: &str,
+        memo: u64,
+    ) -> Result<Result<Option<Box<LimitHeaders>>, Rejection>, Fallback> {
+        let key = self.store.key("rate", format_args!("{limit}:{uid}"));
+        let answer = self
             .store
-            .key("rate", format_args!("{}:{}", self.limit, self.uid));
-        let answer = shared
-            .store
-            .spend(
-                Counted::RateLimit,
-                &key,
-                self.limit.duration(),
-                self.limit.limit(),
-            )
+            .spend(Counted::RateLimit, &key, limit.duration(), limit.limit())
             .await;
-        match answer {
-            Ok(bucket) => {
-                if bucket.retry > Duration::ZERO {
-                    // Spent (or just emptied): the next calls are refused here until then.
-                    shared
-                        .over_until
-                        .insert(self.memo, Instant::now() + bucket.retry);
-                }
-                if bucket.allowed {
-                    Ok(Some(limit_fields(
-                        &self.limit,
-                        bucket.remaining,
-                        bucket.reset,
-                    )))
-                } else {
-                    Err(spent(&self.limit, &self.uid, bucket.retry))
-                }
-            }
-            Err(_) => match shared.store.get_fallback() {
-                Fallback::Local => self.limits.check_local(&self.limit, &self.uid),
-                Fallback::Refuse => Err(Rejection::unavailable()),
-            },
+        let Ok(bucket) = answer else {
+            return Err(self.store.get_fallback());
+        };
+        if bucket.retry > Duration::ZERO {
+            // Spent (or just emptied): the next calls are refused here until then.
+            self.over_until.insert(memo, Instant::now() + bucket.retry);
         }
+        Ok(if bucket.allowed {
+            Ok(Some(limit_fields(limit, bucket.remaining, bucket.reset)))
+        } else {
+            Err(spent(limit, uid, bucket.retry))
+        })
     }
 }
