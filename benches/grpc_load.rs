@@ -40,6 +40,10 @@ use tonic_health::pb::HealthCheckRequest;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[path = "common/flags.rs"]
+mod flags;
+use flags::Flags;
+
 fn main() {
     // `cargo bench` passes `--bench` to every bench binary; it means nothing here.
     let args: Vec<String> = std::env::args()
@@ -59,37 +63,6 @@ fn main() {
     if let Err(err) = result {
         eprintln!("grpc_load: {err}");
         std::process::exit(1);
-    }
-}
-
-/// `--name value` pairs.
-struct Flags(Vec<(String, String)>);
-
-impl Flags {
-    fn parse(args: &[String]) -> Self {
-        let mut pairs = Vec::new();
-        let mut args = args.iter();
-        while let Some(name) = args.next() {
-            let value = args.next().cloned().unwrap_or_default();
-            pairs.push((name.trim_start_matches("--").to_owned(), value));
-        }
-        Self(pairs)
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, BoxError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse()
-                .map_err(|_| format!("--{name}: not a number: {text:?}").into()),
-        }
     }
 }
 

@@ -45,6 +45,10 @@ use protected_endpoint::{NewToken, Scope, TokenVerifier};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[path = "common/flags.rs"]
+mod flags;
+use flags::Flags;
+
 /// The pause between two sweeps over the verifiers not reached yet. A sweep of 2 000 costs
 /// about a millisecond of the core the followers run on; pausing 4 ms keeps the measurement
 /// from taking more than a fifth of it, and the delays stay exact to about 5 ms (a tenth of
@@ -71,42 +75,6 @@ fn main() {
     if let Err(err) = result {
         eprintln!("revocation_fanout: {err}");
         std::process::exit(1);
-    }
-}
-
-/// `--name value` pairs.
-struct Flags(Vec<(String, String)>);
-
-impl Flags {
-    fn parse(args: &[String]) -> Self {
-        let mut pairs = Vec::new();
-        let mut args = args.iter();
-        while let Some(name) = args.next() {
-            let value = args.next().cloned().unwrap_or_default();
-            pairs.push((name.trim_start_matches("--").to_owned(), value));
-        }
-        Self(pairs)
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(flag, _)| flag == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn required(&self, name: &str) -> Result<&str, BoxError> {
-        self.get(name)
-            .ok_or_else(|| format!("--{name} is needed").into())
-    }
-
-    fn number<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T, BoxError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(text) => text
-                .parse()
-                .map_err(|_| format!("--{name}: not a number: {text:?}").into()),
-        }
     }
 }
 
