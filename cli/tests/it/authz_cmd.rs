@@ -17,7 +17,9 @@ use tempfile::TempDir;
 use tonic::transport::Endpoint;
 
 use crate::common::metrics::scrape_until;
-use crate::common::program::{create_token, exits_2_naming, BadStart, Program};
+use crate::common::program::{
+    assert_manual_names, create_token, exits_2_naming, BadStart, Program,
+};
 use crate::common::proxies::{echoed, guide_config, nginx, Proxy, Upstream};
 use crate::common::serve::TokenServer;
 
@@ -284,30 +286,26 @@ fn bad_settings_exit_2_naming_the_setting() {
 fn the_manual_names_every_flag_and_variable() {
     let output = crate::common::cli::ok(&["authz", "--help"]);
     let manual = crate::common::cli::stdout(&output);
-    for flag in [
-        "tokens",
-        "authority",
-        "service-token-file",
-        "cache-ttl",
-        "deployment",
-        "deployment-header",
-        "require-scope",
-        "trust-forwarded",
-        "client-ip-header",
-        "no-throttle",
-        "header-read-timeout",
-        "idle-timeout",
-        "max-connections",
-        "metrics",
-        "config",
-    ] {
-        assert!(manual.contains(&format!("--{flag}")), "--{flag}");
-        let var = format!(
-            "PROTECTED_ENDPOINT_{}",
-            flag.to_uppercase().replace('-', "_")
-        );
-        assert!(manual.contains(&var), "{var}");
-    }
+    assert_manual_names(
+        &manual,
+        &[
+            "tokens",
+            "authority",
+            "service-token-file",
+            "cache-ttl",
+            "deployment",
+            "deployment-header",
+            "require-scope",
+            "trust-forwarded",
+            "client-ip-header",
+            "no-throttle",
+            "header-read-timeout",
+            "idle-timeout",
+            "max-connections",
+            "metrics",
+            "config",
+        ],
+    );
     assert!(manual.contains("/auth/nginx") && manual.contains("EXIT STATUS"));
 }
 

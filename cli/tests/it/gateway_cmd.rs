@@ -13,7 +13,9 @@ use tempfile::TempDir;
 use crate::common::cli::run_with_env;
 use crate::common::closed_port;
 use crate::common::metrics::scrape_until;
-use crate::common::program::{create_token, exits_2_naming, BadStart, Program};
+use crate::common::program::{
+    assert_manual_names, create_token, exits_2_naming, BadStart, Program,
+};
 use crate::common::proxies::echoed;
 use crate::common::serve::TokenServer;
 use crate::common::upstream::pb::streaming_client::StreamingClient;
@@ -301,37 +303,33 @@ fn check_prints_the_settings_without_the_service_token() {
 fn the_manual_names_every_flag_and_variable() {
     let output = crate::common::cli::ok(&["gateway", "--help"]);
     let manual = crate::common::cli::stdout(&output);
-    for flag in [
-        "upstream",
-        "upstream-protocol",
-        "upstream-timeout",
-        "open",
-        "no-default-open",
-        "pass-authorization",
-        "tokens",
-        "authority",
-        "service-token-file",
-        "cache-ttl",
-        "deployment",
-        "require-scope",
-        "browser-sign-in",
-        "trust-forwarded",
-        "client-ip-header",
-        "no-throttle",
-        "header-read-timeout",
-        "idle-timeout",
-        "max-connections",
-        "metrics",
-        "config",
-        "check",
-    ] {
-        assert!(manual.contains(&format!("--{flag}")), "--{flag}");
-        let var = format!(
-            "PROTECTED_ENDPOINT_{}",
-            flag.to_uppercase().replace('-', "_")
-        );
-        assert!(flag == "check" || manual.contains(&var), "{var}");
-    }
+    assert_manual_names(
+        &manual,
+        &[
+            "upstream",
+            "upstream-protocol",
+            "upstream-timeout",
+            "open",
+            "no-default-open",
+            "pass-authorization",
+            "tokens",
+            "authority",
+            "service-token-file",
+            "cache-ttl",
+            "deployment",
+            "require-scope",
+            "browser-sign-in",
+            "trust-forwarded",
+            "client-ip-header",
+            "no-throttle",
+            "header-read-timeout",
+            "idle-timeout",
+            "max-connections",
+            "metrics",
+            "config",
+            "check",
+        ],
+    );
     assert!(manual.contains("PROTECTED_ENDPOINT_SERVICE_TOKEN "));
     assert!(manual.contains("X-Protected-Endpoint-Uid"));
     assert!(manual.contains("EXIT STATUS"));

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::cli::{self as program, stderr, stdout};
+use common::program::{assert_manual_names, env_var};
 use common::serve::TokenServer;
 use reqwest::{Method, StatusCode};
 
@@ -115,14 +116,6 @@ const GROUPS: [&[Case]; 2] = [
         },
     ],
 ];
-
-/// `PROTECTED_ENDPOINT_` and the flag's name in capitals, `-` as `_`.
-fn env_var(key: &str) -> String {
-    format!(
-        "PROTECTED_ENDPOINT_{}",
-        key.to_uppercase().replace('-', "_")
-    )
-}
 
 /// `protected-endpoint serve ARGS` in `dir` with `env` (and none of the test's own program
 /// variables), killed if it runs past the bound: it must exit by itself.
@@ -609,14 +602,11 @@ fn manual() -> (Vec<String>, String, String) {
 fn serve_help_is_a_manual_naming_every_flag_and_variable() {
     let (flags, list, manual) = manual();
     assert!(flags.len() >= 14, "{flags:?}");
+    let names: Vec<&str> = flags.iter().map(String::as_str).collect();
+    assert_manual_names(&manual, &names);
     for flag in &flags {
-        assert!(
-            manual.contains(&format!("--{flag}")),
-            "the manual never names --{flag}"
-        );
         if flag != "check" {
             let var = env_var(flag);
-            assert!(manual.contains(&var), "the manual never names {var}");
             assert!(
                 list.contains(&format!("[env: {var}]")),
                 "--{flag}'s help never names {var}"

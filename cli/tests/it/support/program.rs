@@ -143,3 +143,26 @@ pub fn exits_2_naming(command: &str, (args, env, named): BadStart<'_>) -> String
     );
     said
 }
+
+/// `PROTECTED_ENDPOINT_` and the flag's name in capitals, `-` as `_`: a setting's variable.
+pub fn env_var(flag: &str) -> String {
+    format!(
+        "PROTECTED_ENDPOINT_{}",
+        flag.to_uppercase().replace('-', "_")
+    )
+}
+
+/// Asserts that a command's manual names each of `flags` and its variable (`--check` is no
+/// setting and has none).
+pub fn assert_manual_names(manual: &str, flags: &[&str]) {
+    for flag in flags {
+        assert!(
+            manual.contains(&format!("--{flag}")),
+            "the manual never names --{flag}"
+        );
+        if *flag != "check" {
+            let var = env_var(flag);
+            assert!(manual.contains(&var), "the manual never names {var}");
+        }
+    }
+}
