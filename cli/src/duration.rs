@@ -35,6 +35,24 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text} is too long"))
 }
 
+/// A [duration](parse_duration) that may also be whole milliseconds (`50ms`): for waits
+/// shorter than a second.
+pub(crate) fn parse_short_duration(text: &str) -> Result<StdDuration, String> {
+    let text = text.trim();
+    match text.strip_suffix("ms") {
+        Some(number) if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) => {
+            let millis: u64 = number.parse().map_err(|_| format!("{text} is too long"))?;
+            if millis == 0 {
+                return Err(format!("a duration must be positive; {HINT}, or ms"));
+            }
+            Ok(StdDuration::from_millis(millis))
+        }
+        _ => parse_duration(text)?
+            .to_std()
+            .map_err(|_| format!("{text} is too long")),
+    }
+}
+
 /// The longest server timeout: a day.
 const MAX_TIMEOUT: StdDuration = StdDuration::from_secs(24 * 60 * 60);
 

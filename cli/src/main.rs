@@ -84,7 +84,8 @@ impl Command {
         match self {
             Command::Gateway(args) => args.check(),
             Command::Authz(args) => args.check(),
-            Command::Token(_) | Command::Serve(_) => Ok(()),
+            Command::Serve(args) => args.check(),
+            Command::Token(_) => Ok(()),
         }
     }
 }

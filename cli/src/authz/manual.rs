@@ -66,8 +66,19 @@ TOKENS
   `service-token = \"…\"` in the config file. Never a flag: the command line stays in shell
   history and shows in `ps`.
   Per-token rate limits (a token created with --rate-limit 100/1m) are enforced here: 429
-  rate_limited, counted per process. --no-throttle turns off the failed-guess throttle (a
+  rate_limited, counted per process, or fleet-wide with --redis-url (below). --no-throttle turns off the failed-guess throttle (a
   client that sends 10 bad tokens in a row gets 429 with Retry-After).
+
+FLEET-WIDE LIMITS (REDIS OR VALKEY)
+  Without --redis-url each process counts on its own: five authz services let a token limited to
+  100 a minute make 500. With --redis-url redis://10.0.0.7:6379 every process given the same
+  URL counts each token's rate limit, and each client's failed guesses, in that Redis (one
+  round trip a request that needs it; a spent token is remembered locally until it may pass
+  again, so a flood of refusals costs no round trip). Redis slow or down: a request waits at
+  most --redis-wait (50ms), then --redis-fallback decides: local (default; each process counts
+  on its own until Redis answers) or refuse (503 for tokens with a rate limit). A warning is
+  logged when it switches, and the fallback's use is counted in the metrics. The URL may hold
+  a password: put it in PROTECTED_ENDPOINT_REDIS_URL or the config file; it is never printed.
 
 LIMITS AND TIMEOUTS
   A connection that has not sent a whole request head within --header-read-timeout (10s) is
@@ -102,6 +113,9 @@ SETTINGS: FLAGS, ENVIRONMENT, CONFIG FILE
     --trust-forwarded LIST      PROTECTED_ENDPOINT_TRUST_FORWARDED        trust-forwarded = \"127.0.0.1\"
     --client-ip-header H        PROTECTED_ENDPOINT_CLIENT_IP_HEADER       client-ip-header = \"x-real-ip\"
     --no-throttle               PROTECTED_ENDPOINT_NO_THROTTLE            no-throttle = true
+    --redis-url URL             PROTECTED_ENDPOINT_REDIS_URL              redis-url = \"redis://10.0.0.7:6379\"
+    --redis-wait D              PROTECTED_ENDPOINT_REDIS_WAIT             redis-wait = \"20ms\"
+    --redis-fallback F          PROTECTED_ENDPOINT_REDIS_FALLBACK         redis-fallback = \"refuse\"
     --header-read-timeout D     PROTECTED_ENDPOINT_HEADER_READ_TIMEOUT    header-read-timeout = \"10s\"
     --idle-timeout D            PROTECTED_ENDPOINT_IDLE_TIMEOUT           idle-timeout = \"1m\"
     --max-connections N         PROTECTED_ENDPOINT_MAX_CONNECTIONS        max-connections = 4096
@@ -126,4 +140,5 @@ EXIT STATUS
   1  the start failed: the address is taken, the token file or the service token file cannot
      be read; or the server failed
   2  bad settings: a flag, an environment variable, the config file or one of its keys or
-     values, no verifier, the service token given as a flag";
+     values, no verifier, the service token given as a flag, --redis-wait or --redis-fallback
+     without --redis-url";

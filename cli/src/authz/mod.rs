@@ -20,6 +20,7 @@ use protected_endpoint::ProtectedEndpointLayer;
 use crate::flags::access::AccessFlags;
 use crate::flags::forwarded::ForwardedFlags;
 use crate::flags::metrics::MetricsFlags;
+use crate::flags::redis::RedisFlags;
 use crate::flags::server::{announce, block_on, init_logging, ServerFlags};
 use crate::flags::throttle::ThrottleFlags;
 use crate::flags::verifier::VerifierFlags;
@@ -49,6 +50,8 @@ pub(crate) struct AuthzArgs {
     #[command(flatten)]
     throttle: ThrottleFlags,
     #[command(flatten)]
+    redis: RedisFlags,
+    #[command(flatten)]
     server: ServerFlags,
     #[command(flatten)]
     metrics: MetricsFlags,
@@ -57,7 +60,8 @@ pub(crate) struct AuthzArgs {
 impl AuthzArgs {
     /// What the settings lack or combine wrongly (exit status 2).
     pub(crate) fn check(&self) -> Result<(), String> {
-        self.verifier.check()
+        self.verifier.check()?;
+        self.redis.check()
     }
 }
 
@@ -86,8 +90,10 @@ async fn run(args: AuthzArgs) -> Result<(), String> {
         .apply(ProtectedEndpointLayer::from_arc(verifier.verifier));
     // The decision puts the client's address (behind a trusted proxy, the one its
     // X-Forwarded-For names) in the original request: the peer key reads it.
+    let fleet = args.redis.connect().await;
+    layer = fleet.rate_limits(layer);
     if let Some(throttle) = args.throttle.throttle() {
-        layer = layer.throttle_failures(throttle);
+        layer = layer.throttle_failures(fleet.throttle(throttle));
     }
     let mut authz = Authz::new(layer).trust_forwarded(trusted.clone());
     if let Some(header) = &args.deployment_header {

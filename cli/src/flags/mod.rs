@@ -6,6 +6,7 @@
 pub(crate) mod access;
 pub(crate) mod forwarded;
 pub(crate) mod metrics;
+pub(crate) mod redis;
 pub(crate) mod server;
 pub(crate) mod throttle;
 pub(crate) mod verifier;

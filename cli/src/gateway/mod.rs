@@ -19,6 +19,7 @@ use crate::duration::{format_timeout, parse_timeout};
 use crate::flags::access::AccessFlags;
 use crate::flags::forwarded::ForwardedFlags;
 use crate::flags::metrics::MetricsFlags;
+use crate::flags::redis::RedisFlags;
 use crate::flags::server::{announce, block_on, init_logging, ServerFlags};
 use crate::flags::throttle::ThrottleFlags;
 use crate::flags::verifier::VerifierFlags;
@@ -86,6 +87,8 @@ pub(crate) struct GatewayArgs {
     #[command(flatten)]
     throttle: ThrottleFlags,
     #[command(flatten)]
+    redis: RedisFlags,
+    #[command(flatten)]
     server: ServerFlags,
     #[command(flatten)]
     metrics: MetricsFlags,
@@ -100,7 +103,8 @@ impl GatewayArgs {
                 env_var("upstream")
             ));
         }
-        self.verifier.check()
+        self.verifier.check()?;
+        self.redis.check()
     }
 
     /// The open paths: the probes unless `--no-default-open`, and `--open`'s.
@@ -159,8 +163,10 @@ async fn run(args: GatewayArgs) -> Result<(), String> {
         .access
         .apply(ProtectedEndpointLayer::from_arc(verifier.verifier))
         .keep_credentials(args.pass_authorization);
+    let fleet = args.redis.connect().await;
+    layer = fleet.rate_limits(layer);
     if let Some(throttle) = args.throttle.throttle_behind(&trusted) {
-        layer = layer.throttle_failures(throttle);
+        layer = layer.throttle_failures(fleet.throttle(throttle));
     }
     if args.browser_sign_in {
         let title = args.access.deployment.as_deref().unwrap_or("this service");

@@ -73,6 +73,12 @@ THE FAILED-GUESS THROTTLE
   header the proxy sets with --client-ip-header (only if it always sets it). --no-throttle
   turns the throttle off. Each token may also carry a rate limit of its own (token create
   --rate-limit 100/1m).
+  Replicas of one authority (one --database-url) count each client's failed guesses together
+  with --redis-url redis://10.0.0.7:6379 (Redis or Valkey; the URL may hold a password: put it
+  in PROTECTED_ENDPOINT_REDIS_URL or the config file, it is never printed): a scanner that
+  spreads its guesses over the replicas is throttled as one client. Redis slow or down: a
+  guess waits at most --redis-wait (50ms), then --redis-fallback decides: local (default; each
+  replica counts on its own) or refuse (the client waits a whole second before its next try).
 
 LIMITS AND TIMEOUTS
   HTTP/1.1 and HTTP/2 (h2c) on one port. A connection that has not sent a whole request head
@@ -115,6 +121,9 @@ SETTINGS: FLAGS, ENVIRONMENT, CONFIG FILE
     --admin-token-file FILE PROTECTED_ENDPOINT_ADMIN_TOKEN_FILE     admin-token-file = \"admin\"
     --client-ip-header H    PROTECTED_ENDPOINT_CLIENT_IP_HEADER     client-ip-header = \"x-real-ip\"
     --no-throttle           PROTECTED_ENDPOINT_NO_THROTTLE          no-throttle = true
+    --redis-url URL         PROTECTED_ENDPOINT_REDIS_URL            redis-url = \"redis://10.0.0.7\"
+    --redis-wait D          PROTECTED_ENDPOINT_REDIS_WAIT           redis-wait = \"20ms\"
+    --redis-fallback F      PROTECTED_ENDPOINT_REDIS_FALLBACK       redis-fallback = \"refuse\"
     --header-read-timeout D PROTECTED_ENDPOINT_HEADER_READ_TIMEOUT  header-read-timeout = \"10s\"
     --idle-timeout D        PROTECTED_ENDPOINT_IDLE_TIMEOUT         idle-timeout = \"1m\"
     --max-connections N     PROTECTED_ENDPOINT_MAX_CONNECTIONS      max-connections = 4096
@@ -146,4 +155,5 @@ EXIT STATUS
      unreachable database), the address is taken, the admin token file exists, an import file
      cannot be read; or the server failed
   2  bad settings: a flag, an environment variable, or the config file or one of its keys or
-     values (nothing was opened or written)";
+     values, --redis-wait or --redis-fallback without --redis-url (nothing was opened or
+     written)";

@@ -20,6 +20,7 @@ use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::store::StoreLocation;
 
 use crate::flags::metrics::MetricsFlags;
+use crate::flags::redis::RedisFlags;
 use crate::flags::server::ServerFlags;
 use crate::flags::throttle::ThrottleFlags;
 use crate::settings::ConfigFile;
@@ -74,6 +75,8 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     throttle: ThrottleFlags,
     #[command(flatten)]
+    redis: RedisFlags,
+    #[command(flatten)]
     server: ServerFlags,
     #[command(flatten)]
     metrics: MetricsFlags,
@@ -84,6 +87,13 @@ pub(crate) struct ServeArgs {
 /// start killed meanwhile (even with `kill -9`) keeps every token reported, and no part of
 /// a batch it did not report (that batch may be whole, its line not printed yet). The same
 /// `--import` again adds the rest: tokens already stored are skipped.
+impl ServeArgs {
+    /// What the settings combine wrongly (exit status 2).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.redis.check()
+    }
+}
+
 async fn import_in_batches(
     authority: &Authority,
     path: &std::path::Path,
@@ -178,8 +188,10 @@ async fn run(args: ServeArgs) -> Result<(), String> {
     let metrics = args.metrics.router()?;
 
     let store = location.open().await.map_err(|err| err.to_string())?;
+    // Replicas on one Redis throttle a scanner as one client, whichever replica it guesses at.
+    let fleet = args.redis.connect().await;
     let authority = match args.throttle.throttle() {
-        Some(throttle) => Authority::builder(store).throttle_failures(throttle),
+        Some(throttle) => Authority::builder(store).throttle_failures(fleet.throttle(throttle)),
         None => Authority::builder(store).no_throttle(),
     }
     .build()

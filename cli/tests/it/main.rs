@@ -16,6 +16,7 @@ mod cli_own_token;
 mod cli_remote;
 mod database_url_redaction;
 mod examples_throttle;
+mod fleet_cmd;
 mod gateway_cmd;
 mod lifecycle_cli;
 mod metrics;
