@@ -32,7 +32,10 @@
 #
 # Environment: CARGO_TARGET_DIR (default: this repository's target/, so the builds of earlier
 # CI steps are reused), README_CHECK_BLOCK_TIMEOUT, README_CHECK_KEEP=1 (keep the temporary
-# directory to look at). Cargo runs offline (CARGO_NET_OFFLINE=true unless set): the crates
+# directory to look at). A release build a block asks for (`cargo install`) is built without
+# optimizations (CARGO_PROFILE_RELEASE_OPT_LEVEL=0 and CODEGEN_UNITS=256 unless set): the check
+# is that the commands work, and an optimized build of the program costs CI about four minutes.
+# Cargo runs offline (CARGO_NET_OFFLINE=true unless set): the crates
 # must already be in cargo's cache, as they are after `cargo test`. Needs bash, curl, git,
 # tar, awk and setsid (util-linux), and curl when the blocks use it; no Python, no network
 # beyond 127.0.0.1. The last line is `readme-check: N passed, N failed, N skipped` (over
@@ -297,6 +300,8 @@ touch "$state/passed"
 env -u PROTECTED_ENDPOINT_API_TOKEN -u INTROSPECT_TOKEN -u API_KEYS -u RUST_LOG \
   CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target}" \
   CARGO_NET_OFFLINE="${CARGO_NET_OFFLINE:-true}" \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-0}" \
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-256}" \
   CURL_HOME="$tmp/curl" NO_COLOR=1 README_CHECK_NAME="$name" \
   README_CHECK_STATE="$state" README_CHECK_WORK="$work" README_CHECK_BLOCKS="$blocks" \
   setsid --wait bash -euo pipefail "$driver" &
