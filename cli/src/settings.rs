@@ -212,11 +212,27 @@ fn prepare(command: Command) -> Command {
         if !is_layered(&command) {
             return command;
         }
-        let command = command.arg(Arg::new(CHECK).long(CHECK).action(ArgAction::SetTrue).help(
-            "Check the settings and exit: print each, with where it came from, as a \
+        // Beside --config in the manual (else clap files it under the heading of the last
+        // flattened group, which it has nothing to do with).
+        let heading = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == CONFIG)
+            .and_then(|arg| arg.get_help_heading())
+            .map(str::to_owned);
+        let check = match heading {
+            Some(heading) => Arg::new(CHECK).help_heading(heading),
+            None => Arg::new(CHECK).help_heading(None),
+        };
+        let command = command.arg(
+            check
+                .long(CHECK)
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Check the settings and exit: print each, with where it came from, as a \
                      config file; or say what is wrong (exit status 2). Nothing is opened, \
                      bound or written. On the command line only",
-        ));
+                ),
+        );
         let notes: Vec<(String, String)> = settings(&command)
             .iter()
             .map(|setting| {
