@@ -238,6 +238,27 @@ impl Quota {
             .unwrap_or(Duration::ZERO)
     }
 
+    /// Whether this quota lets a token make no more requests than `other` does in any of
+    /// `other`'s periods: how an authority keeps a token from giving a child, or managing a
+    /// token with, a larger quota than its own. A daily quota is within a monthly one when
+    /// 31 of its days are.
+    ///
+    /// ```
+    /// use protected_endpoint::quota::Quota;
+    ///
+    /// let monthly: Quota = "3100/month".parse().unwrap();
+    /// assert!("100/day".parse::<Quota>().unwrap().is_within(&monthly));
+    /// assert!(!"101/day".parse::<Quota>().unwrap().is_within(&monthly));
+    /// assert!("100/month".parse::<Quota>().unwrap().is_within(&"100/day".parse().unwrap()));
+    /// ```
+    pub fn is_within(&self, other: &Quota) -> bool {
+        let days = match (self.period, other.period) {
+            (QuotaPeriod::Day, QuotaPeriod::Month) => 31,
+            _ => 1,
+        };
+        u128::from(self.limit) * days <= u128::from(other.limit)
+    }
+
     /// What is left of this quota at `now`, given the stored `count` (a count of an earlier
     /// period counts nothing).
     ///
