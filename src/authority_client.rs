@@ -66,10 +66,10 @@ use http::StatusCode;
 use reqwest::Url;
 
 use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadError};
+use crate::quota::Quota;
 use crate::record::{ApiToken, CreatedToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{contains_minted_token, reveals, scrub, TokenSecret};
-use crate::quota::Quota;
 use crate::wire::{
     CreateTokenBody, DeleteAnswer, QuotaBody, RerollBody, TokenObject, TokenPage, TOKENS_PATH,
 };

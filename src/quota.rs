@@ -472,7 +472,9 @@ mod tests {
             let json = serde_json::to_string(&quota).unwrap();
             assert_eq!(serde_json::from_str::<Quota>(&json).unwrap(), quota);
         }
-        for text in ["", "100", "/day", "x/day", "5/week", "5/Day", "-5/day", "0/day"] {
+        for text in [
+            "", "100", "/day", "x/day", "5/week", "5/Day", "-5/day", "0/day",
+        ] {
             assert!(text.parse::<Quota>().is_err(), "{text}");
         }
     }
@@ -488,7 +490,11 @@ mod tests {
         );
         let day: Quota = "1/day".parse().unwrap();
         let midnight = Utc.with_ymd_and_hms(2028, 3, 1, 0, 0, 0).unwrap();
-        assert_eq!(day.period_start(midnight), midnight, "a period includes its start");
+        assert_eq!(
+            day.period_start(midnight),
+            midnight,
+            "a period includes its start"
+        );
         assert_eq!(day.window(midnight), Duration::from_secs(86_400));
     }
 }

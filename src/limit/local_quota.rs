@@ -58,7 +58,10 @@ impl LocalQuotas {
             self.counts.shrink_to_fit();
         }
         let key = self.key(quota.period(), uid);
-        let mut count = self.counts.entry(key).or_insert(Count { ends_s: 0, used: 0 });
+        let mut count = self
+            .counts
+            .entry(key)
+            .or_insert(Count { ends_s: 0, used: 0 });
         if count.ends_s <= now_s {
             *count = Count {
                 ends_s: quota.resets_at(now).timestamp(),

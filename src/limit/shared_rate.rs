@@ -112,11 +112,13 @@ impl SharedRateLimits {
         let bucket = limit
             .zip(rate_key.as_deref())
             .map(|(limit, key)| (key, limit.duration(), limit.limit()));
-        let quota_use = quota.zip(quota_key.as_deref()).map(|(quota, key)| QuotaUse {
-            key,
-            limit: quota.limit(),
-            expires_s: quota.resets_at(now).timestamp() + QUOTA_KEY_MARGIN_S,
-        });
+        let quota_use = quota
+            .zip(quota_key.as_deref())
+            .map(|(quota, key)| QuotaUse {
+                key,
+                limit: quota.limit(),
+                expires_s: quota.resets_at(now).timestamp() + QUOTA_KEY_MARGIN_S,
+            });
         let counted = match quota {
             Some(_) => Counted::Quota,
             None => Counted::RateLimit,

@@ -204,16 +204,27 @@ async fn three_services_on_one_redis_accept_a_token_s_daily_quota_exactly_once_b
 
     let answers = hammer(&servers, &secret, 15).await;
     // Per process, each service would accept 20: 45 in all.
-    assert_eq!(accepted(&answers), 20, "exactly the quota, across the fleet");
+    assert_eq!(
+        accepted(&answers),
+        20,
+        "exactly the quota, across the fleet"
+    );
     for answer in answers.iter().filter(|a| a.status != StatusCode::OK) {
         assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(answer.error.as_deref(), Some("quota_exceeded"));
         let wait = answer.retry_after.expect("a 429 has Retry-After");
-        assert!((1..=86_400).contains(&wait), "Retry-After: {wait} (until midnight UTC)");
+        assert!(
+            (1..=86_400).contains(&wait),
+            "Retry-After: {wait} (until midnight UTC)"
+        );
         assert_eq!(answer.policy.as_deref(), Some(r#""quota";q=20;w=86400"#));
     }
     // One key for the token's day, expiring after the day ends; the refusals spent nothing.
-    let day = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    let day = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
     let key = format!("protected-endpoint:quota:day:{}:{uid}", day.timestamp());
     assert_eq!(redis.command(&["GET", &key]), "20");
     let ttl: i64 = redis.command(&["TTL", &key]).parse().unwrap();

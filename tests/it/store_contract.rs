@@ -613,11 +613,7 @@ async fn set_quota_keeps_everything_else_and_survives_a_reopen(h: &Harness) {
     let uid = entry.token.uid.clone();
     store.insert(entry.clone()).await.unwrap();
     let quota: Quota = "1000/day".parse().unwrap();
-    let (before, after) = store
-        .set_quota(&uid, Some(quota))
-        .await
-        .unwrap()
-        .unwrap();
+    let (before, after) = store.set_quota(&uid, Some(quota)).await.unwrap().unwrap();
     assert_eq!(before, entry);
     let mut expected = entry.clone();
     expected.token.quota = Some(quota);
@@ -631,7 +627,11 @@ async fn set_quota_keeps_everything_else_and_survives_a_reopen(h: &Harness) {
     let (_, removed) = store.set_quota(&uid, None).await.unwrap().unwrap();
     assert_eq!(removed, entry);
     assert_eq!(store.load_all().await.unwrap(), vec![entry]);
-    assert!(store.set_quota("no-such-uid", None).await.unwrap().is_none());
+    assert!(store
+        .set_quota("no-such-uid", None)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn record_uses_counts_valid_uses_against_the_current_period(h: &Harness) {
@@ -657,7 +657,10 @@ async fn record_uses_counts_valid_uses_against_the_current_period(h: &Harness) {
     // A count of an earlier period counts nothing now, and starts again with the next use.
     let (_, mut stale) = NewToken::new("yesterday").mint_entry(now).unwrap();
     stale.token.quota = Some(quota);
-    stale.token.quota_count = Some(QuotaCount::new(9, quota.period_start(now) - chrono::Duration::days(1)));
+    stale.token.quota_count = Some(QuotaCount::new(
+        9,
+        quota.period_start(now) - chrono::Duration::days(1),
+    ));
     let stale_uid = stale.token.uid.clone();
     store.insert(stale).await.unwrap();
     let token = store.get(&stale_uid).await.unwrap().unwrap();
@@ -1169,8 +1172,15 @@ async fn sqlite_a_version_1_database_upgrades_in_place() {
     // The upgraded row takes every new operation.
     store.set_enabled("olduid01", false).await.unwrap().unwrap();
     let quota = "5/month".parse().unwrap();
-    store.set_quota("olduid01", Some(quota)).await.unwrap().unwrap();
-    assert_eq!(store.get("olduid01").await.unwrap().unwrap().quota, Some(quota));
+    store
+        .set_quota("olduid01", Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.get("olduid01").await.unwrap().unwrap().quota,
+        Some(quota)
+    );
     let child = child_of(&store.load_all().await.unwrap()[0], "child");
     store.insert(child).await.unwrap();
     assert_eq!(store.delete_lineage("olduid01").await.unwrap().len(), 2);
@@ -1208,8 +1218,15 @@ async fn postgres_a_version_1_database_upgrades_in_place() {
     store.set_enabled("olduid01", false).await.unwrap().unwrap();
     assert!(!store.get("olduid01").await.unwrap().unwrap().enabled);
     let quota = "5/day".parse().unwrap();
-    store.set_quota("olduid01", Some(quota)).await.unwrap().unwrap();
-    assert_eq!(store.get("olduid01").await.unwrap().unwrap().quota, Some(quota));
+    store
+        .set_quota("olduid01", Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.get("olduid01").await.unwrap().unwrap().quota,
+        Some(quota)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

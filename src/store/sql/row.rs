@@ -97,10 +97,7 @@ pub(crate) const TOKEN_COLUMNS: [Column; 27] = [
     read("uses_expired", Field::Int(|r| r.uses_expired)),
     read("uses_disabled", Field::Int(|r| r.uses_disabled)),
     read("quota_limit", Field::NullableInt(|r| r.quota_limit)),
-    read(
-        "quota_period",
-        Field::NullableText(|r| r.quota_period),
-    ),
+    read("quota_period", Field::NullableText(|r| r.quota_period)),
     read("quota_used", Field::Int(|r| r.quota_used)),
     read("quota_period_s", Field::NullableInt(|r| r.quota_period_s)),
 ];

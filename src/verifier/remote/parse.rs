@@ -202,12 +202,13 @@ mod tests {
 
     #[test]
     fn a_quota_is_read_and_a_bad_one_fails_the_answer() {
-        let info = match parse(r#"{"active": true, "sub": "u", "quota": {"limit": 20, "period": "day"}}"#)
-            .unwrap()
-        {
-            Answer::Active(info) => info,
-            _ => panic!("active"),
-        };
+        let info =
+            match parse(r#"{"active": true, "sub": "u", "quota": {"limit": 20, "period": "day"}}"#)
+                .unwrap()
+            {
+                Answer::Active(info) => info,
+                _ => panic!("active"),
+            };
         assert_eq!(info.quota().unwrap().to_string(), "20/day");
         for malformed in [
             r#"{"active": true, "quota": {"limit": 0, "period": "day"}}"#,
