@@ -123,6 +123,17 @@ async fn a_quota_set_at_create_is_listed_fetched_and_introspected_with_what_is_l
         .unwrap();
     let info = verifier.verify(&TokenSecret::new(secret)).await.unwrap();
     assert_eq!(info.quota().unwrap().to_string(), "5/day");
+    // Changed on a store of record, the authority's own answers follow at once.
+    let (status, _) = put_quota(
+        &server,
+        &server.admin,
+        uid,
+        r#"{"quota": {"limit": 9, "period": "month"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, answer) = server.introspect(&server.admin, &[("token", secret)]).await;
+    assert_eq!(answer["quota"], json!({"limit": 9, "period": "month"}));
 
     // Without one: `null`, no usage member, nothing in introspection.
     let (plain_uid, plain) = server

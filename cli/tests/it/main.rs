@@ -19,6 +19,7 @@ mod examples_throttle;
 mod gateway_cmd;
 mod lifecycle_cli;
 mod metrics;
+mod quota_cli;
 mod replica_faults;
 mod serve_durability;
 mod serve_import;
