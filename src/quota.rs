@@ -406,6 +406,8 @@ pub struct QuotaUsage {
 ///
 /// ```
 /// let err = "5/week".parse::<protected_endpoint::quota::Quota>().unwrap_err();
+/// assert!(err.to_string().contains("LIMIT/PERIOD"), "{err}");
+/// let err = "week".parse::<protected_endpoint::quota::QuotaPeriod>().unwrap_err();
 /// assert!(err.to_string().contains("day or month"), "{err}");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
