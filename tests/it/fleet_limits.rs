@@ -232,6 +232,14 @@ async fn three_services_on_one_redis_accept_a_token_s_daily_quota_exactly_once_b
     // Spent for the day, whichever service is asked.
     let answers = hammer(&servers, &secret, 2).await;
     assert_eq!(accepted(&answers), 0);
+    // And each service that heard so remembers it: with Redis gone (and the services failing
+    // closed), the token is still refused as over its quota, not with the fallback's 503.
+    let mut redis = redis;
+    redis.crash();
+    let answers = hammer(&servers, &secret, 2).await;
+    assert!(answers
+        .iter()
+        .all(|answer| answer.error.as_deref() == Some("quota_exceeded")));
 }
 
 #[tokio::test]
@@ -445,8 +453,10 @@ async fn without_redis_a_limited_token_gets_the_chosen_fallback_at_once() {
     let url = format!("redis://{}", closed_port());
     let (store, secret, _) = store_with("2/1h");
     let unlimited = store.create(NewToken::new("free")).unwrap().secret;
+    let store_with_quota = store.clone();
     let local = fleet(store.clone(), || shared_on(&url, Fallback::Local), None).await;
     let refuse = fleet(store, || shared_on(&url, Fallback::Refuse), None).await;
+    let (local_quota, refuse_quota) = (&local, &refuse);
 
     let answers = hammer(&local[..1], &secret, 3).await;
     assert_eq!(accepted(&answers), 2, "the per-process limit");
@@ -455,6 +465,18 @@ async fn without_redis_a_limited_token_gets_the_chosen_fallback_at_once() {
         .iter()
         .all(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(accepted(&hammer(&refuse, unlimited.expose(), 2).await), 6);
+
+    // A quota takes the same fallback: each process's own count, or 503.
+    let quota = store_with_quota.create(NewToken::new("quota").quota("2/day".parse().unwrap()));
+    let quota = quota.unwrap().secret;
+    let answers = hammer(&local_quota[..1], quota.expose(), 3).await;
+    assert_eq!(accepted(&answers), 2, "the per-process count");
+    let refused = answers.iter().find(|a| a.status != StatusCode::OK).unwrap();
+    assert_eq!(refused.error.as_deref(), Some("quota_exceeded"));
+    let answers = hammer(&refuse_quota[..1], quota.expose(), 2).await;
+    assert!(answers
+        .iter()
+        .all(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE));
 }
 
 #[tokio::test]
