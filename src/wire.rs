@@ -205,8 +205,9 @@ pub(crate) struct TokenObject {
     pub(crate) rate_limit: Option<RateLimit>,
     #[serde(default)]
     pub(crate) usage: Option<TokenUsage>,
-    /// `{"limit": 1000, "period": "day"}`, or `null` for none.
-    #[serde(default)]
+    /// `{"limit": 1000, "period": "day"}`; absent for none, so a token without a quota has
+    /// the members it had before quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) quota: Option<Quota>,
     /// What is left of the quota in the current period, as the authority counted it; only
     /// with a quota. Read-only: written by the authority, ignored in what it is sent.
