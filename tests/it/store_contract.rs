@@ -1186,6 +1186,50 @@ async fn sqlite_a_version_1_database_upgrades_in_place() {
     assert_eq!(store.delete_lineage("olduid01").await.unwrap().len(), 2);
 }
 
+/// Takes a database of this version back to version 4, as a build before quotas left it:
+/// the quota columns dropped, migration 5 unrecorded.
+const BACK_TO_VERSION_4: &str = "ALTER TABLE pe_tokens DROP COLUMN quota_limit; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_period; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_used; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_period_s; \
+    DELETE FROM pe_schema_migrations WHERE version = 5";
+
+/// A version 4 database (one token with every field of then) upgrades in place: the token
+/// reads as it was, with no quota, and takes one.
+async fn a_version_4_database_upgrades_in_place(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("before quotas");
+    store.insert(entry.clone()).await.unwrap();
+    drop(store);
+    h.execute(BACK_TO_VERSION_4).await;
+    let store = h.open().await;
+    let token = store.get(&entry.token.uid).await.unwrap().unwrap();
+    assert_eq!(token, entry.token);
+    assert_eq!((token.quota, token.quota_count), (None, None));
+    let quota = "100/day".parse().unwrap();
+    store
+        .set_quota(&entry.token.uid, Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    let used = TokenUse::new(entry.token.uid.clone(), None).usage(TokenUsage::new(3, 0, 0));
+    store.record_uses(&[used]).await.unwrap();
+    let token = store.get(&entry.token.uid).await.unwrap().unwrap();
+    assert_eq!(token.quota_usage(Utc::now()).unwrap().used, 3);
+}
+
+#[tokio::test]
+async fn sqlite_a_version_4_database_upgrades_in_place() {
+    a_version_4_database_upgrades_in_place(&Harness::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_4_database_upgrades_in_place() {
+    if let Some(harness) = Harness::postgres().await {
+        a_version_4_database_upgrades_in_place(&harness).await;
+    }
+}
+
 #[tokio::test]
 async fn postgres_a_version_1_database_upgrades_in_place() {
     use sqlx::Executor;
