@@ -2,7 +2,7 @@
 //! management API, listed, fetched and introspected with what is left, changed and removed
 //! (and the change reaching a `RemoteVerifier`'s cache), bad quotas refused changing nothing,
 //! the layer's 429 `quota_exceeded` with `Retry-After` and the RateLimit fields, a token without
-//! a quota unaffected, token files of before read unchanged. Fleet-wide counting on Redis is in
+//! a quota unaffected, the gateway holding the quota, token files of before read unchanged. Fleet-wide counting on Redis is in
 //! `fleet_limits.rs`, every store's `set_quota` in `store_contract.rs`.
 
 #![cfg(feature = "authority")]
@@ -366,4 +366,48 @@ fn a_token_file_record_of_before_reads_and_writes_unchanged() {
         serde_json::from_value::<ApiToken>(written).unwrap(),
         limited
     );
+}
+
+#[cfg(feature = "gateway")]
+#[tokio::test]
+async fn a_token_s_quota_holds_through_the_gateway_and_refusals_never_reach_the_upstream() {
+    let setup = crate::gateway::Setup::start().await;
+    let limited = setup
+        .store
+        .create(
+            NewToken::new("limited")
+                .scopes([Scope::API])
+                .deployments(protected_endpoint::DeploymentAccess::All)
+                .quota("2/month".parse().unwrap()),
+        )
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let response = client
+            .get(setup.gateway.url("/x"))
+            .bearer_auth(limited.secret.expose())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let policy = response.headers()["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        answers.push((status, policy));
+    }
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    assert!(answers
+        .iter()
+        .all(|(_, policy)| policy.starts_with(r#""quota";q=2;w="#)));
+    assert_eq!(setup.upstream.requests(), 2);
 }
