@@ -2,8 +2,9 @@
 //! management API, listed, fetched and introspected with what is left, changed and removed
 //! (and the change reaching a `RemoteVerifier`'s cache), bad quotas refused changing nothing,
 //! the layer's 429 `quota_exceeded` with `Retry-After` and the RateLimit fields, a token without
-//! a quota unaffected, the gateway holding the quota, token files of before read unchanged. Fleet-wide counting on Redis is in
-//! `fleet_limits.rs`, every store's `set_quota` in `store_contract.rs`.
+//! a quota unaffected, the gateway holding the quota, token files of before read unchanged.
+//! Fleet-wide counting on Redis is in `fleet_limits.rs`, every store's `set_quota` in
+//! `store_contract.rs`.
 
 #![cfg(feature = "authority")]
 
