@@ -66,10 +66,13 @@ use http::StatusCode;
 use reqwest::Url;
 
 use crate::http_client::{content_type, is_json, read_body_capped, Limits, ReadError};
+use crate::quota::Quota;
 use crate::record::{ApiToken, CreatedToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{contains_minted_token, reveals, scrub, TokenSecret};
-use crate::wire::{CreateTokenBody, DeleteAnswer, RerollBody, TokenObject, TokenPage, TOKENS_PATH};
+use crate::wire::{
+    CreateTokenBody, DeleteAnswer, QuotaBody, RerollBody, TokenObject, TokenPage, TOKENS_PATH,
+};
 
 /// How long connecting to the authority may take by default: 5 seconds.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -411,6 +414,7 @@ impl AuthorityClient {
                 .map(|at| at.to_rfc3339_opts(SecondsFormat::Micros, false)),
             deployments: new.deployments.clone(),
             rate_limit: new.rate_limit,
+            quota: new.quota,
         };
         let body = serde_json::to_vec(&body)
             .map_err(|err| ClientError::Malformed(format!("cannot encode the request: {err}")))?;
@@ -463,6 +467,25 @@ impl AuthorityClient {
     /// authority has no such token (404).
     pub async fn enable(&self, uid: &str) -> Result<Option<ApiToken>, ClientError> {
         self.lifecycle_call(uid, "enable").await
+    }
+
+    /// Gives the token with this uid a quota, or takes its quota away (`None`), and returns
+    /// its record (with what is left of the quota); `None` when the authority has no such
+    /// token (404).
+    pub async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<ApiToken>, ClientError> {
+        let body = serde_json::to_vec(&QuotaBody { quota })
+            .map_err(|err| ClientError::Malformed(format!("cannot encode the request: {err}")))?;
+        let request = self
+            .http
+            .put(self.token_action_url(uid, "quota")?)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        let answer = self.call::<TokenObject>(request).await;
+        self.scrubbed(self.record_or_none(answer))
     }
 
     async fn lifecycle_call(

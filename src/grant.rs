@@ -56,6 +56,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::quota::Quota;
 use crate::rate_limit::RateLimit;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::{DeploymentAccess, Scope};
@@ -97,7 +98,7 @@ impl<'a> Grant<'a> {
     }
 
     /// The token the caller may create for `new`: `new` checked against the caller's grants,
-    /// with what it inherits filled in (the caller's expiry and rate limit when it names none,
+    /// with what it inherits filled in (the caller's expiry, rate limit and quota when it names none,
     /// no deployment access when it names no deployments) and the caller as its parent.
     /// Minting it (through an authority's store) then checks the record itself.
     ///
@@ -129,11 +130,13 @@ impl<'a> Grant<'a> {
         let deployments = new.deployments.take().unwrap_or_else(no_deployments);
         new.expires_at = new.expires_at.or(holder.expires_at);
         new.rate_limit = new.rate_limit.or(holder.rate_limit);
+        new.quota = new.quota.or(holder.quota);
         let wanted = Grants {
             scopes: &new.scopes,
             deployments: &deployments,
             expires_at: new.expires_at,
             rate_limit: new.rate_limit,
+            quota: new.quota,
         };
         if let Some(excess) = wanted.excess_over(&holder) {
             return Err(GrantRefusal::Exceeds(excess));
@@ -200,6 +203,7 @@ struct Grants<'t> {
     deployments: &'t DeploymentAccess,
     expires_at: Option<DateTime<Utc>>,
     rate_limit: Option<RateLimit>,
+    quota: Option<Quota>,
 }
 
 impl<'t> Grants<'t> {
@@ -209,6 +213,7 @@ impl<'t> Grants<'t> {
             deployments: caller.deployments(),
             expires_at: caller.expires_at(),
             rate_limit: caller.rate_limit().copied(),
+            quota: caller.quota().copied(),
         }
     }
 
@@ -218,6 +223,7 @@ impl<'t> Grants<'t> {
             deployments: &token.deployments,
             expires_at: token.expires_at,
             rate_limit: token.rate_limit,
+            quota: token.quota,
         }
     }
 
@@ -244,6 +250,11 @@ impl<'t> Grants<'t> {
         if let Some(limit) = holder.rate_limit {
             if !self.rate_limit.is_some_and(|own| own.is_within(&limit)) {
                 return Some(Excess::RateLimit(limit));
+            }
+        }
+        if let Some(quota) = holder.quota {
+            if !self.quota.is_some_and(|own| own.is_within(&quota)) {
+                return Some(Excess::Quota(quota));
             }
         }
         None
@@ -302,6 +313,8 @@ pub enum Excess {
     Lifetime,
     /// A higher rate than the caller's own limit (given), or no limit at all.
     RateLimit(RateLimit),
+    /// A larger quota than the caller's own (given), or none at all.
+    Quota(Quota),
 }
 
 impl fmt::Display for GrantRefusal {
@@ -327,6 +340,11 @@ impl fmt::Display for GrantRefusal {
                 "a token cannot be allowed more requests than the caller's token ({limit}): \
                  its rate_limit must not allow a higher rate"
             ),
+            GrantRefusal::Exceeds(Excess::Quota(quota)) => write!(
+                f,
+                "a token cannot be given a larger quota than the caller's token ({quota}): \
+                 its quota must not allow more requests"
+            ),
             GrantRefusal::Beyond(excess) => {
                 f.write_str(
                     "a token can only change tokens whose scopes, deployments, lifetime and \
@@ -343,6 +361,10 @@ impl fmt::Display for GrantRefusal {
                     Excess::RateLimit(limit) => write!(
                         f,
                         "no rate limit or a higher one than the caller's token ({limit})"
+                    ),
+                    Excess::Quota(quota) => write!(
+                        f,
+                        "no quota or a larger one than the caller's token ({quota})"
                     ),
                 }
             }

@@ -45,7 +45,8 @@
 //! One idea a module, from the ground up (`docs/ARCHITECTURE.md` draws the floors):
 //!
 //! - [`token`]: secrets, the token format, hashing; [`scope`]: scopes and deployment access;
-//!   [`rate_limit`]: a token's rate limit; [`telemetry`]: every metric's name, and the guide
+//!   [`rate_limit`]: a token's rate limit; [`quota`]: its quota per UTC day or month;
+//!   [`telemetry`]: every metric's name, and the guide
 //!   to metrics and logs.
 //! - [`record`]: the stored token record, [`NewToken`] and minting, and the one validation
 //!   every record passes; [`token_info`]: [`TokenInfo`], what a verified token may do.
@@ -138,6 +139,7 @@ pub mod identity;
 pub mod limit;
 pub mod middleware;
 pub mod policy;
+pub mod quota;
 pub mod rate_limit;
 pub mod record;
 pub mod rejection;

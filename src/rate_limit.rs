@@ -18,8 +18,11 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
+
+use crate::quota::Quota;
 
 /// The most requests a limit may allow in its window.
 ///
@@ -219,7 +222,8 @@ impl FromStr for RateLimit {
 /// The IETF rate-limit fields (draft-ietf-httpapi-ratelimit-headers) of one answer to a
 /// token with a limit: `RateLimit-Policy: "token";q=LIMIT;w=SECONDS` (the quota and its window)
 /// and `RateLimit: "token";r=REMAINING;t=SECONDS` (what is left and when the window is whole
-/// again).
+/// again). A token with a [`Quota`] gets a `"quota"` policy too (`w` the period's length, `t`
+/// the seconds until it resets); with both, each field lists both, the rate limit first.
 #[derive(Debug, Clone)]
 pub(crate) struct LimitHeaders {
     policy: HeaderValue,
@@ -234,12 +238,52 @@ impl LimitHeaders {
     pub(crate) fn new(limit: &RateLimit, remaining: u32, reset_seconds: u64) -> Self {
         // The window in whole seconds, rounded up: the field takes no fractions.
         let window = limit.duration_ms.div_ceil(1000);
-        let policy = format!("\"token\";q={};w={window}", limit.limit);
-        let state = format!("\"token\";r={remaining};t={reset_seconds}");
-        // Digits, quotes and `;=` only: always a valid header value.
+        Self::item(
+            "token",
+            u64::from(limit.limit),
+            window,
+            u64::from(remaining),
+            reset_seconds,
+        )
+    }
+
+    /// The fields for `quota` at `now`, with `remaining` requests left in the period.
+    pub(crate) fn quota(quota: &Quota, remaining: u64, now: DateTime<Utc>) -> Self {
+        let window = quota.window(now).as_secs();
+        let reset = whole_seconds_until(quota.resets_at(now), now);
+        Self::item("quota", quota.limit(), window, remaining, reset)
+    }
+
+    fn item(name: &str, limit: u64, window: u64, remaining: u64, reset: u64) -> Self {
+        let policy = format!("\"{name}\";q={limit};w={window}");
+        let state = format!("\"{name}\";r={remaining};t={reset}");
+        // Digits, quotes, letters and `;=` only: always a valid header value.
         Self {
             policy: HeaderValue::try_from(policy).unwrap_or(HeaderValue::from_static("")),
             state: HeaderValue::try_from(state).unwrap_or(HeaderValue::from_static("")),
+        }
+    }
+
+    /// Both fields listing `first`'s policy, then `second`'s (either may be absent).
+    pub(crate) fn join(
+        first: Option<Box<LimitHeaders>>,
+        second: Option<Box<LimitHeaders>>,
+    ) -> Option<Box<LimitHeaders>> {
+        match (first, second) {
+            (Some(first), Some(second)) => {
+                let list = |a: &HeaderValue, b: &HeaderValue| {
+                    let mut joined = Vec::with_capacity(a.len() + 2 + b.len());
+                    joined.extend_from_slice(a.as_bytes());
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(b.as_bytes());
+                    HeaderValue::from_bytes(&joined).unwrap_or(HeaderValue::from_static(""))
+                };
+                Some(Box::new(Self {
+                    policy: list(&first.policy, &second.policy),
+                    state: list(&first.state, &second.state),
+                }))
+            }
+            (first, second) => first.or(second),
         }
     }
 
@@ -247,6 +291,12 @@ impl LimitHeaders {
         headers.insert(RATELIMIT_POLICY.clone(), self.policy.clone());
         headers.insert(RATELIMIT.clone(), self.state.clone());
     }
+}
+
+/// Whole seconds from `now` until `then`, rounded up (0 when it is past).
+pub(crate) fn whole_seconds_until(then: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    let wait = (then - now).to_std().unwrap_or_default();
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 /// A rate limit out of range or written wrongly; the message says which rule it broke.

@@ -24,6 +24,7 @@ use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use rand::Rng;
 
+use crate::quota::{Quota, QuotaCount, QuotaUsage};
 use crate::rate_limit::RateLimit;
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token::{contains_minted_token, TokenHash, TokenSecret};
@@ -125,6 +126,15 @@ pub struct ApiToken {
     /// if limited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// How many requests the token may make per UTC day or month, across every service
+    /// sharing one Redis (per process without one), if it has a quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// The uses of its quota the authority counted (its own verifications and the usage
+    /// reports of verifiers) in the period they were counted in; see
+    /// [`Quota::usage`](crate::quota::Quota::usage) for what is left now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_count: Option<QuotaCount>,
     /// Verifications of the token counted by outcome, as its authority saw them (written to
     /// the store in batches, like [`last_used_at`](Self::last_used_at)).
     #[serde(default, skip_serializing_if = "TokenUsage::is_empty")]
@@ -242,6 +252,29 @@ impl ApiToken {
     /// ```
     pub fn is_expired_at(&self, now: DateTime<Utc>) -> bool {
         has_expired(self.expires_at, now)
+    }
+
+    /// What is left of the token's quota at `now`, as its authority counted it; `None` for a
+    /// token without a quota.
+    ///
+    /// ```
+    /// use chrono::Utc;
+    /// use protected_endpoint::store::{TokenStore, TokenUse};
+    /// use protected_endpoint::record::TokenUsage;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci").quota("10/day".parse().unwrap())).unwrap();
+    /// let used = TokenUse::new(&created.token.uid, Some(Utc::now())).usage(TokenUsage::new(3, 0, 0));
+    /// store.record_uses(&[used]).await.unwrap();
+    /// let record = store.get(&created.token.uid).unwrap();
+    /// assert_eq!(record.quota_usage(Utc::now()).unwrap().remaining, 7);
+    /// # });
+    /// ```
+    pub fn quota_usage(&self, now: DateTime<Utc>) -> Option<QuotaUsage> {
+        let quota = self.quota?;
+        Some(quota.usage(self.quota_count.as_ref(), now))
     }
 }
 
@@ -421,6 +454,7 @@ pub struct NewToken {
     pub(crate) deployments: Option<DeploymentAccess>,
     pub(crate) expires_at: Option<DateTime<Utc>>,
     pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) quota: Option<Quota>,
     /// Set by an authority: the caller's token.
     pub(crate) parent_uid: Option<String>,
 }
@@ -449,6 +483,7 @@ impl NewToken {
             deployments: None,
             expires_at: None,
             rate_limit: None,
+            quota: None,
             parent_uid: None,
         }
     }
@@ -562,6 +597,23 @@ impl NewToken {
         self
     }
 
+    /// How many requests the token may make per UTC day or month (enforced by each
+    /// protected service's layer: across the fleet with a shared Redis, else per process).
+    ///
+    /// ```
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci").quota("1000/day".parse().unwrap())).unwrap();
+    /// assert_eq!(created.token.quota.unwrap().to_string(), "1000/day");
+    /// let info = store.verify_sync(&created.secret).unwrap();
+    /// assert_eq!(info.quota().unwrap().limit(), 1000);
+    /// ```
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
     /// The token creating this one (an authority sets it from the caller).
     #[cfg_attr(not(feature = "authority"), allow(dead_code))]
     pub(crate) fn parent_uid(mut self, uid: impl Into<String>) -> Self {
@@ -592,6 +644,8 @@ impl NewToken {
             enabled: true,
             parent_uid: self.parent_uid,
             rate_limit: self.rate_limit,
+            quota: self.quota,
+            quota_count: None,
             usage: TokenUsage::default(),
         };
         record.check()?;
@@ -966,8 +1020,8 @@ impl ApiToken {
                 return Err(InvalidRecord::InvalidParentUid);
             }
         }
-        // `rate_limit` is checked when it is built ([`RateLimit::new`], also on the way in
-        // from serde): an out-of-range limit cannot exist.
+        // `rate_limit` and `quota` are checked when they are built ([`RateLimit::new`],
+        // [`Quota::new`], also on the way in from serde): an out-of-range limit cannot exist.
         Ok(())
     }
 }

@@ -14,6 +14,7 @@
 //! | cookie-borne change from another site | 403 `cross_site_request` | none | 7 `PERMISSION_DENIED` |
 //! | too many failed guesses from the client ([`FailureThrottle`](crate::limit::FailureThrottle)) | 429 `too_many_failed_attempts`, `Retry-After` | none | 8 `RESOURCE_EXHAUSTED` |
 //! | the token's own rate limit spent ([`RateLimit`]) | 429 `rate_limited`, `Retry-After`, `RateLimit`, `RateLimit-Policy` | none | 8 `RESOURCE_EXHAUSTED` |
+//! | the token's quota for the day or month spent ([`Quota`]) | 429 `quota_exceeded`, `Retry-After` (until the period resets), `RateLimit`, `RateLimit-Policy` | none | 8 `RESOURCE_EXHAUSTED` |
 //!
 //! Malformed credentials map to `UNAUTHENTICATED` for gRPC callers, not `INVALID_ARGUMENT`:
 //! the call's arguments are fine, its credentials are not, and clients retry authentication
@@ -46,13 +47,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{request, Response, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use crate::extract::MalformedCredentials;
 use crate::policy::Denial;
-use crate::rate_limit::{LimitHeaders, RateLimit};
+use crate::quota::{Quota, QuotaPeriod};
+use crate::rate_limit::{whole_seconds_until, LimitHeaders, RateLimit};
 use crate::token_info::TokenInfo;
 use crate::verifier::VerifyError;
 
@@ -90,6 +93,10 @@ pub enum RejectionKind {
     /// The token's own rate limit is spent for now (429 `rate_limited`, `Retry-After` and the
     /// IETF `RateLimit` headers). See [`RateLimit`].
     RateLimited,
+    /// The token's quota for the current UTC day or month is spent (429 `quota_exceeded`,
+    /// `Retry-After` until the period resets, and the IETF `RateLimit` headers). See
+    /// [`Quota`].
+    QuotaExceeded,
 }
 
 /// A gRPC status code, as sent in `grpc-status`.
@@ -362,6 +369,41 @@ impl Rejection {
         }
     }
 
+    /// The token's quota is spent until its period resets: 429 `quota_exceeded` with
+    /// `Retry-After` (the whole seconds until the next period begins) and the IETF fields
+    /// naming the quota, e.g. `RateLimit-Policy: "quota";q=1000;w=86400` and
+    /// `RateLimit: "quota";r=0;t=3600` for a daily quota an hour before midnight UTC.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use protected_endpoint::{Rejection, RejectionKind};
+    ///
+    /// let quota = "1000/day".parse().unwrap();
+    /// let now = Utc.with_ymd_and_hms(2026, 12, 6, 23, 0, 0).unwrap();
+    /// let rejection = Rejection::quota_exceeded(&quota, now);
+    /// assert_eq!(rejection.kind(), RejectionKind::QuotaExceeded);
+    /// assert_eq!(rejection.error_code(), Some("quota_exceeded"));
+    /// let response = rejection.http_response("api");
+    /// assert_eq!(response.status(), 429);
+    /// assert_eq!(response.headers()["retry-after"], "3600");
+    /// assert_eq!(response.headers()["ratelimit-policy"], r#""quota";q=1000;w=86400"#);
+    /// assert_eq!(response.headers()["ratelimit"], r#""quota";r=0;t=3600"#);
+    /// ```
+    pub fn quota_exceeded(quota: &Quota, now: DateTime<Utc>) -> Self {
+        let retry_after = whole_seconds_until(quota.resets_at(now), now).max(1);
+        let description = match quota.period() {
+            QuotaPeriod::Day => "the token's quota for the day is spent; it resets at midnight UTC",
+            QuotaPeriod::Month => {
+                "the token's quota for the month is spent; it resets on the first of the next month (UTC)"
+            }
+        };
+        Self {
+            retry_after: Some(retry_after),
+            limit_headers: Some(Box::new(LimitHeaders::quota(quota, 0, now))),
+            ..Self::new(RejectionKind::QuotaExceeded, description)
+        }
+    }
+
     /// How long the client should wait before trying again (429s), in whole seconds.
     ///
     /// ```
@@ -433,7 +475,9 @@ impl Rejection {
             RejectionKind::InvalidRequest => StatusCode::BAD_REQUEST,
             RejectionKind::InsufficientScope | RejectionKind::CrossSite => StatusCode::FORBIDDEN,
             RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            RejectionKind::Throttled | RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RejectionKind::Throttled
+            | RejectionKind::RateLimited
+            | RejectionKind::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -458,6 +502,7 @@ impl Rejection {
             RejectionKind::CrossSite => Some("cross_site_request"),
             RejectionKind::Throttled => Some("too_many_failed_attempts"),
             RejectionKind::RateLimited => Some("rate_limited"),
+            RejectionKind::QuotaExceeded => Some("quota_exceeded"),
         }
     }
 
@@ -478,7 +523,9 @@ impl Rejection {
                 GrpcCode::PermissionDenied
             }
             RejectionKind::Unavailable => GrpcCode::Unavailable,
-            RejectionKind::Throttled | RejectionKind::RateLimited => GrpcCode::ResourceExhausted,
+            RejectionKind::Throttled
+            | RejectionKind::RateLimited
+            | RejectionKind::QuotaExceeded => GrpcCode::ResourceExhausted,
             _ => GrpcCode::Unauthenticated,
         }
     }
@@ -503,6 +550,7 @@ impl Rejection {
                 | RejectionKind::CrossSite
                 | RejectionKind::Throttled
                 | RejectionKind::RateLimited
+                | RejectionKind::QuotaExceeded
         ) {
             return None;
         }

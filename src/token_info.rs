@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::quota::Quota;
 use crate::rate_limit::RateLimit;
 use crate::record::{has_expired, ApiToken};
 use crate::scope::{DeploymentAccess, Scope};
@@ -51,6 +52,7 @@ struct TokenInfoInner {
     /// clock read per request (see `crate::clock`).
     expires_at_nanos: Option<i128>,
     rate_limit: Option<RateLimit>,
+    quota: Option<Quota>,
     /// Set when the secret presented was replaced by a reroll and is in its grace period:
     /// when that period ends.
     replaced_secret_until: Option<DateTime<Utc>>,
@@ -78,6 +80,7 @@ impl TokenInfo {
             expires_at: None,
             expires_at_nanos: None,
             rate_limit: None,
+            quota: None,
             replaced_secret_until: None,
             extensions: http::Extensions::new(),
         }))
@@ -153,6 +156,23 @@ impl TokenInfo {
     /// ```
     pub fn with_rate_limit(mut self, rate_limit: RateLimit) -> Self {
         self.inner_mut().rate_limit = Some(rate_limit);
+        self
+    }
+
+    /// Sets the token's quota: how many requests it may make per UTC day or month. The layer
+    /// counts them (across the fleet with
+    /// [`shared_limits`](crate::ProtectedEndpointLayer::shared_limits), else per process) and
+    /// refuses the token with `429 quota_exceeded` once they are spent.
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// let info = TokenInfo::new("u1", "ci").with_quota("1000/day".parse().unwrap());
+    /// assert_eq!(info.quota().unwrap().limit(), 1000);
+    /// assert_eq!(TokenInfo::new("u2", "web").quota(), None);
+    /// ```
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.inner_mut().quota = Some(quota);
         self
     }
 
@@ -324,6 +344,17 @@ impl TokenInfo {
         self.0.rate_limit.as_ref()
     }
 
+    /// The token's quota, if it has one (see [`with_quota`](Self::with_quota)).
+    ///
+    /// ```
+    /// use protected_endpoint::TokenInfo;
+    ///
+    /// assert!(TokenInfo::new("u", "n").quota().is_none());
+    /// ```
+    pub fn quota(&self) -> Option<&Quota> {
+        self.0.quota.as_ref()
+    }
+
     /// A value the verifier attached with [`TokenInfo::with_extension`].
     ///
     /// ```
@@ -350,6 +381,7 @@ impl fmt::Debug for TokenInfo {
             .field("deployments", &self.0.deployments)
             .field("expires_at", &self.0.expires_at)
             .field("rate_limit", &self.0.rate_limit)
+            .field("quota", &self.0.quota)
             .field("replaced_secret_until", &self.0.replaced_secret_until)
             .finish_non_exhaustive()
     }
@@ -365,13 +397,14 @@ impl PartialEq for TokenInfo {
                 && self.0.deployments == other.0.deployments
                 && self.0.expires_at == other.0.expires_at
                 && self.0.rate_limit == other.0.rate_limit
+                && self.0.quota == other.0.quota
                 && self.0.replaced_secret_until == other.0.replaced_secret_until)
     }
 }
 
 impl From<&ApiToken> for TokenInfo {
     /// The info a verifier answers for a stored record: uid, name, scopes, deployments,
-    /// expiry and rate limit.
+    /// expiry, rate limit and quota.
     ///
     /// ```
     /// use protected_endpoint::{InMemoryTokenStore, NewToken, Scope, TokenInfo};
@@ -393,6 +426,9 @@ impl From<&ApiToken> for TokenInfo {
         }
         if let Some(rate_limit) = record.rate_limit {
             info = info.with_rate_limit(rate_limit);
+        }
+        if let Some(quota) = record.quota {
+            info = info.with_quota(quota);
         }
         info
     }

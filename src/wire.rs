@@ -7,6 +7,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::quota::{Quota, QuotaCount, QuotaUsage};
 use crate::rate_limit::RateLimit;
 use crate::record::{ApiToken, TokenUsage};
 use crate::scope::{DeploymentAccess, Scope};
@@ -55,6 +56,27 @@ pub(crate) struct CreateTokenBody {
     /// (none when the creator has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<RateLimit>,
+    /// Our extension: `{"limit": 1000, "period": "day"}`. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<Quota>,
+}
+
+/// The body of `PUT /api/v1/api_tokens/{uid}/quota`: the new quota, or `null` to remove it.
+/// The member is required: a body that leaves it out is refused rather than read as "none".
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QuotaBody {
+    #[serde(deserialize_with = "required_nullable")]
+    pub(crate) quota: Option<Quota>,
+}
+
+/// A member that must be present and may be `null`.
+fn required_nullable<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)
 }
 
 /// The body of `POST /api/v1/api_tokens/{uid}/reroll`.
@@ -147,7 +169,7 @@ pub(crate) struct OrganizationObject {
 }
 
 /// A token as the management API shows it: the platform's members, plus `deployments`,
-/// `enabled`, `parent_uid`, `rate_limit` and `usage`, plus `token` (the secret) in the
+/// `enabled`, `parent_uid`, `rate_limit`, `quota`, `quota_usage` and `usage`, plus `token` (the secret) in the
 /// answer to a create or a reroll only.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct TokenObject {
@@ -183,6 +205,14 @@ pub(crate) struct TokenObject {
     pub(crate) rate_limit: Option<RateLimit>,
     #[serde(default)]
     pub(crate) usage: Option<TokenUsage>,
+    /// `{"limit": 1000, "period": "day"}`; absent for none, so a token without a quota has
+    /// the members it had before quotas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota: Option<Quota>,
+    /// What is left of the quota in the current period, as the authority counted it; only
+    /// with a quota. Read-only: written by the authority, ignored in what it is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) quota_usage: Option<QuotaUsage>,
     /// The secret: only in the answer to a create.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
@@ -221,6 +251,8 @@ impl TokenObject {
             parent_uid: record.parent_uid.clone(),
             rate_limit: record.rate_limit,
             usage: Some(record.usage),
+            quota: record.quota,
+            quota_usage: record.quota_usage(now),
             token: secret.map(|secret| secret.expose().to_owned()),
         }
     }
@@ -253,6 +285,11 @@ impl TokenObject {
             enabled: self.enabled,
             parent_uid: self.parent_uid,
             rate_limit: self.rate_limit,
+            quota: self.quota,
+            quota_count: self
+                .quota_usage
+                .filter(|usage| usage.used > 0)
+                .map(|usage| QuotaCount::new(usage.used, usage.period_start)),
             usage: self.usage.unwrap_or_default(),
         };
         Ok((record, self.token.map(TokenSecret::new)))

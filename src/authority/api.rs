@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode, Uri};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use percent_encoding::percent_decode_str;
@@ -20,14 +20,15 @@ use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER, MAX
 use crate::extract::TokenSource;
 use crate::grant::{Grant, GrantRefusal};
 use crate::middleware::ProtectedEndpointLayer;
+use crate::quota::Quota;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::Scope;
 use crate::store::{ListQuery as StoreQuery, StoreError};
 use crate::token::{redact_token_like, TokenSecret};
 use crate::token_info::TokenInfo;
 use crate::wire::{
-    CreateTokenBody, DeleteAnswer, OrganizationObject, RerollBody, Resource, TokenObject,
-    TokenPage, UserObject, TOKENS_PATH,
+    CreateTokenBody, DeleteAnswer, OrganizationObject, QuotaBody, RerollBody, Resource,
+    TokenObject, TokenPage, UserObject, TOKENS_PATH,
 };
 
 /// The realm named in the management API's `WWW-Authenticate` challenges.
@@ -89,7 +90,11 @@ pub(super) fn router(authority: Authority) -> Router {
         )
         .route(
             &format!("{TOKENS_PATH}/{{uid}}/reroll"),
-            post(reroll_token).route_layer(write),
+            post(reroll_token).route_layer(write.clone()),
+        )
+        .route(
+            &format!("{TOKENS_PATH}/{{uid}}/quota"),
+            put(set_quota).route_layer(write),
         )
         // Outermost: a query with a control character is refused before anything reads it,
         // on every route, the ones that ignore their query included.
@@ -356,6 +361,9 @@ pub(super) async fn create_token(
     if let Some(rate_limit) = body.rate_limit {
         new = new.rate_limit(rate_limit);
     }
+    if let Some(quota) = body.quota {
+        new = new.quota(quota);
+    }
     if let Some(expired_at) = body.expired_at.as_deref() {
         new = new.expires_at(parse_timestamp(expired_at).map_err(ApiError::bad_request)?);
     }
@@ -502,6 +510,87 @@ async fn set_enabled(
     };
     audit::enabled_set(&caller, &token, enabled);
     Ok(Json(token_object(&authority, &token, None)))
+}
+
+/// `PUT …/{uid}/quota` with `{"quota": {"limit": 1000, "period": "day"}}`, or
+/// `{"quota": null}` to remove it: the token as it is now. The new quota must be within the
+/// caller's own, like any grant.
+pub(super) async fn set_quota(
+    State(authority): State<Authority>,
+    Extension(caller): Extension<TokenInfo>,
+    uri: Uri,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Json<TokenObject>, ApiError> {
+    let body: QuotaBody = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"quota\": {{\"limit\": N, \"period\": \"day\" or \"month\"}}}} \
+             or {{\"quota\": null}}: {}",
+            redact_token_like(&err.to_string())
+        ))
+    })?;
+    let path = uri.path();
+    let mut target = managed_target(&authority, &caller, &uid, ("PUT", path)).await?;
+    // The token as it would be: still within the caller's grants.
+    target.quota = body.quota;
+    Grant::by(&caller)
+        .change(&target)
+        .map_err(|refusal| ApiError::from(refusal).audited(&caller, "PUT", path))?;
+    let token = {
+        let authority = authority.clone();
+        tokio::spawn(async move { authority.set_quota(&uid, body.quota).await })
+            .await
+            .map_err(join_error)??
+            .ok_or_else(ApiError::not_found)?
+    };
+    audit::quota_set(&caller, &token);
+    Ok(Json(token_object(&authority, &token, None)))
+}
+
+impl Authority {
+    /// Gives the token with this uid a quota, or takes its quota away (`None`), durably,
+    /// returning its record as it is now (`None` when there is no such token). Every
+    /// `RemoteVerifier` following the revocation stream forgets what it cached of the token,
+    /// so its next request is introspected again and counted against the new quota.
+    ///
+    /// ```
+    /// use protected_endpoint::authority::Authority;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let authority = Authority::in_memory();
+    /// let ci = authority.create(protected_endpoint::NewToken::new("ci")).await.unwrap();
+    /// let quota = "1000/day".parse().unwrap();
+    /// let token = authority.set_quota(&ci.token.uid, Some(quota)).await.unwrap().unwrap();
+    /// assert_eq!(token.quota, Some(quota));
+    /// let info = authority.tokens().verify(&ci.secret).await.unwrap();
+    /// assert_eq!(info.quota(), Some(&quota));
+    /// # });
+    /// ```
+    // Beside `set_enabled` in spirit; here because the management API is its one caller.
+    pub async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<ApiToken>, AuthorityError> {
+        self.check_current()?;
+        let Some((before, after)) = self.inner.store.set_quota(uid, quota).await? else {
+            return Ok(None);
+        };
+        let token = after.token.clone();
+        // The secrets stay live: a change of quota revokes nothing, so the verifiers are told
+        // to forget what they cached of them (what an enabled token's `Restored` does).
+        let live = after.live_hashes(chrono::Utc::now());
+        self.apply_updated(Some(before), after);
+        if token.enabled {
+            for hash in live {
+                let _ = self
+                    .inner
+                    .revocations
+                    .send(super::RevocationEvent::Restored(hash));
+            }
+        }
+        Ok(Some(token))
+    }
 }
 
 pub(super) async fn reroll_token(

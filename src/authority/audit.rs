@@ -80,6 +80,23 @@ pub(super) fn enabled_set(by: &TokenInfo, token: &ApiToken, enabled: bool) {
     );
 }
 
+/// A token given a quota (`quota` in the line) or relieved of it (`quota=none`).
+pub(super) fn quota_set(by: &TokenInfo, token: &ApiToken) {
+    let quota = token
+        .quota
+        .map_or_else(|| "none".to_owned(), |quota| quota.to_string());
+    tracing::info!(
+        target: AUDIT_TARGET,
+        action = "set_quota",
+        by_uid = by.uid(),
+        by_name = by.name(),
+        token_uid = %token.uid,
+        token_name = %token.name,
+        quota,
+        "token quota set"
+    );
+}
+
 /// A token given a new secret; the old one works for `grace_seconds` more.
 pub(super) fn rerolled(by: &TokenInfo, token: &ApiToken, grace_seconds: u64) {
     tracing::info!(

@@ -150,6 +150,13 @@ async fn introspect(
                     serde_json::to_value(rate_limit).unwrap_or(Value::Null),
                 );
             }
+            // Likewise: `{"limit": 1000, "period": "day"}`.
+            if let Some(quota) = info.quota() {
+                answer.insert(
+                    "quota".into(),
+                    serde_json::to_value(quota).unwrap_or(Value::Null),
+                );
+            }
             Value::Object(answer)
         }
         // Unknown, deleted, expired or malformed: RFC 7662 §2.2 says exactly this, and no more.

@@ -306,7 +306,7 @@ impl TokenReadModel {
         taken
     }
 
-    /// A token changed (enabled, disabled, rerolled): `after` as stored now, `before` as it
+    /// A token changed (enabled, disabled, rerolled, its quota set): `after` as stored now, `before` as it
     /// was where known. The cached record follows; the secrets that stopped verifying are
     /// forgotten, the new one known.
     pub(crate) fn updated(&self, before: Option<&TokenEntry>, after: &TokenEntry) {
@@ -317,6 +317,7 @@ impl TokenReadModel {
             let after = after.clone();
             self.inner.cache.change(uid, move |entry| {
                 entry.token.enabled = after.token.enabled;
+                entry.token.quota = after.token.quota;
                 entry.hash = after.hash;
                 entry.previous = after.previous;
                 Ok(())

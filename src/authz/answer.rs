@@ -172,6 +172,11 @@ mod tests {
                 403,
                 429,
             ),
+            (
+                Rejection::quota_exceeded(&"5/day".parse().unwrap(), chrono::Utc::now()),
+                403,
+                429,
+            ),
             (Rejection::unavailable(), 403, 503),
         ];
         for (rejection, sent, meant) in cases {

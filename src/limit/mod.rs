@@ -12,6 +12,11 @@
 //!   `Retry-After` once it is spent, and every answer to it carries the IETF `RateLimit-Policy`
 //!   and `RateLimit` fields. Counted per process by default: with several replicas, each
 //!   allows the limit.
+//! - Per-token quotas (always on): a token that carries a [`Quota`](crate::quota::Quota)
+//!   (see [`TokenInfo::quota`](crate::TokenInfo::quota)) may make that many requests per UTC
+//!   day or month, then gets `429 quota_exceeded` with `Retry-After` until the period resets;
+//!   its answers carry a `"quota"` policy in the `RateLimit` fields. Counted per process by
+//!   default, fleet-wide with `SharedLimits`.
 //! - `SharedLimits` (feature `redis`): both counted in Redis or Valkey by every process
 //!   pointed at it, so a fleet allows a token its limit once and throttles a scanner as one
 //!   client, with a bounded wait and a chosen `Fallback` when Redis does not answer (the
@@ -26,6 +31,7 @@
 #![cfg_attr(feature = "redis", doc = include_str!("../../docs/guide/fleet-limits.md"))]
 
 mod client_key;
+mod local_quota;
 mod local_rate;
 mod per_token;
 mod prune;

@@ -3,7 +3,8 @@
 //!
 //! One Lua script (`gcra.lua`, GCRA, the algorithm `governor` runs in each process) spends a
 //! cell of a bucket atomically in one round trip, with the server's clock, and lets the key
-//! expire once the bucket is full again. redis-rs's [`Script`] sends `EVALSHA` and loads the
+//! expire once the bucket is full again; for a token with a quota, the same call counts one use
+//! of it (`INCR` of a key per token and period, expiring after the period ends). redis-rs's [`Script`] sends `EVALSHA` and loads the
 //! script when the server does not know it (after a restart); its `ConnectionManager`
 //! reconnects by itself. Every call waits at most [`wait`](SharedLimits::wait); a call that
 //! fails or times out makes the store skip Redis for [`retry_after`](SharedLimits::retry_after)
@@ -115,6 +116,19 @@ pub(crate) struct Spent {
     pub(crate) remaining: u32,
     pub(crate) retry: Duration,
     pub(crate) reset: Duration,
+    /// Whether the quota refused the call (it was spent already).
+    pub(crate) quota_refused: bool,
+    /// The quota's uses in its period after the call; `None` without a quota.
+    pub(crate) quota_used: Option<u64>,
+}
+
+/// One use of a quota to count with a call: its key (one a token and period), how many uses
+/// the period allows, and when the key expires (Unix seconds).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QuotaUse<'k> {
+    pub(crate) key: &'k str,
+    pub(crate) limit: u64,
+    pub(crate) expires_s: i64,
 }
 
 /// Why Redis gave no answer: the `reason` label of the fallback metric.
@@ -142,6 +156,7 @@ impl Unanswered {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Counted {
     RateLimit,
+    Quota,
     Throttle,
 }
 
@@ -149,6 +164,7 @@ impl Counted {
     fn label(self) -> &'static str {
         match self {
             Counted::RateLimit => "rate_limit",
+            Counted::Quota => "quota",
             Counted::Throttle => "throttle",
         }
     }
@@ -264,8 +280,9 @@ impl SharedLimits {
     }
 
     /// The start of every key this crate writes (default `protected-endpoint:`), so that
-    /// several fleets can share one Redis: rate limits under `PREFIX` `rate:LIMIT:UID`, the
-    /// throttle under `PREFIX` `guess:ADDRESS`.
+    /// several fleets can share one Redis: rate limits under `PREFIX` `rate:LIMIT:UID`,
+    /// quotas under `PREFIX` `quota:PERIOD:START:UID` (`START` the period's first second, Unix
+    /// time), the throttle under `PREFIX` `guess:ADDRESS`.
     ///
     /// ```
     /// use protected_endpoint::limit::SharedLimits;
@@ -324,7 +341,20 @@ impl SharedLimits {
         window: Duration,
         burst: u32,
     ) -> Result<Spent, Unanswered> {
-        let result = self.ask(key, window, burst).await;
+        self.spend_with_quota(counted, Some((key, window, burst)), None)
+            .await
+    }
+
+    /// Spends one cell of the bucket `bucket` (key, window, burst), when there is one, and
+    /// one use of `quota`, when there is one, in one round trip: a spent quota spends no cell,
+    /// a refused cell no use.
+    pub(crate) async fn spend_with_quota(
+        &self,
+        counted: Counted,
+        bucket: Option<(&str, Duration, u32)>,
+        quota: Option<QuotaUse<'_>>,
+    ) -> Result<Spent, Unanswered> {
+        let result = self.ask(bucket, quota).await;
         if let Err(reason) = result {
             metrics::counter!(
                 telemetry::SHARED_LIMIT_FALLBACKS,
@@ -337,7 +367,11 @@ impl SharedLimits {
         result
     }
 
-    async fn ask(&self, key: &str, window: Duration, burst: u32) -> Result<Spent, Unanswered> {
+    async fn ask(
+        &self,
+        bucket: Option<(&str, Duration, u32)>,
+        quota: Option<QuotaUse<'_>>,
+    ) -> Result<Spent, Unanswered> {
         let store = &*self.store;
         if !store.may_ask(self.retry_after) {
             return Err(Unanswered::Backoff);
@@ -351,10 +385,28 @@ impl SharedLimits {
             Err(error) => return Err(store.failed(self, Unanswered::Error, &error.to_string())),
         };
         // One cell back every `window / burst`, in fractional microseconds (exact enough for
-        // any limit: `RateLimit` allows at most 10⁹ per millisecond).
-        let interval_micros = window.as_nanos() as f64 / 1000.0 / f64::from(burst.max(1));
+        // any limit: `RateLimit` allows at most 10⁹ per millisecond); 0: no bucket.
+        let (interval_micros, burst) = match bucket {
+            Some((_, window, burst)) => (
+                window.as_nanos() as f64 / 1000.0 / f64::from(burst.max(1)),
+                burst,
+            ),
+            None => (0.0, 0),
+        };
         let mut invocation = store.script.prepare_invoke();
-        invocation.key(key).arg(interval_micros).arg(burst);
+        // The script reads KEYS[1] only with a bucket and KEYS[2] only with a quota.
+        let quota_key = quota.map(|quota| quota.key);
+        let bucket_key = bucket.map(|(key, _, _)| key);
+        invocation
+            .key(bucket_key.or(quota_key).unwrap_or_default())
+            .arg(interval_micros)
+            .arg(burst);
+        if let Some(quota) = quota {
+            invocation
+                .key(quota.key)
+                .arg(quota.limit)
+                .arg(quota.expires_s);
+        }
         let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
         match tokio::time::timeout(self.wait, call).await {
             Ok(Ok(reply)) => match Spent::from_reply(&reply) {
@@ -446,9 +498,10 @@ impl Store {
 }
 
 impl Spent {
-    /// The script's reply: `{allowed, remaining, retry µs, reset µs}`.
+    /// The script's reply: `{allowed, remaining, retry µs, reset µs, quota refused, quota
+    /// used or -1}`.
     fn from_reply(reply: &[i64]) -> Option<Self> {
-        let &[allowed, remaining, retry, reset] = reply else {
+        let &[allowed, remaining, retry, reset, quota_refused, quota_used] = reply else {
             return None;
         };
         let micros = |value: i64| Duration::from_micros(value.max(0) as u64);
@@ -457,6 +510,8 @@ impl Spent {
             remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
             retry: micros(retry),
             reset: micros(reset),
+            quota_refused: quota_refused == 1,
+            quota_used: u64::try_from(quota_used).ok(),
         })
     }
 }
@@ -526,8 +581,13 @@ mod tests {
     #[test]
     fn a_reply_of_another_shape_is_no_answer() {
         assert_eq!(Spent::from_reply(&[1, 2, 3]), None);
-        let spent = Spent::from_reply(&[0, 0, 1_500_000, 2_000_000]).unwrap();
-        assert!(!spent.allowed);
+        assert_eq!(Spent::from_reply(&[0, 0, 1_500_000, 2_000_000]), None);
+        let spent = Spent::from_reply(&[0, 0, 1_500_000, 2_000_000, 0, -1]).unwrap();
+        assert!(!spent.allowed && !spent.quota_refused);
         assert_eq!(spent.retry, Duration::from_millis(1500));
+        assert_eq!(spent.quota_used, None);
+        let spent = Spent::from_reply(&[0, 0, 0, 0, 1, 20]).unwrap();
+        assert!(spent.quota_refused);
+        assert_eq!(spent.quota_used, Some(20));
     }
 }

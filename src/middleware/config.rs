@@ -109,10 +109,11 @@ pub(crate) enum Outcome {
     Unavailable,
     Throttled,
     RateLimited,
+    QuotaExceeded,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 10] = [
+    const ALL: [Outcome; 11] = [
         Outcome::Accepted,
         Outcome::Missing,
         Outcome::Malformed,
@@ -123,6 +124,7 @@ impl Outcome {
         Outcome::Unavailable,
         Outcome::Throttled,
         Outcome::RateLimited,
+        Outcome::QuotaExceeded,
     ];
 
     fn label(self) -> &'static str {
@@ -137,6 +139,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Throttled => "throttled",
             Outcome::RateLimited => "rate_limited",
+            Outcome::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -161,6 +164,7 @@ impl Outcome {
             RejectionKind::CrossSite => Outcome::CrossSite,
             RejectionKind::Throttled => Outcome::Throttled,
             RejectionKind::RateLimited => Outcome::RateLimited,
+            RejectionKind::QuotaExceeded => Outcome::QuotaExceeded,
         }
     }
 }

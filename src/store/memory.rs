@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 
 use chrono::{DateTime, Utc};
 
+use crate::quota::{Quota, QuotaCount};
 use crate::record::{
     base_name_key, legacy_name_key, name_key, ApiToken, CreatedToken, NewToken, NewTokenError,
     PreviousSecret, TokenEntry, TokenUsage,
@@ -133,6 +134,9 @@ pub(crate) struct Entry {
     usage: Counts,
     /// The counts already handed out by [`InMemoryTokenStore::take_uses`].
     reported_usage: Counts,
+    /// The count of the token's quota, as [`TokenStore::record_uses`] added to it: only for
+    /// a token with a quota (one pointer for the others).
+    quota_count: Option<Box<Mutex<QuotaCount>>>,
     /// Whether the secret of this entry is known to pass the `pe_` format check (or not to
     /// claim it): checked once, on the first request that presents it, not on every one.
     /// The hash identifies the secret, so the answer holds for every later request.
@@ -225,6 +229,9 @@ impl Entry {
             reported_use: AtomicI64::new(last_used),
             usage: Counts::of(record.usage),
             reported_usage: Counts::of(record.usage),
+            quota_count: record
+                .quota
+                .map(|_| Box::new(Mutex::new(record.quota_count.unwrap_or_default()))),
             format_ok: AtomicBool::new(false),
         }
     }
@@ -293,8 +300,24 @@ impl Entry {
             enabled: self.enabled,
             parent_uid: self.parent_uid.clone(),
             rate_limit: self.info.rate_limit().copied(),
+            quota: self.info.quota().copied(),
+            quota_count: self.quota_count().filter(|count| count.used > 0),
             usage: self.usage.load(),
         }
+    }
+
+    fn quota_count(&self) -> Option<QuotaCount> {
+        let count = self.quota_count.as_ref()?;
+        Some(*count.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Adds `valid` uses at `now` to the quota's count (nothing without a quota).
+    fn count_quota_uses(&self, valid: u64, now: DateTime<Utc>) {
+        let (Some(quota), Some(count)) = (self.info.quota(), &self.quota_count) else {
+            return;
+        };
+        let mut count = count.lock().unwrap_or_else(PoisonError::into_inner);
+        *count = count.add(quota, valid, now);
     }
 
     /// The record with its hash and the replaced secret, as a store keeps it.
@@ -1151,6 +1174,18 @@ impl TokenStore for InMemoryTokenStore {
             .map_err(|error| StoreError::from_new_token(uid.to_owned(), error))
     }
 
+    async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.change(uid, |entry| {
+            entry.token.quota = quota;
+            Ok(())
+        })
+        .map_err(|error| StoreError::from_new_token(uid.to_owned(), error))
+    }
+
     async fn reroll(
         &self,
         uid: &str,
@@ -1169,6 +1204,7 @@ impl TokenStore for InMemoryTokenStore {
     }
 
     async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        let now = Utc::now();
         let tokens = self.read();
         for used in uses {
             if let Some(entry) = tokens.by_uid.get(used.uid.as_str()) {
@@ -1182,6 +1218,7 @@ impl TokenStore for InMemoryTokenStore {
                 // Counted elsewhere and handed to this store: kept, and not handed out again.
                 entry.0.usage.add(used.usage);
                 entry.0.reported_usage.add(used.usage);
+                entry.0.count_quota_uses(used.usage.valid, now);
             }
         }
         Ok(())

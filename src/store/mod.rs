@@ -40,6 +40,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use futures_util::stream::BoxStream;
 
+use crate::quota::Quota;
 use crate::record::{ApiToken, NewTokenError, TokenEntry, TokenUsage};
 use crate::token::TokenHash;
 
@@ -116,6 +117,40 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
     async fn set_enabled(&self, uid: &str, enabled: bool)
         -> Result<Option<TokenEntry>, StoreError>;
 
+    /// Gives the token with this uid a quota, or takes its quota away (`None`), keeping
+    /// everything else (the count of the current period stays: lowering a quota below what
+    /// was used leaves nothing for the rest of it). Returns the entry before and after;
+    /// `None` when there is no such token.
+    ///
+    /// The default answers [`StoreError::Unavailable`], so that a store written before quotas
+    /// still builds; every store of this crate keeps quotas.
+    ///
+    /// ```
+    /// use protected_endpoint::store::TokenStore;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let quota = "1000/day".parse().unwrap();
+    /// let (before, after) = store.set_quota(&created.token.uid, Some(quota)).await.unwrap().unwrap();
+    /// assert_eq!((before.token.quota, after.token.quota), (None, Some(quota)));
+    /// assert_eq!(store.verify_sync(&created.secret).unwrap().quota(), Some(&quota));
+    /// assert!(store.set_quota("no-such-uid", None).await.unwrap().is_none());
+    /// # });
+    /// ```
+    async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let _ = (uid, quota);
+        Err(StoreError::unavailable(
+            self.describe(),
+            "this store cannot keep quotas",
+        ))
+    }
+
     /// Gives the token with this uid a new secret, known by `hash`, keeping its uid and every
     /// other field. With `previous_until`, the replaced secret keeps verifying until then
     /// (kept in [`TokenEntry::previous`]); without, it stops at once. A secret replaced by an
@@ -175,7 +210,9 @@ pub trait TokenStore: Send + Sync + fmt::Debug + 'static {
 
     /// Records when tokens were last used, by uid. Called in batches (every few seconds), never
     /// once per request; an unknown uid (deleted meanwhile) is ignored. A time earlier than the
-    /// one stored leaves it. The [`TokenUse::usage`] counts are added to the stored ones.
+    /// one stored leaves it. The [`TokenUse::usage`] counts are added to the stored ones, and
+    /// the valid uses of a token with a quota to the count of its current period
+    /// ([`ApiToken::quota_count`], started again when the period changed).
     async fn record_uses(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
 
     /// Every token with its hash: what an authority loads into memory at start.

@@ -672,3 +672,42 @@ async fn typed_deployments_are_checked_in_the_dialog_and_by_the_server() {
     assert_eq!(created["deployments"], json!(["summarize"]));
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_create_dialog_sets_a_quota_and_the_list_shows_its_use_and_reset() {
+    let Some((browser, server)) = start("the_create_dialog_sets_a_quota").await else {
+        return;
+    };
+    sign_in(&browser, &server, &server.admin).await;
+    fill_create_dialog(&browser, "metered", "summarize").await;
+    let quota = browser.labelled("Quota").await;
+    quota.send_keys("1000/week").await.unwrap();
+    browser.button("Submit").await.click().await.unwrap();
+    browser.wait_for_text("#create-error", "LIMIT/day").await;
+    quota.clear().await.unwrap();
+    quota.send_keys("1000/day").await.unwrap();
+    let secret = submit_and_read_secret(&browser).await;
+    browser.button("Done").await.click().await.unwrap();
+    wait_until_forgotten(&browser, &secret).await;
+    let midnight = (Utc::now().date_naive().succ_opt().unwrap())
+        .format("%Y-%m-%d 00:00 UTC")
+        .to_string();
+    let expected = format!("0 / 1000 a day, resets {midnight}");
+    wait_until(
+        &browser,
+        "the new token's quota cell",
+        "const row = [...document.querySelectorAll('#tokens tr')]\
+            .find((tr) => tr.querySelector('td.name')?.textContent === 'metered'); \
+         return !!row && row.querySelector('td.quota').innerText.trim() === arguments[0];",
+        vec![json!(expected)],
+    )
+    .await;
+    let created: Vec<ApiToken> = server
+        .authority
+        .list(&protected_endpoint::store::ListQuery::all().search("metered"))
+        .await
+        .unwrap()
+        .tokens;
+    assert_eq!(created[0].quota.unwrap().to_string(), "1000/day");
+    browser.close().await;
+}

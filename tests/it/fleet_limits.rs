@@ -89,6 +89,8 @@ struct Answer {
     took: Duration,
     retry_after: Option<u64>,
     policy: Option<String>,
+    /// The error code of a refusal's JSON body.
+    error: Option<String>,
 }
 
 /// `per_service` requests to each service at once, all with `token`.
@@ -107,12 +109,20 @@ async fn hammer(servers: &[Server], token: &str, per_service: usize) -> Vec<Answ
                         .get(name)
                         .map(|value| value.to_str().unwrap().to_owned())
                 };
+                let (status, took) = (response.status(), started.elapsed());
+                let retry_after = header("retry-after").map(|value| value.parse().unwrap());
+                let policy = header("ratelimit-policy");
+                let error = match status.is_success() {
+                    true => None,
+                    false => Some(error_body(response).await.0),
+                };
                 Answer {
                     service,
-                    status: response.status(),
-                    took: started.elapsed(),
-                    retry_after: header("retry-after").map(|value| value.parse().unwrap()),
-                    policy: header("ratelimit-policy"),
+                    status,
+                    took,
+                    retry_after,
+                    policy,
+                    error,
                 }
             });
         }
@@ -178,6 +188,58 @@ async fn three_services_on_one_redis_accept_a_token_s_limit_once_between_them() 
     }
     let answer = redis.command(&["GET", &format!("protected-endpoint:rate:20/2s:{uid}")]);
     assert_eq!(answer, "(nil)", "an idle token's bucket is gone");
+}
+
+#[tokio::test]
+async fn three_services_on_one_redis_accept_a_token_s_daily_quota_exactly_once_between_them() {
+    let Some(redis) = RedisServer::start("three_services_quota") else {
+        return;
+    };
+    let store = InMemoryTokenStore::new();
+    let created = store
+        .create(NewToken::new("fleet").quota("20/day".parse().unwrap()))
+        .unwrap();
+    let (secret, uid) = (created.secret.expose().to_owned(), created.token.uid);
+    let servers = fleet(store, || sharing_on(&redis.url()), None).await;
+
+    let answers = hammer(&servers, &secret, 15).await;
+    // Per process, each service would accept 20: 45 in all.
+    assert_eq!(
+        accepted(&answers),
+        20,
+        "exactly the quota, across the fleet"
+    );
+    for answer in answers.iter().filter(|a| a.status != StatusCode::OK) {
+        assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.error.as_deref(), Some("quota_exceeded"));
+        let wait = answer.retry_after.expect("a 429 has Retry-After");
+        assert!(
+            (1..=86_400).contains(&wait),
+            "Retry-After: {wait} (until midnight UTC)"
+        );
+        assert_eq!(answer.policy.as_deref(), Some(r#""quota";q=20;w=86400"#));
+    }
+    // One key for the token's day, expiring after the day ends; the refusals spent nothing.
+    let day = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let key = format!("protected-endpoint:quota:day:{}:{uid}", day.timestamp());
+    assert_eq!(redis.command(&["GET", &key]), "20");
+    let ttl: i64 = redis.command(&["TTL", &key]).parse().unwrap();
+    assert!((3600..=86_400 + 3600).contains(&ttl), "TTL {ttl}");
+    // Spent for the day, whichever service is asked.
+    let answers = hammer(&servers, &secret, 2).await;
+    assert_eq!(accepted(&answers), 0);
+    // And each service that heard so remembers it: with Redis gone (and the services failing
+    // closed), the token is still refused as over its quota, not with the fallback's 503.
+    let mut redis = redis;
+    redis.crash();
+    let answers = hammer(&servers, &secret, 2).await;
+    assert!(answers
+        .iter()
+        .all(|answer| answer.error.as_deref() == Some("quota_exceeded")));
 }
 
 #[tokio::test]
@@ -391,8 +453,10 @@ async fn without_redis_a_limited_token_gets_the_chosen_fallback_at_once() {
     let url = format!("redis://{}", closed_port());
     let (store, secret, _) = store_with("2/1h");
     let unlimited = store.create(NewToken::new("free")).unwrap().secret;
+    let store_with_quota = store.clone();
     let local = fleet(store.clone(), || shared_on(&url, Fallback::Local), None).await;
     let refuse = fleet(store, || shared_on(&url, Fallback::Refuse), None).await;
+    let (local_quota, refuse_quota) = (&local, &refuse);
 
     let answers = hammer(&local[..1], &secret, 3).await;
     assert_eq!(accepted(&answers), 2, "the per-process limit");
@@ -401,6 +465,18 @@ async fn without_redis_a_limited_token_gets_the_chosen_fallback_at_once() {
         .iter()
         .all(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(accepted(&hammer(&refuse, unlimited.expose(), 2).await), 6);
+
+    // A quota takes the same fallback: each process's own count, or 503.
+    let quota = store_with_quota.create(NewToken::new("quota").quota("2/day".parse().unwrap()));
+    let quota = quota.unwrap().secret;
+    let answers = hammer(&local_quota[..1], quota.expose(), 3).await;
+    assert_eq!(accepted(&answers), 2, "the per-process count");
+    let refused = answers.iter().find(|a| a.status != StatusCode::OK).unwrap();
+    assert_eq!(refused.error.as_deref(), Some("quota_exceeded"));
+    let answers = hammer(&refuse_quota[..1], quota.expose(), 2).await;
+    assert!(answers
+        .iter()
+        .all(|answer| answer.status == StatusCode::SERVICE_UNAVAILABLE));
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ mod lifecycle;
 mod lifecycle_console;
 mod limits;
 mod properties;
+mod quotas;
 mod read_model;
 mod readme_check;
 mod redaction;

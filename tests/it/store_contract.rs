@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use protected_endpoint::quota::{Quota, QuotaCount};
 use protected_endpoint::record::{PreviousSecret, TokenEntry, TokenUsage};
 use protected_endpoint::scope::{DeploymentAccess, Scope};
 use protected_endpoint::store::file::JsonDataFile;
@@ -606,6 +607,70 @@ async fn record_uses_adds_the_counts(h: &Harness) {
     assert_eq!(token.last_used_at, Some(at));
 }
 
+async fn set_quota_keeps_everything_else_and_survives_a_reopen(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("ci");
+    let uid = entry.token.uid.clone();
+    store.insert(entry.clone()).await.unwrap();
+    let quota: Quota = "1000/day".parse().unwrap();
+    let (before, after) = store.set_quota(&uid, Some(quota)).await.unwrap().unwrap();
+    assert_eq!(before, entry);
+    let mut expected = entry.clone();
+    expected.token.quota = Some(quota);
+    assert_eq!(after, expected);
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(store.get(&uid).await.unwrap().unwrap(), expected.token);
+    let monthly: Quota = "50000/month".parse().unwrap();
+    let (_, after) = store.set_quota(&uid, Some(monthly)).await.unwrap().unwrap();
+    assert_eq!(after.token.quota, Some(monthly));
+    let (_, removed) = store.set_quota(&uid, None).await.unwrap().unwrap();
+    assert_eq!(removed, entry);
+    assert_eq!(store.load_all().await.unwrap(), vec![entry]);
+    assert!(store
+        .set_quota("no-such-uid", None)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn record_uses_counts_valid_uses_against_the_current_period(h: &Harness) {
+    let store = h.open().await;
+    let (limited, plain) = (entry("limited"), entry("plain"));
+    let uid = limited.token.uid.clone();
+    store.insert(limited).await.unwrap();
+    store.insert(plain.clone()).await.unwrap();
+    let quota: Quota = "10/day".parse().unwrap();
+    store.set_quota(&uid, Some(quota)).await.unwrap().unwrap();
+    for (valid, expired) in [(3, 1), (2, 5)] {
+        let usage = TokenUsage::new(valid, expired, 0);
+        let uses = [&uid, &plain.token.uid].map(|u| TokenUse::new(u.clone(), None).usage(usage));
+        store.record_uses(&uses).await.unwrap();
+    }
+    let now = Utc::now();
+    let token = store.get(&uid).await.unwrap().unwrap();
+    let usage = token.quota_usage(now).unwrap();
+    assert_eq!((usage.used, usage.remaining), (5, 5), "valid uses only");
+    assert_eq!(usage.period_start, quota.period_start(now));
+    let plain = store.get(&plain.token.uid).await.unwrap().unwrap();
+    assert_eq!((plain.quota, plain.quota_count), (None, None));
+    // A count of an earlier period counts nothing now, and starts again with the next use.
+    let (_, mut stale) = NewToken::new("yesterday").mint_entry(now).unwrap();
+    stale.token.quota = Some(quota);
+    stale.token.quota_count = Some(QuotaCount::new(
+        9,
+        quota.period_start(now) - chrono::Duration::days(1),
+    ));
+    let stale_uid = stale.token.uid.clone();
+    store.insert(stale).await.unwrap();
+    let token = store.get(&stale_uid).await.unwrap().unwrap();
+    assert_eq!(token.quota_usage(now).unwrap().used, 0);
+    let used = TokenUse::new(stale_uid.clone(), None).usage(TokenUsage::new(1, 0, 0));
+    store.record_uses(&[used]).await.unwrap();
+    let token = store.get(&stale_uid).await.unwrap().unwrap();
+    assert_eq!(token.quota_usage(Utc::now()).unwrap().used, 1);
+}
+
 async fn look_alike_names_are_one_name(h: &Harness) {
     let store = h.open().await;
     let admin = entry("admin");
@@ -810,6 +875,8 @@ contract!(
     reroll_keeps_the_uid_and_every_other_field,
     delete_lineage_takes_every_descendant_at_once,
     record_uses_adds_the_counts,
+    set_quota_keeps_everything_else_and_survives_a_reopen,
+    record_uses_counts_valid_uses_against_the_current_period,
     look_alike_names_are_one_name,
     two_concurrent_inserts_of_look_alike_names_exactly_one_wins,
     sessions_are_kept_by_id_hash_until_deleted,
@@ -1099,13 +1166,68 @@ async fn sqlite_a_version_1_database_upgrades_in_place() {
     assert_eq!(token.scopes, [Scope::API, Scope::READ_ORGANIZATION]);
     assert!(token.enabled);
     assert_eq!((token.parent_uid, token.rate_limit), (None, None));
+    assert_eq!((token.quota, token.quota_count), (None, None));
     assert_eq!(token.usage, TokenUsage::default());
     assert_eq!(token.last_used_at.unwrap().timestamp(), 1_700_000_100);
     // The upgraded row takes every new operation.
     store.set_enabled("olduid01", false).await.unwrap().unwrap();
+    let quota = "5/month".parse().unwrap();
+    store
+        .set_quota("olduid01", Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.get("olduid01").await.unwrap().unwrap().quota,
+        Some(quota)
+    );
     let child = child_of(&store.load_all().await.unwrap()[0], "child");
     store.insert(child).await.unwrap();
     assert_eq!(store.delete_lineage("olduid01").await.unwrap().len(), 2);
+}
+
+/// Takes a database of this version back to version 4, as a build before quotas left it:
+/// the quota columns dropped, migration 5 unrecorded.
+const BACK_TO_VERSION_4: &str = "ALTER TABLE pe_tokens DROP COLUMN quota_limit; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_period; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_used; \
+    ALTER TABLE pe_tokens DROP COLUMN quota_period_s; \
+    DELETE FROM pe_schema_migrations WHERE version = 5";
+
+/// A version 4 database (one token with every field of then) upgrades in place: the token
+/// reads as it was, with no quota, and takes one.
+async fn a_version_4_database_upgrades_in_place(h: &Harness) {
+    let store = h.open().await;
+    let entry = full_entry("before quotas");
+    store.insert(entry.clone()).await.unwrap();
+    drop(store);
+    h.execute(BACK_TO_VERSION_4).await;
+    let store = h.open().await;
+    let token = store.get(&entry.token.uid).await.unwrap().unwrap();
+    assert_eq!(token, entry.token);
+    assert_eq!((token.quota, token.quota_count), (None, None));
+    let quota = "100/day".parse().unwrap();
+    store
+        .set_quota(&entry.token.uid, Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    let used = TokenUse::new(entry.token.uid.clone(), None).usage(TokenUsage::new(3, 0, 0));
+    store.record_uses(&[used]).await.unwrap();
+    let token = store.get(&entry.token.uid).await.unwrap().unwrap();
+    assert_eq!(token.quota_usage(Utc::now()).unwrap().used, 3);
+}
+
+#[tokio::test]
+async fn sqlite_a_version_4_database_upgrades_in_place() {
+    a_version_4_database_upgrades_in_place(&Harness::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn postgres_a_version_4_database_upgrades_in_place() {
+    if let Some(harness) = Harness::postgres().await {
+        a_version_4_database_upgrades_in_place(&harness).await;
+    }
 }
 
 #[tokio::test]
@@ -1136,8 +1258,19 @@ async fn postgres_a_version_1_database_upgrades_in_place() {
     assert_eq!(token.name, "old ci");
     assert!(token.enabled);
     assert_eq!(token.usage, TokenUsage::default());
+    assert_eq!((token.quota, token.quota_count), (None, None));
     store.set_enabled("olduid01", false).await.unwrap().unwrap();
     assert!(!store.get("olduid01").await.unwrap().unwrap().enabled);
+    let quota = "5/day".parse().unwrap();
+    store
+        .set_quota("olduid01", Some(quota))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.get("olduid01").await.unwrap().unwrap().quota,
+        Some(quota)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use clap::{Args, CommandFactory};
 use protected_endpoint::authority_client::{
     AuthorityClient, ClientError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
+use protected_endpoint::quota::Quota;
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::store::file::TokenFileStore;
 use protected_endpoint::token::TokenSecret;
@@ -176,6 +177,22 @@ impl Backend {
                 true => Self::remote(runtime, client, client.enable(uid)),
                 false => Self::remote(runtime, client, client.disable(uid)),
             },
+        }
+    }
+
+    pub(crate) fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<ApiToken>, Failure> {
+        match self {
+            Backend::File(store) => {
+                self.existing_file()?;
+                Ok(store.set_quota(uid, quota)?)
+            }
+            Backend::Remote { client, runtime } => {
+                Self::remote(runtime, client, client.set_quota(uid, quota))
+            }
         }
     }
 

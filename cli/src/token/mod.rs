@@ -1,5 +1,5 @@
-//! `protected-endpoint token …`: create, list, get, delete, disable, enable and reroll API
-//! tokens in a token file (`--file`) or on a running token authority (`--endpoint`), and hash
+//! `protected-endpoint token …`: create, list, get, delete, disable, enable, reroll and set
+//! the quota of API tokens in a token file (`--file`) or on a running token authority (`--endpoint`), and hash
 //! a secret. The work is the library's ([`Backend`]); this module parses and prints.
 
 mod backend;
@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, Subcommand};
+use protected_endpoint::quota::Quota;
 use protected_endpoint::rate_limit::RateLimit;
 use protected_endpoint::record::ApiToken;
 use protected_endpoint::token::{TokenHash, TokenSecret};
@@ -89,8 +90,36 @@ enum TokenCommand {
         #[arg(long, value_name = "DURATION", value_parser = parse_grace, default_value = "0")]
         grace: Duration,
     },
+    /// Set a token's quota (requests per UTC day or month, counted by every protected
+    /// service: across the fleet with a shared Redis, else per process), or remove it with
+    /// `none`. Services following the authority's revocation stream apply it at once.
+    Quota {
+        #[command(flatten)]
+        target: Target,
+        /// The token's uid.
+        uid: String,
+        /// `LIMIT/PERIOD` (period `day` or `month`, UTC), e.g. `1000/day`, or `none`.
+        #[arg(value_name = "LIMIT/PERIOD|none", value_parser = parse_quota_or_none)]
+        quota: QuotaChange,
+    },
     /// Read a secret on standard input and print its `sha256:` hash, as token files hold it.
     Hash,
+}
+
+/// `token quota`'s argument: a quota, or `none` to remove it.
+#[derive(Debug, Clone, Copy)]
+struct QuotaChange(Option<Quota>);
+
+fn parse_quota_or_none(text: &str) -> Result<QuotaChange, String> {
+    match text.trim() {
+        "none" => Ok(QuotaChange(None)),
+        quota => parse_quota(quota).map(|quota| QuotaChange(Some(quota))),
+    }
+}
+
+fn parse_quota(text: &str) -> Result<Quota, String> {
+    text.parse()
+        .map_err(|e: protected_endpoint::quota::QuotaError| e.to_string())
 }
 
 /// `token create`.
@@ -128,6 +157,11 @@ pub(crate) struct CreateArgs {
     /// replica): `LIMIT/DURATION`, e.g. `100/1m` (units ms, s, m, h, d).
     #[arg(long, value_name = "LIMIT/DURATION", value_parser = parse_rate_limit)]
     rate_limit: Option<RateLimit>,
+    /// Limit the token's requests per UTC day or month, counted by every protected service
+    /// (across the fleet with a shared Redis, else per process): `LIMIT/PERIOD`, e.g.
+    /// `1000/day` or `50000/month`. Past it: 429 quota_exceeded until the period resets.
+    #[arg(long, value_name = "LIMIT/PERIOD", value_parser = parse_quota)]
+    quota: Option<Quota>,
 }
 
 fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
@@ -241,6 +275,7 @@ pub(crate) fn run(args: TokenArgs) -> Result<(), Failure> {
         TokenCommand::Disable { target, uid } => set_enabled(target, &uid, false, output),
         TokenCommand::Enable { target, uid } => set_enabled(target, &uid, true, output),
         TokenCommand::Reroll { target, uid, grace } => reroll(target, &uid, grace, output),
+        TokenCommand::Quota { target, uid, quota } => set_quota(target, &uid, quota.0, output),
         TokenCommand::Hash => hash(output),
     }
 }
@@ -287,6 +322,9 @@ fn create(args: CreateArgs, output: Output) -> Result<(), Failure> {
     }
     if let Some(rate_limit) = args.rate_limit {
         new = new.rate_limit(rate_limit);
+    }
+    if let Some(quota) = args.quota {
+        new = new.quota(quota);
     }
     let created = backend.create(new)?;
 
@@ -347,6 +385,31 @@ fn set_enabled(target: Target, uid: &str, enabled: bool, output: Output) -> Resu
             };
             println_out(&format!(
                 "{done} token {:?} (uid {}) on {}: {effect}.",
+                token.name,
+                token.uid,
+                backend.place()
+            ))
+        }
+    }
+}
+
+fn set_quota(
+    target: Target,
+    uid: &str,
+    quota: Option<Quota>,
+    output: Output,
+) -> Result<(), Failure> {
+    let backend = Backend::open(target)?;
+    let token = found(backend.set_quota(uid, quota)?, &backend, uid)?;
+    match output {
+        Output::Json => print_json(&token),
+        Output::Text => {
+            let effect = match token.quota {
+                Some(quota) => format!("its quota is now {quota} (UTC)"),
+                None => "it has no quota now".to_owned(),
+            };
+            println_out(&format!(
+                "Changed token {:?} (uid {}) on {}: {effect}.",
                 token.name,
                 token.uid,
                 backend.place()

@@ -38,7 +38,8 @@ pub(crate) fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
     if tokens.is_empty() {
         return println_out("No tokens.");
     }
-    let rows: Vec<[String; 10]> = tokens
+    let now = Utc::now();
+    let rows: Vec<[String; 11]> = tokens
         .iter()
         .map(|t| {
             [
@@ -50,6 +51,7 @@ pub(crate) fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
                 when(t.expires_at),
                 state(t).to_owned(),
                 rate_limit(t),
+                quota(t, now),
                 when(t.last_used_at),
                 usage(t),
             ]
@@ -64,6 +66,7 @@ pub(crate) fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
         "EXPIRES",
         "STATE",
         "RATE LIMIT",
+        "QUOTA (USED/LIMIT)",
         "LAST USED",
         "USES (OK/EXPIRED/DISABLED)",
     ];
@@ -73,7 +76,7 @@ pub(crate) fn print_table(tokens: &[ApiToken]) -> Result<(), Failure> {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 10]| {
+    let line = |cells: [&str; 11]| {
         cells
             .iter()
             .zip(widths)
@@ -98,7 +101,7 @@ pub(crate) fn print_token(token: &ApiToken) -> Result<(), Failure> {
         &token.description
     };
     println_out(&format!(
-        "uid:          {}\nname:         {}\ndescription:  {}\nscopes:       {}\ndeployments:  {}\ncreated_at:   {}\nexpired_at:   {}\nstate:        {}\nrate_limit:   {}\nparent_uid:   {}\nlast_used_at: {}\nusage:        {}",
+        "uid:          {}\nname:         {}\ndescription:  {}\nscopes:       {}\ndeployments:  {}\ncreated_at:   {}\nexpired_at:   {}\nstate:        {}\nrate_limit:   {}\nquota:        {}\nquota_left:   {}\nparent_uid:   {}\nlast_used_at: {}\nusage:        {}",
         token.uid,
         token.name,
         description,
@@ -108,6 +111,8 @@ pub(crate) fn print_token(token: &ApiToken) -> Result<(), Failure> {
         when(token.expires_at),
         state(token),
         rate_limit(token),
+        token.quota.map_or_else(|| "-".to_owned(), |quota| quota.to_string()),
+        quota_left(token, Utc::now()),
         token.parent_uid.as_deref().unwrap_or("-"),
         when(token.last_used_at),
         usage(token),
@@ -125,6 +130,28 @@ fn rate_limit(token: &ApiToken) -> String {
     token
         .rate_limit
         .map_or_else(|| "-".to_owned(), |limit| limit.to_string())
+}
+
+/// The quota and its use in the current period, as the authority counted it:
+/// `12/1000/day`, or `-`.
+fn quota(token: &ApiToken, now: DateTime<Utc>) -> String {
+    match (token.quota, token.quota_usage(now)) {
+        (Some(quota), Some(usage)) => format!("{}/{quota}", usage.used),
+        _ => "-".to_owned(),
+    }
+}
+
+/// What is left of the quota and when it resets: `988 left, resets 2026-12-07T00:00:00Z`.
+fn quota_left(token: &ApiToken, now: DateTime<Utc>) -> String {
+    match (token.quota, token.quota_usage(now)) {
+        (Some(quota), Some(usage)) => format!(
+            "{} of {} left, resets {}",
+            usage.remaining,
+            quota.limit(),
+            when(Some(usage.resets_at))
+        ),
+        _ => "-".to_owned(),
+    }
 }
 
 /// Verification counts: `valid/expired/disabled`.

@@ -20,6 +20,7 @@ mod fleet_cmd;
 mod gateway_cmd;
 mod lifecycle_cli;
 mod metrics;
+mod quota_cli;
 mod replica_faults;
 mod serve_durability;
 mod serve_import;

@@ -164,6 +164,10 @@
       enabled ? "Enabled" : "Disabled"));
     if (!enabled) { row.classList.add("is-disabled"); }
     cell(row, rateLimitText(token.rate_limit), "rate-limit");
+    var quota = cell(row, quotaText(token.quota, token.quota_usage), "quota");
+    if (token.quota_usage && token.quota_usage.resets_at) {
+      quota.title = "Resets " + new Date(token.quota_usage.resets_at).toISOString().replace(".000Z", "Z");
+    }
     cell(row, usageText(token.usage), "usage");
 
     var actions = cell(row, null, "row-actions");
@@ -204,6 +208,32 @@
     return limit.limit + "/" + limit.duration_ms + "ms";
   }
 
+  // `12 / 1000 a day, resets 2026-12-07 00:00 UTC`: the calls the authority counted this
+  // period, the quota, and when the count starts again.
+  function quotaText(quota, usage) {
+    if (!quota || typeof quota.limit !== "number") { return "None"; }
+    var used = usage && typeof usage.used === "number" ? usage.used : 0;
+    var text = used + " / " + quota.limit + (quota.period === "month" ? " a month" : " a day");
+    if (usage && usage.resets_at) {
+      var at = new Date(usage.resets_at);
+      if (!isNaN(at.getTime())) {
+        text += ", resets " + at.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+      }
+    }
+    return text;
+  }
+
+  // The `{limit, period}` the API takes for `text` (`1000/day`), null for none, or an error
+  // message.
+  function parseQuota(text) {
+    if (!text) { return { value: null }; }
+    var match = /^(\d+)\/(day|month)$/.exec(text);
+    if (!match || Number(match[1]) < 1) {
+      return { error: "Write the quota as LIMIT/day or LIMIT/month, e.g. 1000/day." };
+    }
+    return { value: { limit: Number(match[1]), period: match[2] } };
+  }
+
   function usageText(usage) {
     if (!usage) { return "0 / 0 / 0"; }
     return (usage.valid || 0) + " / " + (usage.expired || 0) + " / " + (usage.disabled || 0);
@@ -228,7 +258,7 @@
     if (!items.length) {
       var empty = element("tr", "empty");
       var td = element("td", null, state.search ? "No token matches this search." : "No tokens yet.");
-      td.colSpan = 11;
+      td.colSpan = 12;
       empty.appendChild(td);
       body.appendChild(empty);
     }
@@ -435,6 +465,9 @@
     var rateLimit = parseRateLimit(byId("rate-limit").value.trim());
     if (rateLimit.error) { return { error: rateLimit.error }; }
     if (rateLimit.value) { body.rate_limit = rateLimit.value; }
+    var quota = parseQuota(byId("quota").value.trim());
+    if (quota.error) { return { error: quota.error }; }
+    if (quota.value) { body.quota = quota.value; }
     var expiry = byId("expired-at").value;
     if (expiry) {
       var at = new Date(expiry);

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use super::{FileClaim, TokenFile, TokenFileError, TokenFileStore};
 use chrono::{DateTime, Utc};
 
+use crate::quota::Quota;
 use crate::record::{ApiToken, TokenEntry};
 use crate::store::memory::InMemoryTokenStore;
 use crate::store::{
@@ -255,6 +256,26 @@ impl TokenStore for JsonDataFile {
             )
             .await?;
         Ok(changed.map(|(_, after)| after))
+    }
+
+    async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let uid = uid.to_owned();
+        self.change(
+            move |tokens| {
+                tokens
+                    .change(&uid, |entry| {
+                        entry.token.quota = quota;
+                        Ok(())
+                    })
+                    .map_err(|err| StoreError::from_new_token(uid.clone(), err))
+            },
+            undo_change,
+        )
+        .await
     }
 
     async fn reroll(

@@ -289,6 +289,39 @@ impl TokenFileStore {
         )
     }
 
+    /// Gives the token with this uid a quota, or takes its quota away (`None`), returning its
+    /// record (`None`, and no write, when there is none). Each service over the file counts
+    /// it (per process, or fleet-wide with a shared Redis) from its next reload.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// let created = store.create(NewToken::new("ci")).unwrap();
+    /// let quota = "1000/day".parse().unwrap();
+    /// let record = store.set_quota(&created.token.uid, Some(quota)).unwrap().unwrap();
+    /// assert_eq!(record.quota, Some(quota));
+    /// assert_eq!(store.get(&created.token.uid).unwrap().unwrap().quota, Some(quota));
+    /// ```
+    pub fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<crate::quota::Quota>,
+    ) -> Result<Option<ApiToken>, FileStoreError> {
+        self.update(
+            |file| match file.tokens.iter_mut().find(|e| e.token.uid == uid) {
+                Some(entry) => {
+                    let changed = entry.token.quota != quota;
+                    entry.token.quota = quota;
+                    Ok((Some(entry.token.clone()), changed))
+                }
+                None => Ok((None, false)),
+            },
+        )
+    }
+
     /// Gives the token with this uid a new secret, keeping its uid and every other field;
     /// the old secret keeps verifying for `grace` (zero: not at all). Returns the record and
     /// the new secret, shown this once; `None` (and no write) when there is no such token.

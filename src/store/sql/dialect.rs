@@ -146,6 +146,12 @@ macro_rules! migrations {
                 sql: sql_file!($dir, "0004_previous_hash_index.sql"),
                 after_name_keys: None,
             },
+            $crate::store::sql::Migration {
+                version: 5,
+                name: "quotas",
+                sql: sql_file!($dir, "0005_quotas.sql"),
+                after_name_keys: None,
+            },
         ]
     }};
 }

@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 
 use super::time;
+use crate::quota::{Quota, QuotaCount, QuotaPeriod};
 use crate::rate_limit::RateLimit;
 use crate::record::{
     ApiToken, InvalidRecord, NewTokenError, PreviousSecret, TokenEntry, TokenUsage,
@@ -56,7 +57,7 @@ const fn written(name: &'static str, field: Field) -> Column {
 
 /// The columns of `pe_tokens`, in the order every insert writes them: the one list the
 /// queries of both databases are built from.
-pub(crate) const TOKEN_COLUMNS: [Column; 23] = [
+pub(crate) const TOKEN_COLUMNS: [Column; 27] = [
     read("uid", Field::Text(|r| &r.uid)),
     read("name", Field::Text(|r| &r.name)),
     written("name_lower", Field::Text(|r| &r.name_lower)),
@@ -95,6 +96,10 @@ pub(crate) const TOKEN_COLUMNS: [Column; 23] = [
     read("uses_valid", Field::Int(|r| r.uses_valid)),
     read("uses_expired", Field::Int(|r| r.uses_expired)),
     read("uses_disabled", Field::Int(|r| r.uses_disabled)),
+    read("quota_limit", Field::NullableInt(|r| r.quota_limit)),
+    read("quota_period", Field::NullableText(|r| r.quota_period)),
+    read("quota_used", Field::Int(|r| r.quota_used)),
+    read("quota_period_s", Field::NullableInt(|r| r.quota_period_s)),
 ];
 
 /// The columns every read selects (those of [`RawRow`]), comma-separated.
@@ -142,6 +147,10 @@ pub(crate) struct Encoded {
     pub(crate) uses_valid: i64,
     pub(crate) uses_expired: i64,
     pub(crate) uses_disabled: i64,
+    pub(crate) quota_limit: Option<i64>,
+    pub(crate) quota_period: Option<&'static str>,
+    pub(crate) quota_used: i64,
+    pub(crate) quota_period_s: Option<i64>,
 }
 
 impl Encoded {
@@ -196,6 +205,10 @@ impl Encoded {
             uses_valid: count(token.usage.valid),
             uses_expired: count(token.usage.expired),
             uses_disabled: count(token.usage.disabled),
+            quota_limit: token.quota.map(|quota| count(quota.limit())),
+            quota_period: token.quota.map(|quota| quota.period().as_str()),
+            quota_used: count(token.quota_count.map_or(0, |c| c.used)),
+            quota_period_s: token.quota_count.map(|c| c.period_start.timestamp()),
         }
     }
 }
@@ -231,6 +244,10 @@ pub(crate) struct RawRow<'r> {
     pub(crate) uses_valid: i64,
     pub(crate) uses_expired: i64,
     pub(crate) uses_disabled: i64,
+    pub(crate) quota_limit: Option<i64>,
+    pub(crate) quota_period: Option<&'r str>,
+    pub(crate) quota_used: i64,
+    pub(crate) quota_period_s: Option<i64>,
 }
 
 /// Turns a row into an entry, without the rules of [`ApiToken::check`] (see [`crate::store::checked`]
@@ -307,6 +324,29 @@ pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreEr
         }
         (Some(_), None) => return Err(broken("previous_hash without previous_until_s".into())),
     };
+    let quota = match (row.quota_limit, row.quota_period) {
+        (None, None) => None,
+        (Some(limit), Some(period)) => {
+            let limit = u64::try_from(limit)
+                .map_err(|_| broken(format!("quota_limit {limit} is negative")))?;
+            let period: QuotaPeriod = period
+                .parse()
+                .map_err(|e| broken(format!("quota_period: {e}")))?;
+            Some(Quota::new(limit, period).map_err(|e| broken(format!("quota: {e}")))?)
+        }
+        _ => {
+            return Err(broken(
+                "quota_limit and quota_period must be set together".into(),
+            ))
+        }
+    };
+    let quota_count = match row.quota_period_s {
+        Some(s) if row.quota_used > 0 => Some(QuotaCount::new(
+            u64::try_from(row.quota_used).unwrap_or(0),
+            time(s, 0).ok_or_else(|| invalid_time(row.uid, "quota_count"))?,
+        )),
+        _ => None,
+    };
     let usage = |n: i64| u64::try_from(n).unwrap_or(0);
     let token = ApiToken {
         uid: row.uid.to_owned(),
@@ -320,6 +360,8 @@ pub(crate) fn decode(store: &str, row: RawRow<'_>) -> Result<TokenEntry, StoreEr
         enabled: row.enabled,
         parent_uid: row.parent_uid.map(str::to_owned),
         rate_limit,
+        quota,
+        quota_count,
         usage: TokenUsage::new(
             usage(row.uses_valid),
             usage(row.uses_expired),
@@ -365,6 +407,11 @@ mod tests {
         entry.token.parent_uid = Some("parent1".into());
         entry.token.rate_limit = Some("100/1m".parse().unwrap());
         entry.token.usage = TokenUsage::new(7, 2, 1);
+        entry.token.quota = Some("1000/day".parse().unwrap());
+        entry.token.quota_count = Some(QuotaCount::new(
+            12,
+            DateTime::from_timestamp(1_700_006_400, 0).unwrap(),
+        ));
         entry.previous = Some(PreviousSecret::new(
             TokenHash::of_str("old"),
             Utc::now() + chrono::Duration::seconds(30),
@@ -403,6 +450,10 @@ mod tests {
             uses_valid: 0,
             uses_expired: 0,
             uses_disabled: 0,
+            quota_limit: None,
+            quota_period: None,
+            quota_used: 0,
+            quota_period_s: None,
         };
         let error = decode("sqlite:x", row).unwrap_err().to_string();
         assert!(

@@ -27,6 +27,7 @@ use super::{
 // The bulk read of the index through sqlx serves PostgreSQL (SQLite's goes through rusqlite).
 #[cfg(feature = "postgres")]
 use super::{index_hash, managing_row, IndexQueries};
+use crate::quota::{Quota, QuotaPeriod};
 use crate::record::{ApiToken, TokenEntry};
 #[cfg(feature = "postgres")]
 use crate::store::TokenIndex;
@@ -326,7 +327,7 @@ where
     }
 
     /// Reads the entry with this uid (locking its row where rows are locked), changes it with
-    /// `change` (its state or secret, nothing else) and writes it back with an `updated`
+    /// `change` (its state, secret or quota, nothing else) and writes it back with an `updated`
     /// notice, in one transaction. Answers the entry before and after.
     async fn change(
         &self,
@@ -362,6 +363,10 @@ where
             .push_bind(encoded.previous_until_s)
             .push(", previous_until_ns = ")
             .push_bind(encoded.previous_until_ns)
+            .push(", quota_limit = ")
+            .push_bind(encoded.quota_limit)
+            .push(", quota_period = ")
+            .push_bind(encoded.quota_period)
             .push(" WHERE uid = ")
             .push_bind(uid);
         D::build(&mut update)
@@ -573,6 +578,17 @@ where
         Ok(changed.map(|(_, after)| after))
     }
 
+    pub(crate) async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<Quota>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.change(uid, |entry| {
+            entry.token.quota = quota;
+        })
+        .await
+    }
+
     pub(crate) async fn reroll(
         &self,
         uid: &str,
@@ -619,6 +635,11 @@ where
         if latest.is_empty() {
             return Ok(());
         }
+        // The valid uses count against a quota in the period they are recorded in: a count
+        // of an earlier period starts again from zero.
+        let now = Utc::now();
+        let day = QuotaPeriod::Day.start(now).timestamp();
+        let month = QuotaPeriod::Month.start(now).timestamp();
         let mut tx = self.writer.begin().await.map_err(|e| self.error(e))?;
         for chunk in latest.chunks(BATCH_ROWS) {
             // One statement a chunk; never moves a time backwards; the counts add up.
@@ -638,9 +659,24 @@ where
                      ELSE t.last_used_s END, \
                    uses_valid = t.uses_valid + u.valid, \
                    uses_expired = t.uses_expired + u.expired, \
-                   uses_disabled = t.uses_disabled + u.disabled \
-                 FROM u WHERE t.uid = u.uid",
+                   uses_disabled = t.uses_disabled + u.disabled, ",
             );
+            let period = |update: &mut QueryBuilder<'_, D::Db>| {
+                update
+                    .push("CASE t.quota_period WHEN 'day' THEN ")
+                    .push_bind(day)
+                    .push(" ELSE ")
+                    .push_bind(month)
+                    .push(" END");
+            };
+            update.push(
+                "quota_used = CASE WHEN t.quota_limit IS NULL THEN t.quota_used \
+                   WHEN t.quota_period_s = ",
+            );
+            period(&mut update);
+            update.push(" THEN t.quota_used + u.valid ELSE u.valid END, quota_period_s = CASE WHEN t.quota_limit IS NULL THEN t.quota_period_s ELSE ");
+            period(&mut update);
+            update.push(" END FROM u WHERE t.uid = u.uid");
             D::build(&mut update)
                 .execute(&mut *tx)
                 .await
@@ -895,6 +931,17 @@ macro_rules! forward_token_store {
                 enabled: bool,
             ) -> Result<Option<$crate::record::TokenEntry>, $crate::store::StoreError> {
                 self.sql().set_enabled(uid, enabled).await
+            }
+
+            async fn set_quota(
+                &self,
+                uid: &str,
+                quota: Option<$crate::quota::Quota>,
+            ) -> Result<
+                Option<($crate::record::TokenEntry, $crate::record::TokenEntry)>,
+                $crate::store::StoreError,
+            > {
+                self.sql().set_quota(uid, quota).await
             }
 
             async fn reroll(

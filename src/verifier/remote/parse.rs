@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use crate::quota::Quota;
 use crate::rate_limit::RateLimit;
 use crate::record::has_expired;
 use crate::scope::{DeploymentAccess, Scope};
@@ -52,6 +53,10 @@ struct Wire {
     /// dropped silently).
     #[serde(default)]
     rate_limit: Option<RateLimit>,
+    /// Our extension member: `{"limit": 1000, "period": "day"}`, the form [`Quota`]
+    /// serializes to; checked like `rate_limit` (a misshapen quota fails the answer).
+    #[serde(default)]
+    quota: Option<Quota>,
 }
 
 /// Why an answer could not be read.
@@ -122,6 +127,9 @@ pub(crate) fn parse_answer(body: &[u8], now: DateTime<Utc>) -> Result<Answer, Ma
     if let Some(rate_limit) = wire.rate_limit {
         info = info.with_rate_limit(rate_limit);
     }
+    if let Some(quota) = wire.quota {
+        info = info.with_quota(quota);
+    }
     Ok(Answer::Active(info))
 }
 
@@ -190,6 +198,25 @@ mod tests {
         assert!(info.deployments().allows("summarize"));
         assert!(!info.deployments().allows("translate"));
         assert_eq!(info.expires_at().unwrap().timestamp(), exp);
+    }
+
+    #[test]
+    fn a_quota_is_read_and_a_bad_one_fails_the_answer() {
+        let info =
+            match parse(r#"{"active": true, "sub": "u", "quota": {"limit": 20, "period": "day"}}"#)
+                .unwrap()
+            {
+                Answer::Active(info) => info,
+                _ => panic!("active"),
+            };
+        assert_eq!(info.quota().unwrap().to_string(), "20/day");
+        for malformed in [
+            r#"{"active": true, "quota": {"limit": 0, "period": "day"}}"#,
+            r#"{"active": true, "quota": {"limit": 5, "period": "week"}}"#,
+            r#"{"active": true, "quota": "5/day"}"#,
+        ] {
+            assert!(parse(malformed).is_err(), "{malformed}");
+        }
     }
 
     #[test]
