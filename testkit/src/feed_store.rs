@@ -64,6 +64,14 @@ impl TokenStore for FeedStore {
         self.tokens.set_enabled(uid, enabled).await
     }
 
+    async fn set_quota(
+        &self,
+        uid: &str,
+        quota: Option<protected_endpoint::quota::Quota>,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        self.tokens.set_quota(uid, quota).await
+    }
+
     async fn reroll(
         &self,
         uid: &str,

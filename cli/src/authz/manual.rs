@@ -66,7 +66,9 @@ TOKENS
   `service-token = \"…\"` in the config file. Never a flag: the command line stays in shell
   history and shows in `ps`.
   Per-token rate limits (a token created with --rate-limit 100/1m) are enforced here: 429
-  rate_limited, counted per process, or fleet-wide with --redis-url (below). --no-throttle turns off the failed-guess throttle (a
+  rate_limited; and quotas (--quota 1000/day): 429 quota_exceeded, with Retry-After until the
+  period resets (00:00 UTC, or the 1st of the month). Both are counted per process, or
+  fleet-wide with --redis-url (below). --no-throttle turns off the failed-guess throttle (a
   client that sends 10 bad tokens in a row gets 429 with Retry-After).
 
 FLEET-WIDE LIMITS (REDIS OR VALKEY)

@@ -34,6 +34,9 @@ WHAT PASSES
     its own rate limit spent   429 rate_limited with Retry-After (a token created with
                                --rate-limit 100/1m; counted per gateway process,
                                or fleet-wide with --redis-url)
+    its quota spent            429 quota_exceeded with Retry-After until the period resets
+                               (--quota 1000/day: 00:00 UTC; /month: the 1st), counted
+                               like rate limits
     authority unreachable      503: fail closed, never forwarded
   Refusals are JSON (`{\"error\", \"error_description\"}`), or a gRPC status for gRPC calls
   (16 UNAUTHENTICATED, 7 PERMISSION_DENIED, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE); a refused

@@ -72,7 +72,9 @@ THE FAILED-GUESS THROTTLE
   apart by IP address. Behind a reverse proxy every client has the proxy's address: name the
   header the proxy sets with --client-ip-header (only if it always sets it). --no-throttle
   turns the throttle off. Each token may also carry a rate limit of its own (token create
-  --rate-limit 100/1m).
+  --rate-limit 100/1m) and a quota (token create --quota 1000/day, changed with token quota
+  UID …), which the services that verify it enforce; the listing shows each quota with what
+  is left of it.
   Replicas of one authority (one --database-url) count each client's failed guesses together
   with --redis-url redis://10.0.0.7:6379 (Redis or Valkey; the URL may hold a password: put it
   in PROTECTED_ENDPOINT_REDIS_URL or the config file, it is never printed): a scanner that
