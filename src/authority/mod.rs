@@ -185,6 +185,7 @@ mod health;
 mod introspect;
 mod read_model;
 mod revocations;
+mod usage;
 
 pub use self::audit::AUDIT_TARGET;
 pub use self::read_model::{TokenReadModel, DEFAULT_CACHE_CAPACITY};
@@ -1124,6 +1125,7 @@ impl Authority {
             .merge(revocations::router(self.clone()))
             .merge(deployments::router(self.clone()))
             .merge(health::router(self.clone()))
+            .merge(usage::router(self.clone()))
     }
 }
 

@@ -337,6 +337,46 @@ impl RemoteVerifier {
         self.inner.client.deployment.as_deref()
     }
 
+    /// A [`UsageReporter`](crate::usage::UsageReporter) to this verifier's authority, with
+    /// its credentials and HTTP client: reports go to `/api/v1/usage` beside the
+    /// introspection endpoint (under the same prefix, when the endpoint ends in
+    /// `/oauth2/introspect`, else at the root). Once the reporter counts for a layer
+    /// ([`ProtectedEndpointLayer::report_usage`](crate::ProtectedEndpointLayer::report_usage)),
+    /// this verifier's introspection calls say `usage=reported`, and the authority leaves the
+    /// active answers to the report: each use is counted once.
+    ///
+    /// ```
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let verifier = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
+    ///     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
+    ///     .build()
+    ///     .unwrap();
+    /// let reporter = verifier.usage_reporter().spawn().unwrap();
+    /// assert_eq!(reporter.endpoint(), "http://auth:3001/api/v1/usage");
+    /// let layer = ProtectedEndpointLayer::new(verifier).report_usage(&reporter);
+    /// # let _ = layer;
+    /// # });
+    /// ```
+    pub fn usage_reporter(&self) -> crate::usage::UsageReporterBuilder {
+        let client = &self.inner.client;
+        let mut url = client.endpoint.clone();
+        let prefix = url
+            .path()
+            .strip_suffix("/oauth2/introspect")
+            .unwrap_or_default()
+            .to_owned();
+        url.set_path(&format!("{prefix}{}", crate::usage::USAGE_PATH));
+        url.set_query(None);
+        url.set_fragment(None);
+        crate::usage::UsageReporter::builder(url.as_str())
+            .credentials(client.credentials.clone())
+            .client(client.http.clone())
+            .reported_by(Arc::clone(&client.usage_reported))
+    }
+
     /// Forgets the cached answer for `token`, so the next request asks the authority again
     /// (for instance right after deleting the token through a management API). Counted as
     /// an eviction with `reason="invalidated"` if there was one.
@@ -750,6 +790,7 @@ impl RemoteVerifierBuilder {
                     credentials: self.credentials,
                     limits: self.limits,
                     deployment: self.deployment,
+                    usage_reported: Arc::default(),
                 },
                 cache,
                 cache_ttl: self.cache_ttl,
