@@ -665,7 +665,7 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     /// [`CountingVerifier`](crate::usage::CountingVerifier) around it, with the rest of the
     /// layer unchanged. A gateway or a decision service for proxies built on this layer counts
     /// too. With a `RemoteVerifier`, make the reporter with its
-    /// [`usage_reporter`](crate::verifier::remote::RemoteVerifier::usage_reporter), so the
+    /// [`UsageReporter::for_verifier`](crate::usage::UsageReporter::for_verifier), so the
     /// cache misses it introspects are not counted twice.
     ///
     /// A layer without a reporter pays nothing for this; with one, a decision costs a lookup

@@ -27,7 +27,7 @@
 //! A refusal whose token is unknown to the service (a made-up token, a disabled one: it reads
 //! as unknown) names no token and is not counted by the service. What the authority sees of
 //! such tokens, it counts itself: a `RemoteVerifier` made to report
-//! ([`RemoteVerifier::usage_reporter`](crate::verifier::remote::RemoteVerifier::usage_reporter))
+//! ([`UsageReporter::for_verifier`])
 //! asks introspection with the extra form parameter `usage=reported` (RFC 7662 §2.1 lets a
 //! client send more), and the authority then counts only the answers that name no token for
 //! the caller (inactive: expired, disabled), leaving the active ones to the caller's report.

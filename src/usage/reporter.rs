@@ -21,7 +21,7 @@ use crate::http_client::{content_type, is_json, read_body_capped, Limits};
 use crate::record::TokenUsage;
 use crate::telemetry::{USAGE_DROPPED, USAGE_REPORTS};
 use crate::token::TokenSecret;
-use crate::verifier::remote::Credentials;
+use crate::verifier::remote::{Credentials, RemoteVerifier};
 
 /// How often a reporter sends its counts by default: every 5 seconds.
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(5);
@@ -111,7 +111,7 @@ struct Warnings {
 }
 
 /// Builds a [`UsageReporter`]; made by [`UsageReporter::builder`] or
-/// [`RemoteVerifier::usage_reporter`](crate::verifier::remote::RemoteVerifier::usage_reporter).
+/// [`UsageReporter::for_verifier`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -170,9 +170,7 @@ impl UsageReporter {
     /// (`http://127.0.0.1:3001`, reports then go to [`USAGE_PATH`] under it) or the full URL
     /// of its usage endpoint.
     ///
-    /// With a [`RemoteVerifier`](crate::verifier::remote::RemoteVerifier), start from
-    /// [`RemoteVerifier::usage_reporter`](crate::verifier::remote::RemoteVerifier::usage_reporter)
-    /// instead: it knows the authority and the token already, and keeps the cache misses it
+    /// With a [`RemoteVerifier`], start from [`for_verifier`](Self::for_verifier) instead: it knows the authority and the token already, and keeps the cache misses it
     /// introspects from being counted twice.
     pub fn builder(authority: impl Into<String>) -> UsageReporterBuilder {
         UsageReporterBuilder {
@@ -184,6 +182,48 @@ impl UsageReporter {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             reported_by: None,
         }
+    }
+
+    /// Starts building a reporter to the authority `verifier` introspects at, with its
+    /// credentials and HTTP client: reports go to [`USAGE_PATH`] beside the introspection
+    /// endpoint (under the same prefix when the endpoint ends in `/oauth2/introspect`, else
+    /// at the root). Once the reporter counts for a layer
+    /// ([`ProtectedEndpointLayer::report_usage`](crate::ProtectedEndpointLayer::report_usage)),
+    /// the verifier's introspection calls say `usage=reported`, and the authority leaves the
+    /// active answers to the report: each use is counted once.
+    ///
+    /// ```
+    /// use protected_endpoint::usage::UsageReporter;
+    /// use protected_endpoint::verifier::remote::RemoteVerifier;
+    /// use protected_endpoint::ProtectedEndpointLayer;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let verifier = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
+    ///     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
+    ///     .build()
+    ///     .unwrap();
+    /// let reporter = UsageReporter::for_verifier(&verifier).spawn().unwrap();
+    /// assert_eq!(reporter.endpoint(), "http://auth:3001/api/v1/usage");
+    /// let layer = ProtectedEndpointLayer::new(verifier).report_usage(&reporter);
+    /// # let _ = layer;
+    /// # });
+    /// ```
+    pub fn for_verifier(verifier: &RemoteVerifier) -> UsageReporterBuilder {
+        let (endpoint, credentials, http, reported) = verifier.reporting_parts();
+        let mut url = endpoint.clone();
+        let prefix = url
+            .path()
+            .strip_suffix("/oauth2/introspect")
+            .unwrap_or_default()
+            .to_owned();
+        url.set_path(&format!("{prefix}{USAGE_PATH}"));
+        url.set_query(None);
+        url.set_fragment(None);
+        let mut builder = UsageReporter::builder(url.as_str())
+            .credentials(credentials.clone())
+            .client(http.clone());
+        builder.reported_by = Some(Arc::clone(reported));
+        builder
     }
 
     /// `verifier`, counting each of its answers that names a token for this reporter (what
@@ -297,12 +337,6 @@ impl UsageReporterBuilder {
     /// token elsewhere.
     pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
-        self
-    }
-
-    /// Marks the introspection calls of a `RemoteVerifier` as reported, once counting starts.
-    pub(crate) fn reported_by(mut self, flag: Arc<AtomicBool>) -> Self {
-        self.reported_by = Some(flag);
         self
     }
 

@@ -28,8 +28,7 @@ async fn reporting_service(authority: &AuthorityServer) -> (Hello, UsageReporter
         .cache_ttl(Duration::from_secs(300))
         .build()
         .unwrap();
-    let reporter = verifier
-        .usage_reporter()
+    let reporter = UsageReporter::for_verifier(&verifier)
         .interval(INTERVAL)
         .spawn()
         .unwrap();

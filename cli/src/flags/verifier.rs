@@ -173,8 +173,7 @@ impl VerifierFlags {
                 usage: None,
             });
         };
-        let reporter = verifier
-            .usage_reporter()
+        let reporter = UsageReporter::for_verifier(&verifier)
             .interval(interval)
             .spawn()
             .map_err(|err| format!("--usage-interval: {err}"))?;

@@ -337,44 +337,19 @@ impl RemoteVerifier {
         self.inner.client.deployment.as_deref()
     }
 
-    /// A [`UsageReporter`](crate::usage::UsageReporter) to this verifier's authority, with
-    /// its credentials and HTTP client: reports go to `/api/v1/usage` beside the
-    /// introspection endpoint (under the same prefix, when the endpoint ends in
-    /// `/oauth2/introspect`, else at the root). Once the reporter counts for a layer
-    /// ([`ProtectedEndpointLayer::report_usage`](crate::ProtectedEndpointLayer::report_usage)),
-    /// this verifier's introspection calls say `usage=reported`, and the authority leaves the
-    /// active answers to the report: each use is counted once.
-    ///
-    /// ```
-    /// use protected_endpoint::verifier::remote::RemoteVerifier;
-    /// use protected_endpoint::ProtectedEndpointLayer;
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let verifier = RemoteVerifier::builder("http://auth:3001/oauth2/introspect")
-    ///     .bearer_token("pe_the-services-own-token-with-the-introspect-scope")
-    ///     .build()
-    ///     .unwrap();
-    /// let reporter = verifier.usage_reporter().spawn().unwrap();
-    /// assert_eq!(reporter.endpoint(), "http://auth:3001/api/v1/usage");
-    /// let layer = ProtectedEndpointLayer::new(verifier).report_usage(&reporter);
-    /// # let _ = layer;
-    /// # });
-    /// ```
-    pub fn usage_reporter(&self) -> crate::usage::UsageReporterBuilder {
+    /// What a usage reporter for this verifier's authority takes from it (see
+    /// `usage::UsageReporter::for_verifier`): the introspection endpoint, the credentials,
+    /// the HTTP client, and the switch that marks the introspection calls `usage=reported`.
+    pub(crate) fn reporting_parts(
+        &self,
+    ) -> (&reqwest::Url, &Credentials, &reqwest::Client, &Arc<AtomicBool>) {
         let client = &self.inner.client;
-        let mut url = client.endpoint.clone();
-        let prefix = url
-            .path()
-            .strip_suffix("/oauth2/introspect")
-            .unwrap_or_default()
-            .to_owned();
-        url.set_path(&format!("{prefix}{}", crate::usage::USAGE_PATH));
-        url.set_query(None);
-        url.set_fragment(None);
-        crate::usage::UsageReporter::builder(url.as_str())
-            .credentials(client.credentials.clone())
-            .client(client.http.clone())
-            .reported_by(Arc::clone(&client.usage_reported))
+        (
+            &client.endpoint,
+            &client.credentials,
+            &client.http,
+            &client.usage_reported,
+        )
     }
 
     /// Forgets the cached answer for `token`, so the next request asks the authority again
