@@ -337,7 +337,9 @@ mod tests {
             assert!(error.to_string().contains(says), "{error}");
         }
         let too_many = UsageReport {
-            tokens: (0..=MAX_REPORT_TOKENS).map(|i| entry(&i.to_string())).collect(),
+            tokens: (0..=MAX_REPORT_TOKENS)
+                .map(|i| entry(&i.to_string()))
+                .collect(),
         };
         assert_eq!(too_many.check(now).unwrap_err().index, None);
     }

@@ -403,7 +403,11 @@ fn usage_endpoint(authority: &str, own_client: bool) -> Result<reqwest::Url, Str
                 "an https authority needs the `rustls` feature or a client of your own".into(),
             )
         }
-        other => return Err(format!("the authority URL must be http or https, not {other}")),
+        other => {
+            return Err(format!(
+                "the authority URL must be http or https, not {other}"
+            ))
+        }
     }
     if url.path().is_empty() || url.path() == "/" {
         url.set_path(USAGE_PATH);
@@ -562,7 +566,9 @@ impl State {
     fn warn_failed(&self, why: &str, tokens: usize) {
         let mut warnings = self.warnings();
         warnings.since += 1;
-        let due = warnings.last.is_none_or(|last| last.elapsed() >= WARN_EVERY);
+        let due = warnings
+            .last
+            .is_none_or(|last| last.elapsed() >= WARN_EVERY);
         if due {
             tracing::warn!(
                 reason = %why,
@@ -595,10 +601,7 @@ mod tests {
             at("http://127.0.0.1:3001").unwrap(),
             "http://127.0.0.1:3001/api/v1/usage"
         );
-        assert_eq!(
-            at("http://auth/").unwrap(),
-            "http://auth/api/v1/usage"
-        );
+        assert_eq!(at("http://auth/").unwrap(), "http://auth/api/v1/usage");
         assert_eq!(
             at("http://auth/tokens/usage").unwrap(),
             "http://auth/tokens/usage"

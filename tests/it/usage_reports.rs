@@ -84,7 +84,11 @@ async fn assert_usage_settles(authority: &AuthorityServer, name: &str, expected:
 }
 
 /// `POST /api/v1/usage` with `body`, authenticated with `token` (if any).
-async fn report(authority: &AuthorityServer, token: Option<&str>, body: String) -> (StatusCode, Value) {
+async fn report(
+    authority: &AuthorityServer,
+    token: Option<&str>,
+    body: String,
+) -> (StatusCode, Value) {
     let mut request = authority
         .http
         .post(authority.url(USAGE_PATH))
@@ -180,7 +184,11 @@ async fn the_usage_endpoint_admits_only_services() {
     let (status, _) = report(&authority, None, body.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = report(&authority, Some(&plain), body.clone()).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a token without `introspect`");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a token without `introspect`"
+    );
     let (status, _) = report(&authority, Some("pe_made-up"), body.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // The authority counted its own verification of `plain` as a caller, and nothing else.
@@ -188,11 +196,7 @@ async fn the_usage_endpoint_admits_only_services() {
     // The service token, as the SDK's header too.
     let service = authority.resource_server_token().await;
     let (status, answer) = authority
-        .send(
-            authority
-                .sdk(Method::POST, USAGE_PATH, &service)
-                .body(body),
-        )
+        .send(authority.sdk(Method::POST, USAGE_PATH, &service).body(body))
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer, json!({"recorded": 1, "unknown": 0}));
@@ -239,12 +243,24 @@ async fn a_bad_report_is_refused_whole_and_records_nothing() {
     let many: Vec<Value> = (0..=MAX_REPORT_TOKENS)
         .map(|i| json!({"uid": format!("u{i}"), "valid": 1}))
         .collect();
-    let (status, _) = report(&authority, Some(&service), json!({"tokens": many}).to_string()).await;
+    let (status, _) = report(
+        &authority,
+        Some(&service),
+        json!({"tokens": many}).to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let huge = format!(r#"{{"tokens": [], "pad": "{}"}}"#, "x".repeat(5 * 1024 * 1024));
+    let huge = format!(
+        r#"{{"tokens": [], "pad": "{}"}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
     let (status, _) = report(&authority, Some(&service), huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(usage(&authority, "target").await, [0, 0, 0], "nothing recorded");
+    assert_eq!(
+        usage(&authority, "target").await,
+        [0, 0, 0],
+        "nothing recorded"
+    );
 
     // An unknown uid is ignored and reported back; the rest is recorded.
     let body = json!({"tokens": [good, {"uid": "deleted-meanwhile", "valid": 3}]}).to_string();
@@ -276,7 +292,10 @@ async fn with_the_authority_away_requests_pass_and_counts_arrive_when_it_is_back
     }
     let deadline = Instant::now() + BOUND;
     while reporter.flush().await.is_ok() {
-        assert!(Instant::now() < deadline, "a send to an authority away fails");
+        assert!(
+            Instant::now() < deadline,
+            "a send to an authority away fails"
+        );
     }
     assert_eq!(reporter.pending_tokens(), 1, "the counts are kept");
     authority.come_back().await;

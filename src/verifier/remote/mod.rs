@@ -342,7 +342,12 @@ impl RemoteVerifier {
     /// the HTTP client, and the switch that marks the introspection calls `usage=reported`.
     pub(crate) fn reporting_parts(
         &self,
-    ) -> (&reqwest::Url, &Credentials, &reqwest::Client, &Arc<AtomicBool>) {
+    ) -> (
+        &reqwest::Url,
+        &Credentials,
+        &reqwest::Client,
+        &Arc<AtomicBool>,
+    ) {
         let client = &self.inner.client;
         (
             &client.endpoint,
