@@ -43,10 +43,10 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 /// token (one with the `introspect` scope). A send that fails (the authority down, slow, or
 /// refusing the token) keeps the counts for the next one, merged with what came since, and is
 /// logged (a `WARN` at most once a minute) and counted in
-/// [`USAGE_REPORTS`](crate::telemetry::USAGE_REPORTS); a request never waits for it. At most
-/// [`max_tokens`](UsageReporterBuilder::max_tokens) tokens are held until the next successful
-/// send; a use of one more is dropped and counted in
-/// [`USAGE_DROPPED`](crate::telemetry::USAGE_DROPPED). When the last clone is dropped, the
+/// [`USAGE_REPORTS`](crate::telemetry::USAGE_REPORTS); a request never waits for it. Memory
+/// is bounded by [`max_tokens`](UsageReporterBuilder::max_tokens): the batch being counted
+/// holds at most that many tokens, and so do the counts kept from failed sends; a use of one
+/// more is dropped and counted in [`USAGE_DROPPED`](crate::telemetry::USAGE_DROPPED). When the last clone is dropped, the
 /// task makes a last send (best effort: a runtime shutting down may stop it); call
 /// [`flush`](Self::flush) on shutdown to be sure.
 ///
@@ -593,6 +593,33 @@ enum Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::recorder::Outcome;
+
+    #[tokio::test]
+    async fn counts_kept_after_failed_sends_stay_within_the_bound() {
+        // Nothing listens there: every send fails, and the counts are kept.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let reporter = UsageReporter::builder(url)
+            .max_tokens(2)
+            .interval(Duration::from_secs(3600))
+            .spawn()
+            .unwrap();
+        reporter.recorder().record("a", Outcome::Valid, 1);
+        reporter.recorder().record("b", Outcome::Valid, 1);
+        assert!(reporter.flush().await.is_err());
+        assert_eq!(reporter.pending_tokens(), 2);
+        // Known tokens keep counting; a third one finds no room and is dropped.
+        reporter.recorder().record("a", Outcome::Valid, 2);
+        reporter.recorder().record("c", Outcome::Valid, 2);
+        assert!(reporter.flush().await.is_err());
+        assert_eq!(reporter.pending_tokens(), 2);
+        let pending = reporter.shared.state.pending.lock().await;
+        assert_eq!(pending["a"].usage.valid, 2);
+        assert_eq!(pending["a"].last_used, 2);
+        assert!(!pending.contains_key("c"));
+    }
 
     #[test]
     fn the_endpoint_is_the_usage_path_unless_given() {
