@@ -38,7 +38,7 @@ pub(crate) struct Taken {
 }
 
 pub(crate) struct Recorder {
-    tokens: DashMap<Box<str>, Counts>,
+    tokens: DashMap<Box<str>, Counts, foldhash::fast::RandomState>,
     /// Entries in `tokens`, kept beside it so the cap is one atomic read.
     len: AtomicUsize,
     cap: usize,
@@ -48,7 +48,7 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
-            tokens: DashMap::new(),
+            tokens: DashMap::default(),
             len: AtomicUsize::new(0),
             cap,
             dropped: OnceLock::new(),
