@@ -420,15 +420,19 @@ async fn report_every(state: Arc<State>, interval: Duration, mut dropped: watch:
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = dropped.changed() => {
-                let _ = state.send().await;
-                return;
-            }
-        }
+        // futures' `select`, not tokio's macro: the `remote` feature does not bring tokio's
+        // macros.
+        let tick = std::pin::pin!(ticks.tick());
+        let gone = std::pin::pin!(dropped.changed());
+        let dropped_now = matches!(
+            futures_util::future::select(tick, gone).await,
+            futures_util::future::Either::Right(_)
+        );
         // Failures are logged and counted by `send`; the counts stay for the next tick.
         let _ = state.send().await;
+        if dropped_now {
+            return;
+        }
     }
 }
 
