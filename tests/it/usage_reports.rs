@@ -320,3 +320,37 @@ async fn a_reporter_refuses_bad_settings() {
         assert!(error.to_string().contains(says), "{error}");
     }
 }
+
+#[cfg(feature = "authz")]
+#[tokio::test]
+async fn the_decision_service_for_proxies_reports_the_decisions_of_its_layer() {
+    use protected_endpoint::authz::Authz;
+    use protected_endpoint::ProtectedEndpointLayer;
+    use tower::ServiceExt;
+
+    let authority = AuthorityServer::in_memory().await;
+    let own = authority.resource_server_token().await;
+    let verifier = RemoteVerifier::builder(authority.introspection_url())
+        .bearer_token(own)
+        .cache_ttl(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let reporter = UsageReporter::for_verifier(&verifier)
+        .interval(INTERVAL)
+        .spawn()
+        .unwrap();
+    let authz = Authz::new(ProtectedEndpointLayer::new(verifier).report_usage(&reporter));
+    let (_, proxied) = caller(&authority, "proxied", json!({})).await;
+    // What nginx's `auth_request` sends for each request it protects.
+    for _ in 0..9 {
+        let request = http::Request::get("/auth/nginx")
+            .header("x-original-uri", "/summarize")
+            .header("x-original-method", "POST")
+            .header("authorization", format!("Bearer {proxied}"))
+            .body(())
+            .unwrap();
+        let answer = authz.nginx().oneshot(request).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    assert_usage_settles(&authority, "proxied", [9, 0, 0]).await;
+}
