@@ -151,6 +151,7 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 pub mod token_info;
+pub mod usage;
 pub mod verifier;
 #[cfg(any(feature = "authority", feature = "authority-client"))]
 mod wire;

@@ -171,6 +171,25 @@ pub const AUTHORITY_TOKENS_DELETED: &str = "protected_endpoint_authority_tokens_
 /// ```
 pub const AUTHORITY_INTROSPECTIONS: &str = "protected_endpoint_authority_introspections_total";
 
+/// Counter: usage reports a `UsageReporter` sent to the authority (`usage`), labelled
+/// `result`: `sent` (delivered), `failed` (not delivered: the authority down, slow or refusing
+/// the service's token; the counts are kept for the next send) or `refused` (the authority
+/// refused the report as bad; its counts are dropped).
+///
+/// ```
+/// assert_eq!(protected_endpoint::telemetry::USAGE_REPORTS, "protected_endpoint_usage_reports_total");
+/// ```
+pub const USAGE_REPORTS: &str = "protected_endpoint_usage_reports_total";
+
+/// Counter: token uses a `UsageReporter` did not count because it already held the most
+/// tokens it may between two sends (`max_tokens`): its memory stays bounded, and this says
+/// what that cost.
+///
+/// ```
+/// assert_eq!(protected_endpoint::telemetry::USAGE_DROPPED, "protected_endpoint_usage_dropped_total");
+/// ```
+pub const USAGE_DROPPED: &str = "protected_endpoint_usage_dropped_total";
+
 /// Registers the help text and unit of every metric above with the installed recorder. Call
 /// it once, after installing the recorder; without a recorder it does nothing.
 ///
@@ -233,6 +252,14 @@ pub fn describe() {
     describe_counter!(
         AUTHORITY_INTROSPECTIONS,
         "Introspection requests the authority answered, by result."
+    );
+    describe_counter!(
+        USAGE_REPORTS,
+        "Usage reports sent to the authority, by result."
+    );
+    describe_counter!(
+        USAGE_DROPPED,
+        "Token uses not counted for the authority: the reporter held its most tokens."
     );
 }
 

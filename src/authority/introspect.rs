@@ -22,7 +22,7 @@ use crate::extract::TokenSource;
 use crate::rejection::{Rejection, RejectionKind, RejectionResponder};
 use crate::telemetry;
 use crate::token::TokenSecret;
-use crate::verifier::{TokenVerifier, VerifyError};
+use crate::verifier::VerifyError;
 use crate::ProtectedEndpointLayer;
 
 pub(super) fn router(authority: Authority) -> Router {
@@ -76,20 +76,29 @@ struct IntrospectionRequest {
     /// The deployment the calling service protects (`RemoteVerifierBuilder::deployment`): an
     /// extra parameter RFC 7662 §2.1 allows. Heard and listed; it does not change the answer.
     deployment: Option<String>,
+    /// `reported`: the caller reports the uses of the tokens it verifies itself
+    /// (`usage::UsageReporter`), so an active answer is not counted here.
+    usage: Option<String>,
 }
 
 async fn introspect(
     State(authority): State<Authority>,
     form: Result<Form<IntrospectionRequest>, FormRejection>,
 ) -> Response {
-    let (token, deployment) = match form {
+    let (token, deployment, usage) = match form {
         Ok(Form(IntrospectionRequest {
             token: Some(token),
             deployment,
+            usage,
             ..
-        })) => (token, deployment),
+        })) => (token, deployment, usage),
         Ok(_) => return refused("the `token` parameter is missing"),
         Err(rejection) => return refused(&rejection.body_text()),
+    };
+    let reported = match usage.as_deref() {
+        None => false,
+        Some("reported") => true,
+        Some(_) => return refused("the `usage` parameter can only be `reported`"),
     };
     // Only a caller with the `introspect` scope gets here (the layer), so only services can
     // fill the console's list of deployments.
@@ -102,13 +111,7 @@ async fn introspect(
     }
     let secret = TokenSecret::new(token);
     // From memory at once, unless the record must be fetched from the store first.
-    let verified = match authority
-        .tokens()
-        .try_verify_sync(secret.expose(), std::time::SystemTime::now())
-    {
-        Some(verified) => verified,
-        None => authority.tokens().verify(&secret).await,
-    };
+    let verified = authority.tokens().verify_for(&secret, reported).await;
     if let Err(VerifyError::Unavailable(_)) = &verified {
         return unavailable();
     }

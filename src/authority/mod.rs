@@ -53,7 +53,8 @@
 //! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
 //! | `GET /api/v1/protected_deployments` | `read_organization` | `{"items": [{"name", "last_seen_at"}…]}`: the deployments protected services said they protect, by name |
-//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name |
+//! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects; `usage=reported`: the caller reports its uses, an active answer is not counted here) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name or another `usage` |
+//! | `POST /api/v1/usage` `{"tokens": [{"uid", "valid", "expired", "disabled", "last_used_at"}…]}` | [`INTROSPECT_SCOPE`] | `{"recorded", "unknown"}`: a service's counted uses added to its tokens' usage ([`crate::usage`]); 400 for any bad entry (nothing recorded), 413 over 4 MiB |
 //! | `GET /oauth2/revocations` (`?deployment=NAME`, as for introspection) | [`INTROSPECT_SCOPE`] | a server-sent event stream: `ready`, then `revoked` (`{"hash": "sha256:…"}`) per deleted token, `resync` when the listener may have missed some |
 //! | `GET /healthz` | nothing | `200 ok`: the process answers |
 //! | `GET /readyz` | nothing; a token with `read_organization` for the details | `200 {"status":"ready"}`, or `503 {"status":"not ready"}` while the tokens in memory may be stale (the store's change feed is down); with an operator's token also `store`, and `tokens` or `reason` |
@@ -66,8 +67,8 @@
 //! is_expired, is_api_token, is_organization_token, is_global_access`) plus `deployments`
 //! (`"*"` or a list of deployment names), `enabled`, `parent_uid` (the token that created it),
 //! `rate_limit` (`{"limit", "duration_ms"}` or `null`) and `usage` (`{"valid", "expired",
-//! "disabled"}`: verifications this authority saw, written to the store in batches; a
-//! `RemoteVerifier`'s cache hits never reach it and are not counted). A create body may carry
+//! "disabled"}`: verifications this authority saw, written to the store in batches, plus
+//! those protected services reported at `POST /api/v1/usage`, [`crate::usage`]). A create body may carry
 //! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
 //! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
 //! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
@@ -185,6 +186,7 @@ mod health;
 mod introspect;
 mod read_model;
 mod revocations;
+mod usage;
 
 pub use self::audit::AUDIT_TARGET;
 pub use self::read_model::{TokenReadModel, DEFAULT_CACHE_CAPACITY};
@@ -1124,6 +1126,7 @@ impl Authority {
             .merge(revocations::router(self.clone()))
             .merge(deployments::router(self.clone()))
             .merge(health::router(self.clone()))
+            .merge(usage::router(self.clone()))
     }
 }
 

@@ -352,12 +352,14 @@ impl TokenReadModel {
     }
 
     /// The answer for `token` (hashing to `hash`) that memory alone gives: `None` when its
-    /// record must be fetched from the store.
+    /// record must be fetched from the store. `reported`: the caller counts the uses of the
+    /// tokens it is told about itself (introspection's `usage=reported`).
     fn decide_now(
         &self,
         token: &str,
         hash: &TokenHash,
         now: i128,
+        reported: bool,
     ) -> Option<Result<TokenInfo, VerifyError>> {
         if !self.is_loaded() {
             return Some(Err(VerifyError::unavailable(
@@ -365,7 +367,20 @@ impl TokenReadModel {
             )));
         }
         let cache = &self.inner.cache;
-        if let Some(answer) = cache.verify_hashed(token, hash, now, cache.counts_usage()) {
+        let answer = match reported && cache.counts_usage() {
+            // The caller's report counts an active answer; a refusal names no token to it,
+            // so that one is counted here (each use once).
+            true => cache
+                .verify_hashed(token, hash, now, false)
+                .map(|answer| match answer {
+                    Ok(info) => Ok(info),
+                    Err(_) => cache
+                        .verify_hashed(token, hash, now, true)
+                        .unwrap_or(Err(VerifyError::Invalid)),
+                }),
+            false => cache.verify_hashed(token, hash, now, cache.counts_usage()),
+        };
+        if let Some(answer) = answer {
             return Some(answer);
         }
         if self.inner.complete || !self.known().contains(hash) {
@@ -379,6 +394,7 @@ impl TokenReadModel {
         &self,
         token: &str,
         hash: &TokenHash,
+        reported: bool,
     ) -> Result<TokenInfo, VerifyError> {
         let started = *lock(&self.inner.generation);
         let found = self
@@ -416,7 +432,7 @@ impl TokenReadModel {
                     let _ = self.inner.cache.restore(entry.clone());
                 }
                 drop(generation);
-                if let Some(answer) = self.decide_now(token, hash, now) {
+                if let Some(answer) = self.decide_now(token, hash, now, reported) {
                     return answer;
                 }
             }
@@ -446,11 +462,21 @@ impl TokenReadModel {
     /// # });
     /// ```
     pub async fn verify(&self, token: &TokenSecret) -> Result<TokenInfo, VerifyError> {
+        self.verify_for(token, false).await
+    }
+
+    /// [`verify`](Self::verify) for introspection: `reported` when the caller reports the
+    /// uses of active tokens itself (`usage=reported`), which are then not counted here.
+    pub(crate) async fn verify_for(
+        &self,
+        token: &TokenSecret,
+        reported: bool,
+    ) -> Result<TokenInfo, VerifyError> {
         let hash = TokenHash::of_str(token.expose());
         let now = clock::unix_nanos(SystemTime::now());
-        match self.decide_now(token.expose(), &hash, now) {
+        match self.decide_now(token.expose(), &hash, now, reported) {
             Some(answer) => answer,
-            None => self.fetch_and_decide(token.expose(), &hash).await,
+            None => self.fetch_and_decide(token.expose(), &hash, reported).await,
         }
     }
 }
@@ -471,7 +497,7 @@ impl TokenVerifier for TokenReadModel {
         now: SystemTime,
     ) -> Option<Result<TokenInfo, VerifyError>> {
         let hash = TokenHash::of_str(token);
-        self.decide_now(token, &hash, clock::unix_nanos(now))
+        self.decide_now(token, &hash, clock::unix_nanos(now), false)
     }
 }
 

@@ -658,6 +658,60 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
     }
 }
 
+#[cfg(feature = "remote")]
+impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
+    /// Counts every decision this layer makes on a token, for `reporter` to send to the token
+    /// authority in batches (see [`usage`](crate::usage)): the layer's verifier becomes a
+    /// [`CountingVerifier`](crate::usage::CountingVerifier) around it, with the rest of the
+    /// layer unchanged. A gateway or a decision service for proxies built on this layer counts
+    /// too. With a `RemoteVerifier`, make the reporter with its
+    /// [`UsageReporter::for_verifier`](crate::usage::UsageReporter::for_verifier), so the
+    /// cache misses it introspects are not counted twice.
+    ///
+    /// A layer without a reporter pays nothing for this; with one, a decision costs a lookup
+    /// in a sharded map and two atomic adds, and never waits for a report.
+    ///
+    /// ```
+    /// use http::{Request, StatusCode};
+    /// use protected_endpoint::usage::UsageReporter;
+    /// use protected_endpoint::{InMemoryTokenStore, NewToken, ProtectedEndpointLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// # use std::convert::Infallible;
+    /// # use http::Response;
+    /// # async fn ok(_: Request<String>) -> Result<Response<String>, Infallible> { Ok(Response::new(String::new())) }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryTokenStore::new();
+    /// let secret = store.create(NewToken::new("ci")).unwrap().secret;
+    /// let reporter = UsageReporter::builder("http://127.0.0.1:3001")
+    ///     .token("pe_the-services-own-token-with-the-introspect-scope")
+    ///     .spawn()
+    ///     .unwrap();
+    /// let service = ProtectedEndpointLayer::new(store)
+    ///     .report_usage(&reporter)
+    ///     .layer(service_fn(ok));
+    /// let request = Request::builder()
+    ///     .header("authorization", format!("Bearer {}", secret.expose()))
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(service.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    /// assert_eq!(reporter.pending_tokens(), 1, "sent with the next report");
+    /// # });
+    /// ```
+    pub fn report_usage(
+        self,
+        reporter: &crate::usage::UsageReporter,
+    ) -> ProtectedEndpointLayer<crate::usage::CountingVerifier<V>> {
+        ProtectedEndpointLayer {
+            verifier: Arc::new(crate::usage::CountingVerifier::new(
+                self.verifier,
+                reporter.clone(),
+            )),
+            config: self.config,
+        }
+    }
+}
+
 /// The gateway's hook (`gateway::Gateway`): what it needs of the layer to serve the paths the
 /// layer does not guard. Kept here, beside the configuration it reads, so the rules stay the
 /// layer's: which credentials a request may carry, and whether they reach the service.

@@ -48,3 +48,4 @@ mod store_concurrency;
 mod store_contract;
 mod summarize_browser;
 mod summarize_example;
+mod usage_reports;

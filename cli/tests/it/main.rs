@@ -28,3 +28,4 @@ mod serve_import_crash;
 mod serve_settings;
 mod serve_throttle;
 mod server_limits;
+mod usage_cmd;

@@ -1,6 +1,8 @@
 //! One introspection call: the request, the caller's credentials, the timeout and the size cap.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -44,8 +46,8 @@ pub enum Credentials {
 
 impl Credentials {
     /// `request` with these credentials: every call to the authority (introspection, the
-    /// revocation stream) authenticates the same way.
-    pub(super) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// revocation stream, usage reports) authenticates the same way.
+    pub(crate) fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Credentials::None => request,
             Credentials::Bearer(own) => request.bearer_auth(own.expose()),
@@ -152,6 +154,9 @@ pub(crate) struct IntrospectionClient {
     pub(crate) limits: Limits,
     /// The deployment the verifier protects, sent with every call (a valid deployment name).
     pub(crate) deployment: Option<String>,
+    /// Whether a `UsageReporter` counts this verifier's answers: the calls then say
+    /// `usage=reported`, and this crate's authority does not count the active answers itself.
+    pub(crate) usage_reported: Arc<AtomicBool>,
 }
 
 impl IntrospectionClient {
@@ -178,18 +183,22 @@ impl IntrospectionClient {
 
     async fn call(&self, token: &TokenSecret) -> Result<Answer, IntrospectionError> {
         // RFC 7662 §2.1 lets a server take further parameters: `deployment` tells this
-        // crate's authority which deployment asks (it lists it for the console); others
-        // ignore it.
-        let form = [
-            ("token", token.expose()),
-            ("deployment", self.deployment.as_deref().unwrap_or_default()),
-        ];
-        let parameters = if self.deployment.is_some() { 2 } else { 1 };
+        // crate's authority which deployment asks (it lists it for the console), and
+        // `usage=reported` that the caller reports its uses itself (so the authority does
+        // not count an active answer twice); others ignore them.
+        let mut form = Vec::with_capacity(3);
+        form.push(("token", token.expose()));
+        if let Some(deployment) = &self.deployment {
+            form.push(("deployment", deployment.as_str()));
+        }
+        if self.usage_reported.load(Ordering::Relaxed) {
+            form.push(("usage", "reported"));
+        }
         let request = self
             .http
             .post(self.endpoint.clone())
             .header(ACCEPT, "application/json")
-            .form(&form[..parameters])
+            .form(&form)
             // Also set on the request, so a client handed in by the user gets it too.
             .timeout(self.limits.request_timeout);
         let mut response = self

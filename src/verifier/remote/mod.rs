@@ -337,6 +337,26 @@ impl RemoteVerifier {
         self.inner.client.deployment.as_deref()
     }
 
+    /// What a usage reporter for this verifier's authority takes from it (see
+    /// `usage::UsageReporter::for_verifier`): the introspection endpoint, the credentials,
+    /// the HTTP client, and the switch that marks the introspection calls `usage=reported`.
+    pub(crate) fn reporting_parts(
+        &self,
+    ) -> (
+        &reqwest::Url,
+        &Credentials,
+        &reqwest::Client,
+        &Arc<AtomicBool>,
+    ) {
+        let client = &self.inner.client;
+        (
+            &client.endpoint,
+            &client.credentials,
+            &client.http,
+            &client.usage_reported,
+        )
+    }
+
     /// Forgets the cached answer for `token`, so the next request asks the authority again
     /// (for instance right after deleting the token through a management API). Counted as
     /// an eviction with `reason="invalidated"` if there was one.
@@ -750,6 +770,7 @@ impl RemoteVerifierBuilder {
                     credentials: self.credentials,
                     limits: self.limits,
                     deployment: self.deployment,
+                    usage_reported: Arc::default(),
                 },
                 cache,
                 cache_ttl: self.cache_ttl,
