@@ -16,13 +16,12 @@ use sqlx::{
     Row, Type,
 };
 
-use super::dialect::{Conn, Dialect, Notice};
+use super::dialect::{Conn, Dialect, InsertError, Notice};
 use super::row::{self, Encoded, Field, RawRow, TOKEN_COLUMNS};
 use super::{
     assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
     latest_uses, legacy_range, like_pattern, migration_failed, partition_import, root_first,
-    schema_too_new, session_exists, split_time, sql_count, unavailable, unique_violation,
-    write_error, Unique,
+    schema_too_new, session_exists, split_time, sql_count, unavailable, write_error, Unique,
 };
 // The bulk read of the index through sqlx serves PostgreSQL (SQLite's goes through rusqlite).
 #[cfg(feature = "postgres")]
@@ -59,6 +58,8 @@ pub(crate) struct SqlStore<D: Dialect> {
     describe: Arc<str>,
     /// Set once an import's scan found no legacy name key (see [`SqlStore::import`]).
     no_legacy_keys: Arc<AtomicBool>,
+    /// The dialect's state for [`Dialect::insert_rows`].
+    bulk: Arc<D::Bulk>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -69,6 +70,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             reader: self.reader.clone(),
             describe: Arc::clone(&self.describe),
             no_legacy_keys: Arc::clone(&self.no_legacy_keys),
+            bulk: Arc::clone(&self.bulk),
             dialect: PhantomData,
         }
     }
@@ -78,14 +80,25 @@ impl<D: Dialect> SqlStore<D> {
     /// A store over these pools, migrated already ([`SqlStore::migrate`]); `describe` is
     /// what [`TokenStore::describe`](crate::store::TokenStore::describe) answers and errors
     /// name.
-    pub(crate) fn new(writer: Pool<D::Db>, reader: Pool<D::Db>, describe: String) -> Self {
+    pub(crate) fn new(
+        writer: Pool<D::Db>,
+        reader: Pool<D::Db>,
+        describe: String,
+        bulk: D::Bulk,
+    ) -> Self {
         Self {
             writer,
             reader,
             describe: describe.into(),
             no_legacy_keys: Arc::default(),
+            bulk: Arc::new(bulk),
             dialect: PhantomData,
         }
+    }
+
+    /// The dialect's state for [`Dialect::insert_rows`].
+    pub(crate) fn bulk(&self) -> &Arc<D::Bulk> {
+        &self.bulk
     }
 
     /// How the store is named in errors and logs (never with a password).
@@ -699,14 +712,15 @@ where
         if let Some(taken) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
             return Err(StoreError::NameTaken(taken.name.clone()));
         }
-        if let Err(error) = D::insert_rows(&mut tx, &rows).await {
-            if unique_violation(&error).is_none() {
-                return Err(self.error(error));
+        match D::insert_rows(self, &mut tx, rows).await {
+            (_, Ok(())) => {}
+            (_, Err(InsertError::Failed(error))) => return Err(error),
+            (rows, Err(InsertError::Unique(error))) => {
+                // Nothing of the import stays; then find which entry conflicts, the slow way.
+                tx.rollback().await.map_err(|e| self.error(e))?;
+                let conflict = first_conflict(&rows, |row| self.stored_conflict(row)).await?;
+                return Err(conflict.unwrap_or(error));
             }
-            // Nothing of the import stays; then find which entry conflicts, the slow way.
-            tx.rollback().await.map_err(|e| self.error(e))?;
-            let conflict = first_conflict(&rows, |row| self.stored_conflict(row)).await?;
-            return Err(conflict.unwrap_or_else(|| self.error(error)));
         }
         if !fresh.is_empty() {
             // One notice for the lot: the replicas reload (a hundred thousand notices would
