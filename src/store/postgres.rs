@@ -13,7 +13,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgArguments, PgQueryResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
 use super::sql::{
@@ -205,7 +205,15 @@ impl Dialect for PostgresDialect {
         conn: &'a mut PgConnection,
         rows: Vec<Encoded>,
     ) -> (Vec<Encoded>, Result<(), InsertError>) {
-        let inserted = insert_arrays(conn, &rows).await.map_err(|error| {
+        let inserted = async {
+            let mut tx = conn.begin().await?;
+            insert_arrays(&mut tx, &rows).await?;
+            // One notice for the lot: the replicas reload (a hundred thousand notices would
+            // be slower for everyone).
+            Self::notify(&mut tx, Notice::Imported(rows.len())).await?;
+            tx.commit().await
+        };
+        let inserted = inserted.await.map_err(|error| {
             if sql::unique_violation(&error).is_some() {
                 InsertError::Unique(store.error(error))
             } else {

@@ -347,6 +347,48 @@ impl Entries {
     ) -> Result<TokenEntry, FileContentError> {
         let index = self.next;
         self.next += 1;
+        let entry = match Self::plain(raw) {
+            Some(entry) => entry,
+            None => Self::explained(raw, index, format)?,
+        };
+        let entry_error = |message: String| FileContentError::Entry {
+            index,
+            uid: Some(entry.token.uid.clone()).filter(|uid| !contains_minted_token(uid)),
+            message,
+        };
+        check_entry(&entry).map_err(entry_error)?;
+        if let Some(first) = self.uids.insert(entry.token.uid.as_str().into(), index) {
+            return Err(entry_error(format!(
+                "duplicate uid, already used by tokens[{first}]"
+            )));
+        }
+        if let Some(first) = self.hashes.insert(entry.hash, index) {
+            return Err(entry_error(format!(
+                "duplicate hash, tokens[{first}] has the same secret"
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The entry of the common case, read straight from its text: no escape (`\`) in it, so
+    /// every value is its text verbatim and no `pe_…` token in the text means none in any
+    /// value; then an unknown field (a plaintext one among them) fails the read. `None` for
+    /// anything else, which [`explained`](Self::explained) reads with the error it deserves.
+    fn plain(raw: &RawValue) -> Option<TokenEntry> {
+        let text = raw.get();
+        if text.contains('\\') || contains_minted_token(text) {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// The entry read through a JSON value, so that a refusal can say which field is wrong
+    /// (a plaintext secret's name, a minted token in any value) without echoing a value.
+    fn explained(
+        raw: &RawValue,
+        index: usize,
+        format: TokenFileFormat,
+    ) -> Result<TokenEntry, FileContentError> {
         // Valid JSON already (the reader checked it): this cannot fail but on memory.
         let value: serde_json::Value = serde_json::from_str(raw.get())
             .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
@@ -362,20 +404,7 @@ impl Entries {
             message,
         };
         check_no_plaintext(&value).map_err(entry_error)?;
-        let entry = TokenEntry::deserialize(value)
-            .map_err(|e| entry_error(redact_quoted(&e.to_string())))?;
-        check_entry(&entry).map_err(entry_error)?;
-        if let Some(first) = self.uids.insert(entry.token.uid.as_str().into(), index) {
-            return Err(entry_error(format!(
-                "duplicate uid, already used by tokens[{first}]"
-            )));
-        }
-        if let Some(first) = self.hashes.insert(entry.hash, index) {
-            return Err(entry_error(format!(
-                "duplicate hash, tokens[{first}] has the same secret"
-            )));
-        }
-        Ok(entry)
+        TokenEntry::deserialize(value).map_err(|e| entry_error(redact_quoted(&e.to_string())))
     }
 }
 

@@ -65,11 +65,12 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     /// (SQLite: the connection imports write through, kept warm across batches).
     type Bulk: Send + Sync + 'static;
 
-    /// Inserts an import's rows (checked, none of their uids stored), all or none, as fast as
-    /// the database takes many rows: in the import's transaction, or (SQLite) in one of the
-    /// bulk writer's own while the import's transaction holds the store's one writer
-    /// connection, so that nothing else writes meanwhile. Answers the rows back (a conflict
-    /// is then looked for among them) with the outcome.
+    /// Inserts an import's rows (checked, none of their uids stored, at least one) in one
+    /// transaction, all or none, as fast as the database takes many rows, and tells the
+    /// other stores in it ([`Notice::Imported`]). `conn` is a connection of the store's
+    /// writer pool, in no transaction (SQLite: its one writer, held so that nothing else
+    /// writes while the bulk writer does). Answers the rows back (a conflict is then looked
+    /// for among them) with the outcome.
     fn insert_rows<'a>(
         store: &'a SqlStore<Self>,
         conn: &'a mut Conn<Self>,

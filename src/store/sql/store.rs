@@ -670,7 +670,12 @@ where
         &self,
         entries: Vec<TokenEntry>,
     ) -> Result<ImportReport, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(|e| self.error(e))?;
+        // The lookups outside any transaction: each statement reads what is committed, as
+        // PostgreSQL's default isolation would inside one anyway, and on SQLite the store's
+        // one writer connection, held here, keeps every other write out until the rows are
+        // in. No read snapshot stays open while the rows are written, so SQLite's log is
+        // folded back into the database between batches instead of growing with the import.
+        let mut conn = self.writer.acquire().await.map_err(|e| self.error(e))?;
         let mut stored = HashSet::new();
         for chunk in entries.chunks(LOOKUP_CHUNK) {
             let mut lookup = QueryBuilder::new("SELECT uid FROM pe_tokens WHERE uid IN (");
@@ -680,7 +685,7 @@ where
             }
             lookup.push(")");
             let found = D::build(&mut lookup)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.error(e))?;
             for uid in &found {
@@ -689,6 +694,8 @@ where
         }
         let (fresh, skipped) = partition_import(entries, &stored)?;
         let rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
+        let added = fresh.len();
+        drop(fresh);
         // Legacy keys are few (made once, by migration 3): one scan finds them all. Only that
         // migration makes them, before this store opened, so once a scan found none there
         // never will be any: an import in many batches does not scan the table for each.
@@ -698,7 +705,7 @@ where
             let mut scan = QueryBuilder::new("SELECT name_key FROM pe_tokens WHERE name_key LIKE ");
             scan.push_bind(separator.as_str());
             let found = D::build(&mut scan)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.error(e))?;
             for key in &found {
@@ -712,25 +719,20 @@ where
         if let Some(taken) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
             return Err(StoreError::NameTaken(taken.name.clone()));
         }
-        match D::insert_rows(self, &mut tx, rows).await {
-            (_, Ok(())) => {}
-            (_, Err(InsertError::Failed(error))) => return Err(error),
+        if rows.is_empty() {
+            return Ok(ImportReport::new(0, skipped));
+        }
+        match D::insert_rows(self, &mut *conn, rows).await {
+            (_, Ok(())) => Ok(ImportReport::new(added, skipped)),
+            (_, Err(InsertError::Failed(error))) => Err(error),
             (rows, Err(InsertError::Unique(error))) => {
-                // Nothing of the import stays; then find which entry conflicts, the slow way.
-                tx.rollback().await.map_err(|e| self.error(e))?;
+                // Nothing of the import stayed; find which entry conflicts, the slow way
+                // (through the writer pool: its connection first goes back).
+                drop(conn);
                 let conflict = first_conflict(&rows, |row| self.stored_conflict(row)).await?;
-                return Err(conflict.unwrap_or(error));
+                Err(conflict.unwrap_or(error))
             }
         }
-        if !fresh.is_empty() {
-            // One notice for the lot: the replicas reload (a hundred thousand notices would
-            // be slower for everyone).
-            D::notify(&mut tx, Notice::Imported(fresh.len()))
-                .await
-                .map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))?;
-        Ok(ImportReport::new(fresh.len(), skipped))
     }
 
     pub(crate) async fn watch(&self) -> Result<ChangeFeed, StoreError> {
