@@ -141,6 +141,7 @@ impl TokenFile {
             TokenFileFormat::Json => read_entries(
                 &mut serde_json::Deserializer::from_str(text),
                 format,
+                true,
                 |entry| {
                     tokens.push(entry);
                     ControlFlow::Continue(())
@@ -153,6 +154,7 @@ impl TokenFile {
                 read_entries(
                     &mut serde_json::Deserializer::from_str(&json),
                     format,
+                    true,
                     |entry| {
                         tokens.push(entry);
                         ControlFlow::Continue(())
@@ -296,13 +298,20 @@ pub(crate) fn toml_as_json_text(text: &str) -> Result<String, FileContentError> 
 /// Each entry is held as its text until it is checked (and then dropped): a million value
 /// trees alive at once took a gigabyte, and freeing them most of a minute in glibc's malloc.
 /// Refused, naming the entry: what [`TokenFile::parse`] lists.
+///
+/// `across`: whether entries are checked against each other too (no uid or hash twice),
+/// which holds every uid and hash read so far (at a million tokens, ~160 MB).
 pub(crate) fn read_entries<'de, R: serde_json::de::Read<'de>>(
     de: &mut serde_json::Deserializer<R>,
     format: TokenFileFormat,
+    across: bool,
     each: impl FnMut(TokenEntry) -> ControlFlow<()>,
 ) -> Result<Option<Vec<DeploymentSeen>>, FileContentError> {
     let mut reading = Reading {
-        entries: Entries::default(),
+        entries: Entries {
+            each_alone: !across,
+            ..Entries::default()
+        },
         format,
         each,
         refused: None,
@@ -330,10 +339,14 @@ struct Reading<F> {
     stopped: bool,
 }
 
-/// The checks of entries, entry after entry: each alone, and no uid or hash twice.
+/// The checks of entries, entry after entry: each alone, and (unless `each_alone`) no uid or
+/// hash twice.
 #[derive(Default)]
 struct Entries {
     next: usize,
+    /// Only each entry by itself: the second reading of a checked file
+    /// ([`read_entries`]' `across`).
+    each_alone: bool,
     uids: HashMap<Box<str>, usize>,
     hashes: HashMap<TokenHash, usize>,
 }
@@ -357,6 +370,9 @@ impl Entries {
             message,
         };
         check_entry(&entry).map_err(entry_error)?;
+        if self.each_alone {
+            return Ok(entry);
+        }
         if let Some(first) = self.uids.insert(entry.token.uid.as_str().into(), index) {
             return Err(entry_error(format!(
                 "duplicate uid, already used by tokens[{first}]"

@@ -214,7 +214,7 @@ impl TokenFileStore {
     pub fn check(&self) -> Result<CheckedTokenFile, TokenFileError> {
         let file = fs::File::open(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
         let mut tokens = 0;
-        self.read_entries(&file, |_| {
+        self.read_entries(&file, true, |_| {
             tokens += 1;
             ControlFlow::Continue(())
         })?;
@@ -230,6 +230,7 @@ impl TokenFileStore {
     fn read_entries(
         &self,
         file: &fs::File,
+        across: bool,
         each: impl FnMut(TokenEntry) -> ControlFlow<()>,
     ) -> Result<Option<Vec<crate::store::DeploymentSeen>>, TokenFileError> {
         let path = &self.path;
@@ -250,13 +251,13 @@ impl TokenFileStore {
                 let reader =
                     io::BufReader::with_capacity(1 << 16, io::Read::take(file, MAX_FILE_BYTES + 1));
                 let mut de = serde_json::Deserializer::from_reader(reader);
-                format::read_entries(&mut de, self.format, each).map_err(content)
+                format::read_entries(&mut de, self.format, across, each).map_err(content)
             }
             TokenFileFormat::Toml => {
                 let json =
                     format::toml_as_json_text(&read_file_capped(file, path)?).map_err(content)?;
                 let mut de = serde_json::Deserializer::from_str(&json);
-                format::read_entries(&mut de, self.format, each).map_err(content)
+                format::read_entries(&mut de, self.format, across, each).map_err(content)
             }
         }
     }
@@ -549,7 +550,8 @@ impl CheckedTokenFile {
         self.tokens == 0
     }
 
-    /// Reads the file again, checking each entry again, and hands `each` its tokens `size`
+    /// Reads the file again, checking each entry by itself again (not the uids and hashes
+    /// used twice: that would hold every one of them a second time), and hands `each` its tokens `size`
     /// at a time (at least one; the last batch may be smaller), in file order, until the end
     /// or until `each` answers [`ControlFlow::Break`]. Answers how many tokens were handed
     /// over. An example is on [`TokenFileStore::check`].
@@ -565,7 +567,9 @@ impl CheckedTokenFile {
             .seek(io::SeekFrom::Start(0))
             .map_err(|e| TokenFileError::io(path, e))?;
         let (mut batch, mut handed) = (Vec::with_capacity(size.min(self.tokens)), 0);
-        let read = self.store.read_entries(&self.file, |entry| {
+        // Each entry alone: the duplicates across the file were looked for by the check,
+        // and a store refuses a hash twice and skips a uid it holds (as a second import).
+        let read = self.store.read_entries(&self.file, false, |entry| {
             batch.push(entry);
             if batch.len() < size {
                 return ControlFlow::Continue(());
