@@ -318,3 +318,98 @@ fn invalid_request(description: &str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_is_read_decoded_and_a_parameter_twice_is_refused() {
+        let form =
+            IntrospectionForm::parse(b"token=pe_a%2Bb+c&token_type_hint=x&deployment=sum").unwrap();
+        assert_eq!(form.token, "pe_a+b c");
+        assert_eq!(form.deployment.as_deref(), Some("sum"));
+        let form = IntrospectionForm::parse(b"other=1&token=t").unwrap();
+        assert_eq!((&*form.token, form.deployment), ("t", None));
+        assert_eq!(
+            IntrospectionForm::parse(b"token=a&token=b").err(),
+            Some("a parameter is given more than once")
+        );
+        assert_eq!(
+            IntrospectionForm::parse(b"deployment=a&deployment=b&token=t").err(),
+            Some("a parameter is given more than once")
+        );
+        assert_eq!(
+            IntrospectionForm::parse(b"token_type_hint=access_token").err(),
+            Some("the `token` parameter is missing")
+        );
+    }
+
+    #[test]
+    fn only_a_form_content_type_is_a_form() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_form(&headers)
+        };
+        assert!(with("application/x-www-form-urlencoded"));
+        assert!(with("Application/X-WWW-Form-Urlencoded; charset=utf-8"));
+        assert!(!with("application/x-www-form-urlencodedx"));
+        assert!(!with("application/json"));
+        assert!(!is_form(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_active_answer_is_written_as_its_members_sorted_by_name() {
+        let scopes = [Scope::API, Scope::READ_CLUSTER];
+        let deployments = DeploymentAccess::only(["a"]).unwrap();
+        let rate_limit: RateLimit = "100/1m".parse().unwrap();
+        let answer = Active {
+            active: true,
+            deployments: &deployments,
+            exp: Some(2),
+            iat: Some(1),
+            rate_limit: Some(&rate_limit),
+            scope: SpaceSeparated(&scopes),
+            sub: "uid1",
+            token_type: "Bearer",
+            username: "ci \"quoted\"",
+        };
+        let written = serde_json::to_string(&answer).unwrap();
+        // The members by name, as when the answer was built as a map.
+        let at = |member: &str| written.find(&format!("\"{member}\":")).unwrap();
+        let members = [
+            "active",
+            "deployments",
+            "exp",
+            "iat",
+            "rate_limit",
+            "scope",
+            "sub",
+        ];
+        let members = [&members[..], &["token_type", "username"]].concat();
+        assert!(
+            members.windows(2).all(|pair| at(pair[0]) < at(pair[1])),
+            "{written}"
+        );
+        assert!(
+            written.contains(r#""scope":"api read_cluster""#),
+            "{written}"
+        );
+        let unset = Active {
+            exp: None,
+            iat: None,
+            rate_limit: None,
+            ..answer
+        };
+        let written = serde_json::to_string(&unset).unwrap();
+        assert!(
+            !written.contains("exp") && !written.contains("rate_limit"),
+            "{written}"
+        );
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(INACTIVE).unwrap(),
+            json!({"active": false})
+        );
+    }
+}
