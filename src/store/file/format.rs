@@ -718,6 +718,22 @@ mod tests {
     }
 
     #[test]
+    fn a_minted_token_behind_a_json_escape_is_refused_too() {
+        // `\u0070` is `p`: the text holds no `pe_`, the value does.
+        let secret = TokenSecret::generate();
+        let escaped = format!("\\u0070{}", &secret.expose()[1..]);
+        let text = format!(
+            r#"{{"tokens": [{}]}}"#,
+            entry(&format!(r#", "description": "{escaped}""#))
+        );
+        let message = TokenFile::parse(&text, TokenFileFormat::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("plaintext token"), "{message}");
+        assert!(!message.contains(&secret.expose()[1..]), "{message}");
+    }
+
+    #[test]
     fn toml_none_is_omitted_and_round_trips() {
         let file = TokenFile::parse(
             &format!(r#"{{"tokens": [{}]}}"#, entry("")),
