@@ -476,6 +476,17 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             || introspection_request(&f.introspector, &f.subject),
             ok,
         ),
+        // `{"active": false}`: no dearer than a known token's answer.
+        Case::with_requests(
+            rt,
+            "authority/introspect_unknown",
+            f.authority.router(),
+            {
+                let unknown = TokenSecret::new(unknown.expose().to_owned());
+                move || introspection_request(&f.introspector, &unknown)
+            },
+            ok,
+        ),
         Case::new(
             rt,
             "refused/tower_http_bearer/no_token",

@@ -32,6 +32,7 @@ cases=(
     accepted/remote_cache_hit
     accepted/remote_miss
     authority/introspect
+    authority/introspect_unknown
     refused/tower_http_bearer/no_token
     refused/tower_http_bearer/wrong_token
     refused/memory/no_token

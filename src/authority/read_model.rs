@@ -465,6 +465,18 @@ impl TokenReadModel {
         self.verify_for(token, false).await
     }
 
+    /// The answer memory alone gives (`None`: the record must be fetched, with
+    /// [`verify_for`](Self::verify_for)); `reported` as there.
+    pub(crate) fn try_verify_for(
+        &self,
+        token: &str,
+        now: SystemTime,
+        reported: bool,
+    ) -> Option<Result<TokenInfo, VerifyError>> {
+        let hash = TokenHash::of_str(token);
+        self.decide_now(token, &hash, clock::unix_nanos(now), reported)
+    }
+
     /// [`verify`](Self::verify) for introspection: `reported` when the caller reports the
     /// uses of active tokens itself (`usage=reported`), which are then not counted here.
     pub(crate) async fn verify_for(
@@ -496,8 +508,7 @@ impl TokenVerifier for TokenReadModel {
         token: &str,
         now: SystemTime,
     ) -> Option<Result<TokenInfo, VerifyError>> {
-        let hash = TokenHash::of_str(token);
-        self.decide_now(token, &hash, clock::unix_nanos(now), false)
+        self.try_verify_for(token, now, false)
     }
 }
 

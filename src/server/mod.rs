@@ -80,7 +80,7 @@
 //! |---|---|---|
 //! | [`header_read_timeout`](Server::header_read_timeout) | 10 s | a head arrives in one or two packets; 10 s leaves room for slow links while a slowloris holds a slot for seconds, not minutes (hyper's own default is 30 s, nginx's 60 s) |
 //! | [`idle_timeout`](Server::idle_timeout) | 60 s | long enough for HTTP/2 clients (gRPC channels, browsers) to reuse a connection between calls, short enough that abandoned connections free their slot |
-//! | [`max_connections`](Server::max_connections) | 1024 | far more than a service behind a load balancer keeps open; keep it below the process's open-file limit (`ulimit -n`): each connection is a file descriptor |
+//! | [`max_connections`](Server::max_connections) | 8192 | a token authority's followers hold two each (the revocation stream and an introspection connection): 8192 fits 4 000 services, where 1024 refused followers beyond about 500; far more than a service behind a load balancer keeps open. Each connection is a file descriptor and, idle, about 20 KB: keep it below the process's open-file limit (`ulimit -n`; systemd's `LimitNOFILE=`) |
 //! | [`drain_timeout`](Server::drain_timeout) | 10 s | finishes ordinary requests; as long as `docker stop` waits before it kills, a third of Kubernetes' 30 s grace period |
 //!
 #![doc = include_str!("../../docs/guide/server.md")]
@@ -145,8 +145,8 @@ impl Server {
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default idle timeout: 60 s.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-    /// The default connection limit: 1024.
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+    /// The default connection limit: 8192 (see the [module documentation](self) for why).
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
     /// The default drain timeout of a graceful shutdown: 10 s.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
     /// The longest header-read or idle timeout: a year. Longer ones are taken as this, so a
@@ -259,7 +259,7 @@ impl Server {
         self
     }
 
-    /// How many connections are served at once; more wait to be accepted. Default 1024.
+    /// How many connections are served at once; more wait to be accepted. Default 8192.
     ///
     /// ```
     /// use protected_endpoint::server::Server;

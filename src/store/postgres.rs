@@ -13,10 +13,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgArguments, PgQueryResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::query::Query;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
-use super::sql::{self, Dialect, Encoded, Field, Migration, Notice, SqlStore, TOKEN_COLUMNS};
+use super::sql::{
+    self, Dialect, Encoded, Field, InsertError, Migration, Notice, SqlStore, TOKEN_COLUMNS,
+};
 use super::{Change, ChangeFeed, StoreError};
 use crate::record::TokenEntry;
 
@@ -138,7 +140,7 @@ impl PostgresStore {
         SqlStore::<PostgresDialect>::migrate(&pool, &describe).await?;
         Ok(Self {
             // One pool: PostgreSQL takes any number of writers, and reads beside them.
-            sql: SqlStore::new(pool.clone(), pool, describe),
+            sql: SqlStore::new(pool.clone(), pool, describe, ()),
         })
     }
 
@@ -196,37 +198,29 @@ impl Dialect for PostgresDialect {
         notify.build().execute(conn).await.map(drop)
     }
 
-    async fn insert_rows(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
-        for chunk in rows.chunks(IMPORT_CHUNK) {
-            // One array a column: a statement whose size does not grow with the rows.
-            let mut insert = QueryBuilder::<Postgres>::new(format!(
-                "INSERT INTO pe_tokens ({}) SELECT * FROM UNNEST(",
-                sql::insert_list()
-            ));
-            let mut arrays = insert.separated(", ");
-            for column in &TOKEN_COLUMNS {
-                match column.field {
-                    Field::Text(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                    Field::NullableText(get) => {
-                        arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                    }
-                    Field::Int(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                    Field::NullableInt(get) => {
-                        arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                    }
-                    Field::Bytes(get) => {
-                        arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                    }
-                    Field::NullableBytes(get) => {
-                        arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                    }
-                    Field::Bool(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                };
+    type Bulk = ();
+
+    async fn insert_rows<'a>(
+        store: &'a SqlStore<Self>,
+        conn: &'a mut PgConnection,
+        rows: Vec<Encoded>,
+    ) -> (Vec<Encoded>, Result<(), InsertError>) {
+        let inserted = async {
+            let mut tx = conn.begin().await?;
+            insert_arrays(&mut tx, &rows).await?;
+            // One notice for the lot: the replicas reload (a hundred thousand notices would
+            // be slower for everyone).
+            Self::notify(&mut tx, Notice::Imported(rows.len())).await?;
+            tx.commit().await
+        };
+        let inserted = inserted.await.map_err(|error| {
+            if sql::unique_violation(&error).is_some() {
+                InsertError::Unique(store.error(error))
+            } else {
+                InsertError::Failed(store.error(error))
             }
-            insert.push(")");
-            insert.build().execute(&mut *conn).await?;
-        }
-        Ok(())
+        });
+        (rows, inserted)
     }
 
     async fn load_all(store: &SqlStore<Self>) -> Result<Vec<TokenEntry>, StoreError> {
@@ -361,6 +355,38 @@ async fn feed(
             return;
         }
     }
+}
+
+/// [`PostgresDialect::insert_rows`]: one array a column, `IMPORT_CHUNK` rows a statement.
+async fn insert_arrays(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
+    for chunk in rows.chunks(IMPORT_CHUNK) {
+        // One array a column: a statement whose size does not grow with the rows.
+        let mut insert = QueryBuilder::<Postgres>::new(format!(
+            "INSERT INTO pe_tokens ({}) SELECT * FROM UNNEST(",
+            sql::insert_list()
+        ));
+        let mut arrays = insert.separated(", ");
+        for column in &TOKEN_COLUMNS {
+            match column.field {
+                Field::Text(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
+                Field::NullableText(get) => {
+                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
+                }
+                Field::Int(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
+                Field::NullableInt(get) => {
+                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
+                }
+                Field::Bytes(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
+                Field::NullableBytes(get) => {
+                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
+                }
+                Field::Bool(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
+            };
+        }
+        insert.push(")");
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 sql::forward_token_store!(

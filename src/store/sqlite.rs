@@ -11,7 +11,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use sqlx::query::Query;
@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::sql::{self, Dialect, Encoded, Migration, Notice, SqlStore};
+use super::sql::{self, Dialect, Encoded, Field, InsertError, Migration, Notice, SqlStore};
 use super::{ChangeFeed, StoreError};
 use crate::record::TokenEntry;
 
@@ -31,9 +31,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Readers: listing and loading run beside writes (WAL lets them).
 const READERS: u32 = 4;
 
-/// Rows per multi-row `INSERT` of an import: 23 columns each, under SQLite's 32 766 bound
-/// variables per statement.
-const IMPORT_CHUNK: usize = 1_000;
+/// SQLite's page cache of each connection that writes, in KiB (SQLite's default is 2 MiB):
+/// the indexes of a million tokens stay in memory while an import inserts at random places
+/// in them.
+const WRITER_CACHE_KIB: i64 = 65_536;
 
 /// The tokens in one SQLite database file.
 ///
@@ -106,9 +107,7 @@ impl SqliteStore {
             // and an acknowledged token (or a deletion) must not come back undone.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
-            // 64 MiB of page cache (SQLite's default is 2 MiB): the three indexes of a
-            // million tokens stay in memory while an import inserts at random places in them.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
             // Rows are handed from SQLite's thread to ours through a channel: a long one lets
             // both run at once while a million rows are loaded (the default is 50).
             .row_buffer_size(4096);
@@ -137,7 +136,16 @@ impl SqliteStore {
             .map_err(opened)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                sql: SqlStore::new(writer, reader, describe),
+                sql: SqlStore::new(
+                    writer,
+                    reader,
+                    describe.clone(),
+                    BulkWriter {
+                        path: path.clone(),
+                        describe,
+                        conn: Mutex::new(None),
+                    },
+                ),
                 path,
                 _claim: claim,
             }),
@@ -217,6 +225,103 @@ fn read_index(path: &Path, describe: &str) -> Result<super::TokenIndex, StoreErr
             .extend(sql::managing_row(uid, &scopes, enabled, expires, now));
     }
     Ok(index)
+}
+
+/// The connection an import's rows are written through: rusqlite's, on a blocking thread,
+/// one prepared `INSERT` (the columns of [`sql::TOKEN_COLUMNS`], bound through their own
+/// getters) run once a row, one transaction a batch. Opened on the first import and kept,
+/// with its page cache, for the next batch. rusqlite links the very `libsqlite3-sys` sqlx
+/// does, so there is one SQLite in the binary.
+pub(crate) struct BulkWriter {
+    path: PathBuf,
+    describe: String,
+    conn: Mutex<Option<rusqlite::Connection>>,
+}
+
+impl BulkWriter {
+    /// Inserts `rows` in one transaction: all, or none.
+    fn insert(&self, rows: &[Encoded]) -> Result<(), InsertError> {
+        let failed = |err: rusqlite::Error| {
+            let unique = matches!(
+                err.sqlite_error().map(|e| e.extended_code),
+                Some(
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                )
+            );
+            let error = StoreError::unavailable(&self.describe, err);
+            if unique {
+                InsertError::Unique(error)
+            } else {
+                InsertError::Failed(error)
+            }
+        };
+        // A panic while holding it left no transaction open (rusqlite rolls back on drop).
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let conn = match &mut *conn {
+            Some(conn) => conn,
+            empty => empty.insert(self.open().map_err(failed)?),
+        };
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        {
+            let mut insert = tx.prepare_cached(insert_statement()).map_err(failed)?;
+            for row in rows {
+                bind_row(&mut insert, row).map_err(failed)?;
+                insert.raw_execute().map_err(failed)?;
+            }
+        }
+        tx.commit().map_err(failed)
+    }
+
+    /// A writing connection as the store's own (`synchronous = FULL`: a batch is acknowledged
+    /// once it is on disk).
+    fn open(&self) -> rusqlite::Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.pragma_update(None, "synchronous", "full")?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        Ok(conn)
+    }
+}
+
+/// `INSERT INTO pe_tokens (<every column>) VALUES (?1, …)`, in the order of
+/// [`sql::TOKEN_COLUMNS`].
+fn insert_statement() -> &'static str {
+    static TEXT: LazyLock<String> = LazyLock::new(|| {
+        let places = (1..=sql::TOKEN_COLUMNS.len())
+            .map(|at| format!("?{at}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO pe_tokens ({}) VALUES ({places})",
+            sql::insert_list()
+        )
+    });
+    &TEXT
+}
+
+/// Binds `row`'s values to [`insert_statement`], each column through its getter.
+fn bind_row(insert: &mut rusqlite::CachedStatement<'_>, row: &Encoded) -> rusqlite::Result<()> {
+    for (at, column) in (1..).zip(&sql::TOKEN_COLUMNS) {
+        match column.field {
+            Field::Text(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::NullableText(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::Int(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::NullableInt(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::Bytes(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::NullableBytes(get) => insert.raw_bind_parameter(at, get(row)),
+            Field::Bool(get) => insert.raw_bind_parameter(at, get(row)),
+        }?;
+    }
+    Ok(())
 }
 
 /// Claims `<file>.lock` beside the database, failing at once if another store holds it.
@@ -308,18 +413,31 @@ impl Dialect for SqliteDialect {
         Ok(())
     }
 
-    async fn insert_rows(conn: &mut SqliteConnection, rows: &[Encoded]) -> sqlx::Result<()> {
-        for chunk in rows.chunks(IMPORT_CHUNK) {
-            let mut insert = QueryBuilder::<Sqlite>::new(format!(
-                "INSERT INTO pe_tokens ({}) ",
-                sql::insert_list()
-            ));
-            insert.push_values(chunk, |mut values, row| {
-                SqlStore::<Self>::push_row(&mut values, row)
-            });
-            insert.build().execute(&mut *conn).await?;
+    type Bulk = BulkWriter;
+
+    async fn insert_rows<'a>(
+        store: &'a SqlStore<Self>,
+        _: &'a mut SqliteConnection,
+        rows: Vec<Encoded>,
+    ) -> (Vec<Encoded>, Result<(), InsertError>) {
+        // The caller's transaction holds the store's one writer connection: nothing else
+        // writes until it ends. Through sqlx, every bound value was copied into an owned
+        // argument, then again into SQLite, on its worker thread: 42 CPU s for a million.
+        let bulk = Arc::clone(store.bulk());
+        let describe = store.describe().to_owned();
+        match tokio::task::spawn_blocking(move || {
+            let inserted = bulk.insert(&rows);
+            (rows, inserted)
+        })
+        .await
+        {
+            Ok(done) => done,
+            // The rows went with the task: no conflict can be looked for.
+            Err(err) => (
+                Vec::new(),
+                Err(InsertError::Failed(StoreError::unavailable(describe, err))),
+            ),
         }
-        Ok(())
     }
 
     async fn load_all(store: &SqlStore<Self>) -> Result<Vec<TokenEntry>, StoreError> {

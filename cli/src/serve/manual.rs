@@ -85,8 +85,10 @@ THE FAILED-GUESS THROTTLE
 LIMITS AND TIMEOUTS
   HTTP/1.1 and HTTP/2 (h2c) on one port. A connection that has not sent a whole request head
   within --header-read-timeout (10s) is closed, and so is one idle for --idle-timeout (60s); at
-  most --max-connections (1024) are served at once, and more wait to be accepted. No TLS: put
-  the authority behind a TLS-terminating proxy or load balancer.
+  most --max-connections (8192) are served at once, and more wait to be accepted: every
+  service following the revocation stream holds two (the stream and its introspection
+  connection), so the default fits 4 000 services; keep it below the open-file limit
+  (ulimit -n). No TLS: put the authority behind a TLS-terminating proxy or load balancer.
 
 METRICS
   --metrics serves Prometheus text at GET /metrics, without a token: decisions of the

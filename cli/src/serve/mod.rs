@@ -11,12 +11,13 @@ pub(crate) use manual::{ABOUT, MANUAL};
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use protected_endpoint::authority::{Authority, IMPORT_BATCH};
 use protected_endpoint::record::TokenEntry;
 use protected_endpoint::server::shutdown_signal;
-use protected_endpoint::store::file::TokenFileStore;
+use protected_endpoint::store::file::{CheckedTokenFile, TokenFileStore};
 use protected_endpoint::store::StoreLocation;
 
 use crate::flags::metrics::MetricsFlags;
@@ -82,11 +83,6 @@ pub(crate) struct ServeArgs {
     metrics: MetricsFlags,
 }
 
-/// `--import`: the tokens handed to the store [`IMPORT_BATCH`] at a time, each batch one
-/// change of the store, reported once it is stored. What a report line counts is durable: a
-/// start killed meanwhile (even with `kill -9`) keeps every token reported, and no part of
-/// a batch it did not report (that batch may be whole, its line not printed yet). The same
-/// `--import` again adds the rest: tokens already stored are skipped.
 impl ServeArgs {
     /// What the settings combine wrongly (exit status 2).
     pub(crate) fn check(&self) -> Result<(), String> {
@@ -94,24 +90,34 @@ impl ServeArgs {
     }
 }
 
+/// `--import`: the tokens handed to the store [`IMPORT_BATCH`] at a time, each batch one
+/// change of the store, reported once it is stored. What a report line counts is durable: a
+/// start killed meanwhile (even with `kill -9`) keeps every token reported, and no part of
+/// a batch it did not report (that batch may be whole, its line not printed yet). The same
+/// `--import` again adds the rest: tokens already stored are skipped.
+///
+/// The file was checked whole before ([`TokenFileStore::check`]); it is read again here on
+/// a blocking thread, a batch at a time, while the batch before is stored: a million
+/// tokens are never in memory at once.
 async fn import_in_batches(
     authority: &Authority,
     path: &std::path::Path,
-    mut tokens: Vec<TokenEntry>,
+    file: CheckedTokenFile,
 ) -> Result<(), String> {
-    let total = tokens.len();
+    let cannot = |err: &dyn std::fmt::Display| format!("cannot import {}: {err}", path.display());
+    let total = file.len();
     let (mut added, mut skipped) = (0, 0);
-    // Taken from the end in batches: no token is copied, and the file's order is kept.
-    let mut batches = Vec::with_capacity(total.div_ceil(IMPORT_BATCH));
-    while !tokens.is_empty() {
-        let at = tokens.len().saturating_sub(IMPORT_BATCH);
-        batches.push(tokens.split_off(at));
-    }
-    for batch in batches.into_iter().rev() {
-        let report = authority
-            .import(batch)
-            .await
-            .map_err(|err| format!("cannot import {}: {err}", path.display()))?;
+    // One batch waiting while one is stored: the reader stays a batch ahead, no more.
+    let (sender, mut batches) = tokio::sync::mpsc::channel::<Vec<TokenEntry>>(1);
+    let reader = tokio::task::spawn_blocking(move || {
+        file.read_in_batches(IMPORT_BATCH, |batch| match sender.blocking_send(batch) {
+            Ok(()) => ControlFlow::Continue(()),
+            // The import stopped on an error of its own, reported below.
+            Err(_) => ControlFlow::Break(()),
+        })
+    });
+    while let Some(batch) = batches.recv().await {
+        let report = authority.import(batch).await.map_err(|err| cannot(&err))?;
         added += report.added;
         skipped += report.skipped;
         if total > IMPORT_BATCH {
@@ -122,6 +128,10 @@ async fn import_in_batches(
             );
         }
     }
+    reader
+        .await
+        .map_err(|err| cannot(&err))?
+        .map_err(|err| cannot(&err))?;
     eprintln!(
         "imported {}: {added} added, {skipped} skipped (uid stored already)",
         path.display(),
@@ -175,11 +185,11 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         Some(path) => {
             let cannot =
                 |err: &dyn std::fmt::Display| format!("cannot import {}: {err}", path.display());
+            // Checked whole now, read in batches once the store is open.
             let file = TokenFileStore::open(path)
-                .map_err(|err| cannot(&err))?
-                .read()
+                .and_then(|file| file.check())
                 .map_err(|err| cannot(&err))?;
-            Some((path, file.tokens))
+            Some((path, file))
         }
         None => None,
     };
@@ -201,8 +211,8 @@ async fn run(args: ServeArgs) -> Result<(), String> {
 
     // Before the first admin: an old data file brings its own admin token (and its name),
     // so a store filled by an import mints none; --mint-admin gives one if it lacks one.
-    if let Some((path, tokens)) = import {
-        import_in_batches(&authority, path, tokens).await?;
+    if let Some((path, file)) = import {
+        import_in_batches(&authority, path, file).await?;
     }
     admin::hand_over(
         &authority,

@@ -4,9 +4,12 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::record::TokenEntry;
 use crate::store::DeploymentSeen;
@@ -106,20 +109,6 @@ pub struct TokenFile {
     pub deployments_seen: Vec<DeploymentSeen>,
 }
 
-/// The outer shape, with each entry kept as a generic value so that an entry's error can name
-/// its position and uid.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    // No `default`: an empty or truncated file must be an error, not "no tokens". Each entry
-    // kept as its text and turned into a value one at a time: a million value trees alive at
-    // once took a gigabyte, and freeing them most of a minute in glibc's malloc.
-    tokens: Vec<Box<serde_json::value::RawValue>>,
-    // Files written before deployments were kept have none.
-    #[serde(default)]
-    deployments_seen: Vec<serde_json::Value>,
-}
-
 impl From<Vec<TokenEntry>> for TokenFile {
     /// A file of these entries, in this order.
     fn from(tokens: Vec<TokenEntry>) -> Self {
@@ -147,81 +136,35 @@ impl TokenFile {
     /// secret in any field, timestamps the platform's SDK can read, `expired_at` after
     /// `created_at`), and a uid or hash used twice.
     pub fn parse(text: &str, format: TokenFileFormat) -> Result<Self, FileContentError> {
-        // Parser messages can quote the values they choke on (serde) or the whole source line
-        // (TOML): `FileContentError::syntax` keeps positions and field names, never values.
-        let raw: RawFile = match format {
-            TokenFileFormat::Json => serde_json::from_str(text)
-                .map_err(|e| FileContentError::syntax(format, e.to_string()))?,
+        let mut tokens = Vec::new();
+        let deployments_seen = match format {
+            TokenFileFormat::Json => read_entries(
+                &mut serde_json::Deserializer::from_str(text),
+                format,
+                true,
+                |entry| {
+                    tokens.push(entry);
+                    ControlFlow::Continue(())
+                },
+            )?,
             TokenFileFormat::Toml => {
-                let table: toml::Table = toml::from_str(text).map_err(|e| {
-                    let line = e
-                        .span()
-                        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
-                    let message = e.message().to_owned();
-                    FileContentError::syntax(
-                        format,
-                        match line {
-                            Some(line) => format!("line {line}: {message}"),
-                            None => message,
-                        },
-                    )
-                })?;
-                // Through JSON text: entries are kept as text (`RawFile`).
-                let json = toml_to_json(toml::Value::Table(table)).to_string();
-                serde_json::from_str(&json)
-                    .map_err(|e| FileContentError::syntax(format, e.to_string()))?
+                // TOML has no streaming parser: the whole table, then its JSON text, read as
+                // a JSON file is.
+                let json = toml_as_json_text(text)?;
+                read_entries(
+                    &mut serde_json::Deserializer::from_str(&json),
+                    format,
+                    true,
+                    |entry| {
+                        tokens.push(entry);
+                        ControlFlow::Continue(())
+                    },
+                )?
             }
         };
-
-        let mut tokens = Vec::with_capacity(raw.tokens.len());
-        let mut uids: HashMap<String, usize> = HashMap::with_capacity(raw.tokens.len());
-        let mut hashes: HashMap<TokenHash, usize> = HashMap::with_capacity(raw.tokens.len());
-        for (index, raw) in raw.tokens.into_iter().enumerate() {
-            // Valid JSON already (the whole file parsed): this cannot fail but on memory.
-            let value: serde_json::Value = serde_json::from_str(raw.get())
-                .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
-            drop(raw);
-            // The uid names the entry in errors, unless it is itself a pasted secret.
-            let uid = value
-                .get("uid")
-                .and_then(serde_json::Value::as_str)
-                .filter(|uid| !contains_minted_token(uid))
-                .map(str::to_owned);
-            let entry_error = |message: String| FileContentError::Entry {
-                index,
-                uid: uid.clone(),
-                message,
-            };
-            check_no_plaintext(&value).map_err(entry_error)?;
-            let entry = TokenEntry::deserialize(value)
-                .map_err(|e| entry_error(redact_quoted(&e.to_string())))?;
-            check_entry(&entry).map_err(entry_error)?;
-            if let Some(first) = uids.insert(entry.token.uid.clone(), index) {
-                return Err(entry_error(format!(
-                    "duplicate uid, already used by tokens[{first}]"
-                )));
-            }
-            if let Some(first) = hashes.insert(entry.hash, index) {
-                return Err(entry_error(format!(
-                    "duplicate hash, tokens[{first}] has the same secret"
-                )));
-            }
-            tokens.push(entry);
-        }
-        let mut deployments_seen = Vec::with_capacity(raw.deployments_seen.len());
-        for (index, value) in raw.deployments_seen.into_iter().enumerate() {
-            let refused = |message: &str| {
-                FileContentError::syntax(format, format!("deployments_seen[{index}]: {message}"))
-            };
-            let seen = DeploymentSeen::deserialize(value).map_err(|e| refused(&e.to_string()))?;
-            if !crate::scope::is_deployment_name(&seen.name) {
-                return Err(refused("not a deployment name"));
-            }
-            deployments_seen.push(seen);
-        }
         Ok(Self {
             tokens,
-            deployments_seen,
+            deployments_seen: deployments_seen.unwrap_or_default(),
         })
     }
 
@@ -326,6 +269,268 @@ fn toml_to_json(value: toml::Value) -> serde_json::Value {
     }
 }
 
+/// A TOML token file's text as the JSON text of the same file (TOML's native date-times as
+/// their RFC 3339 text), or the TOML parser's error (its line, never its values).
+pub(crate) fn toml_as_json_text(text: &str) -> Result<String, FileContentError> {
+    let format = TokenFileFormat::Toml;
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        let message = e.message().to_owned();
+        FileContentError::syntax(
+            format,
+            match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            },
+        )
+    })?;
+    Ok(toml_to_json(toml::Value::Table(table)).to_string())
+}
+
+/// Reads a token file's JSON, `{"tokens": [...], "deployments_seen": [...]}`, from `de`,
+/// handing each entry to `each` once it is checked, while the rest is still unread: the one
+/// reader of token files, whether they are kept whole ([`TokenFile::parse`]) or streamed
+/// ([`TokenFileStore::read_in_batches`](super::TokenFileStore::read_in_batches)). Answers
+/// the file's `deployments_seen`, or `None` when `each` stopped the reading.
+///
+/// Each entry is held as its text until it is checked (and then dropped): a million value
+/// trees alive at once took a gigabyte, and freeing them most of a minute in glibc's malloc.
+/// Refused, naming the entry: what [`TokenFile::parse`] lists.
+///
+/// `across`: whether entries are checked against each other too (no uid or hash twice),
+/// which holds every uid and hash read so far (at a million tokens, ~160 MB).
+pub(crate) fn read_entries<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    format: TokenFileFormat,
+    across: bool,
+    each: impl FnMut(TokenEntry) -> ControlFlow<()>,
+) -> Result<Option<Vec<DeploymentSeen>>, FileContentError> {
+    let mut reading = Reading {
+        entries: Entries {
+            each_alone: !across,
+            ..Entries::default()
+        },
+        format,
+        each,
+        refused: None,
+        stopped: false,
+    };
+    let read = FileSeed(&mut reading)
+        .deserialize(&mut *de)
+        .and_then(|seen| de.end().map(|()| seen));
+    match (read, reading.refused, reading.stopped) {
+        (_, Some(refused), _) => Err(refused),
+        (_, None, true) => Ok(None),
+        (Ok(seen), None, false) => Ok(Some(seen)),
+        (Err(e), None, false) => Err(FileContentError::syntax(format, e.to_string())),
+    }
+}
+
+/// The state of one [`read_entries`]: the checks across entries, the consumer, and why the
+/// reading ended early (serde's errors carry text only, so a refused entry's structured error
+/// waits here).
+struct Reading<F> {
+    entries: Entries,
+    format: TokenFileFormat,
+    each: F,
+    refused: Option<FileContentError>,
+    stopped: bool,
+}
+
+/// The checks of entries, entry after entry: each alone, and (unless `each_alone`) no uid or
+/// hash twice.
+#[derive(Default)]
+struct Entries {
+    next: usize,
+    /// Only each entry by itself: the second reading of a checked file
+    /// ([`read_entries`]' `across`).
+    each_alone: bool,
+    uids: HashMap<Box<str>, usize>,
+    hashes: HashMap<TokenHash, usize>,
+}
+
+impl Entries {
+    /// The next entry, from its JSON text, checked.
+    fn check(
+        &mut self,
+        raw: &RawValue,
+        format: TokenFileFormat,
+    ) -> Result<TokenEntry, FileContentError> {
+        let index = self.next;
+        self.next += 1;
+        let entry = match Self::plain(raw) {
+            Some(entry) => entry,
+            None => Self::explained(raw, index, format)?,
+        };
+        let entry_error = |message: String| FileContentError::Entry {
+            index,
+            uid: Some(entry.token.uid.clone()).filter(|uid| !contains_minted_token(uid)),
+            message,
+        };
+        check_entry(&entry).map_err(entry_error)?;
+        if self.each_alone {
+            return Ok(entry);
+        }
+        if let Some(first) = self.uids.insert(entry.token.uid.as_str().into(), index) {
+            return Err(entry_error(format!(
+                "duplicate uid, already used by tokens[{first}]"
+            )));
+        }
+        if let Some(first) = self.hashes.insert(entry.hash, index) {
+            return Err(entry_error(format!(
+                "duplicate hash, tokens[{first}] has the same secret"
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The entry of the common case, read straight from its text: no escape (`\`) in it, so
+    /// every value is its text verbatim and no `pe_…` token in the text means none in any
+    /// value; then an unknown field (a plaintext one among them) fails the read. `None` for
+    /// anything else, which [`explained`](Self::explained) reads with the error it deserves.
+    fn plain(raw: &RawValue) -> Option<TokenEntry> {
+        let text = raw.get();
+        if text.contains('\\') || contains_minted_token(text) {
+            return None;
+        }
+        serde_json::from_str(text).ok()
+    }
+
+    /// The entry read through a JSON value, so that a refusal can say which field is wrong
+    /// (a plaintext secret's name, a minted token in any value) without echoing a value.
+    fn explained(
+        raw: &RawValue,
+        index: usize,
+        format: TokenFileFormat,
+    ) -> Result<TokenEntry, FileContentError> {
+        // Valid JSON already (the reader checked it): this cannot fail but on memory.
+        let value: serde_json::Value = serde_json::from_str(raw.get())
+            .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
+        // The uid names the entry in errors, unless it is itself a pasted secret.
+        let uid = value
+            .get("uid")
+            .and_then(serde_json::Value::as_str)
+            .filter(|uid| !contains_minted_token(uid))
+            .map(str::to_owned);
+        let entry_error = |message: String| FileContentError::Entry {
+            index,
+            uid: uid.clone(),
+            message,
+        };
+        check_no_plaintext(&value).map_err(entry_error)?;
+        TokenEntry::deserialize(value).map_err(|e| entry_error(redact_quoted(&e.to_string())))
+    }
+}
+
+/// The file's outer object. No `default` for `tokens`: an empty or truncated file must be an
+/// error, not "no tokens"; `deployments_seen` is missing from files written before
+/// deployments were kept.
+struct FileSeed<'r, F>(&'r mut Reading<F>);
+
+impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> DeserializeSeed<'de> for FileSeed<'_, F> {
+    type Value = Vec<DeploymentSeen>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+}
+
+impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> Visitor<'de> for FileSeed<'_, F> {
+    type Value = Vec<DeploymentSeen>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a token file: an object with `tokens`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        const FIELDS: &[&str] = &["tokens", "deployments_seen"];
+        let (mut tokens, mut deployments_seen) = (false, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "tokens" if tokens => return Err(de::Error::duplicate_field("tokens")),
+                "tokens" => {
+                    map.next_value_seed(TokensSeed(&mut *self.0))?;
+                    tokens = true;
+                }
+                "deployments_seen" if deployments_seen.is_some() => {
+                    return Err(de::Error::duplicate_field("deployments_seen"))
+                }
+                "deployments_seen" => {
+                    let values: Vec<serde_json::Value> = map.next_value()?;
+                    deployments_seen = Some(deployments(values, self.0.format).map_err(|e| {
+                        self.0.refused = Some(e);
+                        de::Error::custom("refused")
+                    })?);
+                }
+                other => return Err(de::Error::unknown_field(other, FIELDS)),
+            }
+        }
+        if !tokens {
+            return Err(de::Error::missing_field("tokens"));
+        }
+        Ok(deployments_seen.unwrap_or_default())
+    }
+}
+
+/// The `tokens` array: each entry checked and handed over as it is read.
+struct TokensSeed<'r, F>(&'r mut Reading<F>);
+
+impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> DeserializeSeed<'de> for TokensSeed<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_seq(self)
+    }
+}
+
+impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> Visitor<'de> for TokensSeed<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of token entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let reading = self.0;
+        while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
+            let entry = reading
+                .entries
+                .check(&raw, reading.format)
+                .map_err(|refused| {
+                    reading.refused = Some(refused);
+                    de::Error::custom("refused")
+                })?;
+            drop(raw);
+            if (reading.each)(entry).is_break() {
+                reading.stopped = true;
+                return Err(de::Error::custom("stopped"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A file's `deployments_seen`, checked.
+fn deployments(
+    values: Vec<serde_json::Value>,
+    format: TokenFileFormat,
+) -> Result<Vec<DeploymentSeen>, FileContentError> {
+    let mut seen = Vec::with_capacity(values.len());
+    for (index, value) in values.into_iter().enumerate() {
+        let refused = |message: &str| {
+            FileContentError::syntax(format, format!("deployments_seen[{index}]: {message}"))
+        };
+        let one = DeploymentSeen::deserialize(value).map_err(|e| refused(&e.to_string()))?;
+        if !crate::scope::is_deployment_name(&one.name) {
+            return Err(refused("not a deployment name"));
+        }
+        seen.push(one);
+    }
+    Ok(seen)
+}
+
 /// Why a token file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -423,14 +628,19 @@ pub(crate) fn read_file_capped(
         .read_to_string(&mut text)
         .map_err(|e| TokenFileError::io(path, e))?;
     if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(TokenFileError::io(
-            path,
-            io::Error::other(format!(
-                "larger than {MAX_FILE_BYTES} bytes: not a token file"
-            )),
-        ));
+        return Err(too_large(path));
     }
     Ok(text)
+}
+
+/// The error for a file larger than [`MAX_FILE_BYTES`].
+pub(crate) fn too_large(path: &Path) -> TokenFileError {
+    TokenFileError::io(
+        path,
+        io::Error::other(format!(
+            "larger than {MAX_FILE_BYTES} bytes: not a token file"
+        )),
+    )
 }
 
 impl TokenFileError {
@@ -505,6 +715,22 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("plaintext token"), "{message}");
         assert!(!message.contains(secret.expose()));
+    }
+
+    #[test]
+    fn a_minted_token_behind_a_json_escape_is_refused_too() {
+        // `\u0070` is `p`: the text holds no `pe_`, the value does.
+        let secret = TokenSecret::generate();
+        let escaped = format!("\\u0070{}", &secret.expose()[1..]);
+        let text = format!(
+            r#"{{"tokens": [{}]}}"#,
+            entry(&format!(r#", "description": "{escaped}""#))
+        );
+        let message = TokenFile::parse(&text, TokenFileFormat::Json)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("plaintext token"), "{message}");
+        assert!(!message.contains(&secret.expose()[1..]), "{message}");
     }
 
     #[test]

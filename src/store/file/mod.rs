@@ -52,6 +52,7 @@ pub use self::format::{
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
@@ -174,6 +175,90 @@ impl TokenFileStore {
                 Ok(None)
             }
             Err(err) => Err(err),
+        }
+    }
+
+    /// Checks the whole file as [`read`](Self::read) does, without holding it: the first
+    /// step of an import of a file too large to hold, whose tokens
+    /// [`CheckedTokenFile::read_in_batches`] then reads a batch at a time. Nothing is handed
+    /// over from a file that would be refused.
+    ///
+    /// A JSON file is read as a stream, one entry held at a time (and, to refuse a uid or
+    /// hash used twice, every uid and hash read so far); TOML has no streaming parser, so a
+    /// TOML file's text is held whole while it is read.
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// for name in ["a", "b", "c"] {
+    ///     store.create(NewToken::new(name)).unwrap();
+    /// }
+    /// let checked = store.check().unwrap();
+    /// assert_eq!(checked.len(), 3);
+    /// let mut batches = Vec::new();
+    /// let handed = checked
+    ///     .read_in_batches(2, |batch| {
+    ///         batches.push(batch.len());
+    ///         ControlFlow::Continue(())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!((handed, batches), (3, vec![2, 1]));
+    ///
+    /// std::fs::write(store.path(), r#"{"tokens": [{"uid": "x"}]}"#).unwrap();
+    /// assert!(store.check().is_err());
+    /// ```
+    pub fn check(&self) -> Result<CheckedTokenFile, TokenFileError> {
+        let file = fs::File::open(&self.path).map_err(|e| TokenFileError::io(&self.path, e))?;
+        let mut tokens = 0;
+        self.read_entries(&file, true, |_| {
+            tokens += 1;
+            ControlFlow::Continue(())
+        })?;
+        Ok(CheckedTokenFile {
+            store: self.clone(),
+            file,
+            tokens,
+        })
+    }
+
+    /// One reading of the open file through [`format::read_entries`] (see
+    /// [`read_in_batches`](Self::read_in_batches)).
+    fn read_entries(
+        &self,
+        file: &fs::File,
+        across: bool,
+        each: impl FnMut(TokenEntry) -> ControlFlow<()>,
+    ) -> Result<Option<Vec<crate::store::DeploymentSeen>>, TokenFileError> {
+        let path = &self.path;
+        let content = |source| TokenFileError::Content {
+            path: path.clone(),
+            source,
+        };
+        match self.format {
+            TokenFileFormat::Json => {
+                let length = file
+                    .metadata()
+                    .map_err(|e| TokenFileError::io(path, e))?
+                    .len();
+                if length > MAX_FILE_BYTES {
+                    return Err(format::too_large(path));
+                }
+                // Capped too: a file that grows meanwhile ends as a truncated one.
+                let reader =
+                    io::BufReader::with_capacity(1 << 16, io::Read::take(file, MAX_FILE_BYTES + 1));
+                let mut de = serde_json::Deserializer::from_reader(reader);
+                format::read_entries(&mut de, self.format, across, each).map_err(content)
+            }
+            TokenFileFormat::Toml => {
+                let json =
+                    format::toml_as_json_text(&read_file_capped(file, path)?).map_err(content)?;
+                let mut de = serde_json::Deserializer::from_str(&json);
+                format::read_entries(&mut de, self.format, across, each).map_err(content)
+            }
         }
     }
 
@@ -456,6 +541,83 @@ pub struct FileClaim {
     _lock: fs::File,
 }
 
+/// A token file that passed [`TokenFileStore::check`], still open: its tokens, read a batch
+/// at a time. Both readings go through this open file, so a file renamed over the path
+/// meanwhile is not seen; one rewritten in place into a file that would be refused stops
+/// [`read_in_batches`](Self::read_in_batches) with its error, after the batches before the
+/// refused entry.
+#[derive(Debug)]
+pub struct CheckedTokenFile {
+    store: TokenFileStore,
+    file: fs::File,
+    tokens: usize,
+}
+
+impl CheckedTokenFile {
+    /// How many tokens the file held when it was checked.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.json")).unwrap();
+    /// std::fs::write(store.path(), r#"{"tokens": []}"#).unwrap();
+    /// assert!(store.check().unwrap().is_empty());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.tokens
+    }
+
+    /// Whether the file held no token.
+    ///
+    /// ```
+    /// use protected_endpoint::store::file::TokenFileStore;
+    /// use protected_endpoint::NewToken;
+    ///
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let store = TokenFileStore::open(dir.path().join("tokens.toml")).unwrap();
+    /// store.create(NewToken::new("ci")).unwrap();
+    /// assert!(!store.check().unwrap().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.tokens == 0
+    }
+
+    /// Reads the file again, checking each entry by itself again (not the uids and hashes
+    /// used twice: that would hold every one of them a second time), and hands `each` its tokens `size`
+    /// at a time (at least one; the last batch may be smaller), in file order, until the end
+    /// or until `each` answers [`ControlFlow::Break`]. Answers how many tokens were handed
+    /// over. An example is on [`TokenFileStore::check`].
+    pub fn read_in_batches(
+        mut self,
+        size: usize,
+        mut each: impl FnMut(Vec<TokenEntry>) -> ControlFlow<()>,
+    ) -> Result<usize, TokenFileError> {
+        use io::Seek as _;
+        let size = size.max(1);
+        let path = &self.store.path;
+        self.file
+            .seek(io::SeekFrom::Start(0))
+            .map_err(|e| TokenFileError::io(path, e))?;
+        let (mut batch, mut handed) = (Vec::with_capacity(size.min(self.tokens)), 0);
+        // Each entry alone: the duplicates across the file were looked for by the check,
+        // and a store refuses a hash twice and skips a uid it holds (as a second import).
+        let read = self.store.read_entries(&self.file, false, |entry| {
+            batch.push(entry);
+            if batch.len() < size {
+                return ControlFlow::Continue(());
+            }
+            handed += batch.len();
+            each(std::mem::replace(&mut batch, Vec::with_capacity(size)))
+        })?;
+        if read.is_some() && !batch.is_empty() {
+            handed += batch.len();
+            let _ = each(batch);
+        }
+        Ok(handed)
+    }
+}
+
 /// The file at the end of `path`'s chain of symbolic links (`path` itself when it is not a
 /// link, or does not exist yet). A link to a file that does not exist yet names the file to
 /// create.
@@ -656,6 +818,128 @@ mod tests {
             Err(FileStoreError::NewToken(NewTokenError::DuplicateUid(_)))
         ));
         assert_eq!(store.list(None).unwrap(), vec![created.token]);
+    }
+
+    /// A file of `n` tokens (as `token create --file` writes them), in JSON or TOML.
+    fn file_of(n: usize, extension: &str) -> (tempfile::TempDir, TokenFileStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenFileStore::open(dir.path().join(format!("tokens.{extension}"))).unwrap();
+        let tokens = (0..n)
+            .map(|i| {
+                NewToken::new(format!("t{i}"))
+                    .mint_entry(Utc::now())
+                    .unwrap()
+                    .1
+            })
+            .collect::<Vec<_>>();
+        let text = TokenFile::from(tokens).to_text(store.format()).unwrap();
+        fs::write(store.path(), text).unwrap();
+        (dir, store)
+    }
+
+    /// Every batch `read_in_batches` hands over, by uid.
+    fn batches_of(checked: CheckedTokenFile, size: usize) -> Result<Vec<Vec<String>>, String> {
+        let mut batches = Vec::new();
+        checked
+            .read_in_batches(size, |batch| {
+                batches.push(batch.into_iter().map(|e| e.token.uid).collect());
+                ControlFlow::Continue(())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(batches)
+    }
+
+    #[test]
+    fn batches_hold_every_token_once_in_file_order_in_both_formats() {
+        for extension in ["json", "toml"] {
+            let (_dir, store) = file_of(7, extension);
+            let whole: Vec<String> = store
+                .read()
+                .unwrap()
+                .tokens
+                .into_iter()
+                .map(|e| e.token.uid)
+                .collect();
+            let checked = store.check().unwrap();
+            assert_eq!(checked.len(), 7);
+            let batches = batches_of(checked, 3).unwrap();
+            assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+            assert_eq!(batches.concat(), whole, "{extension}");
+        }
+    }
+
+    #[test]
+    fn a_file_refused_anywhere_is_refused_by_check_as_by_read() {
+        let (_dir, store) = file_of(5, "json");
+        let text = fs::read_to_string(store.path()).unwrap();
+        let first_uid = store.read().unwrap().tokens[0].token.uid.clone();
+        // The last entry takes the first's uid; a plaintext field; a truncated file.
+        let last = text.rfind("\"uid\": \"").unwrap();
+        let duplicate = format!(
+            "{}\"uid\": \"{first_uid}\"{}",
+            &text[..last],
+            &text[last + 25..]
+        );
+        let plaintext = text.replacen("\"name\":", "\"secret\": \"x\", \"name\":", 1);
+        let truncated = text[..text.len() - 10].to_owned();
+        for bad in [
+            duplicate,
+            plaintext,
+            truncated,
+            r#"{"tokens": [], "other": 1}"#.to_owned(),
+        ] {
+            fs::write(store.path(), &bad).unwrap();
+            // The same error, but for the column a parser error names (the streaming
+            // reader counts it one off on some errors).
+            let without_position = |error: String| match error.find(" at line ") {
+                Some(at) => error[..at].to_owned(),
+                None => error,
+            };
+            let read = without_position(store.read().unwrap_err().to_string());
+            let checked = without_position(store.check().unwrap_err().to_string());
+            assert_eq!(read, checked);
+        }
+    }
+
+    #[test]
+    fn a_break_stops_the_reading() {
+        let (_dir, store) = file_of(5, "json");
+        let mut calls = 0;
+        let handed = store
+            .check()
+            .unwrap()
+            .read_in_batches(2, |_| {
+                calls += 1;
+                ControlFlow::Break(())
+            })
+            .unwrap();
+        assert_eq!((handed, calls), (2, 1));
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_after_the_check_is_checked_again() {
+        let (_dir, store) = file_of(4, "json");
+        let checked = store.check().unwrap();
+        let text = fs::read_to_string(store.path()).unwrap();
+        // Same length, so the open file reads the new bytes: the third entry now has a
+        // field no token file has.
+        let third = text.match_indices("\"name\":").nth(2).unwrap().0;
+        let bad = format!("{}\"nome\":{}", &text[..third], &text[third + 7..]);
+        fs::OpenOptions::new()
+            .write(true)
+            .open(store.path())
+            .unwrap()
+            .write_all(bad.as_bytes())
+            .unwrap();
+        let mut handed = Vec::new();
+        let error = checked
+            .read_in_batches(1, |batch| {
+                handed.extend(batch);
+                ControlFlow::Continue(())
+            })
+            .unwrap_err();
+        assert!(error.to_string().contains("tokens[2]"), "{error}");
+        assert_eq!(handed.len(), 2, "the two entries before the refused one");
     }
 
     #[test]

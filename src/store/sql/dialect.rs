@@ -61,12 +61,21 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
         notice: Notice<'_>,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
 
-    /// Inserts an import's rows (checked, none of their uids stored), in the import's
-    /// transaction, as fast as the database takes many rows.
-    fn insert_rows(
-        conn: &mut Conn<Self>,
-        rows: &[Encoded],
-    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+    /// What the store keeps for [`insert_rows`](Self::insert_rows) beside its pools
+    /// (SQLite: the connection imports write through, kept warm across batches).
+    type Bulk: Send + Sync + 'static;
+
+    /// Inserts an import's rows (checked, none of their uids stored, at least one) in one
+    /// transaction, all or none, as fast as the database takes many rows, and tells the
+    /// other stores in it ([`Notice::Imported`]). `conn` is a connection of the store's
+    /// writer pool, in no transaction (SQLite: its one writer, held so that nothing else
+    /// writes while the bulk writer does). Answers the rows back (a conflict is then looked
+    /// for among them) with the outcome.
+    fn insert_rows<'a>(
+        store: &'a SqlStore<Self>,
+        conn: &'a mut Conn<Self>,
+        rows: Vec<Encoded>,
+    ) -> impl Future<Output = (Vec<Encoded>, Result<(), InsertError>)> + Send + 'a;
 
     /// Every token, for a start or a resync: [`SqlStore::read_all`], or a faster bulk read of
     /// the same columns (the scale work's hook; it must decode through
@@ -90,6 +99,14 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
 
     /// The rows a statement changed.
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+}
+
+/// Why [`Dialect::insert_rows`] stored nothing.
+pub(crate) enum InsertError {
+    /// A unique index refused a row (its error, when no conflict is found after all).
+    Unique(StoreError),
+    /// Anything else.
+    Failed(StoreError),
 }
 
 /// One schema migration: applied once, in order of `version`, each in its own transaction.

@@ -41,11 +41,10 @@ mod dialect;
 mod row;
 mod store;
 
-pub(crate) use self::dialect::{migrations, Dialect, Migration, Notice};
-pub(crate) use self::row::{insert_list, Encoded};
-// PostgreSQL's bulk import binds one array a column; SQLite binds rows.
-#[cfg(feature = "postgres")]
-pub(crate) use self::row::{Field, TOKEN_COLUMNS};
+pub(crate) use self::dialect::{migrations, Dialect, InsertError, Migration, Notice};
+// The bulk imports bind through the columns' own getters: PostgreSQL one array a column,
+// SQLite (rusqlite) one prepared row at a time.
+pub(crate) use self::row::{insert_list, Encoded, Field, TOKEN_COLUMNS};
 pub(crate) use self::store::{forward_token_store, SqlStore};
 
 use chrono::{DateTime, Utc};

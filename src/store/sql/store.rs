@@ -16,13 +16,12 @@ use sqlx::{
     Row, Type,
 };
 
-use super::dialect::{Conn, Dialect, Notice};
+use super::dialect::{Conn, Dialect, InsertError, Notice};
 use super::row::{self, Encoded, Field, RawRow, TOKEN_COLUMNS};
 use super::{
     assign_name_keys, decode_deployment, decode_session, first_conflict, latest_deployments,
     latest_uses, legacy_range, like_pattern, migration_failed, partition_import, root_first,
-    schema_too_new, session_exists, split_time, sql_count, unavailable, unique_violation,
-    write_error, Unique,
+    schema_too_new, session_exists, split_time, sql_count, unavailable, write_error, Unique,
 };
 // The bulk read of the index through sqlx serves PostgreSQL (SQLite's goes through rusqlite).
 #[cfg(feature = "postgres")]
@@ -60,6 +59,8 @@ pub(crate) struct SqlStore<D: Dialect> {
     describe: Arc<str>,
     /// Set once an import's scan found no legacy name key (see [`SqlStore::import`]).
     no_legacy_keys: Arc<AtomicBool>,
+    /// The dialect's state for [`Dialect::insert_rows`].
+    bulk: Arc<D::Bulk>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -70,6 +71,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             reader: self.reader.clone(),
             describe: Arc::clone(&self.describe),
             no_legacy_keys: Arc::clone(&self.no_legacy_keys),
+            bulk: Arc::clone(&self.bulk),
             dialect: PhantomData,
         }
     }
@@ -79,14 +81,25 @@ impl<D: Dialect> SqlStore<D> {
     /// A store over these pools, migrated already ([`SqlStore::migrate`]); `describe` is
     /// what [`TokenStore::describe`](crate::store::TokenStore::describe) answers and errors
     /// name.
-    pub(crate) fn new(writer: Pool<D::Db>, reader: Pool<D::Db>, describe: String) -> Self {
+    pub(crate) fn new(
+        writer: Pool<D::Db>,
+        reader: Pool<D::Db>,
+        describe: String,
+        bulk: D::Bulk,
+    ) -> Self {
         Self {
             writer,
             reader,
             describe: describe.into(),
             no_legacy_keys: Arc::default(),
+            bulk: Arc::new(bulk),
             dialect: PhantomData,
         }
+    }
+
+    /// The dialect's state for [`Dialect::insert_rows`].
+    pub(crate) fn bulk(&self) -> &Arc<D::Bulk> {
+        &self.bulk
     }
 
     /// How the store is named in errors and logs (never with a password).
@@ -693,7 +706,12 @@ where
         &self,
         entries: Vec<TokenEntry>,
     ) -> Result<ImportReport, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(|e| self.error(e))?;
+        // The lookups outside any transaction: each statement reads what is committed, as
+        // PostgreSQL's default isolation would inside one anyway, and on SQLite the store's
+        // one writer connection, held here, keeps every other write out until the rows are
+        // in. No read snapshot stays open while the rows are written, so SQLite's log is
+        // folded back into the database between batches instead of growing with the import.
+        let mut conn = self.writer.acquire().await.map_err(|e| self.error(e))?;
         let mut stored = HashSet::new();
         for chunk in entries.chunks(LOOKUP_CHUNK) {
             let mut lookup = QueryBuilder::new("SELECT uid FROM pe_tokens WHERE uid IN (");
@@ -703,7 +721,7 @@ where
             }
             lookup.push(")");
             let found = D::build(&mut lookup)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.error(e))?;
             for uid in &found {
@@ -712,6 +730,8 @@ where
         }
         let (fresh, skipped) = partition_import(entries, &stored)?;
         let rows: Vec<Encoded> = fresh.iter().map(Encoded::new).collect();
+        let added = fresh.len();
+        drop(fresh);
         // Legacy keys are few (made once, by migration 3): one scan finds them all. Only that
         // migration makes them, before this store opened, so once a scan found none there
         // never will be any: an import in many batches does not scan the table for each.
@@ -721,7 +741,7 @@ where
             let mut scan = QueryBuilder::new("SELECT name_key FROM pe_tokens WHERE name_key LIKE ");
             scan.push_bind(separator.as_str());
             let found = D::build(&mut scan)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.error(e))?;
             for key in &found {
@@ -735,24 +755,20 @@ where
         if let Some(taken) = rows.iter().find(|row| legacy.contains(&row.name_key)) {
             return Err(StoreError::NameTaken(taken.name.clone()));
         }
-        if let Err(error) = D::insert_rows(&mut tx, &rows).await {
-            if unique_violation(&error).is_none() {
-                return Err(self.error(error));
+        if rows.is_empty() {
+            return Ok(ImportReport::new(0, skipped));
+        }
+        match D::insert_rows(self, &mut *conn, rows).await {
+            (_, Ok(())) => Ok(ImportReport::new(added, skipped)),
+            (_, Err(InsertError::Failed(error))) => Err(error),
+            (rows, Err(InsertError::Unique(error))) => {
+                // Nothing of the import stayed; find which entry conflicts, the slow way
+                // (through the writer pool: its connection first goes back).
+                drop(conn);
+                let conflict = first_conflict(&rows, |row| self.stored_conflict(row)).await?;
+                Err(conflict.unwrap_or(error))
             }
-            // Nothing of the import stays; then find which entry conflicts, the slow way.
-            tx.rollback().await.map_err(|e| self.error(e))?;
-            let conflict = first_conflict(&rows, |row| self.stored_conflict(row)).await?;
-            return Err(conflict.unwrap_or_else(|| self.error(error)));
         }
-        if !fresh.is_empty() {
-            // One notice for the lot: the replicas reload (a hundred thousand notices would
-            // be slower for everyone).
-            D::notify(&mut tx, Notice::Imported(fresh.len()))
-                .await
-                .map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))?;
-        Ok(ImportReport::new(fresh.len(), skipped))
     }
 
     pub(crate) async fn watch(&self) -> Result<ChangeFeed, StoreError> {
