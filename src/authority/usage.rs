@@ -51,7 +51,14 @@ pub(super) fn router(authority: Authority) -> Router {
 /// The ids of the reports recorded lately (or being recorded: `None`), with their answers.
 #[derive(Default)]
 struct Recent {
-    reports: Mutex<(HashMap<String, Option<ReportAnswer>>, VecDeque<String>)>,
+    reports: Mutex<Remembered>,
+}
+
+/// Each remembered id's answer, and the ids oldest first (the next to forget).
+#[derive(Default)]
+struct Remembered {
+    answers: HashMap<String, Option<ReportAnswer>>,
+    order: VecDeque<String>,
 }
 
 /// What to do with a report that has an id.
@@ -62,7 +69,7 @@ enum Seen {
 }
 
 impl Recent {
-    fn lock(&self) -> MutexGuard<'_, (HashMap<String, Option<ReportAnswer>>, VecDeque<String>)> {
+    fn lock(&self) -> MutexGuard<'_, Remembered> {
         // Nothing panics while holding it with the map half-changed.
         self.reports.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -70,7 +77,7 @@ impl Recent {
     /// Whether `id` was seen; a new one is noted as being recorded.
     fn begin(&self, id: &str) -> Seen {
         let mut guard = self.lock();
-        let (answers, order) = &mut *guard;
+        let Remembered { answers, order } = &mut *guard;
         match answers.get(id) {
             Some(Some(answer)) => return Seen::Recorded(*answer),
             Some(None) => return Seen::InFlight,
@@ -88,8 +95,7 @@ impl Recent {
 
     /// The report `id` was recorded (`Some`) or not (`None`: it may be sent again).
     fn end(&self, id: &str, answer: Option<ReportAnswer>) {
-        let mut guard = self.lock();
-        let (answers, _) = &mut *guard;
+        let answers = &mut self.lock().answers;
         match answer {
             Some(answer) => {
                 if let Some(slot) = answers.get_mut(id) {
