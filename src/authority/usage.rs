@@ -10,6 +10,14 @@
 //! [`TokenStore::record_uses`](crate::store::TokenStore::record_uses), the path the
 //! authority's own counts take. While the tokens in memory are loading or may be stale, the
 //! answer is 503 and nothing is recorded: the reporter keeps its counts and tries again.
+//!
+//! A report with an `id` is recorded once: the same id again (a reporter whose answer was
+//! lost sends the report again, unchanged) gets the first answer and records nothing; while
+//! the first is still being recorded, a 503. The last [`REMEMBERED_REPORTS`] ids are
+//! remembered, by this process (a repeat that reaches another replica is counted again).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,6 +33,11 @@ use super::{Authority, AuthorityError};
 use crate::token::redact_token_like;
 use crate::usage::{ReportAnswer, UsageReport, MAX_REPORT_BYTES, USAGE_PATH};
 
+/// How many report ids the endpoint remembers, with their answers: a reporter whose answer
+/// was lost sends the same report again at its next interval, long before this many other
+/// reports arrive.
+const REMEMBERED_REPORTS: usize = 4096;
+
 pub(super) fn router(authority: Authority) -> Router {
     Router::new()
         .route(USAGE_PATH, post(report_usage))
@@ -32,10 +45,74 @@ pub(super) fn router(authority: Authority) -> Router {
         // Outside the handler, so an oversized body is a 413 before any of it is buffered
         // past the limit.
         .layer(DefaultBodyLimit::max(MAX_REPORT_BYTES))
-        .with_state(authority)
+        .with_state((authority, Arc::new(Recent::default())))
 }
 
-async fn report_usage(State(authority): State<Authority>, body: Bytes) -> Response {
+/// The ids of the reports recorded lately (or being recorded: `None`), with their answers.
+#[derive(Default)]
+struct Recent {
+    reports: Mutex<Remembered>,
+}
+
+/// Each remembered id's answer, and the ids oldest first (the next to forget).
+#[derive(Default)]
+struct Remembered {
+    answers: HashMap<String, Option<ReportAnswer>>,
+    order: VecDeque<String>,
+}
+
+/// What to do with a report that has an id.
+enum Seen {
+    New,
+    Recorded(ReportAnswer),
+    InFlight,
+}
+
+impl Recent {
+    fn lock(&self) -> MutexGuard<'_, Remembered> {
+        // Nothing panics while holding it with the map half-changed.
+        self.reports.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `id` was seen; a new one is noted as being recorded.
+    fn begin(&self, id: &str) -> Seen {
+        let mut guard = self.lock();
+        let Remembered { answers, order } = &mut *guard;
+        match answers.get(id) {
+            Some(Some(answer)) => return Seen::Recorded(*answer),
+            Some(None) => return Seen::InFlight,
+            None => {}
+        }
+        answers.insert(id.to_owned(), None);
+        order.push_back(id.to_owned());
+        while order.len() > REMEMBERED_REPORTS {
+            if let Some(oldest) = order.pop_front() {
+                answers.remove(&oldest);
+            }
+        }
+        Seen::New
+    }
+
+    /// The report `id` was recorded (`Some`) or not (`None`: it may be sent again).
+    fn end(&self, id: &str, answer: Option<ReportAnswer>) {
+        let answers = &mut self.lock().answers;
+        match answer {
+            Some(answer) => {
+                if let Some(slot) = answers.get_mut(id) {
+                    *slot = Some(answer);
+                }
+            }
+            None => {
+                answers.remove(id);
+            }
+        }
+    }
+}
+
+async fn report_usage(
+    State((authority, recent)): State<(Authority, Arc<Recent>)>,
+    body: Bytes,
+) -> Response {
     let report: UsageReport = match serde_json::from_slice(&body) {
         Ok(report) => report,
         // serde's message may quote a value of the body, and a value may be a secret.
@@ -47,9 +124,38 @@ async fn report_usage(State(authority): State<Authority>, body: Bytes) -> Respon
             .into_response()
         }
     };
+    let answered = |answer: ReportAnswer| {
+        ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+    };
+    // A report sent again (its answer was lost) is answered as before and not recorded
+    // twice; one still being recorded is a 503, which the reporter tries again later.
+    let Some(id) = report.id.clone() else {
+        return match authority.record_usage(&report).await {
+            Ok(answer) => answered(answer),
+            Err(err) => ApiError::from(err).into_response(),
+        };
+    };
+    if report.check(Utc::now()).is_ok() {
+        match recent.begin(&id) {
+            Seen::New => {}
+            Seen::Recorded(answer) => return answered(answer),
+            Seen::InFlight => {
+                return ApiError::from(AuthorityError::NotCurrent(
+                    "this report is being recorded".into(),
+                ))
+                .into_response()
+            }
+        }
+    }
     match authority.record_usage(&report).await {
-        Ok(answer) => ([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response(),
-        Err(err) => ApiError::from(err).into_response(),
+        Ok(answer) => {
+            recent.end(&id, Some(answer));
+            answered(answer)
+        }
+        Err(err) => {
+            recent.end(&id, None);
+            ApiError::from(err).into_response()
+        }
     }
 }
 
@@ -68,7 +174,7 @@ impl Authority {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let authority = Authority::in_memory();
     /// let admin = authority.bootstrap_admin().await.unwrap().unwrap();
-    /// let report = UsageReport { tokens: vec![
+    /// let report = UsageReport { id: None, tokens: vec![
     ///     ReportedUse { uid: admin.token.uid.clone(), valid: 5, ..Default::default() },
     ///     ReportedUse { uid: "deleted-meanwhile".into(), valid: 1, ..Default::default() },
     /// ] };

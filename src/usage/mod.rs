@@ -76,6 +76,13 @@ pub const USAGE_PATH: &str = "/api/v1/usage";
 /// ```
 pub const MAX_REPORT_TOKENS: usize = 10_000;
 
+/// The longest report id: 64 characters.
+///
+/// ```
+/// assert_eq!(protected_endpoint::usage::MAX_REPORT_ID_LEN, 64);
+/// ```
+pub const MAX_REPORT_ID_LEN: usize = 64;
+
 /// The largest report body the authority reads: 4 MiB (10 000 entries with the longest uids
 /// take about 2.5 MiB). A larger one is refused with 413 before it is parsed.
 ///
@@ -117,6 +124,11 @@ pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(6
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReport {
+    /// The report's id (1 to 64 printable ASCII characters), the same when a report whose
+    /// answer was lost is sent again: an authority that recorded it answers as it did and
+    /// records nothing more. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// One entry per token, each uid at most once.
     pub tokens: Vec<ReportedUse>,
 }
@@ -156,7 +168,7 @@ pub struct ReportedUse {
 /// ```
 /// use protected_endpoint::usage::{ReportedUse, UsageReport};
 ///
-/// let report = UsageReport { tokens: vec![ReportedUse::default()] };
+/// let report = UsageReport { id: None, tokens: vec![ReportedUse::default()] };
 /// let error = report.check(chrono::Utc::now()).unwrap_err();
 /// assert_eq!(error.to_string(), "tokens[0]: the uid must be 1 to 128 printable ASCII characters");
 /// ```
@@ -181,7 +193,8 @@ impl std::error::Error for InvalidReport {}
 
 impl UsageReport {
     /// Checks every entry and answers them as [`TokenUse`]s, or the first bad one; nothing is
-    /// taken from a report with a bad entry. The rules: at most [`MAX_REPORT_TOKENS`]
+    /// taken from a report with a bad entry. The rules: an id of 1 to [`MAX_REPORT_ID_LEN`]
+    /// printable ASCII characters if any, at most [`MAX_REPORT_TOKENS`]
     /// entries, each uid 1 to [`MAX_UID_LEN`] printable ASCII characters and named once,
     /// each count at most [`MAX_REPORTED_COUNT`], `last_used_at` only with a valid use and
     /// not later than `now` plus [`MAX_CLOCK_SKEW`] (a time within the skew is taken as
@@ -194,12 +207,12 @@ impl UsageReport {
     /// let now = Utc::now();
     /// let entry = |uid: &str, at| ReportedUse { uid: uid.into(), valid: 1, last_used_at: Some(at), ..Default::default() };
     /// // A little ahead of the authority's clock: taken as now.
-    /// let uses = UsageReport { tokens: vec![entry("u1", now + Duration::seconds(5))] }.check(now).unwrap();
+    /// let uses = UsageReport { id: None, tokens: vec![entry("u1", now + Duration::seconds(5))] }.check(now).unwrap();
     /// assert_eq!(uses[0].at, Some(now));
     /// // Far ahead: refused.
-    /// assert!(UsageReport { tokens: vec![entry("u1", now + Duration::hours(1))] }.check(now).is_err());
+    /// assert!(UsageReport { id: None, tokens: vec![entry("u1", now + Duration::hours(1))] }.check(now).is_err());
     /// // Twice the same uid: refused.
-    /// assert!(UsageReport { tokens: vec![entry("u1", now), entry("u1", now)] }.check(now).is_err());
+    /// assert!(UsageReport { id: None, tokens: vec![entry("u1", now), entry("u1", now)] }.check(now).is_err());
     /// ```
     pub fn check(&self, now: DateTime<Utc>) -> Result<Vec<TokenUse>, InvalidReport> {
         if self.tokens.len() > MAX_REPORT_TOKENS {
@@ -210,6 +223,19 @@ impl UsageReport {
                     self.tokens.len()
                 ),
             });
+        }
+        if let Some(id) = &self.id {
+            let id_ok = !id.is_empty()
+                && id.len() <= MAX_REPORT_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic());
+            if !id_ok {
+                return Err(InvalidReport {
+                    index: None,
+                    reason: format!(
+                        "the id must be 1 to {MAX_REPORT_ID_LEN} printable ASCII characters"
+                    ),
+                });
+            }
         }
         let mut seen = std::collections::HashSet::with_capacity(self.tokens.len());
         let latest = now + Duration::from_std(MAX_CLOCK_SKEW).unwrap_or_default();
@@ -330,6 +356,7 @@ mod tests {
         ];
         for (bad, says) in cases {
             let report = UsageReport {
+                id: None,
                 tokens: vec![entry("fine"), bad],
             };
             let error = report.check(now).unwrap_err();
@@ -337,6 +364,7 @@ mod tests {
             assert!(error.to_string().contains(says), "{error}");
         }
         let too_many = UsageReport {
+            id: None,
             tokens: (0..=MAX_REPORT_TOKENS)
                 .map(|i| entry(&i.to_string()))
                 .collect(),

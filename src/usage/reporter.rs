@@ -1,7 +1,6 @@
 //! [`UsageReporter`]: the counts of a [`CountingVerifier`], sent to the authority every
 //! interval by a task of its own.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,14 +11,13 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::StatusCode;
 use tokio::sync::watch;
 
-use super::recorder::Recorder;
+use super::recorder::{Recorder, Taken};
 use super::{
     CountingVerifier, ReportAnswer, ReportedUse, UsageReport, MAX_REPORTED_COUNT,
     MAX_REPORT_TOKENS, USAGE_PATH,
 };
 use crate::http_client::{content_type, is_json, read_body_capped, Limits};
-use crate::record::TokenUsage;
-use crate::telemetry::{USAGE_DROPPED, USAGE_REPORTS};
+use crate::telemetry::USAGE_REPORTS;
 use crate::token::TokenSecret;
 use crate::verifier::remote::{Credentials, RemoteVerifier};
 
@@ -41,12 +39,13 @@ const WARN_EVERY: Duration = Duration::from_secs(60);
 ///
 /// The task sends every [`interval`](UsageReporterBuilder::interval), with the service's own
 /// token (one with the `introspect` scope). A send that fails (the authority down, slow, or
-/// refusing the token) keeps the counts for the next one, merged with what came since, and is
-/// logged (a `WARN` at most once a minute) and counted in
-/// [`USAGE_REPORTS`](crate::telemetry::USAGE_REPORTS); a request never waits for it. Memory
-/// is bounded by [`max_tokens`](UsageReporterBuilder::max_tokens): the batch being counted
-/// holds at most that many tokens, and so do the counts kept from failed sends; a use of one
-/// more is dropped and counted in [`USAGE_DROPPED`](crate::telemetry::USAGE_DROPPED). When the last clone is dropped, the
+/// refusing the token) keeps its report for the next one, which sends it again unchanged
+/// (under the same id, so an authority that recorded it but whose answer was lost does not
+/// count it twice) before the counts that came since; it is logged (a `WARN` at most once a
+/// minute) and counted in [`USAGE_REPORTS`](crate::telemetry::USAGE_REPORTS); a request never
+/// waits for it. Memory is bounded by [`max_tokens`](UsageReporterBuilder::max_tokens): the
+/// batch being counted holds at most that many tokens, and so does the report kept; a use of
+/// one more is dropped and counted in [`USAGE_DROPPED`](crate::telemetry::USAGE_DROPPED). When the last clone is dropped, the
 /// task makes a last send (best effort: a runtime shutting down may stop it); call
 /// [`flush`](Self::flush) on shutdown to be sure.
 ///
@@ -81,10 +80,10 @@ struct Shared {
 /// What the task and [`UsageReporter::flush`] share.
 struct State {
     recorder: Recorder,
-    /// The counts a failed send kept, merged with the next batch. Behind an async lock: the
-    /// task and `flush` take turns, and no request ever touches it.
-    pending: tokio::sync::Mutex<HashMap<String, Held>>,
-    /// `pending.len()`, readable without the lock.
+    /// The report a failed send kept, sent again unchanged before anything counted since.
+    /// Behind an async lock: the task and `flush` take turns, and no request touches it.
+    pending: tokio::sync::Mutex<Option<UsageReport>>,
+    /// How many tokens `pending` names, readable without the lock.
     pending_len: AtomicUsize,
     http: reqwest::Client,
     endpoint: reqwest::Url,
@@ -94,14 +93,6 @@ struct State {
     /// `usage=reported` once a verifier counts (see `counting_started`).
     reported_by: Option<Arc<AtomicBool>>,
     warnings: Mutex<Warnings>,
-}
-
-/// One token's counts held for the next send.
-#[derive(Clone, Copy, Default)]
-struct Held {
-    usage: TokenUsage,
-    /// Unix seconds of the last valid use, 0 for none.
-    last_used: i64,
 }
 
 #[derive(Default)]
@@ -437,96 +428,64 @@ async fn report_every(state: Arc<State>, interval: Duration, mut dropped: watch:
 }
 
 impl State {
-    /// Takes the batch, merges it with what a failed send kept, and sends it all.
+    /// Sends what is pending: first a report a failed send kept, unchanged (its `id` lets the
+    /// authority tell a repeat of a report it recorded, whose answer was lost, from a new
+    /// one), then the counts taken since. Answers the last answer, or the first failure.
     async fn send(&self) -> Result<ReportAnswer, UsageReporterError> {
         let mut pending = self.pending.lock().await;
-        self.merge(&mut pending);
-        self.pending_len.store(pending.len(), Ordering::Relaxed);
-        if pending.is_empty() {
-            return Ok(ReportAnswer::default());
-        }
-        let report = UsageReport {
-            tokens: pending
-                .iter()
-                .map(|(uid, held)| ReportedUse {
-                    uid: uid.clone(),
-                    valid: held.usage.valid,
-                    expired: held.usage.expired,
-                    disabled: held.usage.disabled,
-                    last_used_at: (held.last_used > 0)
-                        .then(|| DateTime::from_timestamp(held.last_used, 0))
-                        .flatten(),
-                })
-                .collect(),
-        };
-        let outcome = match tokio::time::timeout(self.request_timeout, self.post(&report)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(Failure::Kept(format!(
-                "no answer within {:?}",
-                self.request_timeout
-            ))),
-        };
-        match outcome {
-            Ok(answer) => {
-                pending.clear();
-                self.pending_len.store(0, Ordering::Relaxed);
-                metrics::counter!(USAGE_REPORTS, "result" => "sent").increment(1);
-                self.warnings().since = 0;
-                Ok(answer)
-            }
-            Err(Failure::Refused(why)) => {
-                // The authority will refuse these counts again: sending them once more
-                // would only block every later report.
-                let dropped = pending.len();
-                pending.clear();
-                self.pending_len.store(0, Ordering::Relaxed);
-                metrics::counter!(USAGE_REPORTS, "result" => "refused").increment(1);
-                tracing::warn!(reason = %why, tokens = dropped, "the authority refused a usage report; its counts are dropped");
-                Err(UsageReporterError(format!(
-                    "the authority refused the report: {why}"
-                )))
-            }
-            Err(Failure::Kept(why)) => {
-                metrics::counter!(USAGE_REPORTS, "result" => "failed").increment(1);
-                self.warn_failed(&why, pending.len());
-                Err(UsageReporterError(format!(
-                    "the usage report was not delivered: {why}"
-                )))
-            }
-        }
-    }
-
-    /// Adds the recorder's batch to `pending`, within the bound: a token beyond it is
-    /// dropped (and counted).
-    fn merge(&self, pending: &mut HashMap<String, Held>) {
-        let mut dropped = 0u64;
-        for taken in self.recorder.take() {
-            let room = pending.len() < self.recorder.cap();
-            match pending.get_mut(&taken.uid) {
-                Some(held) => {
-                    let usage = held.usage.plus(taken.usage);
-                    held.usage = TokenUsage::new(
-                        usage.valid.min(MAX_REPORTED_COUNT),
-                        usage.expired.min(MAX_REPORTED_COUNT),
-                        usage.disabled.min(MAX_REPORTED_COUNT),
-                    );
-                    held.last_used = held.last_used.max(taken.last_used);
+        let mut answer = ReportAnswer::default();
+        // At most two reports: the one kept, and the batch counted since.
+        for _ in 0..2 {
+            if pending.is_none() {
+                let taken = self.recorder.take();
+                if taken.is_empty() {
+                    break;
                 }
-                None if room => {
-                    pending.insert(
-                        taken.uid,
-                        Held {
-                            usage: taken.usage,
-                            last_used: taken.last_used,
-                        },
-                    );
+                *pending = Some(report_of(taken));
+            }
+            let Some(report) = pending.as_ref() else {
+                break;
+            };
+            self.pending_len
+                .store(report.tokens.len(), Ordering::Relaxed);
+            let outcome = match tokio::time::timeout(self.request_timeout, self.post(report)).await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure::Kept(format!(
+                    "no answer within {:?}",
+                    self.request_timeout
+                ))),
+            };
+            match outcome {
+                Ok(sent) => {
+                    *pending = None;
+                    self.pending_len.store(0, Ordering::Relaxed);
+                    metrics::counter!(USAGE_REPORTS, "result" => "sent").increment(1);
+                    self.warnings().since = 0;
+                    answer = sent;
                 }
-                None => dropped += taken.usage.total(),
+                Err(Failure::Refused(why)) => {
+                    // The authority will refuse these counts again: sending them once more
+                    // would only block every later report.
+                    let dropped = report.tokens.len();
+                    *pending = None;
+                    self.pending_len.store(0, Ordering::Relaxed);
+                    metrics::counter!(USAGE_REPORTS, "result" => "refused").increment(1);
+                    tracing::warn!(reason = %why, tokens = dropped, "the authority refused a usage report; its counts are dropped");
+                    return Err(UsageReporterError(format!(
+                        "the authority refused the report: {why}"
+                    )));
+                }
+                Err(Failure::Kept(why)) => {
+                    metrics::counter!(USAGE_REPORTS, "result" => "failed").increment(1);
+                    self.warn_failed(&why, report.tokens.len());
+                    return Err(UsageReporterError(format!(
+                        "the usage report was not delivered: {why}"
+                    )));
+                }
             }
         }
-        if dropped > 0 {
-            metrics::counter!(USAGE_DROPPED).increment(dropped);
-        }
+        Ok(answer)
     }
 
     async fn post(&self, report: &UsageReport) -> Result<ReportAnswer, Failure> {
@@ -586,6 +545,25 @@ impl State {
     }
 }
 
+/// A report of the counts `taken` from the recorder, under a new random id.
+fn report_of(taken: Vec<Taken>) -> UsageReport {
+    UsageReport {
+        id: Some(format!("{:032x}", rand::random::<u128>())),
+        tokens: taken
+            .into_iter()
+            .map(|taken| ReportedUse {
+                uid: taken.uid,
+                valid: taken.usage.valid.min(MAX_REPORTED_COUNT),
+                expired: taken.usage.expired.min(MAX_REPORTED_COUNT),
+                disabled: taken.usage.disabled.min(MAX_REPORTED_COUNT),
+                last_used_at: (taken.last_used > 0)
+                    .then(|| DateTime::from_timestamp(taken.last_used, 0))
+                    .flatten(),
+            })
+            .collect(),
+    }
+}
+
 /// Why a send did not deliver.
 enum Failure {
     /// The authority refused the report as bad (400, 413): its counts are dropped.
@@ -600,7 +578,7 @@ mod tests {
     use crate::usage::recorder::Outcome;
 
     #[tokio::test]
-    async fn counts_kept_after_failed_sends_stay_within_the_bound() {
+    async fn a_failed_report_is_kept_unchanged_and_the_counts_stay_within_the_bound() {
         // Nothing listens there: every send fails, and the counts are kept.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", closed.local_addr().unwrap());
@@ -610,19 +588,26 @@ mod tests {
             .interval(Duration::from_secs(3600))
             .spawn()
             .unwrap();
-        reporter.recorder().record("a", Outcome::Valid, 1);
-        reporter.recorder().record("b", Outcome::Valid, 1);
+        let recorder = reporter.recorder();
+        recorder.record("a", Outcome::Valid, 1);
+        recorder.record("b", Outcome::Valid, 1);
         assert!(reporter.flush().await.is_err());
-        assert_eq!(reporter.pending_tokens(), 2);
-        // Known tokens keep counting; a third one finds no room and is dropped.
-        reporter.recorder().record("a", Outcome::Valid, 2);
-        reporter.recorder().record("c", Outcome::Valid, 2);
+        let kept = reporter.shared.state.pending.lock().await.clone().unwrap();
+        assert_eq!(kept.tokens.len(), 2);
+        // Counted meanwhile: known tokens keep counting, a third one finds no room.
+        recorder.record("a", Outcome::Valid, 2);
+        recorder.record("c", Outcome::Valid, 2);
+        recorder.record("d", Outcome::Valid, 2);
         assert!(reporter.flush().await.is_err());
-        assert_eq!(reporter.pending_tokens(), 2);
-        let pending = reporter.shared.state.pending.lock().await;
-        assert_eq!(pending["a"].usage.valid, 2);
-        assert_eq!(pending["a"].last_used, 2);
-        assert!(!pending.contains_key("c"));
+        assert_eq!(reporter.pending_tokens(), 4);
+        let again = reporter.shared.state.pending.lock().await.clone().unwrap();
+        assert_eq!(again, kept, "the same report, same id, sent again");
+        let mut batch = recorder.take();
+        batch.sort_by(|x, y| x.uid.cmp(&y.uid));
+        assert_eq!(
+            batch.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(),
+            ["a", "c"]
+        );
     }
 
     #[test]

@@ -354,3 +354,26 @@ async fn the_decision_service_for_proxies_reports_the_decisions_of_its_layer() {
     }
     assert_usage_settles(&authority, "proxied", [9, 0, 0]).await;
 }
+
+#[tokio::test]
+async fn a_report_sent_again_under_its_id_is_recorded_once() {
+    let authority = AuthorityServer::in_memory().await;
+    let service = authority.resource_server_token().await;
+    let (uid, _) = caller(&authority, "repeated", json!({})).await;
+    let body = json!({"id": "3f2a9c", "tokens": [{"uid": uid, "valid": 4}]}).to_string();
+    for _ in 0..3 {
+        let (status, answer) = report(&authority, Some(&service), body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer, json!({"recorded": 1, "unknown": 0}));
+    }
+    assert_eq!(usage(&authority, "repeated").await, [4, 0, 0]);
+    // Another id is another report.
+    let other = json!({"id": "77e0", "tokens": [{"uid": uid, "valid": 1}]}).to_string();
+    report(&authority, Some(&service), other).await;
+    assert_eq!(usage(&authority, "repeated").await, [5, 0, 0]);
+    // A bad id is a bad report.
+    let bad = json!({"id": "", "tokens": [{"uid": uid, "valid": 1}]}).to_string();
+    let (status, _) = report(&authority, Some(&service), bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(usage(&authority, "repeated").await, [5, 0, 0]);
+}
