@@ -122,8 +122,8 @@ pub struct ApiToken {
     /// an authority deletes, transitively, every token whose parent chain leads to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_uid: Option<String>,
-    /// How many requests the token may make per window, per replica of a protected service,
-    /// if limited.
+    /// How many requests the token may make per window, if limited: counted by each process
+    /// of a protected service, or once for the fleet with a shared Redis (`SharedLimits`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
     /// How many requests the token may make per UTC day or month, across every service
@@ -581,7 +581,7 @@ impl NewToken {
     }
 
     /// How many requests the token may make per window (enforced by each protected service's
-    /// layer, per replica).
+    /// layer: per process, or fleet-wide with a shared Redis).
     ///
     /// ```
     /// use protected_endpoint::{InMemoryTokenStore, NewToken};
@@ -1026,8 +1026,14 @@ impl ApiToken {
     }
 }
 
+/// Whether `uid` has the shape of a stored record's uid: 1 to [`MAX_UID_LEN`] printable ASCII
+/// characters (the one place the rule is written; usage reports check it too).
+pub(crate) fn is_uid_shaped(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= MAX_UID_LEN && uid.bytes().all(|b| b.is_ascii_graphic())
+}
+
 fn check_uid(uid: &str) -> Result<(), InvalidRecord> {
-    if uid.is_empty() || uid.len() > MAX_UID_LEN || !uid.bytes().all(|b| b.is_ascii_graphic()) {
+    if !is_uid_shaped(uid) {
         return Err(InvalidRecord::InvalidUid);
     }
     if contains_minted_token(uid) {

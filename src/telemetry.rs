@@ -27,7 +27,8 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 /// (unknown, revoked or disabled token), `expired`, `insufficient_scope` (scopes or deployment
 /// access), `cross_site` (a cookie-borne change from another origin), `unavailable` (the
 /// verifier could not answer), `throttled` (too many failed guesses from the client),
-/// or `rate_limited` (the token's own limit is spent). Requests an optional layer lets through
+/// `rate_limited` (the token's own rate limit is spent) or `quota_exceeded` (the token's quota
+/// for the UTC day or month is spent). Requests an optional layer lets through
 /// without credentials are not counted.
 ///
 /// The counters are registered with the recorder on a layer's first decision: install the
@@ -59,7 +60,8 @@ pub const THROTTLE_CLIENTS: &str = "protected_endpoint_throttle_clients";
 
 /// Counter: requests whose shared count (feature `redis`, `limit::SharedLimits`) Redis did not
 /// answer, so the operator's fallback decided, labelled `limit` (`rate_limit`: a token's rate
-/// limit; `throttle`: a failed guess), `fallback` (`local`: counted in this process;
+/// limit; `quota`: a token with a quota, with or without a rate limit; `throttle`: a failed
+/// guess), `fallback` (`local`: counted in this process;
 /// `refuse`: 503, or the client made to wait) and `reason` (`timeout`: no answer within the
 /// wait; `error`: connecting or the call failed; `backoff`: not asked, as a call failed less
 /// than `retry_after` ago). Zero while Redis answers: any rise means the fleet does not share

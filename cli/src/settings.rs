@@ -223,16 +223,11 @@ fn prepare(command: Command) -> Command {
             Some(heading) => Arg::new(CHECK).help_heading(heading),
             None => Arg::new(CHECK).help_heading(None),
         };
-        let command = command.arg(
-            check
-                .long(CHECK)
-                .action(ArgAction::SetTrue)
-                .help(
-                    "Check the settings and exit: print each, with where it came from, as a \
+        let command = command.arg(check.long(CHECK).action(ArgAction::SetTrue).help(
+            "Check the settings and exit: print each, with where it came from, as a \
                      config file; or say what is wrong (exit status 2). Nothing is opened, \
                      bound or written. On the command line only",
-                ),
-        );
+        ));
         let notes: Vec<(String, String)> = settings(&command)
             .iter()
             .map(|setting| {

@@ -577,18 +577,9 @@ impl Authority {
             return Ok(None);
         };
         let token = after.token.clone();
-        // The secrets stay live: a change of quota revokes nothing, so the verifiers are told
-        // to forget what they cached of them (what an enabled token's `Restored` does).
-        let live = after.live_hashes(chrono::Utc::now());
+        // The secrets stay live; the verifiers are told to forget the answers they cached,
+        // which carry the old quota (`apply_updated`, as for a change another replica made).
         self.apply_updated(Some(before), after);
-        if token.enabled {
-            for hash in live {
-                let _ = self
-                    .inner
-                    .revocations
-                    .send(super::RevocationEvent::Restored(hash));
-            }
-        }
         Ok(Some(token))
     }
 }

@@ -205,16 +205,17 @@ async fn introspect(State(route): State<Introspection>, request: Request) -> Res
         return unavailable(counts);
     }
     // From memory at once, unless the record must be fetched from the store first.
-    let verified = match authority
-        .tokens()
-        .try_verify_for(&form.token, std::time::SystemTime::now(), reported)
-    {
-        Some(verified) => verified,
-        None => {
-            let secret = TokenSecret::new(form.token.into_owned());
-            authority.tokens().verify_for(&secret, reported).await
-        }
-    };
+    let verified =
+        match authority
+            .tokens()
+            .try_verify_for(&form.token, std::time::SystemTime::now(), reported)
+        {
+            Some(verified) => verified,
+            None => {
+                let secret = TokenSecret::new(form.token.into_owned());
+                authority.tokens().verify_for(&secret, reported).await
+            }
+        };
     let info = match verified {
         Ok(info) => info,
         Err(VerifyError::Unavailable(_)) => return unavailable(counts),
@@ -382,11 +383,13 @@ mod tests {
         let scopes = [Scope::API, Scope::READ_CLUSTER];
         let deployments = DeploymentAccess::only(["a"]).unwrap();
         let rate_limit: RateLimit = "100/1m".parse().unwrap();
+        let quota: Quota = "1000/day".parse().unwrap();
         let answer = Active {
             active: true,
             deployments: &deployments,
             exp: Some(2),
             iat: Some(1),
+            quota: Some(&quota),
             rate_limit: Some(&rate_limit),
             scope: SpaceSeparated(&scopes),
             sub: "uid1",
@@ -401,6 +404,7 @@ mod tests {
             "deployments",
             "exp",
             "iat",
+            "quota",
             "rate_limit",
             "scope",
             "sub",

@@ -47,11 +47,12 @@
 //! | `GET /api/v1/auth/current` | any valid token | the user `{"name","email","first_name","last_name"}` |
 //! | `GET /api/v1/current_org` | any valid token | the organization |
 //! | `GET /api/v1/api_tokens?start=0&count=100&search=S` | `read_organization` | `{"start","count","total","items":[token…]}` |
-//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments","rate_limit"}` | `write_organization`, and every grant asked for (see the permission model) | the new token, with `"token"` (the secret) in this answer only |
+//! | `POST /api/v1/api_tokens` `{"name","description","scopes","expired_at","deployments","rate_limit","quota"}` | `write_organization`, and every grant asked for (see the permission model) | the new token, with `"token"` (the secret) in this answer only |
 //! | `GET /api/v1/api_tokens/{uid}` | `read_organization` | the token, or 404 |
 //! | `DELETE /api/v1/api_tokens/{uid}` | `write_organization`, and every grant of the token | the deleted token with `"revoked": n` (itself and every token it created, transitively, all deleted), or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/disable`, `…/enable` | `write_organization`, and every grant of the token | the token, now disabled (refused as unknown) or enabled, or 404 |
 //! | `POST /api/v1/api_tokens/{uid}/reroll` `{"grace_period_seconds": N}` | `write_organization`, and every grant of the token | the token with a new `"token"` (the secret, in this answer only); the old secret works `N` more seconds (0 to 2 592 000) |
+//! | `PUT /api/v1/api_tokens/{uid}/quota` `{"quota": {"limit", "period"}}` or `{"quota": null}` | `write_organization`, and every grant of the token; the new quota within the caller's | the token with its new quota (and `quota_usage`), or 404; 400 naming the rule for a bad quota |
 //! | `GET /api/v1/protected_deployments` | `read_organization` | `{"items": [{"name", "last_seen_at"}…]}`: the deployments protected services said they protect, by name |
 //! | `POST /oauth2/introspect` form `token=…` (`token_type_hint` accepted; `deployment=NAME`: the deployment the caller protects; `usage=reported`: the caller reports its uses, an active answer is not counted here) | [`INTROSPECT_SCOPE`] | RFC 7662: `{"active": true, "scope", "exp", "iat", "username", "sub", "deployments", …}` or exactly `{"active": false}`; 400 for a `deployment` that is not a deployment name or another `usage` |
 //! | `POST /api/v1/usage` `{"tokens": [{"uid", "valid", "expired", "disabled", "last_used_at"}…]}` | [`INTROSPECT_SCOPE`] | `{"recorded", "unknown"}`: a service's counted uses added to its tokens' usage ([`crate::usage`]); 400 for any bad entry (nothing recorded), 413 over 4 MiB |
@@ -66,10 +67,13 @@
 //! resource_type, labels, description, scopes, user, organization, expired_at, last_used_at,
 //! is_expired, is_api_token, is_organization_token, is_global_access`) plus `deployments`
 //! (`"*"` or a list of deployment names), `enabled`, `parent_uid` (the token that created it),
-//! `rate_limit` (`{"limit", "duration_ms"}` or `null`) and `usage` (`{"valid", "expired",
+//! `rate_limit` (`{"limit", "duration_ms"}` or `null`), `quota` (`{"limit", "period"}` with
+//! `period` `day` or `month`, UTC, or `null`) and, with a quota, the read-only `quota_usage`
+//! (`{"used", "remaining", "period_start", "resets_at"}`: this authority's count, its own
+//! verifications and the services' usage reports), and `usage` (`{"valid", "expired",
 //! "disabled"}`: verifications this authority saw, written to the store in batches, plus
 //! those protected services reported at `POST /api/v1/usage`, [`crate::usage`]). A create body may carry
-//! `rate_limit` too. Timestamps are ISO 8601 in UTC; `expired_at` is
+//! `rate_limit` and `quota` too. Timestamps are ISO 8601 in UTC; `expired_at` is
 //! accepted with an offset or naive (no offset, as the SDK sends a naive `datetime`), a naive
 //! one being UTC. Errors are JSON `{"error": code, "message": text}` with status 400 (bad
 //! input, a control character in any query parameter), 401 (no or bad token), 403 (a missing
@@ -1045,7 +1049,17 @@ impl Authority {
             Some(_) => Vec::new(),
             None => live.clone(),
         };
-        for hash in live.iter().filter(|hash| !live_before.contains(hash)) {
+        // A token whose limits changed (its quota, its rate limit) keeps its secrets: every
+        // verifier must forget the answer it cached, which carries the old limits. `Restored`
+        // says exactly that. Whichever replica made the change, each tells its own listeners.
+        let limits_changed = before.as_ref().is_some_and(|before| {
+            before.token.quota != after.token.quota
+                || before.token.rate_limit != after.token.rate_limit
+        });
+        for hash in live
+            .iter()
+            .filter(|hash| limits_changed || !live_before.contains(hash))
+        {
             let _ = self
                 .inner
                 .revocations

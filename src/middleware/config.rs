@@ -64,6 +64,10 @@ pub(crate) struct Config {
     pub(crate) rate_limits: Arc<TokenRateLimits>,
     /// The decision counters for this realm, registered with the recorder on first use.
     pub(crate) metrics: OnceLock<DecisionMetrics>,
+    /// The reporter the layer's verifier counts uses for (`report_usage`): a use its rate
+    /// limit or quota then refuses is given back, so reports count what reached the service.
+    #[cfg(feature = "remote")]
+    pub(crate) usage: Option<crate::usage::UsageReporter>,
 }
 
 /// A request the layer let through: the token's info, and the `RateLimit` fields for the
@@ -249,6 +253,8 @@ impl Default for Config {
             prebuilt: OnceLock::new(),
             throttle: None,
             rate_limits: Arc::new(TokenRateLimits::new()),
+            #[cfg(feature = "remote")]
+            usage: None,
             metrics: OnceLock::new(),
         }
     }
@@ -365,7 +371,14 @@ impl Config {
     ) -> Result<Accepted, Refusal> {
         let limit_headers = match counted {
             Ok(limit_headers) => limit_headers,
-            Err(refused) => return Err(Refusal::Denied(refused, info)),
+            Err(refused) => {
+                // The verifier counted a valid use; the service never saw it.
+                #[cfg(feature = "remote")]
+                if let Some(usage) = &self.usage {
+                    usage.give_back(info.uid());
+                }
+                return Err(Refusal::Denied(refused, info));
+            }
         };
         self.count(Outcome::Accepted);
         tracing::debug!(uid = info.uid(), name = info.name(), "accepted request");

@@ -660,6 +660,29 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
 
 #[cfg(feature = "remote")]
 impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
+    /// For a layer whose verifier already counts for `reporter` (made with
+    /// [`UsageReporter::counting`](crate::usage::UsageReporter::counting), e.g. to keep it
+    /// behind an `Arc<dyn TokenVerifier>`): a use the token's rate limit or quota then
+    /// refuses is taken back, so the reports count what reached the service (and what a
+    /// quota spent). [`report_usage`](Self::report_usage) does this itself.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use protected_endpoint::usage::UsageReporter;
+    /// use protected_endpoint::{InMemoryTokenStore, ProtectedEndpointLayer, TokenVerifier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let reporter = UsageReporter::builder("http://127.0.0.1:3001").spawn().unwrap();
+    /// let verifier: Arc<dyn TokenVerifier> = Arc::new(reporter.counting(InMemoryTokenStore::new()));
+    /// let layer = ProtectedEndpointLayer::from_arc(verifier).give_back_refused_uses(&reporter);
+    /// # let _ = layer;
+    /// # });
+    /// ```
+    pub fn give_back_refused_uses(mut self, reporter: &crate::usage::UsageReporter) -> Self {
+        self.config_mut().usage = Some(reporter.clone());
+        self
+    }
+
     /// Counts every decision this layer makes on a token, for `reporter` to send to the token
     /// authority in batches (see [`usage`](crate::usage)): the layer's verifier becomes a
     /// [`CountingVerifier`](crate::usage::CountingVerifier) around it, with the rest of the
@@ -702,12 +725,13 @@ impl<V: TokenVerifier + ?Sized> ProtectedEndpointLayer<V> {
         self,
         reporter: &crate::usage::UsageReporter,
     ) -> ProtectedEndpointLayer<crate::usage::CountingVerifier<V>> {
+        let layer = self.give_back_refused_uses(reporter);
         ProtectedEndpointLayer {
             verifier: Arc::new(crate::usage::CountingVerifier::new(
-                self.verifier,
+                layer.verifier,
                 reporter.clone(),
             )),
-            config: self.config,
+            config: layer.config,
         }
     }
 }

@@ -267,10 +267,7 @@ impl ReportedUse {
     fn check(&self, latest: DateTime<Utc>) -> Result<(), String> {
         // The uid rule of a stored record (`ApiToken::check`): longer or other uids cannot
         // name a token.
-        let uid_ok = !self.uid.is_empty()
-            && self.uid.len() <= MAX_UID_LEN
-            && self.uid.bytes().all(|b| b.is_ascii_graphic());
-        if !uid_ok {
+        if !crate::record::is_uid_shaped(&self.uid) {
             return Err(format!(
                 "the uid must be 1 to {MAX_UID_LEN} printable ASCII characters"
             ));

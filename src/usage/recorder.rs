@@ -87,6 +87,19 @@ impl Recorder {
         entry.or_default().add(outcome, now);
     }
 
+    /// Takes back one valid use of `uid` (never below zero). A batch taken between the
+    /// count and this call has sent the use already: it stays counted (one use at most, per
+    /// refusal that raced a report).
+    pub(crate) fn give_back(&self, uid: &str) {
+        if let Some(counts) = self.tokens.get(uid) {
+            let _ = counts
+                .valid
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |valid| {
+                    valid.checked_sub(1)
+                });
+        }
+    }
+
     /// Takes every count, leaving the batch empty. A use counted while this runs lands
     /// either in what is taken or in the next batch, never in neither: an entry is counted
     /// under its shard's lock, and removed under it.

@@ -267,6 +267,12 @@ impl UsageReporter {
         self.shared.state.endpoint.as_str()
     }
 
+    /// Takes back one valid use of `uid` counted in this batch: the layer's rate limit or
+    /// quota refused the request its verifier had counted.
+    pub(crate) fn give_back(&self, uid: &str) {
+        self.recorder().give_back(uid);
+    }
+
     pub(super) fn recorder(&self) -> &Recorder {
         &self.shared.state.recorder
     }
@@ -551,12 +557,15 @@ fn report_of(taken: Vec<Taken>) -> UsageReport {
         id: Some(format!("{:032x}", rand::random::<u128>())),
         tokens: taken
             .into_iter()
+            // Every use given back (refused by a limit after the verifier counted it):
+            // nothing to say, and a last use without a valid one is no report.
+            .filter(|taken| !taken.usage.is_empty())
             .map(|taken| ReportedUse {
                 uid: taken.uid,
                 valid: taken.usage.valid.min(MAX_REPORTED_COUNT),
                 expired: taken.usage.expired.min(MAX_REPORTED_COUNT),
                 disabled: taken.usage.disabled.min(MAX_REPORTED_COUNT),
-                last_used_at: (taken.last_used > 0)
+                last_used_at: (taken.last_used > 0 && taken.usage.valid > 0)
                     .then(|| DateTime::from_timestamp(taken.last_used, 0))
                     .flatten(),
             })

@@ -193,6 +193,21 @@ pub struct Hello {
 
 /// Serves the [`Hello`] service, verifying tokens with `verifier`.
 pub async fn serve_hello<V: TokenVerifier + 'static>(verifier: V) -> Hello {
+    serve_hello_layer(hello_layer(verifier)).await
+}
+
+/// The [`Hello`] service's layer (scope `api`, deployment `summarize`), to add to before
+/// [`serve_hello_layer`].
+pub fn hello_layer<V: TokenVerifier>(verifier: V) -> ProtectedEndpointLayer<V> {
+    ProtectedEndpointLayer::new(verifier)
+        .require_scope(Scope::API)
+        .deployment("summarize")
+}
+
+/// Serves the [`Hello`] service behind `layer`.
+pub async fn serve_hello_layer<V: TokenVerifier + ?Sized + 'static>(
+    layer: ProtectedEndpointLayer<V>,
+) -> Hello {
     let app = Router::new()
         .route(
             "/hello",
@@ -200,11 +215,7 @@ pub async fn serve_hello<V: TokenVerifier + 'static>(verifier: V) -> Hello {
                 format!("hello, {}", token.name())
             }),
         )
-        .layer(
-            ProtectedEndpointLayer::new(verifier)
-                .require_scope(Scope::API)
-                .deployment("summarize"),
-        );
+        .layer(layer);
     let server = serve(app).await;
     Hello {
         url: server.url("/hello"),

@@ -230,3 +230,34 @@ async fn every_call_by_uid_sent_at_once_to_a_replica_that_has_not_caught_up_is_a
         }
     }
 }
+
+#[tokio::test]
+async fn a_quota_set_on_one_replica_reaches_the_verifiers_following_another() {
+    let Some((_db, replicas)) = replicas(2).await else {
+        return;
+    };
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let verifier = RemoteVerifier::builder(a.introspection_url())
+        .bearer_token(a.resource_server_token().await)
+        .cache_ttl(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let hello = serve_hello(verifier.clone()).await;
+    let (uid, secret) = a
+        .created(json!({"name": "trial", "scopes": ["api"], "deployments": ["summarize"]}))
+        .await;
+    within(async || active(b, &secret).await).await;
+    assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now, no quota");
+    within(async || verifier.follows_revocations()).await;
+
+    // Set on B: A hears it through the store and tells its verifier to forget the answer
+    // it cached, so the quota holds there too (one call, then 429).
+    let (status, body) = b
+        .send(
+            b.sdk(Method::PUT, &format!("/api/v1/api_tokens/{uid}/quota"), &b.admin)
+                .json(&json!({"quota": {"limit": 1, "period": "day"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    within(async || hello.call(&secret).await.0 == StatusCode::TOO_MANY_REQUESTS).await;
+}

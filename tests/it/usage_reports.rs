@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::common::authority::AuthorityServer;
-use crate::common::{serve_hello, Hello, BOUND};
+use crate::common::{hello_layer, serve_hello_layer, Hello, BOUND};
 
 /// How often the services of these tests report: short, so the tests are quick.
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -32,7 +32,9 @@ async fn reporting_service(authority: &AuthorityServer) -> (Hello, UsageReporter
         .interval(INTERVAL)
         .spawn()
         .unwrap();
-    let service = serve_hello(reporter.counting(verifier.clone())).await;
+    // The documented way: the layer counts for the reporter (and gives back a use its
+    // limits refuse).
+    let service = serve_hello_layer(hello_layer(verifier.clone()).report_usage(&reporter)).await;
     (service, reporter, verifier)
 }
 
@@ -376,4 +378,25 @@ async fn a_report_sent_again_under_its_id_is_recorded_once() {
     let (status, _) = report(&authority, Some(&service), bad).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(usage(&authority, "repeated").await, [5, 0, 0]);
+}
+
+#[tokio::test]
+async fn a_use_refused_by_the_token_s_quota_or_rate_limit_is_not_reported() {
+    let authority = AuthorityServer::in_memory().await;
+    let (service, _reporter, _) = reporting_service(&authority).await;
+    let quota = json!({"quota": {"limit": 3, "period": "day"}});
+    let (_, trial) = caller(&authority, "trial", quota).await;
+    let rate = json!({"rate_limit": {"limit": 2, "duration_ms": 60000}});
+    let (_, metered) = caller(&authority, "metered", rate).await;
+    for _ in 0..5 {
+        service.status(&trial).await;
+        service.status(&metered).await;
+    }
+
+    // What reached the service, and so what the quota has spent: 3 and 2, not 5 each.
+    assert_usage_settles(&authority, "trial", [3, 0, 0]).await;
+    assert_usage_settles(&authority, "metered", [2, 0, 0]).await;
+    let listed = listed(&authority, "trial").await;
+    assert_eq!(listed["quota_usage"]["used"], 3, "{listed}");
+    assert_eq!(listed["quota_usage"]["remaining"], 0, "{listed}");
 }

@@ -9,6 +9,7 @@ mod manual;
 pub(crate) use manual::{ABOUT, MANUAL};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
@@ -87,7 +88,10 @@ async fn run(args: AuthzArgs) -> Result<(), String> {
     let verifier = args.verifier.verifier(args.access.deployment.as_deref())?;
     let mut layer = args
         .access
-        .apply(ProtectedEndpointLayer::from_arc(verifier.verifier));
+        .apply(ProtectedEndpointLayer::from_arc(Arc::clone(
+            &verifier.verifier,
+        )));
+    layer = verifier.give_back_refused_uses(layer);
     // The decision puts the client's address (behind a trusted proxy, the one its
     // X-Forwarded-For names) in the original request: the peer key reads it.
     let fleet = args.redis.connect().await;
@@ -128,6 +132,8 @@ async fn run(args: AuthzArgs) -> Result<(), String> {
         .with_graceful_shutdown(stop)
         .await
         .map_err(|err| err.to_string())?;
+    // The counts since the last report, before they are lost with the process.
+    verifier.flush_usage().await;
     eprintln!("stopped");
     Ok(())
 }

@@ -20,7 +20,7 @@ use protected_endpoint::token::TokenSecret;
 use protected_endpoint::usage::{UsageReporter, DEFAULT_USAGE_INTERVAL};
 use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::{RemoteVerifier, DEFAULT_CACHE_TTL};
-use protected_endpoint::TokenVerifier;
+use protected_endpoint::{ProtectedEndpointLayer, TokenVerifier};
 
 use crate::duration::{format_timeout, parse_timeout};
 use crate::settings::env_var;
@@ -90,10 +90,20 @@ pub(crate) struct Verifier {
 }
 
 impl Verifier {
+    /// `layer` (built on this verifier) taking back the uses its rate limits and quotas
+    /// refuse, when this verifier counts uses for a report.
+    pub(crate) fn give_back_refused_uses(
+        &self,
+        layer: ProtectedEndpointLayer<dyn TokenVerifier>,
+    ) -> ProtectedEndpointLayer<dyn TokenVerifier> {
+        match &self.usage {
+            Some(reporter) => layer.give_back_refused_uses(reporter),
+            None => layer,
+        }
+    }
+
     /// Sends the usage counted since the last report, if this server reports any (on
     /// shutdown). A failure is logged by the reporter.
-    // Called by the server commands when they stop (their `mod.rs`, the lead's to edit).
-    #[allow(dead_code)]
     pub(crate) async fn flush_usage(&self) {
         if let Some(reporter) = &self.usage {
             let _ = reporter.flush().await;

@@ -74,6 +74,10 @@ TOKENS
                                  a token authority (`protected-endpoint serve`): introspection,
                                  answers cached for --cache-ttl (10s), its revocation stream
                                  followed so a deleted token is refused at once.
+  Following an authority, it reports how often each token was used here (its cache hits
+  included; not the calls a rate limit or quota refused) every --usage-interval (5s; `off`:
+  never), so the authority's listing and console count the whole fleet; the last counts are
+  sent when it stops.
   With --authority the gateway shows the authority a service token of its own (scope
   `introspect`): set PROTECTED_ENDPOINT_SERVICE_TOKEN, or give --service-token-file FILE (a
   mounted secret), or `service-token = \"…\"` in the config file. It is never a flag: the
@@ -136,6 +140,7 @@ SETTINGS: FLAGS, ENVIRONMENT, CONFIG FILE
     --service-token-file FILE   PROTECTED_ENDPOINT_SERVICE_TOKEN_FILE     service-token-file = \"/run/secrets/pe\"
     (no flag)                   PROTECTED_ENDPOINT_SERVICE_TOKEN          service-token = \"pe_…\"
     --cache-ttl D               PROTECTED_ENDPOINT_CACHE_TTL              cache-ttl = \"30s\"
+    --usage-interval D          PROTECTED_ENDPOINT_USAGE_INTERVAL         usage-interval = \"30s\"
     --deployment NAME           PROTECTED_ENDPOINT_DEPLOYMENT             deployment = \"summarize\"
     --require-scope SCOPES      PROTECTED_ENDPOINT_REQUIRE_SCOPE          require-scope = \"api\"
     --browser-sign-in           PROTECTED_ENDPOINT_BROWSER_SIGN_IN        browser-sign-in = true

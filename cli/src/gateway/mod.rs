@@ -8,6 +8,7 @@ mod manual;
 pub(crate) use manual::{ABOUT, MANUAL};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use protected_endpoint::browser::BrowserSignIn;
@@ -161,8 +162,11 @@ async fn run(args: GatewayArgs) -> Result<(), String> {
     let verifier = args.verifier.verifier(args.access.deployment.as_deref())?;
     let mut layer = args
         .access
-        .apply(ProtectedEndpointLayer::from_arc(verifier.verifier))
+        .apply(ProtectedEndpointLayer::from_arc(Arc::clone(
+            &verifier.verifier,
+        )))
         .keep_credentials(args.pass_authorization);
+    layer = verifier.give_back_refused_uses(layer);
     let fleet = args.redis.connect().await;
     layer = fleet.rate_limits(layer);
     if let Some(throttle) = args.throttle.throttle_behind(&trusted) {
@@ -209,6 +213,8 @@ async fn run(args: GatewayArgs) -> Result<(), String> {
         false => server.serve(gateway).with_graceful_shutdown(stop).await,
     };
     served.map_err(|err| err.to_string())?;
+    // The counts since the last report, before they are lost with the process.
+    verifier.flush_usage().await;
     eprintln!("stopped");
     Ok(())
 }

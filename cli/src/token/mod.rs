@@ -154,7 +154,8 @@ pub(crate) struct CreateArgs {
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     expires_at: Option<DateTime<Utc>>,
     /// Limit the token's requests per window, enforced by each protected service (per
-    /// replica): `LIMIT/DURATION`, e.g. `100/1m` (units ms, s, m, h, d).
+    /// process, or across the fleet with a shared Redis): `LIMIT/DURATION`, e.g. `100/1m`
+    /// (units ms, s, m, h, d).
     #[arg(long, value_name = "LIMIT/DURATION", value_parser = parse_rate_limit)]
     rate_limit: Option<RateLimit>,
     /// Limit the token's requests per UTC day or month, counted by every protected service

@@ -293,6 +293,7 @@ fn the_manual_names_every_flag_and_variable() {
             "authority",
             "service-token-file",
             "cache-ttl",
+            "usage-interval",
             "deployment",
             "deployment-header",
             "require-scope",

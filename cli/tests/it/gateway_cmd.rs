@@ -316,6 +316,7 @@ fn the_manual_names_every_flag_and_variable() {
             "authority",
             "service-token-file",
             "cache-ttl",
+            "usage-interval",
             "deployment",
             "require-scope",
             "browser-sign-in",
