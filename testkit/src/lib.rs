@@ -168,6 +168,22 @@ pub fn client_from(local: [u8; 4]) -> reqwest::Client {
         .unwrap()
 }
 
+/// Polls `check` until it holds, failing the test (naming `what`) after `bound`: how long it
+/// took. The bound is far above the real figure, only there so a broken path fails instead of
+/// hanging (the figures are benchmarks, never assertions).
+pub async fn eventually(
+    what: &str,
+    bound: Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) -> Duration {
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
 /// A free port of 127.0.0.1, left closed.
 pub fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

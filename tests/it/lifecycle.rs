@@ -9,7 +9,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::authority::AuthorityServer;
 use common::postgres::fresh_database;
@@ -28,12 +28,8 @@ const BOUND: Duration = Duration::from_secs(15);
 const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 /// Polls `check` until it holds, failing after [`BOUND`].
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < BOUND, "{what}: not within {BOUND:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    crate::common::eventually(what, BOUND, check).await;
 }
 
 /// `POST <path>` with a JSON body as the holder of `token`.

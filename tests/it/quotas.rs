@@ -11,7 +11,7 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::authority::AuthorityServer;
 use common::{serve_hello, Hello};
@@ -27,12 +27,9 @@ use serde_json::{json, Value};
 /// A bound on waiting for a change to reach a verifier: far above the real figure.
 const BOUND: Duration = Duration::from_secs(15);
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < BOUND, "{what}: not within {BOUND:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls `check` until it holds, failing after [`BOUND`].
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    crate::common::eventually(what, BOUND, check).await;
 }
 
 /// `PUT /api/v1/api_tokens/<uid>/quota` with `body` as the holder of `token`.

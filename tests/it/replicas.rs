@@ -4,11 +4,11 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::authority::AuthorityServer;
 use common::postgres::{fresh_database, TestDatabase};
-use common::serve_hello;
+use common::{serve_hello, Hello};
 use protected_endpoint::authority::Authority;
 use protected_endpoint::verifier::remote::RemoteVerifier;
 use reqwest::{Method, StatusCode};
@@ -44,13 +44,31 @@ async fn active(replica: &AuthorityServer, token: &str) -> bool {
 }
 
 /// Polls `check` until it holds (at most [`BOUND`]); how long it took.
-async fn within(mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < BOUND, "not within {BOUND:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    started.elapsed()
+async fn within(check: impl AsyncFnMut() -> bool) -> Duration {
+    common::eventually("the change", BOUND, check).await
+}
+
+/// A token (scope `api`, deployment `summarize`) created on `a` and known to `b`, whose
+/// answer the Hello service's `RemoteVerifier` cached, following `a`'s revocation stream: its
+/// uid and secret, and the service.
+async fn cached_by_a_follower_of(
+    a: &AuthorityServer,
+    b: &AuthorityServer,
+    name: &str,
+) -> (String, String, Hello) {
+    let verifier = RemoteVerifier::builder(a.introspection_url())
+        .bearer_token(a.resource_server_token().await)
+        .cache_ttl(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let hello = serve_hello(verifier.clone()).await;
+    let (uid, secret) = a
+        .created(json!({"name": name, "scopes": ["api"], "deployments": ["summarize"]}))
+        .await;
+    within(async || active(b, &secret).await).await;
+    assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now");
+    within(async || verifier.follows_revocations()).await;
+    (uid, secret, hello)
 }
 
 #[tokio::test]
@@ -73,18 +91,7 @@ async fn a_token_deleted_on_one_replica_is_refused_by_every_replica_and_verifier
         return;
     };
     let (a, b) = (&replicas[0], &replicas[1]);
-    let verifier = RemoteVerifier::builder(a.introspection_url())
-        .bearer_token(a.resource_server_token().await)
-        .cache_ttl(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let hello = serve_hello(verifier.clone()).await;
-    let (uid, secret) = a
-        .created(json!({"name": "doomed", "scopes": ["api"], "deployments": ["summarize"]}))
-        .await;
-    within(async || active(b, &secret).await).await;
-    assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now");
-    within(async || verifier.follows_revocations()).await;
+    let (uid, secret, hello) = cached_by_a_follower_of(a, b, "doomed").await;
 
     b.delete(&uid).await;
     let on_a = within(async || !active(a, &secret).await).await;
@@ -237,25 +244,18 @@ async fn a_quota_set_on_one_replica_reaches_the_verifiers_following_another() {
         return;
     };
     let (a, b) = (&replicas[0], &replicas[1]);
-    let verifier = RemoteVerifier::builder(a.introspection_url())
-        .bearer_token(a.resource_server_token().await)
-        .cache_ttl(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let hello = serve_hello(verifier.clone()).await;
-    let (uid, secret) = a
-        .created(json!({"name": "trial", "scopes": ["api"], "deployments": ["summarize"]}))
-        .await;
-    within(async || active(b, &secret).await).await;
-    assert_eq!(hello.call(&secret).await.0, StatusCode::OK, "cached now, no quota");
-    within(async || verifier.follows_revocations()).await;
+    let (uid, secret, hello) = cached_by_a_follower_of(a, b, "trial").await;
 
     // Set on B: A hears it through the store and tells its verifier to forget the answer
     // it cached, so the quota holds there too (one call, then 429).
     let (status, body) = b
         .send(
-            b.sdk(Method::PUT, &format!("/api/v1/api_tokens/{uid}/quota"), &b.admin)
-                .json(&json!({"quota": {"limit": 1, "period": "day"}})),
+            b.sdk(
+                Method::PUT,
+                &format!("/api/v1/api_tokens/{uid}/quota"),
+                &b.admin,
+            )
+            .json(&json!({"quota": {"limit": 1, "period": "day"}})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");

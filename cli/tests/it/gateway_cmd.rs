@@ -7,17 +7,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::common::cli::run_with_env;
 use crate::common::closed_port;
 use crate::common::metrics::scrape_until;
 use crate::common::program::{
-    assert_manual_names, create_token, exits_2_naming, BadStart, Program,
+    assert_manual_names, create_token, exits_2_naming, BadStart, FollowingGateway, Program,
 };
 use crate::common::proxies::echoed;
-use crate::common::serve::TokenServer;
 use crate::common::upstream::pb::streaming_client::StreamingClient;
 use crate::common::upstream::pb::SplitRequest;
 use crate::common::upstream::Upstream;
@@ -352,34 +351,15 @@ async fn sigterm_stops_the_gateway_with_status_0() {
 #[tokio::test]
 async fn a_deleted_token_is_refused_within_a_second_when_following_an_authority() {
     let dir = TempDir::new().unwrap();
-    let authority = TokenServer::start(dir.path(), Vec::<&str>::new());
-    let admin = authority.admin().to_owned();
-    let (_, service_token) = authority
-        .created(&admin, json!({"name": "gateway", "scopes": ["introspect"]}))
-        .await;
-    let (uid, secret) = authority
-        .created(
-            &admin,
-            json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}),
-        )
-        .await;
-    let upstream = Upstream::start().await;
-    let gateway = Program::start(
-        dir.path(),
-        "gateway",
-        &[
-            "--upstream",
-            upstream.base(),
-            "--authority",
-            &authority.base,
-            "--deployment",
-            "summarize",
-            "--cache-ttl",
-            "10m",
-            "--metrics",
-        ],
-        &[("PROTECTED_ENDPOINT_SERVICE_TOKEN", &service_token)],
-    );
+    let FollowingGateway {
+        authority,
+        admin,
+        uid,
+        secret,
+        service_token,
+        gateway,
+        upstream: _upstream,
+    } = FollowingGateway::start(dir.path(), &["--metrics"], &[]).await;
     let http = http();
     let call = || {
         http.get(gateway.url("/summarize"))

@@ -6,12 +6,11 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::common::program::{exits_2_naming, Program};
+use crate::common::program::{exits_2_naming, FollowingGateway};
 use crate::common::serve::TokenServer;
-use crate::common::upstream::Upstream;
 
 /// The listed token named `name`.
 async fn listed(authority: &TokenServer, admin: &str, name: &str) -> Value {
@@ -26,37 +25,21 @@ async fn listed(authority: &TokenServer, admin: &str, name: &str) -> Value {
 #[tokio::test]
 async fn a_gateway_reports_every_use_to_the_authority_it_follows() {
     let dir = TempDir::new().unwrap();
-    let authority = TokenServer::start(dir.path(), Vec::<&str>::new());
-    let admin = authority.admin().to_owned();
-    let (_, service_token) = authority
-        .created(&admin, json!({"name": "gateway", "scopes": ["introspect"]}))
-        .await;
-    let (_, secret) = authority
-        .created(
-            &admin,
-            json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}),
-        )
-        .await;
-    let upstream = Upstream::start().await;
-    let gateway = Program::start(
+    // Through the environment, as an operator's unit file would set it.
+    let FollowingGateway {
+        authority,
+        admin,
+        secret,
+        service_token,
+        gateway,
+        upstream: _upstream,
+        ..
+    } = FollowingGateway::start(
         dir.path(),
-        "gateway",
-        &[
-            "--upstream",
-            upstream.base(),
-            "--authority",
-            &authority.base,
-            "--deployment",
-            "summarize",
-            "--cache-ttl",
-            "10m",
-        ],
-        // Through the environment, as an operator's unit file would set it.
-        &[
-            ("PROTECTED_ENDPOINT_SERVICE_TOKEN", &service_token),
-            ("PROTECTED_ENDPOINT_USAGE_INTERVAL", "1s"),
-        ],
-    );
+        &[],
+        &[("PROTECTED_ENDPOINT_USAGE_INTERVAL", "1s")],
+    )
+    .await;
     assert!(
         gateway.stderr().contains("usage reported to "),
         "{}",

@@ -166,3 +166,61 @@ pub fn assert_manual_names(manual: &str, flags: &[&str]) {
         }
     }
 }
+
+/// A `gateway` following an authority (`serve`) in front of the test upstream, as an operator
+/// runs one: the authority, its admin token, the `ci` token (scope `api`, deployment
+/// `summarize`) the tests call with, and the gateway (`--deployment summarize --cache-ttl
+/// 10m`, its service token in `PROTECTED_ENDPOINT_SERVICE_TOKEN`).
+pub struct FollowingGateway {
+    pub authority: super::serve::TokenServer,
+    pub admin: String,
+    pub uid: String,
+    pub secret: String,
+    /// The gateway's own token (scope `introspect`).
+    pub service_token: String,
+    pub gateway: Program,
+    /// What the gateway forwards to: bind it (`upstream: _upstream`) to keep it running.
+    pub upstream: super::upstream::Upstream,
+}
+
+impl FollowingGateway {
+    /// Starts it all in `dir`, the gateway with `more` flags and `env` beside its service token.
+    pub async fn start(dir: &Path, more: &[&str], env: &[(&str, &str)]) -> Self {
+        use serde_json::json;
+        let authority = super::serve::TokenServer::start(dir, Vec::<&str>::new());
+        let admin = authority.admin().to_owned();
+        let (_, service_token) = authority
+            .created(&admin, json!({"name": "gateway", "scopes": ["introspect"]}))
+            .await;
+        let (uid, secret) = authority
+            .created(
+                &admin,
+                json!({"name": "ci", "scopes": ["api"], "deployments": ["summarize"]}),
+            )
+            .await;
+        let upstream = super::upstream::Upstream::start().await;
+        let mut args = vec![
+            "--upstream",
+            upstream.base(),
+            "--authority",
+            &authority.base,
+            "--deployment",
+            "summarize",
+            "--cache-ttl",
+            "10m",
+        ];
+        args.extend_from_slice(more);
+        let mut env = env.to_vec();
+        env.push(("PROTECTED_ENDPOINT_SERVICE_TOKEN", service_token.as_str()));
+        let gateway = Program::start(dir, "gateway", &args, &env);
+        Self {
+            authority,
+            admin,
+            uid,
+            secret,
+            service_token,
+            gateway,
+            upstream,
+        }
+    }
+}
