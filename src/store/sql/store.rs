@@ -97,7 +97,9 @@ impl<D: Dialect> SqlStore<D> {
         }
     }
 
-    /// The dialect's state for [`Dialect::insert_rows`].
+    /// The dialect's state for [`Dialect::insert_rows`] (SQLite's bulk writer reads it here;
+    /// PostgreSQL's import reaches it through the store itself).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn bulk(&self) -> &Arc<D::Bulk> {
         &self.bulk
     }
