@@ -88,7 +88,7 @@ FLEET-WIDE LIMITS (REDIS OR VALKEY)
 
 LIMITS AND TIMEOUTS
   A connection that has not sent a whole request head within --header-read-timeout (10s) is
-  closed, and so is one idle for --idle-timeout (60s); at most --max-connections (1024) are
+  closed, and so is one idle for --idle-timeout (60s); at most --max-connections (8192) are
   served at once. No TLS: bind it where only the proxies reach it.
 
 LOGS

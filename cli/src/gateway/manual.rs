@@ -103,7 +103,7 @@ FLEET-WIDE LIMITS (REDIS OR VALKEY)
 LIMITS AND TIMEOUTS
   HTTP/1.1 and HTTP/2 (h2c) on one port. A connection that has not sent a whole request head
   within --header-read-timeout (10s) is closed, and so is one idle for --idle-timeout (60s); at
-  most --max-connections (1024) are served at once (a WebSocket holds its slot until it
+  most --max-connections (8192) are served at once (a WebSocket holds its slot until it
   closes). No TLS: terminate it in front of the gateway.
 
 METRICS
