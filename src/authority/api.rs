@@ -20,7 +20,6 @@ use super::{Authority, AuthorityError, Organization, User, API_TOKEN_HEADER, MAX
 use crate::extract::TokenSource;
 use crate::grant::{Grant, GrantRefusal};
 use crate::middleware::ProtectedEndpointLayer;
-use crate::quota::Quota;
 use crate::record::{ApiToken, NewToken};
 use crate::scope::Scope;
 use crate::store::{ListQuery as StoreQuery, StoreError};
@@ -545,43 +544,6 @@ pub(super) async fn set_quota(
     };
     audit::quota_set(&caller, &token);
     Ok(Json(token_object(&authority, &token, None)))
-}
-
-impl Authority {
-    /// Gives the token with this uid a quota, or takes its quota away (`None`), durably,
-    /// returning its record as it is now (`None` when there is no such token). Every
-    /// `RemoteVerifier` following the revocation stream forgets what it cached of the token,
-    /// so its next request is introspected again and counted against the new quota.
-    ///
-    /// ```
-    /// use protected_endpoint::authority::Authority;
-    ///
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// let authority = Authority::in_memory();
-    /// let ci = authority.create(protected_endpoint::NewToken::new("ci")).await.unwrap();
-    /// let quota = "1000/day".parse().unwrap();
-    /// let token = authority.set_quota(&ci.token.uid, Some(quota)).await.unwrap().unwrap();
-    /// assert_eq!(token.quota, Some(quota));
-    /// let info = authority.tokens().verify(&ci.secret).await.unwrap();
-    /// assert_eq!(info.quota(), Some(&quota));
-    /// # });
-    /// ```
-    // Beside `set_enabled` in spirit; here because the management API is its one caller.
-    pub async fn set_quota(
-        &self,
-        uid: &str,
-        quota: Option<Quota>,
-    ) -> Result<Option<ApiToken>, AuthorityError> {
-        self.check_current()?;
-        let Some((before, after)) = self.inner.store.set_quota(uid, quota).await? else {
-            return Ok(None);
-        };
-        let token = after.token.clone();
-        // The secrets stay live; the verifiers are told to forget the answers they cached,
-        // which carry the old quota (`apply_updated`, as for a change another replica made).
-        self.apply_updated(Some(before), after);
-        Ok(Some(token))
-    }
 }
 
 pub(super) async fn reroll_token(

@@ -125,6 +125,28 @@ impl JsonDataFile {
             .await
     }
 
+    /// [`change`](Self::change) of one token's record by `edit` (its state, its quota, its secret), undone
+    /// if the file cannot be written: the record before and after, or `None` for no such uid.
+    async fn edit_token(
+        &self,
+        uid: &str,
+        edit: impl FnOnce(&mut TokenEntry) + Send + 'static,
+    ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
+        let uid = uid.to_owned();
+        self.change(
+            move |tokens| {
+                tokens
+                    .change(&uid, |entry| {
+                        edit(entry);
+                        Ok(())
+                    })
+                    .map_err(|err| StoreError::from_new_token(uid.clone(), err))
+            },
+            undo_change,
+        )
+        .await
+    }
+
     /// [`change`](Self::change), writing the file only when `change` says so (`true`).
     async fn change_if<T, C, U>(&self, change: C, undo: U) -> Result<T, StoreError>
     where
@@ -241,19 +263,8 @@ impl TokenStore for JsonDataFile {
         uid: &str,
         enabled: bool,
     ) -> Result<Option<TokenEntry>, StoreError> {
-        let uid = uid.to_owned();
         let changed = self
-            .change(
-                move |tokens| {
-                    tokens
-                        .change(&uid, |entry| {
-                            entry.token.enabled = enabled;
-                            Ok(())
-                        })
-                        .map_err(|err| StoreError::from_new_token(uid.clone(), err))
-                },
-                undo_change,
-            )
+            .edit_token(uid, move |entry| entry.token.enabled = enabled)
             .await?;
         Ok(changed.map(|(_, after)| after))
     }
@@ -263,19 +274,8 @@ impl TokenStore for JsonDataFile {
         uid: &str,
         quota: Option<Quota>,
     ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
-        let uid = uid.to_owned();
-        self.change(
-            move |tokens| {
-                tokens
-                    .change(&uid, |entry| {
-                        entry.token.quota = quota;
-                        Ok(())
-                    })
-                    .map_err(|err| StoreError::from_new_token(uid.clone(), err))
-            },
-            undo_change,
-        )
-        .await
+        self.edit_token(uid, move |entry| entry.token.quota = quota)
+            .await
     }
 
     async fn reroll(
@@ -284,19 +284,8 @@ impl TokenStore for JsonDataFile {
         hash: TokenHash,
         previous_until: Option<DateTime<Utc>>,
     ) -> Result<Option<(TokenEntry, TokenEntry)>, StoreError> {
-        let uid = uid.to_owned();
-        self.change(
-            move |tokens| {
-                tokens
-                    .change(&uid, |entry| {
-                        entry.reroll(hash, previous_until);
-                        Ok(())
-                    })
-                    .map_err(|err| StoreError::from_new_token(uid.clone(), err))
-            },
-            undo_change,
-        )
-        .await
+        self.edit_token(uid, move |entry| entry.reroll(hash, previous_until))
+            .await
     }
 
     async fn delete_lineage(&self, uid: &str) -> Result<Vec<TokenEntry>, StoreError> {
