@@ -40,6 +40,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use protected_endpoint::authority::{introspect_scope, Authority, INTROSPECTION_PATH};
 use protected_endpoint::limit::FailureThrottle;
 use protected_endpoint::token::TokenSecret;
+use protected_endpoint::usage::UsageReporter;
 use protected_endpoint::verifier::file::TokenFileVerifier;
 use protected_endpoint::verifier::remote::RemoteVerifier;
 use protected_endpoint::Scope;
@@ -354,6 +355,16 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             .oneshot(from_peer(request(Some(&bearer(&unknown))))),
     );
     assert_eq!(spent.expect("answered").status(), unauthorized);
+    // Counting every decision for the token authority: reports go nowhere here (nothing
+    // listens on port 9, and the hour between them outlasts any run), so only the counting on
+    // the request path is measured.
+    let reporter = {
+        let _runtime = rt.enter();
+        UsageReporter::builder("http://127.0.0.1:9")
+            .interval(Duration::from_secs(3600))
+            .spawn()
+            .expect("a usage reporter")
+    };
 
     vec![
         Case::new(
@@ -374,6 +385,13 @@ fn cases(f: &Fixtures) -> Vec<Case<'_>> {
             rt,
             "accepted/memory",
             ours(f.store.clone()).layer(app()),
+            Some(bearer(&f.memory_token)),
+            ok,
+        ),
+        Case::new(
+            rt,
+            "accepted/memory_reporting_usage",
+            ours(f.store.clone()).report_usage(&reporter).layer(app()),
             Some(bearer(&f.memory_token)),
             ok,
         ),

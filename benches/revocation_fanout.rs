@@ -31,7 +31,10 @@
 //! never under-counted, and over-counted by at most a sweep and a pause (about 5 ms). A
 //! verifier not reached within 10 s fails the run. It prints `key value` lines: the
 //! followers, the authority's RSS (KiB) before and after they connected and the difference
-//! per follower (bytes), and the p50/p90/p99/max delay in ms over every (round, verifier).
+//! per follower (bytes), the p50/p90/p99/max delay in ms over every (round, verifier), and the
+//! median CPU time a delete cost the authority and the followers' process (its sweeps taken
+//! out), in ms: figures the machine's load does not inflate, unlike the delays (the kernel
+//! counts CPU time in 10 ms ticks: run several rounds).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -170,6 +173,12 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
         }
         let http = reqwest::Client::new();
         let mut delays: Vec<f64> = Vec::with_capacity(followers * victims.len());
+        // CPU time (user + system) per round: the authority's (all of it the delete and its
+        // fan-out: nothing else asks it anything meanwhile), and this process's (the 2 000
+        // followers hearing the event, plus the sweeps, whose own time is measured and taken
+        // out). These do not depend on the machine's load the way the delays do.
+        let mut authority_cpu_ms = Vec::with_capacity(victims.len());
+        let mut followers_cpu_ms = Vec::with_capacity(victims.len());
         for (uid, secret) in &victims {
             let now = SystemTime::now();
             let mut pending: Vec<&RemoteVerifier> = verifiers.iter().collect();
@@ -178,6 +187,9 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
             }) {
                 return Err("a verifier's cache did not hold the victim before the delete".into());
             }
+            let authority_cpu_before = cpu_ms(authority_pid)?;
+            let own_cpu_before = cpu_ms(std::process::id())?;
+            let mut sweeping = Duration::ZERO;
             let sent = Instant::now();
             let response = http
                 .delete(format!("{url}/api/v1/api_tokens/{uid}"))
@@ -188,6 +200,7 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
                 return Err(format!("DELETE {uid}: {}", response.status()).into());
             }
             while !pending.is_empty() {
+                let sweep = Instant::now();
                 let now = SystemTime::now();
                 pending.retain(|verifier| {
                     let reached =
@@ -198,6 +211,7 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
                     }
                     !reached
                 });
+                sweeping += sweep.elapsed();
                 if sent.elapsed() > Duration::from_secs(10) {
                     return Err(
                         format!("{} verifiers not reached after 10 s", pending.len()).into(),
@@ -205,7 +219,14 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
                 }
                 tokio::time::sleep(SWEEP_PAUSE).await;
             }
+            authority_cpu_ms.push(cpu_ms(authority_pid)? - authority_cpu_before);
+            followers_cpu_ms
+                .push(cpu_ms(std::process::id())? - own_cpu_before - sweeping.as_secs_f64() * 1e3);
         }
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
         delays.sort_by(f64::total_cmp);
         let percentile = |p: f64| {
             let rank = ((p / 100.0) * delays.len() as f64).ceil() as usize;
@@ -223,6 +244,14 @@ fn follow(flags: &Flags) -> Result<(), BoxError> {
         println!("p90_ms {:.2}", percentile(90.0));
         println!("p99_ms {:.2}", percentile(99.0));
         println!("max_ms {:.2}", percentile(100.0));
+        println!(
+            "authority_cpu_ms_per_delete {:.1}",
+            median(&mut authority_cpu_ms)
+        );
+        println!(
+            "followers_cpu_ms_per_delete {:.1}",
+            median(&mut followers_cpu_ms)
+        );
         drop(verifiers);
         Ok(())
     })
@@ -248,4 +277,28 @@ fn rss_kib(pid: u32) -> Result<u64, BoxError> {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+}
+
+/// A process's CPU time so far (user + system, `/proc/<pid>/stat`), in ms; 0 for pid 0.
+fn cpu_ms(pid: u32) -> Result<f64, BoxError> {
+    if pid == 0 {
+        return Ok(0.0);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .ok_or("no command name in /proc/<pid>/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |at: usize| -> Result<f64, BoxError> {
+        Ok(fields
+            .get(at)
+            .ok_or("a short /proc/<pid>/stat")?
+            .parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name. The kernel
+    // counts them in USER_HZ ticks, 100 a second on Linux.
+    Ok((ticks(11)? + ticks(12)?) * 10.0)
 }

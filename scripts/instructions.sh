@@ -27,6 +27,7 @@ cases=(
     accepted/no_layer
     accepted/tower_http_bearer
     accepted/memory
+    accepted/memory_reporting_usage
     accepted/memory_throttle_on
     accepted/static_file
     accepted/remote_cache_hit

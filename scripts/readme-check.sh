@@ -12,8 +12,9 @@
 # per file, so variables and background servers carry over from block to block as they do in
 # a terminal. The shell works in a fresh copy of the repository (its tracked and untracked,
 # not ignored files: no target/, no files from an earlier run) in a temporary directory, so
-# whatever the blocks write lands there. Each file gets a shell and a copy of its own: a guide
-# is read on its own, so its blocks must stand on their own. Blocks fenced otherwise
+# whatever the blocks write lands there. Each file gets a shell and a fresh copy of its own (at
+# the same path each time, so the cargo builds of one file serve the next): a guide is read on
+# its own, so its blocks must stand on their own. Blocks fenced otherwise
 # (```text, ```console, ```toml, ```rust, …) are illustrations and are not run; ```bash,
 # ```shell and ```zsh are refused, so a runnable-looking block is never silently skipped.
 #
@@ -37,7 +38,7 @@
 # is that the commands work, and an optimized build of the program costs CI about four minutes.
 # Cargo runs offline (CARGO_NET_OFFLINE=true unless set): the crates
 # must already be in cargo's cache, as they are after `cargo test`. Needs bash, curl, git,
-# tar, awk and setsid (util-linux), and curl when the blocks use it; no Python, no network
+# tar, awk, setsid and flock (util-linux), and curl when the blocks use it; no Python, no network
 # beyond 127.0.0.1. The last line is `readme-check: N passed, N failed, N skipped` (over
 # every file).
 set -euo pipefail
@@ -104,15 +105,27 @@ case $readme in
 esac
 default_timeout=${README_CHECK_BLOCK_TIMEOUT:-300}
 
-for tool in awk git setsid tar; do
+for tool in awk flock git setsid tar; do
   command -v "$tool" >/dev/null || { echo "readme-check: needs $tool" >&2; exit 1; }
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/readme-check.XXXXXX")
 blocks=$tmp/blocks
 state=$tmp/state
-work=$tmp/repo
-mkdir -p "$blocks" "$state" "$work"
+mkdir -p "$blocks" "$state"
+# The copy always lands at the same path for this repository (emptied and filled again for
+# each file): cargo names the builds of a workspace's own crates after its path, so a copy at
+# a new path each time would rebuild the library and the program for every guide that runs
+# `cargo run` or `cargo install` (minutes of CI, every guide). Same path, same file times (tar
+# keeps them): the builds of the first file serve the next. A lock keeps two checks of this
+# repository from sharing the copy at once.
+copy_dir=${TMPDIR:-/tmp}/readme-check-copy-$(printf '%s' "$repo" | cksum | cut -d' ' -f1)
+mkdir -p "$copy_dir"
+exec {copy_lock}>"$copy_dir.lock"
+flock "$copy_lock"
+work=$copy_dir/repo
+rm -rf "$work"
+mkdir -p "$work"
 pgid=
 
 stop_group() {
@@ -129,9 +142,9 @@ stop_group() {
 cleanup() {
   stop_group
   if [[ -n ${README_CHECK_KEEP:-} ]]; then
-    echo "readme-check: kept $tmp"
+    echo "readme-check: kept $tmp (the blocks' copy: $work)"
   else
-    rm -rf "$tmp"
+    rm -rf "$tmp" "$work"
   fi
 }
 trap cleanup EXIT
