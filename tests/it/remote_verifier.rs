@@ -221,6 +221,42 @@ async fn answers_are_cached_and_deletion_shows_once_the_ttl_passes() {
 }
 
 #[tokio::test]
+async fn a_cached_refusal_is_answered_at_once_like_a_cached_acceptance() {
+    use protected_endpoint::{TokenVerifier, VerifyError};
+    let (authority, server) = start_authority().await;
+    authority.grant("good", active("ci"));
+    authority.grant(
+        "expired",
+        json!({"active": true, "scope": "api", "sub": "u4", "exp": 1_000_000}),
+    );
+    let verifier = verifier(server.addr).build().unwrap();
+    for token in ["good", "unknown", "expired"] {
+        let now = std::time::SystemTime::now();
+        assert!(
+            verifier.try_verify_sync(token, now).is_none(),
+            "{token}: not asked yet"
+        );
+        let _ = verifier.verify(&token.into()).await;
+    }
+    let calls = authority.calls();
+    let now = std::time::SystemTime::now();
+    // The layer's synchronous path (no future, no await) answers all three from the cache.
+    assert!(matches!(verifier.try_verify_sync("good", now), Some(Ok(_))));
+    assert!(matches!(
+        verifier.try_verify_sync("unknown", now),
+        Some(Err(VerifyError::Invalid))
+    ));
+    assert!(matches!(
+        verifier.try_verify_sync("expired", now),
+        Some(Err(VerifyError::Expired))
+    ));
+    // Forgetting the refusal reaches the synchronous path too: the next look asks again.
+    verifier.invalidate(&"unknown".into()).await;
+    assert!(verifier.try_verify_sync("unknown", now).is_none());
+    assert_eq!(authority.calls(), calls);
+}
+
+#[tokio::test]
 async fn a_token_with_a_bad_checksum_never_reaches_the_authority() {
     let (authority, server) = start_authority().await;
     let good = protected_endpoint::token::TokenSecret::generate();

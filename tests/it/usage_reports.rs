@@ -299,7 +299,13 @@ async fn with_the_authority_away_requests_pass_and_counts_arrive_when_it_is_back
             "a send to an authority away fails"
         );
     }
-    assert_eq!(reporter.pending_tokens(), 1, "the counts are kept");
+    // One token's counts, kept: in the failed report, and also in the next batch when the
+    // reporter's own send took a batch in the middle of the 20 calls (a slow machine).
+    assert!(
+        (1..=2).contains(&reporter.pending_tokens()),
+        "the counts are kept: {} tokens pending",
+        reporter.pending_tokens()
+    );
     authority.come_back().await;
     assert_usage_settles(&authority, "patient", [22, 0, 0]).await;
     assert_eq!(reporter.pending_tokens(), 0);

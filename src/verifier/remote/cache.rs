@@ -1,9 +1,9 @@
 //! The answer cache: keyed by the SHA-256 of the token, each entry with its own time to live,
 //! bounded in size, and single-flight on misses.
 //!
-//! In front of the moka cache sits a small **hot table** the layer's synchronous fast path
-//! reads (`TokenVerifier::try_verify_sync`): a fixed array of slots, each holding at most one
-//! active answer, indexed by the token hash and behind its own read-write lock. It is filled
+//! In front of the moka cache sit two small **hot tables** the layer's synchronous fast path
+//! reads (`TokenVerifier::try_verify_sync`): fixed arrays of slots, each holding at most one
+//! answer, indexed by the token hash and behind its own read-write lock. Each is filled
 //! only from answers the moka cache holds (on a moka hit or a completed fetch), never serves an
 //! entry outside the wall-clock window `[stored, stored + TTL)` (bounded by the token's `exp`
 //! too), and every removal from moka reaches it:
@@ -15,8 +15,11 @@
 //! - an entry past its TTL is not served even before that (its deadline is checked with the
 //!   request's own clock read), and a wall clock that went backwards makes it a miss.
 //!
-//! Only active answers go in: negative answers come from tokens a client chose, so they would
-//! let anyone evict the hot entries of real callers; they stay in moka alone.
+//! Active answers go in one table, negative answers (`Inactive`, `Expired`) in the other:
+//! negative answers come from tokens a client chose, so in a shared table they would let anyone
+//! evict the hot entries of real callers; in a table of their own they can only evict each
+//! other. A refusal the cache remembers is then answered as cheaply as an acceptance (one hash,
+//! no future, no moka), and a flood of made-up tokens still costs the real callers nothing.
 //!
 //! Metrics ([`crate::telemetry`]): the cache counts what it removes before its time
 //! ([`REMOTE_CACHE_EVICTIONS`]): `invalidate` and `invalidate_all` say why (their caller
@@ -95,15 +98,15 @@ impl Expiry<TokenHash, Cached> for PerEntryTtl {
 /// is the common case; two hot tokens sharing a slot only send each other to moka.
 const HOT_SLOTS: usize = 256;
 
-/// An active answer in the hot table.
+/// An answer in a hot table.
 struct HotEntry {
     hash: TokenHash,
-    info: TokenInfo,
+    answer: Answer,
     valid_from: i128,
     valid_until: i128,
 }
 
-/// The read-mostly table in front of moka. See the module documentation.
+/// A read-mostly table in front of moka. See the module documentation.
 struct HotTable {
     slots: Box<[RwLock<Option<HotEntry>>]>,
     /// Bumped by every invalidation: a store that began before one is dropped.
@@ -124,8 +127,8 @@ impl HotTable {
         &self.slots[index]
     }
 
-    /// The active answer for `hash` at `now`, if the slot holds it and its window is open.
-    fn get(&self, hash: &TokenHash, now: i128) -> Option<TokenInfo> {
+    /// The answer for `hash` at `now`, if the slot holds it and its window is open.
+    fn get(&self, hash: &TokenHash, now: i128) -> Option<Answer> {
         let slot = self
             .slot(hash)
             .read()
@@ -133,19 +136,16 @@ impl HotTable {
         let entry = slot.as_ref()?;
         // `==` on hashes is constant time.
         (entry.hash == *hash && entry.valid_from <= now && now < entry.valid_until)
-            .then(|| entry.info.clone())
+            .then(|| entry.answer.clone())
     }
 
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Stores an active answer read from moka, unless an invalidation happened since
-    /// `seen` (the generation read before moka was asked).
+    /// Stores an answer read from moka, unless an invalidation happened since `seen` (the
+    /// generation read before moka was asked).
     fn put(&self, hash: TokenHash, cached: &Cached, seen: u64) {
-        let Answer::Active(info) = &cached.answer else {
-            return;
-        };
         let mut slot = self
             .slot(&hash)
             .write()
@@ -158,7 +158,7 @@ impl HotTable {
         }
         *slot = Some(HotEntry {
             hash,
-            info: info.clone(),
+            answer: cached.answer.clone(),
             valid_from: cached.valid_from,
             valid_until: cached.valid_until,
         });
@@ -187,16 +187,60 @@ impl HotTable {
     }
 }
 
+/// The two hot tables: active answers, and refusals (see the module documentation).
+struct HotTables {
+    active: HotTable,
+    refused: HotTable,
+}
+
+/// The generations of both hot tables, read before moka is asked.
+#[derive(Clone, Copy)]
+struct Seen {
+    active: u64,
+    refused: u64,
+}
+
+impl HotTables {
+    fn seen(&self) -> Seen {
+        Seen {
+            active: self.active.generation(),
+            refused: self.refused.generation(),
+        }
+    }
+
+    /// Stores `cached` in the table for its kind of answer.
+    fn put(&self, hash: TokenHash, cached: &Cached, seen: Seen) {
+        if matches!(cached.answer, Answer::Active(_)) {
+            self.active.put(hash, cached, seen.active);
+        } else {
+            self.refused.put(hash, cached, seen.refused);
+        }
+    }
+
+    fn remove(&self, hash: &TokenHash, bump: bool) {
+        self.active.remove(hash, bump);
+        self.refused.remove(hash, bump);
+    }
+
+    fn clear(&self) {
+        self.active.clear();
+        self.refused.clear();
+    }
+}
+
 /// The cache. Clones share the entries.
 #[derive(Clone)]
 pub(crate) struct AnswerCache {
     entries: Cache<TokenHash, Cached>,
-    hot: Arc<HotTable>,
+    hot: Arc<HotTables>,
 }
 
 impl AnswerCache {
     pub(crate) fn new(capacity: u64) -> Self {
-        let hot = Arc::new(HotTable::new());
+        let hot = Arc::new(HotTables {
+            active: HotTable::new(),
+            refused: HotTable::new(),
+        });
         let evicted = Arc::clone(&hot);
         // Registered on the first capacity eviction, then one increment each: a flood of
         // distinct unknown tokens evicts on nearly every miss.
@@ -226,13 +270,22 @@ impl AnswerCache {
     /// The hot table's active answer for `hash` at `now` (nanoseconds since the Unix epoch):
     /// the synchronous fast path, no future, no moka.
     pub(crate) fn hot(&self, hash: &TokenHash, now: i128) -> Option<TokenInfo> {
-        self.hot.get(hash, now)
+        match self.hot.active.get(hash, now)? {
+            Answer::Active(info) => Some(info),
+            Answer::Inactive | Answer::Expired => None,
+        }
+    }
+
+    /// The refusals' hot table's answer for `hash` at `now` (`Inactive` or `Expired`): the
+    /// synchronous fast path for a token the cache already knows to refuse.
+    pub(crate) fn hot_refusal(&self, hash: &TokenHash, now: i128) -> Option<Answer> {
+        self.hot.refused.get(hash, now)
     }
 
     /// The cached answer for `hash`, if there is one: the fast path, which builds (and
-    /// moves) no fetch future. An active answer goes into the hot table.
+    /// moves) no fetch future. The answer goes into the hot table of its kind.
     pub(crate) async fn get(&self, hash: &TokenHash) -> Option<Answer> {
-        let seen = self.hot.generation();
+        let seen = self.hot.seen();
         let cached = self.entries.get(hash).await?;
         self.hot.put(*hash, &cached, seen);
         Some(cached.answer)
@@ -249,13 +302,13 @@ impl AnswerCache {
     where
         F: std::future::Future<Output = Result<Cached, IntrospectionError>>,
     {
-        let seen = self.hot.generation();
+        let seen = self.hot.seen();
         let cached = self.entries.try_get_with(hash, fetch).await?;
         self.hot.put(hash, &cached, seen);
         Ok(cached.answer)
     }
 
-    /// Forgets the answer for `hash`, in moka and in the hot table (in that order, so no
+    /// Forgets the answer for `hash`, in moka and in the hot tables (in that order, so no
     /// request can copy it from one to the other in between). An answer that was there is
     /// counted as an eviction for `reason`.
     pub(crate) async fn invalidate(&self, hash: &TokenHash, reason: Eviction) {
@@ -266,7 +319,7 @@ impl AnswerCache {
         }
     }
 
-    /// Forgets every answer, in moka and in the hot table; the answers it held are counted as
+    /// Forgets every answer, in moka and in the hot tables; the answers it held are counted as
     /// evictions for `reason`.
     pub(crate) fn invalidate_all(&self, reason: Eviction) {
         // Counted before they go, by a walk over the entries: this happens on a reconnect or
@@ -352,7 +405,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_hot_table_keeps_the_ttl_and_only_active_answers() {
+    async fn the_hot_table_keeps_the_ttl_and_active_answers_apart() {
         let cache = AnswerCache::new(100);
         let a = TokenHash::of_str("a");
         cache
@@ -380,7 +433,7 @@ mod tests {
         assert!(cache.hot(&b, clock::chrono_unix_nanos(&soon) - 1).is_some());
         assert!(cache.hot(&b, clock::chrono_unix_nanos(&soon)).is_none());
 
-        // Negative answers stay in moka alone.
+        // Negative answers go to the refusals' table, never to the active one.
         let c = TokenHash::of_str("c");
         cache
             .get_or_fetch(c, async {
@@ -390,6 +443,34 @@ mod tests {
             .unwrap();
         assert!(cache.hot(&c, now()).is_none());
         assert!(matches!(cache.get(&c).await, Some(Answer::Inactive)));
+        assert!(matches!(
+            cache.hot_refusal(&c, now()),
+            Some(Answer::Inactive)
+        ));
+        assert!(cache.hot_refusal(&a, now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_the_cache_forgets_leaves_the_hot_table_too() {
+        let cache = AnswerCache::new(100);
+        let (a, b) = (TokenHash::of_str("a"), TokenHash::of_str("b"));
+        for (hash, answer) in [(a, Answer::Inactive), (b, Answer::Expired)] {
+            cache
+                .get_or_fetch(hash, async move {
+                    Ok(Cached::new(answer, Duration::from_secs(2)))
+                })
+                .await
+                .unwrap();
+        }
+        let t = now();
+        assert!(matches!(cache.hot_refusal(&b, t), Some(Answer::Expired)));
+        // Its window is the negative TTL's.
+        assert!(cache.hot_refusal(&a, t + 2_000_000_000).is_none());
+        // A token enabled again (`restored`) must verify again at once.
+        cache.invalidate(&a, Eviction::Restored).await;
+        assert!(cache.hot_refusal(&a, now()).is_none());
+        cache.invalidate_all(Eviction::Resync);
+        assert!(cache.hot_refusal(&b, now()).is_none());
     }
 
     /// Runs `body` on a current-thread runtime with a Prometheus recorder of its own (local to

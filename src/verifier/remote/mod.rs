@@ -437,16 +437,12 @@ impl TokenVerifier for RemoteVerifier {
                 answer
             }
         };
-        match answer {
-            Answer::Active(info) => Ok(info),
-            Answer::Inactive => Err(VerifyError::Invalid),
-            Answer::Expired => Err(VerifyError::Expired),
-        }
+        answer.into_result()
     }
 
-    /// Answers from the cache's hot table (an active answer within its TTL), and refuses a
-    /// `pe_` token with a bad checksum at once (as `verify` does, without a call); `None`, so
-    /// the layer awaits `verify`, on anything else.
+    /// Answers from the cache's hot tables (an active answer within its TTL, or a refusal
+    /// within the negative TTL), and refuses a `pe_` token with a bad checksum at once (as
+    /// `verify` does, without a call); `None`, so the layer awaits `verify`, on anything else.
     fn try_verify_sync(
         &self,
         token: &str,
@@ -466,6 +462,11 @@ impl TokenVerifier for RemoteVerifier {
                     self.inner.hit();
                     return Some(Ok(info));
                 }
+            }
+            // A refusal the cache remembers costs no more than an acceptance.
+            if let Some(refusal) = cache.hot_refusal(&hash, now) {
+                self.inner.hit();
+                return Some(refusal.into_result());
             }
         }
         crate::token::is_forged_own_token(token).then_some(Err(VerifyError::Invalid))

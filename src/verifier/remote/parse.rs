@@ -13,6 +13,7 @@ use crate::rate_limit::RateLimit;
 use crate::record::has_expired;
 use crate::scope::{DeploymentAccess, Scope};
 use crate::token_info::TokenInfo;
+use crate::verifier::VerifyError;
 
 /// What the authority said about a token.
 #[derive(Debug, Clone)]
@@ -23,6 +24,17 @@ pub(crate) enum Answer {
     Inactive,
     /// `active: true`, but its `exp` has passed.
     Expired,
+}
+
+impl Answer {
+    /// What the layer makes of the answer: the token's grants, or the refusal's kind.
+    pub(crate) fn into_result(self) -> Result<TokenInfo, VerifyError> {
+        match self {
+            Answer::Active(info) => Ok(info),
+            Answer::Inactive => Err(VerifyError::Invalid),
+            Answer::Expired => Err(VerifyError::Expired),
+        }
+    }
 }
 
 /// The members of an RFC 7662 answer this crate reads. Unknown members are ignored, as the
