@@ -12,9 +12,10 @@
 # per file, so variables and background servers carry over from block to block as they do in
 # a terminal. The shell works in a fresh copy of the repository (its tracked and untracked,
 # not ignored files: no target/, no files from an earlier run) in a temporary directory, so
-# whatever the blocks write lands there. Each file gets a shell and a fresh copy of its own (at
-# the same path each time, so the cargo builds of one file serve the next): a guide is read on
-# its own, so its blocks must stand on their own. Blocks fenced otherwise
+# whatever the blocks write lands there. Each file gets a shell and a copy of its own: a guide
+# is read on its own, so its blocks must stand on their own. (cargo names the builds of a
+# workspace's own crates by their place in the workspace, not by its path, and tar keeps the
+# files' times: the builds of one file's blocks serve the next.) Blocks fenced otherwise
 # (```text, ```console, ```toml, ```rust, …) are illustrations and are not run; ```bash,
 # ```shell and ```zsh are refused, so a runnable-looking block is never silently skipped.
 #
@@ -33,12 +34,15 @@
 #
 # Environment: CARGO_TARGET_DIR (default: this repository's target/, so the builds of earlier
 # CI steps are reused), README_CHECK_BLOCK_TIMEOUT, README_CHECK_KEEP=1 (keep the temporary
-# directory to look at). A release build a block asks for (`cargo install`) is built without
-# optimizations (CARGO_PROFILE_RELEASE_OPT_LEVEL=0 and CODEGEN_UNITS=256 unless set): the check
-# is that the commands work, and an optimized build of the program costs CI about four minutes.
+# directory to look at). A `cargo install` a block runs is built in the dev profile (`--debug`
+# is added: the check is that the commands work, and a release build of the program and every
+# crate under it costs CI minutes, where the dev profile reuses the test build's crates and
+# builds only the workspace's own); README_CHECK_RELEASE_INSTALL=1 keeps the release profile,
+# then built without optimizations (CARGO_PROFILE_RELEASE_OPT_LEVEL=0 and CODEGEN_UNITS=256
+# unless set).
 # Cargo runs offline (CARGO_NET_OFFLINE=true unless set): the crates
 # must already be in cargo's cache, as they are after `cargo test`. Needs bash, curl, git,
-# tar, awk, setsid and flock (util-linux), and curl when the blocks use it; no Python, no network
+# tar, awk and setsid (util-linux), and curl when the blocks use it; no Python, no network
 # beyond 127.0.0.1. The last line is `readme-check: N passed, N failed, N skipped` (over
 # every file).
 set -euo pipefail
@@ -105,27 +109,15 @@ case $readme in
 esac
 default_timeout=${README_CHECK_BLOCK_TIMEOUT:-300}
 
-for tool in awk flock git setsid tar; do
+for tool in awk git setsid tar; do
   command -v "$tool" >/dev/null || { echo "readme-check: needs $tool" >&2; exit 1; }
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/readme-check.XXXXXX")
 blocks=$tmp/blocks
 state=$tmp/state
-mkdir -p "$blocks" "$state"
-# The copy always lands at the same path for this repository (emptied and filled again for
-# each file): cargo names the builds of a workspace's own crates after its path, so a copy at
-# a new path each time would rebuild the library and the program for every guide that runs
-# `cargo run` or `cargo install` (minutes of CI, every guide). Same path, same file times (tar
-# keeps them): the builds of the first file serve the next. A lock keeps two checks of this
-# repository from sharing the copy at once.
-copy_dir=${TMPDIR:-/tmp}/readme-check-copy-$(printf '%s' "$repo" | cksum | cut -d' ' -f1)
-mkdir -p "$copy_dir"
-exec {copy_lock}>"$copy_dir.lock"
-flock "$copy_lock"
-work=$copy_dir/repo
-rm -rf "$work"
-mkdir -p "$work"
+work=$tmp/repo
+mkdir -p "$blocks" "$state" "$work"
 pgid=
 
 stop_group() {
@@ -142,9 +134,9 @@ stop_group() {
 cleanup() {
   stop_group
   if [[ -n ${README_CHECK_KEEP:-} ]]; then
-    echo "readme-check: kept $tmp (the blocks' copy: $work)"
+    echo "readme-check: kept $tmp"
   else
-    rm -rf "$tmp" "$work"
+    rm -rf "$tmp"
   fi
 }
 trap cleanup EXIT
@@ -277,6 +269,15 @@ driver=$tmp/driver.sh
   cat <<'EOF'
 echo $$ > "$README_CHECK_STATE/pgid"
 cd "$README_CHECK_WORK"
+# `cargo install` in the dev profile (see the header of scripts/readme-check.sh).
+cargo() {
+  if [[ ${1:-} == install && -z ${README_CHECK_RELEASE_INSTALL:-} ]]; then
+    shift
+    command cargo install --debug "$@"
+  else
+    command cargo "$@"
+  fi
+}
 readme_check_begin() {
   echo "$1 $2 $3 $(date +%s)" > "$README_CHECK_STATE/current"
   echo "--- block $1 ($README_CHECK_NAME:$2)"
