@@ -1093,6 +1093,28 @@ async fn postgres_a_change_through_a_reaches_the_feed_of_b() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_import_reaches_every_feed_but_its_own_store_s() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let (mut feed_a, mut feed_b) = (a.watch().await.unwrap(), b.watch().await.unwrap());
+    a.import(vec![entry("imported by a")]).await.unwrap();
+    assert_eq!(next_change(&mut feed_b).await, Change::Resync);
+    // a's caller has what it imported: a's feed goes on with the next change, no reload.
+    let created = full_entry("created by a");
+    a.insert(created.clone()).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed_a).await,
+        Change::Created(created.clone())
+    );
+    assert_eq!(next_change(&mut feed_b).await, Change::Created(created));
+    b.import(vec![entry("imported by b")]).await.unwrap();
+    assert_eq!(next_change(&mut feed_a).await, Change::Resync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_lifecycle_changes_reach_the_feed_of_b() {
     let Some(db) = fresh_database().await else {
         return;
