@@ -151,9 +151,9 @@ impl<R: io::Read> Frames<R> {
     }
 
     /// Reads more: the unread part moves to the front, the buffer doubles when the unread
-    /// part fills it. `Err` at the end of the file, and on a read error (serde's reader
+    /// part fills it. `false` at the end of the file; `Err` on a read error (serde's reader
     /// meets it again, and reports it).
-    fn fill(&mut self) -> Result<(), Unsure> {
+    fn fill(&mut self) -> Result<bool, Unsure> {
         self.buf.copy_within(self.at..self.end, 0);
         self.end -= self.at;
         self.at = 0;
@@ -162,10 +162,9 @@ impl<R: io::Read> Frames<R> {
         }
         loop {
             match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err(Unsure),
                 Ok(read) => {
                     self.end += read;
-                    return Ok(());
+                    return Ok(read > 0);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return Err(Unsure),
@@ -173,11 +172,19 @@ impl<R: io::Read> Frames<R> {
         }
     }
 
+    /// Reads more, or `Err` at the end of the file (inside a value: serde's reader says so).
+    fn more(&mut self) -> Result<(), Unsure> {
+        match self.fill()? {
+            true => Ok(()),
+            false => Err(Unsure),
+        }
+    }
+
     /// The byte `offset` bytes after the unread part's start, reading more if needed.
     #[inline]
     fn byte(&mut self, offset: usize) -> Result<u8, Unsure> {
-        if self.at + offset >= self.end {
-            self.fill()?;
+        while self.at + offset >= self.end {
+            self.more()?;
         }
         Ok(self.buf[self.at + offset])
     }
@@ -186,7 +193,7 @@ impl<R: io::Read> Frames<R> {
     /// file.
     fn peek_or_end(&mut self) -> Result<Option<u8>, Unsure> {
         loop {
-            if self.at == self.end && self.fill().is_err() {
+            if self.at == self.end && !self.fill()? {
                 return Ok(None);
             }
             match self.buf[self.at] {
@@ -277,7 +284,7 @@ impl<R: io::Read> Frames<R> {
                 }
                 None => {
                     offset = self.end - self.at;
-                    self.fill()?;
+                    self.more()?;
                 }
             }
         }
