@@ -18,9 +18,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
-use super::sql::{
-    self, Dialect, Encoded, Field, InsertError, Migration, Notice, SqlStore, TOKEN_COLUMNS,
-};
+use super::sql::{self, Dialect, Encoded, InsertError, Migration, Notice, SqlStore};
 use super::{Change, ChangeFeed, StoreError};
 use crate::record::TokenEntry;
 
@@ -38,8 +36,8 @@ const MAX_CONNECTIONS: u32 = 10;
 /// apply each migration once, one after the other.
 const MIGRATION_LOCK: i64 = 0x7065_5f6d_6967_7261;
 
-/// Rows per `INSERT … SELECT FROM UNNEST(…)` of an import (one array a column).
-const IMPORT_CHUNK: usize = 10_000;
+/// Bytes of an import's `COPY` data sent at a time.
+const COPY_SEND: usize = 1 << 20;
 
 /// After this long without a notification, the feed checks that its connection still
 /// answers: a connection can die without a word (a firewall forgetting an idle flow).
@@ -210,7 +208,7 @@ impl Dialect for PostgresDialect {
         let own = store.bulk();
         let inserted = async {
             let mut tx = conn.begin().await?;
-            insert_arrays(&mut tx, &rows).await?;
+            copy_rows(&mut tx, &rows).await?;
             // One notice for the lot: the replicas reload (a hundred thousand notices would
             // be slower for everyone).
             Self::notify(&mut tx, Notice::Imported(rows.len())).await?;
@@ -445,36 +443,37 @@ impl Drop for Listening {
     }
 }
 
-/// [`PostgresDialect::insert_rows`]: one array a column, `IMPORT_CHUNK` rows a statement.
-async fn insert_arrays(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(IMPORT_CHUNK) {
-        // One array a column: a statement whose size does not grow with the rows.
-        let mut insert = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO pe_tokens ({}) SELECT * FROM UNNEST(",
-            sql::insert_list()
-        ));
-        let mut arrays = insert.separated(", ");
-        for column in &TOKEN_COLUMNS {
-            match column.field {
-                Field::Text(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableText(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Int(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableInt(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Bytes(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableBytes(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Bool(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-            };
+/// [`PostgresDialect::insert_rows`]: the rows through `COPY … FROM STDIN` in PostgreSQL's
+/// binary format (encoded by [`sql::copy_binary_row`], columns in the order of
+/// [`sql::TOKEN_COLUMNS`]), sent [`COPY_SEND`] bytes at a time. A unique violation is reported
+/// when the copy finishes; the caller's transaction then rolls everything back.
+async fn copy_rows(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
+    let statement = format!(
+        "COPY pe_tokens ({}) FROM STDIN (FORMAT binary)",
+        sql::insert_list()
+    );
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut data = Vec::with_capacity(COPY_SEND + 4096);
+    data.extend_from_slice(sql::COPY_BINARY_HEADER);
+    let sent = async {
+        for row in rows {
+            sql::copy_binary_row(row, &mut data);
+            if data.len() >= COPY_SEND {
+                copy.send(&data[..]).await?;
+                data.clear();
+            }
         }
-        insert.push(")");
-        insert.build().execute(&mut *conn).await?;
+        data.extend_from_slice(sql::COPY_BINARY_TRAILER);
+        copy.send(&data[..]).await.map(drop)
+    };
+    match sent.await {
+        Ok(()) => copy.finish().await.map(drop),
+        Err(error) => {
+            // The connection leaves copy mode (or is gone): the first error is the one.
+            let _ = copy.abort("the import failed").await;
+            Err(error)
+        }
     }
-    Ok(())
 }
 
 sql::forward_token_store!(

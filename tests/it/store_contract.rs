@@ -481,6 +481,29 @@ async fn lifecycle_fields_are_kept(h: &Harness) {
     assert!(store.load_all().await.unwrap().contains(&imported));
 }
 
+/// An import stores what an insert stores, every field (the quota and its count, NULLs and
+/// the lack of them) included: its rows take another way in (SQLite's bulk writer,
+/// PostgreSQL's `COPY`).
+async fn an_import_keeps_every_field_as_an_insert_does(h: &Harness) {
+    let store = h.open().await;
+    let parent = entry("parent");
+    store.insert(parent.clone()).await.unwrap();
+    let mut quoted = lifecycle_entry("quoted", &parent);
+    quoted.token.quota = Some("1000/month".parse().unwrap());
+    let start = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    quoted.token.quota_count = Some(QuotaCount::new(17, start));
+    quoted.token.last_used_at = Some(DateTime::from_timestamp(1_767_300_000, 0).unwrap());
+    let plain = entry("plain \\ \"quoted\"");
+    let inserted = full_entry("inserted");
+    store.insert(inserted.clone()).await.unwrap();
+    store
+        .import(vec![quoted.clone(), plain.clone()])
+        .await
+        .unwrap();
+    let loaded = sorted(store.load_all().await.unwrap());
+    assert_eq!(loaded, sorted(vec![parent, inserted, quoted, plain]));
+}
+
 async fn a_child_of_a_missing_parent_is_refused(h: &Harness) {
     let store = h.open().await;
     let ghost = entry("ghost");
@@ -870,6 +893,7 @@ contract!(
     import_is_all_or_nothing,
     describe_names_the_store_without_a_password,
     lifecycle_fields_are_kept,
+    an_import_keeps_every_field_as_an_insert_does,
     a_child_of_a_missing_parent_is_refused,
     set_enabled_keeps_everything_else,
     reroll_keeps_the_uid_and_every_other_field,
