@@ -479,7 +479,7 @@ async fn copy_rows(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()
 sql::forward_token_store!(
     /// A PostgreSQL database shared by any number of processes; the
     /// [change feed](crate::store::TokenStore::watch) carries every change any of them commits (this store's
-    /// own included).
+    /// own included, but for its own imports: their caller has what they added).
     PostgresStore
 );
 
