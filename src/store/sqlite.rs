@@ -270,12 +270,7 @@ impl BulkWriter {
             .map_err(failed)?;
         {
             let mut insert = tx.prepare_cached(insert_statement()).map_err(failed)?;
-            // In the order of the hash index, the largest and the one whose keys are random:
-            // consecutive inserts land in the same or the next page of it (~20 % less CPU at
-            // a million). The caller's order stays, for finding a conflict in file order.
-            let mut by_hash: Vec<&Encoded> = rows.iter().collect();
-            by_hash.sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
-            for row in by_hash {
+            for row in rows {
                 bind_row(&mut insert, row).map_err(failed)?;
                 insert.raw_execute().map_err(failed)?;
             }
