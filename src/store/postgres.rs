@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgArguments, PgQueryResult};
@@ -16,9 +18,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, Postgres, QueryBuilder};
 use tokio::sync::mpsc;
 
-use super::sql::{
-    self, Dialect, Encoded, Field, InsertError, Migration, Notice, SqlStore, TOKEN_COLUMNS,
-};
+use super::sql::{self, Dialect, Encoded, InsertError, Migration, Notice, SqlStore};
 use super::{Change, ChangeFeed, StoreError};
 use crate::record::TokenEntry;
 
@@ -36,8 +36,8 @@ const MAX_CONNECTIONS: u32 = 10;
 /// apply each migration once, one after the other.
 const MIGRATION_LOCK: i64 = 0x7065_5f6d_6967_7261;
 
-/// Rows per `INSERT … SELECT FROM UNNEST(…)` of an import (one array a column).
-const IMPORT_CHUNK: usize = 10_000;
+/// Bytes of an import's `COPY` data sent at a time.
+const COPY_SEND: usize = 1 << 20;
 
 /// After this long without a notification, the feed checks that its connection still
 /// answers: a connection can die without a word (a firewall forgetting an idle flow).
@@ -140,7 +140,7 @@ impl PostgresStore {
         SqlStore::<PostgresDialect>::migrate(&pool, &describe).await?;
         Ok(Self {
             // One pool: PostgreSQL takes any number of writers, and reads beside them.
-            sql: SqlStore::new(pool.clone(), pool, describe, ()),
+            sql: SqlStore::new(pool.clone(), pool, describe, OwnImports::default()),
         })
     }
 
@@ -198,20 +198,22 @@ impl Dialect for PostgresDialect {
         notify.build().execute(conn).await.map(drop)
     }
 
-    type Bulk = ();
+    type Bulk = OwnImports;
 
     async fn insert_rows<'a>(
         store: &'a SqlStore<Self>,
         conn: &'a mut PgConnection,
         rows: Vec<Encoded>,
     ) -> (Vec<Encoded>, Result<(), InsertError>) {
+        let own = store.bulk();
         let inserted = async {
             let mut tx = conn.begin().await?;
-            insert_arrays(&mut tx, &rows).await?;
+            copy_rows(&mut tx, &rows).await?;
             // One notice for the lot: the replicas reload (a hundred thousand notices would
             // be slower for everyone).
             Self::notify(&mut tx, Notice::Imported(rows.len())).await?;
-            tx.commit().await
+            let sent_by = own.sent_by(&mut tx).await?;
+            tx.commit().await.inspect_err(|_| own.not_sent(sent_by))
         };
         let inserted = inserted.await.map_err(|error| {
             if sql::unique_violation(&error).is_some() {
@@ -230,7 +232,8 @@ impl Dialect for PostgresDialect {
     async fn watch(store: &SqlStore<Self>) -> Result<ChangeFeed, StoreError> {
         let listener = listen(store.writer()).await.map_err(|e| store.error(e))?;
         let (tx, rx) = mpsc::channel(FEED_BUFFER);
-        tokio::spawn(feed(store.clone(), listener, tx));
+        let listening = OwnImports::listening(store.bulk());
+        tokio::spawn(feed(store.clone(), listener, tx, listening));
         Ok(Box::pin(futures_util::stream::unfold(
             rx,
             |mut rx| async move { rx.recv().await.map(|change| (change, rx)) },
@@ -275,6 +278,10 @@ async fn relay(
             }
         };
         let change = match Notice::parse(notification.payload()) {
+            // This store's own import: its caller has what it added (a reload of every
+            // token after each batch of an import kept two read models and most of the
+            // CPU of the import busy).
+            Some(Notice::Imported(_)) if store.bulk().heard(notification.process_id()) => None,
             Some(Notice::Created(uid)) => match store.get_entry(uid).await {
                 Ok(Some(entry)) => Some(Change::Created(entry)),
                 // Deleted again meanwhile: its deletion follows.
@@ -324,6 +331,7 @@ async fn feed(
     store: SqlStore<PostgresDialect>,
     mut listener: PgListener,
     out: mpsc::Sender<Change>,
+    _listening: Listening,
 ) {
     loop {
         let lost = tokio::select! {
@@ -333,6 +341,8 @@ async fn feed(
         let Some(reason) = lost else { return };
         tracing::warn!(store = %store.describe(), %reason, "change feed lost; reconnecting");
         drop(listener);
+        // Their notices may be lost with the connection; the resync below covers them.
+        store.bulk().forget();
         if out.send(Change::Lost(reason)).await.is_err() {
             return;
         }
@@ -357,42 +367,119 @@ async fn feed(
     }
 }
 
-/// [`PostgresDialect::insert_rows`]: one array a column, `IMPORT_CHUNK` rows a statement.
-async fn insert_arrays(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
-    for chunk in rows.chunks(IMPORT_CHUNK) {
-        // One array a column: a statement whose size does not grow with the rows.
-        let mut insert = QueryBuilder::<Postgres>::new(format!(
-            "INSERT INTO pe_tokens ({}) SELECT * FROM UNNEST(",
-            sql::insert_list()
-        ));
-        let mut arrays = insert.separated(", ");
-        for column in &TOKEN_COLUMNS {
-            match column.field {
-                Field::Text(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableText(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Int(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableInt(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Bytes(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-                Field::NullableBytes(get) => {
-                    arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>())
-                }
-                Field::Bool(get) => arrays.push_bind(chunk.iter().map(get).collect::<Vec<_>>()),
-            };
+/// The import notices ([`Notice::Imported`]) this store sent and its change feed has not
+/// heard back yet, by the server process (backend pid) of the connection that sent each: the
+/// feed skips them, since the store's caller has the rows it imported (the store's own changes
+/// "may or may not appear" on its feed). Kept only while a feed listens, and forgotten when
+/// the feed loses its connection (a lost notice would otherwise wait for a foreign one from a
+/// reused pid); a live backend's pid belongs to no other connection.
+#[derive(Default)]
+pub(crate) struct OwnImports {
+    pending: Mutex<Vec<u32>>,
+    feeds: AtomicUsize,
+}
+
+impl OwnImports {
+    /// Records that the transaction on `conn` sends an import notice, before it commits (the
+    /// notice cannot arrive sooner). Answers the pid recorded, if any.
+    async fn sent_by(&self, conn: &mut PgConnection) -> sqlx::Result<Option<u32>> {
+        if self.feeds.load(Ordering::SeqCst) == 0 {
+            return Ok(None);
         }
-        insert.push(")");
-        insert.build().execute(&mut *conn).await?;
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(conn)
+            .await?;
+        let pid = pid as u32;
+        self.lock().push(pid);
+        Ok(Some(pid))
     }
-    Ok(())
+
+    /// The commit failed: no notice was sent.
+    fn not_sent(&self, pid: Option<u32>) {
+        if let Some(pid) = pid {
+            let mut pending = self.lock();
+            if let Some(at) = pending.iter().position(|&p| p == pid) {
+                pending.swap_remove(at);
+            }
+        }
+    }
+
+    /// Whether an import notice from `pid` is one of this store's own (then no longer
+    /// pending).
+    fn heard(&self, pid: u32) -> bool {
+        let mut pending = self.lock();
+        match pending.iter().position(|&p| p == pid) {
+            Some(at) => {
+                pending.swap_remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn forget(&self) {
+        self.lock().clear();
+    }
+
+    /// A feed listens until the guard drops.
+    fn listening(this: &Arc<Self>) -> Listening {
+        this.feeds.fetch_add(1, Ordering::SeqCst);
+        Listening(Arc::clone(this))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A feed of [`OwnImports`]' store that listens.
+struct Listening(Arc<OwnImports>);
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if self.0.feeds.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.forget();
+        }
+    }
+}
+
+/// [`PostgresDialect::insert_rows`]: the rows through `COPY … FROM STDIN` in PostgreSQL's
+/// binary format (encoded by [`sql::copy_binary_row`], columns in the order of
+/// [`sql::TOKEN_COLUMNS`]), sent [`COPY_SEND`] bytes at a time. A unique violation is reported
+/// when the copy finishes; the caller's transaction then rolls everything back.
+async fn copy_rows(conn: &mut PgConnection, rows: &[Encoded]) -> sqlx::Result<()> {
+    let statement = format!(
+        "COPY pe_tokens ({}) FROM STDIN (FORMAT binary)",
+        sql::insert_list()
+    );
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    let mut data = Vec::with_capacity(COPY_SEND + 4096);
+    data.extend_from_slice(sql::COPY_BINARY_HEADER);
+    let sent = async {
+        for row in rows {
+            sql::copy_binary_row(row, &mut data);
+            if data.len() >= COPY_SEND {
+                copy.send(&data[..]).await?;
+                data.clear();
+            }
+        }
+        data.extend_from_slice(sql::COPY_BINARY_TRAILER);
+        copy.send(&data[..]).await.map(drop)
+    };
+    match sent.await {
+        Ok(()) => copy.finish().await.map(drop),
+        Err(error) => {
+            // The connection leaves copy mode (or is gone): the first error is the one.
+            let _ = copy.abort("the import failed").await;
+            Err(error)
+        }
+    }
 }
 
 sql::forward_token_store!(
     /// A PostgreSQL database shared by any number of processes; the
     /// [change feed](crate::store::TokenStore::watch) carries every change any of them commits (this store's
-    /// own included).
+    /// own included, but for its own imports: their caller has what they added).
     PostgresStore
 );
 

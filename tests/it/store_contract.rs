@@ -481,6 +481,29 @@ async fn lifecycle_fields_are_kept(h: &Harness) {
     assert!(store.load_all().await.unwrap().contains(&imported));
 }
 
+/// An import stores what an insert stores, every field (the quota and its count, NULLs and
+/// the lack of them) included: its rows take another way in (SQLite's bulk writer,
+/// PostgreSQL's `COPY`).
+async fn an_import_keeps_every_field_as_an_insert_does(h: &Harness) {
+    let store = h.open().await;
+    let parent = entry("parent");
+    store.insert(parent.clone()).await.unwrap();
+    let mut quoted = lifecycle_entry("quoted", &parent);
+    quoted.token.quota = Some("1000/month".parse().unwrap());
+    let start = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+    quoted.token.quota_count = Some(QuotaCount::new(17, start));
+    quoted.token.last_used_at = Some(DateTime::from_timestamp(1_767_300_000, 0).unwrap());
+    let plain = entry("plain \\ \"quoted\"");
+    let inserted = full_entry("inserted");
+    store.insert(inserted.clone()).await.unwrap();
+    store
+        .import(vec![quoted.clone(), plain.clone()])
+        .await
+        .unwrap();
+    let loaded = sorted(store.load_all().await.unwrap());
+    assert_eq!(loaded, sorted(vec![parent, inserted, quoted, plain]));
+}
+
 async fn a_child_of_a_missing_parent_is_refused(h: &Harness) {
     let store = h.open().await;
     let ghost = entry("ghost");
@@ -870,6 +893,7 @@ contract!(
     import_is_all_or_nothing,
     describe_names_the_store_without_a_password,
     lifecycle_fields_are_kept,
+    an_import_keeps_every_field_as_an_insert_does,
     a_child_of_a_missing_parent_is_refused,
     set_enabled_keeps_everything_else,
     reroll_keeps_the_uid_and_every_other_field,
@@ -1090,6 +1114,28 @@ async fn postgres_a_change_through_a_reaches_the_feed_of_b() {
     assert_eq!(next_change(&mut feed).await, Change::Deleted { uid });
     a.import(vec![self::entry("imported")]).await.unwrap();
     assert_eq!(next_change(&mut feed).await, Change::Resync);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_import_reaches_every_feed_but_its_own_store_s() {
+    let Some(db) = fresh_database().await else {
+        return;
+    };
+    let a = PostgresStore::connect(&db.url).await.unwrap();
+    let b = PostgresStore::connect(&db.url).await.unwrap();
+    let (mut feed_a, mut feed_b) = (a.watch().await.unwrap(), b.watch().await.unwrap());
+    a.import(vec![entry("imported by a")]).await.unwrap();
+    assert_eq!(next_change(&mut feed_b).await, Change::Resync);
+    // a's caller has what it imported: a's feed goes on with the next change, no reload.
+    let created = full_entry("created by a");
+    a.insert(created.clone()).await.unwrap();
+    assert_eq!(
+        next_change(&mut feed_a).await,
+        Change::Created(created.clone())
+    );
+    assert_eq!(next_change(&mut feed_b).await, Change::Created(created));
+    b.import(vec![entry("imported by b")]).await.unwrap();
+    assert_eq!(next_change(&mut feed_a).await, Change::Resync);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

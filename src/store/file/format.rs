@@ -308,10 +308,7 @@ pub(crate) fn read_entries<'de, R: serde_json::de::Read<'de>>(
     each: impl FnMut(TokenEntry) -> ControlFlow<()>,
 ) -> Result<Option<Vec<DeploymentSeen>>, FileContentError> {
     let mut reading = Reading {
-        entries: Entries {
-            each_alone: !across,
-            ..Entries::default()
-        },
+        entries: Entries::new(across),
         format,
         each,
         refused: None,
@@ -342,27 +339,38 @@ struct Reading<F> {
 /// The checks of entries, entry after entry: each alone, and (unless `each_alone`) no uid or
 /// hash twice.
 #[derive(Default)]
-struct Entries {
+pub(super) struct Entries {
     next: usize,
     /// Only each entry by itself: the second reading of a checked file
     /// ([`read_entries`]' `across`).
     each_alone: bool,
-    uids: HashMap<Box<str>, usize>,
-    hashes: HashMap<TokenHash, usize>,
+    /// foldhash, seeded at random like std's (SipHash was a tenth of a first reading at a
+    /// million entries).
+    uids: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    hashes: HashMap<TokenHash, usize, foldhash::fast::RandomState>,
 }
 
 impl Entries {
-    /// The next entry, from its JSON text, checked.
-    fn check(
+    /// The checks of a reading; `across`: as [`read_entries`]' (a uid or hash used twice).
+    pub(super) fn new(across: bool) -> Self {
+        Self {
+            each_alone: !across,
+            ..Self::default()
+        }
+    }
+
+    /// The next entry, from its JSON text, checked. A [`FileContentError::Syntax`] only when
+    /// the text is not JSON (which serde's reader never hands over).
+    pub(super) fn check(
         &mut self,
-        raw: &RawValue,
+        text: &str,
         format: TokenFileFormat,
     ) -> Result<TokenEntry, FileContentError> {
         let index = self.next;
         self.next += 1;
-        let entry = match Self::plain(raw) {
+        let entry = match Self::plain(text) {
             Some(entry) => entry,
-            None => Self::explained(raw, index, format)?,
+            None => Self::explained(text, index, format)?,
         };
         let entry_error = |message: String| FileContentError::Entry {
             index,
@@ -390,8 +398,7 @@ impl Entries {
     /// every value is its text verbatim and no `pe_…` token in the text means none in any
     /// value; then an unknown field (a plaintext one among them) fails the read. `None` for
     /// anything else, which [`explained`](Self::explained) reads with the error it deserves.
-    fn plain(raw: &RawValue) -> Option<TokenEntry> {
-        let text = raw.get();
+    fn plain(text: &str) -> Option<TokenEntry> {
         if text.contains('\\') || contains_minted_token(text) {
             return None;
         }
@@ -401,12 +408,13 @@ impl Entries {
     /// The entry read through a JSON value, so that a refusal can say which field is wrong
     /// (a plaintext secret's name, a minted token in any value) without echoing a value.
     fn explained(
-        raw: &RawValue,
+        text: &str,
         index: usize,
         format: TokenFileFormat,
     ) -> Result<TokenEntry, FileContentError> {
-        // Valid JSON already (the reader checked it): this cannot fail but on memory.
-        let value: serde_json::Value = serde_json::from_str(raw.get())
+        // Valid JSON already when the reader checked it (serde's); the chunked reader's
+        // framing does not check, and takes this error as its cue to hand over to serde's.
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| FileContentError::syntax(format, e.to_string()))?;
         // The uid names the entry in errors, unless it is itself a pasted secret.
         let uid = value
@@ -497,7 +505,7 @@ impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> Visitor<'de> for TokensSeed<'
         while let Some(raw) = seq.next_element::<Box<RawValue>>()? {
             let entry = reading
                 .entries
-                .check(&raw, reading.format)
+                .check(raw.get(), reading.format)
                 .map_err(|refused| {
                     reading.refused = Some(refused);
                     de::Error::custom("refused")
@@ -513,7 +521,7 @@ impl<'de, F: FnMut(TokenEntry) -> ControlFlow<()>> Visitor<'de> for TokensSeed<'
 }
 
 /// A file's `deployments_seen`, checked.
-fn deployments(
+pub(super) fn deployments(
     values: Vec<serde_json::Value>,
     format: TokenFileFormat,
 ) -> Result<Vec<DeploymentSeen>, FileContentError> {
@@ -557,7 +565,7 @@ pub enum FileContentError {
 impl FileContentError {
     /// The one place parser messages enter an error: quoted values and anything shaped like
     /// one of our tokens are redacted here, whichever parser spoke.
-    fn syntax(format: TokenFileFormat, message: String) -> Self {
+    pub(super) fn syntax(format: TokenFileFormat, message: String) -> Self {
         FileContentError::Syntax {
             format,
             message: redact_token_like(&redact_quoted(message.trim_end())).into_owned(),

@@ -39,6 +39,7 @@
 //! # let _ = layer;
 //! ```
 
+mod chunked;
 mod data_file;
 mod format;
 
@@ -248,10 +249,7 @@ impl TokenFileStore {
                     return Err(format::too_large(path));
                 }
                 // Capped too: a file that grows meanwhile ends as a truncated one.
-                let reader =
-                    io::BufReader::with_capacity(1 << 16, io::Read::take(file, MAX_FILE_BYTES + 1));
-                let mut de = serde_json::Deserializer::from_reader(reader);
-                format::read_entries(&mut de, self.format, across, each).map_err(content)
+                chunked::read_json(file, MAX_FILE_BYTES + 1, across, each).map_err(content)
             }
             TokenFileFormat::Toml => {
                 let json =

@@ -42,9 +42,12 @@ mod row;
 mod store;
 
 pub(crate) use self::dialect::{migrations, Dialect, InsertError, Migration, Notice};
-// The bulk imports bind through the columns' own getters: PostgreSQL one array a column,
-// SQLite (rusqlite) one prepared row at a time.
-pub(crate) use self::row::{insert_list, Encoded, Field, TOKEN_COLUMNS};
+// The bulk imports bind through the columns' own getters: PostgreSQL one binary `COPY` tuple
+// a row, SQLite (rusqlite) one prepared row at a time.
+pub(crate) use self::row::{
+    copy_binary_row, insert_list, Encoded, Field, COPY_BINARY_HEADER, COPY_BINARY_TRAILER,
+    TOKEN_COLUMNS,
+};
 pub(crate) use self::store::{forward_token_store, SqlStore};
 
 use chrono::{DateTime, Utc};

@@ -120,6 +120,43 @@ pub(crate) fn insert_list() -> &'static str {
     &LIST
 }
 
+/// PostgreSQL's binary `COPY` format: the signature, no flags, no header extension.
+pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// PostgreSQL's binary `COPY` format: the end of the rows.
+pub(crate) const COPY_BINARY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
+
+/// Appends `row` to `out` as one tuple of PostgreSQL's binary `COPY` format, its columns in
+/// the order of [`TOKEN_COLUMNS`] (that of [`insert_list`]): each value as its column's
+/// type sends it (`text` its UTF-8 bytes, `bigint` 8 bytes big-endian, `boolean` one byte,
+/// `bytea` its bytes), NULL as the length -1.
+pub(crate) fn copy_binary_row(row: &Encoded, out: &mut Vec<u8>) {
+    fn value(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        match bytes {
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(bytes) => {
+                // A value is far under 2 GiB (a record's limits): the length fits.
+                out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                out.extend_from_slice(bytes);
+            }
+        }
+    }
+    out.extend_from_slice(&(TOKEN_COLUMNS.len() as i16).to_be_bytes());
+    for column in &TOKEN_COLUMNS {
+        match column.field {
+            Field::Text(get) => value(out, Some(get(row).as_bytes())),
+            Field::NullableText(get) => value(out, get(row).map(str::as_bytes)),
+            Field::Int(get) => value(out, Some(&get(row).to_be_bytes())),
+            Field::NullableInt(get) => {
+                value(out, get(row).map(i64::to_be_bytes).as_ref().map(|b| &b[..]))
+            }
+            Field::Bytes(get) => value(out, Some(get(row))),
+            Field::NullableBytes(get) => value(out, get(row)),
+            Field::Bool(get) => value(out, Some(&[u8::from(get(row))])),
+        }
+    }
+}
+
 /// A token laid out for a row (see the [module documentation](super)); [`TOKEN_COLUMNS`]
 /// says which column each field goes to.
 #[derive(Clone)]
