@@ -44,10 +44,11 @@ mod store;
 pub(crate) use self::dialect::{migrations, Dialect, InsertError, Migration, Notice};
 // The bulk imports bind through the columns' own getters: PostgreSQL one binary `COPY` tuple
 // a row, SQLite (rusqlite) one prepared row at a time.
-pub(crate) use self::row::{
-    copy_binary_row, insert_list, Encoded, Field, COPY_BINARY_HEADER, COPY_BINARY_TRAILER,
-    TOKEN_COLUMNS,
-};
+#[cfg(feature = "postgres")]
+pub(crate) use self::row::{copy_binary_row, COPY_BINARY_HEADER, COPY_BINARY_TRAILER};
+pub(crate) use self::row::{insert_list, Encoded};
+#[cfg(feature = "sqlite")]
+pub(crate) use self::row::{Field, TOKEN_COLUMNS};
 pub(crate) use self::store::{forward_token_store, SqlStore};
 
 use chrono::{DateTime, Utc};

@@ -120,12 +120,15 @@ pub(crate) fn insert_list() -> &'static str {
     &LIST
 }
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL's binary `COPY` format: the signature, no flags, no header extension.
 pub(crate) const COPY_BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
+#[cfg(feature = "postgres")]
 /// PostgreSQL's binary `COPY` format: the end of the rows.
 pub(crate) const COPY_BINARY_TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
+#[cfg(feature = "postgres")]
 /// Appends `row` to `out` as one tuple of PostgreSQL's binary `COPY` format, its columns in
 /// the order of [`TOKEN_COLUMNS`] (that of [`insert_list`]): each value as its column's
 /// type sends it (`text` its UTF-8 bytes, `bigint` 8 bytes big-endian, `boolean` one byte,

@@ -97,9 +97,8 @@ impl<D: Dialect> SqlStore<D> {
         }
     }
 
-    /// The dialect's state for [`Dialect::insert_rows`] (SQLite's bulk writer reads it here;
-    /// PostgreSQL's import reaches it through the store itself).
-    #[cfg(feature = "sqlite")]
+    /// The dialect's state for [`Dialect::insert_rows`]: SQLite's bulk writer, PostgreSQL's
+    /// record of the import notices its own store sent.
     pub(crate) fn bulk(&self) -> &Arc<D::Bulk> {
         &self.bulk
     }
