@@ -151,8 +151,14 @@ impl Authority {
     /// to resync.
     pub(super) async fn reload(&self) -> Result<(), crate::store::StoreError> {
         let started = std::time::Instant::now();
-        let index = self.inner.store.load_index().await?;
-        self.inner.tokens.load(index);
+        loop {
+            let imports = self.inner.tokens.imports_applied();
+            let index = self.inner.store.load_index().await?;
+            self.inner.tokens.load(index);
+            if self.inner.tokens.imports_applied() == imports {
+                break;
+            }
+        }
         let _ = self.inner.revocations.send(RevocationEvent::Resync);
         self.count_tokens();
         *self

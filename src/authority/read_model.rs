@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
@@ -76,6 +76,8 @@ struct Model {
     /// only if none was applied while it was being fetched, so a fetch that raced a delete
     /// never puts the deleted token back.
     generation: Mutex<u64>,
+    /// Imports applied so far (see [`TokenReadModel::imports_applied`]).
+    imports: AtomicU64,
     /// The tokens that can manage the authority, by uid, with their expiry.
     managing: Mutex<HashMap<String, Option<DateTime<Utc>>>>,
     /// Uses counted by records the cache let go, until the next flush takes them.
@@ -115,6 +117,7 @@ impl TokenReadModel {
                 capacity: capacity.max(1),
                 loaded: AtomicBool::new(false),
                 generation: Mutex::new(0),
+                imports: AtomicU64::new(0),
                 managing: Mutex::default(),
                 evicted_uses: Mutex::default(),
             }),
@@ -260,6 +263,9 @@ impl TokenReadModel {
     /// model is the store, which has them), and those that can manage the authority are
     /// counted.
     pub(crate) fn imported(&self, index: TokenIndex) {
+        // Counted before it is applied: a reload that read the store before this import
+        // committed, and loads after it was applied, sees the count moved and reads again.
+        self.inner.imports.fetch_add(1, Ordering::SeqCst);
         let _changed = self.changed();
         lock(&self.inner.managing).extend(
             index
@@ -270,6 +276,15 @@ impl TokenReadModel {
         if !self.inner.complete {
             self.known_mut().extend(index.hashes);
         }
+    }
+
+    /// How many imports this replica has applied ([`imported`](Self::imported)). A reload
+    /// reads it before it reads the store and again after [`load`](Self::load): when it moved,
+    /// an import of this replica may have committed after the store was read and been
+    /// applied before the load replaced it (its own import notice, which would have brought
+    /// a reload after it, is skipped), so the reload reads the store again.
+    pub(crate) fn imports_applied(&self) -> u64 {
+        self.inner.imports.load(Ordering::SeqCst)
     }
 
     /// A token was created (or imported): its secrets are known from now on.

@@ -8,8 +8,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::postgres::{PgArguments, PgQueryResult};
@@ -140,7 +138,7 @@ impl PostgresStore {
         SqlStore::<PostgresDialect>::migrate(&pool, &describe).await?;
         Ok(Self {
             // One pool: PostgreSQL takes any number of writers, and reads beside them.
-            sql: SqlStore::new(pool.clone(), pool, describe, OwnImports::default()),
+            sql: SqlStore::new(pool.clone(), pool, describe, ImportOrigin::new()),
         })
     }
 
@@ -198,22 +196,24 @@ impl Dialect for PostgresDialect {
         notify.build().execute(conn).await.map(drop)
     }
 
-    type Bulk = OwnImports;
+    type Bulk = ImportOrigin;
 
     async fn insert_rows<'a>(
         store: &'a SqlStore<Self>,
         conn: &'a mut PgConnection,
         rows: Vec<Encoded>,
     ) -> (Vec<Encoded>, Result<(), InsertError>) {
-        let own = store.bulk();
         let inserted = async {
             let mut tx = conn.begin().await?;
             copy_rows(&mut tx, &rows).await?;
             // One notice for the lot: the replicas reload (a hundred thousand notices would
-            // be slower for everyone).
-            Self::notify(&mut tx, Notice::Imported(rows.len())).await?;
-            let sent_by = own.sent_by(&mut tx).await?;
-            tx.commit().await.inspect_err(|_| own.not_sent(sent_by))
+            // be slower for everyone). It names this store, whose own feed skips it.
+            let notice = Notice::Imported {
+                count: rows.len(),
+                store: store.bulk().id,
+            };
+            Self::notify(&mut tx, notice).await?;
+            tx.commit().await
         };
         let inserted = inserted.await.map_err(|error| {
             if sql::unique_violation(&error).is_some() {
@@ -232,8 +232,7 @@ impl Dialect for PostgresDialect {
     async fn watch(store: &SqlStore<Self>) -> Result<ChangeFeed, StoreError> {
         let listener = listen(store.writer()).await.map_err(|e| store.error(e))?;
         let (tx, rx) = mpsc::channel(FEED_BUFFER);
-        let listening = OwnImports::listening(store.bulk());
-        tokio::spawn(feed(store.clone(), listener, tx, listening));
+        tokio::spawn(feed(store.clone(), listener, tx));
         Ok(Box::pin(futures_util::stream::unfold(
             rx,
             |mut rx| async move { rx.recv().await.map(|change| (change, rx)) },
@@ -281,7 +280,7 @@ async fn relay(
             // This store's own import: its caller has what it added (a reload of every
             // token after each batch of an import kept two read models and most of the
             // CPU of the import busy).
-            Some(Notice::Imported(_)) if store.bulk().heard(notification.process_id()) => None,
+            Some(Notice::Imported { store: from, .. }) if from == store.bulk().id => None,
             Some(Notice::Created(uid)) => match store.get_entry(uid).await {
                 Ok(Some(entry)) => Some(Change::Created(entry)),
                 // Deleted again meanwhile: its deletion follows.
@@ -331,7 +330,6 @@ async fn feed(
     store: SqlStore<PostgresDialect>,
     mut listener: PgListener,
     out: mpsc::Sender<Change>,
-    _listening: Listening,
 ) {
     loop {
         let lost = tokio::select! {
@@ -341,8 +339,6 @@ async fn feed(
         let Some(reason) = lost else { return };
         tracing::warn!(store = %store.describe(), %reason, "change feed lost; reconnecting");
         drop(listener);
-        // Their notices may be lost with the connection; the resync below covers them.
-        store.bulk().forget();
         if out.send(Change::Lost(reason)).await.is_err() {
             return;
         }
@@ -367,78 +363,20 @@ async fn feed(
     }
 }
 
-/// The import notices ([`Notice::Imported`]) this store sent and its change feed has not
-/// heard back yet, by the server process (backend pid) of the connection that sent each: the
-/// feed skips them, since the store's caller has the rows it imported (the store's own changes
-/// "may or may not appear" on its feed). Kept only while a feed listens, and forgotten when
-/// the feed loses its connection (a lost notice would otherwise wait for a foreign one from a
-/// reused pid); a live backend's pid belongs to no other connection.
-#[derive(Default)]
-pub(crate) struct OwnImports {
-    pending: Mutex<Vec<u32>>,
-    feeds: AtomicUsize,
+/// Who sent an import notice ([`Notice::Imported`]): a random id of this store, so that its
+/// own change feed skips the notices of its own imports (their caller has the rows it
+/// imported; the store's own changes "may or may not appear" on its feed) and every other
+/// store, in this process or another replica, hears them. 64 random bits: two stores on one
+/// database drawing the same id is not a concern.
+pub(crate) struct ImportOrigin {
+    id: u64,
 }
 
-impl OwnImports {
-    /// Records that the transaction on `conn` sends an import notice, before it commits (the
-    /// notice cannot arrive sooner). Answers the pid recorded, if any.
-    async fn sent_by(&self, conn: &mut PgConnection) -> sqlx::Result<Option<u32>> {
-        if self.feeds.load(Ordering::SeqCst) == 0 {
-            return Ok(None);
-        }
-        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-            .fetch_one(conn)
-            .await?;
-        let pid = pid as u32;
-        self.lock().push(pid);
-        Ok(Some(pid))
-    }
-
-    /// The commit failed: no notice was sent.
-    fn not_sent(&self, pid: Option<u32>) {
-        if let Some(pid) = pid {
-            let mut pending = self.lock();
-            if let Some(at) = pending.iter().position(|&p| p == pid) {
-                pending.swap_remove(at);
-            }
-        }
-    }
-
-    /// Whether an import notice from `pid` is one of this store's own (then no longer
-    /// pending).
-    fn heard(&self, pid: u32) -> bool {
-        let mut pending = self.lock();
-        match pending.iter().position(|&p| p == pid) {
-            Some(at) => {
-                pending.swap_remove(at);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn forget(&self) {
-        self.lock().clear();
-    }
-
-    /// A feed listens until the guard drops.
-    fn listening(this: &Arc<Self>) -> Listening {
-        this.feeds.fetch_add(1, Ordering::SeqCst);
-        Listening(Arc::clone(this))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A feed of [`OwnImports`]' store that listens.
-struct Listening(Arc<OwnImports>);
-
-impl Drop for Listening {
-    fn drop(&mut self) {
-        if self.0.feeds.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.forget();
+impl ImportOrigin {
+    fn new() -> Self {
+        // Never 0: that is the id of notices that name no store.
+        Self {
+            id: rand::random::<u64>().max(1),
         }
     }
 }

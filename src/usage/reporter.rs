@@ -255,8 +255,8 @@ impl UsageReporter {
         self.shared.state.send().await
     }
 
-    /// How many tokens have counts waiting to be sent (counted since the last send, or kept
-    /// from a failed one).
+    /// How many tokens have counts waiting to be sent: those counted since the last send,
+    /// plus those of a report kept from a failed one (a token in both is counted twice).
     pub fn pending_tokens(&self) -> usize {
         let state = &self.shared.state;
         state.recorder.len() + state.pending_len.load(Ordering::Relaxed)

@@ -184,10 +184,11 @@ pub(crate) enum Notice<'a> {
     Updated(&'a str),
     /// A token was deleted.
     Deleted(&'a str),
-    /// Tokens were imported (too many to tell one by one). Only PostgreSQL's import sends
-    /// it (SQLite's writes it through rusqlite, with no one listening).
+    /// Tokens were imported (too many to tell one by one), by the store whose random id is
+    /// `store` (0 in the notices of versions that did not say). Only PostgreSQL's import
+    /// sends it (SQLite's writes it through rusqlite, with no one listening).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Imported(usize),
+    Imported { count: usize, store: u64 },
 }
 
 impl<'a> Notice<'a> {
@@ -199,7 +200,14 @@ impl<'a> Notice<'a> {
             ("created", uid) => Some(Notice::Created(uid)),
             ("updated", uid) => Some(Notice::Updated(uid)),
             ("deleted", uid) => Some(Notice::Deleted(uid)),
-            ("import", count) => count.parse().ok().map(Notice::Imported),
+            ("import", rest) => {
+                let (count, store) = match rest.split_once(':') {
+                    Some((count, store)) => (count, u64::from_str_radix(store, 16).ok()?),
+                    None => (rest, 0),
+                };
+                let count = count.parse().ok()?;
+                Some(Notice::Imported { count, store })
+            }
             _ => None,
         }
     }
@@ -211,7 +219,7 @@ impl fmt::Display for Notice<'_> {
             Notice::Created(uid) => write!(f, "created:{uid}"),
             Notice::Updated(uid) => write!(f, "updated:{uid}"),
             Notice::Deleted(uid) => write!(f, "deleted:{uid}"),
-            Notice::Imported(count) => write!(f, "import:{count}"),
+            Notice::Imported { count, store } => write!(f, "import:{count}:{store:016x}"),
         }
     }
 }
@@ -227,10 +235,19 @@ mod tests {
             Notice::Created("u:1"),
             Notice::Updated("u1"),
             Notice::Deleted("u1"),
-            Notice::Imported(3),
+            Notice::Imported {
+                count: 3,
+                store: 0x0123_4567_89ab_cdef,
+            },
         ] {
             assert_eq!(Notice::parse(&notice.to_string()), Some(notice));
         }
         assert_eq!(Notice::parse("renamed:u1"), None);
+        // An older replica's import notice names no store: never this one's own.
+        assert_eq!(
+            Notice::parse("import:7"),
+            Some(Notice::Imported { count: 7, store: 0 })
+        );
+        assert_eq!(Notice::parse("import:7:not-hex"), None);
     }
 }
