@@ -262,6 +262,22 @@ fi
 mkdir -p "$tmp/curl"
 echo "no-progress-meter" > "$tmp/curl/.curlrc"
 
+# `cargo` for the blocks: a block's `cargo install` in the dev profile (see the header), every
+# other command as it is. A script first on the PATH that `exec`s the real cargo, not a shell
+# function: `cargo run … &` then stays one process, whose pid (`$!`) the block's `kill` reaches
+# (a function would run in a background subshell, and the kill would stop only the subshell).
+real_cargo=$(command -v cargo) || { echo "readme-check: needs cargo" >&2; exit 1; }
+mkdir -p "$tmp/bin"
+{
+  echo '#!/usr/bin/env bash'
+  echo 'if [[ ${1:-} == install && -z ${README_CHECK_RELEASE_INSTALL:-} ]]; then'
+  echo '  shift'
+  echo "  exec '$real_cargo' install --debug \"\$@\""
+  echo 'fi'
+  echo "exec '$real_cargo' \"\$@\""
+} > "$tmp/bin/cargo"
+chmod +x "$tmp/bin/cargo"
+
 # 4. The driver: one shell running the blocks in order, each in a `{ }` group (so its
 #    variables stay for the next block) with its output in state/NNN.out.
 driver=$tmp/driver.sh
@@ -269,15 +285,6 @@ driver=$tmp/driver.sh
   cat <<'EOF'
 echo $$ > "$README_CHECK_STATE/pgid"
 cd "$README_CHECK_WORK"
-# `cargo install` in the dev profile (see the header of scripts/readme-check.sh).
-cargo() {
-  if [[ ${1:-} == install && -z ${README_CHECK_RELEASE_INSTALL:-} ]]; then
-    shift
-    command cargo install --debug "$@"
-  else
-    command cargo "$@"
-  fi
-}
 readme_check_begin() {
   echo "$1 $2 $3 $(date +%s)" > "$README_CHECK_STATE/current"
   echo "--- block $1 ($README_CHECK_NAME:$2)"
@@ -316,7 +323,7 @@ env -u PROTECTED_ENDPOINT_API_TOKEN -u INTROSPECT_TOKEN -u API_KEYS -u RUST_LOG 
   CARGO_NET_OFFLINE="${CARGO_NET_OFFLINE:-true}" \
   CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-0}" \
   CARGO_PROFILE_RELEASE_CODEGEN_UNITS="${CARGO_PROFILE_RELEASE_CODEGEN_UNITS:-256}" \
-  CURL_HOME="$tmp/curl" NO_COLOR=1 README_CHECK_NAME="$name" \
+  PATH="$tmp/bin:$PATH" CURL_HOME="$tmp/curl" NO_COLOR=1 README_CHECK_NAME="$name" \
   README_CHECK_STATE="$state" README_CHECK_WORK="$work" README_CHECK_BLOCKS="$blocks" \
   setsid --wait bash -euo pipefail "$driver" &
 driver_pid=$!
