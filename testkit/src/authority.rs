@@ -140,6 +140,14 @@ impl AuthorityServer {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
+    /// `GET /api/v1/api_tokens/<uid>` as the admin, which must succeed: the token's record.
+    pub async fn get(&self, uid: &str) -> Value {
+        let path = format!("/api/v1/api_tokens/{uid}");
+        let (status, body) = self.send(self.sdk(Method::GET, &path, &self.admin)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
     /// `GET /api/v1/api_tokens?<query>` as the admin, which must succeed: the page.
     pub async fn list(&self, query: &str) -> Value {
         let path = format!("/api/v1/api_tokens?{query}");

@@ -48,16 +48,6 @@ fn token_path(uid: &str, action: &str) -> String {
     format!("/api/v1/api_tokens/{uid}/{action}")
 }
 
-/// `GET /api/v1/api_tokens/<uid>` as the admin.
-async fn get(server: &AuthorityServer, uid: &str) -> Value {
-    let path = format!("/api/v1/api_tokens/{uid}");
-    let (status, body) = server
-        .send(server.sdk(Method::GET, &path, &server.admin))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
 /// The hello service over the authority's read model, and one over a `RemoteVerifier`
 /// with a ten-minute cache following the revocation stream.
 async fn both_services(server: &AuthorityServer) -> (Hello, Hello, RemoteVerifier) {
@@ -144,7 +134,7 @@ async fn disable_refuses_everywhere_then_enable_accepts_again() {
     let (_, challenge) = refusal(&remote, &secret).await;
     assert!(challenge.contains("invalid_token"), "{challenge}");
     assert_eq!(active(&server, &secret).await, json!({"active": false}));
-    assert_eq!(get(&server, &uid).await["enabled"], false);
+    assert_eq!(server.get(&uid).await["enabled"], false);
 
     let (status, enabled) = post(
         &server,
@@ -214,7 +204,7 @@ async fn reroll_with_grace_both_secrets_work_then_only_the_new() {
     let new = rerolled["token"].as_str().unwrap().to_owned();
     assert!(new.starts_with("pe_") && new != old);
     // Shown once: a get or a list never carries it.
-    assert!(get(&server, &uid).await.get("token").is_none());
+    assert!(server.get(&uid).await.get("token").is_none());
 
     for hello in [&local, &remote] {
         assert_eq!(hello.status(&new).await, StatusCode::OK);
@@ -284,7 +274,7 @@ async fn rerolling_the_admin_keeps_its_children() {
     let (child_uid, child) = server
         .created(json!({"name": "ci", "scopes": ["api"]}))
         .await;
-    assert_eq!(get(&server, &child_uid).await["parent_uid"], admin_uid);
+    assert_eq!(server.get(&child_uid).await["parent_uid"], admin_uid);
     let (status, rerolled) = post(
         &server,
         &server.admin,
@@ -402,7 +392,7 @@ async fn a_rate_limit_is_stored_listed_and_introspected() {
     assert_eq!(created["rate_limit"], limit);
     let uid = created["uid"].as_str().unwrap();
     let secret = created["token"].as_str().unwrap();
-    assert_eq!(get(&server, uid).await["rate_limit"], limit);
+    assert_eq!(server.get(uid).await["rate_limit"], limit);
     let listed = server.list("search=metered").await;
     assert_eq!(listed["items"][0]["rate_limit"], limit);
     assert_eq!(active(&server, secret).await["rate_limit"], limit);
@@ -472,10 +462,10 @@ async fn usage_counts_what_the_authority_saw_and_survives_in_the_store() {
     }
     let expected = json!({"valid": 3, "expired": 0, "disabled": 2});
     eventually("the counts reach the store", async || {
-        get(&server, &uid).await["usage"] == expected
+        server.get(&uid).await["usage"] == expected
     })
     .await;
-    assert!(get(&server, &uid).await["last_used_at"].is_string());
+    assert!(server.get(&uid).await["last_used_at"].is_string());
 
     // An expired token's refusals are counted as such.
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
@@ -495,7 +485,7 @@ async fn usage_counts_what_the_authority_saw_and_survives_in_the_store() {
     let short_uid = short["uid"].as_str().unwrap();
     let expected = json!({"valid": valid, "expired": expired, "disabled": 0});
     eventually("the expired count reaches the store", async || {
-        get(&server, short_uid).await["usage"] == expected
+        server.get(short_uid).await["usage"] == expected
     })
     .await;
 }
@@ -563,7 +553,7 @@ async fn bad_lifecycle_calls_change_nothing() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{action}: {answer}");
     }
     assert_eq!(active(&server, &secret).await["active"], true);
-    assert_eq!(get(&server, &uid).await["enabled"], true);
+    assert_eq!(server.get(&uid).await["enabled"], true);
 }
 
 #[tokio::test]
@@ -582,7 +572,7 @@ async fn token_objects_carry_the_lifecycle_members() {
     );
     // The bootstrap admin has no parent.
     let admin = active_as(&server, &server.admin, &server.admin).await;
-    let admin_object = get(&server, admin["sub"].as_str().unwrap()).await;
+    let admin_object = server.get(admin["sub"].as_str().unwrap()).await;
     assert_eq!(admin_object["parent_uid"], Value::Null);
 }
 
@@ -804,7 +794,7 @@ async fn a_weaker_token_cannot_delete_a_stronger_one_and_its_lineage() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     // Nothing was deleted; the admin may delete it.
-    assert_eq!(get(&server, &admin_uid).await["uid"], admin_uid);
+    assert_eq!(server.get(&admin_uid).await["uid"], admin_uid);
     let (status, body) = server
         .send(server.sdk(Method::DELETE, &path, &server.admin))
         .await;
@@ -887,7 +877,7 @@ async fn a_replaced_secret_may_read_and_call_but_never_change_a_token_or_mint_on
         assert_eq!(local.status(secret).await, StatusCode::OK);
         assert_eq!(remote.status(secret).await, StatusCode::OK);
     }
-    assert!(get(&server, &child_uid).await["enabled"] == true);
+    assert!(server.get(&child_uid).await["enabled"] == true);
     let (status, _) = post(&server, &new, &token_path(&child_uid, "disable"), json!({})).await;
     assert_eq!(
         status,
@@ -921,7 +911,7 @@ async fn every_call_by_uid_answers_from_the_store_when_the_read_model_has_not_he
     };
 
     let (uid, _) = elsewhere("read").await;
-    assert_eq!(get(&server, &uid).await["name"], "read");
+    assert_eq!(server.get(&uid).await["name"], "read");
 
     // Each change answers from the store, and teaches the read model the token as it is now.
     let (uid, secret) = elsewhere("disabled").await;

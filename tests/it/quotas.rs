@@ -45,16 +45,6 @@ async fn put_quota(
         .await
 }
 
-/// `GET /api/v1/api_tokens/<uid>` as the admin.
-async fn get(server: &AuthorityServer, uid: &str) -> Value {
-    let path = format!("/api/v1/api_tokens/{uid}");
-    let (status, body) = server
-        .send(server.sdk(Method::GET, &path, &server.admin))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
 /// The next midnight UTC, as the API writes times.
 fn next_midnight() -> chrono::DateTime<chrono::Utc> {
     let today = chrono::Utc::now().date_naive();
@@ -104,10 +94,10 @@ async fn a_quota_set_at_create_is_listed_fetched_and_introspected_with_what_is_l
         );
     }
     eventually("the uses reach the listing", async || {
-        get(&server, uid).await["quota_usage"]["used"] == 3
+        server.get(uid).await["quota_usage"]["used"] == 3
     })
     .await;
-    let fetched = get(&server, uid).await;
+    let fetched = server.get(uid).await;
     assert_eq!(fetched["quota_usage"]["remaining"], 2);
     let listed = server.list("search=metered").await;
     assert_eq!(listed["items"][0]["quota"], quota);
@@ -137,7 +127,7 @@ async fn a_quota_set_at_create_is_listed_fetched_and_introspected_with_what_is_l
     let (plain_uid, plain) = server
         .created(json!({"name": "plain", "scopes": ["api"]}))
         .await;
-    let fetched = get(&server, &plain_uid).await;
+    let fetched = server.get(&plain_uid).await;
     assert!(fetched.get("quota").is_none() && fetched.get("quota_usage").is_none());
     let (_, answer) = server.introspect(&server.admin, &[("token", &plain)]).await;
     assert!(answer.get("quota").is_none());
@@ -176,7 +166,7 @@ async fn a_quota_is_changed_and_removed_and_a_remote_verifier_hears_of_it() {
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["quota"], json!({"limit": 2, "period": "month"}));
     assert_eq!(changed["quota_usage"]["remaining"], 2);
-    assert_eq!(get(&server, &uid).await["quota"]["period"], "month");
+    assert_eq!(server.get(&uid).await["quota"]["period"], "month");
     // The cached info without a quota is forgotten: the service refuses once the month's two
     // calls are spent.
     eventually("the new quota reaches the service", async || {
@@ -231,7 +221,7 @@ async fn a_bad_quota_is_refused_with_a_clear_message_and_changes_nothing() {
         );
     }
     assert_eq!(
-        get(&server, &uid).await["quota"],
+        server.get(&uid).await["quota"],
         json!({"limit": 7, "period": "day"})
     );
     let (status, _) = put_quota(&server, &server.admin, "no-such-uid", r#"{"quota": null}"#).await;
@@ -260,7 +250,7 @@ async fn a_bad_quota_is_refused_with_a_clear_message_and_changes_nothing() {
         "{body}"
     );
     assert_eq!(
-        get(&server, &uid).await["quota"],
+        server.get(&uid).await["quota"],
         json!({"limit": 7, "period": "day"})
     );
 }

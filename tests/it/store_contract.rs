@@ -1216,17 +1216,7 @@ async fn sqlite_a_version_1_database_upgrades_in_place() {
     assert_eq!(token.usage, TokenUsage::default());
     assert_eq!(token.last_used_at.unwrap().timestamp(), 1_700_000_100);
     // The upgraded row takes every new operation.
-    store.set_enabled("olduid01", false).await.unwrap().unwrap();
-    let quota = "5/month".parse().unwrap();
-    store
-        .set_quota("olduid01", Some(quota))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        store.get("olduid01").await.unwrap().unwrap().quota,
-        Some(quota)
-    );
+    an_upgraded_row_takes_new_operations(&store, "5/month").await;
     let child = child_of(&store.load_all().await.unwrap()[0], "child");
     store.insert(child).await.unwrap();
     assert_eq!(store.delete_lineage("olduid01").await.unwrap().len(), 2);
@@ -1305,9 +1295,15 @@ async fn postgres_a_version_1_database_upgrades_in_place() {
     assert!(token.enabled);
     assert_eq!(token.usage, TokenUsage::default());
     assert_eq!((token.quota, token.quota_count), (None, None));
+    an_upgraded_row_takes_new_operations(&store, "5/day").await;
+}
+
+/// The row `olduid01`, written by an older version and upgraded, can be disabled and given
+/// `quota`, as a row written now can.
+async fn an_upgraded_row_takes_new_operations(store: &impl TokenStore, quota: &str) {
     store.set_enabled("olduid01", false).await.unwrap().unwrap();
     assert!(!store.get("olduid01").await.unwrap().unwrap().enabled);
-    let quota = "5/day".parse().unwrap();
+    let quota = quota.parse().unwrap();
     store
         .set_quota("olduid01", Some(quota))
         .await
